@@ -1,0 +1,59 @@
+"""What a compile is asked to do: the one object every pass receives."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Optional
+
+import numpy as np
+
+from .hardware import REFERENCE, Registers
+
+RESETS = ("subtract", "zero")
+V_INITS = ("half", "zero")
+
+
+@dataclass
+class CompileConfig:
+    """Options of one compile. ``norm`` is ``max``, ``percentile:P`` or ``scale:F`` (F times the
+    max activation); ``layer_scales`` overrides the activation scale of named neuron layers."""
+    bits: int = 8
+    norm: str = "percentile:99.9"
+    layer_scales: Dict[str, float] = field(default_factory=dict)
+    calibration: Optional[np.ndarray] = None
+    timesteps: int = 32
+    reset: str = "subtract"
+    v_init: str = "half"
+    input_bits: int = 8
+    target: str = "reference"
+    registers: Registers = REFERENCE
+    profile: Optional[dict] = None  # hardware profile (configs/*.yaml) for targets that map cores
+
+    def __post_init__(self):
+        if not 2 <= self.bits <= 16:
+            raise ValueError(f"--bits must be in 2..16, got {self.bits}")
+        if self.reset not in RESETS:
+            raise ValueError(f"--reset must be one of {RESETS}, got {self.reset!r}")
+        if self.v_init not in V_INITS:
+            raise ValueError(f"--v-init must be one of {V_INITS}, got {self.v_init!r}")
+        if self.timesteps < 1:
+            raise ValueError(f"--timesteps must be >= 1, got {self.timesteps}")
+        if not 1 <= self.input_bits <= 16:
+            raise ValueError(f"--input-bits must be in 1..16, got {self.input_bits}")
+        parse_norm(self.norm)
+
+
+def parse_norm(norm: str):
+    """'max' -> ('max', None); 'percentile:99.9' -> ('percentile', 99.9); 'scale:0.5' -> ('scale', 0.5)."""
+    name, _, arg = norm.partition(":")
+    if name == "max" and not arg:
+        return name, None
+    if name in ("percentile", "scale") and arg:
+        try:
+            value = float(arg)
+        except ValueError:
+            value = None
+        if name == "percentile" and value is not None and 0 < value <= 100:
+            return name, value
+        if name == "scale" and value is not None and value > 0:
+            return name, value
+    raise ValueError(f"--norm must be max, percentile:P (0 < P <= 100) or scale:F (F > 0), got {norm!r}")

@@ -1,0 +1,157 @@
+"""Building, walking and verifying IR graphs (networkx DiGraph; works on networkx 2.8 and 3.x)."""
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+
+from . import ops as O
+
+
+class IRError(ValueError):
+    """The graph breaks an IR invariant; the message names the node."""
+
+
+def new_graph() -> nx.DiGraph:
+    g = nx.DiGraph()
+    g.graph["snnc"] = {}
+    return g
+
+
+def add_op(g: nx.DiGraph, name: str, op, inputs=()) -> str:
+    """Add node ``name`` computing ``op`` on ``inputs`` (node names, in port order)."""
+    if name in g:
+        raise IRError(f"duplicate node name {name!r}")
+    g.add_node(name, op=op)
+    for port, src in enumerate(inputs):
+        g.add_edge(src, name, port=port)
+    return name
+
+
+def unique_name(g: nx.DiGraph, base: str) -> str:
+    name, i = base, 1
+    while name in g:
+        name, i = f"{base}_{i}", i + 1
+    return name
+
+
+def op_of(g: nx.DiGraph, name: str):
+    return g.nodes[name]["op"]
+
+
+def inputs_of(g: nx.DiGraph, name: str) -> list:
+    """Predecessors of ``name`` in port order."""
+    return [s for s, _ in sorted(((s, g.edges[s, name]["port"]) for s in g.predecessors(name)), key=lambda p: p[1])]
+
+
+def topo_order(g: nx.DiGraph) -> list:
+    # Sorted tie-break keeps the order (and so any output) independent of insertion history.
+    return list(nx.lexicographical_topological_sort(g))
+
+
+def input_node(g: nx.DiGraph) -> str:
+    return next(n for n in g if isinstance(op_of(g, n), O.Input))
+
+
+def output_node(g: nx.DiGraph) -> str:
+    return next(n for n in g if isinstance(op_of(g, n), O.Output))
+
+
+def splice_out(g: nx.DiGraph, name: str) -> None:
+    """Remove a single-input node, wiring its input to each of its consumers."""
+    (src,) = inputs_of(g, name)
+    for dst in list(g.successors(name)):
+        port = g.edges[name, dst]["port"]
+        g.add_edge(src, dst, port=port)
+    g.remove_node(name)
+
+
+def insert_after(g: nx.DiGraph, name: str, new_name: str, op) -> str:
+    """Insert ``op`` between ``name`` and all its consumers."""
+    consumers = [(d, g.edges[name, d]["port"]) for d in g.successors(name)]
+    for d, _ in consumers:
+        g.remove_edge(name, d)
+    add_op(g, new_name, op, [name])
+    for d, port in consumers:
+        g.add_edge(new_name, d, port=port)
+    return new_name
+
+
+def sources_through(g: nx.DiGraph, name: str, kinds) -> list:
+    """Nodes reached walking backwards from ``name`` through ops of ``kinds``."""
+    found = []
+    for src in inputs_of(g, name):
+        if isinstance(op_of(g, src), kinds):
+            found.extend(sources_through(g, src, kinds))
+        else:
+            found.append(src)
+    return found
+
+
+def _arity_ok(op, n: int) -> bool:
+    if isinstance(op, O.Input):
+        return n == 0
+    if isinstance(op, O.Add):
+        return n >= 2
+    return n == 1
+
+
+def verify(g: nx.DiGraph) -> None:
+    """Check every invariant of the IR and fill in each node's ``shape``; raise IRError naming the node.
+
+    Stages are read from ``g.graph['snnc']``: after ``normalized`` every neuron has a scale; after
+    ``quantized`` the graph is in SNN form with integer fields everywhere the integer SNN reads.
+    """
+    if not nx.is_directed_acyclic_graph(g):
+        raise IRError("the graph has a cycle")
+    ins = [n for n in g if isinstance(g.nodes[n].get("op"), O.Input)]
+    outs = [n for n in g if isinstance(g.nodes[n].get("op"), O.Output)]
+    if len(ins) != 1 or len(outs) != 1:
+        raise IRError(f"need exactly one Input and one Output node, found {len(ins)} and {len(outs)}")
+    for n in topo_order(g):
+        op = g.nodes[n].get("op")
+        if not isinstance(op, O.OP_KINDS):
+            raise IRError(f"node {n!r}: {op!r} is not an IR op")
+        preds = inputs_of(g, n)
+        if sorted(g.edges[p, n]["port"] for p in preds) != list(range(len(preds))):
+            raise IRError(f"node {n!r}: input ports are not 0..{len(preds) - 1}")
+        if not _arity_ok(op, len(preds)):
+            raise IRError(f"node {n!r}: {O.kind(op)} cannot take {len(preds)} inputs")
+        if g.out_degree(n) == 0 and not isinstance(op, O.Output):
+            raise IRError(f"node {n!r}: {O.kind(op)} output is not used")
+        try:
+            g.nodes[n]["shape"] = O.infer_shape(op, [g.nodes[p]["shape"] for p in preds])
+        except ValueError as e:
+            raise IRError(f"node {n!r}: {e}") from None
+        _verify_fields(g, n, op)
+
+
+def _verify_fields(g, n, op) -> None:
+    state = g.graph.get("snnc", {})
+    for name, arr in O.arrays_of(op).items():
+        if not np.all(np.isfinite(arr)):
+            raise IRError(f"node {n!r}: {name} has non-finite values")
+    if isinstance(op, O.Dense) and op.bias is not None and op.bias.shape != (op.weight.shape[0],):
+        raise IRError(f"node {n!r}: bias shape {op.bias.shape} does not match weight {op.weight.shape}")
+    if isinstance(op, O.Conv2d) and op.bias is not None and op.bias.shape != (op.weight.shape[0],):
+        raise IRError(f"node {n!r}: bias shape {op.bias.shape} does not match weight {op.weight.shape}")
+    if state.get("normalized"):
+        if isinstance(op, (O.AvgPool2d, O.BatchNorm, O.Affine)):
+            raise IRError(f"node {n!r}: {O.kind(op)} should have been lowered before normalization")
+        if isinstance(op, O.NEURONS) and not (op.scale and op.scale > 0):
+            raise IRError(f"node {n!r}: neuron has no positive scale")
+        if isinstance(op, O.Input) and not (op.scale and op.scale > 0):
+            raise IRError(f"node {n!r}: input has no positive scale")
+    if state.get("quantized"):
+        if isinstance(op, O.WEIGHTED):
+            w = op.weight_int
+            if w is None or w.shape != op.weight.shape or w.dtype.kind != "i":
+                raise IRError(f"node {n!r}: missing or malformed integer weights")
+        if isinstance(op, O.NEURONS):
+            if not isinstance(op.threshold, (int, np.integer)) or op.threshold < 1:
+                raise IRError(f"node {n!r}: integer threshold must be >= 1, got {op.threshold!r}")
+            if op.bias is None or op.bias.dtype.kind != "i" or not isinstance(op.v_init, (int, np.integer)):
+                raise IRError(f"node {n!r}: missing integer bias or v_init")
+            try:
+                np.broadcast_to(op.bias, g.nodes[n]["shape"])
+            except ValueError:
+                raise IRError(f"node {n!r}: bias {op.bias.shape} does not broadcast to {g.nodes[n]['shape']}") from None

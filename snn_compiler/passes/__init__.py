@@ -1,0 +1,43 @@
+"""The compile pipeline: a list of plain functions ``pass(graph, config) -> changed``.
+
+The IR is verified after every pass; any failure is reported as a PassError naming the pass.
+"""
+from __future__ import annotations
+
+from ..ir import IRError, verify
+from .fold_batchnorm import fold_batchnorm
+from .lower_avgpool import lower_avgpool
+from .materialize_skips import materialize_skips
+from .check_snn_form import check_snn_form
+from .normalize import normalize
+from .quantize import quantize
+
+
+class PassError(RuntimeError):
+    def __init__(self, pass_name: str, message: str):
+        super().__init__(f"pass {pass_name}: {message}")
+        self.pass_name = pass_name
+
+
+PIPELINE = [fold_batchnorm, lower_avgpool, materialize_skips, check_snn_form, normalize, quantize]
+
+
+def run_pass(fn, graph, config) -> bool:
+    try:
+        changed = bool(fn(graph, config))
+        verify(graph)
+    except (IRError, ValueError, ArithmeticError) as e:
+        raise PassError(fn.__name__, str(e)) from e
+    return changed
+
+
+def run_pipeline(graph, config, passes=None, log=None) -> None:
+    verify(graph)
+    for fn in passes or PIPELINE:
+        changed = run_pass(fn, graph, config)
+        if log:
+            log(f"{fn.__name__}: {'changed' if changed else 'no change'}")
+
+
+__all__ = ["PIPELINE", "PassError", "run_pass", "run_pipeline", "fold_batchnorm", "lower_avgpool",
+           "materialize_skips", "check_snn_form", "normalize", "quantize"]

@@ -1,0 +1,64 @@
+"""Batched numpy kernels for the IR's weighted ops, exact on integers.
+
+Integer operands are multiplied in floating point through BLAS: every product and partial sum of
+integers stays an integer, and is exact while its magnitude is below 2**24 (float32) or 2**53
+(float64). :func:`exact_dtype` picks the narrowest float type whose range the caller has proved
+sufficient, so integer results are bit-exact whatever order BLAS sums in.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+F32_EXACT = 1 << 24
+F64_EXACT = 1 << 53
+
+
+def exact_dtype(bound: float):
+    """The float dtype that holds every integer of magnitude <= bound exactly."""
+    if bound < F32_EXACT:
+        return np.float32
+    if bound < F64_EXACT:
+        return np.float64
+    raise OverflowError(f"integer sums up to {bound:.3g} exceed float64's exact range")
+
+
+def dense(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """x (B, in) @ w(out, in).T"""
+    return x @ w.T
+
+
+def _im2col(x, kernel, stride, padding, dilation):
+    """(B, C, H, W) -> (B, C, kH, kW, Ho, Wo) view of the receptive fields (a copy only for padding)."""
+    (ph, pw), (sh, sw), (dh, dw) = padding, stride, dilation
+    if ph or pw:
+        x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    kh, kw = kernel
+    win = sliding_window_view(x, ((kh - 1) * dh + 1, (kw - 1) * dw + 1), axis=(2, 3))
+    win = win[:, :, ::sh, ::sw, ::dh, ::dw]  # (B, C, Ho, Wo, kH, kW)
+    return win
+
+
+def conv2d(x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1):
+    """torch.nn.functional.conv2d without bias: x (B, C, H, W), w (O, C/groups, kH, kW)."""
+    b, c = x.shape[:2]
+    o, cg, kh, kw = w.shape
+    win = _im2col(x, (kh, kw), stride, padding, dilation)
+    ho, wo = win.shape[2:4]
+    if groups == 1:
+        cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(b * ho * wo, c * kh * kw)
+        out = cols @ w.reshape(o, -1).T
+        return out.reshape(b, ho, wo, o).transpose(0, 3, 1, 2)
+    og = o // groups
+    if cg == 1 and og == 1:  # depthwise: one filter per channel
+        return np.einsum("bchwij,cij->bchw", win, w[:, 0], optimize=True)
+    wins = win.reshape(b, groups, cg, ho, wo, kh, kw).transpose(1, 0, 3, 4, 2, 5, 6)
+    cols = wins.reshape(groups, b * ho * wo, cg * kh * kw)
+    out = cols @ w.reshape(groups, og, cg * kh * kw).transpose(0, 2, 1)  # (g, B*Ho*Wo, og)
+    return out.reshape(groups, b, ho, wo, og).transpose(1, 0, 4, 2, 3).reshape(b, o, ho, wo)
+
+
+def avg_pool2d(x, kernel, stride, padding=(0, 0)):
+    """torch's avg_pool2d with count_include_pad=True."""
+    win = _im2col(x, kernel, stride, padding, (1, 1))
+    return win.mean(axis=(4, 5))
