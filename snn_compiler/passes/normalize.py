@@ -1,0 +1,113 @@
+"""Weight and threshold normalisation from calibration data (Diehl et al. 2015; Rueckauer et al. 2017).
+
+Each neuron layer N gets an activation scale lambda_N from its ANN activations on the
+calibration set: the maximum (``max``), a percentile of all activation values
+(``percentile:P``, default 99.9, robust to outliers), or F times the maximum (``scale:F``);
+``config.layer_scales`` sets lambda directly for named layers. The Input gets lambda_0 = max |x|.
+Then for every weighted op k from source S into layer N:
+
+    W'_k = W_k * lambda_S / lambda_N        b'_k = b_k / lambda_N
+
+so the float SNN with threshold 1 fires at rate ~ relu(a_N) / lambda_N. Because the scale
+belongs to the *target* layer, all branches entering a residual Add are rescaled into the
+same units. A layer that only averages one source (a lowered average pool: depthwise, equal
+positive weights, no bias) keeps lambda = lambda_S * sum(kernel), so it never saturates.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..config import parse_norm
+from ..ir import input_node, op_of, topo_order
+from ..ir import ops as O
+from ..sim.emulator import iter_ann
+from ._layers import incoming, neuron_layers, source_of
+
+MAX_SAMPLES = 20_000_000  # activation values kept per layer for percentiles (subsampled beyond)
+
+
+def _pooling_gain(graph, layer):
+    """sum(kernel) if ``layer`` only averages one source's spikes, else None."""
+    ops = incoming(graph, layer)
+    if len(ops) != 1:
+        return None
+    op = op_of(graph, ops[0])
+    if not isinstance(op, O.Conv2d) or op.bias is not None or op.weight.shape[1] != 1:
+        return None
+    if op.groups != op.weight.shape[0] or not np.all(op.weight == op.weight.flat[0]) or op.weight.flat[0] <= 0:
+        return None
+    return float(op.weight[0].sum())
+
+
+def _statistic(values: np.ndarray, norm) -> float:
+    name, arg = norm
+    if name == "max":
+        return float(values.max(initial=0.0))
+    if name == "scale":
+        return arg * float(values.max(initial=0.0))
+    return float(np.percentile(values, arg))
+
+
+def _activation_scales(graph, layers, config, out):
+    """lambda per layer from the calibration set."""
+    if config.calibration is None:
+        raise ValueError("normalization needs calibration data (--calibration DATA.npz), or a scale for "
+                         f"every layer; missing: {', '.join(layers)}")
+    norm = parse_norm(config.norm)
+    chunks = {n: [] for n in layers}
+    for acts in iter_ann(graph, config.calibration, keep=layers):
+        for n in layers:
+            a = acts[n] if n != out else np.maximum(acts[n], 0.0)  # the output scale sizes its positive range
+            chunks[n].append(a.astype(np.float32).ravel())
+    rng = np.random.default_rng(0)
+    scales, means = {}, {}
+    for n, parts in chunks.items():
+        values = np.concatenate(parts)
+        if values.size > MAX_SAMPLES:
+            values = rng.choice(values, MAX_SAMPLES, replace=False)
+        lam = _statistic(values, norm)
+        if not lam > 0:  # a dead layer (or an all-negative output): any positive scale is exact
+            lam = float(np.abs(values).max(initial=0.0)) or 1.0
+        scales[n], means[n] = lam, float(np.minimum(values / lam, 1.0).mean())
+    return scales, means
+
+
+def normalize(graph, config) -> bool:
+    state = graph.graph.setdefault("snnc", {})
+    if state.get("normalized"):
+        return False
+    order = topo_order(graph)
+    inp = input_node(graph)
+    layers = neuron_layers(graph, order)
+    out = next(n for n in layers if isinstance(op_of(graph, n), O.Output))
+    pools = {n: g for n in layers if (g := _pooling_gain(graph, n)) is not None}
+    unknown = [n for n in config.layer_scales if n not in layers]
+    if unknown:
+        raise ValueError(f"--layer-scale names no neuron layer: {', '.join(unknown)} (layers: {', '.join(layers)})")
+    need = [n for n in layers if n not in config.layer_scales and n not in pools]
+    scales, rates = _activation_scales(graph, need, config, out) if need else ({}, {})
+    scales.update({n: float(v) for n, v in config.layer_scales.items()})
+
+    in_op = op_of(graph, inp)
+    if in_op.scale is None:
+        if config.calibration is None:
+            raise ValueError("normalization needs calibration data (--calibration DATA.npz) to scale the input")
+        in_op.scale = float(np.abs(config.calibration).max()) or 1.0
+        in_op.signed = bool((np.asarray(config.calibration) < 0).any())
+        in_op.bits = config.input_bits
+    lam = {inp: in_op.scale}
+    for n in layers:
+        lam[n] = scales[n] if n in scales else None
+    for n in layers:  # topological: a pool's source scale is known before the pool
+        if lam[n] is None:
+            lam[n] = lam[source_of(graph, incoming(graph, n)[0])] * pools[n]
+        op_of(graph, n).scale = lam[n]
+        for k in incoming(graph, n):
+            op = op_of(graph, k)
+            op.weight = op.weight * (lam[source_of(graph, k)] / lam[n])
+            if op.bias is not None:
+                op.bias = op.bias / lam[n]
+    state["normalized"] = True
+    state["norm"] = config.norm
+    state["expected_rates"] = rates
+    return True

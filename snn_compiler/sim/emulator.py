@@ -1,0 +1,238 @@
+"""The one emulator: an IR graph run as the ANN, as a float SNN or as the bit-exact integer SNN.
+
+The integer mode is the definition of the hardware semantics (docs/DESIGN.md): logical timestep
+t flows through the whole graph in topological order; neurons follow the IF equations of
+:class:`snn_compiler.ir.ops.IF`. Integer weighted ops run through BLAS in the narrowest float
+type proved exact for their worst-case sums (see :mod:`.kernels`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Optional
+
+import numpy as np
+
+from ..ir import inputs_of, op_of, topo_order
+from ..ir import ops as O
+from . import kernels
+from .encode import input_steps
+
+MODES = ("int", "float")
+READOUTS = ("membrane", "count")
+
+
+@dataclass
+class SimResult:
+    scores: np.ndarray                        # (N, outputs): membrane value or spike count
+    predictions: np.ndarray                   # (N,)
+    rates: Dict[str, float]                   # neuron layer -> mean spikes per neuron per step
+    counts: Optional[Dict[str, np.ndarray]] = None   # layer -> (N, *shape) spike counts (record=True)
+
+
+# ---- ANN reading -------------------------------------------------------------------------------
+
+def _channel(v, x):
+    return v.reshape((-1,) + (1,) * (x.ndim - 2))
+
+
+def _bias(op, y):
+    return y if op.bias is None else y + _channel(op.bias, y)
+
+
+ANN_EVAL = {
+    O.Dense: lambda op, xs: _bias(op, kernels.dense(xs[0], op.weight)),
+    O.Conv2d: lambda op, xs: _bias(op, kernels.conv2d(xs[0], op.weight, op.stride, op.padding, op.dilation, op.groups)),
+    O.AvgPool2d: lambda op, xs: kernels.avg_pool2d(xs[0], op.kernel_size, op.stride, op.padding),
+    O.BatchNorm: lambda op, xs: (xs[0] - _channel(op.mean, xs[0])) * _channel(op.weight / np.sqrt(op.var + op.eps), xs[0])
+    + _channel(op.bias, xs[0]),
+    O.Affine: lambda op, xs: xs[0] * _channel(op.scale, xs[0]) + _channel(op.shift, xs[0]),
+    O.Flatten: lambda op, xs: xs[0].reshape(len(xs[0]), -1),
+    O.Add: lambda op, xs: sum(xs[1:], xs[0]),
+    O.IF: lambda op, xs: np.maximum(xs[0], 0.0),
+    O.Output: lambda op, xs: xs[0],
+}
+
+
+def iter_ann(graph, x, keep=(), batch_size=256):
+    """Yield, per batch, ``{node: activation}`` for the nodes in ``keep`` plus the Output node.
+
+    Activations are in the graph's current (possibly normalised) units; the input is divided by
+    Input.scale once normalisation has set it.
+    """
+    order = topo_order(graph)
+    keep = set(keep)
+    for start in range(0, len(x), batch_size):
+        vals = {}
+        for n in order:
+            op = op_of(graph, n)
+            if isinstance(op, O.Input):
+                xb = np.asarray(x[start:start + batch_size], np.float64)
+                vals[n] = xb / op.scale if op.scale else xb
+            else:
+                vals[n] = ANN_EVAL[type(op)](op, [vals[p] for p in inputs_of(graph, n)])
+        yield {n: vals[n] for n in vals if n in keep or isinstance(op_of(graph, n), O.Output)}
+
+
+def run_ann(graph, x, batch_size=256) -> np.ndarray:
+    """The graph read as the ANN; output in the original network's units (times Output.scale)."""
+    out = next(n for n in graph if isinstance(op_of(graph, n), O.Output))
+    scale = op_of(graph, out).scale or 1.0
+    parts = [acts[out] for acts in iter_ann(graph, x, batch_size=batch_size)]
+    return np.concatenate(parts) * scale if parts else np.zeros((0,) + graph.nodes[out]["shape"])
+
+
+# ---- SNN readings ------------------------------------------------------------------------------
+
+class _Plan:
+    """Per-node facts computed once per simulation: weights in their exact dtype, static nodes."""
+
+    def __init__(self, graph, mode, encoding):
+        self.graph, self.mode = graph, mode
+        self.order = topo_order(graph)
+        self.inputs = {n: inputs_of(graph, n) for n in self.order}
+        self.ops = {n: op_of(graph, n) for n in self.order}
+        self.weights = {}
+        for n, op in self.ops.items():
+            if isinstance(op, O.WEIGHTED):
+                self.weights[n] = self._weights(n, op)
+        self.static = {}
+        for n, op in self.ops.items():
+            if isinstance(op, O.Input):
+                self.static[n] = encoding == "constant"
+            else:
+                self.static[n] = not isinstance(op, O.NEURONS) and all(self.static[p] for p in self.inputs[n])
+        self.vmax = (1 << (graph.graph.get("snnc", {}).get("membrane_bits", 24) - 1)) - 1
+        self.reset = graph.graph.get("snnc", {}).get("reset", "subtract")
+        self.v_half = graph.graph.get("snnc", {}).get("v_init", "half") == "half"
+
+    def _weights(self, n, op):
+        if self.mode == "float":
+            return op.weight
+        src = self.inputs[n][0]
+        while isinstance(self.ops[src], O.Flatten):
+            src = self.inputs[src][0]
+        in_max = self.ops[src].levels if isinstance(self.ops[src], O.Input) else 1
+        w = op.weight_int.astype(np.int64)
+        bound = np.abs(w).reshape(w.shape[0], -1).sum(axis=1).max(initial=0) * in_max
+        return w.astype(kernels.exact_dtype(bound))
+
+
+def _weighted(plan, n, op, x):
+    w = plan.weights[n]
+    x = x.astype(w.dtype, copy=False)
+    if isinstance(op, O.Dense):
+        y = kernels.dense(x, w)
+    else:
+        y = kernels.conv2d(x, w, op.stride, op.padding, op.dilation, op.groups)
+    if plan.mode == "int":
+        return y.astype(np.int64)
+    return _bias(op, y)
+
+
+class _Neurons:
+    """State of one neuron layer for one batch."""
+
+    def __init__(self, plan, n, op, batch, spiking):
+        shape = (batch,) + plan.graph.nodes[n]["shape"]
+        self.spiking, self.plan = spiking, plan
+        if plan.mode == "int":
+            self.theta, self.bias = op.threshold, op.bias.astype(np.int64)
+            self.v = np.full(shape, op.v_init if spiking else 0, np.int64)
+        else:
+            self.theta, self.bias = 1.0, 0.0
+            self.v = np.full(shape, 0.5 if spiking and plan.v_half else 0.0)
+        self.count = np.zeros(shape, np.int64)
+
+    def step(self, current):
+        v = self.v + current + self.bias
+        if self.plan.mode == "int":
+            np.clip(v, -self.plan.vmax, self.plan.vmax, out=v)
+        self.v = v
+        if not self.spiking:
+            return None
+        s = v >= self.theta
+        if self.plan.reset == "subtract":
+            v -= s * self.theta
+        else:
+            v[s] = 0
+        self.count += s
+        return s
+
+
+def _run_batch(plan, x, ids, timesteps, encoding, seed, readout):
+    out = next(n for n, op in plan.ops.items() if isinstance(op, O.Output))
+    neurons = {n: _Neurons(plan, n, op, len(x), spiking=not (n == out and readout == "membrane"))
+               for n, op in plan.ops.items() if isinstance(op, O.NEURONS)}
+    inp = next(n for n, op in plan.ops.items() if isinstance(op, O.Input))
+    steps = input_steps(plan.ops[inp], x, timesteps, encoding, seed, ids, plan.mode)
+    cache = {}
+    for _ in range(timesteps):
+        vals = {inp: next(steps)}
+        for n in plan.order:
+            if n in cache:
+                vals[n] = cache[n]
+                continue
+            op, xs = plan.ops[n], [vals[p] for p in plan.inputs[n]]
+            if isinstance(op, O.WEIGHTED):
+                vals[n] = _weighted(plan, n, op, xs[0])
+            elif isinstance(op, O.Flatten):
+                vals[n] = xs[0].reshape(len(xs[0]), -1)
+            elif isinstance(op, O.Add):
+                vals[n] = sum(xs[1:], xs[0])
+            elif isinstance(op, O.NEURONS):
+                vals[n] = neurons[n].step(xs[0])
+            if plan.static[n]:
+                cache[n] = vals[n]
+    return neurons, out
+
+
+def simulate(graph, x, *, mode="int", timesteps=32, encoding="constant", seed=0, readout="membrane",
+             batch_size=256, progress=False, record=False) -> SimResult:
+    """Run the graph as a rate-coded SNN (``mode`` int or float) for ``timesteps`` per sample."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if readout not in READOUTS:
+        raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
+    if mode == "int" and not graph.graph.get("snnc", {}).get("quantized"):
+        raise ValueError("the integer SNN needs a quantized graph (run the compile pipeline)")
+    plan = _Plan(graph, mode, encoding)
+    x = np.asarray(x)
+    scores, preds, counts, totals = [], [], {}, {}
+    bar = _progress(len(x), progress)
+    for start in range(0, len(x), batch_size):
+        xb = x[start:start + batch_size]
+        neurons, out = _run_batch(plan, xb, range(start, start + len(xb)), timesteps, encoding, seed, readout)
+        o = neurons[out]
+        if readout == "membrane":
+            scores.append(o.v.astype(np.float64))
+            preds.append(np.argmax(o.v, axis=1))
+        else:
+            scores.append(o.count.astype(np.float64))
+            preds.append(np.lexsort((o.v, o.count))[:, -1])  # most spikes; ties: highest membrane
+        for n, st in neurons.items():
+            if st.spiking:
+                totals[n] = totals.get(n, 0) + int(st.count.sum())
+                if record:
+                    counts.setdefault(n, []).append(st.count)
+        bar.update(len(xb))
+    bar.close()
+    rates = {n: totals[n] / (len(x) * timesteps * int(np.prod(graph.nodes[n]["shape"]))) for n in totals} if len(x) else {}
+    return SimResult(
+        scores=np.concatenate(scores) if scores else np.zeros((0,) + graph.nodes[out]["shape"]),
+        predictions=np.concatenate(preds).astype(np.int64) if preds else np.zeros(0, np.int64),
+        rates=rates,
+        counts={n: np.concatenate(c) for n, c in counts.items()} if record else None,
+    )
+
+
+def _progress(total, enabled):
+    try:
+        from tqdm import tqdm
+    except ImportError:  # the core works without tqdm
+        enabled = False
+    if not enabled:
+        class _Null:
+            def update(self, n): pass
+            def close(self): pass
+        return _Null()
+    return tqdm(total=total, unit="sample", desc="simulate", leave=False)
