@@ -1,0 +1,71 @@
+"""What `snnc inspect` shows: a per-layer table of a compiled graph (and its JSON twin)."""
+from __future__ import annotations
+
+import numpy as np
+
+from .ir import op_of, topo_order
+from .ir import ops as O
+
+
+def _layer_row(graph, n):
+    op, meta = op_of(graph, n), graph.graph.get("snnc", {})
+    row = {"name": n, "op": O.kind(op), "shape": list(graph.nodes[n]["shape"])}
+    if isinstance(op, O.WEIGHTED):
+        row["weight_bits"] = meta.get("bits")
+        if op.weight_int is not None:
+            row["weight_range"] = [int(op.weight_int.min()), int(op.weight_int.max())]
+        row["synapses"] = int(op.weight.size * (np.prod(graph.nodes[n]["shape"][1:]) if isinstance(op, O.Conv2d) else 1))
+        if isinstance(op, O.Conv2d):
+            row["detail"] = f"k{op.weight.shape[2]}x{op.weight.shape[3]} s{op.stride[0]} p{op.padding[0]}" + (
+                f" g{op.groups}" if op.groups > 1 else "")
+    if isinstance(op, O.NEURONS):
+        row.update(scale=op.scale, threshold=None if op.threshold is None else int(op.threshold),
+                   v_init=None if op.v_init is None else int(op.v_init),
+                   expected_rate=meta.get("expected_rates", {}).get(n))
+        r = meta.get("ranges", {}).get(n)
+        if r:
+            row.update(current_range=r["current"], membrane_range=r["membrane"])
+    if isinstance(op, O.Input):
+        row.update(scale=op.scale, input_bits=op.bits, signed=op.signed)
+    return row
+
+
+def summary(graph) -> dict:
+    meta = graph.graph.get("snnc", {})
+    info = {"target": meta.get("target"), "bits": meta.get("bits"), "reset": meta.get("reset"),
+            "v_init": meta.get("v_init"), "norm": meta.get("norm"), "timesteps": meta.get("timesteps"),
+            "membrane_bits": meta.get("membrane_bits"),
+            "layers": [_layer_row(graph, n) for n in topo_order(graph)]}
+    if "core_map" in meta:
+        from .mapping import report  # the core map's own report (cores, layers, lower bound)
+        info.update(report(graph))
+    return info
+
+
+def _fmt(v):
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, list):
+        return "x".join(map(str, v)) if all(isinstance(i, int) and i >= 0 for i in v) else f"[{v[0]}, {v[1]}]"
+    return str(v)
+
+
+COLUMNS = [("name", "layer"), ("op", "op"), ("shape", "shape"), ("weight_bits", "w bits"), ("weight_range", "w range"),
+           ("scale", "scale"), ("threshold", "threshold"), ("expected_rate", "exp. rate"), ("current_range", "current range")]
+
+
+def layer_table(info: dict) -> str:
+    rows = [[_fmt(r.get(k)) if k != "weight_range" or "weight_range" not in r else f"[{r[k][0]}, {r[k][1]}]"
+             for k, _ in COLUMNS] for r in info["layers"]]
+    head = [h for _, h in COLUMNS]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+    out = [f"target {info['target']}, {info['bits']}-bit weights, reset {info['reset']}, v_init {info['v_init']}, "
+           f"norm {info['norm']}, {info['membrane_bits']}-bit membrane, T={info['timesteps']}",
+           line(head), line(["-" * w for w in widths])] + [line(r) for r in rows]
+    if "cores" in info:
+        from .mapping import format_report
+        out += ["", format_report(info)]
+    return "\n".join(out)
