@@ -1,0 +1,78 @@
+import numpy as np
+import pytest
+
+from snn_compiler.config import CompileConfig
+from snn_compiler.hardware import Registers
+from snn_compiler.ir import add_op, new_graph, verify
+from snn_compiler.ir import ops as O
+from snn_compiler.passes import quantize
+from snn_compiler.passes.quantize import fit_bias
+
+
+def normalized_mlp(w1, b1, w2, levels_bits=8):
+    g = new_graph()
+    g.graph["snnc"] = {"normalized": True}
+    add_op(g, "in", O.Input((w1.shape[1],), scale=1.0, bits=levels_bits))
+    add_op(g, "fc1", O.Dense(w1, b1), ["in"])
+    add_op(g, "r1", O.IF(scale=1.0), ["fc1"])
+    add_op(g, "fc2", O.Dense(w2), ["r1"])
+    add_op(g, "out", O.Output(scale=1.0), ["fc2"])
+    verify(g)
+    return g
+
+
+def test_hand_worked_thresholds_and_weights():
+    # Layer r1: input unit 1/255, max|W'| u = 0.5/255 -> theta = round(127 / (0.5/255)) = 64770
+    # Layer out: spikes, max|W'| = 2.0 -> theta = round(127/2) = 64 (rounded from 63.5 to even)
+    g = normalized_mlp(np.array([[0.5, -0.25]]), np.array([0.1]), np.array([[2.0], [-1.0]]))
+    assert quantize(g, CompileConfig(bits=8)) is True
+    verify(g)
+    r1, out = g.nodes["r1"]["op"], g.nodes["out"]["op"]
+    assert r1.threshold == 64770 and r1.v_init == 32385 and r1.bias.tolist() == [6477]
+    assert g.nodes["fc1"]["op"].weight_int.tolist() == [[127, -64]]  # 0.5/255*64770 = 127, -63.5 -> -64
+    assert out.threshold == 64 and out.v_init == 0
+    assert g.nodes["fc2"]["op"].weight_int.tolist() == [[127], [-64]]
+
+
+@pytest.mark.parametrize("bits", [2, 4, 8, 12, 16])
+def test_weights_stay_within_bits(bits):
+    rng = np.random.default_rng(bits)
+    g = normalized_mlp(rng.normal(size=(8, 5)), rng.normal(size=8), rng.normal(size=(3, 8)))
+    quantize(g, CompileConfig(bits=bits, registers=Registers(threshold_bits=31)))
+    wmax = 2 ** (bits - 1) - 1
+    for n in ("fc1", "fc2"):
+        w = np.abs(g.nodes[n]["op"].weight_int).max()
+        # theta = round(wmax / m) may land just below wmax / m: the largest weight then loses one level
+        assert wmax - 1 <= w <= wmax
+
+
+def test_threshold_register_limits_precision_not_correctness():
+    g = normalized_mlp(np.array([[0.01, 0.02]]), None, np.array([[1.0]]))
+    quantize(g, CompileConfig(bits=8, registers=Registers(threshold_bits=10)))
+    assert g.nodes["r1"]["op"].threshold == 1023
+    assert g.nodes["fc1"]["op"].weight_int.tolist() == [[0, 0]]  # 0.01/255*1023 rounds to 0
+
+
+def test_worst_case_ranges_are_recorded():
+    g = normalized_mlp(np.array([[1.0, -1.0]]), None, np.array([[1.0], [-1.0]]))
+    quantize(g, CompileConfig(bits=4, timesteps=10))
+    r = g.graph["snnc"]["ranges"]
+    # r1: theta = 7*255 = 1785, W_int = [7, -7] on inputs 0..255 -> current in [-1785, 1785]
+    assert r["r1"]["current"] == [-1785, 1785]
+    assert r["r1"]["membrane"] == [892 - 10 * 1785, 1784 + 1785]
+    assert r["r1"]["current_fits"] and not r["r1"]["membrane_saturates"]
+
+
+def test_bias_register_rounds_to_mantissa_and_exponent():
+    regs = Registers(bias_mantissa_bits=4, bias_exponent_bits=2)  # mantissa in [-7, 7], shift 0..3
+    out = fit_bias(np.array([5, 7, 15, -20, 56]), regs, "l")
+    assert out.tolist() == [5, 7, 16, -20, 56]
+    with pytest.raises(ValueError, match="exceeds"):
+        fit_bias(np.array([57]), regs, "l")
+
+
+def test_needs_normalized_graph():
+    g = normalized_mlp(np.ones((1, 1)), None, np.ones((1, 1)))
+    g.graph["snnc"]["normalized"] = False
+    with pytest.raises(ValueError, match="normalis"):
+        quantize(g, CompileConfig())
