@@ -47,19 +47,19 @@ def _fmt(v):
         return "-"
     if isinstance(v, float):
         return f"{v:.4g}"
-    if isinstance(v, list):
-        return "x".join(map(str, v)) if all(isinstance(i, int) and i >= 0 for i in v) else f"[{v[0]}, {v[1]}]"
     return str(v)
 
 
-COLUMNS = [("name", "layer"), ("op", "op"), ("shape", "shape"), ("weight_bits", "w bits"), ("weight_range", "w range"),
-           ("scale", "scale"), ("threshold", "threshold"), ("expected_rate", "exp. rate"), ("current_range", "current range")]
+_shape = lambda v: "x".join(map(str, v))
+_range = lambda v: f"[{v[0]}, {v[1]}]"
+COLUMNS = [("name", "layer", _fmt), ("op", "op", _fmt), ("shape", "shape", _shape), ("weight_bits", "w bits", _fmt),
+           ("weight_range", "w range", _range), ("scale", "scale", _fmt), ("threshold", "threshold", _fmt),
+           ("expected_rate", "exp. rate", _fmt), ("current_range", "current range", _range)]
 
 
 def layer_table(info: dict) -> str:
-    rows = [[_fmt(r.get(k)) if k != "weight_range" or "weight_range" not in r else f"[{r[k][0]}, {r[k][1]}]"
-             for k, _ in COLUMNS] for r in info["layers"]]
-    head = [h for _, h in COLUMNS]
+    rows = [[fmt(r[k]) if r.get(k) is not None else "-" for k, _, fmt in COLUMNS] for r in info["layers"]]
+    head = [h for _, h, _ in COLUMNS]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
     line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
     out = [f"target {info['target']}, {info['bits']}-bit weights, reset {info['reset']}, v_init {info['v_init']}, "
