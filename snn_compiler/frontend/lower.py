@@ -1,0 +1,571 @@
+"""Lower a ``torch.export.ExportedProgram`` (aten-level FX graph) into the IR.
+
+This is the only place where torch ops become IR ops, whichever file format the model came
+from: :mod:`.sources` brings nn.Modules, TorchScript and ``.pt2`` files to an ExportedProgram
+first. ``HANDLERS`` maps each supported aten op to its one handler; an op without a handler is
+refused with its module path. Nodes whose inputs are all constants (parameters, buffers, lifted
+constants, and anything computed from them, e.g. a transposed weight) are evaluated by torch and
+stay constants; only ops that touch the network's activations are lowered.
+"""
+from __future__ import annotations
+
+import math
+import operator
+from dataclasses import dataclass
+from typing import Optional
+
+import networkx as nx
+import numpy as np
+import torch
+from torch.export.graph_signature import InputKind, OutputKind
+
+from .. import ir
+from ..ir import ops as O
+from .errors import FrontendError
+
+aten = torch.ops.aten
+
+
+@dataclass(frozen=True)
+class Act:
+    """An activation tensor of the network: the IR node that computes it (shape without batch)."""
+    name: str
+
+
+# ---- locating a node in the model ----------------------------------------------------------------
+
+def _type_name(t) -> str:
+    if isinstance(t, type):
+        return f"{t.__module__}.{t.__qualname__}"
+    return str(t)
+
+
+def module_stack(node) -> list:
+    """[(path, class name)] from the outermost module to the innermost one holding ``node``."""
+    stack = node.meta.get("nn_module_stack") or {}
+    return [(str(path), _type_name(t)) for path, t in stack.values()]
+
+
+def where(node) -> str:
+    """Human-readable location: ``features.3 (torch.nn.modules.activation.Sigmoid)``."""
+    stack = module_stack(node)
+    inner = [(p, t) for p, t in stack if p]
+    if inner:
+        path, t = inner[-1]
+        loc = f"{path} ({t})"
+    elif stack:
+        loc = f"the top level of {stack[0][1]}.forward"
+    else:
+        loc = "the model's forward"
+    src = _source_line(node)
+    return f"{loc}{', ' + src if src else ''}"
+
+
+def _source_line(node) -> str:
+    trace = node.meta.get("stack_trace") or ""
+    lines = [ln.strip() for ln in trace.splitlines() if ln.strip().startswith("File ")]
+    # torch's own module code says nothing the module path does not
+    return lines[-1] if lines and "/torch/" not in lines[-1] else ""
+
+
+def _base_name(node) -> str:
+    """A readable IR node name: the module path for a torch.nn leaf module, else path + op."""
+    inner = [(p, t) for p, t in module_stack(node) if p]
+    if not inner:
+        return node.name
+    path, t = inner[-1]
+    if t.startswith("torch.nn.modules.") and ".container." not in t:
+        return path
+    return f"{path}.{node.name}"
+
+
+def _op_name(target) -> str:
+    return str(target) if isinstance(target, torch._ops.OpOverload) else getattr(target, "__name__", str(target))
+
+
+# ---- the lowering context ------------------------------------------------------------------------
+
+class Lowering:
+    """State of one lowering: the IR graph being built and the FX node -> value map."""
+
+    def __init__(self, ep, input_shape: Optional[tuple]):
+        self.ep = ep
+        self.input_shape = input_shape
+        self.g = ir.new_graph()
+        self.env = {}
+        self.shapes = {}
+        self.node = None  # the FX node being lowered (for names and messages)
+
+    # -- messages
+    def fail(self, msg: str):
+        raise FrontendError(f"{_op_name(self.node.target)} at {where(self.node)}: {msg}")
+
+    # -- values
+    def value(self, a):
+        if isinstance(a, torch.fx.Node):
+            return self.env[a.name]
+        if isinstance(a, (list, tuple)):
+            return type(a)(self.value(v) for v in a)
+        if isinstance(a, dict):
+            return {k: self.value(v) for k, v in a.items()}
+        return a
+
+    def act(self, v, what="input") -> Act:
+        if not isinstance(v, Act):
+            self.fail(f"{what} must be an activation of the network, got a constant {_describe(v)}")
+        return v
+
+    def const(self, v, what, ndim=None) -> Optional[np.ndarray]:
+        """A constant tensor argument as a float64 numpy copy (None stays None)."""
+        if v is None:
+            return None
+        if isinstance(v, Act):
+            self.fail(f"{what} must be a constant (a parameter or buffer), but it is computed from the "
+                      f"network's input; weights that depend on the input are not supported")
+        if not isinstance(v, torch.Tensor):
+            self.fail(f"{what} must be a tensor, got {v!r}")
+        arr = v.detach().cpu().to(torch.float64).numpy().copy()
+        if ndim is not None and arr.ndim != ndim:
+            self.fail(f"{what} has shape {tuple(arr.shape)}, expected {ndim} dimensions")
+        return arr
+
+    def shape(self, a: Act) -> tuple:
+        return self.shapes[a.name]
+
+    # -- building
+    def emit(self, op, inputs, suffix: str = "") -> Act:
+        name = ir.unique_name(self.g, _base_name(self.node) + suffix)
+        in_names = [self.act(i).name for i in inputs]
+        try:
+            shape = O.infer_shape(op, [self.shapes[n] for n in in_names])
+        except ValueError as e:
+            self.fail(str(e))
+        ir.add_op(self.g, name, op, in_names)
+        self.shapes[name] = tuple(int(s) for s in shape)
+        return Act(name)
+
+    def out_shape(self) -> tuple:
+        """The FX node's output shape, batch axis included (from export's shape metadata)."""
+        val = self.node.meta.get("val")
+        if not isinstance(val, torch.Tensor):
+            self.fail("export recorded no output shape for this op")
+        return tuple(val.shape)
+
+
+def _describe(v) -> str:
+    if isinstance(v, torch.Tensor):
+        return f"tensor of shape {tuple(v.shape)}"
+    return repr(v)
+
+
+def _pair(v, what="value") -> tuple:
+    if isinstance(v, (list, tuple)):
+        if len(v) == 1:
+            return (int(v[0]), int(v[0]))
+        if len(v) != 2:
+            raise FrontendError(f"expected one or two values for {what}, got {v!r}")
+        return (int(v[0]), int(v[1]))
+    return (int(v), int(v))
+
+
+def _bind(target, args, kwargs) -> dict:
+    """Arguments by schema name, defaults filled in."""
+    out = {}
+    for i, arg in enumerate(target._schema.arguments):
+        if i < len(args) and not arg.kwarg_only:
+            out[arg.name] = args[i]
+        elif arg.name in kwargs:
+            out[arg.name] = kwargs[arg.name]
+        elif arg.has_default_value():
+            out[arg.name] = arg.default_value
+        else:
+            out[arg.name] = None
+    return out
+
+
+# ---- handlers: one per aten op -------------------------------------------------------------------
+# Each takes (ctx, a) with a = arguments by schema name (values already mapped: Act for
+# activations, torch.Tensor for constants) and returns the node's value.
+
+def _conv(ctx, a, padding, transposed=False):
+    x = ctx.act(a["input"])
+    if transposed:
+        ctx.fail("transposed convolution (ConvTranspose2d) is not supported")
+    w = ctx.const(a["weight"], "weight")
+    if w.ndim != 4 or len(ctx.shape(x)) != 3:
+        ctx.fail(f"only 2-D convolutions on (C, H, W) maps are supported (weight {w.shape}, "
+                 f"input {ctx.shape(x)})")
+    op = O.Conv2d(weight=w, bias=ctx.const(a["bias"], "bias", ndim=1), stride=_pair(a["stride"], "stride"),
+                  padding=padding, dilation=_pair(a["dilation"], "dilation"), groups=int(a["groups"]))
+    return ctx.emit(op, [x])
+
+
+def conv2d(ctx, a):
+    pad = a["padding"]
+    if isinstance(pad, str):
+        w = a["weight"]
+        if pad == "valid":
+            pad = (0, 0)
+        elif pad == "same":
+            dil = _pair(a["dilation"], "dilation")
+            total = [dil[i] * (int(w.shape[2 + i]) - 1) for i in range(2)] if isinstance(w, torch.Tensor) else [0, 0]
+            if any(t % 2 for t in total):
+                ctx.fail(f"padding='same' with kernel {tuple(w.shape[2:])} and dilation {dil} pads unevenly "
+                         f"(torch adds the extra row/column at the bottom/right); the IR has symmetric "
+                         f"padding only: use an odd kernel or explicit padding")
+            pad = (total[0] // 2, total[1] // 2)
+        else:
+            ctx.fail(f"unknown padding {pad!r}")
+    return _conv(ctx, a, _pair(pad, "padding"))
+
+
+def convolution(ctx, a):
+    return _conv(ctx, a, _pair(a["padding"], "padding"), transposed=bool(a["transposed"]))
+
+
+def linear(ctx, a):
+    x = ctx.act(a["input"])
+    if len(ctx.shape(x)) != 1:
+        ctx.fail(f"Linear on an input of shape {ctx.shape(x)} acts on its last axis only; the IR's "
+                 f"Dense takes vectors: flatten first (nn.Flatten / torch.flatten(x, 1))")
+    return ctx.emit(O.Dense(weight=ctx.const(a["weight"], "weight", ndim=2),
+                            bias=ctx.const(a["bias"], "bias", ndim=1)), [x])
+
+
+def addmm(ctx, a):
+    """``beta * bias + alpha * (x @ w_t)`` as decomposed from Linear."""
+    if a["beta"] != 1 or a["alpha"] != 1:
+        ctx.fail("addmm with beta or alpha other than 1 is not supported")
+    x = ctx.act(a["mat1"], "mat1")
+    if len(ctx.shape(x)) != 1:
+        ctx.fail(f"matrix product on an input of shape {ctx.shape(x)}; flatten first")
+    w_t = ctx.const(a["mat2"], "mat2", ndim=2)
+    bias = ctx.const(a["self"], "bias")
+    bias = np.broadcast_to(bias, (w_t.shape[1],)).copy()
+    return ctx.emit(O.Dense(weight=w_t.T.copy(), bias=bias), [x])
+
+
+def mm(ctx, a):
+    x = ctx.act(a["self"])
+    if len(ctx.shape(x)) != 1:
+        ctx.fail(f"matrix product on an input of shape {ctx.shape(x)}; flatten first")
+    return ctx.emit(O.Dense(weight=ctx.const(a["mat2"], "mat2", ndim=2).T.copy()), [x])
+
+
+def _bn(ctx, a, training):
+    x = ctx.act(a["input"])
+    if training:
+        ctx.fail("BatchNorm in training mode normalises with batch statistics: call model.eval() "
+                 "before exporting or saving")
+    if a["running_mean"] is None or a["running_var"] is None:
+        ctx.fail("BatchNorm without running statistics (track_running_stats=False) normalises with "
+                 "batch statistics, which a per-sample network cannot do")
+    mean = ctx.const(a["running_mean"], "running_mean", ndim=1)
+    n = mean.shape[0]
+    weight = ctx.const(a["weight"], "weight", ndim=1)
+    bias = ctx.const(a["bias"], "bias", ndim=1)
+    op = O.BatchNorm(mean=mean, var=ctx.const(a["running_var"], "running_var", ndim=1),
+                     weight=np.ones(n) if weight is None else weight,
+                     bias=np.zeros(n) if bias is None else bias, eps=float(a["eps"]))
+    return ctx.emit(op, [x])
+
+
+def batch_norm(ctx, a):
+    return _bn(ctx, a, bool(a["training"]))
+
+
+def native_batch_norm_no_training(ctx, a):
+    return (_bn(ctx, a, False), None, None)  # (output, save_mean, save_invstd)
+
+
+def relu(ctx, a):
+    return ctx.emit(O.IF(), [ctx.act(a["self"])])
+
+
+def avg_pool2d(ctx, a):
+    x = ctx.act(a["self"])
+    shape = ctx.shape(x)
+    if len(shape) != 3:
+        ctx.fail(f"needs a (C, H, W) input, got {shape}")
+    k = _pair(a["kernel_size"], "kernel_size")
+    s = _pair(a["stride"], "stride") if a["stride"] else k
+    p = _pair(a["padding"], "padding")
+    if a["divisor_override"] is not None:
+        ctx.fail("divisor_override is not supported")
+    if not a["count_include_pad"] and any(p):
+        ctx.fail("count_include_pad=False with padding divides border windows by fewer elements; "
+                 "only count_include_pad=True (the default) is supported")
+    if a["ceil_mode"]:
+        floor = O.conv_out_hw(shape[1:], k, s, p)
+        if _ceil_out_hw(shape[1:], k, s, p) != floor:
+            ctx.fail(f"ceil_mode=True adds partial windows on input {shape} (output "
+                     f"{_ceil_out_hw(shape[1:], k, s, p)} instead of {floor}); only ceil_mode=False "
+                     f"is supported")
+    return ctx.emit(O.AvgPool2d(kernel_size=k, stride=s, padding=p), [x])
+
+
+def _ceil_out_hw(hw, k, s, p):
+    out = []
+    for i in range(2):
+        o = math.ceil((hw[i] + 2 * p[i] - k[i]) / s[i]) + 1
+        if (o - 1) * s[i] >= hw[i] + p[i]:  # torch: the last window must start inside the input
+            o -= 1
+        out.append(o)
+    return tuple(out)
+
+
+def adaptive_avg_pool2d(ctx, a):
+    x = ctx.act(a["self"])
+    shape = ctx.shape(x)
+    if len(shape) != 3:
+        ctx.fail(f"needs a (C, H, W) input, got {shape}")
+    out = _pair(a["output_size"], "output_size")
+    h, w = shape[1:]
+    if h % out[0] or w % out[1]:
+        ctx.fail(f"output size {out} does not divide the input size {(h, w)}: the pooling windows "
+                 f"would overlap unevenly, which AvgPool2d cannot express")
+    k = (h // out[0], w // out[1])
+    return ctx.emit(O.AvgPool2d(kernel_size=k, stride=k), [x])
+
+
+def mean_dim(ctx, a):
+    """``x.mean((2, 3))`` (global average pool), keepdim or not."""
+    x = ctx.act(a["self"])
+    shape = ctx.shape(x)
+    rank = len(shape) + 1
+    dims = a["dim"] if isinstance(a["dim"], (list, tuple)) else [a["dim"]]
+    if len(shape) != 3 or sorted(int(d) % rank for d in dims) != [2, 3] or a["dtype"] is not None:
+        ctx.fail(f"only the mean over both spatial axes of a (C, H, W) map is supported "
+                 f"(dims {list(dims)} on {shape})")
+    y = ctx.emit(O.AvgPool2d(kernel_size=shape[1:], stride=shape[1:]), [x])
+    return y if a["keepdim"] else ctx.emit(O.Flatten(), [y], suffix=".flatten")
+
+
+def flatten(ctx, a):
+    x = ctx.act(a["self"])
+    rank = len(ctx.shape(x)) + 1
+    start, end = int(a["start_dim"]) % rank, int(a["end_dim"]) % rank
+    if start == 0:
+        ctx.fail("flattening from axis 0 merges the batch axis into the features: use "
+                 "torch.flatten(x, 1) / nn.Flatten()")
+    if start != 1 or end != rank - 1:
+        ctx.fail(f"only flattening every axis after the batch axis is supported (start_dim=1, "
+                 f"end_dim=-1), got start_dim={a['start_dim']}, end_dim={a['end_dim']}")
+    return x if rank == 2 else ctx.emit(O.Flatten(), [x])
+
+
+def reshape(ctx, a):
+    """view / reshape: only the flatten-like ``x.view(x.size(0), -1)`` (or no-op reshapes)."""
+    x = ctx.act(a["self"])
+    shape = ctx.shape(x)
+    out = ctx.out_shape()
+    try:
+        features = tuple(int(d) for d in out[1:])
+    except (TypeError, ValueError):
+        features = None
+    if features == shape:
+        return x
+    if features == (int(np.prod(shape)),):
+        return ctx.emit(O.Flatten(), [x])
+    ctx.fail(f"reshape of a {shape} sample to {features if features is not None else out[1:]} is not "
+             f"flatten-like; only x.view(x.size(0), -1) / x.reshape(x.size(0), -1) (or a no-op "
+             f"reshape) is supported, and the batch axis must stay first")
+
+
+def dropout(ctx, a):
+    x = ctx.act(a["input"])
+    if a["train"]:
+        ctx.fail("dropout in training mode: call model.eval() before exporting or saving")
+    return x
+
+
+def identity(ctx, a):
+    return ctx.act(a["self"])
+
+
+def add(ctx, a):
+    x, y = a["self"], a["other"]
+    if not isinstance(x, Act) or not isinstance(y, Act):
+        const = y if isinstance(x, Act) else x
+        ctx.fail(f"adding a constant ({_describe(const)}) to an activation is not supported; only "
+                 f"residual sums of two activations (a + b) are")
+    if a["alpha"] != 1:
+        ctx.fail(f"add with alpha={a['alpha']} is not supported")
+    if x == y:
+        ctx.fail("adding a tensor to itself (x + x) is not supported")
+    if ctx.shape(x) != ctx.shape(y):
+        ctx.fail(f"residual add of different shapes {ctx.shape(x)} and {ctx.shape(y)} (broadcasting) "
+                 f"is not supported")
+    return ctx.emit(O.Add(), [x, y])
+
+
+def shape_query(ctx, a):
+    """x.dim() / x.size(i) / x.numel(): a Python number, read from the recorded sizes."""
+    val = ctx.node.meta.get("val")
+    if val is None and ctx.node.target is aten.dim.default:
+        val = len(ctx.shape(ctx.act(a["self"]))) + 1
+    if val is None:
+        ctx.fail("export recorded no value for this size query")
+    return val
+
+
+HANDLERS = {
+    aten.conv2d.default: conv2d,
+    aten.conv2d.padding: conv2d,
+    aten.convolution.default: convolution,
+    aten._convolution.default: convolution,
+    aten.linear.default: linear,
+    aten.addmm.default: addmm,
+    aten.mm.default: mm,
+    aten.batch_norm.default: batch_norm,
+    aten._native_batch_norm_legit_no_training.default: native_batch_norm_no_training,
+    aten.relu.default: relu,
+    aten.relu_.default: relu,
+    aten.avg_pool2d.default: avg_pool2d,
+    aten.adaptive_avg_pool2d.default: adaptive_avg_pool2d,
+    aten._adaptive_avg_pool2d.default: adaptive_avg_pool2d,
+    aten.mean.dim: mean_dim,
+    aten.flatten.using_ints: flatten,
+    aten.view.default: reshape,
+    aten.reshape.default: reshape,
+    aten._unsafe_view.default: reshape,
+    aten.dropout.default: dropout,
+    aten.dropout_.default: dropout,
+    aten.feature_dropout.default: dropout,
+    aten.feature_dropout_.default: dropout,
+    aten.alpha_dropout.default: dropout,
+    aten.alpha_dropout_.default: dropout,
+    aten.feature_alpha_dropout.default: dropout,
+    aten.feature_alpha_dropout_.default: dropout,
+    aten.clone.default: identity,
+    aten.contiguous.default: identity,
+    aten.detach.default: identity,
+    aten.detach_.default: identity,
+    aten.alias.default: identity,
+    aten.add.Tensor: add,
+    aten.add_.Tensor: add,
+    aten._convolution_mode.default: conv2d,
+    aten.sym_size.int: shape_query,
+    aten.size.int: shape_query,
+    aten.dim.default: shape_query,
+    aten.sym_numel.default: shape_query,
+    aten.numel.default: shape_query,
+}
+
+
+def _getitem(ctx, node, seq, idx):
+    v = seq[idx]
+    if v is None:
+        ctx.fail(f"output {idx} of {node.args[0].name} is not supported")
+    return v
+
+
+# ---- the driver ----------------------------------------------------------------------------------
+
+def _contains_act(v) -> bool:
+    if isinstance(v, Act):
+        return True
+    if isinstance(v, (list, tuple)):
+        return any(_contains_act(x) for x in v)
+    if isinstance(v, dict):
+        return any(_contains_act(x) for x in v.values())
+    return False
+
+
+def _placeholders(ctx, ep):
+    """Constants for lifted parameters, buffers and constants; the one user input."""
+    state = ep.state_dict
+    consts = ep.constants
+    user = []
+    for spec in ep.graph_signature.input_specs:
+        name = spec.arg.name if hasattr(spec.arg, "name") else None
+        if spec.kind == InputKind.USER_INPUT:
+            user.append(name)
+        elif spec.kind in (InputKind.PARAMETER, InputKind.BUFFER, InputKind.CONSTANT_TENSOR):
+            src = consts if spec.target in consts else state
+            if spec.target not in src:
+                raise FrontendError(f"the program lacks the value of {spec.target!r}")
+            ctx.env[name] = src[spec.target]
+        else:
+            raise FrontendError(f"unsupported program input {name!r} of kind {spec.kind.name}")
+    return user
+
+
+def from_exported_program(ep, input_shape: Optional[tuple] = None) -> nx.DiGraph:
+    """Lower ``ep`` (a ``torch.export.ExportedProgram`` with one tensor input and one tensor output)."""
+    ctx = Lowering(ep, input_shape)
+    g = ctx.g
+    user = _placeholders(ctx, ep)
+    placeholders = {n.name: n for n in ep.graph.nodes if n.op == "placeholder"}
+    tensors = [u for u in user if isinstance(placeholders[u].meta.get("val"), torch.Tensor)]
+    if len(user) != 1 or len(tensors) != 1:
+        raise FrontendError(f"the model must take exactly one tensor input (besides its parameters), "
+                            f"it takes {len(user)}: {user}")
+    x_node = placeholders[tensors[0]]
+    val_shape = tuple(x_node.meta["val"].shape)
+    try:
+        recorded = tuple(int(d) for d in val_shape[1:])
+    except (TypeError, ValueError):
+        raise FrontendError(f"the program's input has symbolic sizes {val_shape} beyond the batch axis; "
+                            f"re-export it with static feature sizes") from None
+    if input_shape is not None and tuple(input_shape) != recorded:
+        raise FrontendError(f"input_shape {tuple(input_shape)} does not match the program's input "
+                            f"{recorded} (batch axis excluded)")
+    ir.add_op(g, "input", O.Input(shape=recorded))
+    ctx.shapes["input"] = recorded
+    ctx.env[x_node.name] = Act("input")
+    for n in ep.graph.nodes:
+        if n.op == "placeholder":
+            continue
+        if n.op == "output":
+            break
+        ctx.node = n
+        if n.op != "call_function":
+            raise FrontendError(f"unsupported FX node {n.op} {n.target} at {where(n)}")
+        args, kwargs = ctx.value(tuple(n.args)), ctx.value(dict(n.kwargs))
+        if n.target is operator.getitem:
+            ctx.env[n.name] = _getitem(ctx, n, *args)
+            continue
+        if not _contains_act((args, kwargs)):
+            with torch.no_grad():
+                try:
+                    ctx.env[n.name] = n.target(*args, **kwargs)  # constant folding (weights only)
+                except Exception as e:  # noqa: BLE001 - any failure here is the model's
+                    ctx.fail(f"evaluating this constant expression failed: {e}")
+            continue
+        handler = HANDLERS.get(n.target)
+        if handler is None:
+            ctx.fail(f"unsupported op (snnc lowers Linear, Conv2d, BatchNorm, ReLU, AvgPool2d, "
+                     f"AdaptiveAvgPool2d, flatten, dropout, identity and residual add)")
+        if not isinstance(n.target, torch._ops.OpOverload):
+            ctx.fail("not an aten op")
+        ctx.env[n.name] = handler(ctx, _bind(n.target, args, kwargs))
+    out_node = next(n for n in ep.graph.nodes if n.op == "output")
+    outs = [s for s in ep.graph_signature.output_specs if s.kind == OutputKind.USER_OUTPUT]
+    if len(outs) != 1:
+        raise FrontendError(f"the model must return exactly one tensor, it returns {len(outs)} outputs")
+    result = ctx.env.get(outs[0].arg.name) if hasattr(outs[0].arg, "name") else None
+    if not isinstance(result, Act):
+        raise FrontendError("the model's output does not depend on its input (it returns a constant)")
+    ctx.node = out_node
+    out_name = ir.unique_name(g, "output")
+    ir.add_op(g, out_name, O.Output(), [result.name])
+    _prune(g, out_name)
+    try:
+        ir.verify(g)
+    except ir.IRError as e:  # pragma: no cover - a frontend bug, not a model problem
+        raise FrontendError(f"internal error: the lowered graph is invalid: {e}") from e
+    expected = out_node.args[0][0].meta.get("val") if isinstance(out_node.args[0], (list, tuple)) else None
+    if isinstance(expected, torch.Tensor):
+        want = tuple(int(d) for d in expected.shape[1:])
+        if g.nodes[out_name]["shape"] != want:  # pragma: no cover - a frontend bug
+            raise FrontendError(f"internal error: output shape {g.nodes[out_name]['shape']} != {want}")
+    return g
+
+
+def _prune(g, out_name):
+    """Drop IR nodes the output does not depend on (dead code left by the export)."""
+    keep = nx.ancestors(g, out_name) | {out_name}
+    if "input" not in keep:
+        raise FrontendError("the model's output does not depend on its input")
+    g.remove_nodes_from([n for n in list(g) if n not in keep])
