@@ -1,0 +1,221 @@
+"""The Lava backend: compiled snnc networks as Lava process graphs, spike for spike with the reference.
+
+Called from the main environment, :func:`run` ships the graph and the data to a worker in the
+Lava environment (``.venv-lava``: Python 3.10, lava-nc 0.10.0), a subprocess in its own process
+group under a timeout; on timeout or error the whole group is killed and :class:`LavaError`
+raised: never a hang, never an orphan. :data:`TARGET` (``--target lava``) checks every register
+against Loihi 2's widths. The process graph itself comes from
+:func:`snn_compiler.backends.lava.build.build_network` (Lava environment only).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .plan import make_plan
+from .target import TARGET, check, prepare  # noqa: F401
+
+REPO = Path(__file__).resolve().parents[2]
+WORKER = "snn_compiler.backends.lava.worker"
+
+
+class LavaError(RuntimeError):
+    """The Lava run failed or timed out; its process group has been killed (``pgid``)."""
+
+    def __init__(self, message, pgid=None, log=""):
+        super().__init__(message)
+        self.pgid, self.log = pgid, log
+
+
+def lava_python() -> str:
+    """The Lava environment's interpreter: $SNNC_LAVA_PYTHON, else <repo>/.venv-lava/bin/python."""
+    env = os.environ.get("SNNC_LAVA_PYTHON")
+    path = Path(env) if env else REPO / ".venv-lava" / "bin" / "python"
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        where = f"SNNC_LAVA_PYTHON={env}" if env else str(path)
+        raise LavaError(f"Lava backend needs .venv-lava; run scripts/bootstrap.sh ({where} not found; "
+                        "SNNC_LAVA_PYTHON may point at a Python 3.10 with lava-nc 0.10.0 and snnc installed)")
+    return str(path)
+
+
+def available() -> bool:
+    try:
+        lava_python()
+        return True
+    except LavaError:
+        return False
+
+
+def group_members(pgid: int) -> list:
+    """Live (non-zombie) processes of process group ``pgid`` (Linux /proc; [] elsewhere)."""
+    found = []
+    for d in Path("/proc").glob("[0-9]*"):
+        try:
+            stat = (d / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != "Z":
+            found.append(int(d.name))
+    return found
+
+
+def kill_group(pgid: int, wait: float = 5.0) -> None:
+    """SIGKILL every process of group ``pgid`` and wait (up to ``wait`` s) until none is left."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        except PermissionError:  # the group id was reused by someone else's processes
+            return
+        if not group_members(pgid) or time.monotonic() > deadline:
+            return
+        time.sleep(0.05)
+
+
+def _tail(path, n=4000) -> str:
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return ""
+    return data[-n:].decode("utf-8", "replace")
+
+
+def default_timeout(n_samples: int, timesteps: int, depth: int, n_conns: int) -> float:
+    """Generous: start-up plus ~25 ms per hardware step and connection (Lava runs 100-1000 steps/s)."""
+    steps = n_samples * timesteps + depth
+    return 120.0 + 0.025 * steps * max(1, n_conns)
+
+
+def run_worker(job: str, timeout: float, progress: bool = False, total: int = 0, python: str = None) -> dict:
+    """Run the worker on ``job``; returns result.npz's arrays. Kills the whole group on any exit."""
+    python = python or lava_python()
+    log_path = os.path.join(job, "worker.log")
+    bar = _bar(total, progress)
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([python, "-m", WORKER, job], stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+    pgid = proc.pid  # a new session: the worker leads its own process group
+    rc, shown = None, 0
+    try:
+        deadline = time.monotonic() + timeout
+        while rc is None:
+            try:
+                rc = proc.wait(timeout=0.25)
+            except subprocess.TimeoutExpired:
+                if time.monotonic() > deadline:
+                    kill_group(pgid)
+                    proc.wait()
+                    log = _tail(log_path)
+                    raise LavaError(f"Lava run timed out after {timeout:.0f} s; its process group {pgid} was "
+                                    f"killed. Worker log (tail):\n{log}", pgid, log) from None
+            shown = _update(bar, job, shown)
+    finally:
+        if rc is None:  # interrupted (KeyboardInterrupt, ...): leave nothing behind
+            kill_group(pgid)
+            proc.wait()
+        else:
+            kill_group(pgid)  # Lava children the worker left
+        bar.close()
+    result = os.path.join(job, "result.npz")
+    if rc != 0 or not os.path.exists(result):
+        log = _tail(log_path)
+        raise LavaError(f"Lava worker failed (exit status {rc}); its process group {pgid} was killed. "
+                        f"Worker log (tail):\n{log}", pgid, log)
+    with np.load(result, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def _bar(total, enabled):
+    if enabled and total:
+        try:
+            from tqdm import tqdm
+            return tqdm(total=total, unit="sample", desc="lava", leave=False)
+        except ImportError:
+            pass
+
+    class _Null:
+        n = 0
+        def update(self, n): pass
+        def close(self): pass
+    return _Null()
+
+
+def _update(bar, job, shown):
+    try:
+        done = int(Path(job, "progress").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return shown
+    if done > shown:
+        bar.update(done - shown)
+    return max(done, shown)
+
+
+def run(graph, x, *, timesteps, encoding="constant", seed=0, readout="membrane", batch_size=256,
+        progress=False, record=False, timeout=None, fault=None):
+    """Run ``graph`` on Lava's bit-accurate fixed-point simulator; returns the reference's SimResult.
+
+    All samples stream through one Lava run (per-layer window resets); ``batch_size`` is accepted
+    for interface compatibility. ``timeout`` (s, default from the run's size) bounds the whole
+    worker; ``fault=(layer, hardware_step)`` makes a neuron process raise (tests only).
+    """
+    from snn_compiler import artifact
+    from snn_compiler.sim.emulator import READOUTS, SimResult
+    from snn_compiler.sim.encode import ENCODINGS
+
+    if readout not in READOUTS:
+        raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
+    if encoding not in ENCODINGS:
+        raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
+    plan = make_plan(graph, readout)
+    x = np.asarray(x)
+    out_shape = plan.layers[plan.output].shape
+    if len(x) == 0:
+        return SimResult(scores=np.zeros((0,) + out_shape), predictions=np.zeros(0, np.int64), rates={},
+                         counts={} if record else None)
+    python = lava_python()
+    if timeout is None:
+        timeout = default_timeout(len(x), timesteps, plan.depth, len(plan.conns))
+    params = dict(timesteps=int(timesteps), encoding=encoding, seed=int(seed), readout=readout, record=bool(record),
+                  progress=bool(progress), chunk_samples=max(1, len(x) // 100), fault=list(fault) if fault else None)
+    with tempfile.TemporaryDirectory(prefix="snnc-lava-") as job:
+        artifact.save(graph, os.path.join(job, "graph.snnc"))
+        np.save(os.path.join(job, "x.npy"), x, allow_pickle=False)
+        with open(os.path.join(job, "params.json"), "w") as f:
+            json.dump(params, f)
+        res = run_worker(job, timeout, progress, len(x), python)
+    return to_simresult(res, plan, len(x), timesteps, readout, record)
+
+
+def to_simresult(res, plan, n, timesteps, readout, record):
+    """The reference's SimResult from the worker's arrays (same scores, predictions, rates, counts)."""
+    from snn_compiler.sim.emulator import SimResult
+
+    counts_out, v = res["output_counts"], res["output_membrane"]
+    if readout == "membrane":
+        scores, preds = v.astype(np.float64), np.argmax(v, axis=1)
+    else:
+        scores, preds = counts_out.astype(np.float64), np.lexsort((v, counts_out))[:, -1]
+    layers = [str(s) for s in res["layers"]]
+    rates, counts = {}, {} if record else None
+    for i, layer in enumerate(layers):
+        if f"total/{i}" not in res:
+            continue
+        size = int(np.prod(plan.layers[layer].shape))
+        rates[layer] = int(res[f"total/{i}"]) / (n * timesteps * size)
+        if record:
+            counts[layer] = res[f"counts/{i}"].astype(np.int64)
+    return SimResult(scores=scores, predictions=preds.astype(np.int64), rates=rates, counts=counts)
+
+
+__all__ = ["run", "TARGET", "LavaError", "lava_python", "available", "kill_group", "group_members"]

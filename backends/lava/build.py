@@ -1,0 +1,162 @@
+"""Build the real Lava process graph of a compiled snnc network (needs lava-nc, Python 3.10).
+
+    from snn_compiler.backends.lava.build import build_network
+    net = build_network(graph, x, timesteps=32)          # or x=None to wire your own input
+    net.run()                                            # Loihi2SimCfg(select_tag="fixed_pt")
+    counts = net.output_counts()
+    net.stop()
+
+Stock Lava processes carry the synapses: ``Dense`` (sign_mode MIXED, num_weight_bits 9, so every
+weight in [-256, 255] is kept exactly; graded messages from the input) and ``Conv`` (kernel
+flipped, (W, H, C) layout; average pools arrive as depthwise Conv). Neurons are
+:class:`~.procs.process.SnncNeuron` (the snnc integer IF, reset by subtraction or to zero).
+Residual joins: every connection into a layer lands on its one ``a_in`` port; shorter branches
+go through :class:`~.procs.process.SnncDelay` so all of them deliver the same logical step.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from lava.magma.core.run_conditions import RunSteps
+from lava.magma.core.run_configs import Loihi2SimCfg
+from lava.proc.conv.process import Conv
+from lava.proc.dense.process import Dense
+from lava.utils.weightutils import SignMode
+
+from snn_compiler.sim.encode import input_steps
+
+from .plan import NetPlan, from_lava, make_plan, to_lava
+from .procs.process import SnncDelay, SnncNeuron, SnncSource
+
+
+@dataclass
+class LavaNetwork:
+    """A compiled network as Lava processes.
+
+    ``input_ports``: the InPorts the graded input drives, with the Input's Lava shape
+    ``plan.input_lshape`` (already driven by ``source`` when the network was built with data);
+    ``output_port``: the Output layer's spike port; ``processes``: every process by name.
+    """
+    plan: NetPlan
+    timesteps: int
+    n_samples: int
+    neurons: Dict[str, SnncNeuron]
+    synapses: Dict[str, object]
+    delays: Dict[str, SnncDelay]
+    source: Optional[SnncSource]
+    input_ports: List[object]
+    output: SnncNeuron
+    processes: Dict[str, object] = field(default_factory=dict)
+
+    @property
+    def output_port(self):
+        return self.output.s_out
+
+    @property
+    def hardware_steps(self) -> int:
+        """Steps for all samples: n_samples windows of T steps, plus the pipeline's depth."""
+        return self.n_samples * self.timesteps + self.plan.depth
+
+    def run(self, steps: Optional[int] = None, run_cfg=None):
+        """Run (by default every sample to the end) with ``run_cfg`` (default: Lava's CPU simulator)."""
+        run_cfg = run_cfg or Loihi2SimCfg(select_tag="fixed_pt")
+        self.output.run(condition=RunSteps(num_steps=steps or self.hardware_steps), run_cfg=run_cfg)
+
+    def stop(self):
+        self.output.stop()
+
+    def _torch_layout(self, layer, flat):
+        lp = self.plan.layers[layer]
+        return from_lava(np.rint(flat).astype(np.int64).reshape((len(flat),) + lp.lshape), len(lp.shape))
+
+    def output_counts(self) -> np.ndarray:
+        """(n_samples, *shape) spike counts of the Output layer (torch layout)."""
+        return self._torch_layout(self.plan.output, self.output.counts.get())
+
+    def output_membrane(self) -> np.ndarray:
+        """(n_samples, *shape) Output membrane at the last step of each sample's window."""
+        return self._torch_layout(self.plan.output, self.output.v_final.get())
+
+    def layer_counts(self, layer) -> np.ndarray:
+        """(n_samples, *shape) spike counts of a layer built with ``record=True``."""
+        return self._torch_layout(layer, self.neurons[layer].counts.get())
+
+    def total_spikes(self, layer) -> int:
+        return int(self.neurons[layer].total.get()[0])
+
+
+def build_network(graph, x=None, *, timesteps: int, encoding: str = "constant", seed: int = 0,
+                  readout: str = "membrane", record: bool = False, n_samples: Optional[int] = None,
+                  fault: Optional[tuple] = None) -> LavaNetwork:
+    """The Lava process graph of a quantized SNN-form ``graph``.
+
+    ``x`` (N, *input shape), float, is encoded exactly as the reference does
+    (:func:`snn_compiler.sim.encode.input_steps`) by an :class:`SnncSource`; with ``x=None`` no
+    source is made and ``n_samples`` windows are expected on ``input_ports``. ``fault`` =
+    (layer, step) makes that layer's process raise at that hardware step (for tests).
+    """
+    plan = make_plan(graph, readout)
+    T = int(timesteps)
+    if x is not None:
+        x = np.asarray(x)
+        n_samples = len(x)
+    if not n_samples:
+        raise ValueError("build_network needs input data or n_samples >= 1")
+    neurons, synapses, delays, processes = {}, {}, {}, {}
+    for name, lp in plan.layers.items():
+        neurons[name] = SnncNeuron(
+            shape=lp.lshape, theta=lp.theta, bias=lp.bias, v_init=lp.v_init, vmax=plan.vmax, reset=plan.reset,
+            spiking=lp.spiking, depth=lp.depth, window=T, n_samples=n_samples, record=record,
+            readout=name == plan.output, fault_step=fault[1] if fault and fault[0] == name else -1, name=name)
+    source = None
+    if x is not None:
+        inp, shape = plan.input_op, plan.input_shape
+
+        def steps(start, stop):
+            xs = np.stack(list(input_steps(inp, x[start:stop], T, encoding, seed, range(start, stop), "int")))
+            return to_lava(xs, len(shape))
+        source = SnncSource(shape=plan.input_lshape, steps=steps, window=T, n_samples=n_samples, name=plan.input)
+        processes[plan.input] = source
+    input_ports = []
+    msg_bits = max(1, int(plan.input_op.bits))
+    for c in plan.conns:
+        port = source.s_out if c.src == plan.input and source is not None else None
+        if c.src != plan.input:
+            port = neurons[c.src].s_out
+        src_shape = plan.input_lshape if c.src == plan.input else plan.layers[c.src].lshape
+        if c.delay:
+            key = f"{c.src}.delay{c.delay}"
+            if key not in delays:
+                delays[key] = SnncDelay(shape=src_shape, delay=c.delay, name=key)
+                if port is not None:
+                    port.connect(delays[key].s_in)
+                else:
+                    input_ports.append(delays[key].s_in)
+            port = delays[key].s_out
+        nmb = msg_bits if c.graded else 0
+        if c.kind == "dense":
+            syn = Dense(weights=c.weight.astype(np.int32), sign_mode=SignMode.MIXED, num_weight_bits=9,
+                        num_message_bits=nmb, name=c.name)
+            dst_in = syn.s_in
+        else:
+            syn = Conv(weight=c.weight.astype(np.int32), input_shape=src_shape, padding=c.padding, stride=c.stride,
+                       dilation=c.dilation, groups=c.groups, num_message_bits=nmb, name=c.name)
+            dst_in = syn.s_in
+            if tuple(syn.output_shape) != plan.layers[c.dst].lshape:
+                raise ValueError(f"op {c.name!r}: Lava Conv output {tuple(syn.output_shape)} != layer "
+                                 f"{c.dst!r} {plan.layers[c.dst].lshape}")
+        if port is None:
+            input_ports.append(dst_in)
+        else:
+            (port.flatten() if c.flatten else port).connect(dst_in)
+        syn.a_out.connect(neurons[c.dst].a_in)
+        synapses[c.name] = syn
+    processes.update(neurons)
+    processes.update(synapses)
+    processes.update(delays)
+    return LavaNetwork(plan=plan, timesteps=T, n_samples=n_samples, neurons=neurons, synapses=synapses,
+                       delays=delays, source=source, input_ports=input_ports, output=neurons[plan.output],
+                       processes=processes)

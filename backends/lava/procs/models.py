@@ -1,0 +1,118 @@
+"""Fixed-point process models of the snnc processes (tag ``fixed_pt``, CPU, Loihi protocol).
+
+These models are the definition of the snnc neuron microcode: integer arithmetic only, exactly
+the equations in process.py (and docs/DESIGN.md).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from lava.magma.core.decorator import implements, requires, tag
+from lava.magma.core.model.py.model import PyLoihiProcessModel
+from lava.magma.core.model.py.ports import PyInPort, PyOutPort
+from lava.magma.core.model.py.type import LavaPyType
+from lava.magma.core.resources import CPU
+from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+
+# absolute: Lava also executes this file standalone when it searches for process models
+from snn_compiler.backends.lava.procs.process import SnncDelay, SnncNeuron, SnncSource
+
+
+@implements(proc=SnncNeuron, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PySnncNeuronModel(PyLoihiProcessModel):
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, bool, precision=1)
+    v: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+    bias: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+    total: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    counts: np.ndarray = LavaPyType(np.ndarray, np.int32)
+    v_final: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        p = self.proc_params
+        self.shape = p["shape"]
+        self.theta, self.v_init, self.vmax = p["theta"], p["v_init"], p["vmax"]
+        self.subtract = p["reset"] == "subtract"
+        self.spiking, self.depth, self.window = p["spiking"], p["depth"], p["window"]
+        self.n_samples, self.record, self.readout = p["n_samples"], p["record"], p["readout"]
+        self.fault_step = p["fault_step"]
+        self.zeros = np.zeros(self.shape, bool)
+
+    def run_spk(self):
+        a = self.a_in.recv()  # always drain the port
+        if self.time_step == self.fault_step:
+            raise RuntimeError(f"snnc fault injection: neuron process {self.proc_params.get('name')} "
+                               f"raised at step {self.time_step}")
+        h = self.time_step - 1 - self.depth
+        if h < 0 or h >= self.n_samples * self.window:  # pipeline not yet full, or all samples done
+            self.s_out.send(self.zeros)
+            return
+        k, t = divmod(h, self.window)
+        if t == 0:
+            self.v[...] = self.v_init
+        v = self.v.astype(np.int64) + np.asarray(a, np.int64) + self.bias
+        np.clip(v, -self.vmax, self.vmax, out=v)
+        if self.spiking:
+            s = v >= self.theta
+            if self.subtract:
+                v[s] -= self.theta
+            else:
+                v[s] = 0
+            n = int(np.count_nonzero(s))
+            self.total[0] += n
+            if self.record and n:
+                self.counts[k] += s.reshape(-1)
+        else:
+            s = self.zeros
+        self.v[...] = v
+        if self.readout and t == self.window - 1:
+            self.v_final[k] = v.reshape(-1)
+        self.s_out.send(s)
+
+
+@implements(proc=SnncSource, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PySnncSourceModel(PyLoihiProcessModel):
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        p = self.proc_params
+        self.shape, self.steps = p["shape"], p["steps"]
+        self.window, self.n_samples, self.block = p["window"], p["n_samples"], p["block"]
+        self.zeros = np.zeros(self.shape, np.int32)
+        self.cache, self.cache_start = None, -1
+
+    def run_spk(self):
+        k, t = divmod(self.time_step - 1, self.window)
+        if k >= self.n_samples:
+            self.s_out.send(self.zeros)
+            return
+        start = k - k % self.block
+        if start != self.cache_start:
+            self.cache = np.asarray(self.steps(start, min(start + self.block, self.n_samples)), np.int32)
+            self.cache_start = start
+        self.s_out.send(self.cache[t, k - start])
+
+
+@implements(proc=SnncDelay, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PySnncDelayModel(PyLoihiProcessModel):
+    s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        shape, delay = proc_params["shape"], proc_params["delay"]
+        self.ring = np.zeros((delay,) + tuple(shape), np.int32)
+
+    def run_spk(self):
+        x = self.s_in.recv()
+        i = self.time_step % len(self.ring)
+        self.s_out.send(self.ring[i].copy())
+        self.ring[i] = x

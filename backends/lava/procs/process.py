@@ -1,0 +1,75 @@
+"""Lava processes for snnc networks: the integer IF neuron, the input source and a delay line.
+
+Behaviour (the fixed_pt models in models.py) is the integer SNN of docs/DESIGN.md, pipelined:
+a layer at depth ``d`` processes logical step ``t`` of sample ``k`` at hardware step
+``k * T + t + d`` (0-based), so many samples stream back to back through one run.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from lava.magma.core.process.ports.ports import InPort, OutPort
+from lava.magma.core.process.process import AbstractProcess
+from lava.magma.core.process.variable import Var
+
+
+class SnncNeuron(AbstractProcess):
+    """A layer of integer integrate-and-fire neurons (docs/DESIGN.md), one per element of ``shape``.
+
+    Per logical step t of each sample window (``window`` steps), with synaptic input ``a``::
+
+        v = v_init at the window's first step
+        v = clip(v + a + bias, -vmax, vmax)
+        s = v >= theta  (only if ``spiking``);   v -= s * theta  (``reset="subtract"``)
+                                                 v[s] = 0         (``reset="zero"``)
+
+    The neuron holds off (sends nothing, integrates nothing) before hardware step ``depth`` and
+    after ``n_samples`` windows. Vars: ``v``; ``total`` (spikes over the whole run);
+    ``counts`` ((n_samples, n) spikes per sample and neuron, when ``record`` or ``readout``);
+    ``v_final`` ((n_samples, n) membrane at each window's last step, when ``readout``).
+    Shapes are Lava's (W, H, C) layout for maps.
+    """
+
+    def __init__(self, *, shape, theta: int, bias, v_init: int, vmax: int, reset: str = "subtract",
+                 spiking: bool = True, depth: int, window: int, n_samples: int, record: bool = False,
+                 readout: bool = False, fault_step: int = -1, name=None):
+        shape = tuple(int(s) for s in shape)
+        n = int(np.prod(shape))
+        rec = record or readout
+        super().__init__(shape=shape, theta=int(theta), v_init=int(v_init), vmax=int(vmax), reset=reset,
+                         spiking=bool(spiking), depth=int(depth), window=int(window), n_samples=int(n_samples),
+                         record=bool(rec), readout=bool(readout), fault_step=int(fault_step),
+                         name=name)
+        self.a_in = InPort(shape=shape)
+        self.s_out = OutPort(shape=shape)
+        self.v = Var(shape=shape, init=int(v_init))
+        self.bias = Var(shape=shape, init=np.broadcast_to(np.asarray(bias, np.int64), shape).copy())
+        self.total = Var(shape=(1,), init=0)
+        self.counts = Var(shape=(int(n_samples), n) if rec else (1, 1), init=0)
+        self.v_final = Var(shape=(int(n_samples), n) if readout else (1, 1), init=0)
+
+
+class SnncSource(AbstractProcess):
+    """Graded input spikes: sample k's logical step t at hardware step k * T + t, then zeros.
+
+    ``steps(start, stop)`` (a proc parameter, called inside the model) returns the encoded input
+    of samples start..stop-1 as an int array (T, B, *shape) in Lava's layout.
+    """
+
+    def __init__(self, *, shape, steps, window: int, n_samples: int, block: int = 32, name=None):
+        shape = tuple(int(s) for s in shape)
+        super().__init__(shape=shape, steps=steps, window=int(window), n_samples=int(n_samples), block=int(block),
+                         name=name)
+        self.s_out = OutPort(shape=shape)
+
+
+class SnncDelay(AbstractProcess):
+    """Delays (graded or binary) spikes by ``delay`` >= 1 hardware steps (balances residual joins)."""
+
+    def __init__(self, *, shape, delay: int, name=None):
+        shape = tuple(int(s) for s in shape)
+        if delay < 1:
+            raise ValueError(f"delay must be >= 1, got {delay}")
+        super().__init__(shape=shape, delay=int(delay), name=name)
+        self.s_in = InPort(shape=shape)
+        self.s_out = OutPort(shape=shape)

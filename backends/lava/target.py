@@ -1,0 +1,160 @@
+"""``--target lava``: Loihi 2 register widths, and a check that every value reaches Lava exactly.
+
+Lava 0.10.0's fixed-point models wrap or truncate silently (docs: ../shared/notes/lava.md), so
+the compiler refuses, naming the layer and the register, whatever would not arrive intact:
+
+- weights: Dense keeps [-256, 255] exactly with sign_mode MIXED and num_weight_bits 9
+  (``weight_bits`` of the profile); Conv does not clip, but Loihi's synapses are as wide, so
+  the same range is required. The weight exponent is always 0 (snnc weights are integers).
+- per-connection current: Conv's output wraps in 24 bits, Loihi's dendritic accumulators are
+  24 bits: every op's worst-case sum, and every layer's total current (from the quantize pass's
+  ``ranges``, bias included), must fit ``current_bits``.
+- threshold: one scalar per layer (one Lava process), 1 .. 2**threshold_bits - 1 (17-bit mantissa).
+- bias: ``mantissa << exponent`` with a ``bias_mantissa_bits`` signed mantissa and a
+  ``bias_exponent_bits`` exponent (13 and 3; the quantize pass rounds to this, we re-check).
+- membrane: the graph's membrane width must be the profile's (24); the snnc neuron saturates
+  exactly as the reference does, so saturation is semantics, not an error.
+- Conv geometry: Lava's Conv model keeps kernel size, stride, padding, dilation and groups in
+  int8 Vars, so each must be <= 127 (a 128-channel depthwise pool would wrap).
+"""
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+
+from snn_compiler.hardware import Registers
+from snn_compiler.ir import op_of, topo_order, verify
+from snn_compiler.ir import ops as O
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+DEFAULT_PROFILE = "loihi2"
+INT8_MAX = 127
+_FALLBACK = {"name": "loihi2", "registers": {"membrane_bits": 24, "current_bits": 24, "threshold_bits": 17,
+                                             "bias_mantissa_bits": 13, "bias_exponent_bits": 3, "weight_bits": 9}}
+
+
+def _target_error(msg):
+    from snn_compiler.backends import TargetError
+    return TargetError(msg)
+
+
+def load_profile(profile=None) -> dict:
+    """A hardware profile: a dict, a YAML path, or a name in configs/ (default loihi2)."""
+    if isinstance(profile, dict):
+        return profile
+    name = profile or DEFAULT_PROFILE
+    path = Path(name)
+    if not path.is_file():
+        path = CONFIGS / f"{name}.yaml"
+    if not path.is_file():
+        if name == DEFAULT_PROFILE:
+            return dict(_FALLBACK)
+        raise ValueError(f"hardware profile {profile!r} not found (a YAML file, or a name in {CONFIGS})")
+    import yaml
+    with open(path) as f:
+        return yaml.safe_load(f)
+
+
+def registers_of(profile: dict) -> Registers:
+    regs = profile.get("registers", {})
+    return Registers(**{f.name: regs[f.name] for f in fields(Registers) if f.name in regs})
+
+
+def prepare(config) -> None:
+    """Loihi's register widths (from the profile, default configs/loihi2.yaml) for the quantize pass."""
+    profile = load_profile(config.profile)
+    config.profile = profile
+    config.registers = registers_of(profile)
+
+
+def bias_fits(bias: np.ndarray, mantissa_bits: int, exponent_bits: int) -> np.ndarray:
+    """Which integers are ``m << e`` with |m| < 2**(mantissa_bits-1), 0 <= e < 2**exponent_bits."""
+    b = np.abs(np.asarray(bias, np.int64))
+    mmax = (1 << (mantissa_bits - 1)) - 1
+    ok = b <= mmax
+    for e in range(1, 1 << exponent_bits):
+        ok |= (b % (1 << e) == 0) & ((b >> e) <= mmax)
+    return ok
+
+
+def op_current_bounds(graph, name) -> tuple:
+    """Worst-case (low, high) per-step sum of weighted op ``name`` over its output neurons."""
+    op = op_of(graph, name)
+    src = next(iter(graph.predecessors(name)))
+    while isinstance(op_of(graph, src), O.Flatten):
+        src = next(iter(graph.predecessors(src)))
+    sop = op_of(graph, src)
+    in_max, signed = (sop.levels, sop.signed) if isinstance(sop, O.Input) else (1, False)
+    w = np.asarray(op.weight_int, np.int64).reshape(op.weight_int.shape[0], -1)
+    pos, neg = np.where(w > 0, w, 0).sum(1), np.where(w < 0, w, 0).sum(1)
+    if signed:
+        return int(-(pos - neg).max(initial=0) * in_max), int((pos - neg).max(initial=0) * in_max)
+    return int(neg.min(initial=0) * in_max), int(pos.max(initial=0) * in_max)
+
+
+def check(graph, config) -> None:
+    """Raise TargetError naming the layer and the register when a value does not fit Loihi/Lava."""
+    profile = load_profile(config.profile)
+    regs = registers_of(profile)
+    state = graph.graph.get("snnc", {})
+    if not state.get("quantized"):
+        raise _target_error("lava target: the graph is not quantized")
+    verify(graph)
+    mb = int(state.get("membrane_bits", regs.membrane_bits))
+    if mb != regs.membrane_bits:
+        raise _target_error(f"graph: membrane register is {mb} bits, {profile.get('name')} has {regs.membrane_bits}")
+    wbits = int(profile.get("registers", {}).get("weight_bits", 9))
+    wlo, whi = -(1 << (wbits - 1)), (1 << (wbits - 1)) - 1
+    cmax = regs.current_max
+    for n in topo_order(graph):
+        op = op_of(graph, n)
+        if isinstance(op, O.WEIGHTED):
+            w = np.asarray(op.weight_int)
+            if w.size and (w.min() < wlo or w.max() > whi):
+                raise _target_error(f"layer {n!r}: weight register holds [{wlo}, {whi}] ({wbits}-bit signed, "
+                                    f"Lava Dense sign_mode MIXED), got [{int(w.min())}, {int(w.max())}]")
+            lo, hi = op_current_bounds(graph, n)
+            if max(-lo, hi) > cmax:
+                raise _target_error(f"layer {n!r}: worst-case synaptic current [{lo}, {hi}] exceeds the "
+                                    f"{regs.current_bits}-bit current register (Lava Conv wraps it)")
+            if isinstance(op, O.Conv2d):
+                geo = {"groups": op.groups, "kernel size": max(op.weight.shape[2:]), "stride": max(op.stride),
+                       "padding": max(op.padding), "dilation": max(op.dilation)}
+                for reg, val in geo.items():
+                    if int(val) > INT8_MAX:
+                        raise _target_error(f"layer {n!r}: conv {reg} {int(val)} exceeds Lava Conv's int8 "
+                                            f"register (max {INT8_MAX})")
+        elif isinstance(op, O.NEURONS):
+            th = op.threshold
+            if not isinstance(th, (int, np.integer)):
+                raise _target_error(f"layer {n!r}: threshold must be one scalar per layer (one Lava process)")
+            if not 1 <= int(th) <= regs.threshold_max:
+                raise _target_error(f"layer {n!r}: threshold {int(th)} does not fit the {regs.threshold_bits}-bit "
+                                    f"threshold mantissa (1..{regs.threshold_max})")
+            if regs.bias_mantissa_bits is not None:
+                ok = bias_fits(op.bias, regs.bias_mantissa_bits, regs.bias_exponent_bits)
+                if not ok.all():
+                    bad = int(np.asarray(op.bias).reshape(-1)[np.argmin(ok.reshape(-1))])
+                    raise _target_error(f"layer {n!r}: bias {bad} is not a {regs.bias_mantissa_bits}-bit mantissa "
+                                        f"shifted by a {regs.bias_exponent_bits}-bit exponent")
+            if not 0 <= int(op.v_init) <= regs.v_max:
+                raise _target_error(f"layer {n!r}: v_init {int(op.v_init)} does not fit the "
+                                    f"{regs.membrane_bits}-bit membrane")
+            r = state.get("ranges", {}).get(n)
+            if r is not None:
+                lo, hi = r["current"]
+                if max(-lo, hi) > cmax:
+                    raise _target_error(f"layer {n!r}: worst-case current [{lo}, {hi}] (bias included) exceeds the "
+                                        f"{regs.current_bits}-bit current register")
+
+
+def _make_target():
+    from snn_compiler.backends import Target
+    return Target("lava", "Intel Loihi 2 through Lava 0.10.0 (bit-accurate fixed-point simulator; "
+                  "checks Loihi's register widths)", prepare=prepare, check=check,
+                  extra={"profile": DEFAULT_PROFILE, "backend": "lava"})
+
+
+TARGET = _make_target()

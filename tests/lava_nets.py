@@ -1,0 +1,82 @@
+"""Small float networks for the Lava conformance tests, compiled by the real snnc pipeline.
+
+MLP, CNN (conv + average pool + dense) and a residual net, with non-zero biases so the
+pipeline hold-off is exercised. Deterministic (seeded numpy), no torch.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from snn_compiler.compile import compile_model
+from snn_compiler.config import CompileConfig
+from snn_compiler.ir import add_op, new_graph, verify
+from snn_compiler.ir import ops as O
+
+
+def _w(rng, *shape, scale=None):
+    fan_in = int(np.prod(shape[1:]))
+    return rng.normal(0, scale or 1.5 / np.sqrt(fan_in), shape)
+
+
+def _b(rng, n):
+    return rng.normal(0.05, 0.1, n)
+
+
+def mlp(rng, sizes=(20, 16, 12, 5)):
+    g = new_graph()
+    prev = add_op(g, "input", O.Input((sizes[0],)))
+    for i in range(1, len(sizes)):
+        d = add_op(g, f"fc{i}", O.Dense(_w(rng, sizes[i], sizes[i - 1]), bias=_b(rng, sizes[i])), [prev])
+        last = i == len(sizes) - 1
+        prev = add_op(g, "output" if last else f"relu{i}", O.Output() if last else O.IF(), [d])
+    verify(g)
+    return g, (sizes[0],)
+
+
+def cnn(rng, c_in=2, hw=8):
+    """conv3x3(pad 1) -> relu -> avgpool 2 -> conv3x3 stride 2 -> relu -> flatten -> dense."""
+    g = new_graph()
+    x = add_op(g, "input", O.Input((c_in, hw, hw)))
+    c1 = add_op(g, "conv1", O.Conv2d(_w(rng, 4, c_in, 3, 3), bias=_b(rng, 4), padding=(1, 1)), [x])
+    r1 = add_op(g, "relu1", O.IF(), [c1])
+    p1 = add_op(g, "pool1", O.AvgPool2d((2, 2), (2, 2)), [r1])
+    c2 = add_op(g, "conv2", O.Conv2d(_w(rng, 6, 4, 3, 2), bias=_b(rng, 6), stride=(2, 1), padding=(1, 0)), [p1])
+    r2 = add_op(g, "relu2", O.IF(), [c2])
+    f = add_op(g, "flat", O.Flatten(), [r2])
+    hw2 = O.conv_out_hw((hw // 2, hw // 2), (3, 2), (2, 1), (1, 0))
+    d = add_op(g, "fc", O.Dense(_w(rng, 5, 6 * hw2[0] * hw2[1]), bias=_b(rng, 5)), [f])
+    add_op(g, "output", O.Output(), [d])
+    verify(g)
+    return g, (c_in, hw, hw)
+
+
+def resnet(rng, n=12):
+    """fc -> relu -> [fc -> relu -> fc] + identity skip -> relu -> fc -> out, plus a long skip
+    from the input into the last hidden layer (two branches of different depth)."""
+    g = new_graph()
+    x = add_op(g, "input", O.Input((n,)))
+    a = add_op(g, "relu0", O.IF(), [add_op(g, "fc0", O.Dense(_w(rng, n, n), bias=_b(rng, n)), [x])])
+    h = add_op(g, "relu1", O.IF(), [add_op(g, "fc1", O.Dense(_w(rng, n, n), bias=_b(rng, n)), [a])])
+    y = add_op(g, "fc2", O.Dense(_w(rng, n, n), bias=_b(rng, n)), [h])
+    j = add_op(g, "add", O.Add(), [y, a])
+    r = add_op(g, "relu2", O.IF(), [j])
+    s = add_op(g, "fc_skip", O.Dense(_w(rng, n, n)), [x])
+    z = add_op(g, "fc3", O.Dense(_w(rng, n, n), bias=_b(rng, n)), [r])
+    r3 = add_op(g, "relu3", O.IF(), [add_op(g, "add2", O.Add(), [z, s])])
+    add_op(g, "output", O.Output(), [add_op(g, "fc4", O.Dense(_w(rng, 4, n), bias=_b(rng, 4)), [r3])])
+    verify(g)
+    return g, (n,)
+
+
+NETS = {"mlp": mlp, "cnn": cnn, "resnet": resnet}
+
+
+def compiled(net, bits=8, reset="subtract", v_init="half", timesteps=12, seed=0, n_calib=64, target=None):
+    """(compiled graph, sample data) for ``net`` in NETS."""
+    rng = np.random.default_rng(seed)
+    g, shape = NETS[net](rng)
+    calib = rng.uniform(-0.2, 1.0, (n_calib,) + shape)
+    config = CompileConfig(bits=bits, reset=reset, v_init=v_init, timesteps=timesteps, calibration=calib,
+                           target="lava" if target is not None else "reference")
+    q = compile_model(g, config, target=target)
+    return q, rng.uniform(-0.2, 1.0, (6,) + shape)
