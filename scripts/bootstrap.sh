@@ -24,10 +24,15 @@ if [ ! -x .venv/bin/snnc ]; then
   .venv/bin/pip install -q -e ".[dev]"
 fi
 
-if [ "${SNNC_SKIP_LAVA:-0}" != "1" ] && [ ! -x .venv-lava/bin/python ]; then
-  py310="${SNNC_LAVA_PYTHON:-}"
+# Lava part (issue 3): .venv-lava with Python 3.10 (lava-nc 0.10.0 refuses 3.11), lava-nc and the
+# torch-free snnc core. SNNC_PYTHON310 picks the interpreter that creates it; SNNC_SKIP_LAVA=1 skips.
+# (SNNC_LAVA_PYTHON is the *environment's* interpreter the Lava backend runs, default .venv-lava/bin/python.)
+lava_ok() { .venv-lava/bin/python -c 'import lava.magma, snn_compiler.backends.lava, yaml, tqdm' >/dev/null 2>&1; }
+if [ "${SNNC_SKIP_LAVA:-0}" != "1" ] && ! lava_ok; then
+  py310="${SNNC_PYTHON310:-}"
   if [ -z "$py310" ]; then
-    for c in "$(pyenv root 2>/dev/null)/versions/3.10.13/bin/python3.10" python3.10; do
+    for c in "$(pyenv root 2>/dev/null)/versions/3.10.13/bin/python3.10" \
+             "$(pyenv root 2>/dev/null)"/versions/3.10.*/bin/python3.10 python3.10; do
       if [ -x "$c" ] || command -v "$c" >/dev/null 2>&1; then
         if "$c" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' 2>/dev/null; then py310="$c"; break; fi
       fi
@@ -35,13 +40,16 @@ if [ "${SNNC_SKIP_LAVA:-0}" != "1" ] && [ ! -x .venv-lava/bin/python ]; then
   fi
   if [ -z "$py310" ]; then
     echo "snnc setup: no Python 3.10 found, so the Lava backend (lava-nc 0.10.0 needs 3.10) is not set up." >&2
-    echo "            Set SNNC_LAVA_PYTHON=/path/to/python3.10 and run again; everything else works without it." >&2
+    echo "            Set SNNC_PYTHON310=/path/to/python3.10 and run again; everything else works without it." >&2
   else
     echo "snnc setup: creating .venv-lava with $py310" >&2
-    "$py310" -m venv .venv-lava
+    [ -x .venv-lava/bin/python ] || "$py310" -m venv .venv-lava
     .venv-lava/bin/pip install -q --upgrade pip
-    .venv-lava/bin/pip install -q lava-nc==0.10.0 "networkx<=2.8.7" pyyaml
+    .venv-lava/bin/pip install -q lava-nc==0.10.0 "networkx<=2.8.7" pyyaml tqdm
     # The core only: --no-deps keeps torch (a multi-GB CUDA build on 3.10) out of this environment.
+    # (Without torch, Lava's Conv also takes its exact integer scipy path instead of float32 torch.)
     .venv-lava/bin/pip install -q --no-deps -e .
+    if lava_ok; then echo "snnc setup: .venv-lava ready (Lava backend)" >&2
+    else echo "snnc setup: .venv-lava was created but 'import lava' failed; see the pip output above" >&2; fi
   fi
 fi

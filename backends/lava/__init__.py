@@ -130,6 +130,12 @@ def run_worker(job: str, timeout: float, progress: bool = False, total: int = 0,
     result = os.path.join(job, "result.npz")
     if rc != 0 or not os.path.exists(result):
         log = _tail(log_path)
+        fault = _tail(os.path.join(job, "fault.txt"))
+        if fault:
+            lines = [ln for ln in fault.strip().splitlines() if ln.strip()]
+            head = f"{lines[0]} {lines[-1]}" if len(lines) > 1 else fault.strip()
+            raise LavaError(f"{head}\n(the Lava run was stopped and its process group {pgid} killed)\n"
+                            f"Worker log (tail):\n{log}", pgid, log)
         raise LavaError(f"Lava worker failed (exit status {rc}); its process group {pgid} was killed. "
                         f"Worker log (tail):\n{log}", pgid, log)
     with np.load(result, allow_pickle=False) as z:

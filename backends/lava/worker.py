@@ -25,6 +25,19 @@ def _write_progress(job, done, total):
     os.replace(tmp, os.path.join(job, "progress"))
 
 
+def _watch_faults(path, interval=0.1):
+    """A process model that raised wrote ``path``: report it and leave (the parent kills the group)."""
+    import threading
+
+    def watch():
+        while not os.path.exists(path):
+            time.sleep(interval)
+        time.sleep(interval)  # let the model finish writing to the log
+        print("snnc lava worker: a process model failed (traceback above); stopping.", file=sys.stderr, flush=True)
+        os._exit(3)
+    threading.Thread(target=watch, name="snnc-fault-watch", daemon=True).start()
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
@@ -34,6 +47,9 @@ def main(argv=None) -> int:
     from snn_compiler import artifact
     from snn_compiler.backends.lava.build import build_network
 
+    fault_file = os.path.join(job, "fault.txt")
+    os.environ["SNNC_LAVA_FAULT_FILE"] = fault_file  # inherited by Lava's forked process models
+    _watch_faults(fault_file)
     with open(os.path.join(job, "params.json")) as f:
         p = json.load(f)
     graph = artifact.load(os.path.join(job, "graph.snnc"))

@@ -5,6 +5,11 @@ the equations in process.py (and docs/DESIGN.md).
 """
 from __future__ import annotations
 
+import functools
+import os
+import sys
+import traceback
+
 import numpy as np
 
 from lava.magma.core.decorator import implements, requires, tag
@@ -16,6 +21,28 @@ from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 # absolute: Lava also executes this file standalone when it searches for process models
 from snn_compiler.backends.lava.procs.process import SnncDelay, SnncNeuron, SnncSource
+
+FAULT_FILE_ENV = "SNNC_LAVA_FAULT_FILE"
+
+
+def reports_faults(run_spk):
+    """Lava hangs when a connected process model raises (its peers wait on its ports forever), so
+    our models also write the traceback to $SNNC_LAVA_FAULT_FILE, which the worker watches."""
+    @functools.wraps(run_spk)
+    def wrapped(self):
+        try:
+            run_spk(self)
+        except Exception:
+            text = (f"Lava process {self.proc_params.get('name')!r} ({type(self).__name__}) raised at "
+                    f"step {self.time_step}:\n{traceback.format_exc()}")
+            print(text, file=sys.stderr, flush=True)
+            path = os.environ.get(FAULT_FILE_ENV)
+            if path:
+                with open(path + ".tmp", "w") as f:
+                    f.write(text)
+                os.replace(path + ".tmp", path)
+            raise
+    return wrapped
 
 
 @implements(proc=SnncNeuron, protocol=LoihiProtocol)
@@ -41,6 +68,7 @@ class PySnncNeuronModel(PyLoihiProcessModel):
         self.fault_step = p["fault_step"]
         self.zeros = np.zeros(self.shape, bool)
 
+    @reports_faults
     def run_spk(self):
         a = self.a_in.recv()  # always drain the port
         if self.time_step == self.fault_step:
@@ -87,6 +115,7 @@ class PySnncSourceModel(PyLoihiProcessModel):
         self.zeros = np.zeros(self.shape, np.int32)
         self.cache, self.cache_start = None, -1
 
+    @reports_faults
     def run_spk(self):
         k, t = divmod(self.time_step - 1, self.window)
         if k >= self.n_samples:
@@ -111,6 +140,7 @@ class PySnncDelayModel(PyLoihiProcessModel):
         shape, delay = proc_params["shape"], proc_params["delay"]
         self.ring = np.zeros((delay,) + tuple(shape), np.int32)
 
+    @reports_faults
     def run_spk(self):
         x = self.s_in.recv()
         i = self.time_step % len(self.ring)
