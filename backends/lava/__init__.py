@@ -168,12 +168,14 @@ def _update(bar, job, shown):
 
 
 def run(graph, x, *, timesteps, encoding="constant", seed=0, readout="membrane", batch_size=256,
-        progress=False, record=False, timeout=None, fault=None):
+        progress=False, record=False, timeout=None, fault=None, neurons="auto", info=None):
     """Run ``graph`` on Lava's bit-accurate fixed-point simulator; returns the reference's SimResult.
 
     All samples stream through one Lava run (per-layer window resets); ``batch_size`` is accepted
     for interface compatibility. ``timeout`` (s, default from the run's size) bounds the whole
     worker; ``fault=(layer, hardware_step)`` makes a neuron process raise (tests only).
+    ``neurons``: "auto" (stock LIF for reset-to-zero layers where exact), "snnc" or "lif".
+    ``info``, a dict, receives facts about the run: per-layer neuron kind, timings (s).
     """
     from snn_compiler import artifact
     from snn_compiler.sim.emulator import READOUTS, SimResult
@@ -193,13 +195,17 @@ def run(graph, x, *, timesteps, encoding="constant", seed=0, readout="membrane",
     if timeout is None:
         timeout = default_timeout(len(x), timesteps, plan.depth, len(plan.conns))
     params = dict(timesteps=int(timesteps), encoding=encoding, seed=int(seed), readout=readout, record=bool(record),
-                  progress=bool(progress), chunk_samples=max(1, len(x) // 100), fault=list(fault) if fault else None)
+                  progress=bool(progress), chunk_samples=max(1, len(x) // 100), fault=list(fault) if fault else None,
+                  neurons=neurons)
     with tempfile.TemporaryDirectory(prefix="snnc-lava-") as job:
         artifact.save(graph, os.path.join(job, "graph.snnc"))
         np.save(os.path.join(job, "x.npy"), x, allow_pickle=False)
         with open(os.path.join(job, "params.json"), "w") as f:
             json.dump(params, f)
         res = run_worker(job, timeout, progress, len(x), python)
+    if info is not None:
+        info["kinds"] = dict(zip((str(s) for s in res["layers"]), (str(k) for k in res["kinds"])))
+        info.update(zip(("build_s", "run_s", "read_s", "hardware_steps"), (float(v) for v in res["timing"])))
     return to_simresult(res, plan, len(x), timesteps, readout, record)
 
 

@@ -6,6 +6,14 @@
     counts = net.output_counts()
     net.stop()
 
+Neurons: with ``neurons="auto"`` (default) every hidden layer of a ``--reset zero`` network runs
+on stock ``LIFReset`` configured as integrate-and-fire (du=4095, dv=0, vth=theta-1, bias
+exponent +6, window resets every T steps at the layer's pipeline offset, v_init injected by a
+``RingBuffer`` through a unit Dense) wherever :func:`.plan.lif_fit` proves it exact; a spike
+counter (an snnc neuron with threshold 1) reads its spikes. Everything else (reset by
+subtraction, the Output layer's read-out, layers whose ranges LIF would wrap) runs on the snnc
+neuron. ``neurons="snnc"`` never uses LIF; ``neurons="lif"`` refuses when it cannot.
+
 Stock Lava processes carry the synapses: ``Dense`` (sign_mode MIXED, num_weight_bits 9, so every
 weight in [-256, 255] is kept exactly; graded messages from the input) and ``Conv`` (kernel
 flipped, (W, H, C) layout; average pools arrive as depthwise Conv). Neurons are
@@ -24,11 +32,13 @@ from lava.magma.core.run_conditions import RunSteps
 from lava.magma.core.run_configs import Loihi2SimCfg
 from lava.proc.conv.process import Conv
 from lava.proc.dense.process import Dense
+from lava.proc.io.source import RingBuffer
+from lava.proc.lif.process import LIFReset
 from lava.utils.weightutils import SignMode
 
 from snn_compiler.sim.encode import input_steps
 
-from .plan import NetPlan, from_lava, make_plan, to_lava
+from .plan import NetPlan, from_lava, lif_fit, make_plan, split_bias, to_lava
 from .procs.process import SnncDelay, SnncNeuron, SnncSource
 
 
@@ -43,7 +53,9 @@ class LavaNetwork:
     plan: NetPlan
     timesteps: int
     n_samples: int
-    neurons: Dict[str, SnncNeuron]
+    neurons: Dict[str, object]            # layer -> its neuron process (SnncNeuron or LIFReset)
+    counters: Dict[str, SnncNeuron]       # layer -> the process counting its spikes (itself for SnncNeuron)
+    kinds: Dict[str, str]                 # layer -> "snnc" or "lif"
     synapses: Dict[str, object]
     delays: Dict[str, SnncDelay]
     source: Optional[SnncSource]
@@ -54,6 +66,9 @@ class LavaNetwork:
     @property
     def output_port(self):
         return self.output.s_out
+
+    def spike_port(self, layer):
+        return self.neurons[layer].s_out
 
     @property
     def hardware_steps(self) -> int:
@@ -82,15 +97,15 @@ class LavaNetwork:
 
     def layer_counts(self, layer) -> np.ndarray:
         """(n_samples, *shape) spike counts of a layer built with ``record=True``."""
-        return self._torch_layout(layer, self.neurons[layer].counts.get())
+        return self._torch_layout(layer, self.counters[layer].counts.get())
 
     def total_spikes(self, layer) -> int:
-        return int(self.neurons[layer].total.get()[0])
+        return int(self.counters[layer].total.get()[0])
 
 
 def build_network(graph, x=None, *, timesteps: int, encoding: str = "constant", seed: int = 0,
                   readout: str = "membrane", record: bool = False, n_samples: Optional[int] = None,
-                  fault: Optional[tuple] = None) -> LavaNetwork:
+                  fault: Optional[tuple] = None, neurons: str = "auto") -> LavaNetwork:
     """The Lava process graph of a quantized SNN-form ``graph``.
 
     ``x`` (N, *input shape), float, is encoded exactly as the reference does
@@ -105,12 +120,23 @@ def build_network(graph, x=None, *, timesteps: int, encoding: str = "constant", 
         n_samples = len(x)
     if not n_samples:
         raise ValueError("build_network needs input data or n_samples >= 1")
-    neurons, synapses, delays, processes = {}, {}, {}, {}
+    if neurons not in ("auto", "snnc", "lif"):
+        raise ValueError(f"neurons must be auto, snnc or lif, got {neurons!r}")
+    procs, counters, kinds, synapses, delays, processes = {}, {}, {}, {}, {}, {}
     for name, lp in plan.layers.items():
-        neurons[name] = SnncNeuron(
-            shape=lp.lshape, theta=lp.theta, bias=lp.bias, v_init=lp.v_init, vmax=plan.vmax, reset=plan.reset,
-            spiking=lp.spiking, depth=lp.depth, window=T, n_samples=n_samples, record=record,
-            readout=name == plan.output, fault_step=fault[1] if fault and fault[0] == name else -1, name=name)
+        fault_step = fault[1] if fault and fault[0] == name else -1
+        why = lif_fit(plan, name, T) if neurons != "snnc" else "snnc neurons requested"
+        if neurons == "lif" and why and lp.kind == "IF":
+            raise ValueError(f"layer {name!r}: stock LIF cannot run it exactly: {why}")
+        if why is None:
+            procs[name], counters[name] = _lif_layer(lp, T, n_samples, plan.vmax, record, fault_step, processes)
+            kinds[name] = "lif"
+        else:
+            procs[name] = counters[name] = SnncNeuron(
+                shape=lp.lshape, theta=lp.theta, bias=lp.bias, v_init=lp.v_init, vmax=plan.vmax, reset=plan.reset,
+                spiking=lp.spiking, depth=lp.depth, window=T, n_samples=n_samples, record=record,
+                readout=name == plan.output, fault_step=fault_step, name=name)
+            kinds[name] = "snnc"
     source = None
     if x is not None:
         inp, shape = plan.input_op, plan.input_shape
@@ -125,7 +151,7 @@ def build_network(graph, x=None, *, timesteps: int, encoding: str = "constant", 
     for c in plan.conns:
         port = source.s_out if c.src == plan.input and source is not None else None
         if c.src != plan.input:
-            port = neurons[c.src].s_out
+            port = procs[c.src].s_out
         src_shape = plan.input_lshape if c.src == plan.input else plan.layers[c.src].lshape
         if c.delay:
             key = f"{c.src}.delay{c.delay}"
@@ -152,11 +178,44 @@ def build_network(graph, x=None, *, timesteps: int, encoding: str = "constant", 
             input_ports.append(dst_in)
         else:
             (port.flatten() if c.flatten else port).connect(dst_in)
-        syn.a_out.connect(neurons[c.dst].a_in)
+        out = syn.a_out
+        if tuple(out.shape) != tuple(procs[c.dst].a_in.shape):
+            out = out.reshape(tuple(procs[c.dst].a_in.shape))
+        out.connect(procs[c.dst].a_in)
         synapses[c.name] = syn
-    processes.update(neurons)
+    processes.update(procs)
     processes.update(synapses)
     processes.update(delays)
-    return LavaNetwork(plan=plan, timesteps=T, n_samples=n_samples, neurons=neurons, synapses=synapses,
-                       delays=delays, source=source, input_ports=input_ports, output=neurons[plan.output],
-                       processes=processes)
+    return LavaNetwork(plan=plan, timesteps=T, n_samples=n_samples, neurons=procs, counters=counters, kinds=kinds,
+                       synapses=synapses, delays=delays, source=source, input_ports=input_ports,
+                       output=procs[plan.output], processes=processes)
+
+
+def _lif_layer(lp, T, n_samples, vmax, record, fault_step, processes):
+    """Stock LIFReset as the snnc IF with reset to zero (exact where plan.lif_fit says so)."""
+    mant, exp = split_bias(lp.bias)
+    # LIFReset zeroes u and v when time_step % T == offset (1-based steps), before integrating:
+    # the first step of each of this layer's windows is hardware step k*T + depth (0-based).
+    lif = LIFReset(shape=lp.lshape, du=4095, dv=0, vth=lp.theta - 1, bias_mant=mant.astype(np.int16),
+                   bias_exp=(exp + 6).astype(np.int16), reset_interval=T, reset_offset=(lp.depth + 1) % T,
+                   name=lp.name)
+    if lp.v_init:
+        # v_init arrives as synaptic input on each window's first step: sent one step earlier
+        # (Dense adds one step), at 1-based steps depth + k*T.
+        data = np.zeros((1, T), np.int32)
+        data[0, (lp.depth - 1) % T] = lp.v_init
+        ring = RingBuffer(data=data)  # (takes no name)
+        n = int(np.prod(lp.lshape))
+        unit = Dense(weights=np.ones((n, 1), np.int32), sign_mode=SignMode.MIXED, num_weight_bits=9,
+                     num_message_bits=24, name=f"{lp.name}.v_init_syn")
+        ring.s_out.connect(unit.s_in)
+        out = unit.a_out if len(lp.lshape) == 1 else unit.a_out.reshape(lp.lshape)
+        out.connect(lif.a_in)
+        processes[f"{lp.name}.v_init"], processes[unit.name] = ring, unit
+    # Counting relay: an snnc neuron with threshold 1 and reset to zero spikes exactly when LIF did.
+    counter = SnncNeuron(shape=lp.lshape, theta=1, bias=0, v_init=0, vmax=vmax, reset="zero", spiking=True,
+                         depth=lp.depth, window=T, n_samples=n_samples, record=record, readout=False,
+                         fault_step=fault_step, name=f"{lp.name}.count")
+    lif.s_out.connect(counter.a_in)
+    processes[counter.name] = counter
+    return lif, counter

@@ -162,3 +162,70 @@ def make_plan(graph, readout: str = "membrane") -> NetPlan:
     return NetPlan(input=inp, input_op=inp_op, input_shape=ishape, input_lshape=lava_shape(ishape), layers=layers,
                    conns=conns, output=out, depth=depth[out], reset=state.get("reset", "subtract"),
                    vmax=(1 << (int(state.get("membrane_bits", 24)) - 1)) - 1)
+
+
+# ---- stock LIF as integrate-and-fire (reset to zero) -----------------------------------------
+# Lava's bit-accurate LIF with du=4095, dv=0 and bias_exp = 6 + e computes, in units of 1/64:
+#   u = wrap24(a << 6),  v = clip(v + u + (bias << 6), +-(2**23 - 1)),  spike when v > vth << 6
+# so with vth = theta - 1 it is the snnc IF with reset to zero exactly while a << 6 does not wrap
+# and 64 * v stays inside the clip: |a| and |v| <= 2**17 - 1 (the synaptic input a includes
+# v_init on each window's first step, where it is injected through a unit-weight Dense).
+LIF_LIMIT = (1 << 17) - 1
+
+
+def conn_bounds(c: ConnPlan, levels: int, signed: bool) -> Tuple[np.ndarray, np.ndarray]:
+    """Worst-case (low, high) per-step sum of one connection, per output channel/neuron."""
+    w = c.weight.reshape(c.weight.shape[0], -1)
+    pos, neg = np.where(w > 0, w, 0).sum(1), np.where(w < 0, w, 0).sum(1)
+    m = levels if c.graded else 1
+    if c.graded and signed:
+        return -(pos - neg) * m, (pos - neg) * m
+    return neg * m, pos * m
+
+
+def split_bias(bias: np.ndarray, mantissa_bits: int = 13, exponent_bits: int = 3):
+    """(mantissa, exponent) arrays with bias == mantissa << exponent, smallest exponent; raises if none."""
+    b = np.asarray(bias, np.int64)
+    mmax = (1 << (mantissa_bits - 1)) - 1
+    exp = np.zeros(b.shape, np.int64)
+    for e in range(1, 1 << exponent_bits):
+        todo = np.abs(b >> exp) > mmax
+        if not todo.any():
+            break
+        exp[todo & (b % (1 << e) == 0)] = e
+    mant = b >> exp
+    if np.any(np.abs(mant) > mmax) or np.any(mant << exp != b):
+        raise ValueError("bias not representable as a 13-bit mantissa with a 3-bit exponent")
+    return mant, exp
+
+
+def lif_fit(plan: NetPlan, layer: str, timesteps: int) -> Optional[str]:
+    """None if stock LIF reproduces ``layer`` exactly over ``timesteps``, else the reason why not."""
+    lp = plan.layers[layer]
+    if plan.reset != "zero":
+        return "stock LIF only resets to zero"
+    if lp.kind != "IF" or not lp.spiking:
+        return "the Output layer is read out by the snnc neuron"
+    if not 1 <= lp.theta <= LIF_LIMIT + 1:
+        return f"threshold {lp.theta} - 1 does not fit vth (17 bits)"
+    try:
+        split_bias(lp.bias)
+    except ValueError as e:
+        return str(e)
+    levels, signed = plan.input_op.levels, plan.input_op.signed
+    lo = hi = 0
+    for c in plan.conns:
+        if c.dst == layer:
+            l, h = conn_bounds(c, levels, signed)
+            lo, hi = lo + l, hi + h
+    lo, hi = np.min(lo), np.max(hi)
+    a_max = max(-lo, hi) + lp.v_init
+    if a_max > LIF_LIMIT:
+        return f"synaptic input up to {a_max} would wrap LIF's u register (a << 6 in 24 bits)"
+    b = lp.bias.reshape(-1)
+    cur_lo, cur_hi = lo + b.min(initial=0), hi + b.max(initial=0)
+    v_lo = min(lp.v_init, lp.v_init + timesteps * min(cur_lo, 0))
+    v_hi = max(lp.theta - 1, lp.v_init) + max(cur_hi, 0)
+    if max(-v_lo, v_hi) > LIF_LIMIT:
+        return f"membrane range [{v_lo}, {v_hi}] would be clipped by LIF's v register (v << 6 in 24 bits)"
+    return None

@@ -57,7 +57,8 @@ def main(argv=None) -> int:
     fault = tuple(p["fault"]) if p.get("fault") else None
     t0 = time.perf_counter()
     net = build_network(graph, x, timesteps=p["timesteps"], encoding=p["encoding"], seed=p["seed"],
-                        readout=p["readout"], record=p["record"], fault=fault)
+                        readout=p["readout"], record=p["record"], fault=fault,
+                        neurons=p.get("neurons", "auto"))
     t_build = time.perf_counter() - t0
     total = net.hardware_steps
     chunk = max(1, int(p.get("chunk_samples") or 0)) * net.timesteps if p.get("progress") else total
@@ -82,6 +83,7 @@ def main(argv=None) -> int:
     finally:
         net.stop()
     out["layers"] = np.array(list(net.plan.layers), dtype=str)
+    out["kinds"] = np.array([net.kinds[n] for n in net.plan.layers], dtype=str)
     out["timing"] = np.array([t_build, t_run, t_read, total])
     tmp = os.path.join(job, "result.tmp.npz")
     np.savez(tmp, **out)
