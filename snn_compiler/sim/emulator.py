@@ -186,34 +186,53 @@ def _run_batch(plan, x, ids, timesteps, encoding, seed, readout):
     return neurons, out
 
 
+ENGINES = ("auto", "numba", "numpy")
+
+
 def simulate(graph, x, *, mode="int", timesteps=32, encoding="constant", seed=0, readout="membrane",
-             batch_size=256, progress=False, record=False) -> SimResult:
-    """Run the graph as a rate-coded SNN (``mode`` int or float) for ``timesteps`` per sample."""
+             batch_size=256, progress=False, record=False, engine="auto") -> SimResult:
+    """Run the graph as a rate-coded SNN (``mode`` int or float) for ``timesteps`` per sample.
+
+    ``engine``: the integer mode runs event-driven under numba when it is installed (``auto``);
+    ``numpy`` forces the step-by-step engine. Both give identical results.
+    """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if readout not in READOUTS:
         raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     if mode == "int" and not graph.graph.get("snnc", {}).get("quantized"):
         raise ValueError("the integer SNN needs a quantized graph (run the compile pipeline)")
+    from . import fast
+    if engine == "numba" and (mode != "int" or not fast.available()):
+        raise ValueError("the numba engine runs the integer mode and needs numba installed")
     plan = _Plan(graph, mode, encoding)
+    fp = fast.FastPlan(plan) if mode == "int" and engine != "numpy" and fast.available() else None
     x = np.asarray(x)
+    out = next(n for n, op in plan.ops.items() if isinstance(op, O.Output))
     scores, preds, counts, totals = [], [], {}, {}
     bar = _progress(len(x), progress)
     for start in range(0, len(x), batch_size):
         xb = x[start:start + batch_size]
-        neurons, out = _run_batch(plan, xb, range(start, start + len(xb)), timesteps, encoding, seed, readout)
-        o = neurons[out]
-        if readout == "membrane":
-            scores.append(o.v.astype(np.float64))
-            preds.append(np.argmax(o.v, axis=1))
+        ids = range(start, start + len(xb))
+        if fp is not None:
+            states, _ = fast.run_batch(fp, xb, ids, timesteps, encoding, seed, readout)
         else:
-            scores.append(o.count.astype(np.float64))
-            preds.append(np.lexsort((o.v, o.count))[:, -1])  # most spikes; ties: highest membrane
-        for n, st in neurons.items():
-            if st.spiking:
-                totals[n] = totals.get(n, 0) + int(st.count.sum())
+            neurons, _ = _run_batch(plan, xb, ids, timesteps, encoding, seed, readout)
+            states = {n: (st.v, st.count, st.spiking) for n, st in neurons.items()}
+        v, c, spiking = states[out]
+        if readout == "membrane":
+            scores.append(v.astype(np.float64))
+            preds.append(np.argmax(v, axis=1))
+        else:
+            scores.append(c.astype(np.float64))
+            preds.append(np.lexsort((v, c))[:, -1])  # most spikes; ties: highest membrane
+        for n, (_, cn, sp) in states.items():
+            if sp:
+                totals[n] = totals.get(n, 0) + int(cn.sum())
                 if record:
-                    counts.setdefault(n, []).append(st.count)
+                    counts.setdefault(n, []).append(cn)
         bar.update(len(xb))
     bar.close()
     rates = {n: totals[n] / (len(x) * timesteps * int(np.prod(graph.nodes[n]["shape"]))) for n in totals} if len(x) else {}

@@ -1,0 +1,190 @@
+"""Event-driven engine for the integer SNN (numba), bit-identical to the numpy engine.
+
+Two facts make it fast. A feed-forward network with zero-delay timesteps can be run layer by
+layer: a layer's whole input spike train (T steps) is known once its sources have run, so each
+op sees T x batch frames at once. And spikes are sparse: a weighted op adds a weight column per
+spike instead of multiplying a mostly-zero matrix. Maps are kept channels-last (H, W, C) inside
+so a spike's fan-out is a contiguous run of output channels; a Dense after a Flatten gets its
+columns permuted to match. Integer sums are exact in int32 or int64, chosen from the op's
+worst-case bound, so the results equal :mod:`.emulator`'s numpy engine bit for bit (tests check).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+try:
+    import numba as nb
+except ImportError:  # the core also runs without numba (the Lava environment): numpy engine only
+    nb = None
+
+from ..ir import ops as O
+from .encode import input_steps
+
+FRAMES = 4096  # timesteps x samples processed at once (bounds memory)
+
+
+def available() -> bool:
+    return nb is not None
+
+
+if nb is not None:
+    @nb.njit(parallel=True, cache=True)
+    def _dense_events(x, wt, out):
+        """out[f] += sum over nonzero x[f, i] of x[f, i] * wt[i]; x (F, In), wt (In, Out)."""
+        for f in nb.prange(x.shape[0]):
+            for i in range(x.shape[1]):
+                v = x[f, i]
+                if v != 0:
+                    for o in range(wt.shape[1]):
+                        out[f, o] += v * wt[i, o]
+
+    @nb.njit(parallel=True, cache=True)
+    def _conv_events(x, wr, out, sh, sw, ph, pw, dh, dw, cg, og):
+        """Scatter each nonzero input of x (F, H, W, C) through wr (C, kh, kw, og) into out (F, Ho, Wo, O).
+
+        out[oy, ox] gathers in[oy*sh - ph + ky*dh, ox*sw - pw + kx*dw]; inverted, an input at y
+        reaches oy = (y + ph - ky*dh) / sh when that is a whole number in range.
+        """
+        n_f, h, w, c_in = x.shape
+        ho, wo = out.shape[1], out.shape[2]
+        kh, kw = wr.shape[1], wr.shape[2]
+        for f in nb.prange(n_f):
+            for y in range(h):
+                for xx in range(w):
+                    for c in range(c_in):
+                        v = x[f, y, xx, c]
+                        if v == 0:
+                            continue
+                        g0 = (c // cg) * og
+                        for ky in range(kh):
+                            ny = y + ph - ky * dh
+                            if ny < 0 or ny % sh != 0 or ny // sh >= ho:
+                                continue
+                            oy = ny // sh
+                            for kx in range(kw):
+                                nx = xx + pw - kx * dw
+                                if nx < 0 or nx % sw != 0 or nx // sw >= wo:
+                                    continue
+                                ox = nx // sw
+                                for j in range(og):
+                                    out[f, oy, ox, g0 + j] += v * wr[c, ky, kx, j]
+
+    @nb.njit(parallel=True, cache=True)
+    def _if_layer(cur, static, bias, theta, v, vmax, subtract, spiking, spikes, counts):
+        """The IF equations of ops.IF over T steps; cur (T or 1, F, N), v/counts (F, N) updated in place."""
+        n_t, n_f, n = spikes.shape[0], v.shape[0], v.shape[1]
+        for f in nb.prange(n_f):
+            for t in range(n_t):
+                tc = 0 if static else t
+                for i in range(n):
+                    u = v[f, i] + cur[tc, f, i] + bias[i]
+                    u = min(max(u, -vmax), vmax)
+                    if spiking and u >= theta:
+                        spikes[t, f, i] = 1
+                        counts[f, i] += 1
+                        u = u - theta if subtract else 0
+                    v[f, i] = u
+
+
+def _hwc(shape):
+    return (shape[1], shape[2], shape[0]) if len(shape) == 3 else tuple(shape)
+
+
+def _chw_index(shape):
+    """For a Flatten of a (C, H, W) map kept as (H, W, C): torch's flat index of each HWC position."""
+    if len(shape) != 3:
+        return None
+    c, h, w = shape
+    return np.arange(c * h * w).reshape(c, h, w).transpose(1, 2, 0).ravel()
+
+
+class FastPlan:
+    """Weights rearranged once per simulation for the event-driven kernels."""
+
+    def __init__(self, plan):
+        self.plan = plan
+        g = plan.graph
+        self.ops = {}
+        for n, op in plan.ops.items():
+            if not isinstance(op, O.WEIGHTED):
+                continue
+            w = plan.weights[n]
+            dtype = np.int32 if w.dtype == np.float32 else np.int64  # float32-exact bound < 2**24
+            w = w.astype(np.int64).astype(dtype)
+            if isinstance(op, O.Dense):
+                src = plan.inputs[n][0]
+                perm = _chw_index(g.nodes[plan.inputs[src][0]]["shape"]) if isinstance(plan.ops[src], O.Flatten) else None
+                self.ops[n] = ("dense", np.ascontiguousarray((w if perm is None else w[:, perm]).T), dtype)
+            else:
+                o, cg, kh, kw = w.shape
+                og = o // op.groups
+                wr = w.reshape(op.groups, og, cg, kh, kw).transpose(0, 2, 3, 4, 1).reshape(op.groups * cg, kh, kw, og)
+                self.ops[n] = ("conv", np.ascontiguousarray(wr), dtype, cg, og)
+
+
+def _apply(fp, n, op, x, out_shape):
+    """x: (T', F, *in_hwc) integers -> (T', F, *out_hwc) currents."""
+    spec = fp.ops[n]
+    t, f = x.shape[:2]
+    flat = x.reshape((t * f,) + x.shape[2:])
+    out = np.zeros((t * f,) + _hwc(out_shape), spec[2])
+    for s in range(0, t * f, FRAMES):
+        if spec[0] == "dense":
+            _dense_events(flat[s:s + FRAMES].reshape(min(FRAMES, t * f - s), -1), spec[1], out[s:s + FRAMES])
+        else:
+            _conv_events(flat[s:s + FRAMES], spec[1], out[s:s + FRAMES], op.stride[0], op.stride[1], op.padding[0],
+                         op.padding[1], op.dilation[0], op.dilation[1], spec[3], spec[4])
+    return out.reshape((t, f) + out.shape[1:])
+
+
+def run_batch(fp, x, ids, timesteps, encoding, seed, readout):
+    """One batch through the whole graph, layer by layer. Returns per neuron layer (v, counts, spiking),
+    v and counts in torch's (N, *shape) layout."""
+    plan, g = fp.plan, fp.plan.graph
+    seq, left = {}, {n: len(list(g.successors(n))) for n in plan.order}
+    out_node = next(n for n, op in plan.ops.items() if isinstance(op, O.Output))
+    states = {}
+    for n in plan.order:
+        op, srcs = plan.ops[n], plan.inputs[n]
+        shape = g.nodes[n]["shape"]
+        if isinstance(op, O.Input):
+            steps = input_steps(op, x, 1 if encoding == "constant" else timesteps, encoding, seed, ids, "int")
+            arr = np.stack(list(steps)).astype(np.int32)
+            seq[n] = arr.transpose(0, 1, 3, 4, 2) if arr.ndim == 5 else arr
+        elif isinstance(op, O.WEIGHTED):
+            seq[n] = _apply(fp, n, op, seq[srcs[0]], shape)
+        elif isinstance(op, O.Flatten):
+            s = seq[srcs[0]]
+            seq[n] = s.reshape(s.shape[:2] + (-1,))
+        elif isinstance(op, O.Add):
+            parts = [seq[s] for s in srcs]
+            total = parts[0].astype(np.int64)
+            for p in parts[1:]:
+                total = total + p
+            seq[n] = total
+        else:
+            cur = seq[srcs[0]]
+            f = cur.shape[1]
+            cur = cur.reshape(cur.shape[:2] + (-1,))
+            nn = cur.shape[2]
+            spiking = not (n == out_node and readout == "membrane")
+            v = np.full((f, nn), op.v_init if spiking else 0, np.int64)
+            counts = np.zeros((f, nn), np.int64)
+            spikes = np.zeros((timesteps, f, nn), np.uint8)
+            bias = np.ascontiguousarray(np.broadcast_to(op.bias, shape).astype(np.int64))
+            bias = bias.transpose(1, 2, 0).ravel() if len(shape) == 3 else bias.ravel()
+            _if_layer(cur, cur.shape[0] == 1, bias, int(op.threshold), v, plan.vmax, plan.reset == "subtract",
+                      spiking, spikes, counts)
+            seq[n] = spikes.reshape((timesteps, f) + _hwc(shape))
+            states[n] = (_torch_layout(v, shape), _torch_layout(counts, shape), spiking)
+        for s in srcs:  # free a sequence once its last consumer has run
+            left[s] -= 1
+            if left[s] == 0:
+                seq.pop(s, None)
+    return states, out_node
+
+
+def _torch_layout(a, shape):
+    if len(shape) == 3:
+        return a.reshape((len(a),) + _hwc(shape)).transpose(0, 3, 1, 2)
+    return a.reshape((len(a),) + tuple(shape))
