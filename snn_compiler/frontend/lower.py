@@ -111,6 +111,8 @@ class Lowering:
         return a
 
     def act(self, v, what="input") -> Act:
+        if isinstance(v, Unavailable):
+            self.fail(f"{what} is {v.what}, which is not supported")
         if not isinstance(v, Act):
             self.fail(f"{what} must be an activation of the network, got a constant {_describe(v)}")
         return v
@@ -254,12 +256,12 @@ def mm(ctx, a):
 
 def _bn(ctx, a, training):
     x = ctx.act(a["input"])
-    if training:
-        ctx.fail("BatchNorm in training mode normalises with batch statistics: call model.eval() "
-                 "before exporting or saving")
     if a["running_mean"] is None or a["running_var"] is None:
         ctx.fail("BatchNorm without running statistics (track_running_stats=False) normalises with "
                  "batch statistics, which a per-sample network cannot do")
+    if training:
+        ctx.fail("BatchNorm in training mode normalises with batch statistics: call model.eval() "
+                 "before exporting or saving")
     mean = ctx.const(a["running_mean"], "running_mean", ndim=1)
     n = mean.shape[0]
     weight = ctx.const(a["weight"], "weight", ndim=1)
@@ -455,15 +457,20 @@ HANDLERS = {
 
 def _getitem(ctx, node, seq, idx):
     v = seq[idx]
-    if v is None:
-        ctx.fail(f"output {idx} of {node.args[0].name} is not supported")
-    return v
+    # e.g. BatchNorm's saved mean: fine while unused (decomposed programs keep such getitems)
+    return Unavailable(f"output {idx} of {node.args[0].name}") if v is None else v
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """A secondary output of an op that the IR does not compute."""
+    what: str
 
 
 # ---- the driver ----------------------------------------------------------------------------------
 
 def _contains_act(v) -> bool:
-    if isinstance(v, Act):
+    if isinstance(v, (Act, Unavailable)):
         return True
     if isinstance(v, (list, tuple)):
         return any(_contains_act(x) for x in v)

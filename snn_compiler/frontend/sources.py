@@ -27,6 +27,7 @@ from .errors import FrontendError
 from .lower import from_exported_program
 
 _ZIP_MAGIC = b"PK\x03\x04"
+_LEGACY_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"  # pickled torch.save magic number
 
 
 def _check_shape(input_shape) -> tuple:
@@ -240,8 +241,8 @@ def _refuse_pickle(path, data_pkl: bytes) -> None:
     shown = ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
     raise FrontendError(
         f"{path} is a pickled Python object (torch.save(model)){' referring to ' + shown if shown else ''}. "
-        f"Loading it would unpickle it, and unpickling runs whatever code the file names, so snnc "
-        f"refuses it by default. Re-save the model with torch.export.save (.pt2) or torch.jit.save, "
+        f"Loading it means unpickling it, and unpickling can run arbitrary code named by the file, "
+        f"so snnc refuses it by default. Re-save the model with torch.export.save (.pt2) or torch.jit.save, "
         f"or, only if you trust the file, pass allow_pickle=True (snnc compile --allow-pickle).")
 
 
@@ -306,7 +307,11 @@ def load_file(path, input_shape: Optional[tuple] = None, allow_pickle: bool = Fa
                 raise FrontendError(f"{path} is a numpy archive (.npz), not a model")
         raise FrontendError(f"{path} is a zip archive but not a TorchScript, torch.export (.pt2) or "
                             f"torch.save file")
-    if head[:1] == b"\x80":  # a pickle stream: torch.save's legacy (non-zip) format
+    if head[:1] == b"\x80":  # a pickle stream
+        if not head.startswith(_LEGACY_MAGIC[:8]):
+            raise FrontendError(f"{path} is a plain Python pickle, not a model file; expected a TorchScript "
+                                f"file (torch.jit.save) or a torch.export file (torch.export.save, .pt2)")
+        # torch.save's legacy (non-zip) format
         with open(path, "rb") as f:
             data = f.read()
         return _load_pickled(path, data, input_shape, allow_pickle)
