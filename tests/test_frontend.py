@@ -195,6 +195,23 @@ def test_relu_forms_all_become_if():
     _assert_matches(g, model, (6,))
 
 
+def test_casts_and_layout_ops_are_identities():
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 3)
+
+        def forward(self, x):
+            x = x.float().to(torch.float32).contiguous().clone().detach()
+            return self.fc(x)
+
+    model = M().eval()
+    g = from_module(model, (4,))
+    assert _kinds(g) == ["Input", "Dense", "Output"]
+    _assert_matches(g, model, (4,))
+    _refused(lambda m, x: m.conv(x.to(torch.int32).float()), (1, 4, 4), "casting activations to torch.int32")
+
+
 def test_main_padding_and_pool_variants_match_torch(tmp_path):
     class M(nn.Module):
         def __init__(self):

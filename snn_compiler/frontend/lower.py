@@ -385,6 +385,20 @@ def identity(ctx, a):
     return ctx.act(a["self"])
 
 
+def cast(ctx, a):
+    """x.float() / x.to(dtype): the IR computes in float64, so a float-to-float cast is a no-op."""
+    x = ctx.act(a["self"])
+    dtype = a.get("dtype")
+    if dtype is not None and not dtype.is_floating_point:
+        ctx.fail(f"casting activations to {dtype} is not supported")
+    return x
+
+
+def assert_metadata(ctx, a):
+    """export's check that a tensor has the dtype/device the code expects: nothing to compute."""
+    return None
+
+
 def add(ctx, a):
     x, y = a["self"], a["other"]
     if not isinstance(x, Act) or not isinstance(y, Act):
@@ -412,13 +426,16 @@ def shape_query(ctx, a):
 
 
 HANDLERS = {
+    # weighted ops
     aten.conv2d.default: conv2d,
-    aten.conv2d.padding: conv2d,
+    aten.conv2d.padding: conv2d,                 # padding="same" / "valid"
+    aten._convolution_mode.default: conv2d,      # the same, as traced TorchScript records it
     aten.convolution.default: convolution,
     aten._convolution.default: convolution,
     aten.linear.default: linear,
-    aten.addmm.default: addmm,
+    aten.addmm.default: addmm,                   # Linear in decomposed (core aten) programs
     aten.mm.default: mm,
+    # normalisation, neurons, pooling
     aten.batch_norm.default: batch_norm,
     aten._native_batch_norm_legit_no_training.default: native_batch_norm_no_training,
     aten.relu.default: relu,
@@ -427,10 +444,15 @@ HANDLERS = {
     aten.adaptive_avg_pool2d.default: adaptive_avg_pool2d,
     aten._adaptive_avg_pool2d.default: adaptive_avg_pool2d,
     aten.mean.dim: mean_dim,
+    # shape
     aten.flatten.using_ints: flatten,
     aten.view.default: reshape,
     aten.reshape.default: reshape,
     aten._unsafe_view.default: reshape,
+    # residual join
+    aten.add.Tensor: add,
+    aten.add_.Tensor: add,
+    # no computation in eval mode
     aten.dropout.default: dropout,
     aten.dropout_.default: dropout,
     aten.feature_dropout.default: dropout,
@@ -444,9 +466,12 @@ HANDLERS = {
     aten.detach.default: identity,
     aten.detach_.default: identity,
     aten.alias.default: identity,
-    aten.add.Tensor: add,
-    aten.add_.Tensor: add,
-    aten._convolution_mode.default: conv2d,
+    aten.to.dtype: cast,
+    aten.to.dtype_layout: cast,
+    aten.to.device: cast,
+    aten._to_copy.default: cast,
+    aten._assert_tensor_metadata.default: assert_metadata,
+    # Python numbers read off an activation's sizes
     aten.sym_size.int: shape_query,
     aten.size.int: shape_query,
     aten.dim.default: shape_query,

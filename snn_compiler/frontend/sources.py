@@ -124,9 +124,16 @@ def _infer_linear_shape(ts) -> Optional[tuple]:
     return None
 
 
+_CONVERTER_PARTS = ("TS2EPConverter", "TS2FXGraphConverter", "get_block_to_lifted_attrs",
+                    "replace_quantized_ops_with_standard_ops")
+
+
 def _ts_to_exported(ts, example):
     from torch._export import converter as C
 
+    if not all(hasattr(C, part) for part in _CONVERTER_PARTS):  # pragma: no cover - other torch
+        # the public converter alone: same program, but errors cannot name module paths
+        return C.TS2EPConverter(ts, (example,)).convert()
     conv = C.TS2EPConverter(ts, (example,))
     blocks, fqns = C.get_block_to_lifted_attrs(conv.ts_graph)
     gc = C.TS2FXGraphConverter(conv.ts_graph, conv.name_to_param, conv.name_to_buffer, blocks,
