@@ -1,0 +1,150 @@
+"""Lava backend conformance: Lava's bit-accurate simulator against the reference, spike for spike.
+
+Every test runs real Lava (lava-nc 0.10.0 in .venv-lava, through the backend's worker) and is
+skipped, with the reason, when that environment is missing. Small nets, 6 samples, T = 12:
+about a second per Lava run.
+"""
+import subprocess
+import textwrap
+
+import numpy as np
+import pytest
+
+from snn_compiler import artifact
+from snn_compiler.backends import lava
+from snn_compiler.sim.emulator import simulate
+
+from lava_nets import compiled
+
+pytestmark = [
+    pytest.mark.lava,
+    pytest.mark.skipif(not lava.available(),
+                       reason="Lava backend needs .venv-lava (Python 3.10, lava-nc 0.10.0); run scripts/bootstrap.sh"),
+]
+
+T = 12
+
+
+def assert_same(ref, got, readout):
+    """Scores (membrane values or spike counts), predictions, rates and every layer's counts equal."""
+    assert np.array_equal(ref.scores, got.scores), f"{readout} scores differ:\n{ref.scores}\n{got.scores}"
+    assert np.array_equal(ref.predictions, got.predictions)
+    assert ref.rates == got.rates
+    assert set(ref.counts) == set(got.counts)
+    for layer in ref.counts:
+        assert ref.counts[layer].shape == got.counts[layer].shape, layer
+        diff = np.flatnonzero(ref.counts[layer] != got.counts[layer])
+        assert diff.size == 0, f"layer {layer}: {diff.size} neurons differ in spike count"
+
+
+def compare(q, x, timesteps=T, encoding="constant", seed=5, readouts=("count", "membrane"), **kw):
+    infos = []
+    for readout in readouts:
+        ref = simulate(q, x, timesteps=timesteps, readout=readout, encoding=encoding, seed=seed, record=True)
+        info = {}
+        got = lava.run(q, x, timesteps=timesteps, readout=readout, encoding=encoding, seed=seed, record=True,
+                       info=info, **kw)
+        assert_same(ref, got, readout)
+        assert sum(int(c.sum()) for c in ref.counts.values()) > 0, "no spikes at all: the test would prove nothing"
+        infos.append(info)
+    return infos
+
+
+@pytest.mark.parametrize("encoding", ["constant", "poisson"])
+@pytest.mark.parametrize("bits", [8, 4])
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
+@pytest.mark.parametrize("net", ["mlp", "cnn", "resnet"])
+def test_lava_matches_reference(net, reset, bits, encoding):
+    q, x = compiled(net, bits=bits, reset=reset, timesteps=T, target=lava.TARGET)
+    infos = compare(q, x, encoding=encoding)
+    kinds = infos[0]["kinds"]
+    assert kinds["output"] == "snnc"  # the read-out always runs on the snnc neuron
+    if reset == "subtract":
+        assert set(kinds.values()) == {"snnc"}
+    elif bits == 4:  # small weights: every hidden layer fits stock LIF exactly
+        assert {k for n, k in kinds.items() if n != "output"} == {"lif"}
+
+
+@pytest.mark.parametrize("neurons", ["snnc", "lif"])
+def test_reset_zero_with_one_neuron_kind(neurons):
+    """Reset to zero on the snnc neuron only, and on stock LIF for every hidden layer."""
+    q, x = compiled("cnn", bits=4, reset="zero", target=lava.TARGET)
+    infos = compare(q, x, encoding="poisson", readouts=("count",), neurons=neurons)
+    assert {k for n, k in infos[0]["kinds"].items() if n != "output"} == {neurons}
+
+
+@pytest.mark.parametrize("timesteps", [1, 3])
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
+def test_windows_shorter_than_the_pipeline(timesteps, reset):
+    """T smaller than the network's depth (5): windows of successive samples overlap in the pipeline."""
+    q, x = compiled("resnet", bits=4, reset=reset, timesteps=timesteps, target=lava.TARGET)
+    compare(q, x, timesteps=timesteps, readouts=("count", "membrane"))
+
+
+def test_v_init_zero_and_signed_input():
+    q, x = compiled("mlp", bits=8, reset="zero", v_init="zero", target=lava.TARGET)
+    compare(q, x, readouts=("count",))
+
+
+def test_process_exception_is_a_clear_error_and_leaves_no_process():
+    q, x = compiled("mlp", target=lava.TARGET)
+    with pytest.raises(lava.LavaError, match=r"'relu2'.*raised at step 4.*fault injection") as e:
+        lava.run(q, x, timesteps=T, fault=("relu2", 4), timeout=60)
+    assert "process group" in str(e.value)
+    assert lava.group_members(e.value.pgid) == []
+
+
+def test_timeout_kills_the_whole_process_group():
+    q, x = compiled("cnn", target=lava.TARGET)
+    with pytest.raises(lava.LavaError, match="timed out after 3 s") as e:
+        lava.run(q, np.repeat(x, 50, axis=0), timesteps=T, timeout=3)
+    assert lava.group_members(e.value.pgid) == []
+
+
+def test_missing_environment_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("SNNC_LAVA_PYTHON", "/nonexistent/python")
+    q, x = compiled("mlp", target=lava.TARGET)
+    with pytest.raises(lava.LavaError, match="needs .venv-lava; run scripts/bootstrap.sh"):
+        lava.run(q, x, timesteps=T)
+
+
+def test_build_network_returns_the_process_graph(tmp_path):
+    """The Python API (Lava side): processes and ports of the graph, run with its own run config."""
+    q, x = compiled("resnet", bits=8, reset="zero", target=lava.TARGET)
+    artifact.save(q, tmp_path / "net.snnc")
+    np.save(tmp_path / "x.npy", x)
+    ref = simulate(q, x, timesteps=T, readout="count")
+    np.save(tmp_path / "ref.npy", ref.scores.astype(np.int64))
+    script = textwrap.dedent(f"""
+        import lava.proc.dense.process  # lava first
+        import numpy as np
+        from lava.magma.core.run_configs import Loihi2SimCfg
+        from lava.proc.dense.process import Dense
+        from snn_compiler import artifact
+        from snn_compiler.backends.lava.build import build_network
+        from snn_compiler.backends.lava.procs.process import SnncNeuron, SnncDelay
+        g = artifact.load("{tmp_path}/net.snnc")
+        x = np.load("{tmp_path}/x.npy")
+        net = build_network(g, x, timesteps={T}, readout="count")
+        assert isinstance(net.output, SnncNeuron) and net.output_port is net.output.s_out
+        assert net.input_ports == [] and net.source is not None
+        assert any(isinstance(p, SnncDelay) for p in net.processes.values())   # residual balance
+        assert isinstance(net.synapses["fc0"], Dense)
+        try:
+            net.run(steps=7, run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))   # in two parts
+            net.run(steps=net.hardware_steps - 7)
+            counts = net.output_counts()
+        finally:
+            net.stop()
+        assert np.array_equal(counts, np.load("{tmp_path}/ref.npy")), counts
+        bare = build_network(g, None, timesteps={T}, n_samples=2)
+        assert bare.source is None and len(bare.input_ports) == 2   # fc0 and the long skip fc_skip (delayed)
+        print("ok")
+    """)
+    proc = subprocess.Popen([lava.lava_python(), "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        lava.kill_group(proc.pid)  # nothing may outlive the test, even on timeout
+    assert proc.returncode == 0 and out.strip().endswith("ok"), out
