@@ -233,14 +233,14 @@ def test_main_padding_and_pool_variants_match_torch(tmp_path):
 
 def test_decomposed_exported_program_matches(tmp_path):
     """A .pt2 saved after run_decompositions (core aten: addmm, convolution, native BN)."""
-    for name in ("cnn", "resnet"):
-        model, shape = zoo()[name]
-        ep = torch.export.export(model, (_batch(shape, 1),)).run_decompositions()
-        path = tmp_path / f"{name}.pt2"
-        torch.export.save(ep, str(path))
-        g = load_file(path)
-        assert _kinds(g) == _kinds(from_module(model, shape))
-        _assert_matches(g, model, shape)
+    model, shape = zoo()["resnet"]
+    ep = torch.export.export(model, (_batch(shape, 1),)).run_decompositions()
+    targets = {str(n.target) for n in ep.graph.nodes}
+    assert {"aten.convolution.default", "aten.addmm.default"} <= targets
+    torch.export.save(ep, str(tmp_path / "core.pt2"))
+    g = load_file(tmp_path / "core.pt2")
+    assert _kinds(g) == _kinds(from_module(model, shape))
+    _assert_matches(g, model, shape)
 
 
 def test_pt2_with_dynamic_batch(tmp_path):
