@@ -91,6 +91,10 @@ def _kinds(graph):
     return [O.kind(ir.op_of(graph, n)) for n in ir.topo_order(graph)]
 
 
+def _named_kinds(graph):
+    return [(n, O.kind(ir.op_of(graph, n))) for n in ir.topo_order(graph)]
+
+
 # ---- every zoo model, every format --------------------------------------------------------------
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -104,10 +108,10 @@ def test_zoo_lowers_and_matches_torch(name, fmt, tmp_path):
     out = ir.output_node(g)
     assert ir.op_of(g, out) == O.Output() and g.out_degree(out) == 0
     _assert_matches(g, model, shape)
-    # the same op sequence whichever format the model came in
+    # the same nodes (names and ops) whichever format the model came in
     if name not in _MODULE_KINDS:
-        _MODULE_KINDS[name] = _kinds(g if fmt == "module" else from_module(model, shape))
-    assert _kinds(g) == _MODULE_KINDS[name]
+        _MODULE_KINDS[name] = _named_kinds(g if fmt == "module" else from_module(model, shape))
+    assert _named_kinds(g) == _MODULE_KINDS[name]
 
 
 _MODULE_KINDS = {}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import operator
+import re
 from dataclasses import dataclass
 from typing import Optional
 
@@ -69,14 +70,19 @@ def _source_line(node) -> str:
 
 
 def _base_name(node) -> str:
-    """A readable IR node name: the module path for a torch.nn leaf module, else path + op."""
+    """A readable IR node name: the module path for a torch.nn leaf module, else path + op
+    (``unique_name`` numbers repeats)."""
+    op = _FX_SUFFIX.sub("", node.name) or node.name  # relu__1 -> relu, add_3 -> add
     inner = [(p, t) for p, t in module_stack(node) if p]
     if not inner:
-        return node.name
+        return op
     path, t = inner[-1]
     if t.startswith("torch.nn.modules.") and ".container." not in t:
         return path
-    return f"{path}.{node.name}"
+    return f"{path}.{op}"
+
+
+_FX_SUFFIX = re.compile(r"(_+\d*)+$")
 
 
 def _op_name(target) -> str:
