@@ -333,6 +333,19 @@ def test_other_refusals():
     _refused(lambda m, x: F.avg_pool2d(m.conv(x), 2, divisor_override=3), (1, 4, 4), "divisor_override")
 
 
+def test_script_saved_in_training_mode_is_lowered_in_eval_mode(tmp_path):
+    model, shape = zoo()["dropout"]
+    model.train()
+    torch.jit.save(torch.jit.script(model), str(tmp_path / "train.pt"))
+    g = load_file(tmp_path / "train.pt", shape)
+    _assert_matches(g, model.eval(), shape)
+
+
+def test_identity_model_wires_input_to_output():
+    g = from_module(nn.Sequential(nn.Identity(), nn.Dropout()), (3,))
+    assert list(g.edges) == [("input", "output")] and g.nodes["output"]["shape"] == (3,)
+
+
 def test_training_mode_trace_is_refused(tmp_path):
     model, shape = zoo()["cnn"]
     model.train()

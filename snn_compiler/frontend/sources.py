@@ -43,8 +43,11 @@ def _check_shape(input_shape) -> tuple:
 
 
 def _example(model, shape):
-    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
-    return torch.zeros((1,) + shape, dtype=dtype)
+    """A zero input of batch 1 with the dtype and device of the model's parameters."""
+    p = next((p for p in model.parameters() if p.is_floating_point()), None)
+    if p is None:
+        return torch.zeros((1,) + shape)
+    return torch.zeros((1,) + shape, dtype=p.dtype, device=p.device)
 
 
 @contextmanager
