@@ -14,6 +14,7 @@ def _layer_row(graph, n):
         row["weight_bits"] = meta.get("bits")
         if op.weight_int is not None:
             row["weight_range"] = [int(op.weight_int.min()), int(op.weight_int.max())]
+            row["weight_exp"] = int(op.weight_exp)
         row["synapses"] = int(op.weight.size * (np.prod(graph.nodes[n]["shape"][1:]) if isinstance(op, O.Conv2d) else 1))
         if isinstance(op, O.Conv2d):
             row["detail"] = f"k{op.weight.shape[2]}x{op.weight.shape[3]} s{op.stride[0]} p{op.padding[0]}" + (
@@ -52,8 +53,9 @@ def _fmt(v):
 
 _shape = lambda v: "x".join(map(str, v))
 _range = lambda v: f"[{v[0]}, {v[1]}]"
+_exp = lambda v: f"<<{v}" if v else ""
 COLUMNS = [("name", "layer", _fmt), ("op", "op", _fmt), ("shape", "shape", _shape), ("weight_bits", "w bits", _fmt),
-           ("weight_range", "w range", _range), ("scale", "scale", _fmt), ("threshold", "threshold", _fmt),
+           ("weight_range", "w range", _range), ("weight_exp", "w exp", _exp), ("scale", "scale", _fmt), ("threshold", "threshold", _fmt),
            ("expected_rate", "exp. rate", _fmt), ("current_range", "current range", _range)]
 
 

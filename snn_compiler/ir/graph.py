@@ -146,6 +146,8 @@ def _verify_fields(g, n, op) -> None:
             w = op.weight_int
             if w is None or w.shape != op.weight.shape or w.dtype.kind != "i":
                 raise IRError(f"node {n!r}: missing or malformed integer weights")
+            if not isinstance(op.weight_exp, (int, np.integer)) or not 0 <= op.weight_exp < 32:
+                raise IRError(f"node {n!r}: weight_exp must be an integer in 0..31, got {op.weight_exp!r}")
         if isinstance(op, O.NEURONS):
             if not isinstance(op.threshold, (int, np.integer)) or op.threshold < 1:
                 raise IRError(f"node {n!r}: integer threshold must be >= 1, got {op.threshold!r}")

@@ -40,17 +40,24 @@ class Input:
 
 @dataclass
 class Dense:
-    """``y = weight @ x + bias``; weight ``(out, in)``. ``weight_int`` after quantization."""
+    """``y = weight @ x + bias``; weight ``(out, in)``.
+
+    Integer SNN: ``y = (weight_int @ x) * 2**weight_exp`` (set by quantization; the exponent lets
+    connections of different magnitude share one target threshold without losing weight bits,
+    like Loihi's per-synapse-group weight exponent).
+    """
     weight: np.ndarray
     bias: Optional[np.ndarray] = None
     weight_int: Optional[np.ndarray] = None
+    weight_exp: int = 0
 
 
 @dataclass
 class Conv2d:
     """``y = conv2d(x, weight, bias, stride, padding, dilation, groups)`` as in torch.
 
-    weight ``(out_channels, in_channels // groups, kH, kW)``; ``weight_int`` after quantization.
+    weight ``(out_channels, in_channels // groups, kH, kW)``. Integer SNN:
+    ``y = conv2d(x, weight_int, ...) * 2**weight_exp``, as for Dense.
     """
     weight: np.ndarray
     bias: Optional[np.ndarray] = None
@@ -59,6 +66,7 @@ class Conv2d:
     dilation: Pair = (1, 1)
     groups: int = 1
     weight_int: Optional[np.ndarray] = None
+    weight_exp: int = 0
 
 
 @dataclass
@@ -136,6 +144,11 @@ class Output(IF):
 OP_KINDS = (Input, Dense, Conv2d, AvgPool2d, BatchNorm, Affine, Flatten, Add, IF, Output)
 WEIGHTED = (Dense, Conv2d)
 NEURONS = (IF, Output)
+
+
+def effective_weights(op) -> np.ndarray:
+    """The integer weights a weighted op applies: ``weight_int * 2**weight_exp`` (int64)."""
+    return op.weight_int.astype(np.int64) << op.weight_exp
 
 
 def kind(op) -> str:

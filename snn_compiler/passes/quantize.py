@@ -3,14 +3,17 @@
 For neuron layer N with incoming ops k (normalised float weights W'_k, biases b'_k) whose
 sources send integer values of float size u_k (1 for a spike; 1/levels for the graded input):
 
-    m      = max_k max |W'_k| * u_k
-    theta  = clip(round(wmax / m), 1, threshold_max)           wmax = 2**(bits-1) - 1
-    W_int  = clip(round(W'_k * u_k * theta), -wmax, wmax)
+    m_k    = max |W'_k| * u_k
+    theta  = clip(round(wmax / min_k m_k), 1, threshold_max)   wmax = 2**(bits-1) - 1
+    e_k    = max(0, ceil(log2(m_k * theta / (wmax + 1/2))))   (the op's weight_exp)
+    W_int  = clip(round(W'_k * u_k * theta / 2**e_k), -wmax, wmax)
     bias   = round(sum_k b'_k * theta)     (then rounded to the register format, if it has one)
     v_init = theta // 2  (--v-init half)  or 0
 
 One integer unit is 1/theta of a threshold, so every op entering N (both branches of a residual
-join included) is in the same units. Saturation at threshold_max trades weight precision for a
+join included) is in the same units; the op with the smallest weights sets theta and keeps all
+N bits, a larger one (typically an identity skip) is shifted left by its exponent instead of
+squeezing the other's weights into a few levels. Saturation at threshold_max trades weight precision for a
 threshold the register can hold. The pass records worst-case per-step currents and membrane
 ranges over ``config.timesteps`` in ``graph.graph['snnc']['ranges']`` for targets to check.
 """
@@ -63,17 +66,20 @@ def quantize(graph, config) -> bool:
         for k in ops:
             src = op_of(graph, source_of(graph, k))
             units[k] = (1.0 / src.levels, src.levels, src.signed) if isinstance(src, O.Input) else (1.0, 1, False)
-        m = max(float(np.abs(op_of(graph, k).weight).max(initial=0.0)) * units[k][0] for k in ops)
+        mk = {k: float(np.abs(op_of(graph, k).weight).max(initial=0.0)) * units[k][0] for k in ops}
+        m = min((v for v in mk.values() if v > 0), default=0.0)
         theta = int(np.clip(np.rint(wmax / m), 1, regs.threshold_max)) if m > 0 else regs.threshold_max
         layer = op_of(graph, n)
         bias = np.zeros(graph.nodes[n]["shape"][:1] + (1,) * (len(graph.nodes[n]["shape"]) - 1))
         lo = hi = 0
         for k in ops:
             op = op_of(graph, k)
-            op.weight_int = np.clip(np.rint(op.weight * units[k][0] * theta), -wmax, wmax).astype(np.int32)
+            op.weight_exp = max(0, int(np.ceil(np.log2(mk[k] * theta / (wmax + 0.5))))) if mk[k] > 0 else 0
+            op.weight_int = np.clip(np.rint(op.weight * units[k][0] * theta / 2.0 ** op.weight_exp),
+                                    -wmax, wmax).astype(np.int32)
             if op.bias is not None:
                 bias = bias + op.bias.reshape(bias.shape) * theta
-            l, h = _per_neuron_bounds(op, op.weight_int, units[k][1], units[k][2])
+            l, h = _per_neuron_bounds(op, O.effective_weights(op), units[k][1], units[k][2])
             lo, hi = lo + l, hi + h
         layer.threshold = theta
         layer.bias = fit_bias(np.rint(bias).astype(np.int64), regs, n)

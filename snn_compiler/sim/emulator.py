@@ -112,7 +112,7 @@ class _Plan:
         while isinstance(self.ops[src], O.Flatten):
             src = self.inputs[src][0]
         in_max = self.ops[src].levels if isinstance(self.ops[src], O.Input) else 1
-        w = op.weight_int.astype(np.int64)
+        w = O.effective_weights(op)
         bound = np.abs(w).reshape(w.shape[0], -1).sum(axis=1).max(initial=0) * in_max
         return w.astype(kernels.exact_dtype(bound))
 

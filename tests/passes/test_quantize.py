@@ -23,7 +23,8 @@ def normalized_mlp(w1, b1, w2, levels_bits=8):
 
 def test_hand_worked_thresholds_and_weights():
     # Layer r1: input unit 1/255, max|W'| u = 0.5/255 -> theta = round(127 / (0.5/255)) = 64770
-    # Layer out: spikes, max|W'| = 2.0 -> theta = round(127/2) = 64 (rounded from 63.5 to even)
+    # Layer out: spikes, max|W'| = 2.0 -> theta = round(127/2) = 64 (63.5 rounds to even); then
+    # 2.0 * 64 = 128 > 127.5 needs one bit of exponent: weights 64 and -32, shifted left by 1
     g = normalized_mlp(np.array([[0.5, -0.25]]), np.array([0.1]), np.array([[2.0], [-1.0]]))
     assert quantize(g, CompileConfig(bits=8)) is True
     verify(g)
@@ -31,7 +32,7 @@ def test_hand_worked_thresholds_and_weights():
     assert r1.threshold == 64770 and r1.v_init == 32385 and r1.bias.tolist() == [6477]
     assert g.nodes["fc1"]["op"].weight_int.tolist() == [[127, -64]]  # 0.5/255*64770 = 127, -63.5 -> -64
     assert out.threshold == 64 and out.v_init == 0
-    assert g.nodes["fc2"]["op"].weight_int.tolist() == [[127], [-64]]
+    assert g.nodes["fc2"]["op"].weight_int.tolist() == [[64], [-32]] and g.nodes["fc2"]["op"].weight_exp == 1
 
 
 @pytest.mark.parametrize("bits", [2, 4, 8, 12, 16])
@@ -76,3 +77,26 @@ def test_needs_normalized_graph():
     g.graph["snnc"]["normalized"] = False
     with pytest.raises(ValueError, match="normalis"):
         quantize(g, CompileConfig())
+
+
+def test_residual_join_keeps_weight_bits_with_exponents():
+    # Two connections into one layer: a small-weight conv path and a big identity skip. The
+    # small one sets theta and keeps all 8 bits; the skip is shifted left instead.
+    g = new_graph()
+    g.graph["snnc"] = {"normalized": True}
+    add_op(g, "in", O.Input((2,), scale=1.0))
+    add_op(g, "fc1", O.Dense(np.eye(2) * 255), ["in"])
+    add_op(g, "r1", O.IF(scale=1.0), ["fc1"])
+    add_op(g, "small", O.Dense(np.array([[0.01, -0.02], [0.015, 0.0]])), ["r1"])
+    add_op(g, "skip", O.Dense(np.eye(2) * 0.8), ["r1"])
+    add_op(g, "add", O.Add(), ["small", "skip"])
+    add_op(g, "r2", O.IF(scale=1.0), ["add"])
+    add_op(g, "fc3", O.Dense(np.ones((1, 2))), ["r2"])
+    add_op(g, "out", O.Output(scale=1.0), ["fc3"])
+    verify(g)
+    quantize(g, CompileConfig(bits=8))
+    small, skip, r2 = (g.nodes[n]["op"] for n in ("small", "skip", "r2"))
+    assert r2.threshold == 6350  # round(127 / 0.02)
+    assert np.abs(small.weight_int).max() == 127 and small.weight_exp == 0
+    # 0.8 * 6350 = 5080 = 79.4 * 2**6 -> weight 79, exponent 6: 5056, within 0.5% of 5080
+    assert skip.weight_int.tolist() == [[79, 0], [0, 79]] and skip.weight_exp == 6
