@@ -438,6 +438,10 @@ def test_files_that_are_not_models(tmp_path):
     torch.save(torch.zeros(3), str(tmp_path / "tensor.pt"))
     with pytest.raises(FrontendError, match="Tensor saved with torch.save, not a model"):
         load_file(tmp_path / "tensor.pt", (4,))
+    model, _ = zoo()["mlp"]
+    torch.save({"model": model.state_dict(), "epoch": 3}, str(tmp_path / "ckpt.pt"))
+    with pytest.raises(FrontendError, match=r"dict saved with torch.save \(keys: model, epoch\), not a model"):
+        load_file(tmp_path / "ckpt.pt", (4,))
     with open(tmp_path / "plain.pkl", "wb") as f:
         pickle.dump({"a": 1}, f, protocol=2)
     with pytest.raises(FrontendError, match="plain Python pickle, not a model"):

@@ -282,6 +282,11 @@ def _load_pickled(path, data_pkl: bytes, input_shape, allow_pickle):
             f"{', ...' if len(obj) > 4 else ''}), not a model: it has no architecture. Build the "
             f"nn.Module, call load_state_dict, and pass it to from_module, or save it with "
             f"torch.export.save / torch.jit.save.")
+    if isinstance(obj, dict):
+        keys = ", ".join(map(str, list(obj)[:6])) + (", ..." if len(obj) > 6 else "")
+        raise FrontendError(f"{path} holds a dict saved with torch.save (keys: {keys}), not a model; a training "
+                            f"checkpoint has no architecture: build the nn.Module, load its state_dict and "
+                            f"pass it to from_module, or save it with torch.export.save / torch.jit.save")
     raise FrontendError(f"{path} holds a {type(obj).__name__} saved with torch.save, not a model")
 
 
