@@ -1,0 +1,129 @@
+"""End to end through the CLI: compile a saved model, simulate on every backend, inspect; errors."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from snn_compiler.cli import main  # noqa: E402
+
+from models import unsupported, zoo  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli")
+    model, shape = zoo()["cnn"]
+    rng = np.random.default_rng(0)
+    x = rng.random((40,) + shape).astype(np.float32)
+    with torch.no_grad():
+        y = model(torch.from_numpy(x)).argmax(1).numpy()
+    np.savez(d / "calib.npz", x=x[:20])
+    np.savez(d / "data.npz", x=x, y=y)
+    torch.jit.save(torch.jit.script(model), str(d / "model.pt"))
+    torch.export.save(torch.export.export(model, (torch.from_numpy(x[:2]),)), str(d / "model.pt2"))
+    torch.save(model, str(d / "pickled.pt"))
+    return d
+
+
+def run(args, capsys):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("model", ["model.pt", "model.pt2"])
+def test_compile_simulate_inspect(files, capsys, model):
+    art = files / (model + ".snnc")
+    code, out, err = run(["compile", files / model, "--input-shape", "1,8,8", "--calibration", files / "calib.npz",
+                          "--bits", "8", "-o", art], capsys)
+    assert code == 0, err
+    assert art.exists()
+    accs = {}
+    for backend in ("reference", "float", "ann"):
+        res = files / f"{backend}.npz"
+        code, out, err = run(["simulate", art, "--data", files / "data.npz", "--backend", backend, "--timesteps", "64",
+                              "--output", res], capsys)
+        assert code == 0, err
+        assert "accuracy" in out
+        with np.load(res) as r:
+            assert r["scores"].shape == (40, 10) and r["predictions"].shape == (40,)
+            accs[backend] = (r["predictions"] == np.load(files / "data.npz")["y"]).mean()
+    assert accs["ann"] == 1.0  # labels are the torch model's own predictions
+    assert accs["reference"] >= 0.9 and accs["float"] >= 0.9
+    code, out, err = run(["inspect", art], capsys)
+    assert code == 0 and "threshold" in out and "Conv2d" in out
+    code, out, err = run(["inspect", art, "--json"], capsys)
+    info = json.loads(out)
+    assert info["bits"] == 8 and any(r["op"] == "IF" and r["threshold"] >= 1 for r in info["layers"])
+
+
+def test_sweep_with_plot_and_poisson_count(files, capsys):
+    art = files / "sweep.snnc"
+    assert run(["compile", files / "model.pt", "--input-shape", "1,8,8", "--calibration", files / "calib.npz",
+                "--reset", "zero", "--bits", "4", "-o", art], capsys)[0] == 0
+    code, out, err = run(["simulate", art, "--data", files / "data.npz", "--timesteps", "4,8", "--encoding", "poisson",
+                          "--seed", "3", "--readout", "count", "--plot", files / "acc.png"], capsys)
+    assert code == 0, err
+    assert "T=4" in out and "T=8" in out
+    assert (files / "acc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_pickle_is_refused_unless_allowed(files, capsys):
+    out_path = files / "p.snnc"
+    code, out, err = run(["compile", files / "pickled.pt", "--input-shape", "1,8,8", "--calibration",
+                          files / "calib.npz", "-o", out_path], capsys)
+    assert code != 0 and "pickle" in err.lower() and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert not out_path.exists()
+    code, out, err = run(["compile", files / "pickled.pt", "--allow-pickle", "--input-shape", "1,8,8",
+                          "--calibration", files / "calib.npz", "-o", out_path], capsys)
+    assert code == 0, err and out_path.exists()
+
+
+def test_unsupported_layer_is_named_and_nothing_is_written(files, capsys):
+    model, shape, op, where = unsupported()["maxpool"]
+    path = files / "maxpool.pt"
+    torch.jit.save(torch.jit.trace(model, torch.zeros((1,) + shape)), str(path))
+    code, out, err = run(["compile", path, "--input-shape", "1,8,8", "--calibration", files / "calib.npz",
+                          "-o", files / "mp.snnc"], capsys)
+    assert code != 0 and "max_pool2d" in err and where in err
+    assert not (files / "mp.snnc").exists()
+
+
+@pytest.mark.parametrize("content", [b"not a model at all", b"PK\x03\x04garbage"])
+def test_not_a_model(files, capsys, content):
+    p = files / "junk.pt"
+    p.write_bytes(content)
+    code, out, err = run(["compile", p, "--input-shape", "1,8,8", "--calibration", files / "calib.npz",
+                          "-o", files / "j.snnc"], capsys)
+    assert code != 0 and "model" in err.lower() and "Traceback" not in err
+    assert not (files / "j.snnc").exists()
+
+
+def test_bad_data_and_bad_artifact(files, capsys):
+    np.savez(files / "wrong.npz", x=np.zeros((3, 5)))
+    art = files / "model.pt.snnc"
+    if not art.exists():
+        run(["compile", files / "model.pt", "--input-shape", "1,8,8", "--calibration", files / "calib.npz", "-o", art],
+            capsys)
+    code, out, err = run(["simulate", art, "--data", files / "wrong.npz", "--output", files / "r.npz"], capsys)
+    assert code != 0 and "shape" in err and not (files / "r.npz").exists()
+    code, out, err = run(["simulate", files / "calib.npz", "--data", files / "data.npz"], capsys)
+    assert code != 0 and "not an snnc artifact" in err
+    code, out, err = run(["compile", files / "model.pt", "--input-shape", "1,8,8", "--bits", "1",
+                          "--calibration", files / "calib.npz", "-o", files / "b.snnc"], capsys)
+    assert code != 0 and "--bits" in err
+
+
+def test_console_script_and_debug_traceback(files):
+    exe = os.path.join(os.path.dirname(sys.executable), "snnc")
+    r = subprocess.run([exe, "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "compile" in r.stdout and "simulate" in r.stdout
+    r = subprocess.run([exe, "--debug", "simulate", str(files / "nope.snnc"), "--data", str(files / "data.npz")],
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "Traceback" in r.stderr
