@@ -274,8 +274,13 @@ def test_from_module_accepts_a_script_module():
 
 # ---- refusals: op and module path in the message ---------------------------------------------
 
-@pytest.mark.parametrize("fmt", ["module", "script", "trace"])
-@pytest.mark.parametrize("name", list(unsupported()))
+# Unsupported op kinds through every in-memory route; refused op arguments (pooling modes), which
+# the one lowering judges alike whatever the route, as modules only (keeps the file fast).
+_OP_KINDS = ("sigmoid", "tanh", "maxpool", "mul", "cat", "lstm")
+_REFUSALS = [(n, "module") for n in unsupported()] + [(n, f) for n in _OP_KINDS for f in ("script", "trace")]
+
+
+@pytest.mark.parametrize("name,fmt", _REFUSALS)
 def test_unsupported_ops_are_refused_with_op_and_path(name, fmt):
     model, shape, op, loc = unsupported()[name]
     if fmt == "script":
