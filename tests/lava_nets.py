@@ -60,7 +60,8 @@ def resnet(rng, n=12):
     y = add_op(g, "fc2", O.Dense(_w(rng, n, n), bias=_b(rng, n)), [h])
     j = add_op(g, "add", O.Add(), [y, a])
     r = add_op(g, "relu2", O.IF(), [j])
-    s = add_op(g, "fc_skip", O.Dense(_w(rng, n, n)), [x])
+    # large weights on the graded skip keep its weight exponent within Loihi's (<= 7)
+    s = add_op(g, "fc_skip", O.Dense(_w(rng, n, n, scale=4.0)), [x])
     z = add_op(g, "fc3", O.Dense(_w(rng, n, n), bias=_b(rng, n)), [r])
     r3 = add_op(g, "relu3", O.IF(), [add_op(g, "add2", O.Add(), [z, s])])
     add_op(g, "output", O.Output(), [add_op(g, "fc4", O.Dense(_w(rng, 4, n), bias=_b(rng, 4)), [r3])])
@@ -68,7 +69,22 @@ def resnet(rng, n=12):
     return g, (n,)
 
 
-NETS = {"mlp": mlp, "cnn": cnn, "resnet": resnet}
+def rescnn(rng, c=3, hw=6):
+    """conv -> relu -> conv -> (+ identity skip) -> relu -> avgpool -> flatten -> dense: a
+    convolutional residual join (the skip becomes a depthwise 1x1 conv, often with a weight exponent)."""
+    g = new_graph()
+    x = add_op(g, "input", O.Input((c, hw, hw)))
+    r1 = add_op(g, "relu1", O.IF(), [add_op(g, "conv1", O.Conv2d(_w(rng, c, c, 3, 3), bias=_b(rng, c), padding=(1, 1)), [x])])
+    c2 = add_op(g, "conv2", O.Conv2d(_w(rng, c, c, 3, 3, scale=0.1), bias=_b(rng, c), padding=(1, 1)), [r1])
+    r2 = add_op(g, "relu2", O.IF(), [add_op(g, "add", O.Add(), [c2, r1])])
+    p = add_op(g, "pool", O.AvgPool2d((2, 2), (2, 2)), [r2])
+    f = add_op(g, "flat", O.Flatten(), [p])
+    add_op(g, "output", O.Output(), [add_op(g, "fc", O.Dense(_w(rng, 4, c * (hw // 2) ** 2), bias=_b(rng, 4)), [f])])
+    verify(g)
+    return g, (c, hw, hw)
+
+
+NETS = {"mlp": mlp, "cnn": cnn, "resnet": resnet, "rescnn": rescnn}
 
 
 def compiled(net, bits=8, reset="subtract", v_init="half", timesteps=12, seed=0, n_calib=64, target=None):

@@ -15,8 +15,9 @@ subtraction, the Output layer's read-out, layers whose ranges LIF would wrap) ru
 neuron. ``neurons="snnc"`` never uses LIF; ``neurons="lif"`` refuses when it cannot.
 
 Stock Lava processes carry the synapses: ``Dense`` (sign_mode MIXED, num_weight_bits 9, so every
-weight in [-256, 255] is kept exactly; graded messages from the input) and ``Conv`` (kernel
-flipped, (W, H, C) layout; average pools arrive as depthwise Conv). Neurons are
+weight in [-256, 255] is kept exactly; the op's weight exponent; graded messages from the input)
+and ``Conv`` (kernel flipped, (W, H, C) layout; average pools arrive as depthwise Conv). Lava's
+Conv ignores weight exponents, so a conv with one becomes a ``Sparse`` matrix, which applies it. Neurons are
 :class:`~.procs.process.SnncNeuron` (the snnc integer IF, reset by subtraction or to zero).
 Residual joins: every connection into a layer lands on its one ``a_in`` port; shorter branches
 go through :class:`~.procs.process.SnncDelay` so all of them deliver the same logical step.
@@ -34,6 +35,8 @@ from lava.proc.conv.process import Conv
 from lava.proc.dense.process import Dense
 from lava.proc.io.source import RingBuffer
 from lava.proc.lif.process import LIFReset
+from lava.proc.sparse.process import Sparse
+from scipy.sparse import csr_matrix
 from lava.utils.weightutils import SignMode
 
 from snn_compiler.sim.encode import input_steps
@@ -139,11 +142,7 @@ def build_network(graph, x=None, *, timesteps: int, encoding: str = "constant", 
             kinds[name] = "snnc"
     source = None
     if x is not None:
-        inp, shape = plan.input_op, plan.input_shape
-
-        def steps(start, stop):
-            xs = np.stack(list(input_steps(inp, x[start:stop], T, encoding, seed, range(start, stop), "int")))
-            return to_lava(xs, len(shape))
+        steps = _encoder(plan.input_op, x, T, encoding, seed, len(plan.input_shape))
         source = SnncSource(shape=plan.input_lshape, steps=steps, window=T, n_samples=n_samples, name=plan.input)
         processes[plan.input] = source
     input_ports = []
@@ -165,7 +164,12 @@ def build_network(graph, x=None, *, timesteps: int, encoding: str = "constant", 
         nmb = msg_bits if c.graded else 0
         if c.kind == "dense":
             syn = Dense(weights=c.weight.astype(np.int32), sign_mode=SignMode.MIXED, num_weight_bits=9,
-                        num_message_bits=nmb, name=c.name)
+                        weight_exp=c.weight_exp, num_message_bits=nmb, name=c.name)
+            dst_in = syn.s_in
+        elif c.kind == "sparse":
+            rows, cols, vals, mshape = c.weight
+            syn = Sparse(weights=csr_matrix((vals.astype(np.int32), (rows, cols)), shape=mshape), sign_mode=SignMode.MIXED, num_weight_bits=9,
+                         weight_exp=c.weight_exp, num_message_bits=nmb, name=c.name)
             dst_in = syn.s_in
         else:
             syn = Conv(weight=c.weight.astype(np.int32), input_shape=src_shape, padding=c.padding, stride=c.stride,
@@ -189,6 +193,14 @@ def build_network(graph, x=None, *, timesteps: int, encoding: str = "constant", 
     return LavaNetwork(plan=plan, timesteps=T, n_samples=n_samples, neurons=procs, counters=counters, kinds=kinds,
                        synapses=synapses, delays=delays, source=source, input_ports=input_ports,
                        output=procs[plan.output], processes=processes)
+
+
+def _encoder(inp, x, T, encoding, seed, ndim):
+    """steps(start, stop) -> (T, B, *Lava shape) int input of samples start..stop-1, as the reference encodes it."""
+    def steps(start, stop):
+        xs = np.stack(list(input_steps(inp, x[start:stop], T, encoding, seed, range(start, stop), "int")))
+        return to_lava(xs, ndim)
+    return steps
 
 
 def _lif_layer(lp, T, n_samples, vmax, record, fault_step, processes):

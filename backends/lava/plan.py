@@ -45,6 +45,26 @@ def conv_weight(w: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(w.transpose(0, 3, 2, 1)[:, ::-1, ::-1, :])
 
 
+def conv_matrix(w, in_shape, out_shape, stride, padding, dilation, groups) -> np.ndarray:
+    """The (out, in) matrix of torch's conv2d (weight ``w`` (O, I/g, kH, kW)) between maps
+    flattened in Lava's (W, H, C) order, as COO (rows, cols, values, shape)."""
+    C, H, W = in_shape
+    O_, Ho, Wo = out_shape
+    _, cg, kh, kw = w.shape
+    og = O_ // groups
+    o, ci, ky, kx, oy, ox = np.meshgrid(np.arange(O_), np.arange(cg), np.arange(kh), np.arange(kw),
+                                        np.arange(Ho), np.arange(Wo), indexing="ij")
+    c = (o // og) * cg + ci
+    y = oy * stride[0] - padding[0] + ky * dilation[0]
+    x = ox * stride[1] - padding[1] + kx * dilation[1]
+    ok = (y >= 0) & (y < H) & (x >= 0) & (x < W)
+    rows = (ox * Ho + oy) * O_ + o      # Lava flatten order of (W, H, C)
+    cols = (x * H + y) * C + c
+    vals = np.asarray(w, np.int64)[o[ok], ci[ok], ky[ok], kx[ok]]
+    nz = vals != 0
+    return rows[ok][nz], cols[ok][nz], vals[nz], (O_ * Ho * Wo, C * H * W)
+
+
 @dataclass
 class LayerPlan:
     name: str
@@ -63,8 +83,8 @@ class ConnPlan:
     name: str                      # the weighted op's node
     src: str                       # source neuron layer or Input
     dst: str                       # target neuron layer
-    kind: str                      # "dense" or "conv"
-    weight: np.ndarray             # int64, Lava form
+    kind: str                      # "dense", "conv", or "sparse" (a conv with a weight exponent)
+    weight: object                 # int64 array, Lava form; sparse: COO (rows, cols, values, shape)
     graded: bool                   # source is the (graded) Input
     delay: int                     # extra hardware steps so every branch delivers the same logical step
     flatten: bool = False          # a Dense reading a map (port flattened in Lava's order)
@@ -72,6 +92,7 @@ class ConnPlan:
     padding: Tuple[int, int] = (0, 0)
     dilation: Tuple[int, int] = (1, 1)
     groups: int = 1
+    weight_exp: int = 0            # a = (W @ s) << weight_exp (Lava Dense/Sparse; Lava's Conv ignores it)
 
 
 @dataclass
@@ -147,8 +168,13 @@ def make_plan(graph, readout: str = "membrane") -> NetPlan:
             w = np.asarray(kop.weight_int, np.int64)
             c = ConnPlan(name=k, src=src, dst=n, kind="dense" if isinstance(kop, O.Dense) else "conv",
                          weight=None, graded=isinstance(op_of(graph, src), O.Input),
-                         delay=depth[n] - depth[src] - 1)
-            if c.kind == "dense":
+                         delay=depth[n] - depth[src] - 1, weight_exp=int(getattr(kop, "weight_exp", 0) or 0))
+            if c.kind == "conv" and c.weight_exp:
+                # Lava's Conv ignores weight_exp: such a conv becomes a Sparse matrix, which applies it.
+                c.kind = "sparse"
+                c.weight = conv_matrix(w, src_shape, shape, kop.stride, kop.padding, kop.dilation, kop.groups)
+                c.flatten = True
+            elif c.kind == "dense":
                 c.weight = dense_weight(w, src_shape)
                 c.flatten = len(src_shape) != 1
             else:
@@ -175,8 +201,14 @@ LIF_LIMIT = (1 << 17) - 1
 
 def conn_bounds(c: ConnPlan, levels: int, signed: bool) -> Tuple[np.ndarray, np.ndarray]:
     """Worst-case (low, high) per-step sum of one connection, per output channel/neuron."""
-    w = c.weight.reshape(c.weight.shape[0], -1)
-    pos, neg = np.where(w > 0, w, 0).sum(1), np.where(w < 0, w, 0).sum(1)
+    if c.kind == "sparse":
+        rows, _, vals, shape = c.weight
+        vals = vals << c.weight_exp
+        pos = np.bincount(rows, np.where(vals > 0, vals, 0), shape[0]).astype(np.int64)
+        neg = np.bincount(rows, np.where(vals < 0, vals, 0), shape[0]).astype(np.int64)
+    else:
+        w = c.weight.reshape(c.weight.shape[0], -1) << c.weight_exp
+        pos, neg = np.where(w > 0, w, 0).sum(1), np.where(w < 0, w, 0).sum(1)
     m = levels if c.graded else 1
     if c.graded and signed:
         return -(pos - neg) * m, (pos - neg) * m
@@ -216,9 +248,8 @@ def lif_fit(plan: NetPlan, layer: str, timesteps: int) -> Optional[str]:
     lo = hi = 0
     for c in plan.conns:
         if c.dst == layer:
-            l, h = conn_bounds(c, levels, signed)
-            lo, hi = lo + l, hi + h
-    lo, hi = np.min(lo), np.max(hi)
+            l, h = conn_bounds(c, levels, signed)  # per channel or per neuron: bound each op alone
+            lo, hi = lo + int(np.min(l)), hi + int(np.max(h))
     a_max = max(-lo, hi) + lp.v_init
     if a_max > LIF_LIMIT:
         return f"synaptic input up to {a_max} would wrap LIF's u register (a << 6 in 24 bits)"

@@ -87,7 +87,7 @@ def op_current_bounds(graph, name) -> tuple:
         src = next(iter(graph.predecessors(src)))
     sop = op_of(graph, src)
     in_max, signed = (sop.levels, sop.signed) if isinstance(sop, O.Input) else (1, False)
-    w = np.asarray(op.weight_int, np.int64).reshape(op.weight_int.shape[0], -1)
+    w = np.asarray(op.weight_int, np.int64).reshape(op.weight_int.shape[0], -1) << int(getattr(op, "weight_exp", 0) or 0)
     pos, neg = np.where(w > 0, w, 0).sum(1), np.where(w < 0, w, 0).sum(1)
     if signed:
         return int(-(pos - neg).max(initial=0) * in_max), int((pos - neg).max(initial=0) * in_max)
@@ -115,6 +115,11 @@ def check(graph, config) -> None:
             if w.size and (w.min() < wlo or w.max() > whi):
                 raise _target_error(f"layer {n!r}: weight register holds [{wlo}, {whi}] ({wbits}-bit signed, "
                                     f"Lava Dense sign_mode MIXED), got [{int(w.min())}, {int(w.max())}]")
+            e = int(getattr(op, "weight_exp", 0) or 0)
+            emax = int(profile.get("registers", {}).get("weight_exp_max", 7))
+            if not 0 <= e <= emax:
+                raise _target_error(f"layer {n!r}: weight exponent {e} does not fit Loihi's weight exponent "
+                                    f"register (0..{emax})")
             lo, hi = op_current_bounds(graph, n)
             if max(-lo, hi) > cmax:
                 raise _target_error(f"layer {n!r}: worst-case synaptic current [{lo}, {hi}] exceeds the "
