@@ -235,6 +235,28 @@ def test_main_padding_and_pool_variants_match_torch(tmp_path):
         _assert_matches(g, model, shape)
 
 
+def test_weights_from_buffers_constants_and_weight_expressions(tmp_path):
+    """Weights that are buffers, plain tensor attributes (lifted constants) or computed from
+    parameters (folded by torch) are read as the values torch uses."""
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            g = torch.Generator().manual_seed(7)
+            self.register_buffer("w", torch.randn(5, 4, generator=g))
+            self.b = torch.randn(4, generator=g)  # not registered: a lifted constant
+            self.v = nn.Parameter(torch.randn(3, 2, 3, 3, generator=g))
+
+        def forward(self, x):
+            y = F.conv2d(x, self.v * 0.5, padding=1)  # weight expression
+            y = F.relu(F.linear(torch.flatten(F.avg_pool2d(y, 4), 1), self.w.t()[:3].t(), None))
+            return F.linear(y, self.w.t(), self.b)
+
+    model, shape = M().eval(), (2, 4, 4)
+    for fmt in FORMATS:
+        g = _lower(model, shape, fmt, tmp_path)
+        _assert_matches(g, model, shape)
+
+
 def test_decomposed_exported_program_matches(tmp_path):
     """A .pt2 saved after run_decompositions (core aten: addmm, convolution, native BN)."""
     model, shape = zoo()["resnet"]
