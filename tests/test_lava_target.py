@@ -145,3 +145,11 @@ def test_lava_layout_of_conv_and_dense_after_conv():
     c, h, x = 1, H - 1, 0
     assert fc.flatten and fc.weight[3, x * H * C + h * C + c] == wf[3, c * H * W + h * W + x]
     assert p.layers["relu1"].lshape == q.nodes["relu1"]["shape"][::-1]
+
+
+def test_run_refuses_a_graph_lava_would_truncate():
+    """A graph compiled for the reference with 12-bit weights must not reach Lava (Dense clips at 8+sign)."""
+    from snn_compiler.backends.lava import run
+    q, x = compiled("mlp", bits=12)  # target reference
+    with pytest.raises(TargetError, match="weight register holds"):
+        run(q, x, timesteps=4)

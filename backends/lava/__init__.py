@@ -185,6 +185,7 @@ def run(graph, x, *, timesteps, encoding="constant", seed=0, readout="membrane",
         raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
     if encoding not in ENCODINGS:
         raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
+    check_graph(graph)
     plan = make_plan(graph, readout)
     x = np.asarray(x)
     out_shape = plan.layers[plan.output].shape
@@ -207,6 +208,13 @@ def run(graph, x, *, timesteps, encoding="constant", seed=0, readout="membrane",
         info["kinds"] = dict(zip((str(s) for s in res["layers"]), (str(k) for k in res["kinds"])))
         info.update(zip(("build_s", "run_s", "read_s", "hardware_steps"), (float(v) for v in res["timing"])))
     return to_simresult(res, plan, len(x), timesteps, readout, record)
+
+
+def check_graph(graph, profile=None) -> None:
+    """Refuse (TargetError naming layer and register) a graph Lava would not run exactly, e.g. one
+    compiled for the reference target with wider weights than Loihi keeps."""
+    from snn_compiler.config import CompileConfig
+    check(graph, CompileConfig(target="lava", profile=profile))
 
 
 def to_simresult(res, plan, n, timesteps, readout, record):

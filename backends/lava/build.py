@@ -116,6 +116,9 @@ def build_network(graph, x=None, *, timesteps: int, encoding: str = "constant", 
     source is made and ``n_samples`` windows are expected on ``input_ports``. ``fault`` =
     (layer, step) makes that layer's process raise at that hardware step (for tests).
     """
+    from snn_compiler.config import CompileConfig
+    from .target import check
+    check(graph, CompileConfig(target="lava"))  # nothing Lava would wrap or truncate
     plan = make_plan(graph, readout)
     T = int(timesteps)
     if x is not None:
