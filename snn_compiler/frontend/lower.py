@@ -94,9 +94,7 @@ def _op_name(target) -> str:
 class Lowering:
     """State of one lowering: the IR graph being built and the FX node -> value map."""
 
-    def __init__(self, ep, input_shape: Optional[tuple]):
-        self.ep = ep
-        self.input_shape = input_shape
+    def __init__(self):
         self.g = ir.new_graph()
         self.env = {}
         self.shapes = {}
@@ -171,7 +169,7 @@ def _pair(v, what="value") -> tuple:
         if len(v) == 1:
             return (int(v[0]), int(v[0]))
         if len(v) != 2:
-            raise FrontendError(f"expected one or two values for {what}, got {v!r}")
+            raise ValueError(f"expected one or two values for {what}, got {v!r}")
         return (int(v[0]), int(v[1]))
     return (int(v), int(v))
 
@@ -531,7 +529,7 @@ def _placeholders(ctx, ep):
 
 def from_exported_program(ep, input_shape: Optional[tuple] = None) -> nx.DiGraph:
     """Lower ``ep`` (a ``torch.export.ExportedProgram`` with one tensor input and one tensor output)."""
-    ctx = Lowering(ep, input_shape)
+    ctx = Lowering()
     g = ctx.g
     user = _placeholders(ctx, ep)
     placeholders = {n.name: n for n in ep.graph.nodes if n.op == "placeholder"}
@@ -577,7 +575,12 @@ def from_exported_program(ep, input_shape: Optional[tuple] = None) -> nx.DiGraph
                      f"AdaptiveAvgPool2d, flatten, dropout, identity and residual add)")
         if not isinstance(n.target, torch._ops.OpOverload):
             ctx.fail("not an aten op")
-        ctx.env[n.name] = handler(ctx, _bind(n.target, args, kwargs))
+        try:
+            ctx.env[n.name] = handler(ctx, _bind(n.target, args, kwargs))
+        except FrontendError:
+            raise
+        except (ValueError, TypeError) as e:  # odd argument values: still say where
+            ctx.fail(str(e))
     out_node = next(n for n in ep.graph.nodes if n.op == "output")
     outs = [s for s in ep.graph_signature.output_specs if s.kind == OutputKind.USER_OUTPUT]
     if len(outs) != 1:
