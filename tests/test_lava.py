@@ -4,8 +4,12 @@ Every test runs real Lava (lava-nc 0.10.0 in .venv-lava, through the backend's w
 skipped, with the reason, when that environment is missing. Small nets, 6 samples, T = 12:
 about a second per Lava run.
 """
+import os
+import signal
 import subprocess
+import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -148,3 +152,53 @@ def test_build_network_returns_the_process_graph(tmp_path):
     finally:
         lava.kill_group(proc.pid)  # nothing may outlive the test, even on timeout
     assert proc.returncode == 0 and out.strip().endswith("ok"), out
+
+
+def _children(pid):
+    found = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                stat = f.read()
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if int(stat[stat.rfind(")") + 2:].split()[1]) == pid:
+            found.append((int(d), cmd))
+    return found
+
+
+def test_killed_caller_leaves_no_lava_process(tmp_path):
+    """SIGKILL the Python that called run(): the worker notices and kills its whole group."""
+    script = textwrap.dedent(f"""
+        import sys; sys.path.insert(0, {os.path.dirname(__file__)!r})
+        import numpy as np
+        from lava_nets import compiled
+        from snn_compiler.backends import lava
+        q, x = compiled("cnn", target=lava.TARGET)
+        lava.run(q, np.repeat(x, 100, axis=0), timesteps={T}, timeout=600)
+    """)
+    caller = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
+    worker = None
+    try:
+        deadline = time.monotonic() + 60
+        while worker is None and time.monotonic() < deadline:
+            worker = next((p for p, cmd in _children(caller.pid) if "backends.lava.worker" in cmd), None)
+            time.sleep(0.2)
+        assert worker is not None, "the Lava worker never started"
+        time.sleep(2)  # let Lava start its processes
+        assert len(lava.group_members(worker)) > 1
+        os.kill(caller.pid, signal.SIGKILL)
+        caller.wait()
+        deadline = time.monotonic() + 10
+        while lava.group_members(worker) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert lava.group_members(worker) == []
+    finally:  # clean up even when the test fails
+        lava.kill_group(caller.pid)
+        caller.wait()
+        if worker is not None:
+            lava.kill_group(worker)

@@ -197,7 +197,7 @@ def run(graph, x, *, timesteps, encoding="constant", seed=0, readout="membrane",
         timeout = default_timeout(len(x), timesteps, plan.depth, len(plan.conns))
     params = dict(timesteps=int(timesteps), encoding=encoding, seed=int(seed), readout=readout, record=bool(record),
                   progress=bool(progress), chunk_samples=max(1, len(x) // 100), fault=list(fault) if fault else None,
-                  neurons=neurons)
+                  neurons=neurons, parent_pid=os.getpid())
     with tempfile.TemporaryDirectory(prefix="snnc-lava-") as job:
         artifact.save(graph, os.path.join(job, "graph.snnc"))
         np.save(os.path.join(job, "x.npy"), x, allow_pickle=False)

@@ -25,12 +25,16 @@ def _write_progress(job, done, total):
     os.replace(tmp, os.path.join(job, "progress"))
 
 
-def _watch_faults(path, interval=0.1):
-    """A process model that raised wrote ``path``: report it and leave (the parent kills the group)."""
+def _watch(path, parent, interval=0.1):
+    """Leave at once when a process model raised (it wrote ``path``; the parent kills the group),
+    and take the whole process group down if the parent died (nothing may outlive it)."""
+    import signal
     import threading
 
     def watch():
         while not os.path.exists(path):
+            if parent and os.getppid() != parent:
+                os.killpg(os.getpgid(0), signal.SIGKILL)
             time.sleep(interval)
         time.sleep(interval)  # let the model finish writing to the log
         print("snnc lava worker: a process model failed (traceback above); stopping.", file=sys.stderr, flush=True)
@@ -49,9 +53,9 @@ def main(argv=None) -> int:
 
     fault_file = os.path.join(job, "fault.txt")
     os.environ["SNNC_LAVA_FAULT_FILE"] = fault_file  # inherited by Lava's forked process models
-    _watch_faults(fault_file)
     with open(os.path.join(job, "params.json")) as f:
         p = json.load(f)
+    _watch(fault_file, p.get("parent_pid"))
     graph = artifact.load(os.path.join(job, "graph.snnc"))
     x = np.load(os.path.join(job, "x.npy"), allow_pickle=False)
     fault = tuple(p["fault"]) if p.get("fault") else None
