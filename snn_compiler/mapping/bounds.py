@@ -1,0 +1,149 @@
+"""Reference counts for a mapping: the lower bound and nengo-loihi's equal-chunk rule.
+
+Lower bound (what ``lower_bound`` means everywhere in snnc): the sum over neuron layers of
+``ceil(max over resources of demand / per-core limit)``, with the demands of a whole layer
+
+- ``neurons``: its neurons;
+- ``input_axons``: the distinct presynaptic sources of the whole layer (each core counts the
+  sources it reads, and together the cores read all of them);
+- ``output_axons``: its neurons that have a consumer (each needs at least one output axon);
+- ``synapse_bits``: its synapses times the lowest bits per synapse any synapse group achieves
+  (weight + delay + tag bits plus the group header, word-rounded, at the best group size), so
+  no core can store them in less.
+
+Every core map within the limits uses at least this many cores, so it is a true lower bound.
+
+Equal-chunk (nengo-loihi's ``split`` rule): a layer whose whole-layer demands are neurons,
+input axons, ``neurons x consumer layers`` output axons and its synapse memory as one core gets
+``ceil(max(demand / limit))`` equal contiguous chunks in flat (C, H, W) order; nengo-loihi does not
+check the chunks, so :func:`equal_chunk` also reports whether the checker accepts them and how many
+equal chunks it takes until it does.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..ir import ops as O
+from .network import best_bits_per_synapse, build_net, gather_sources, run_bits
+from .profile import LIMITS, load_profile
+
+
+def _offsets(net):
+    offsets, off = {}, 0
+    for n in [net.input] + net.layers:
+        offsets[n] = off
+        off += net.size(n)
+    return offsets
+
+
+def _whole_layer(net, name, offsets, n):
+    """Sorted, duplicate-free synapse keys ``source_gid * n + target`` of a whole layer."""
+    targets = np.arange(n, dtype=np.int64)
+    keys = []
+    for c in net.conns[name]:
+        src, pos = gather_sources(c, targets)
+        keys.append((src + offsets[c.src]) * n + pos)
+    if not keys:
+        return np.zeros(0, np.int64)
+    key = np.sort(np.concatenate(keys))
+    if len(keys) > 1:
+        key = key[np.r_[True, key[1:] != key[:-1]]]
+    return key
+
+
+def _demand(net, name, offsets):
+    """(synapses, distinct sources) of a whole layer, without sorting when it can."""
+    n = net.size(name)
+    conns = net.conns[name]
+    if len(conns) == 1 and isinstance(conns[0].op, O.Dense):
+        return n * conns[0].op.weight.shape[1], conns[0].op.weight.shape[1]
+    if len(conns) == 1:
+        src, _ = gather_sources(conns[0], np.arange(n, dtype=np.int64))
+        mask = np.zeros(net.size(conns[0].src), bool)
+        mask[src] = True
+        return len(src), int(mask.sum())
+    key = _whole_layer(net, name, offsets, n)
+    gid = key // n
+    return len(key), int(np.count_nonzero(np.r_[True, gid[1:] != gid[:-1]])) if len(key) else 0
+
+
+def layer_bounds(net, profile, weight_bits, offsets=None) -> dict:
+    """Per layer: demands, ratio per resource, binding resource and the layer's lower bound."""
+    profile = load_profile(profile)
+    offsets = offsets or _offsets(net)
+    out = {}
+    for name in net.layers:
+        n = net.size(name)
+        synapses, sources = _demand(net, name, offsets)
+        demand = {"neurons": n, "input_axons": sources,
+                  "output_axons": n if net.consumers[name] else 0,
+                  "synapse_bits": math.ceil(synapses * best_bits_per_synapse(profile.encoding, weight_bits))}
+        ratio = {r: demand[r] / profile.limit(r) for r in LIMITS}
+        binding = max(LIMITS, key=lambda r: ratio[r])
+        out[name] = {"demand": demand, "binding": binding, "cores": max(1, math.ceil(ratio[binding] - 1e-12))}
+    return out
+
+
+def lower_bound(graph, profile, weight_bits: int) -> int:
+    net = build_net(graph)
+    return int(sum(b["cores"] for b in layer_bounds(net, profile, weight_bits).values()))
+
+
+def equal_chunk(graph, profile, weight_bits: int, fix: bool = True) -> dict:
+    """nengo-loihi's rule: per layer ``k`` equal chunks; whether the checker accepts them, and (``fix``)
+    the number of equal chunks each layer needs before every chunk fits."""
+    from .checker import check_core_map
+    profile = load_profile(profile)
+    net = build_net(graph)
+    offsets = _offsets(net)
+    per_layer = {}
+    for name in net.layers:
+        n = net.size(name)
+        key = _whole_layer(net, name, offsets, n)
+        gid = key // n
+        first = np.ones(len(key), bool)
+        first[1:] = gid[1:] != gid[:-1]
+        run = first.copy()
+        run[1:] |= np.diff(key) != 1
+        starts = np.flatnonzero(run)
+        demand = {"neurons": n, "input_axons": int(first.sum()), "output_axons": n * len(net.consumers[name]),
+                  "synapse_bits": run_bits(np.diff(np.append(starts, len(key))), profile.encoding, weight_bits)}
+        per_layer[name] = max(1, math.ceil(max(demand[r] / profile.limit(r) for r in LIMITS) - 1e-12))
+
+    def chunk_map(ks):
+        cores = []
+        for name in net.layers:
+            for a, b in _chunks(net.size(name), ks[name]):
+                # a flat C,H,W range ("flat") is not a pixel-range slice; the checker accepts it
+                slc = {"flat": [a, b]} if len(net.shapes[name]) == 3 else {"n": [a, b]}
+                cores.append({"id": len(cores), "layer": name, "slice": slc})
+        return {"cores": cores, "weight_bits": weight_bits}
+
+    rule = dict(per_layer)
+    res = check_core_map(graph, chunk_map(rule), profile, weight_bits, check_chips=False)
+    result = {"cores": sum(rule.values()), "layers": rule, "valid": res["ok"]}
+    if fix:
+        from .partitioner import _Layer
+        ks = dict(rule)
+        dest = {n: np.zeros(net.size(n), np.int64) for n in net.layers}
+        for name in reversed(net.layers):   # consumers first, so output axons are known
+            layer = _Layer(net, name, offsets, profile, weight_bits, dest)
+            while True:
+                uses = [layer.evaluate(np.arange(a, b, dtype=np.int64)) for a, b in _chunks(net.size(name), ks[name])]
+                if all(layer.fits(u) for u, _ in uses) or ks[name] >= net.size(name):
+                    break
+                ks[name] += 1
+            for src in {c.src for c in net.conns[name]} & set(dest):
+                lo = offsets[src]
+                for _, gids in uses:
+                    dest[src][gids[(gids >= lo) & (gids < lo + net.size(src))] - lo] += 1
+        res = check_core_map(graph, chunk_map(ks), profile, weight_bits, check_chips=False)
+        result.update(fitted_cores=sum(ks.values()) if res["ok"] else None, fitted_layers=ks)
+    return result
+
+
+def _chunks(n, k):
+    edges = np.linspace(0, n, k + 1).round().astype(int)
+    return list(zip(edges[:-1].tolist(), edges[1:].tolist()))

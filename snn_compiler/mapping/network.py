@@ -1,0 +1,176 @@
+"""The neuron layers of an SNN-form graph and the connections between them, as mapping sees them.
+
+A *layer* is a neuron layer (IF or Output) and sits on cores; the Input is off-chip (its values
+arrive as spikes on the input axons of the cores it feeds). A *connection* is a Dense or Conv2d op
+from a source (a neuron layer or the Input, looked through Flatten) into a neuron layer (looked
+through Add). Synapses are structural: a Dense op connects every source to every target, a Conv2d
+connects each target to the sources its receptive field touches (padding excluded), zero weights
+included.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Tuple
+
+import numpy as np
+
+from ..ir import inputs_of, op_of, topo_order
+from ..ir import ops as O
+
+
+class MappingError(ValueError):
+    """A network does not fit the profile; the message names the layer and the resource."""
+
+
+@dataclass
+class Conn:
+    op_name: str
+    src: str            # source layer name (or the Input node)
+    op: object          # Dense or Conv2d
+    src_shape: Tuple[int, ...]
+    dst_shape: Tuple[int, ...]
+
+
+@dataclass
+class Net:
+    layers: List[str]               # neuron layers in topological order
+    shapes: dict                    # node -> shape (layers and the input)
+    conns: dict                     # layer -> [Conn]
+    consumers: dict                 # layer or input -> [layer]
+    input: str
+
+    def size(self, name) -> int:
+        return int(np.prod(self.shapes[name]))
+
+
+def _source(graph, name):
+    (src,) = inputs_of(graph, name)
+    while isinstance(op_of(graph, src), O.Flatten):
+        (src,) = inputs_of(graph, src)
+    return src
+
+
+def _weighted_into(graph, layer):
+    found, todo = [], list(inputs_of(graph, layer))
+    while todo:
+        n = todo.pop(0)
+        op = op_of(graph, n)
+        if isinstance(op, O.Add):
+            todo.extend(inputs_of(graph, n))
+        elif isinstance(op, O.WEIGHTED):
+            found.append(n)
+        else:
+            raise MappingError(f"layer {layer!r} is fed by {O.kind(op)} {n!r}: the graph is not in SNN form")
+    return found
+
+
+def build_net(graph) -> Net:
+    order = topo_order(graph)
+    layers = [n for n in order if isinstance(op_of(graph, n), O.NEURONS)]
+    inp = next(n for n in order if isinstance(op_of(graph, n), O.Input))
+    shapes = {n: tuple(graph.nodes[n]["shape"]) for n in layers + [inp]}
+    conns, consumers = {}, {n: [] for n in layers + [inp]}
+    for n in layers:
+        conns[n] = []
+        for w in _weighted_into(graph, n):
+            src = _source(graph, w)
+            if src not in shapes:
+                raise MappingError(f"layer {n!r}: connection {w!r} reads {src!r}, which is not a neuron layer or the input")
+            conns[n].append(Conn(w, src, op_of(graph, w), shapes[src], shapes[n]))
+            if n not in consumers[src]:
+                consumers[src].append(n)
+    return Net(layers, shapes, conns, consumers, inp)
+
+
+def gather_sources(conn: Conn, targets: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Target-side enumeration: for target neurons ``targets`` (flat indices into the layer), the
+    synapses ``(source_flat, position_in_targets)`` of ``conn`` (unsorted, no duplicates within one
+    connection)."""
+    targets = np.asarray(targets, np.int64)
+    pos = np.arange(len(targets), dtype=np.int64)
+    op = conn.op
+    if isinstance(op, O.Dense):
+        n_in = op.weight.shape[1]
+        return np.tile(np.arange(n_in, dtype=np.int64), len(targets)), np.repeat(pos, n_in)
+    co, cg, kh, kw = op.weight.shape
+    _, ho, wo = conn.dst_shape
+    ci, hi, wi = conn.src_shape
+    c, rem = np.divmod(targets, ho * wo)
+    oy, ox = np.divmod(rem, wo)
+    base_ci = (c // (co // op.groups)) * cg
+    (sh, sw), (ph, pw), (dh, dw) = op.stride, op.padding, op.dilation
+    k = np.arange(cg)[:, None, None]
+    i = np.arange(kh)[None, :, None]
+    j = np.arange(kw)[None, None, :]
+    ys = oy[:, None, None, None] * sh - ph + i[None] * dh          # (T, 1, kh, 1)
+    xs = ox[:, None, None, None] * sw - pw + j[None] * dw          # (T, 1, 1, kw)
+    chans = base_ci[:, None, None, None] + k[None]                  # (T, cg, 1, 1)
+    ys, xs, chans = np.broadcast_arrays(ys, xs, chans)
+    ok = (ys >= 0) & (ys < hi) & (xs >= 0) & (xs < wi)
+    src = (chans * hi + ys) * wi + xs
+    p = np.broadcast_to(pos[:, None, None, None], src.shape)
+    return src[ok], p[ok]
+
+
+def group_cost_bits(n: np.ndarray, enc, weight_bits: int) -> np.ndarray:
+    """Bits of synapse groups holding ``n`` synapses each (header + weights, rounded up to words)."""
+    per = enc.synapse_bits(weight_bits)
+    w = enc.word_bits
+    return -(-(enc.header_bits + np.asarray(n, np.int64) * per) // w) * w
+
+
+_RUN_TABLES = {}
+
+
+def run_cost_table(enc, weight_bits: int, longest: int) -> np.ndarray:
+    """``t[L]``: the fewest bits a run of L consecutive synapses takes, cut into groups of at most
+    ``group_max`` synapses sized to fill their words (e.g. 61 8-bit synapses and a 20-bit header
+    fill 8 words exactly, 64 would take 9)."""
+    key = (enc, int(weight_bits))
+    t = _RUN_TABLES.get(key)
+    if t is None or len(t) <= longest:
+        size = max(int(longest) + 1, 2 * (len(t) if t is not None else 512))
+        m = enc.group_max
+        c = group_cost_bits(np.arange(1, m + 1), enc, weight_bits)       # c[n-1]: one group of n
+        t = np.zeros(size, np.int64)
+        for L in range(1, size):
+            k = min(L, m)
+            t[L] = np.min(t[L - k:L][::-1] + c[:k])
+        _RUN_TABLES[key] = t
+    return t
+
+
+def run_bits(lengths, enc, weight_bits: int) -> int:
+    """Synapse memory of runs of the given lengths (each cut into groups as cheaply as possible)."""
+    lengths = np.asarray(lengths, np.int64)
+    if not len(lengths):
+        return 0
+    return int(run_cost_table(enc, weight_bits, int(lengths.max()))[lengths].sum())
+
+
+def best_bits_per_synapse(enc, weight_bits: int) -> float:
+    """The lowest memory per synapse any group achieves (header and rounding included): the
+    synapse demand of the lower bound."""
+    n = np.arange(1, enc.group_max + 1)
+    return float(np.min(group_cost_bits(n, enc, weight_bits) / n))
+
+
+def slice_neurons(shape, slc: dict) -> np.ndarray:
+    """The flat indices (torch C,H,W order) of the neurons a core-map slice holds, in core order.
+
+    ``{"n": [a, b]}``: neurons a..b-1 of a vector layer. ``{"c": [c0, c1], "p": [p0, p1]}``: pixels
+    p0..p1-1 (row-major) of channels c0..c1-1, ordered pixel-major, channel-minor.
+    ``{"c": [...], "h": [r0, r1], "w": [q0, q1]}``: a rectangle of rows and columns, same order.
+    """
+    if "n" in slc or "flat" in slc:   # "flat": a range in C,H,W flatten order (equal-chunk maps)
+        a, b = slc.get("n", slc.get("flat"))
+        return np.arange(a, b, dtype=np.int64)
+    c, h, w = shape
+    c0, c1 = slc["c"]
+    if "p" in slc:
+        p = np.arange(*slc["p"], dtype=np.int64)
+    else:
+        rows = np.arange(*slc["h"], dtype=np.int64)
+        cols = np.arange(*slc["w"], dtype=np.int64)
+        p = (rows[:, None] * w + cols[None, :]).ravel()
+    return (np.arange(c0, c1, dtype=np.int64)[None, :] * (h * w) + p[:, None]).ravel()

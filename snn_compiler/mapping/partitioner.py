@@ -1,0 +1,263 @@
+"""The partitioner: each neuron layer onto as few cores as the profile's limits allow.
+
+Layers are placed from the output back to the input, so when a layer is cut its consumers are
+already placed and each neuron's output-axon need (the number of distinct cores it must reach) is
+known. Vector layers are cut into contiguous neuron ranges, greedily (each core takes as many
+neurons as still fit: every resource only grows when a neuron is added, so greedy is optimal for
+contiguous ranges) and then evened out when an even split fits as well. Conv layers
+``(C, H, W)`` are cut into channel groups times runs of whole and partial rows (pixel ranges,
+channel-minor inside a core), so a core's input axons are only the sources its receptive fields
+touch; every channel split that divides C is tried and the fewest cores win (ties: least
+input-axon traffic). Cores are then numbered so connected cores sit near each other: the
+layer-by-layer order and a reverse Cuthill-McKee order of the core graph (networkx) are compared
+by spike-link distance and the better one is kept.
+"""
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+
+from ..ir import ops as O
+from .network import MappingError, build_net, gather_sources, run_bits, slice_neurons
+from .profile import LIMITS, load_profile
+
+
+class _Layer:
+    def __init__(self, net, name, offsets, profile, weight_bits, dest_count):
+        self.net, self.name, self.offsets = net, name, offsets
+        self.profile, self.wb, self.dest = profile, weight_bits, dest_count
+        self.shape = net.shapes[name]
+
+    def evaluate(self, targets):
+        """Resources of one core holding ``targets`` (in core order); also the source ids it reads."""
+        n = len(targets)
+        conns = self.net.conns[self.name]
+        enc = self.profile.encoding
+        if len(conns) == 1 and isinstance(conns[0].op, O.Dense):
+            # all-to-all: every source is one axon with one run over all n targets
+            n_in = conns[0].op.weight.shape[1]
+            use = {"neurons": n, "input_axons": n_in,
+                   "output_axons": int(self.dest[self.name][targets].sum()),
+                   "synapse_bits": n_in * run_bits([n], enc, self.wb)}
+            return use, np.arange(n_in, dtype=np.int64) + self.offsets[conns[0].src]
+        keys = []
+        for conn in conns:
+            src, pos = gather_sources(conn, targets)
+            keys.append((src + self.offsets[conn.src]) * n + pos)
+        if len(keys) == 1:
+            key = np.sort(keys[0])
+        else:
+            key = np.unique(np.concatenate(keys)) if keys else np.zeros(0, np.int64)
+        gid = key // n
+        new_src = np.ones(len(key), bool)
+        new_src[1:] = gid[1:] != gid[:-1]
+        new_run = new_src.copy()
+        new_run[1:] |= np.diff(key) != 1
+        starts = np.flatnonzero(new_run)
+        lengths = np.diff(np.append(starts, len(key)))
+        use = {"neurons": n, "input_axons": int(new_src.sum()),
+               "output_axons": int(self.dest[self.name][targets].sum()),
+               "synapse_bits": run_bits(lengths, enc, self.wb)}
+        return use, gid[new_src]
+
+    def fits(self, use):
+        return all(use[r] <= self.profile.limit(r) for r in LIMITS)
+
+    def worst(self, use):
+        return max(LIMITS, key=lambda r: use[r] / self.profile.limit(r))
+
+
+def _guess(layer, make, a, total):
+    """Estimate how many positions from ``a`` fit one core, scaling a small sample linearly."""
+    s = min(total - a, 16)
+    use = layer.evaluate(make(a, a + s))[0]
+    est = total - a
+    for r in LIMITS:
+        if use[r] > 0:
+            est = min(est, int(layer.profile.limit(r) / (use[r] / s)))
+    return max(1, est)
+
+
+def _greedy(layer, make, total):
+    """Cut positions 0..total-1 into consecutive chunks that fit; ``make(a, b)`` -> targets.
+
+    Every resource grows with the chunk, so the largest fitting chunk is found by a search around
+    a guess (the previous chunk's size, or a linear estimate)."""
+    chunks, a, guess = [], 0, None
+    while a < total:
+        rest = total - a
+
+        def ok(m):
+            return m <= rest and layer.fits(layer.evaluate(make(a, a + m))[0])
+        g = max(1, min(guess or _guess(layer, make, a, total), rest))
+        if ok(g):
+            lo, step = g, 1
+            while lo < rest and ok(min(lo + step, rest)):
+                lo, step = min(lo + step, rest), step * 2
+            hi = min(lo + step, rest + 1)
+        else:
+            hi, step = g, 1
+            while hi - step > 0 and not ok(hi - step):
+                hi, step = hi - step, step * 2
+            lo = max(hi - step, 0)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if ok(mid) else (lo, mid)
+        if lo == 0:
+            use = layer.evaluate(make(a, a + 1))[0]
+            r = layer.worst(use)
+            raise MappingError(f"layer {layer.name!r} does not fit a core of profile {layer.profile.name!r}: one "
+                               f"neuron needs {use[r]} {r} (limit {layer.profile.limit(r)})")
+        chunks.append((a, a + lo))
+        a, guess = a + lo, lo
+    return chunks
+
+
+def _even(layer, make, total, k):
+    """An even split into k chunks, if every chunk fits (it spreads the load)."""
+    edges = np.linspace(0, total, k + 1).round().astype(int)
+    chunks = list(zip(edges[:-1].tolist(), edges[1:].tolist()))
+    return chunks if all(layer.fits(layer.evaluate(make(a, b))[0]) for a, b in chunks) else None
+
+
+def _cut(layer, make, total):
+    chunks = _greedy(layer, make, total)
+    if len(chunks) > 1:
+        chunks = _even(layer, make, total, len(chunks)) or chunks
+    return chunks
+
+
+def _partition_layer(layer, lb=1):
+    shape = layer.shape
+    if len(shape) != 3:
+        total = int(np.prod(shape))
+        return [{"n": [a, b]} for a, b in _cut(layer, lambda a, b: np.arange(a, b, dtype=np.int64), total)]
+    c, h, w = shape
+    best = None
+    for pc in [d for d in range(1, c + 1) if c % d == 0]:
+        if best is not None and (pc >= len(best[0]) or len(best[0]) <= lb):
+            break
+        per = c // pc
+        slices = []
+        for g in range(pc):
+            cs = [g * per, (g + 1) * per]
+            make = lambda a, b, cs=cs: slice_neurons(shape, {"c": cs, "p": [a, b]})
+            try:
+                slices += [{"c": cs, "p": [a, b]} for a, b in _cut(layer, make, h * w)]
+            except MappingError:
+                if pc == c:
+                    raise
+                slices = None
+                break
+            if best is not None and len(slices) >= len(best[0]):
+                break
+        if slices is None or (best is not None and len(slices) > len(best[0])):
+            continue
+        axons = sum(layer.evaluate(slice_neurons(shape, s))[0]["input_axons"] for s in slices)
+        if best is None or (len(slices), axons) < (len(best[0]), best[1]):
+            best = (slices, axons)
+    return best[0]
+
+
+def _order(edges, n, cores_per_chip):
+    """Core numbering: layer order or reverse Cuthill-McKee, whichever has the shorter links."""
+    def cost(pos):
+        return sum(w * (abs(pos[a] - pos[b]) + cores_per_chip * (pos[a] // cores_per_chip != pos[b] // cores_per_chip))
+                   for (a, b), w in edges.items())
+    natural = list(range(n))
+    g = nx.Graph()
+    g.add_nodes_from(natural)
+    g.add_edges_from(edges)
+    rcm = list(nx.utils.reverse_cuthill_mckee_ordering(g))
+    if rcm and rcm[0] != 0 and rcm[-1] == 0:
+        rcm.reverse()      # start from the input side either way
+    pos_nat = {c: i for i, c in enumerate(natural)}
+    pos_rcm = {c: i for i, c in enumerate(rcm)}
+    c_nat, c_rcm = cost(pos_nat), cost(pos_rcm)
+    return (pos_rcm, "reverse-cuthill-mckee", c_rcm, c_nat) if c_rcm < c_nat else (pos_nat, "layer order", c_nat, c_nat)
+
+
+def partition_graph(graph, profile, weight_bits: int) -> dict:
+    """Map every neuron layer of an SNN-form graph onto cores; return the JSON-able core map."""
+    from .bounds import layer_bounds
+    profile = load_profile(profile)
+    if profile.max_weight_bits is not None and weight_bits > profile.max_weight_bits:
+        raise MappingError(f"{weight_bits}-bit weights exceed profile {profile.name!r}'s "
+                           f"{profile.max_weight_bits}-bit synapses (resource weight_bits)")
+    net = build_net(graph)
+    offsets, off = {}, 0
+    for n in [net.input] + net.layers:
+        offsets[n] = off
+        off += net.size(n)
+    dest = {n: np.zeros(net.size(n), np.int64) for n in net.layers}
+    bounds = layer_bounds(net, profile, weight_bits, offsets)
+    placed = {}
+    for name in reversed(net.layers):
+        layer = _Layer(net, name, offsets, profile, weight_bits, dest)
+        tiles = []
+        for slc in _partition_layer(layer, bounds[name]["cores"]):
+            targets = slice_neurons(layer.shape, slc)
+            use, gids = layer.evaluate(targets)
+            tiles.append((slc, use, gids))
+        placed[name] = tiles
+        for src in {conn.src for conn in net.conns[name]} & set(dest):
+            lo = offsets[src]    # each source neuron a core reads needs an output axon to that core
+            for _, _, gids in tiles:
+                dest[src][gids[(gids >= lo) & (gids < lo + net.size(src))] - lo] += 1
+    for name in net.layers:   # recounted below with the link graph (same numbers)
+        dest[name][:] = 0
+    cores = []
+    for name in net.layers:
+        for slc, use, gids in placed[name]:
+            cores.append({"layer": name, "slice": slc, "use": use, "gids": gids})
+    owner = {n: np.zeros(net.size(n), np.int64) for n in net.layers}
+    for i, c in enumerate(cores):
+        owner[c["layer"]][slice_neurons(net.shapes[c["layer"]], c["slice"])] = i
+    edges = {}
+    for i, c in enumerate(cores):
+        for src in {conn.src for conn in net.conns[c["layer"]]}:
+            if src not in owner:
+                continue
+            lo = offsets[src]
+            g = c["gids"]
+            mine = g[(g >= lo) & (g < lo + net.size(src))] - lo
+            dest[src][mine] += 1
+            ids, counts = np.unique(owner[src][mine], return_counts=True)
+            for j, k in zip(ids.tolist(), counts.tolist()):
+                key = (min(i, j), max(i, j))
+                edges[key] = edges.get(key, 0) + k
+    for c in cores:   # output axons recomputed from the final, duplicate-free link counts
+        c["use"]["output_axons"] = int(dest[c["layer"]][slice_neurons(net.shapes[c["layer"]], c["slice"])].sum())
+        if c["use"]["output_axons"] > profile.output_axons:
+            raise MappingError(f"layer {c['layer']!r}: a core needs {c['use']['output_axons']} output_axons "
+                               f"(limit {profile.output_axons})")
+    if len(cores) > profile.max_cores:
+        used = 0
+        for name in net.layers:
+            k = len(placed[name])
+            if used + k > profile.max_cores:
+                b = bounds[name]
+                raise MappingError(
+                    f"layer {name!r} needs {k} cores (its binding resource is {b['binding']}) but only "
+                    f"{max(profile.max_cores - used, 0)} of the {profile.chips} chip(s) x {profile.cores_per_chip} cores "
+                    f"remain: the network needs {len(cores)} cores > {profile.max_cores} (resource: cores)")
+            used += k
+    pos, method, cost, cost_nat = _order(edges, len(cores), profile.cores_per_chip)
+    out = [None] * len(cores)
+    for i, c in enumerate(cores):
+        cid = pos[i]
+        out[cid] = {"id": cid, "chip": cid // profile.cores_per_chip, "layer": c["layer"], "slice": c["slice"], **c["use"]}
+    layers = {name: sorted(pos[i] for i, c in enumerate(cores) if c["layer"] == name) for name in net.layers}
+    links = sum(edges.values())
+    cross = sum(w for (a, b), w in edges.items()
+                if pos[a] // profile.cores_per_chip != pos[b] // profile.cores_per_chip)
+    return {
+        "profile": profile.name, "weight_bits": int(weight_bits),
+        "limits": profile.limits(), "cores_per_chip": profile.cores_per_chip, "chips": profile.chips,
+        "cores": out, "layers": layers,
+        "lower_bound": int(sum(b["cores"] for b in bounds.values())),
+        "layer_bounds": bounds,
+        "traffic": {"links": int(links), "inter_core_links": int(sum(w for (a, b), w in edges.items() if a != b)),
+                    "inter_chip_links": int(cross), "placement": method, "link_distance": int(cost),
+                    "link_distance_layer_order": int(cost_nat)},
+    }

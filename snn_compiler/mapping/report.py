@@ -1,0 +1,64 @@
+"""The core map as `snnc inspect` shows it: JSON (:func:`report`) and a text table (:func:`format_report`).
+
+The numbers are the independent checker's recount of the stored core map, not the partitioner's.
+"""
+from __future__ import annotations
+
+from .checker import check_core_map
+from .profile import LIMITS, load_profile
+
+_HEAD = {"neurons": "neurons", "input_axons": "input axons", "output_axons": "output axons", "synapse_bits": "synapse bits"}
+
+
+def report(graph, profile=None) -> dict:
+    """``{"cores": [{"id", "layer", "chip", "neurons", "input_axons", "output_axons", "synapse_bits"}],
+    "layers": {name: [core ids]}, "lower_bound": n, "cores_used": n, "limits": {...}, "profile": name,
+    "valid": bool, "violations": [...], "traffic": {...}, "layer_bounds": {...}}``."""
+    cm = graph.graph["snnc"]["core_map"]
+    prof = load_profile(profile if profile is not None else cm["profile_spec"])
+    chk = check_core_map(graph, cm, prof)
+    cores = [{k: r[k] for k in ("id", "chip", "layer", "neurons", "input_axons", "output_axons", "synapse_bits")}
+             for r in sorted(chk["cores"], key=lambda r: r["id"])]
+    out = {"profile": prof.name, "cores": cores, "layers": {k: list(v) for k, v in cm["layers"].items()},
+           "lower_bound": int(cm["lower_bound"]), "cores_used": len(cores),
+           "limits": prof.limits(), "cores_per_chip": prof.cores_per_chip, "chips": prof.chips,
+           "weight_bits": int(cm["weight_bits"]), "valid": chk["ok"], "violations": chk["violations"],
+           "traffic": cm.get("traffic", {}), "layer_bounds": cm.get("layer_bounds", {})}
+    if "equal_chunk" in cm:
+        out["equal_chunk"] = cm["equal_chunk"]
+    return out
+
+
+def _pct(v, lim):
+    return f"{v}/{lim} {100 * v / lim:3.0f}%"
+
+
+def format_report(info: dict) -> str:
+    """A readable table: per core, each resource against its limit; per layer and in total, the
+    cores used against the lower bound."""
+    lim = info["limits"]
+    head = ["core", "chip", "layer"] + [_HEAD[r] for r in LIMITS]
+    rows = [[str(c["id"]), str(c["chip"]), c["layer"]] + [_pct(c[r], lim[r]) for r in LIMITS] for c in info["cores"]]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)]
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+    used, lb = info["cores_used"], info["lower_bound"]
+    out = [f"core map for {info['profile']} ({info['chips']} chip(s) x {info['cores_per_chip']} cores, "
+           f"{info['weight_bits']}-bit synapses): {used} cores used, lower bound {lb}"
+           + (f" ({used / lb:.2f}x)" if lb else "")
+           + (f", equal-chunk splitting {info['equal_chunk']}" if "equal_chunk" in info else "")
+           + ("" if info["valid"] else "  ** DOES NOT FIT **"),
+           line(head), line(["-" * w for w in widths])] + [line(r) for r in rows]
+    out.append("")
+    for name, ids in info["layers"].items():
+        b = info.get("layer_bounds", {}).get(name)
+        extra = f" (lower bound {b['cores']}, bound by {b['binding']})" if b else ""
+        out.append(f"layer {name}: {len(ids)} core(s){extra}")
+    out.append("lower bound = sum over layers of ceil(max over resources of demand / per-core limit)")
+    t = info.get("traffic")
+    if t:
+        out.append(f"traffic: {t['links']} inter-core spike links (source neuron -> core), {t['inter_chip_links']} "
+                   f"between chips; placement {t['placement']}, link distance {t['link_distance']} "
+                   f"(layer order {t['link_distance_layer_order']})")
+    for v in info["violations"]:
+        out.append(f"violation: {v}")
+    return "\n".join(out)
