@@ -91,9 +91,11 @@ def main(argv=None) -> int:
     equal = (np.array_equal(ref.scores, got.scores) and np.array_equal(ref.predictions, got.predictions)
              and ref.rates == got.rates)
     kinds = sorted(set(info.get("kinds", {}).values()))
+    per_layer = ", ".join(f"{n}={k}" for n, k in info.get("kinds", {}).items())
     print(f"network: {args.net}, {args.bits}-bit, reset {args.reset}, {args.encoding} input, {args.readout} read-out, "
           f"{len(x)} samples x T={args.timesteps} ({int(info.get('hardware_steps', 0))} Lava steps, "
           f"neurons: {', '.join(kinds)})")
+    print(f"neuron processes: {per_layer}")
     print(f"{'backend':<28}{'seconds':>10}{'sample*steps/s':>18}")
     print(f"{'reference':<28}{best:>10.3f}{work / best:>18.0f}")
     print(f"{'lava (end to end)':<28}{lava_s:>10.3f}{work / lava_s:>18.1f}")

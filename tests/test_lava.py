@@ -202,3 +202,25 @@ def test_killed_caller_leaves_no_lava_process(tmp_path):
         caller.wait()
         if worker is not None:
             lava.kill_group(worker)
+
+
+def test_cli_simulate_backend_lava_writes_the_references_results(tmp_path, monkeypatch):
+    """``snnc simulate --backend lava`` from the main environment: same RESULTS.npz as the reference."""
+    from snn_compiler import cli
+    from snn_compiler import backends
+
+    monkeypatch.setitem(backends.BACKENDS, "lava", lava.run)  # (registered by the lead; harmless if already)
+    q, x = compiled("rescnn", bits=8, target=lava.TARGET)
+    artifact.save(q, tmp_path / "net.snnc")
+    np.savez(tmp_path / "data.npz", x=x, y=np.arange(len(x)) % 4)
+    out = {}
+    for backend in ("reference", "lava"):
+        out[backend] = tmp_path / f"{backend}.npz"
+        rc = cli.main(["simulate", str(tmp_path / "net.snnc"), "--data", str(tmp_path / "data.npz"), "--backend",
+                       backend, "--timesteps", "8", "--readout", "count", "--encoding", "poisson", "--no-progress",
+                       "--output", str(out[backend])])
+        assert rc == 0
+    with np.load(out["reference"]) as a, np.load(out["lava"]) as b:
+        assert a.files == b.files
+        for k in a.files:
+            assert np.array_equal(a[k], b[k]), k
