@@ -87,12 +87,15 @@ def rescnn(rng, c=3, hw=6):
 NETS = {"mlp": mlp, "cnn": cnn, "resnet": resnet, "rescnn": rescnn}
 
 
-def compiled(net, bits=8, reset="subtract", v_init="half", timesteps=12, seed=0, n_calib=64, target=None):
-    """(compiled graph, sample data) for ``net`` in NETS."""
+def compiled(net, bits=8, reset="subtract", v_init="half", timesteps=12, seed=0, n_calib=64, target=None,
+             signed=True):
+    """(compiled graph, sample data) for ``net`` in NETS; ``signed``: inputs (and so the Input's
+    graded values) may be negative."""
     rng = np.random.default_rng(seed)
     g, shape = NETS[net](rng)
-    calib = rng.uniform(-0.2, 1.0, (n_calib,) + shape)
+    lo = -0.2 if signed else 0.0
+    calib = rng.uniform(lo, 1.0, (n_calib,) + shape)
     config = CompileConfig(bits=bits, reset=reset, v_init=v_init, timesteps=timesteps, calibration=calib,
                            target="lava" if target is not None else "reference")
     q = compile_model(g, config, target=target)
-    return q, rng.uniform(-0.2, 1.0, (6,) + shape)
+    return q, rng.uniform(lo, 1.0, (6,) + shape)
