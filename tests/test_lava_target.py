@@ -30,7 +30,7 @@ def test_prepare_sets_loihi2_registers():
         (24, 24, 17, 13, 3)
     assert config.profile["name"] == "loihi2"
     assert load_profile("loihi1")["name"] == "loihi1"
-    with pytest.raises(ValueError, match="not found"):
+    with pytest.raises(ValueError, match="no-such-chip"):
         load_profile("no-such-chip")
 
 

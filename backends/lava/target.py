@@ -41,7 +41,14 @@ def _target_error(msg):
 
 
 def load_profile(profile=None) -> dict:
-    """A hardware profile: a dict, a YAML path, or a name in configs/ (default loihi2)."""
+    """A hardware profile: a dict, a YAML path, or a name in configs/ (default loihi2); validated
+    by snn_compiler.mapping when it is there (the profile loader the partition pass uses)."""
+    try:
+        from snn_compiler.mapping import load_profile_dict
+    except ImportError:
+        load_profile_dict = None
+    if load_profile_dict is not None:
+        return load_profile_dict(profile or DEFAULT_PROFILE)
     if isinstance(profile, dict):
         return profile
     name = profile or DEFAULT_PROFILE
