@@ -1,0 +1,66 @@
+"""``--target truenorth``: a TrueNorth-style corelet (JSON) next to the artifact.
+
+HELP is the text for README and ``--help``; the core model and what is transformed or refused
+are in :mod:`.corelet`. ``write_corelet(graph, config, out_path)`` writes atomically;
+:mod:`.sim` runs a corelet (tests compare it with the reference simulator).
+"""
+from __future__ import annotations
+
+from dataclasses import fields
+
+from .corelet import TrueNorthError, export_corelet, write_corelet  # noqa: F401
+from .sim import check_corelet, run_corelet  # noqa: F401
+
+DEFAULT_PROFILE = "truenorth"
+HELP = ("truenorth: writes <output>.corelet.json, TrueNorth-style cores of 256 axons x 256 neurons with a binary "
+        "crossbar and 4 axon types. Exact when each layer's weights take <= 4 distinct nonzero values (one type "
+        "per value) or are 4-bit multiples of one step (--bits 4 or lower: types are the bit planes g, 2g, 4g, -8g); "
+        "otherwise refused. Fan-in over 256 axons is refused (no partial-sum cores); fan-out goes through copy "
+        "neurons; bias becomes leak; input must be unsigned spikes (Poisson, or --input-bits 1); read-out count.")
+
+
+def _target_error(msg):
+    from snn_compiler.backends import TargetError
+    return TargetError(msg)
+
+
+def prepare(config) -> None:
+    """Default profile configs/truenorth.yaml; register widths from its registers: section."""
+    from snn_compiler.hardware import Registers
+    from snn_compiler.mapping import load_profile_dict
+    if config.profile is None:
+        config.profile = DEFAULT_PROFILE
+    config.profile = load_profile_dict(config.profile)
+    regs = config.profile.get("registers", {})
+    config.registers = Registers(**{f.name: regs[f.name] for f in fields(Registers) if f.name in regs})
+
+
+def check(graph, config) -> None:
+    """Refuse (TargetError naming the layer) what the corelet cannot express exactly."""
+    try:
+        corelet = export_corelet(graph, config)
+    except TrueNorthError as e:
+        raise _target_error(str(e)) from None
+    bad = check_corelet(corelet)
+    if bad:
+        raise _target_error("corelet breaks the core model: " + "; ".join(bad[:3]))
+    max_cores = int(config.profile.get("cores_per_chip", 4096)) * int(config.profile.get("chips", 1)) \
+        if isinstance(config.profile, dict) else 4096
+    if len(corelet["cores"]) > max_cores:
+        raise _target_error(f"the corelet needs {len(corelet['cores'])} cores > {max_cores} (resource: cores)")
+
+
+def write_extra(graph, config, out_path) -> list:
+    return [write_corelet(graph, config, out_path)]
+
+
+def _make_target():
+    from snn_compiler.backends import Target
+    return Target("truenorth", "TrueNorth-style corelet JSON (256x256 binary-crossbar cores, 4 axon types)",
+                  prepare=prepare, check=check, write_extra=write_extra,
+                  extra={"profile": DEFAULT_PROFILE, "help": HELP})
+
+
+TARGET = _make_target()
+
+__all__ = ["TARGET", "HELP", "TrueNorthError", "export_corelet", "write_corelet", "run_corelet", "check_corelet"]
