@@ -140,7 +140,10 @@ def check_core_map(graph, core_map: dict, profile=None, weight_bits=None, check_
             parts.append(((dcore[ok] * g + gbase[conn.src] + s[ok]) * lmax + dloc[ok]))
         if not parts:
             continue
-        key = np.unique(np.concatenate(parts)) if len(parts) > 1 else np.sort(parts[0])  # one op: no duplicates
+        key = np.sort(np.concatenate(parts))
+        if not len(key):
+            continue
+        key = key[np.concatenate(([True], key[1:] != key[:-1]))]   # a shared (source, target) is one synapse
         axon = key // lmax                      # (core, source) pairs
         core = axon // g
         new_axon = np.r_[True, axon[1:] != axon[:-1]]

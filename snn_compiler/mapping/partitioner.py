@@ -44,10 +44,9 @@ class _Layer:
         for conn in conns:
             src, pos = gather_sources(conn, targets)
             keys.append((src + self.offsets[conn.src]) * n + pos)
-        if len(keys) == 1:
-            key = np.sort(keys[0])
-        else:
-            key = np.unique(np.concatenate(keys)) if keys else np.zeros(0, np.int64)
+        key = np.sort(np.concatenate(keys)) if keys else np.zeros(0, np.int64)
+        if len(keys) > 1 and len(key):   # two ops from one source onto one target share a synapse
+            key = key[np.r_[True, key[1:] != key[:-1]]]
         gid = key // n
         new_src = np.ones(len(key), bool)
         new_src[1:] = gid[1:] != gid[:-1]
@@ -104,10 +103,11 @@ def _greedy(layer, make, total):
             mid = (lo + hi) // 2
             lo, hi = (mid, hi) if ok(mid) else (lo, mid)
         if lo == 0:
-            use = layer.evaluate(make(a, a + 1))[0]
+            one = make(a, a + 1)
+            use = layer.evaluate(one)[0]
             r = layer.worst(use)
             raise MappingError(f"layer {layer.name!r} does not fit a core of profile {layer.profile.name!r}: one "
-                               f"neuron needs {use[r]} {r} (limit {layer.profile.limit(r)})")
+                               f"neuron (flat index {int(one[0])}) needs {use[r]} {r} (limit {layer.profile.limit(r)})")
         chunks.append((a, a + lo))
         a, guess = a + lo, lo
     return chunks
