@@ -193,6 +193,7 @@ def test_killed_caller_leaves_no_lava_process(tmp_path):
             worker = next((p for p, cmd in _children(caller.pid) if "backends.lava.worker" in cmd), None)
             time.sleep(0.2)
         assert worker is not None, "the Lava worker never started"
+        job = next(cmd.split()[-1] for p, cmd in _children(caller.pid) if p == worker)
         deadline = time.monotonic() + 60
         while len(lava.group_members(worker)) < 4 and time.monotonic() < deadline:
             time.sleep(0.2)  # until Lava has started its process models
@@ -203,6 +204,7 @@ def test_killed_caller_leaves_no_lava_process(tmp_path):
         while lava.group_members(worker) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert lava.group_members(worker) == []
+        assert not os.path.exists(job), "the job folder outlived the run"
     finally:  # clean up even when the test fails
         lava.kill_group(caller.pid)
         caller.wait()

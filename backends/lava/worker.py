@@ -27,13 +27,16 @@ def _write_progress(job, done, total):
 
 def _watch(path, parent, interval=0.1):
     """Leave at once when a process model raised (it wrote ``path``; the parent kills the group),
-    and take the whole process group down if the parent died (nothing may outlive it)."""
+    and take the whole process group down if the parent died (nothing may outlive it; the job
+    folder, which the parent would have removed, goes too)."""
+    import shutil
     import signal
     import threading
 
     def watch():
         while not os.path.exists(path):
             if parent and os.getppid() != parent:
+                shutil.rmtree(os.path.dirname(path), ignore_errors=True)
                 os.killpg(os.getpgid(0), signal.SIGKILL)
             time.sleep(interval)
         time.sleep(interval)  # let the model finish writing to the log
