@@ -122,3 +122,27 @@ def test_generated_mlps_match_the_reference(n_in, hidden, n_out, bits, th, reset
     res = run_corelet(corelet, np.broadcast_to(x.astype(bool), (12,) + x.shape))
     for layer, counts in res["layers"].items():
         np.testing.assert_array_equal(counts, ref.counts[layer].reshape(len(x), -1), err_msg=layer)
+
+
+def test_compile_pipeline_for_truenorth_then_corelet_matches():
+    """A float graph through compile_model with the truenorth target (no torch), then the corelet."""
+    from snn_compiler.compile import compile_model
+    from snn_compiler.ir import add_op, new_graph, verify
+    from snn_compiler.ir import ops as O
+    rng = np.random.default_rng(0)
+    g = new_graph()
+    add_op(g, "in", O.Input((16,)))
+    add_op(g, "fc1", O.Dense(rng.normal(size=(20, 16)) * 0.5, rng.normal(size=20) * 0.1), ["in"])
+    add_op(g, "r1", O.IF(), ["fc1"])
+    add_op(g, "fc2", O.Dense(rng.normal(size=(4, 20)) * 0.5), ["r1"])
+    add_op(g, "out", O.Output(), ["fc2"])
+    verify(g)
+    x = rng.integers(0, 2, (32, 16)).astype(float)
+    q = compile_model(g, CompileConfig(bits=3, input_bits=1, calibration=x, target="truenorth"), target=TARGET)
+    assert q.graph["snnc"]["corelet"]["cores"] >= 2
+    corelet = export_corelet(q)
+    ref = simulate(q, x, mode="int", timesteps=20, readout="count", record=True)
+    res = run_corelet(corelet, np.broadcast_to(x.astype(bool), (20,) + x.shape))
+    np.testing.assert_array_equal(res["output"], ref.counts["out"])
+    np.testing.assert_array_equal(res["layers"]["r1"], ref.counts["r1"])
+    assert ref.counts["out"].sum() > 0

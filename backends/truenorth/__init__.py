@@ -44,10 +44,13 @@ def check(graph, config) -> None:
     bad = check_corelet(corelet)
     if bad:
         raise _target_error("corelet breaks the core model: " + "; ".join(bad[:3]))
-    max_cores = int(config.profile.get("cores_per_chip", 4096)) * int(config.profile.get("chips", 1)) \
-        if isinstance(config.profile, dict) else 4096
+    prof = config.profile if isinstance(getattr(config, "profile", None), dict) else {}
+    max_cores = int(prof.get("cores_per_chip", 4096)) * int(prof.get("chips", 1))
     if len(corelet["cores"]) > max_cores:
         raise _target_error(f"the corelet needs {len(corelet['cores'])} cores > {max_cores} (resource: cores)")
+    graph.graph.setdefault("snnc", {})["corelet"] = {
+        "cores": len(corelet["cores"]), "copy_cores": sum(c["role"] == "copy" for c in corelet["cores"]),
+        "layers": {k: len(v) for k, v in corelet["layers"].items()}, "weight_modes": corelet["weight_modes"]}
 
 
 def write_extra(graph, config, out_path) -> list:
