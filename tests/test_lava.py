@@ -232,3 +232,22 @@ def test_cli_simulate_backend_lava_writes_the_references_results(tmp_path, monke
         assert a.files == b.files
         for k in a.files:
             assert np.array_equal(a[k], b[k]), k
+
+
+def test_membrane_saturates_exactly_like_the_reference():
+    """Currents of millions per step (near the 24-bit current limit) drive the Output accumulator's
+    24-bit membrane into saturation at +vmax and -vmax (the snnc neuron clips like the reference);
+    then the same currents through a hidden IF layer with a 17-bit threshold, Poisson input."""
+    from builders import int_chain
+    vmax = (1 << 23) - 1
+    w = np.concatenate([np.full((1, 100), 255), np.full((1, 100), -255), np.tile([255, -200], (1, 50))])
+    out = int_chain([w], [1], biases=[np.array([0, 0, 4095])])
+    x = np.stack([np.ones(100), np.linspace(0, 1, 100), np.linspace(1, 0, 100)])
+    ref = simulate(out, x, timesteps=6, readout="membrane", record=True)
+    assert np.abs(ref.scores).max() == vmax  # the test really saturates
+    assert_same(ref, lava.run(out, x, timesteps=6, readout="membrane", record=True), "membrane")
+    hidden = int_chain([w, np.array([[1, 1, 1]] * 2)], [(1 << 17) - 1, 1], v_inits=[(1 << 16) - 1, 0])
+    for readout in ("membrane", "count"):
+        ref = simulate(hidden, x, timesteps=16, readout=readout, encoding="poisson", seed=1, record=True)
+        got = lava.run(hidden, x, timesteps=16, readout=readout, encoding="poisson", seed=1, record=True)
+        assert_same(ref, got, readout)
