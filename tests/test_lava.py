@@ -94,12 +94,19 @@ def test_unsigned_input_and_v_init_zero(net, reset):
     compare(q, x, encoding="poisson", readouts=("count", "membrane"))
 
 
+def assert_no_shared_memory_left(err):
+    """A killed Lava run leaves its channels in /dev/shm unless the backend unlinks them."""
+    assert err.shm, "the worker logged no shared-memory segment: the check would prove nothing"
+    assert [n for n in err.shm if os.path.exists(os.path.join("/dev/shm", n))] == []
+
+
 def test_process_exception_is_a_clear_error_and_leaves_no_process():
     q, x = compiled("mlp", target=lava.TARGET)
     with pytest.raises(lava.LavaError, match=r"'relu2'.*raised at step 4.*fault injection") as e:
         lava.run(q, x, timesteps=T, fault=("relu2", 4), timeout=60)
     assert "process group" in str(e.value)
     assert lava.group_members(e.value.pgid) == []
+    assert_no_shared_memory_left(e.value)
 
 
 def test_timeout_kills_the_whole_process_group():
@@ -107,6 +114,7 @@ def test_timeout_kills_the_whole_process_group():
     with pytest.raises(lava.LavaError, match="timed out after 3 s") as e:
         lava.run(q, np.repeat(x, 50, axis=0), timesteps=T, timeout=3)
     assert lava.group_members(e.value.pgid) == []
+    assert_no_shared_memory_left(e.value)
 
 
 def test_missing_environment_is_a_clear_error(monkeypatch):

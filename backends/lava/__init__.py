@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .plan import make_plan
+from .shm import shm_names, unlink_shared_memory
 from .target import TARGET, check, prepare  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,11 +28,12 @@ WORKER = "snn_compiler.backends.lava.worker"
 
 
 class LavaError(RuntimeError):
-    """The Lava run failed or timed out; its process group has been killed (``pgid``)."""
+    """The Lava run failed or timed out; its process group (``pgid``) has been killed and its
+    shared-memory segments (``shm``, names in /dev/shm) unlinked."""
 
-    def __init__(self, message, pgid=None, log=""):
+    def __init__(self, message, pgid=None, log="", shm=()):
         super().__init__(message)
-        self.pgid, self.log = pgid, log
+        self.pgid, self.log, self.shm = pgid, log, list(shm)
 
 
 def lava_python() -> str:
@@ -97,7 +99,8 @@ def default_timeout(n_samples: int, timesteps: int, depth: int, n_conns: int) ->
 
 
 def run_worker(job: str, timeout: float, progress: bool = False, total: int = 0, python: str = None) -> dict:
-    """Run the worker on ``job``; returns result.npz's arrays. Kills the whole group on any exit."""
+    """Run the worker on ``job``; returns result.npz's arrays. Whatever happens (success, error,
+    timeout, interrupt) its process group is killed and its /dev/shm segments unlinked after."""
     python = python or lava_python()
     log_path = os.path.join(job, "worker.log")
     bar = _bar(total, progress)
@@ -105,38 +108,36 @@ def run_worker(job: str, timeout: float, progress: bool = False, total: int = 0,
         proc = subprocess.Popen([python, "-m", WORKER, job], stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
     pgid = proc.pid  # a new session: the worker leads its own process group
-    rc, shown = None, 0
+    rc, shown, timed_out = None, 0, False
     try:
         deadline = time.monotonic() + timeout
-        while rc is None:
+        while rc is None and not timed_out:
             try:
                 rc = proc.wait(timeout=0.25)
             except subprocess.TimeoutExpired:
-                if time.monotonic() > deadline:
-                    kill_group(pgid)
-                    proc.wait()
-                    log = _tail(log_path)
-                    raise LavaError(f"Lava run timed out after {timeout:.0f} s; its process group {pgid} was "
-                                    f"killed. Worker log (tail):\n{log}", pgid, log) from None
+                timed_out = time.monotonic() > deadline
             shown = _update(bar, job, shown)
     finally:
-        if rc is None:  # interrupted (KeyboardInterrupt, ...): leave nothing behind
-            kill_group(pgid)
+        kill_group(pgid)  # on error, timeout or interrupt; after success: any Lava child the worker left
+        if rc is None:
             proc.wait()
-        else:
-            kill_group(pgid)  # Lava children the worker left
+        shm = shm_names(job)
+        unlink_shared_memory(job)  # /dev/shm segments of a killed run (a clean run removed its own)
         bar.close()
+    log = _tail(log_path)
+    if timed_out:
+        raise LavaError(f"Lava run timed out after {timeout:.0f} s; its process group {pgid} was killed. "
+                        f"Worker log (tail):\n{log}", pgid, log, shm)
     result = os.path.join(job, "result.npz")
     if rc != 0 or not os.path.exists(result):
-        log = _tail(log_path)
         fault = _tail(os.path.join(job, "fault.txt"))
         if fault:
             lines = [ln for ln in fault.strip().splitlines() if ln.strip()]
             head = f"{lines[0]} {lines[-1]}" if len(lines) > 1 else fault.strip()
             raise LavaError(f"{head}\n(the Lava run was stopped and its process group {pgid} killed)\n"
-                            f"Worker log (tail):\n{log}", pgid, log)
+                            f"Worker log (tail):\n{log}", pgid, log, shm)
         raise LavaError(f"Lava worker failed (exit status {rc}); its process group {pgid} was killed. "
-                        f"Worker log (tail):\n{log}", pgid, log)
+                        f"Worker log (tail):\n{log}", pgid, log, shm)
     with np.load(result, allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
 

@@ -17,6 +17,8 @@ import time
 
 import numpy as np
 
+from snn_compiler.backends.lava.shm import log_shared_memory, unlink_shared_memory
+
 
 def _write_progress(job, done, total):
     tmp = os.path.join(job, "progress.tmp")
@@ -36,7 +38,9 @@ def _watch(path, parent, interval=0.1):
     def watch():
         while not os.path.exists(path):
             if parent and os.getppid() != parent:
-                shutil.rmtree(os.path.dirname(path), ignore_errors=True)
+                job = os.path.dirname(path)
+                unlink_shared_memory(job)  # names go now; the memory when the last process dies
+                shutil.rmtree(job, ignore_errors=True)
                 os.killpg(os.getpgid(0), signal.SIGKILL)
             time.sleep(interval)
         time.sleep(interval)  # let the model finish writing to the log
@@ -58,6 +62,7 @@ def main(argv=None) -> int:
     os.environ["SNNC_LAVA_FAULT_FILE"] = fault_file  # inherited by Lava's forked process models
     with open(os.path.join(job, "params.json")) as f:
         p = json.load(f)
+    log_shared_memory(job)
     _watch(fault_file, p.get("parent_pid"))
     graph = artifact.load(os.path.join(job, "graph.snnc"))
     x = np.load(os.path.join(job, "x.npy"), allow_pickle=False)
