@@ -206,6 +206,9 @@ def test_killed_caller_leaves_no_lava_process(tmp_path):
         while len(lava.group_members(worker)) < 4 and time.monotonic() < deadline:
             time.sleep(0.2)  # until Lava has started its process models
         assert len(lava.group_members(worker)) >= 4
+        from snn_compiler.backends.lava.shm import shm_names
+        shm = shm_names(job)
+        assert shm, "no shared memory logged"
         os.kill(caller.pid, signal.SIGKILL)
         caller.wait()
         deadline = time.monotonic() + 10
@@ -213,6 +216,7 @@ def test_killed_caller_leaves_no_lava_process(tmp_path):
             time.sleep(0.2)
         assert lava.group_members(worker) == []
         assert not os.path.exists(job), "the job folder outlived the run"
+        assert [n for n in shm if os.path.exists(os.path.join("/dev/shm", n))] == []
     finally:  # clean up even when the test fails
         lava.kill_group(caller.pid)
         caller.wait()
