@@ -1,0 +1,186 @@
+"""The lowering context: values of FX nodes, where a node sits in the model, and emitting IR ops."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+
+from .. import ir
+from ..ir import ops as O
+from .errors import FrontendError
+
+aten = torch.ops.aten
+
+
+
+@dataclass(frozen=True)
+class Act:
+    """An activation tensor of the network: the IR node that computes it (shape without batch)."""
+    name: str
+
+
+# ---- locating a node in the model ----------------------------------------------------------------
+
+def _type_name(t) -> str:
+    if isinstance(t, type):
+        return f"{t.__module__}.{t.__qualname__}"
+    return str(t)
+
+
+def module_stack(node) -> list:
+    """[(path, class name)] from the outermost module to the innermost one holding ``node``."""
+    stack = node.meta.get("nn_module_stack") or {}
+    return [(str(path), _type_name(t)) for path, t in stack.values()]
+
+
+def where(node) -> str:
+    """Human-readable location: ``features.3 (torch.nn.modules.activation.Sigmoid)``."""
+    stack = module_stack(node)
+    inner = [(p, t) for p, t in stack if p]
+    if inner:
+        path, t = inner[-1]
+        loc = f"{path} ({t})"
+    elif stack:
+        loc = f"the top level of {stack[0][1]}.forward"
+    else:
+        loc = "the model's forward"
+    src = _source_line(node)
+    return f"{loc}{', ' + src if src else ''}"
+
+
+def _source_line(node) -> str:
+    trace = node.meta.get("stack_trace") or ""
+    lines = [ln.strip() for ln in trace.splitlines() if ln.strip().startswith("File ")]
+    # torch's own module code says nothing the module path does not
+    return lines[-1] if lines and "/torch/" not in lines[-1] else ""
+
+
+def _base_name(node) -> str:
+    """A readable IR node name: the module path for a torch.nn leaf module, else path + op
+    (``unique_name`` numbers repeats)."""
+    op = _FX_SUFFIX.sub("", node.name) or node.name  # relu__1 -> relu, add_3 -> add
+    inner = [(p, t) for p, t in module_stack(node) if p]
+    if not inner:
+        return op
+    path, t = inner[-1]
+    if t.startswith("torch.nn.modules.") and ".container." not in t:
+        return path
+    return f"{path}.{op}"
+
+
+_FX_SUFFIX = re.compile(r"(_+\d*)+$")
+
+
+def _op_name(target) -> str:
+    return str(target) if isinstance(target, torch._ops.OpOverload) else getattr(target, "__name__", str(target))
+
+
+# ---- the lowering context ------------------------------------------------------------------------
+
+class Lowering:
+    """State of one lowering: the IR graph being built and the FX node -> value map."""
+
+    def __init__(self):
+        self.g = ir.new_graph()
+        self.env = {}
+        self.shapes = {}
+        self.node = None  # the FX node being lowered (for names and messages)
+
+    # -- messages
+    def fail(self, msg: str):
+        raise FrontendError(f"{_op_name(self.node.target)} at {where(self.node)}: {msg}")
+
+    # -- values
+    def value(self, a):
+        if isinstance(a, torch.fx.Node):
+            return self.env[a.name]
+        if isinstance(a, (list, tuple)):
+            return type(a)(self.value(v) for v in a)
+        if isinstance(a, dict):
+            return {k: self.value(v) for k, v in a.items()}
+        return a
+
+    def act(self, v, what="input") -> Act:
+        if isinstance(v, Unavailable):
+            self.fail(f"{what} is {v.what}, which is not supported")
+        if not isinstance(v, Act):
+            self.fail(f"{what} must be an activation of the network, got a constant {_describe(v)}")
+        return v
+
+    def const(self, v, what, ndim=None) -> Optional[np.ndarray]:
+        """A constant tensor argument as a float64 numpy copy (None stays None)."""
+        if v is None:
+            return None
+        if isinstance(v, Act):
+            self.fail(f"{what} must be a constant (a parameter or buffer), but it is computed from the "
+                      f"network's input; weights that depend on the input are not supported")
+        if not isinstance(v, torch.Tensor):
+            self.fail(f"{what} must be a tensor, got {v!r}")
+        arr = v.detach().cpu().to(torch.float64).numpy().copy()
+        if ndim is not None and arr.ndim != ndim:
+            self.fail(f"{what} has shape {tuple(arr.shape)}, expected {ndim} dimensions")
+        return arr
+
+    def shape(self, a: Act) -> tuple:
+        return self.shapes[a.name]
+
+    # -- building
+    def emit(self, op, inputs, suffix: str = "") -> Act:
+        name = ir.unique_name(self.g, _base_name(self.node) + suffix)
+        in_names = [self.act(i).name for i in inputs]
+        try:
+            shape = O.infer_shape(op, [self.shapes[n] for n in in_names])
+        except ValueError as e:
+            self.fail(str(e))
+        ir.add_op(self.g, name, op, in_names)
+        self.shapes[name] = tuple(int(s) for s in shape)
+        return Act(name)
+
+    def out_shape(self) -> tuple:
+        """The FX node's output shape, batch axis included (from export's shape metadata)."""
+        val = self.node.meta.get("val")
+        if not isinstance(val, torch.Tensor):
+            self.fail("export recorded no output shape for this op")
+        return tuple(val.shape)
+
+
+def _describe(v) -> str:
+    if isinstance(v, torch.Tensor):
+        return f"tensor of shape {tuple(v.shape)}"
+    return repr(v)
+
+
+def _pair(v, what="value") -> tuple:
+    if isinstance(v, (list, tuple)):
+        if len(v) == 1:
+            return (int(v[0]), int(v[0]))
+        if len(v) != 2:
+            raise ValueError(f"expected one or two values for {what}, got {v!r}")
+        return (int(v[0]), int(v[1]))
+    return (int(v), int(v))
+
+
+def _bind(target, args, kwargs) -> dict:
+    """Arguments by schema name, defaults filled in."""
+    out = {}
+    for i, arg in enumerate(target._schema.arguments):
+        if i < len(args) and not arg.kwarg_only:
+            out[arg.name] = args[i]
+        elif arg.name in kwargs:
+            out[arg.name] = kwargs[arg.name]
+        elif arg.has_default_value():
+            out[arg.name] = arg.default_value
+        else:
+            out[arg.name] = None
+    return out
+
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """A secondary output of an op that the IR does not compute."""
+    what: str
+

@@ -1,0 +1,314 @@
+"""One handler per aten op: ``HANDLERS`` maps each supported op to the function that lowers it."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from ..ir import ops as O
+
+aten = torch.ops.aten
+from .context import Act, Unavailable, _describe, _pair
+
+
+# ---- handlers: one per aten op -------------------------------------------------------------------
+# Each takes (ctx, a) with a = arguments by schema name (values already mapped: Act for
+# activations, torch.Tensor for constants) and returns the node's value.
+
+def _conv(ctx, a, padding, transposed=False):
+    x = ctx.act(a["input"])
+    if transposed:
+        ctx.fail("transposed convolution (ConvTranspose2d) is not supported")
+    w = ctx.const(a["weight"], "weight")
+    if w.ndim != 4 or len(ctx.shape(x)) != 3:
+        ctx.fail(f"only 2-D convolutions on (C, H, W) maps are supported (weight {w.shape}, "
+                 f"input {ctx.shape(x)})")
+    op = O.Conv2d(weight=w, bias=ctx.const(a["bias"], "bias", ndim=1), stride=_pair(a["stride"], "stride"),
+                  padding=padding, dilation=_pair(a["dilation"], "dilation"), groups=int(a["groups"]))
+    return ctx.emit(op, [x])
+
+
+def conv2d(ctx, a):
+    pad = a["padding"]
+    if isinstance(pad, str):
+        w = a["weight"]
+        if pad == "valid":
+            pad = (0, 0)
+        elif pad == "same":
+            dil = _pair(a["dilation"], "dilation")
+            total = [dil[i] * (int(w.shape[2 + i]) - 1) for i in range(2)] if isinstance(w, torch.Tensor) else [0, 0]
+            if any(t % 2 for t in total):
+                ctx.fail(f"padding='same' with kernel {tuple(w.shape[2:])} and dilation {dil} pads unevenly "
+                         f"(torch adds the extra row/column at the bottom/right); the IR has symmetric "
+                         f"padding only: use an odd kernel or explicit padding")
+            pad = (total[0] // 2, total[1] // 2)
+        else:
+            ctx.fail(f"unknown padding {pad!r}")
+    return _conv(ctx, a, _pair(pad, "padding"))
+
+
+def convolution(ctx, a):
+    return _conv(ctx, a, _pair(a["padding"], "padding"), transposed=bool(a["transposed"]))
+
+
+def linear(ctx, a):
+    x = ctx.act(a["input"])
+    if len(ctx.shape(x)) != 1:
+        ctx.fail(f"Linear on an input of shape {ctx.shape(x)} acts on its last axis only; the IR's "
+                 f"Dense takes vectors: flatten first (nn.Flatten / torch.flatten(x, 1))")
+    return ctx.emit(O.Dense(weight=ctx.const(a["weight"], "weight", ndim=2),
+                            bias=ctx.const(a["bias"], "bias", ndim=1)), [x])
+
+
+def addmm(ctx, a):
+    """``beta * bias + alpha * (x @ w_t)`` as decomposed from Linear."""
+    if a["beta"] != 1 or a["alpha"] != 1:
+        ctx.fail("addmm with beta or alpha other than 1 is not supported")
+    x = ctx.act(a["mat1"], "mat1")
+    if len(ctx.shape(x)) != 1:
+        ctx.fail(f"matrix product on an input of shape {ctx.shape(x)}; flatten first")
+    w_t = ctx.const(a["mat2"], "mat2", ndim=2)
+    bias = ctx.const(a["self"], "bias")
+    bias = np.broadcast_to(bias, (w_t.shape[1],)).copy()
+    return ctx.emit(O.Dense(weight=w_t.T.copy(), bias=bias), [x])
+
+
+def mm(ctx, a):
+    x = ctx.act(a["self"])
+    if len(ctx.shape(x)) != 1:
+        ctx.fail(f"matrix product on an input of shape {ctx.shape(x)}; flatten first")
+    return ctx.emit(O.Dense(weight=ctx.const(a["mat2"], "mat2", ndim=2).T.copy()), [x])
+
+
+def _bn(ctx, a, training):
+    x = ctx.act(a["input"])
+    if a["running_mean"] is None or a["running_var"] is None:
+        ctx.fail("BatchNorm without running statistics (track_running_stats=False) normalises with "
+                 "batch statistics, which a per-sample network cannot do")
+    if training:
+        ctx.fail("BatchNorm in training mode normalises with batch statistics: call model.eval() "
+                 "before exporting or saving")
+    mean = ctx.const(a["running_mean"], "running_mean", ndim=1)
+    n = mean.shape[0]
+    weight = ctx.const(a["weight"], "weight", ndim=1)
+    bias = ctx.const(a["bias"], "bias", ndim=1)
+    op = O.BatchNorm(mean=mean, var=ctx.const(a["running_var"], "running_var", ndim=1),
+                     weight=np.ones(n) if weight is None else weight,
+                     bias=np.zeros(n) if bias is None else bias, eps=float(a["eps"]))
+    return ctx.emit(op, [x])
+
+
+def batch_norm(ctx, a):
+    return _bn(ctx, a, bool(a["training"]))
+
+
+def native_batch_norm_no_training(ctx, a):
+    return (_bn(ctx, a, False), None, None)  # (output, save_mean, save_invstd)
+
+
+def relu(ctx, a):
+    return ctx.emit(O.IF(), [ctx.act(a["self"])])
+
+
+def avg_pool2d(ctx, a):
+    x = ctx.act(a["self"])
+    shape = ctx.shape(x)
+    if len(shape) != 3:
+        ctx.fail(f"needs a (C, H, W) input, got {shape}")
+    k = _pair(a["kernel_size"], "kernel_size")
+    s = _pair(a["stride"], "stride") if a["stride"] else k
+    p = _pair(a["padding"], "padding")
+    if a["divisor_override"] is not None:
+        ctx.fail("divisor_override is not supported")
+    if not a["count_include_pad"] and any(p):
+        ctx.fail("count_include_pad=False with padding divides border windows by fewer elements; "
+                 "only count_include_pad=True (the default) is supported")
+    if a["ceil_mode"]:
+        floor = O.conv_out_hw(shape[1:], k, s, p)
+        if _ceil_out_hw(shape[1:], k, s, p) != floor:
+            ctx.fail(f"ceil_mode=True adds partial windows on input {shape} (output "
+                     f"{_ceil_out_hw(shape[1:], k, s, p)} instead of {floor}); only ceil_mode=False "
+                     f"is supported")
+    return ctx.emit(O.AvgPool2d(kernel_size=k, stride=s, padding=p), [x])
+
+
+def _ceil_out_hw(hw, k, s, p):
+    out = []
+    for i in range(2):
+        o = math.ceil((hw[i] + 2 * p[i] - k[i]) / s[i]) + 1
+        if (o - 1) * s[i] >= hw[i] + p[i]:  # torch: the last window must start inside the input
+            o -= 1
+        out.append(o)
+    return tuple(out)
+
+
+def adaptive_avg_pool2d(ctx, a):
+    x = ctx.act(a["self"])
+    shape = ctx.shape(x)
+    if len(shape) != 3:
+        ctx.fail(f"needs a (C, H, W) input, got {shape}")
+    out = _pair(a["output_size"], "output_size")
+    h, w = shape[1:]
+    if h % out[0] or w % out[1]:
+        ctx.fail(f"output size {out} does not divide the input size {(h, w)}: the pooling windows "
+                 f"would overlap unevenly, which AvgPool2d cannot express")
+    k = (h // out[0], w // out[1])
+    return ctx.emit(O.AvgPool2d(kernel_size=k, stride=k), [x])
+
+
+def mean_dim(ctx, a):
+    """``x.mean((2, 3))`` (global average pool), keepdim or not."""
+    x = ctx.act(a["self"])
+    shape = ctx.shape(x)
+    rank = len(shape) + 1
+    dims = a["dim"] if isinstance(a["dim"], (list, tuple)) else [a["dim"]]
+    if len(shape) != 3 or sorted(int(d) % rank for d in dims) != [2, 3] or a["dtype"] is not None:
+        ctx.fail(f"only the mean over both spatial axes of a (C, H, W) map is supported "
+                 f"(dims {list(dims)} on {shape})")
+    y = ctx.emit(O.AvgPool2d(kernel_size=shape[1:], stride=shape[1:]), [x])
+    return y if a["keepdim"] else ctx.emit(O.Flatten(), [y], suffix=".flatten")
+
+
+def flatten(ctx, a):
+    x = ctx.act(a["self"])
+    rank = len(ctx.shape(x)) + 1
+    start, end = int(a["start_dim"]) % rank, int(a["end_dim"]) % rank
+    if start == 0:
+        ctx.fail("flattening from axis 0 merges the batch axis into the features: use "
+                 "torch.flatten(x, 1) / nn.Flatten()")
+    if start != 1 or end != rank - 1:
+        ctx.fail(f"only flattening every axis after the batch axis is supported (start_dim=1, "
+                 f"end_dim=-1), got start_dim={a['start_dim']}, end_dim={a['end_dim']}")
+    return x if rank == 2 else ctx.emit(O.Flatten(), [x])
+
+
+def reshape(ctx, a):
+    """view / reshape: only the flatten-like ``x.view(x.size(0), -1)`` (or no-op reshapes)."""
+    x = ctx.act(a["self"])
+    shape = ctx.shape(x)
+    out = ctx.out_shape()
+    try:
+        features = tuple(int(d) for d in out[1:])
+    except (TypeError, ValueError):
+        features = None
+    if features == shape:
+        return x
+    if features == (int(np.prod(shape)),):
+        return ctx.emit(O.Flatten(), [x])
+    ctx.fail(f"reshape of a {shape} sample to {features if features is not None else out[1:]} is not "
+             f"flatten-like; only x.view(x.size(0), -1) / x.reshape(x.size(0), -1) (or a no-op "
+             f"reshape) is supported, and the batch axis must stay first")
+
+
+def dropout(ctx, a):
+    x = ctx.act(a["input"])
+    if a["train"]:
+        ctx.fail("dropout in training mode: call model.eval() before exporting or saving")
+    return x
+
+
+def identity(ctx, a):
+    return ctx.act(a["self"])
+
+
+def cast(ctx, a):
+    """x.float() / x.to(dtype): the IR computes in float64, so a float-to-float cast is a no-op."""
+    x = ctx.act(a["self"])
+    dtype = a.get("dtype")
+    if dtype is not None and not dtype.is_floating_point:
+        ctx.fail(f"casting activations to {dtype} is not supported")
+    return x
+
+
+def assert_metadata(ctx, a):
+    """export's check that a tensor has the dtype/device the code expects: nothing to compute."""
+    return None
+
+
+def add(ctx, a):
+    x, y = a["self"], a["other"]
+    if not isinstance(x, Act) or not isinstance(y, Act):
+        const = y if isinstance(x, Act) else x
+        ctx.fail(f"adding a constant ({_describe(const)}) to an activation is not supported; only "
+                 f"residual sums of two activations (a + b) are")
+    if a["alpha"] != 1:
+        ctx.fail(f"add with alpha={a['alpha']} is not supported")
+    if x == y:
+        ctx.fail("adding a tensor to itself (x + x) is not supported")
+    if ctx.shape(x) != ctx.shape(y):
+        ctx.fail(f"residual add of different shapes {ctx.shape(x)} and {ctx.shape(y)} (broadcasting) "
+                 f"is not supported")
+    return ctx.emit(O.Add(), [x, y])
+
+
+def shape_query(ctx, a):
+    """x.dim() / x.size(i) / x.numel(): a Python number, read from the recorded sizes."""
+    val = ctx.node.meta.get("val")
+    if val is None and ctx.node.target is aten.dim.default:
+        val = len(ctx.shape(ctx.act(a["self"]))) + 1
+    if val is None:
+        ctx.fail("export recorded no value for this size query")
+    return val
+
+
+HANDLERS = {
+    # weighted ops
+    aten.conv2d.default: conv2d,
+    aten.conv2d.padding: conv2d,                 # padding="same" / "valid"
+    aten._convolution_mode.default: conv2d,      # the same, as traced TorchScript records it
+    aten.convolution.default: convolution,
+    aten._convolution.default: convolution,
+    aten.linear.default: linear,
+    aten.addmm.default: addmm,                   # Linear in decomposed (core aten) programs
+    aten.mm.default: mm,
+    # normalisation, neurons, pooling
+    aten.batch_norm.default: batch_norm,
+    aten._native_batch_norm_legit_no_training.default: native_batch_norm_no_training,
+    aten.relu.default: relu,
+    aten.relu_.default: relu,
+    aten.avg_pool2d.default: avg_pool2d,
+    aten.adaptive_avg_pool2d.default: adaptive_avg_pool2d,
+    aten._adaptive_avg_pool2d.default: adaptive_avg_pool2d,
+    aten.mean.dim: mean_dim,
+    # shape
+    aten.flatten.using_ints: flatten,
+    aten.view.default: reshape,
+    aten.reshape.default: reshape,
+    aten._unsafe_view.default: reshape,
+    # residual join
+    aten.add.Tensor: add,
+    aten.add_.Tensor: add,
+    # no computation in eval mode
+    aten.dropout.default: dropout,
+    aten.dropout_.default: dropout,
+    aten.feature_dropout.default: dropout,
+    aten.feature_dropout_.default: dropout,
+    aten.alpha_dropout.default: dropout,
+    aten.alpha_dropout_.default: dropout,
+    aten.feature_alpha_dropout.default: dropout,
+    aten.feature_alpha_dropout_.default: dropout,
+    aten.clone.default: identity,
+    aten.contiguous.default: identity,
+    aten.detach.default: identity,
+    aten.detach_.default: identity,
+    aten.alias.default: identity,
+    aten.to.dtype: cast,
+    aten.to.dtype_layout: cast,
+    aten.to.device: cast,
+    aten._to_copy.default: cast,
+    aten._assert_tensor_metadata.default: assert_metadata,
+    # Python numbers read off an activation's sizes
+    aten.sym_size.int: shape_query,
+    aten.size.int: shape_query,
+    aten.dim.default: shape_query,
+    aten.sym_numel.default: shape_query,
+    aten.numel.default: shape_query,
+}
+
+
+def _getitem(ctx, node, seq, idx):
+    v = seq[idx]
+    # e.g. BatchNorm's saved mean: fine while unused (decomposed programs keep such getitems)
+    return Unavailable(f"output {idx} of {node.args[0].name}") if v is None else v
+
