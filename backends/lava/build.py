@@ -36,8 +36,8 @@ from lava.proc.dense.process import Dense
 from lava.proc.io.source import RingBuffer
 from lava.proc.lif.process import LIFReset
 from lava.proc.sparse.process import Sparse
-from scipy.sparse import csr_matrix
 from lava.utils.weightutils import SignMode
+from scipy.sparse import csr_matrix
 
 from snn_compiler.sim.encode import input_steps
 
@@ -49,8 +49,9 @@ from .procs.process import SnncDelay, SnncNeuron, SnncSource
 class LavaNetwork:
     """A compiled network as Lava processes.
 
-    ``input_ports``: the InPorts the graded input drives, with the Input's Lava shape
-    ``plan.input_lshape`` (already driven by ``source`` when the network was built with data);
+    ``input_ports``: when built without data, the InPorts the graded input must drive (sample k's
+    step t at hardware step k*T + t, in Lava's layout ``plan.input_lshape``; a Dense or delay port
+    may be flat: connect ``out.reshape(port.shape)``); built with data, ``source`` drives them;
     ``output_port``: the Output layer's spike port; ``processes``: every process by name.
     """
     plan: NetPlan
