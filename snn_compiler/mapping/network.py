@@ -160,7 +160,8 @@ def slice_neurons(shape, slc: dict) -> np.ndarray:
 
     ``{"n": [a, b]}``: neurons a..b-1 of a vector layer. ``{"c": [c0, c1], "p": [p0, p1]}``: pixels
     p0..p1-1 (row-major) of channels c0..c1-1, ordered pixel-major, channel-minor.
-    ``{"c": [...], "h": [r0, r1], "w": [q0, q1]}``: a rectangle of rows and columns, same order.
+    ``{"c": [...], "h": [r0, r1], "w": [q0, q1]}``: a rectangle of rows and columns, same order
+    (``"order": "whc"``: pixels column-major, then channel-minor).
     """
     if "n" in slc or "flat" in slc:   # "flat": a range in C,H,W flatten order (equal-chunk maps)
         a, b = slc.get("n", slc.get("flat"))
@@ -172,5 +173,8 @@ def slice_neurons(shape, slc: dict) -> np.ndarray:
     else:
         rows = np.arange(*slc["h"], dtype=np.int64)
         cols = np.arange(*slc["w"], dtype=np.int64)
-        p = (rows[:, None] * w + cols[None, :]).ravel()
+        if slc.get("order", "hwc") == "whc":      # column-major pixels
+            p = (rows[None, :] * w + cols[:, None]).ravel()
+        else:
+            p = (rows[:, None] * w + cols[None, :]).ravel()
     return (np.arange(c0, c1, dtype=np.int64)[None, :] * (h * w) + p[:, None]).ravel()

@@ -44,7 +44,10 @@ class _Layer:
         for conn in conns:
             src, pos = gather_sources(conn, targets)
             keys.append((src + self.offsets[conn.src]) * n + pos)
-        key = np.sort(np.concatenate(keys)) if keys else np.zeros(0, np.int64)
+        key = np.concatenate(keys) if keys else np.zeros(0, np.int64)
+        if len(key) and key.max() < 2 ** 31:
+            key = key.astype(np.int32)     # sorts about twice as fast
+        key = np.sort(key).astype(np.int64)
         if len(keys) > 1 and len(key):   # two ops from one source onto one target share a synapse
             key = key[np.r_[True, key[1:] != key[:-1]]]
         gid = key // n
@@ -120,11 +123,39 @@ def _even(layer, make, total, k):
     return chunks if all(layer.fits(layer.evaluate(make(a, b))[0]) for a, b in chunks) else None
 
 
-def _cut(layer, make, total):
+def _cut(layer, make, total, even=True):
     chunks = _greedy(layer, make, total)
-    if len(chunks) > 1:
+    if even and len(chunks) > 1:
         chunks = _even(layer, make, total, len(chunks)) or chunks
     return chunks
+
+
+def _strips(shape, pc, band):
+    """A tiling scheme as strips, each cut greedily along one axis: ``band`` None cuts each channel
+    group's pixels (row-major); a band height cuts each channel group's row band along its
+    columns (pixels column-major inside the core, so a receptive field's targets form long runs)."""
+    c, h, w = shape
+    per = c // pc
+    out = []
+    for g in range(pc):
+        cs = [g * per, (g + 1) * per]
+        if band is None:
+            out.append((h * w, lambda a, b, cs=cs: {"c": cs, "p": [a, b]}))
+        else:
+            for r in range(0, h, band):
+                rows = [r, min(r + band, h)]
+                out.append((w, lambda a, b, cs=cs, rows=rows: {"c": cs, "h": rows, "w": [a, b], "order": "whc"}))
+    return out
+
+
+def _try(layer, strips, budget):
+    slices = []
+    for total, to_slice in strips:
+        make = lambda a, b, f=to_slice: slice_neurons(layer.shape, f(a, b))
+        slices += [to_slice(a, b) for a, b in _cut(layer, make, total, even=False)]
+        if len(slices) > budget:
+            return None
+    return slices
 
 
 def _partition_layer(layer, lb=1):
@@ -133,29 +164,29 @@ def _partition_layer(layer, lb=1):
         total = int(np.prod(shape))
         return [{"n": [a, b]} for a, b in _cut(layer, lambda a, b: np.arange(a, b, dtype=np.int64), total)]
     c, h, w = shape
-    best = None
+    bands = [None] + [b for b in (2, 3, 4, 8) if b < h]
+    # channel splits only shrink a core's input axons for grouped convs; otherwise they are
+    # the fallback when no whole-channel tiling fits
+    grouped = any(getattr(conn.op, "groups", 1) > 1 for conn in layer.net.conns[layer.name])
+    best, error = None, None
     for pc in [d for d in range(1, c + 1) if c % d == 0]:
-        if best is not None and (pc >= len(best[0]) or len(best[0]) <= lb):
+        if best is not None and (pc >= len(best[0]) or len(best[0]) <= lb or not grouped):
             break
-        per = c // pc
-        slices = []
-        for g in range(pc):
-            cs = [g * per, (g + 1) * per]
-            make = lambda a, b, cs=cs: slice_neurons(shape, {"c": cs, "p": [a, b]})
+        for band in bands:
+            if best is not None and len(best[0]) <= lb:
+                break
             try:
-                slices += [{"c": cs, "p": [a, b]} for a, b in _cut(layer, make, h * w)]
-            except MappingError:
-                if pc == c:
-                    raise
-                slices = None
-                break
-            if best is not None and len(slices) >= len(best[0]):
-                break
-        if slices is None or (best is not None and len(slices) > len(best[0])):
-            continue
-        axons = sum(layer.evaluate(slice_neurons(shape, s))[0]["input_axons"] for s in slices)
-        if best is None or (len(slices), axons) < (len(best[0]), best[1]):
-            best = (slices, axons)
+                slices = _try(layer, _strips(shape, pc, band), len(best[0]) if best else float("inf"))
+            except MappingError as e:
+                error = error or e
+                continue
+            if slices is None:
+                continue
+            axons = sum(layer.evaluate(slice_neurons(shape, s))[0]["input_axons"] for s in slices)
+            if best is None or (len(slices), axons) < (len(best[0]), best[1]):
+                best = (slices, axons)
+    if best is None:
+        raise error
     return best[0]
 
 
