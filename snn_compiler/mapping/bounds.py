@@ -7,9 +7,11 @@ Lower bound (what ``lower_bound`` means everywhere in snnc): the sum over neuron
 - ``input_axons``: the distinct presynaptic sources of the whole layer (each core counts the
   sources it reads, and together the cores read all of them);
 - ``output_axons``: its neurons that have a consumer (each needs at least one output axon);
-- ``synapse_bits``: its synapses times the lowest bits per synapse any synapse group achieves
-  (weight + delay + tag bits plus the group header, word-rounded, at the best group size), so
-  no core can store them in less.
+- ``synapse_bits``: for each source, the least memory its synapses into the layer can take in
+  the profile's encoding, whatever the split: at least one group (a 1-synapse group, e.g. one
+  64-bit word on Loihi) and at least its synapse count times the lowest bits per synapse any
+  group achieves (weight + delay + tag bits plus the header, word-rounded, at the best group
+  size: 8.39 bits for 8-bit weights on Loihi).
 
 Every core map within the limits uses at least this many cores, so it is a true lower bound.
 
@@ -26,7 +28,7 @@ import math
 import numpy as np
 
 from ..ir import ops as O
-from .network import best_bits_per_synapse, build_net, gather_sources, run_bits
+from .network import best_bits_per_synapse, build_net, gather_sources, group_cost_bits, run_bits
 from .profile import LIMITS, load_profile
 
 
@@ -53,33 +55,34 @@ def _whole_layer(net, name, offsets, n):
     return key
 
 
-def _demand(net, name, offsets):
-    """(synapses, distinct sources) of a whole layer, without sorting when it can."""
+def _fanouts(net, name, offsets):
+    """Synapses per distinct source of a whole layer (sources without synapses left out)."""
     n = net.size(name)
     conns = net.conns[name]
     if len(conns) == 1 and isinstance(conns[0].op, O.Dense):
-        return n * conns[0].op.weight.shape[1], conns[0].op.weight.shape[1]
+        return np.full(conns[0].op.weight.shape[1], n, np.int64)
     if len(conns) == 1:
         src, _ = gather_sources(conns[0], np.arange(n, dtype=np.int64))
-        mask = np.zeros(net.size(conns[0].src), bool)
-        mask[src] = True
-        return len(src), int(mask.sum())
+        k = np.bincount(src, minlength=net.size(conns[0].src))
+        return k[k > 0]
     key = _whole_layer(net, name, offsets, n)
-    gid = key // n
-    return len(key), int(np.count_nonzero(np.r_[True, gid[1:] != gid[:-1]])) if len(key) else 0
+    _, k = np.unique(key // n, return_counts=True)
+    return k
 
 
 def layer_bounds(net, profile, weight_bits, offsets=None) -> dict:
     """Per layer: demands, ratio per resource, binding resource and the layer's lower bound."""
     profile = load_profile(profile)
     offsets = offsets or _offsets(net)
+    density = best_bits_per_synapse(profile.encoding, weight_bits)
+    one = int(group_cost_bits(1, profile.encoding, weight_bits))
     out = {}
     for name in net.layers:
         n = net.size(name)
-        synapses, sources = _demand(net, name, offsets)
-        demand = {"neurons": n, "input_axons": sources,
+        k = _fanouts(net, name, offsets)
+        demand = {"neurons": n, "input_axons": int(len(k)),
                   "output_axons": n if net.consumers[name] else 0,
-                  "synapse_bits": math.ceil(synapses * best_bits_per_synapse(profile.encoding, weight_bits))}
+                  "synapse_bits": int(np.ceil(np.maximum(k * density, one)).sum())}
         ratio = {r: demand[r] / profile.limit(r) for r in LIMITS}
         binding = max(LIMITS, key=lambda r: ratio[r])
         out[name] = {"demand": demand, "binding": binding, "cores": max(1, math.ceil(ratio[binding] - 1e-12))}
