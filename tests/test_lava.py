@@ -122,6 +122,9 @@ def test_missing_environment_is_a_clear_error(monkeypatch):
     q, x = compiled("mlp", target=lava.TARGET)
     with pytest.raises(lava.LavaError, match="needs .venv-lava; run scripts/bootstrap.sh"):
         lava.run(q, x, timesteps=T)
+    monkeypatch.setenv("SNNC_LAVA_PYTHON", sys.executable)  # a Python without Lava
+    with pytest.raises(lava.LavaError, match="lacks lava-nc 0.10.0 or snnc: the Lava backend needs .venv-lava"):
+        lava.run(q, x, timesteps=T)
 
 
 def test_build_network_returns_the_process_graph(tmp_path):

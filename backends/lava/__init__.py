@@ -136,7 +136,11 @@ def run_worker(job: str, timeout: float, progress: bool = False, total: int = 0,
             head = f"{lines[0]} {lines[-1]}" if len(lines) > 1 else fault.strip()
             raise LavaError(f"{head}\n(the Lava run was stopped and its process group {pgid} killed)\n"
                             f"Worker log (tail):\n{log}", pgid, log, shm)
-        raise LavaError(f"Lava worker failed (exit status {rc}); its process group {pgid} was killed. "
+        hint = ""
+        if "No module named 'lava'" in log or "No module named 'snn_compiler'" in log:
+            hint = (f" {python} lacks lava-nc 0.10.0 or snnc: the Lava backend needs .venv-lava; run "
+                    "scripts/bootstrap.sh (SNNC_LAVA_PYTHON, if set, must be that environment's python).")
+        raise LavaError(f"Lava worker failed (exit status {rc}); its process group {pgid} was killed.{hint} "
                         f"Worker log (tail):\n{log}", pgid, log, shm)
     with np.load(result, allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
