@@ -77,6 +77,15 @@ def test_reset_zero_with_one_neuron_kind(neurons):
     assert {k for n, k in infos[0]["kinds"].items() if n != "output"} == {neurons}
 
 
+@pytest.mark.parametrize("net", ["mlp", "rescnn"])
+def test_nine_bit_weights_the_edge_of_what_lava_keeps(net):
+    """--bits 9: weights reach +-255, the widest Lava's Dense (MIXED, 9 bits) keeps exactly."""
+    q, x = compiled(net, bits=9, target=lava.TARGET)
+    assert max(int(np.abs(q.nodes[n]["op"].weight_int).max()) for n in q
+               if getattr(q.nodes[n]["op"], "weight_int", None) is not None) == 255
+    compare(q, x, readouts=("count",))
+
+
 @pytest.mark.parametrize("timesteps", [1, 3])
 @pytest.mark.parametrize("reset", ["subtract", "zero"])
 def test_windows_shorter_than_the_pipeline(timesteps, reset):

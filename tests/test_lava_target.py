@@ -34,6 +34,12 @@ def test_prepare_sets_loihi2_registers():
         load_profile("no-such-chip")
 
 
+def test_more_weight_bits_than_loihi_keeps_are_refused_up_front():
+    TARGET.prepare(CompileConfig(bits=9, target="lava"))
+    with pytest.raises(TargetError, match="--bits 10: loihi2's weight register keeps 9-bit signed weights"):
+        TARGET.prepare(CompileConfig(bits=10, target="lava"))
+
+
 @pytest.mark.parametrize("net", ["mlp", "cnn", "resnet"])
 @pytest.mark.parametrize("bits", [8, 4])
 def test_compiled_test_nets_pass(net, bits):

@@ -72,6 +72,10 @@ def registers_of(profile: dict) -> Registers:
 def prepare(config) -> None:
     """Loihi's register widths (from the profile, default configs/loihi2.yaml) for the quantize pass."""
     profile = load_profile(config.profile)
+    wbits = int(profile.get("registers", {}).get("weight_bits", 9))
+    if config.bits > wbits:
+        raise _target_error(f"--bits {config.bits}: {profile.get('name')}'s weight register keeps {wbits}-bit signed "
+                            f"weights (Lava Dense, sign_mode MIXED); use --bits {wbits} or fewer")
     config.profile = profile
     config.registers = registers_of(profile)
 
