@@ -1,0 +1,67 @@
+"""Through the CLI: `snnc compile` maps a 784-3000-10 MLP onto Loihi 1 cores, `--target truenorth`
+writes a corelet. Registers the targets for the test, as backends/__init__.py is meant to."""
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from snn_compiler import artifact  # noqa: E402
+from snn_compiler import backends  # noqa: E402
+from snn_compiler.cli import main  # noqa: E402
+from snn_compiler.mapping import check_core_map, format_report, report  # noqa: E402
+from snn_compiler.passes.partition import partition  # noqa: E402
+
+
+@pytest.fixture
+def targets(monkeypatch):
+    from snn_compiler.backends import truenorth
+    from snn_compiler.backends.lava import target as lava_target
+    if "truenorth" not in backends.TARGETS:
+        monkeypatch.setitem(backends.TARGETS, "truenorth", truenorth.TARGET)
+    lava = backends.TARGETS.get("lava", lava_target.TARGET)
+    if partition not in lava.passes:
+        lava = dataclasses.replace(lava, passes=tuple(lava.passes) + (partition,))
+    monkeypatch.setitem(backends.TARGETS, "lava", lava)
+
+
+def mlp_file(tmp_path, sizes, seed=0, binary=False):
+    torch.manual_seed(seed)
+    layers = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
+    model = torch.nn.Sequential(*layers[:-1]).eval()
+    x = np.random.default_rng(seed).random((64, sizes[0])).astype(np.float32)
+    if binary:
+        x = (x > 0.5).astype(np.float32)
+    np.savez(tmp_path / "calib.npz", x=x)
+    torch.jit.save(torch.jit.script(model), str(tmp_path / "model.pt"))
+    return x
+
+
+def test_cli_maps_3000_neuron_layer_on_loihi1(tmp_path, targets, capsys):
+    mlp_file(tmp_path, [784, 3000, 10])
+    out = tmp_path / "net.snnc"
+    assert main(["compile", str(tmp_path / "model.pt"), "-o", str(out), "--target", "lava", "--profile", "loihi1",
+                 "--input-shape", "784", "--calibration", str(tmp_path / "calib.npz")]) == 0
+    q = artifact.load(str(out))
+    cm = q.graph["snnc"]["core_map"]
+    hidden = [n for n in cm["layers"] if len(cm["layers"][n]) >= 3]
+    assert hidden, cm["layers"]
+    assert check_core_map(q, cm)["ok"]
+    info = report(q)
+    assert info["valid"] and info["cores_used"] <= 1.1 * info["lower_bound"]
+    assert "cores used" in format_report(info)
+
+
+def test_cli_truenorth_writes_a_corelet(tmp_path, targets, capsys):
+    mlp_file(tmp_path, [16, 20, 4], binary=True)
+    out = tmp_path / "tn.snnc"
+    assert main(["compile", str(tmp_path / "model.pt"), "-o", str(out), "--target", "truenorth", "--bits", "3",
+                 "--input-bits", "1", "--input-shape", "16", "--calibration", str(tmp_path / "calib.npz")]) == 0
+    corelet = json.loads((tmp_path / "tn.corelet.json").read_text())
+    assert corelet["format"] == "snnc-corelet" and corelet["cores"]
+    assert "tn.corelet.json" in capsys.readouterr().out
+
