@@ -46,6 +46,15 @@ TARGETS = {
 }
 
 
+# Targets and backends that need Target defined first (or extra packages) register here.
+from .lava.target import TARGET as _LAVA_TARGET  # noqa: E402  (numpy and yaml only; Lava runs in its own venv)
+from .truenorth import TARGET as _TRUENORTH_TARGET  # noqa: E402
+
+BACKENDS["lava"] = _lazy(".lava", "run")
+TARGETS["lava"] = _LAVA_TARGET
+TARGETS["truenorth"] = _TRUENORTH_TARGET
+
+
 def _entry_point_backends():
     from importlib.metadata import entry_points
     try:

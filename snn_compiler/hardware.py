@@ -18,6 +18,7 @@ class Registers:
     threshold_bits: int = 17       # unsigned threshold (Loihi: 17-bit mantissa)
     bias_mantissa_bits: Optional[int] = None   # signed; None: any integer bias (Loihi: 13)
     bias_exponent_bits: int = 0                # bias = mantissa << exponent (Loihi: 3)
+    weight_exp_max: int = 31                   # largest per-connection weight exponent (Loihi: 7)
 
     @property
     def v_max(self) -> int:

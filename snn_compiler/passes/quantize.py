@@ -5,6 +5,7 @@ sources send integer values of float size u_k (1 for a spike; 1/levels for the g
 
     m_k    = max |W'_k| * u_k
     theta  = clip(round(wmax / min_k m_k), 1, threshold_max)   wmax = 2**(bits-1) - 1
+             (and small enough that no e_k exceeds the register's weight_exp_max)
     e_k    = max(0, ceil(log2(m_k * theta / (wmax + 1/2))))   (the op's weight_exp)
     W_int  = clip(round(W'_k * u_k * theta / 2**e_k), -wmax, wmax)
     bias   = round(sum_k b'_k * theta)     (then rounded to the register format, if it has one)
@@ -69,12 +70,16 @@ def quantize(graph, config) -> bool:
         mk = {k: float(np.abs(op_of(graph, k).weight).max(initial=0.0)) * units[k][0] for k in ops}
         m = min((v for v in mk.values() if v > 0), default=0.0)
         theta = int(np.clip(np.rint(wmax / m), 1, regs.threshold_max)) if m > 0 else regs.threshold_max
+        big = max(mk.values())
+        if big > 0:  # the largest connection must fit wmax << weight_exp_max
+            theta = max(1, min(theta, int((wmax + 0.5) * 2 ** regs.weight_exp_max / big)))
         layer = op_of(graph, n)
         bias = np.zeros(graph.nodes[n]["shape"][:1] + (1,) * (len(graph.nodes[n]["shape"]) - 1))
         lo = hi = 0
         for k in ops:
             op = op_of(graph, k)
-            op.weight_exp = max(0, int(np.ceil(np.log2(mk[k] * theta / (wmax + 0.5))))) if mk[k] > 0 else 0
+            op.weight_exp = min(regs.weight_exp_max,
+                                max(0, int(np.ceil(np.log2(mk[k] * theta / (wmax + 0.5))))) if mk[k] > 0 else 0)
             op.weight_int = np.clip(np.rint(op.weight * units[k][0] * theta / 2.0 ** op.weight_exp),
                                     -wmax, wmax).astype(np.int32)
             if op.bias is not None:

@@ -100,3 +100,23 @@ def test_residual_join_keeps_weight_bits_with_exponents():
     assert np.abs(small.weight_int).max() == 127 and small.weight_exp == 0
     # 0.8 * 6350 = 5080 = 79.4 * 2**6 -> weight 79, exponent 6: 5056, within 0.5% of 5080
     assert skip.weight_int.tolist() == [[79, 0], [0, 79]] and skip.weight_exp == 6
+
+
+def test_weight_exponent_register_caps_the_shift():
+    # same join as above on a register with at most 3 bits of shift: theta shrinks so the skip fits
+    g = new_graph()
+    g.graph["snnc"] = {"normalized": True}
+    add_op(g, "in", O.Input((2,), scale=1.0))
+    add_op(g, "fc1", O.Dense(np.eye(2) * 255), ["in"])
+    add_op(g, "r1", O.IF(scale=1.0), ["fc1"])
+    add_op(g, "small", O.Dense(np.array([[0.01, -0.02], [0.015, 0.0]])), ["r1"])
+    add_op(g, "skip", O.Dense(np.eye(2) * 0.8), ["r1"])
+    add_op(g, "add", O.Add(), ["small", "skip"])
+    add_op(g, "r2", O.IF(scale=1.0), ["add"])
+    add_op(g, "fc3", O.Dense(np.ones((1, 2))), ["r2"])
+    add_op(g, "out", O.Output(scale=1.0), ["fc3"])
+    verify(g)
+    quantize(g, CompileConfig(bits=8, registers=Registers(weight_exp_max=3)))
+    skip, r2 = g.nodes["skip"]["op"], g.nodes["r2"]["op"]
+    assert skip.weight_exp == 3 and np.abs(skip.weight_int).max() <= 127
+    assert r2.threshold == int(127.5 * 8 / 0.8)  # 1275
