@@ -6,7 +6,8 @@ Lower bound (what ``lower_bound`` means everywhere in snnc): the sum over neuron
 - ``neurons``: its neurons;
 - ``input_axons``: the distinct presynaptic sources of the whole layer (each core counts the
   sources it reads, and together the cores read all of them);
-- ``output_axons``: its neurons that have a consumer (each needs at least one output axon);
+- ``output_axons``: for each neuron, the number of consumer layers that read it (each consumer
+  layer sits on cores of its own, so each needs at least one output axon);
 - ``synapse_bits``: for each source, the least memory its synapses into the layer can take in
   the profile's encoding, whatever the split: at least one group (a 1-synapse group, e.g. one
   64-bit word on Loihi) and at least its synapse count times the lowest bits per synapse any
@@ -76,12 +77,24 @@ def layer_bounds(net, profile, weight_bits, offsets=None) -> dict:
     offsets = offsets or _offsets(net)
     density = best_bits_per_synapse(profile.encoding, weight_bits)
     one = int(group_cost_bits(1, profile.encoding, weight_bits))
+    reads = {name: np.zeros(net.size(name), np.int64) for name in net.layers}
+    for name in net.layers:          # how many consumer layers read each neuron
+        seen = {}
+        for conn in net.conns[name]:
+            if conn.src in reads:
+                m = seen.setdefault(conn.src, np.zeros(net.size(conn.src), bool))
+                if isinstance(conn.op, O.Dense):
+                    m[:] = True
+                else:
+                    m[gather_sources(conn, np.arange(net.size(name), dtype=np.int64))[0]] = True
+        for src, m in seen.items():
+            reads[src] += m
     out = {}
     for name in net.layers:
         n = net.size(name)
         k = _fanouts(net, name, offsets)
         demand = {"neurons": n, "input_axons": int(len(k)),
-                  "output_axons": n if net.consumers[name] else 0,
+                  "output_axons": int(reads[name].sum()),
                   "synapse_bits": int(np.ceil(np.maximum(k * density, one)).sum())}
         ratio = {r: demand[r] / profile.limit(r) for r in LIMITS}
         binding = max(LIMITS, key=lambda r: ratio[r])
