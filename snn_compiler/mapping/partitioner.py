@@ -22,9 +22,13 @@ from .network import MappingError, build_net, gather_sources, run_bits, slice_ne
 from .profile import LIMITS, load_profile
 
 
+BAND_SEARCH_SYNAPSES = 4_000_000
+
+
 class _Layer:
-    def __init__(self, net, name, offsets, profile, weight_bits, dest_count):
+    def __init__(self, net, name, offsets, profile, weight_bits, dest_count, bounds=None):
         self.net, self.name, self.offsets = net, name, offsets
+        self.bounds = bounds or {"demand": {"synapse_bits": 0}, "cores": 1}
         self.profile, self.wb, self.dest = profile, weight_bits, dest_count
         self.shape = net.shapes[name]
 
@@ -164,7 +168,9 @@ def _partition_layer(layer, lb=1):
         total = int(np.prod(shape))
         return [{"n": [a, b]} for a, b in _cut(layer, lambda a, b: np.arange(a, b, dtype=np.int64), total)]
     c, h, w = shape
-    bands = [None] + [b for b in (2, 3, 4, 8) if b < h]
+    # row bands: a second scheme for layers small enough that trying it is cheap
+    synapses = layer.bounds["demand"]["synapse_bits"] / max(layer.profile.encoding.synapse_bits(layer.wb), 1)
+    bands = [None] + ([b for b in (2, 3, 4, 8) if b < h] if synapses <= BAND_SEARCH_SYNAPSES else [])
     # channel splits only shrink a core's input axons for grouped convs; otherwise they are
     # the fallback when no whole-channel tiling fits
     grouped = any(getattr(conn.op, "groups", 1) > 1 for conn in layer.net.conns[layer.name])
@@ -222,9 +228,18 @@ def partition_graph(graph, profile, weight_bits: int) -> dict:
         off += net.size(n)
     dest = {n: np.zeros(net.size(n), np.int64) for n in net.layers}
     bounds = layer_bounds(net, profile, weight_bits, offsets)
+    need = 0
+    for name in net.layers:   # fail fast when even the lower bound overflows the chips
+        need += bounds[name]["cores"]
+        if need > profile.max_cores:
+            raise MappingError(
+                f"layer {name!r} needs at least {bounds[name]['cores']} cores (its binding resource is "
+                f"{bounds[name]['binding']}) but at most {max(profile.max_cores - need + bounds[name]['cores'], 0)} "
+                f"of the {profile.chips} chip(s) x {profile.cores_per_chip} cores remain: the network needs at least "
+                f"{sum(b['cores'] for b in bounds.values())} cores > {profile.max_cores} (resource: cores)")
     placed = {}
     for name in reversed(net.layers):
-        layer = _Layer(net, name, offsets, profile, weight_bits, dest)
+        layer = _Layer(net, name, offsets, profile, weight_bits, dest, bounds[name])
         tiles = []
         for slc in _partition_layer(layer, bounds[name]["cores"]):
             targets = slice_neurons(layer.shape, slc)
