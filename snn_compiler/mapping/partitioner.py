@@ -7,8 +7,9 @@ neurons as still fit: every resource only grows when a neuron is added, so greed
 contiguous ranges) and then evened out when an even split fits as well. Conv layers
 ``(C, H, W)`` are cut into channel groups times runs of whole and partial rows (pixel ranges,
 channel-minor inside a core), so a core's input axons are only the sources its receptive fields
-touch; every channel split that divides C is tried and the fewest cores win (ties: least
-input-axon traffic). Cores are then numbered so connected cores sit near each other: the
+touch. Among tilings the one with the fewest cores plus the cores its sources need for the
+links (links / output-axon limit) wins: thin tiles would push the producing layer onto more
+cores through its output axons. Cores are then numbered so connected cores sit near each other: the
 layer-by-layer order and a reverse Cuthill-McKee order of the core graph (networkx) are compared
 by spike-link distance and the better one is kept.
 """
@@ -182,15 +183,19 @@ def _partition_layer(layer, lb=1):
             if best is not None and len(best[0]) <= lb:
                 break
             try:
-                slices = _try(layer, _strips(shape, pc, band), len(best[0]) if best else float("inf"))
+                slices = _try(layer, _strips(shape, pc, band), int(best[1]) if best else float("inf"))
             except MappingError as e:
                 error = error or e
                 continue
             if slices is None:
                 continue
-            axons = sum(layer.evaluate(slice_neurons(shape, s))[0]["input_axons"] for s in slices)
-            if best is None or (len(slices), axons) < (len(best[0]), best[1]):
-                best = (slices, axons)
+            # cost: this layer's cores plus the cores its on-chip sources need to send the links
+            # (each source neuron read by a core spends one of its core's output axons)
+            first = layer.net.size(layer.net.input)
+            links = sum(int((layer.evaluate(slice_neurons(shape, sl))[1] >= first).sum()) for sl in slices)
+            cost = len(slices) + links / layer.profile.output_axons
+            if best is None or cost < best[1]:
+                best = (slices, cost)
     if best is None:
         raise error
     return best[0]
