@@ -141,7 +141,7 @@ def test_conv_tiles_read_only_their_receptive_fields():
 
 def test_chip_overflow_names_layer_and_resource():
     g = S.build((32,), [("dense", 200), ("dense", 200), ("dense", 10)], seed=0)
-    with pytest.raises(MappingError, match=r"layer 'if\d+' needs \d+ cores.*resource: cores"):
+    with pytest.raises(MappingError, match=r"layer 'if\d+' needs at least \d+ cores.*resource: cores"):
         partition_graph(g, small_profile(neurons=64, input_axons=256, synapse_bits=1 << 20, cores=4), 8)
 
 

@@ -49,5 +49,9 @@ def test_pass_error_names_layer_and_resource():
     g = S.wide_mlp(hidden=3000)
     spec = load_profile_dict("loihi1")
     spec = dict(spec, cores_per_chip=8)
-    with pytest.raises(MappingError, match=r"layer 'if2' needs \d+ cores \(its binding resource is synapse_bits\).*resource: cores"):
+    with pytest.raises(MappingError, match=r"layer 'if2' needs at least 19 cores \(its binding resource is "
+                                           r"synapse_bits\).*resource: cores"):
         partition(g, CompileConfig(profile=spec))
+    # the lower bound (20) fits 20 cores, the map (21) does not: found after placing
+    with pytest.raises(MappingError, match=r"layer 'output' needs 1 cores .*needs 21 cores > 20 \(resource: cores\)"):
+        partition(g, CompileConfig(profile=dict(spec, cores_per_chip=20)))
