@@ -5,9 +5,11 @@ Both are plain mappings. A third-party simulator registers under the entry point
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import import_module
 from typing import Callable, Optional, Sequence
+
+from snn_compiler.passes.partition import partition
 
 from .reference import run_ann, run_float, run_reference
 
@@ -42,7 +44,8 @@ BACKENDS = {
 }
 
 TARGETS = {
-    "reference": Target("reference", "the bit-exact integer reference simulator (no hardware limits beyond 24-bit registers)"),
+    "reference": Target("reference", "the bit-exact integer reference simulator (24-bit registers); with --profile "
+                        "also mapped onto that profile's cores", passes=(partition,)),
 }
 
 
@@ -51,7 +54,7 @@ from .lava.target import TARGET as _LAVA_TARGET  # noqa: E402  (numpy and yaml o
 from .truenorth import TARGET as _TRUENORTH_TARGET  # noqa: E402
 
 BACKENDS["lava"] = _lazy(".lava", "run")
-TARGETS["lava"] = _LAVA_TARGET
+TARGETS["lava"] = replace(_LAVA_TARGET, passes=tuple(_LAVA_TARGET.passes) + (partition,))  # cores of --profile (loihi2)
 TARGETS["truenorth"] = _TRUENORTH_TARGET
 
 

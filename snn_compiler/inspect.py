@@ -36,9 +36,10 @@ def summary(graph) -> dict:
     info = {"target": meta.get("target"), "bits": meta.get("bits"), "reset": meta.get("reset"),
             "v_init": meta.get("v_init"), "norm": meta.get("norm"), "timesteps": meta.get("timesteps"),
             "membrane_bits": meta.get("membrane_bits"),
-            "layers": [_layer_row(graph, n) for n in topo_order(graph)]}
+            "layer_info": [_layer_row(graph, n) for n in topo_order(graph)]}
     if "core_map" in meta:
-        from .mapping import report  # the core map's own report (cores, layers, lower bound)
+        # the core map's report: "cores", "layers" ({layer: [core ids]}), "lower_bound", ...
+        from .mapping import report
         info.update(report(graph))
     return info
 
@@ -60,7 +61,7 @@ COLUMNS = [("name", "layer", _fmt), ("op", "op", _fmt), ("shape", "shape", _shap
 
 
 def layer_table(info: dict) -> str:
-    rows = [[fmt(r[k]) if r.get(k) is not None else "-" for k, _, fmt in COLUMNS] for r in info["layers"]]
+    rows = [[fmt(r[k]) if r.get(k) is not None else "-" for k, _, fmt in COLUMNS] for r in info["layer_info"]]
     head = [h for _, h, _ in COLUMNS]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
     line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()

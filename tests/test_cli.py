@@ -59,7 +59,7 @@ def test_compile_simulate_inspect(files, capsys, model):
     assert code == 0 and "threshold" in out and "Conv2d" in out
     code, out, err = run(["inspect", art, "--json"], capsys)
     info = json.loads(out)
-    assert info["bits"] == 8 and any(r["op"] == "IF" and r["threshold"] >= 1 for r in info["layers"])
+    assert info["bits"] == 8 and any(r["op"] == "IF" and r["threshold"] >= 1 for r in info["layer_info"])
 
 
 def test_sweep_with_plot_and_poisson_count(files, capsys):
