@@ -216,13 +216,16 @@ def plot(a, res, path):
     if res.get("snnc_int"):
         ax.plot(ts, [res["snnc_int"][t] for t in ts], "o-", label=f"snnc int{a.bits}")
     if res.get("snnc_float"):
-        ax.plot(ts, [res["snnc_float"][t] for t in ts], "s--", label="snnc float SNN")
+        sub = f" (first {res['n_float']})" if res.get("n_float", res["n_test"]) < res["n_test"] else ""
+        ax.plot(ts, [res["snnc_float"][t] for t in ts], "s--", label="snnc float SNN" + sub)
     for mode, d in res.get("sj", {}).items():
         ax.plot(ts, [d["acc"][t] for t in ts], "^:", label=f"SpikingJelly {mode}")
     ax.axhline(res["ann"], color="k", lw=0.8, label=f"ANN {res['ann']:.2f}%")
     ax.set_xscale("log", base=2)
     ax.set_xticks(ts, [str(t) for t in ts])
-    ax.set_ylim(max(0, min(90, res["ann"] - 10)), 100)
+    lows = [d[t] for d in [res.get("snnc_int"), res.get("snnc_float")] + [v["acc"] for v in res.get("sj", {}).values()]
+            if d for t in ts]
+    ax.set_ylim(max(0.0, min(lows + [res["ann"]]) - 2), 100)
     ax.set_xlabel("timesteps T")
     ax.set_ylabel("MNIST test accuracy (%)")
     ax.set_title(f"MNIST CNN, {res['n_test']} test images")
