@@ -182,8 +182,11 @@ def run(graph, x, *, timesteps, encoding="constant", seed=0, readout="membrane",
     ``info``, a dict, receives facts about the run: per-layer neuron kind, timings (s).
     """
     from snn_compiler import artifact
+    from snn_compiler.passes.compose_pools import without_pools
     from snn_compiler.sim.emulator import READOUTS, SimResult
     from snn_compiler.sim.encode import ENCODINGS
+
+    graph = without_pools(graph)  # composed once here rather than again in the worker
 
     if readout not in READOUTS:
         raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")

@@ -139,6 +139,8 @@ def make_plan(graph, readout: str = "membrane") -> NetPlan:
     state = graph.graph.get("snnc", {})
     if not state.get("quantized"):
         raise ValueError("the Lava backend needs a quantized graph (compile it first)")
+    from snn_compiler.passes.compose_pools import without_pools
+    graph = without_pools(graph)  # Lava has no pooling synapse: a pool joins the next connection
     verify(graph)  # fills in shapes
     order = topo_order(graph)
     inp = next(n for n in order if isinstance(op_of(graph, n), O.Input))

@@ -107,6 +107,8 @@ def op_current_bounds(graph, name) -> tuple:
 
 def check(graph, config) -> None:
     """Raise TargetError naming the layer and the register when a value does not fit Loihi/Lava."""
+    from snn_compiler.passes.compose_pools import without_pools
+    graph = without_pools(graph)  # what Lava runs: pools composed into the next connection
     profile = load_profile(config.profile)
     regs = registers_of(profile)
     state = graph.graph.get("snnc", {})

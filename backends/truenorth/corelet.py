@@ -117,6 +117,8 @@ def export_corelet(graph, config=None) -> dict:
     meta = graph.graph.get("snnc", {})
     if not meta.get("quantized"):
         raise TrueNorthError("the corelet needs a quantized graph (run the compile pipeline)")
+    from snn_compiler.passes.compose_pools import without_pools
+    graph = without_pools(graph)  # cores have no pooling synapse: a pool joins the next connection
     net = build_net(graph)
     inp = op_of(graph, net.input)
     if inp.signed:

@@ -135,8 +135,8 @@ def _verify_fields(g, n, op) -> None:
     if isinstance(op, O.Conv2d) and op.bias is not None and op.bias.shape != (op.weight.shape[0],):
         raise IRError(f"node {n!r}: bias shape {op.bias.shape} does not match weight {op.weight.shape}")
     if state.get("normalized"):
-        if isinstance(op, (O.AvgPool2d, O.BatchNorm, O.Affine)):
-            raise IRError(f"node {n!r}: {O.kind(op)} should have been lowered before normalization")
+        if isinstance(op, (O.BatchNorm, O.Affine)):
+            raise IRError(f"node {n!r}: {O.kind(op)} should have been folded before normalization")
         if isinstance(op, O.NEURONS) and not (op.scale and op.scale > 0):
             raise IRError(f"node {n!r}: neuron has no positive scale")
         if isinstance(op, O.Input) and not (op.scale and op.scale > 0):

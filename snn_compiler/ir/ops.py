@@ -73,7 +73,10 @@ class Conv2d:
 class AvgPool2d:
     """``y = avg_pool2d(x, kernel_size, stride, padding)``, zero padding counted in the mean.
 
-    Lowered before normalization into a depthwise Conv2d plus an IF layer (pass lower_avgpool).
+    A *synaptic pool* (kernel == stride, no padding, reading an IF layer or the Input, feeding
+    only Dense/Conv2d ops, optionally through Flatten) stays in the SNN: the integer SNN computes
+    the window *sum* ``y = sum_window x`` and the consuming op's quantization absorbs the
+    1/(kh*kw). Any other pool is lowered into a depthwise Conv2d plus an IF layer (lower_avgpool).
     """
     kernel_size: Pair
     stride: Pair

@@ -6,11 +6,42 @@ from ..ir import ops as O
 
 
 def source_of(graph, name: str) -> str:
-    """The neuron layer or Input a weighted op reads, looking through Flatten."""
+    """The neuron layer or Input a weighted op reads, looking through Flatten and synaptic pools."""
+    return source_and_area(graph, name)[0]
+
+
+def source_and_area(graph, name: str):
+    """(source, pool area): the neuron layer or Input a weighted op reads, and how many source
+    values each of its integer inputs sums (the product of the synaptic pools' window sizes)."""
     (src,) = inputs_of(graph, name)
-    while isinstance(op_of(graph, src), O.Flatten):
+    area = 1
+    while isinstance(op_of(graph, src), (O.Flatten, O.AvgPool2d)):
+        op = op_of(graph, src)
+        if isinstance(op, O.AvgPool2d):
+            area *= op.kernel_size[0] * op.kernel_size[1]
         (src,) = inputs_of(graph, src)
-    return src
+    return src, area
+
+
+def is_synaptic_pool(graph, name: str) -> bool:
+    """An AvgPool2d that can stay a sum inside a connection (see ops.AvgPool2d)."""
+    op = op_of(graph, name)
+    if not isinstance(op, O.AvgPool2d) or tuple(op.kernel_size) != tuple(op.stride) or any(op.padding):
+        return False
+    (src,) = inputs_of(graph, name)
+    if type(op_of(graph, src)) is not O.IF and not isinstance(op_of(graph, src), O.Input):
+        return False
+    h, w = graph.nodes[src]["shape"][1:]
+    if h % op.kernel_size[0] or w % op.kernel_size[1]:
+        return False  # the pool drops edge rows a composed connection would read
+    todo = list(graph.successors(name))
+    while todo:
+        d = todo.pop()
+        if isinstance(op_of(graph, d), O.Flatten):
+            todo.extend(graph.successors(d))
+        elif not isinstance(op_of(graph, d), O.WEIGHTED):
+            return False
+    return True
 
 
 def incoming(graph, layer: str) -> list:

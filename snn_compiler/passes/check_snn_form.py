@@ -8,8 +8,9 @@ so that each neuron layer N integrates ``I = sum_k W_k (*) s_k + b`` over its co
 a weighted op reading the spikes ``s_k`` of one IF layer or of the Input. Checked locally, on
 every node's inputs (every node kind is covered, so this implies the path rule):
 
-- no BatchNorm/Affine (``fold_batchnorm`` could not fold it) and no AvgPool2d (``lower_avgpool``);
-- a Dense/Conv2d reads (through Flatten only) an IF or the Input; reading another weighted op or
+- no BatchNorm/Affine (``fold_batchnorm`` could not fold it) and no AvgPool2d but synaptic ones
+  (``lower_avgpool``);
+- a Dense/Conv2d reads (through Flatten and synaptic pools only) an IF or the Input; reading another weighted op or
   an Add means two weighted layers with no ReLU between them;
 - an Add's inputs are weighted ops or Adds (identity skips were made explicit by
   ``materialize_skips``);
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 from ..ir import inputs_of, op_of, topo_order
 from ..ir import ops as O
+from ._layers import is_synaptic_pool
 
 
 def _is_if(op) -> bool:
@@ -29,7 +31,7 @@ def _is_if(op) -> bool:
 
 
 def _through_flatten(g, src):
-    while isinstance(op_of(g, src), O.Flatten):
+    while isinstance(op_of(g, src), (O.Flatten, O.AvgPool2d)):
         (src,) = inputs_of(g, src)
     return src
 
@@ -41,7 +43,7 @@ def _leftovers(g, n, op, src, dsts) -> list:
         return [f"BatchNorm {n} could not be folded into a neighbouring Dense/Conv2d ({around}): snnc folds "
                 "a BatchNorm into the Dense/Conv2d right before it when the BatchNorm is that op's only "
                 "consumer, or into the Dense or unpadded, ungrouped Conv2d right after it"]
-    if isinstance(op, O.AvgPool2d):
+    if isinstance(op, O.AvgPool2d) and not is_synaptic_pool(g, n):
         return [f"AvgPool2d {n} was not lowered to a Conv2d + IF layer (run the lower_avgpool pass)"]
     return []
 
@@ -79,6 +81,9 @@ def _problems(g, n) -> list:
         return [f"Flatten {n} feeds {O.kind(op_of(g, d))} {d}; a Flatten must sit between an IF layer (or the "
                 "Input) and a Dense" for d in sorted(g.successors(n))
                 if not isinstance(op_of(g, d), (O.Dense, O.Flatten))]
+    if isinstance(op, O.AvgPool2d):
+        return [f"AvgPool2d {n} feeds {O.kind(op_of(g, d))} {d}; a pool must feed Dense/Conv2d ops" for d in
+                sorted(g.successors(n)) if not isinstance(op_of(g, d), (O.Dense, O.Conv2d, O.Flatten))]
     return []
 
 

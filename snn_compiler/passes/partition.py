@@ -14,12 +14,13 @@ import copy
 
 def partition(graph, config) -> bool:
     from ..mapping import load_profile_dict, partition_graph
+    from .compose_pools import without_pools
     if getattr(config, "profile", None) is None:
         return False
     spec = load_profile_dict(config.profile)
     meta = graph.graph.setdefault("snnc", {})
     bits = int(meta.get("bits") or config.bits)
-    core_map = partition_graph(graph, spec, bits)
+    core_map = partition_graph(without_pools(graph), spec, bits)  # hardware has no pooling synapse
     core_map["profile_spec"] = copy.deepcopy(spec)
     meta["core_map"] = core_map
     return True

@@ -1,7 +1,8 @@
 """Quantize a normalised graph into the integer SNN (N-bit signed synapses, per-layer scale).
 
 For neuron layer N with incoming ops k (normalised float weights W'_k, biases b'_k) whose
-sources send integer values of float size u_k (1 for a spike; 1/levels for the graded input):
+sources send integer values of float size u_k (1 for a spike; 1/levels for the graded input;
+divided by the window area when the op reads through a synaptic pool, which sums the window):
 
     m_k    = max |W'_k| * u_k
     theta  = clip(round(wmax / min_k m_k), 1, threshold_max)   wmax = 2**(bits-1) - 1
@@ -24,7 +25,7 @@ import numpy as np
 
 from ..ir import op_of, topo_order
 from ..ir import ops as O
-from ._layers import incoming, neuron_layers, source_of
+from ._layers import incoming, neuron_layers, source_and_area
 
 
 def fit_bias(bias: np.ndarray, registers, layer: str) -> np.ndarray:
@@ -65,8 +66,10 @@ def quantize(graph, config) -> bool:
         ops = incoming(graph, n)
         units = {}
         for k in ops:
-            src = op_of(graph, source_of(graph, k))
-            units[k] = (1.0 / src.levels, src.levels, src.signed) if isinstance(src, O.Input) else (1.0, 1, False)
+            name, area = source_and_area(graph, k)
+            src = op_of(graph, name)
+            levels = src.levels if isinstance(src, O.Input) else 1
+            units[k] = (1.0 / (levels * area), levels * area, isinstance(src, O.Input) and src.signed)
         mk = {k: float(np.abs(op_of(graph, k).weight).max(initial=0.0)) * units[k][0] for k in ops}
         m = min((v for v in mk.values() if v > 0), default=0.0)
         theta = int(np.clip(np.rint(wmax / m), 1, regs.threshold_max)) if m > 0 else regs.threshold_max

@@ -108,10 +108,9 @@ class _Plan:
     def _weights(self, n, op):
         if self.mode == "float":
             return op.weight
-        src = self.inputs[n][0]
-        while isinstance(self.ops[src], O.Flatten):
-            src = self.inputs[src][0]
-        in_max = self.ops[src].levels if isinstance(self.ops[src], O.Input) else 1
+        from ..passes._layers import source_and_area
+        src, area = source_and_area(self.graph, n)
+        in_max = area * (self.ops[src].levels if isinstance(self.ops[src], O.Input) else 1)
         w = O.effective_weights(op)
         bound = np.abs(w).reshape(w.shape[0], -1).sum(axis=1).max(initial=0) * in_max
         return w.astype(kernels.exact_dtype(bound))
@@ -127,6 +126,14 @@ def _weighted(plan, n, op, x):
     if plan.mode == "int":
         return y.astype(np.int64)
     return _bias(op, y)
+
+
+def _pool(plan, op, x):
+    """A synaptic pool: the window average in float mode, the exact window sum in integer mode."""
+    y = kernels.avg_pool2d(x.astype(np.float64), op.kernel_size, op.stride, op.padding)
+    if plan.mode == "int":
+        return np.rint(y * (op.kernel_size[0] * op.kernel_size[1])).astype(np.int64)
+    return y
 
 
 class _Neurons:
@@ -177,6 +184,8 @@ def _run_batch(plan, x, ids, timesteps, encoding, seed, readout):
                 vals[n] = _weighted(plan, n, op, xs[0])
             elif isinstance(op, O.Flatten):
                 vals[n] = xs[0].reshape(len(xs[0]), -1)
+            elif isinstance(op, O.AvgPool2d):
+                vals[n] = _pool(plan, op, xs[0])
             elif isinstance(op, O.Add):
                 vals[n] = sum(xs[1:], xs[0])
             elif isinstance(op, O.NEURONS):

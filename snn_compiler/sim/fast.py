@@ -156,6 +156,10 @@ def run_batch(fp, x, ids, timesteps, encoding, seed, readout):
         elif isinstance(op, O.Flatten):
             s = seq[srcs[0]]
             seq[n] = s.reshape(s.shape[:2] + (-1,))
+        elif isinstance(op, O.AvgPool2d):  # a synaptic pool: window sums (kernel == stride, no padding)
+            s = seq[srcs[0]]
+            (kh, kw), (t, f, h, w, c) = op.kernel_size, s.shape
+            seq[n] = s.reshape(t, f, h // kh, kh, w // kw, kw, c).sum(axis=(3, 5), dtype=np.int32)
         elif isinstance(op, O.Add):
             parts = [seq[s] for s in srcs]
             total = parts[0].astype(np.int64)

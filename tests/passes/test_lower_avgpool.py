@@ -58,3 +58,29 @@ def test_no_pool_no_change(chain, layers):
     g = chain((2, 4, 4), layers.conv(2, 2), O.IF())
     nodes = set(g)
     assert lower_avgpool(g, None) is False and set(g) == nodes
+
+
+def test_synaptic_pools_stay_and_others_spike():
+    from snn_compiler.ir import add_op, new_graph, verify
+    rng = np.random.default_rng(0)
+
+    def net(pool, h):
+        g = new_graph()
+        add_op(g, "in", O.Input((2, h, h)))
+        add_op(g, "c", O.Conv2d(rng.normal(size=(3, 2, 1, 1))), ["in"])
+        add_op(g, "r", O.IF(), ["c"])
+        add_op(g, "p", pool, ["r"])
+        add_op(g, "f", O.Flatten(), ["p"])
+        n = int(np.prod(O.infer_shape(pool, [(3, h, h)])))
+        add_op(g, "d", O.Dense(rng.normal(size=(2, n))), ["f"])
+        add_op(g, "out", O.Output(), ["d"])
+        verify(g)
+        return g
+
+    g = net(O.AvgPool2d((2, 2), (2, 2)), 6)  # non-overlapping, divides 6: summed inside the connection
+    assert lower_avgpool(g, None) is False and isinstance(g.nodes["p"]["op"], O.AvgPool2d)
+    for pool, h in [(O.AvgPool2d((2, 2), (2, 2)), 5),      # 5 rows: the pool drops one
+                    (O.AvgPool2d((3, 3), (1, 1)), 6),      # overlapping windows
+                    (O.AvgPool2d((2, 2), (2, 2), (1, 1)), 6)]:  # padding
+        g = net(pool, h)
+        assert lower_avgpool(g, None) is True and "p.if" in g
