@@ -28,27 +28,36 @@ def available() -> bool:
 
 
 if nb is not None:
+    # Inner loops run over a contiguous run of output channels (``dst``/``src`` slices) so numba
+    # vectorizes them; a spike (value 1) adds its weight column without a multiply.
     @nb.njit(parallel=True, cache=True)
     def _dense_events(x, wt, out):
         """out[f] += sum over nonzero x[f, i] of x[f, i] * wt[i]; x (F, In), wt (In, Out)."""
         for f in nb.prange(x.shape[0]):
+            dst = out[f]
             for i in range(x.shape[1]):
                 v = x[f, i]
-                if v != 0:
-                    for o in range(wt.shape[1]):
-                        out[f, o] += v * wt[i, o]
+                if v == 0:
+                    continue
+                src = wt[i]
+                if v == 1:
+                    for o in range(src.shape[0]):
+                        dst[o] += src[o]
+                else:
+                    for o in range(src.shape[0]):
+                        dst[o] += v * src[o]
 
     @nb.njit(parallel=True, cache=True)
-    def _conv_events(x, wr, out, sh, sw, ph, pw, dh, dw, cg, og):
+    def _conv_events(x, wr, out, ytab, xtab, cg):
         """Scatter each nonzero input of x (F, H, W, C) through wr (C, kh, kw, og) into out (F, Ho, Wo, O).
 
-        out[oy, ox] gathers in[oy*sh - ph + ky*dh, ox*sw - pw + kx*dw]; inverted, an input at y
-        reaches oy = (y + ph - ky*dh) / sh when that is a whole number in range.
+        out[oy, ox] gathers in[oy*sh - ph + ky*dh, ox*sw - pw + kx*dw]; inverted, input row y
+        reaches output row ytab[y, ky] (or nowhere, -1) through kernel row ky; xtab likewise.
         """
         n_f, h, w, c_in = x.shape
-        ho, wo = out.shape[1], out.shape[2]
-        kh, kw = wr.shape[1], wr.shape[2]
+        kh, kw, og = wr.shape[1], wr.shape[2], wr.shape[3]
         for f in nb.prange(n_f):
+            o = out[f]
             for y in range(h):
                 for xx in range(w):
                     for c in range(c_in):
@@ -57,33 +66,62 @@ if nb is not None:
                             continue
                         g0 = (c // cg) * og
                         for ky in range(kh):
-                            ny = y + ph - ky * dh
-                            if ny < 0 or ny % sh != 0 or ny // sh >= ho:
+                            oy = ytab[y, ky]
+                            if oy < 0:
                                 continue
-                            oy = ny // sh
                             for kx in range(kw):
-                                nx = xx + pw - kx * dw
-                                if nx < 0 or nx % sw != 0 or nx // sw >= wo:
+                                ox = xtab[xx, kx]
+                                if ox < 0:
                                     continue
-                                ox = nx // sw
-                                for j in range(og):
-                                    out[f, oy, ox, g0 + j] += v * wr[c, ky, kx, j]
+                                dst = o[oy, ox, g0:g0 + og]
+                                src = wr[c, ky, kx]
+                                if v == 1:
+                                    for j in range(og):
+                                        dst[j] += src[j]
+                                else:
+                                    for j in range(og):
+                                        dst[j] += v * src[j]
 
     @nb.njit(parallel=True, cache=True)
     def _if_layer(cur, static, bias, theta, v, vmax, subtract, spiking, spikes, counts):
-        """The IF equations of ops.IF over T steps; cur (T or 1, F, N), v/counts (F, N) updated in place."""
+        """The IF equations of ops.IF over T steps; cur (T or 1, F, N), v/counts (F, N) updated in place.
+
+        Branch-free inner loops (one per reset mode) so numba vectorizes them.
+        """
         n_t, n_f, n = spikes.shape[0], v.shape[0], v.shape[1]
         for f in nb.prange(n_f):
+            vf, cf = v[f], counts[f]
             for t in range(n_t):
-                tc = 0 if static else t
-                for i in range(n):
-                    u = v[f, i] + cur[tc, f, i] + bias[i]
-                    u = min(max(u, -vmax), vmax)
-                    if spiking and u >= theta:
-                        spikes[t, f, i] = 1
-                        counts[f, i] += 1
-                        u = u - theta if subtract else 0
-                    v[f, i] = u
+                i_t = cur[0 if static else t, f]
+                s_t = spikes[t, f]
+                if not spiking:
+                    for i in range(n):
+                        vf[i] = min(max(vf[i] + i_t[i] + bias[i], -vmax), vmax)
+                elif subtract:
+                    for i in range(n):
+                        u = min(max(vf[i] + i_t[i] + bias[i], -vmax), vmax)
+                        s = u >= theta
+                        s_t[i] = s
+                        cf[i] += s
+                        vf[i] = u - s * theta
+                else:
+                    for i in range(n):
+                        u = min(max(vf[i] + i_t[i] + bias[i], -vmax), vmax)
+                        s = u >= theta
+                        s_t[i] = s
+                        cf[i] += s
+                        vf[i] = u * (1 - s)
+
+
+def _reach(n_in, k, stride, pad, dil, n_out):
+    """tab[i, j]: the output index input i reaches through kernel tap j, or -1."""
+    tab = np.full((n_in, k), -1, np.int64)
+    for i in range(n_in):
+        for j in range(k):
+            o, r = divmod(i + pad - j * dil, stride)
+            if r == 0 and 0 <= o < n_out:
+                tab[i, j] = o
+    return tab
 
 
 def _hwc(shape):
@@ -119,7 +157,10 @@ class FastPlan:
                 o, cg, kh, kw = w.shape
                 og = o // op.groups
                 wr = w.reshape(op.groups, og, cg, kh, kw).transpose(0, 2, 3, 4, 1).reshape(op.groups * cg, kh, kw, og)
-                self.ops[n] = ("conv", np.ascontiguousarray(wr), dtype, cg, og)
+                (hi, wi), (ho, wo) = g.nodes[plan.inputs[n][0]]["shape"][1:], g.nodes[n]["shape"][1:]
+                tabs = (_reach(hi, kh, op.stride[0], op.padding[0], op.dilation[0], ho),
+                        _reach(wi, kw, op.stride[1], op.padding[1], op.dilation[1], wo))
+                self.ops[n] = ("conv", np.ascontiguousarray(wr), dtype, cg, tabs)
 
 
 def _apply(fp, n, op, x, out_shape):
@@ -132,8 +173,7 @@ def _apply(fp, n, op, x, out_shape):
         if spec[0] == "dense":
             _dense_events(flat[s:s + FRAMES].reshape(min(FRAMES, t * f - s), -1), spec[1], out[s:s + FRAMES])
         else:
-            _conv_events(flat[s:s + FRAMES], spec[1], out[s:s + FRAMES], op.stride[0], op.stride[1], op.padding[0],
-                         op.padding[1], op.dilation[0], op.dilation[1], spec[3], spec[4])
+            _conv_events(flat[s:s + FRAMES], spec[1], out[s:s + FRAMES], spec[4][0], spec[4][1], spec[3])
     return out.reshape((t, f) + out.shape[1:])
 
 
