@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--reset", default="subtract", choices=("subtract", "zero"), help="neuron reset (default subtract)")
     c.add_argument("--v-init", default="half", choices=("half", "zero"), help="initial membrane: threshold/2 (default) or 0")
     c.add_argument("--input-bits", type=int, default=8, help="bits of the graded input (default 8)")
+    c.add_argument("--pool", default="sum", choices=("sum", "spike"),
+                   help="average pools: sum = window sums inside the next connection (default, more accurate); "
+                        "spike = a spiking pool layer (fewer synaptic events, as Loihi CNNs often do)")
     c.add_argument("--input-shape", type=_shape, help="C,H,W or F of one sample (needed for TorchScript files)")
     c.add_argument("--profile", help="hardware profile name (configs/) or YAML file, for targets that map cores")
     c.add_argument("--allow-pickle", action="store_true",
@@ -103,7 +106,7 @@ def cmd_compile(args) -> int:
         verify(graph)
         calib, _ = load_data(args.calibration, graph.nodes[input_node(graph)]["shape"])
     config = CompileConfig(bits=args.bits, norm=args.norm, layer_scales=dict(args.layer_scale), calibration=calib,
-                           timesteps=args.timesteps, reset=args.reset, v_init=args.v_init, input_bits=args.input_bits,
+                           timesteps=args.timesteps, reset=args.reset, v_init=args.v_init, input_bits=args.input_bits, pool=args.pool,
                            target=args.target, profile=args.profile)
     t0 = time.perf_counter()
     q = compile_model(graph, config, target=target)

@@ -9,6 +9,7 @@ import numpy as np
 from .hardware import REFERENCE, Registers
 
 RESETS = ("subtract", "zero")
+POOLS = ("sum", "spike")
 V_INITS = ("half", "zero")
 
 
@@ -24,6 +25,7 @@ class CompileConfig:
     reset: str = "subtract"
     v_init: str = "half"
     input_bits: int = 8
+    pool: str = "sum"  # average pools: window sums inside the next connection, or spiking layers
     target: str = "reference"
     registers: Registers = REFERENCE
     profile: Optional[dict] = None  # hardware profile (configs/*.yaml) for targets that map cores
@@ -33,6 +35,8 @@ class CompileConfig:
             raise ValueError(f"--bits must be in 2..16, got {self.bits}")
         if self.reset not in RESETS:
             raise ValueError(f"--reset must be one of {RESETS}, got {self.reset!r}")
+        if self.pool not in POOLS:
+            raise ValueError(f"--pool must be one of {POOLS}, got {self.pool!r}")
         if self.v_init not in V_INITS:
             raise ValueError(f"--v-init must be one of {V_INITS}, got {self.v_init!r}")
         if self.timesteps < 1:

@@ -1,10 +1,11 @@
 """Lower every AvgPool2d that cannot stay synaptic into a depthwise Conv2d plus a new IF layer.
 
-A *synaptic* pool (``_layers.is_synaptic_pool``: kernel == stride, no padding, between an IF
-layer or the Input and Dense/Conv2d ops) is kept: the integer SNN sums the window and the next
+With ``config.pool == "sum"`` (the default) a *synaptic* pool (``_layers.is_synaptic_pool``:
+kernel == stride, no padding, between an IF layer or the Input and Dense/Conv2d ops) is kept: the integer SNN sums the window and the next
 op's weights absorb the average, so no extra neuron layer re-quantizes the pooled rate (on
-MNIST this is worth 0.2-0.4 points at T = 16..32 against a spiking pool). Every other pool
-becomes a spiking pool, as follows.
+MNIST this is worth 0.2-0.4 points at T = 16..32 against a spiking pool). With ``"spike"``, and
+for every pool that cannot stay synaptic, the pool becomes a spiking layer, as follows; it costs
+neurons but sends ~k^2 times fewer synaptic events into the next layer.
 
 An average pool with kernel (kh, kw), stride s and padding p (zeros counted in the mean, torch's
 ``count_include_pad=True``) over C channels is exactly the depthwise convolution
@@ -34,7 +35,9 @@ from ._layers import is_synaptic_pool
 def lower_avgpool(graph, config) -> bool:
     """Replace each AvgPool2d reading an IF by depthwise Conv2d (weight 1/(kh*kw)) + a new IF."""
     verify(graph)  # input shapes give the channel count
-    pools = [n for n in topo_order(graph) if isinstance(op_of(graph, n), O.AvgPool2d) and not is_synaptic_pool(graph, n)]
+    keep = getattr(config, "pool", "sum") == "sum"
+    pools = [n for n in topo_order(graph)
+             if isinstance(op_of(graph, n), O.AvgPool2d) and not (keep and is_synaptic_pool(graph, n))]
     if not pools:
         return False
     for n in pools:  # topological: a pool after a pool reads the IF made for the first one

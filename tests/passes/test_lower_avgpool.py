@@ -79,6 +79,8 @@ def test_synaptic_pools_stay_and_others_spike():
 
     g = net(O.AvgPool2d((2, 2), (2, 2)), 6)  # non-overlapping, divides 6: summed inside the connection
     assert lower_avgpool(g, None) is False and isinstance(g.nodes["p"]["op"], O.AvgPool2d)
+    from snn_compiler.config import CompileConfig
+    assert lower_avgpool(g, CompileConfig(pool="spike")) is True and "p.if" in g  # asked for a spiking pool
     for pool, h in [(O.AvgPool2d((2, 2), (2, 2)), 5),      # 5 rows: the pool drops one
                     (O.AvgPool2d((3, 3), (1, 1)), 6),      # overlapping windows
                     (O.AvgPool2d((2, 2), (2, 2), (1, 1)), 6)]:  # padding
