@@ -13,6 +13,7 @@ import numpy as np
 
 from snn_compiler.ir import inputs_of, op_of, topo_order, verify
 from snn_compiler.ir import ops as O
+from snn_compiler.ir.layers import incoming
 
 
 def lava_shape(shape) -> Tuple[int, ...]:
@@ -120,18 +121,10 @@ def _source(graph, name):
 
 
 def _incoming(graph, layer):
-    found, todo = [], list(inputs_of(graph, layer))
-    while todo:
-        n = todo.pop(0)
-        op = op_of(graph, n)
-        if isinstance(op, O.Add):
-            todo.extend(inputs_of(graph, n))
-        elif isinstance(op, O.WEIGHTED):
-            found.append(n)
-        else:
-            raise ValueError(f"neuron layer {layer!r} is fed by {O.kind(op)} {n!r}, not a weighted op; "
-                             "the Lava backend needs a compiled (SNN-form) graph")
-    return found
+    try:
+        return incoming(graph, layer)
+    except ValueError as e:
+        raise ValueError(f"{e}; the Lava backend needs a compiled (SNN-form) graph") from None
 
 
 def make_plan(graph, readout: str = "membrane") -> NetPlan:

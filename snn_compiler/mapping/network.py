@@ -14,8 +14,9 @@ from typing import List, Tuple
 
 import numpy as np
 
-from ..ir import inputs_of, op_of, topo_order
+from ..ir import op_of, topo_order
 from ..ir import ops as O
+from ..ir.layers import incoming, source_of
 
 
 class MappingError(ValueError):
@@ -43,25 +44,11 @@ class Net:
         return int(np.prod(self.shapes[name]))
 
 
-def _source(graph, name):
-    (src,) = inputs_of(graph, name)
-    while isinstance(op_of(graph, src), O.Flatten):
-        (src,) = inputs_of(graph, src)
-    return src
-
-
 def _weighted_into(graph, layer):
-    found, todo = [], list(inputs_of(graph, layer))
-    while todo:
-        n = todo.pop(0)
-        op = op_of(graph, n)
-        if isinstance(op, O.Add):
-            todo.extend(inputs_of(graph, n))
-        elif isinstance(op, O.WEIGHTED):
-            found.append(n)
-        else:
-            raise MappingError(f"layer {layer!r} is fed by {O.kind(op)} {n!r}: the graph is not in SNN form")
-    return found
+    try:
+        return incoming(graph, layer)
+    except ValueError as e:
+        raise MappingError(f"{e}: the graph is not in SNN form") from None
 
 
 def build_net(graph) -> Net:
@@ -73,7 +60,7 @@ def build_net(graph) -> Net:
     for n in layers:
         conns[n] = []
         for w in _weighted_into(graph, n):
-            src = _source(graph, w)
+            src = source_of(graph, w)
             if src not in shapes:
                 raise MappingError(f"layer {n!r}: connection {w!r} reads {src!r}, which is not a neuron layer or the input")
             conns[n].append(Conn(w, src, op_of(graph, w), shapes[src], shapes[n]))

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from ..ir import inputs_of, op_of, topo_order
 from ..ir import ops as O
-from ._layers import is_synaptic_pool
+from ..ir.layers import is_synaptic_pool
 
 
 def _is_if(op) -> bool:

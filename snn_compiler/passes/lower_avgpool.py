@@ -29,7 +29,7 @@ import numpy as np
 
 from ..ir import insert_after, inputs_of, op_of, topo_order, unique_name, verify
 from ..ir import ops as O
-from ._layers import is_synaptic_pool
+from ..ir.layers import is_synaptic_pool
 
 
 def lower_avgpool(graph, config) -> bool:

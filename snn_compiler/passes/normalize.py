@@ -21,7 +21,7 @@ from ..config import parse_norm
 from ..ir import input_node, op_of, topo_order
 from ..ir import ops as O
 from ..sim.emulator import iter_ann
-from ._layers import incoming, neuron_layers, source_of
+from ..ir.layers import incoming, neuron_layers, source_of
 
 MAX_SAMPLES = 20_000_000  # activation values kept per layer for percentiles (subsampled beyond)
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..ir import op_of, topo_order
 from ..ir import ops as O
-from ._layers import incoming, neuron_layers, source_and_area
+from ..ir.layers import incoming, neuron_layers, source_and_area
 
 
 def fit_bias(bias: np.ndarray, registers, layer: str) -> np.ndarray:

@@ -108,7 +108,7 @@ class _Plan:
     def _weights(self, n, op):
         if self.mode == "float":
             return op.weight
-        from ..passes._layers import source_and_area
+        from ..ir.layers import source_and_area
         src, area = source_and_area(self.graph, n)
         in_max = area * (self.ops[src].levels if isinstance(self.ops[src], O.Input) else 1)
         w = O.effective_weights(op)

@@ -1,8 +1,11 @@
-"""Walking an SNN-form graph by neuron layers: which weighted ops feed a layer, from where."""
+"""Walking an SNN-form graph by neuron layers: which weighted ops feed a layer, from where.
+
+Shared by the passes, the emulator, the core mapper and the backends.
+"""
 from __future__ import annotations
 
-from ..ir import inputs_of, op_of
-from ..ir import ops as O
+from .graph import inputs_of, op_of
+from . import ops as O
 
 
 def source_of(graph, name: str) -> str:
