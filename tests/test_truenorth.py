@@ -151,10 +151,12 @@ def test_compile_pipeline_for_truenorth_then_corelet_matches():
 @st.composite
 def conv_nets(draw):
     c, h = draw(st.integers(1, 2)), draw(st.integers(4, 7))
-    spec = []
+    spec, size = [], h
     for _ in range(draw(st.integers(1, 2))):
         spec.append(draw(st.sampled_from([("conv", 3, 3, 1, 1), ("conv", 2, 3, 2, 1), ("conv", 4, 1, 1, 0), ("res",)])))
-    if draw(st.booleans()):
+        if spec[-1][0] == "conv":
+            size = (size + 2 * spec[-1][4] - spec[-1][2]) // spec[-1][3] + 1
+    if size >= 2 and draw(st.booleans()):  # a 2x2 pool needs a map of at least 2x2
         spec.append(("pool", 2))
     return (c, h, h), spec + [("flatten",), ("dense", draw(st.integers(1, 5)))]
 
