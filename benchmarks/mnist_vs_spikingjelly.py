@@ -113,7 +113,7 @@ def spikingjelly_run(snn, x, y, timesteps, batch_size):
 
 # ---- snnc -----------------------------------------------------------------------------------------
 
-def snnc_compile(model, x_cal, bits, norm, v_init=None):
+def snnc_compile(model, x_cal, bits, norm, v_init=None, pool=None):
     try:
         from snn_compiler.compile import compile_model
         from snn_compiler.config import CompileConfig
@@ -121,7 +121,7 @@ def snnc_compile(model, x_cal, bits, norm, v_init=None):
     except ImportError as e:
         raise SystemExit(f"snnc is not importable ({e}); install the project (`pip install -e .`) "
                          "or pass --no-snnc") from None
-    kwargs = {} if v_init is None else {"v_init": v_init}
+    kwargs = {k: v for k, v in (("v_init", v_init), ("pool", pool)) if v is not None}
     graph = from_module(model.eval(), (1, 28, 28))
     return compile_model(graph, CompileConfig(bits=bits, norm=norm, calibration=x_cal, **kwargs))
 
@@ -253,6 +253,7 @@ def main(argv=None):
     p.add_argument("--bits", type=int, default=8)
     p.add_argument("--norm", default="percentile:99.9", help="snnc --norm (default percentile:99.9)")
     p.add_argument("--v-init", default=None, choices=("half", "zero"), help="snnc --v-init (default: snnc's)")
+    p.add_argument("--pool", default=None, choices=("sum", "spike"), help="snnc --pool (default: snnc's)")
     p.add_argument("--sj-modes", default="99.9%", help="SpikingJelly modes, comma-separated (e.g. '99.9%%,max')")
     p.add_argument("--float-n", type=int, default=2000,
                    help="snnc's float SNN (a diagnostic, slower) on the first N test images only (default 2000; 0: skip)")
@@ -279,8 +280,10 @@ def main(argv=None):
 
     if not a.no_snnc:
         t0 = time.perf_counter()
-        q = snnc_compile(model, x_cal, a.bits, a.norm, a.v_init)
-        print(f"snnc compile ({a.norm}, {a.bits} bits): {time.perf_counter() - t0:.1f} s", flush=True)
+        q = snnc_compile(model, x_cal, a.bits, a.norm, a.v_init, a.pool)
+        facts = q.graph.get("snnc", {})
+        print(f"snnc compile ({a.norm}, {a.bits} bits, v_init {facts.get('v_init')}, pool {a.pool or 'default'}): "
+              f"{time.perf_counter() - t0:.1f} s", flush=True)
         try:
             from snn_compiler.sim.emulator import run_ann
 
