@@ -83,6 +83,20 @@ if nb is not None:
                                         dst[j] += v * src[j]
 
     @nb.njit(parallel=True, cache=True)
+    def _sum_pool(x, kh, kw, out):
+        """Window sums of x (F, H, W, C) over non-overlapping kh x kw windows into out (F, Ho, Wo, C)."""
+        n_f, ho, wo, c = out.shape
+        for f in nb.prange(n_f):
+            for oy in range(ho):
+                for ox in range(wo):
+                    dst = out[f, oy, ox]
+                    for i in range(kh):
+                        for j in range(kw):
+                            src = x[f, oy * kh + i, ox * kw + j]
+                            for k in range(c):
+                                dst[k] += src[k]
+
+    @nb.njit(parallel=True, cache=True)
     def _if_layer(cur, static, bias, theta, v, vmax, subtract, spiking, spikes, counts):
         """The IF equations of ops.IF over T steps; cur (T or 1, F, N), v/counts (F, N) updated in place.
 
@@ -199,7 +213,9 @@ def run_batch(fp, x, ids, timesteps, encoding, seed, readout):
         elif isinstance(op, O.AvgPool2d):  # a synaptic pool: window sums (kernel == stride, no padding)
             s = seq[srcs[0]]
             (kh, kw), (t, f, h, w, c) = op.kernel_size, s.shape
-            seq[n] = s.reshape(t, f, h // kh, kh, w // kw, kw, c).sum(axis=(3, 5), dtype=np.int32)
+            pooled = np.zeros((t * f, h // kh, w // kw, c), np.int32)
+            _sum_pool(s.reshape((t * f,) + s.shape[2:]), kh, kw, pooled)
+            seq[n] = pooled.reshape((t, f) + pooled.shape[1:])
         elif isinstance(op, O.Add):
             parts = [seq[s] for s in srcs]
             total = parts[0].astype(np.int64)
