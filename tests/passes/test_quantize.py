@@ -79,9 +79,8 @@ def test_needs_normalized_graph():
         quantize(g, CompileConfig())
 
 
-def test_residual_join_keeps_weight_bits_with_exponents():
-    # Two connections into one layer: a small-weight conv path and a big identity skip. The
-    # small one sets theta and keeps all 8 bits; the skip is shifted left instead.
+def residual_join():
+    """A layer fed by a small-weight connection and a big identity skip (normalised units)."""
     g = new_graph()
     g.graph["snnc"] = {"normalized": True}
     add_op(g, "in", O.Input((2,), scale=1.0))
@@ -94,6 +93,13 @@ def test_residual_join_keeps_weight_bits_with_exponents():
     add_op(g, "fc3", O.Dense(np.ones((1, 2))), ["r2"])
     add_op(g, "out", O.Output(scale=1.0), ["fc3"])
     verify(g)
+    return g
+
+
+def test_residual_join_keeps_weight_bits_with_exponents():
+    # Two connections into one layer: a small-weight conv path and a big identity skip. The
+    # small one sets theta and keeps all 8 bits; the skip is shifted left instead.
+    g = residual_join()
     quantize(g, CompileConfig(bits=8))
     small, skip, r2 = (g.nodes[n]["op"] for n in ("small", "skip", "r2"))
     assert r2.threshold == 6350  # round(127 / 0.02)
@@ -104,18 +110,7 @@ def test_residual_join_keeps_weight_bits_with_exponents():
 
 def test_weight_exponent_register_caps_the_shift():
     # same join as above on a register with at most 3 bits of shift: theta shrinks so the skip fits
-    g = new_graph()
-    g.graph["snnc"] = {"normalized": True}
-    add_op(g, "in", O.Input((2,), scale=1.0))
-    add_op(g, "fc1", O.Dense(np.eye(2) * 255), ["in"])
-    add_op(g, "r1", O.IF(scale=1.0), ["fc1"])
-    add_op(g, "small", O.Dense(np.array([[0.01, -0.02], [0.015, 0.0]])), ["r1"])
-    add_op(g, "skip", O.Dense(np.eye(2) * 0.8), ["r1"])
-    add_op(g, "add", O.Add(), ["small", "skip"])
-    add_op(g, "r2", O.IF(scale=1.0), ["add"])
-    add_op(g, "fc3", O.Dense(np.ones((1, 2))), ["r2"])
-    add_op(g, "out", O.Output(scale=1.0), ["fc3"])
-    verify(g)
+    g = residual_join()
     quantize(g, CompileConfig(bits=8, registers=Registers(weight_exp_max=3)))
     skip, r2 = g.nodes["skip"]["op"], g.nodes["r2"]["op"]
     assert skip.weight_exp == 3 and np.abs(skip.weight_int).max() <= 127
