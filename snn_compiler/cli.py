@@ -10,7 +10,6 @@ import json
 import sys
 import time
 
-import numpy as np
 
 EPILOG = """examples:
   snnc compile model.pt --input-shape 1,28,28 --calibration calib.npz --bits 8 -o net.snnc

@@ -3,7 +3,6 @@ import json
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
@@ -219,7 +218,6 @@ def networks(draw):
         shape, spec = (c, h, h), []
         for _ in range(draw(st.integers(1, 3))):
             kind = draw(st.sampled_from(["conv", "conv", "pool", "res", "convs2"]))
-            hw = shape[1] if not spec else None
             if kind == "conv":
                 spec.append(("conv", draw(st.integers(1, 6)), draw(st.sampled_from([1, 3])), 1, 1 if draw(st.booleans()) else 0))
             elif kind == "convs2":

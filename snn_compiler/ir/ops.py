@@ -12,7 +12,7 @@ Three readings of one graph (see :mod:`snn_compiler.interpret`):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Optional, Tuple
 
 import numpy as np

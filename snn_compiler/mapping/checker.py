@@ -94,7 +94,6 @@ def check_core_map(graph, core_map: dict, profile=None, weight_bits=None, check_
     ids = [c["id"] for c in cores]
     if len(set(ids)) != len(ids):
         violations.append("core ids are not unique")
-    index = {c["id"]: k for k, c in enumerate(cores)}
     owner, local = {}, {}
     for name in net.layers:
         owner[name] = np.full(net.size(name), -1, np.int64)

@@ -1,4 +1,4 @@
-"""Small hand-built IR graphs and a float (ANN reading) numpy evaluator shared by the pass tests."""
+"""Small hand-built IR graphs and the ANN reading (the emulator's) shared by the pass tests."""
 from __future__ import annotations
 
 import copy
@@ -6,9 +6,8 @@ import copy
 import numpy as np
 import pytest
 
-from snn_compiler.ir import add_op, inputs_of, new_graph, op_of, topo_order, verify
+from snn_compiler.ir import add_op, new_graph, op_of, verify
 from snn_compiler.ir import ops as O
-from snn_compiler.sim import kernels
 
 
 def chain_graph(shape, *ops, names=None):
@@ -26,39 +25,8 @@ def chain_graph(shape, *ops, names=None):
 
 def ann_eval(g, x, all_nodes=False):
     """The ANN reading on a batch x (B, *input shape): IF = ReLU, Output = identity, float64."""
-    vals = {}
-    for n in topo_order(g):
-        op = op_of(g, n)
-        xs = [vals[s] for s in inputs_of(g, n)]
-        if isinstance(op, O.Input):
-            y = np.asarray(x, np.float64)
-        elif isinstance(op, O.Dense):
-            y = kernels.dense(xs[0], op.weight)
-            y = y + (0 if op.bias is None else op.bias)
-        elif isinstance(op, O.Conv2d):
-            y = kernels.conv2d(xs[0], op.weight, op.stride, op.padding, op.dilation, op.groups)
-            y = y + (0 if op.bias is None else op.bias[:, None, None])
-        elif isinstance(op, O.AvgPool2d):
-            y = kernels.avg_pool2d(xs[0], op.kernel_size, op.stride, op.padding)
-        elif isinstance(op, (O.BatchNorm, O.Affine)):
-            if isinstance(op, O.BatchNorm):
-                s = op.weight / np.sqrt(op.var + op.eps)
-                t = op.bias - op.mean * s
-            else:
-                s, t = op.scale, op.shift
-            ax = (slice(None),) + (None,) * (xs[0].ndim - 2)
-            y = xs[0] * s[ax] + t[ax]
-        elif isinstance(op, O.Flatten):
-            y = xs[0].reshape(len(xs[0]), -1)
-        elif isinstance(op, O.Add):
-            y = sum(xs)
-        elif isinstance(op, O.Output):
-            y = xs[0]
-        elif isinstance(op, O.IF):
-            y = np.maximum(xs[0], 0)
-        else:
-            raise TypeError(op)
-        vals[n] = y
+    from snn_compiler.sim.emulator import iter_ann
+    (vals,) = iter_ann(g, np.asarray(x, np.float64), keep=list(g), batch_size=max(len(x), 1))
     return vals if all_nodes else vals[next(n for n in g if isinstance(op_of(g, n), O.Output))]
 
 
