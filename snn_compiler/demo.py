@@ -87,6 +87,7 @@ def main(argv=None) -> int:
     q = artifact.load(path("digits_cnn.snnc"))
     curves = {f"int{args.bits} SNN (reference)": [], "float SNN": []}
     rates = {}
+    get_backend("reference")(q, x_te[:2], timesteps=2)  # compiles the numba kernels, so timings below are runs only
     print(f"\n{'T':>4}  {'ANN':>7}  {'int' + str(args.bits) + ' SNN':>9}  {'float SNN':>9}  sample*timesteps/s (int)")
     for T in TIMESTEPS:
         t0 = time.perf_counter()
