@@ -7,7 +7,7 @@ profile in configs/); values that do not fit are reported, never wrapped.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Optional
 
 
@@ -34,3 +34,9 @@ class Registers:
 
 
 REFERENCE = Registers()
+
+
+def registers_of(profile: dict) -> Registers:
+    """The ``registers:`` section of a hardware profile (configs/*.yaml); absent widths keep defaults."""
+    regs = profile.get("registers", {})
+    return Registers(**{f.name: regs[f.name] for f in fields(Registers) if f.name in regs})

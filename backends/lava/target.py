@@ -19,20 +19,15 @@ the compiler refuses, naming the layer and the register, whatever would not arri
 """
 from __future__ import annotations
 
-from dataclasses import fields
-from pathlib import Path
 
 import numpy as np
 
-from snn_compiler.hardware import Registers
+from snn_compiler.hardware import registers_of
 from snn_compiler.ir import op_of, topo_order, verify
 from snn_compiler.ir import ops as O
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 DEFAULT_PROFILE = "loihi2"
 INT8_MAX = 127
-_FALLBACK = {"name": "loihi2", "registers": {"membrane_bits": 24, "current_bits": 24, "threshold_bits": 17,
-                                             "bias_mantissa_bits": 13, "bias_exponent_bits": 3, "weight_bits": 9}}
 
 
 def _target_error(msg):
@@ -41,32 +36,10 @@ def _target_error(msg):
 
 
 def load_profile(profile=None) -> dict:
-    """A hardware profile: a dict, a YAML path, or a name in configs/ (default loihi2); validated
-    by snn_compiler.mapping when it is there (the profile loader the partition pass uses)."""
-    try:
-        from snn_compiler.mapping import load_profile_dict
-    except ImportError:
-        load_profile_dict = None
-    if load_profile_dict is not None:
-        return load_profile_dict(profile or DEFAULT_PROFILE)
-    if isinstance(profile, dict):
-        return profile
-    name = profile or DEFAULT_PROFILE
-    path = Path(name)
-    if not path.is_file():
-        path = CONFIGS / f"{name}.yaml"
-    if not path.is_file():
-        if name == DEFAULT_PROFILE:
-            return dict(_FALLBACK)
-        raise ValueError(f"hardware profile {profile!r} not found (a YAML file, or a name in {CONFIGS})")
-    import yaml
-    with open(path) as f:
-        return yaml.safe_load(f)
-
-
-def registers_of(profile: dict) -> Registers:
-    regs = profile.get("registers", {})
-    return Registers(**{f.name: regs[f.name] for f in fields(Registers) if f.name in regs})
+    """A hardware profile (a dict, a YAML path, or a name in configs/; default loihi2), validated by
+    the loader the partition pass uses."""
+    from snn_compiler.mapping import load_profile_dict
+    return load_profile_dict(profile or DEFAULT_PROFILE)
 
 
 def prepare(config) -> None:

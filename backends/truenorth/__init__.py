@@ -6,7 +6,6 @@ are in :mod:`.corelet`. ``write_corelet(graph, config, out_path)`` writes atomic
 """
 from __future__ import annotations
 
-from dataclasses import fields
 
 from .corelet import TrueNorthError, export_corelet, write_corelet  # noqa: F401
 from .sim import check_corelet, run_corelet  # noqa: F401
@@ -26,13 +25,12 @@ def _target_error(msg):
 
 def prepare(config) -> None:
     """Default profile configs/truenorth.yaml; register widths from its registers: section."""
-    from snn_compiler.hardware import Registers
+    from snn_compiler.hardware import registers_of
     from snn_compiler.mapping import load_profile_dict
     if config.profile is None:
         config.profile = DEFAULT_PROFILE
     config.profile = load_profile_dict(config.profile)
-    regs = config.profile.get("registers", {})
-    config.registers = Registers(**{f.name: regs[f.name] for f in fields(Registers) if f.name in regs})
+    config.registers = registers_of(config.profile)
 
 
 def check(graph, config) -> None:

@@ -111,11 +111,17 @@ def relu(ctx, a):
     return ctx.emit(O.IF(), [ctx.act(a["self"])])
 
 
-def avg_pool2d(ctx, a):
+def _map_input(ctx, a):
+    """The op's activation input and its shape, which must be a (C, H, W) map."""
     x = ctx.act(a["self"])
     shape = ctx.shape(x)
     if len(shape) != 3:
         ctx.fail(f"needs a (C, H, W) input, got {shape}")
+    return x, shape
+
+
+def avg_pool2d(ctx, a):
+    x, shape = _map_input(ctx, a)
     k = _pair(a["kernel_size"], "kernel_size")
     s = _pair(a["stride"], "stride") if a["stride"] else k
     p = _pair(a["padding"], "padding")
@@ -144,10 +150,7 @@ def _ceil_out_hw(hw, k, s, p):
 
 
 def adaptive_avg_pool2d(ctx, a):
-    x = ctx.act(a["self"])
-    shape = ctx.shape(x)
-    if len(shape) != 3:
-        ctx.fail(f"needs a (C, H, W) input, got {shape}")
+    x, shape = _map_input(ctx, a)
     out = _pair(a["output_size"], "output_size")
     h, w = shape[1:]
     if h % out[0] or w % out[1]:

@@ -44,7 +44,7 @@ def fit_bias(bias: np.ndarray, registers, layer: str) -> np.ndarray:
     return mant << exp
 
 
-def _per_neuron_bounds(op, w_int, in_max, signed_in):
+def _per_neuron_bounds(w_int, in_max, signed_in):
     """(low, high) worst-case sums of one op per output channel/neuron."""
     w = w_int.reshape(w_int.shape[0], -1).astype(np.int64)
     pos, neg = np.where(w > 0, w, 0).sum(1), np.where(w < 0, w, 0).sum(1)
@@ -87,7 +87,7 @@ def quantize(graph, config) -> bool:
                                     -wmax, wmax).astype(np.int32)
             if op.bias is not None:
                 bias = bias + op.bias.reshape(bias.shape) * theta
-            l, h = _per_neuron_bounds(op, O.effective_weights(op), units[k][1], units[k][2])
+            l, h = _per_neuron_bounds(O.effective_weights(op), units[k][1], units[k][2])
             lo, hi = lo + l, hi + h
         layer.threshold = theta
         layer.bias = fit_bias(np.rint(bias).astype(np.int64), regs, n)

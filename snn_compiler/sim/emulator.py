@@ -14,6 +14,7 @@ import numpy as np
 
 from ..ir import inputs_of, op_of, topo_order
 from ..ir import ops as O
+from ..ir.layers import source_and_area
 from . import kernels
 from .encode import input_steps
 
@@ -108,7 +109,6 @@ class _Plan:
     def _weights(self, n, op):
         if self.mode == "float":
             return op.weight
-        from ..ir.layers import source_and_area
         src, area = source_and_area(self.graph, n)
         in_max = area * (self.ops[src].levels if isinstance(self.ops[src], O.Input) else 1)
         w = O.effective_weights(op)
