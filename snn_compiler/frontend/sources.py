@@ -7,9 +7,16 @@
 - ``.pt2`` (``torch.export.save``): ``torch.export.load``.
 - A pickled module (``torch.save(model)``) is refused unless ``allow_pickle=True``: unpickling
   runs arbitrary code from the file.
+
+Files are read once; archives are inspected before torch loads those same bytes (``pt2_check``,
+``torchscript_check``): a .pt2 member torch would unpickle is refused unless ``allow_pickle=True``,
+code torch or snnc would run from the file (TorchScript beyond pure tensor ops or with custom
+pickling, .pt2 graph ops beyond them, symbolic expressions, native libraries) unless
+``trust_code=True``.
 """
 from __future__ import annotations
 
+import io
 import logging
 import operator
 import os
@@ -23,8 +30,11 @@ import networkx as nx
 import torch
 from torch import nn
 
+from .archive_check import Archive
 from .errors import FrontendError
 from .lower import from_exported_program
+from .pt2_check import check_pt2
+from .torchscript_check import check_torchscript
 
 _ZIP_MAGIC = b"PK\x03\x04"
 _LEGACY_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"  # pickled torch.save magic number
@@ -79,7 +89,8 @@ def from_module(model: nn.Module, input_shape: tuple) -> nx.DiGraph:
     with _eval_mode(model):
         example = _example(model, shape)
         try:
-            ep = torch.export.export(model, (example,), strict=False)
+            with _quiet():
+                ep = torch.export.export(model, (example,), strict=False)
         except Exception as e:  # noqa: BLE001 - export raises many types
             raise FrontendError(f"torch.export could not capture {type(model).__qualname__} on an input of "
                                 f"shape {(1,) + shape}: {_first_line(e)}") from e
@@ -182,16 +193,23 @@ def _unsupported_ts_nodes(conv, blocks, fqns) -> str:
 
 @contextmanager
 def _quiet():
-    """Silence torch's notes on shape specialisation and state_dict repopulation."""
-    logger = logging.getLogger("torch._export.non_strict_utils")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
+    """Silence torch's logging and warnings while it loads, converts or exports a model: a failure
+    then ends in snnc's one-line error, without torch's fake-tensor tracebacks (logged at ERROR)
+    or deprecation notes before it. Loggers with a level of their own are raised too, since a
+    record they let through reaches torch's handlers whatever the parent's level."""
+    loggers = [logging.getLogger("torch")] + [
+        lg for name, lg in list(logging.Logger.manager.loggerDict.items())
+        if name.startswith("torch.") and isinstance(lg, logging.Logger) and lg.level != logging.NOTSET]
+    levels = [(lg, lg.level) for lg in loggers]
+    for lg, _ in levels:
+        lg.setLevel(logging.CRITICAL + 1)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             yield
     finally:
-        logger.setLevel(level)
+        for lg, level in levels:
+            lg.setLevel(level)
 
 
 def from_torchscript(ts, input_shape: Optional[tuple] = None) -> nx.DiGraph:
@@ -256,17 +274,17 @@ def _refuse_pickle(path, data_pkl: bytes) -> None:
         f"or, only if you trust the file, pass allow_pickle=True (snnc compile --allow-pickle).")
 
 
-def _load_pickled(path, data_pkl: bytes, input_shape, allow_pickle):
+def _load_pickled(path, data: bytes, data_pkl: bytes, input_shape, allow_pickle):
     # First the safe loader: a state_dict or plain tensors load without running code.
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception:  # noqa: BLE001 - it needs code to unpickle (or is corrupt)
         obj = _NEEDS_CODE
     if obj is _NEEDS_CODE:
         if not allow_pickle:
             _refuse_pickle(path, data_pkl)
         try:
-            obj = torch.load(path, map_location="cpu", weights_only=False)
+            obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
         except Exception as e:  # noqa: BLE001
             raise FrontendError(f"{path}: torch.load failed: {_first_line(e)}") from e
     if isinstance(obj, nn.Module):
@@ -298,26 +316,32 @@ def _first_linear_in_features(model) -> Optional[tuple]:
     return (first.in_features,) if isinstance(first, nn.Linear) else None
 
 
-def load_file(path, input_shape: Optional[tuple] = None, allow_pickle: bool = False) -> nx.DiGraph:
+def load_file(path, input_shape: Optional[tuple] = None, allow_pickle: bool = False,
+              trust_code: bool = False) -> nx.DiGraph:
     """IR graph of a saved model: TorchScript (torch.jit.save), torch.export (.pt2), or, only with
-    ``allow_pickle=True``, a pickled module (torch.save(model))."""
+    ``allow_pickle=True``, a pickled module (torch.save(model)). ``allow_pickle`` also admits .pt2
+    members torch unpickles; ``trust_code`` admits files whose code torch would run beyond pure
+    tensor ops (see pt2_check / torchscript_check)."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FrontendError(f"{path}: no such file")
     with open(path, "rb") as f:
-        head = f.read(8)
-    if head.startswith(_ZIP_MAGIC) and zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as z:
+        data = f.read()  # once: what is checked below is what torch loads
+    head = data[:8]
+    if head.startswith(_ZIP_MAGIC) and zipfile.is_zipfile(io.BytesIO(data)):
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
             names = z.namelist()
             base = {n.split("/", 1)[-1] for n in names}
             if "archive_format" in base or any(n.endswith("serialized_exported_program.json") for n in names) \
                     or "models/model.json" in base:
-                return _load_exported(path, input_shape)
+                return _load_exported(path, data, input_shape, allow_pickle, trust_code)
             if "constants.pkl" in base or any("/code/" in n or n.startswith("code/") for n in names):
-                return _load_torchscript(path, input_shape)
+                return _load_torchscript(path, data, input_shape, trust_code)
             pkl = next((n for n in names if n.endswith("data.pkl")), None)
             if pkl is not None:
-                return _load_pickled(path, z.read(pkl), input_shape, allow_pickle)
+                # torch.load must see the same members (one it saw as TorchScript would run that code)
+                Archive(path, data)
+                return _load_pickled(path, data, z.read(pkl), input_shape, allow_pickle)
             if names and all(n.endswith(".npy") for n in names):
                 raise FrontendError(f"{path} is a numpy archive (.npz), not a model")
         raise FrontendError(f"{path} is a zip archive but not a TorchScript, torch.export (.pt2) or "
@@ -327,9 +351,7 @@ def load_file(path, input_shape: Optional[tuple] = None, allow_pickle: bool = Fa
             raise FrontendError(f"{path} is a plain Python pickle, not a model file; expected a TorchScript "
                                 f"file (torch.jit.save) or a torch.export file (torch.export.save, .pt2)")
         # torch.save's legacy (non-zip) format
-        with open(path, "rb") as f:
-            data = f.read()
-        return _load_pickled(path, data, input_shape, allow_pickle)
+        return _load_pickled(path, data, data, input_shape, allow_pickle)
     raise FrontendError(f"{path} is not a model file ({_sniff(path, head)}); expected a TorchScript file "
                         f"(torch.jit.save) or a torch.export file (torch.export.save, .pt2)")
 
@@ -348,18 +370,22 @@ def _sniff(path, head: bytes) -> str:
         return "unrecognised binary content"
 
 
-def _load_exported(path, input_shape):
+def _load_exported(path, data, input_shape, allow_pickle, trust_code):
+    check_pt2(path, data, allow_pickle=allow_pickle, trust_code=trust_code)
     try:
         with _quiet():
-            ep = torch.export.load(path)
+            ep = torch.export.load(io.BytesIO(data))
     except Exception as e:  # noqa: BLE001
         raise FrontendError(f"{path}: torch.export.load failed: {_first_line(e)}") from e
     return from_exported_program(ep, None if input_shape is None else _check_shape(input_shape))
 
 
-def _load_torchscript(path, input_shape):
+def _load_torchscript(path, data, input_shape, trust_code):
+    if not trust_code:
+        check_torchscript(path, data)
     try:
-        ts = torch.jit.load(path, map_location="cpu")
+        with _quiet():
+            ts = torch.jit.load(io.BytesIO(data), map_location="cpu")
     except Exception as e:  # noqa: BLE001
         raise FrontendError(f"{path}: torch.jit.load failed: {_first_line(e)}") from e
     try:
