@@ -1,6 +1,7 @@
 """What a compile is asked to do: the one object every pass receives."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Dict, Optional
 
@@ -11,6 +12,8 @@ from .hardware import REFERENCE, Registers
 RESETS = ("subtract", "zero")
 POOLS = ("sum", "spike")
 V_INITS = ("half", "zero")
+NORM_SCALE_RANGE = (1e-6, 1e6)       # scale:F, F times the max activation
+LAYER_SCALE_RANGE = (1e-30, 1e30)    # --layer-scale LAYER=S, an activation scale in the network's units
 
 
 @dataclass
@@ -44,6 +47,18 @@ class CompileConfig:
         if not 1 <= self.input_bits <= 16:
             raise ValueError(f"--input-bits must be in 1..16, got {self.input_bits}")
         parse_norm(self.norm)
+        lo, hi = LAYER_SCALE_RANGE
+        for name, value in dict(self.layer_scales).items():
+            try:
+                v = float(value)
+            except (TypeError, ValueError):
+                v = math.nan
+            if not (math.isfinite(v) and lo <= v <= hi):
+                raise ValueError(f"--layer-scale {name}={value}: an activation scale must be a finite number in "
+                                 f"{lo:g}..{hi:g}")
+        if self.profile is not None:  # refused here, before any pass runs (names the file and the key)
+            from .mapping.profile import load_profile_dict
+            self.profile = load_profile_dict(self.profile)
 
 
 def parse_norm(norm: str):
@@ -58,6 +73,7 @@ def parse_norm(norm: str):
             value = None
         if name == "percentile" and value is not None and 0 < value <= 100:
             return name, value
-        if name == "scale" and value is not None and value > 0:
+        if name == "scale" and value is not None and NORM_SCALE_RANGE[0] <= value <= NORM_SCALE_RANGE[1]:
             return name, value
-    raise ValueError(f"--norm must be max, percentile:P (0 < P <= 100) or scale:F (F > 0), got {norm!r}")
+    raise ValueError(f"--norm must be max, percentile:P (0 < P <= 100) or scale:F ({NORM_SCALE_RANGE[0]:g} <= F <= "
+                     f"{NORM_SCALE_RANGE[1]:g}), got {norm!r}")

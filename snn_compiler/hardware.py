@@ -4,11 +4,33 @@ The integer neuron of :class:`snn_compiler.ir.ops.IF` saturates its membrane at
 ``±(2**(membrane_bits-1) - 1)``; the quantize pass keeps thresholds within ``threshold_bits``
 and reports worst-case currents against ``current_bits``. A target may narrow these (Loihi's
 profile in configs/); values that do not fit are reported, never wrapped.
+
+Every width is bounded (:data:`WIDTHS`) so that each engine stays exact: the simulators add
+membrane, current and bias in int64, and multiply through BLAS in float64, exact below 2**53
+(``sim/kernels.py``). With a membrane and biases below 2**47 and every connection's worst-case
+sum below 2**53 (checked by the quantize pass and the artifact loader), no sum can reach 2**63.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from typing import Optional
+
+# field: (smallest, largest) width allowed, and why
+WIDTHS = {
+    "membrane_bits": (2, 32),        # |v| < 2**31: v + current + bias stays far inside int64
+    "current_bits": (2, 32),         # the biases the quantizer writes (no bias format) are below 2**31
+    "threshold_bits": (1, 31),       # an unsigned threshold below 2**31
+    "bias_mantissa_bits": (2, 32),   # signed mantissa below 2**31 ...
+    "bias_exponent_bits": (0, 4),    # ... shifted by at most 15: biases below 2**46
+    "weight_exp_max": (0, 31),       # 16-bit weights << 31 < 2**46: exact in int64 and float64
+}
+
+MAX_EXACT_SUM = 1 << 53    # every connection's worst-case |sum|: float64 BLAS is exact below this
+MAX_LAYER_SUM = 1 << 62    # every layer's worst-case |v| + |current| + |bias|: int64 never wraps
+
+
+class RegisterError(ValueError):
+    """A register width is out of range; the message names the field."""
 
 
 @dataclass(frozen=True)
@@ -16,9 +38,18 @@ class Registers:
     membrane_bits: int = 24        # signed membrane potential v (Loihi: 24)
     current_bits: int = 24         # signed per-step synaptic current (Loihi: 24)
     threshold_bits: int = 17       # unsigned threshold (Loihi: 17-bit mantissa)
-    bias_mantissa_bits: Optional[int] = None   # signed; None: any integer bias (Loihi: 13)
+    bias_mantissa_bits: Optional[int] = None   # signed; None: any bias the current register holds (Loihi: 13)
     bias_exponent_bits: int = 0                # bias = mantissa << exponent (Loihi: 3)
     weight_exp_max: int = 31                   # largest per-connection weight exponent (Loihi: 7)
+
+    def __post_init__(self):
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if v is None and f.name == "bias_mantissa_bits":
+                continue
+            lo, hi = WIDTHS[f.name]
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+                raise RegisterError(f"{f.name} must be an integer in {lo}..{hi}, got {v!r}")
 
     @property
     def v_max(self) -> int:
@@ -32,11 +63,24 @@ class Registers:
     def threshold_max(self) -> int:
         return (1 << self.threshold_bits) - 1
 
+    @property
+    def bias_max(self) -> int:
+        """The largest |bias|: ``mantissa << exponent`` at their maxima, or the current register's."""
+        if self.bias_mantissa_bits is None:
+            return self.current_max
+        return ((1 << (self.bias_mantissa_bits - 1)) - 1) << ((1 << self.bias_exponent_bits) - 1)
+
+    def bias_register(self) -> str:
+        if self.bias_mantissa_bits is None:
+            return f"{self.current_bits}-bit current register"
+        return f"{self.bias_mantissa_bits}-bit bias mantissa with {self.bias_exponent_bits}-bit exponent"
+
 
 REFERENCE = Registers()
+NAMES = tuple(f.name for f in fields(Registers))
 
 
 def registers_of(profile: dict) -> Registers:
     """The ``registers:`` section of a hardware profile (configs/*.yaml); absent widths keep defaults."""
-    regs = profile.get("registers", {})
+    regs = profile.get("registers") or {}
     return Registers(**{f.name: regs[f.name] for f in fields(Registers) if f.name in regs})

@@ -290,3 +290,49 @@ def test_core_imports_without_torch():
             "partition_graph(synthetic.wide_mlp(hidden=50, inputs=20), 'loihi1', 8)\n"
             "assert 'torch' not in sys.modules or sys.modules['torch'] is None\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda d: d.update(registers={"membrane_bits": 100}), "registers.membrane_bits must be an integer in 2..32"),
+    (lambda d: d.update(registers={"weight_exp_max": 40}), "registers.weight_exp_max must be an integer in 0..31"),
+    (lambda d: d.update(registers={"threshold_bits": "17"}), "registers.threshold_bits must be an integer"),
+    (lambda d: d.update(registers={"weight_bits": 64}), "'weight_bits' must be <= 32"),
+    (lambda d: d.update(registers={"membrane_bit": 24}), "unknown key(s) in 'registers': membrane_bit"),
+    (lambda d: d.update(registers=[24]), "'registers' must be a mapping"),
+    (lambda d: d.update(bogus=1), "unknown key(s): bogus"),
+    (lambda d: d["core"].update(neurons=2 ** 50), "'neurons' must be <= "),
+    (lambda d: d["core"].update(crossbar="analog"), "core.crossbar must be one of binary"),
+])
+def test_profile_registers_and_keys_are_bounded(change, words):
+    d = small_profile()
+    change(d)
+    with pytest.raises(ProfileError, match=words.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
+        validate_profile(d, "mine.yaml")
+
+
+def test_yaml_aliases_are_refused_on_one_line(tmp_path):
+    f = tmp_path / "alias.yaml"
+    text = yaml.safe_dump(small_profile())
+    f.write_text("x: &x [1, 2]\ny: *x\n" + text)
+    with pytest.raises(ProfileError) as e:
+        load_profile(str(f))
+    assert "alias *x is not allowed" in str(e.value) and "\n" not in str(e.value)
+    f.write_text("core: [1, 2\n")
+    with pytest.raises(ProfileError) as e:
+        load_profile(str(f))
+    assert "not valid YAML: line" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_oversized_profile_is_refused(tmp_path):
+    f = tmp_path / "big.yaml"
+    f.write_text(yaml.safe_dump(small_profile()) + "#" * (2 << 20) + "\n")
+    with pytest.raises(ProfileError, match="under 1024 KiB"):
+        load_profile(str(f))
+
+
+def test_profile_dict_holds_only_checked_keys(tmp_path):
+    d = small_profile()
+    d["registers"] = {"membrane_bits": 20, "weight_bits": 9}
+    spec = load_profile_dict(d)
+    assert spec == d and spec is not d and spec["core"] is not d["core"]
+    assert load_profile_dict("loihi2")["registers"]["weight_exp_max"] == 7

@@ -65,6 +65,9 @@ def _activation_scales(graph, layers, config, out):
         values = np.concatenate(parts)
         if values.size > MAX_SAMPLES:
             values = rng.choice(values, MAX_SAMPLES, replace=False)
+        values = values.astype(np.float64)  # float32 / lam would round a small lam to 0
+        if not np.all(np.isfinite(values)):
+            raise ValueError(f"layer {n!r}: its activations on the calibration data are not finite")
         lam = _statistic(values, norm)
         if not lam > 0:  # a dead layer (or an all-negative output): any positive scale is exact
             lam = float(np.abs(values).max(initial=0.0)) or 1.0
@@ -93,20 +96,32 @@ def normalize(graph, config) -> bool:
         if config.calibration is None:
             raise ValueError("normalization needs calibration data (--calibration DATA.npz) to scale the input")
         in_op.scale = float(np.abs(config.calibration).max()) or 1.0
+        if not np.isfinite(in_op.scale):
+            raise ValueError("the calibration data are not finite (NaN or inf in x)")
         in_op.signed = bool((np.asarray(config.calibration) < 0).any())
         in_op.bits = config.input_bits
+        if in_op.signed and in_op.bits < 2:
+            raise ValueError(f"--input-bits {in_op.bits} cannot hold signed input (the calibration data has "
+                             "negative values): use --input-bits 2 or more")
     lam = {inp: in_op.scale}
     for n in layers:
         lam[n] = scales[n] if n in scales else None
     for n in layers:  # topological: a pool's source scale is known before the pool
         if lam[n] is None:
             lam[n] = lam[source_of(graph, incoming(graph, n)[0])] * pools[n]
+        if not (np.isfinite(lam[n]) and lam[n] > 0):
+            raise ValueError(f"layer {n!r}: activation scale {lam[n]!r} is not a finite positive number")
         op_of(graph, n).scale = lam[n]
         for k in incoming(graph, n):
             op = op_of(graph, k)
-            op.weight = op.weight * (lam[source_of(graph, k)] / lam[n])
-            if op.bias is not None:
-                op.bias = op.bias / lam[n]
+            with np.errstate(over="ignore"):
+                op.weight = op.weight * (lam[source_of(graph, k)] / lam[n])
+                if op.bias is not None:
+                    op.bias = op.bias / lam[n]
+            if not (np.all(np.isfinite(op.weight)) and (op.bias is None or np.all(np.isfinite(op.bias)))):
+                raise ValueError(f"layer {n!r}: activation scale {lam[n]:.3g} (source {source_of(graph, k)!r}: "
+                                 f"{lam[source_of(graph, k)]:.3g}) makes the weights of {k!r} overflow; check "
+                                 "--norm / --layer-scale")
     state["normalized"] = True
     state["norm"] = config.norm
     state["expected_rates"] = rates

@@ -5,7 +5,7 @@ sources send integer values of float size u_k (1 for a spike; 1/levels for the g
 divided by the window area when the op reads through a synaptic pool, which sums the window):
 
     m_k    = max |W'_k| * u_k
-    theta  = clip(round(wmax / min_k m_k), 1, threshold_max)   wmax = 2**(bits-1) - 1
+    theta  = clip(round(wmax / min_k m_k), 1, min(threshold_max, v_max))   wmax = 2**(bits-1) - 1
              (and small enough that no e_k exceeds the register's weight_exp_max)
     e_k    = max(0, ceil(log2(m_k * theta / (wmax + 1/2))))   (the op's weight_exp)
     W_int  = clip(round(W'_k * u_k * theta / 2**e_k), -wmax, wmax)
@@ -17,26 +17,43 @@ join included) is in the same units; the op with the smallest weights sets theta
 N bits, a larger one (typically an identity skip) is shifted left by its exponent instead of
 squeezing the other's weights into a few levels. Saturation at threshold_max trades weight precision for a
 threshold the register can hold. The pass records worst-case per-step currents and membrane
-ranges over ``config.timesteps`` in ``graph.graph['snnc']['ranges']`` for targets to check.
+ranges over ``config.timesteps`` in ``graph.graph['snnc']['ranges']`` for targets to check, and
+the register widths it used in ``graph.graph['snnc']['registers']`` (the artifact loader checks
+every integer against them).
+
+Nothing wraps: the pass refuses, naming the layer, a bias the bias register (or, without a bias
+format, the current register) cannot hold, checked in float before any integer conversion; a
+connection whose weights all quantize to zero, or to one level where the float weights had
+several; and a connection or layer whose worst-case sum leaves the simulators' exact range
+(2**53 per connection in float64 BLAS, 2**62 per layer in int64).
 """
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import numpy as np
 
+from ..hardware import MAX_EXACT_SUM, MAX_LAYER_SUM
 from ..ir import op_of, topo_order
 from ..ir import ops as O
 from ..ir.layers import incoming, neuron_layers, source_and_area
 
 
 def fit_bias(bias: np.ndarray, registers, layer: str) -> np.ndarray:
-    """Round integer biases to ``mantissa << exponent``; refuse what the register cannot hold."""
+    """Round integer biases to ``mantissa << exponent``; refuse what the register cannot hold.
+
+    ``bias`` may be float (then checked before any integer conversion, so nothing wraps)."""
+    bias = np.asarray(bias)
+    big = float(np.abs(bias).max(initial=0))
+    if not np.isfinite(big) or big > registers.bias_max:
+        raise ValueError(f"layer {layer!r}: bias {big:.6g} exceeds the {registers.bias_register()} "
+                         f"(max {registers.bias_max}); the layer's activation scale is too small for its bias "
+                         "(check --norm / --layer-scale)")
+    bias = np.rint(bias).astype(np.int64)
     mb = registers.bias_mantissa_bits
     if mb is None:
         return bias
-    mmax, emax = (1 << (mb - 1)) - 1, (1 << registers.bias_exponent_bits) - 1
-    if np.abs(bias).max(initial=0) > mmax << emax:
-        raise ValueError(f"layer {layer!r}: bias {int(np.abs(bias).max())} exceeds the {mb}-bit mantissa "
-                         f"with {registers.bias_exponent_bits}-bit exponent (max {mmax << emax})")
+    mmax = (1 << (mb - 1)) - 1
     exp = np.zeros(bias.shape, np.int64)
     big = np.abs(bias) > mmax
     exp[big] = np.ceil(np.log2(np.abs(bias[big]) / mmax)).astype(np.int64)
@@ -53,6 +70,22 @@ def _per_neuron_bounds(w_int, in_max, signed_in):
     return neg * in_max, pos * in_max
 
 
+def _check_levels(op, k, layer, theta):
+    """Refuse a connection whose weights lost all their information (all zero, or one level)."""
+    w = op.weight
+    if not np.any(w):
+        return  # a connection that is zero in the float network stays zero
+    wi = op.weight_int
+    if not np.any(wi):
+        why = "all quantize to zero"
+    elif wi.min() == wi.max() and w.min() != w.max():
+        why = f"all quantize to the single level {int(wi.flat[0])}"
+    else:
+        return
+    raise ValueError(f"layer {layer!r}: the weights of {k!r} {why} at threshold {theta}; the layer's activation "
+                     "scale does not fit its weights (check --norm / --layer-scale)")
+
+
 def quantize(graph, config) -> bool:
     state = graph.graph.setdefault("snnc", {})
     if state.get("quantized"):
@@ -61,6 +94,7 @@ def quantize(graph, config) -> bool:
         raise ValueError("quantize needs a normalised graph (run normalize first)")
     regs = config.registers
     wmax = (1 << (config.bits - 1)) - 1
+    theta_max = min(regs.threshold_max, regs.v_max)  # a threshold above the membrane could never be reached
     ranges = {}
     for n in neuron_layers(graph, topo_order(graph)):
         ops = incoming(graph, n)
@@ -71,36 +105,48 @@ def quantize(graph, config) -> bool:
             levels = src.levels if isinstance(src, O.Input) else 1
             units[k] = (1.0 / (levels * area), levels * area, isinstance(src, O.Input) and src.signed)
         mk = {k: float(np.abs(op_of(graph, k).weight).max(initial=0.0)) * units[k][0] for k in ops}
+        if not all(np.isfinite(v) for v in mk.values()):
+            raise ValueError(f"layer {n!r}: its normalised weights are not finite; check --norm / --layer-scale")
         m = min((v for v in mk.values() if v > 0), default=0.0)
-        theta = int(np.clip(np.rint(wmax / m), 1, regs.threshold_max)) if m > 0 else regs.threshold_max
+        theta = int(np.clip(np.rint(wmax / m), 1, theta_max)) if m > 0 else theta_max
         big = max(mk.values())
         if big > 0:  # the largest connection must fit wmax << weight_exp_max
-            theta = max(1, min(theta, int((wmax + 0.5) * 2 ** regs.weight_exp_max / big)))
+            theta = max(1, min(theta, int(min((wmax + 0.5) * 2.0 ** regs.weight_exp_max / big, theta_max))))
         layer = op_of(graph, n)
         bias = np.zeros(graph.nodes[n]["shape"][:1] + (1,) * (len(graph.nodes[n]["shape"]) - 1))
         lo = hi = 0
         for k in ops:
             op = op_of(graph, k)
-            op.weight_exp = min(regs.weight_exp_max,
-                                max(0, int(np.ceil(np.log2(mk[k] * theta / (wmax + 0.5))))) if mk[k] > 0 else 0)
+            need = np.log2(mk[k] * theta / (wmax + 0.5)) if mk[k] > 0 else 0.0  # finite: mk, theta finite
+            op.weight_exp = int(min(regs.weight_exp_max, max(0, np.ceil(need))))
             op.weight_int = np.clip(np.rint(op.weight * units[k][0] * theta / 2.0 ** op.weight_exp),
                                     -wmax, wmax).astype(np.int32)
+            _check_levels(op, k, n, theta)
             if op.bias is not None:
                 bias = bias + op.bias.reshape(bias.shape) * theta
+            w = O.effective_weights(op).reshape(op.weight_int.shape[0], -1)
+            bound = float(np.abs(w).astype(np.float64).sum(axis=1).max(initial=0)) * units[k][1]
+            if bound >= MAX_EXACT_SUM:
+                raise ValueError(f"layer {n!r}: the worst-case sum of {k!r} ({bound:.3g}) reaches 2**53, beyond what "
+                                 "the simulators add exactly; use fewer --bits or a smaller weight_exp_max")
             l, h = _per_neuron_bounds(O.effective_weights(op), units[k][1], units[k][2])
             lo, hi = lo + l, hi + h
         layer.threshold = theta
-        layer.bias = fit_bias(np.rint(bias).astype(np.int64), regs, n)
+        layer.bias = fit_bias(bias, regs, n)
         layer.v_init = theta // 2 if config.v_init == "half" and not isinstance(layer, O.Output) else 0
         layer.step = 1.0 / theta
         b = layer.bias.reshape(-1)
         lo, hi = np.broadcast_to(lo + b, np.broadcast(lo, b).shape), np.broadcast_to(hi + b, np.broadcast(hi, b).shape)
         cur = [int(lo.min()), int(hi.max())]
+        if max(-cur[0], cur[1]) + regs.v_max >= MAX_LAYER_SUM:
+            raise ValueError(f"layer {n!r}: worst-case current {cur} would overflow the simulators' int64 "
+                             "membrane arithmetic; use fewer --bits or a smaller weight_exp_max")
         v_lo = min(layer.v_init, layer.v_init + config.timesteps * cur[0])
         v_hi = max(theta - 1, layer.v_init) + max(cur[1], 0) if not isinstance(layer, O.Output) else config.timesteps * max(cur[1], 0)
         ranges[n] = {"current": cur, "membrane": [int(v_lo), int(v_hi)],
                      "current_fits": max(-cur[0], cur[1]) <= regs.current_max,
                      "membrane_saturates": max(-v_lo, v_hi) > regs.v_max}
     state.update(quantized=True, bits=config.bits, reset=config.reset, v_init=config.v_init,
-                 membrane_bits=regs.membrane_bits, timesteps=config.timesteps, ranges=ranges)
+                 membrane_bits=regs.membrane_bits, timesteps=config.timesteps, ranges=ranges,
+                 registers=asdict(regs))
     return True

@@ -81,3 +81,32 @@ def test_second_run_changes_nothing():
     g = mlp(np.random.default_rng(4))
     cfg = CompileConfig(calibration=np.random.default_rng(4).random((50, 4)))
     assert normalize(g, cfg) and not normalize(g, cfg)
+
+
+@pytest.mark.parametrize("norm", ["scale:1e-300", "scale:inf", "scale:nan", "scale:0", "scale:1e7", "percentile:nan"])
+def test_out_of_range_norm_is_refused(norm):
+    with pytest.raises(ValueError, match="--norm must be"):
+        CompileConfig(norm=norm)
+
+
+@pytest.mark.parametrize("value", [1e-300, 0.0, -1.0, float("inf"), float("nan"), 1e31])
+def test_out_of_range_layer_scale_is_refused_naming_the_layer(value):
+    with pytest.raises(ValueError, match="--layer-scale r1="):
+        CompileConfig(layer_scales={"r1": value})
+
+
+def test_scales_that_overflow_the_weights_are_refused_naming_the_layer():
+    rng = np.random.default_rng(2)
+    g = mlp(rng)
+    config = CompileConfig(calibration=rng.random((50, 4)))
+    config.layer_scales = {"r1": 1e-310}  # past the CLI's range check: normalize must not make inf weights
+    with pytest.raises(ValueError, match="layer 'r1': activation scale .* makes the weights of 'fc1' overflow"):
+        normalize(g, config)
+
+
+
+def test_signed_input_needs_two_bits():
+    rng = np.random.default_rng(4)
+    g = mlp(rng)
+    with pytest.raises(ValueError, match="--input-bits 1 cannot hold signed input"):
+        normalize(g, CompileConfig(calibration=rng.normal(size=(50, 4)), input_bits=1))

@@ -48,10 +48,72 @@ def test_weights_stay_within_bits(bits):
 
 
 def test_threshold_register_limits_precision_not_correctness():
-    g = normalized_mlp(np.array([[0.01, 0.02]]), None, np.array([[1.0]]))
+    g = normalized_mlp(np.array([[0.01, 0.5]]), None, np.array([[1.0]]))
     quantize(g, CompileConfig(bits=8, registers=Registers(threshold_bits=10)))
     assert g.nodes["r1"]["op"].threshold == 1023
-    assert g.nodes["fc1"]["op"].weight_int.tolist() == [[0, 0]]  # 0.01/255*1023 rounds to 0
+    assert g.nodes["fc1"]["op"].weight_int.tolist() == [[0, 2]]  # 0.01/255*1023 rounds to 0, 0.5/255*1023 to 2
+
+
+def test_weights_that_all_quantize_to_zero_are_refused():
+    g = normalized_mlp(np.array([[0.01, 0.02]]), None, np.array([[1.0]]))
+    with pytest.raises(ValueError, match="layer 'r1': the weights of 'fc1' all quantize to zero at threshold 1023"):
+        quantize(g, CompileConfig(bits=8, registers=Registers(threshold_bits=10)))
+
+
+def test_weights_that_collapse_to_one_level_are_refused():
+    # theta 1 and no room to shift: 300 and 400 both clip to 127
+    g = normalized_mlp(np.array([[300.0 * 255, 400.0 * 255]]), None, np.array([[1.0]]))
+    with pytest.raises(ValueError, match="layer 'r1': the weights of 'fc1' all quantize to the single level 127"):
+        quantize(g, CompileConfig(bits=8, registers=Registers(weight_exp_max=0)))
+
+
+def test_equal_float_weights_may_share_one_level():
+    # a lowered average pool or an identity skip: one float value, one integer level, no error
+    g = normalized_mlp(np.array([[0.5, 0.5]]), None, np.array([[1.0]]))
+    quantize(g, CompileConfig(bits=8))
+    assert g.nodes["fc1"]["op"].weight_int.tolist() == [[127, 127]]
+
+
+@pytest.mark.parametrize("scale", [1e-20, 1e-300])
+def test_a_bias_beyond_the_register_is_refused_not_wrapped(scale):
+    # a tiny activation scale makes b' = b / scale huge: int64 used to wrap it silently
+    g = normalized_mlp(np.array([[0.5, -0.25]]), np.array([0.1 / scale]), np.array([[2.0], [-1.0]]))
+    with pytest.raises(ValueError, match=r"layer 'r1': bias .* exceeds the 24-bit current register \(max 8388607\)"):
+        quantize(g, CompileConfig(bits=8))
+    g = normalized_mlp(np.array([[0.5, -0.25]]), np.array([0.1 / scale]), np.array([[2.0], [-1.0]]))
+    regs = Registers(bias_mantissa_bits=13, bias_exponent_bits=3)
+    with pytest.raises(ValueError, match="layer 'r1': bias .* exceeds the 13-bit bias mantissa with 3-bit exponent"):
+        quantize(g, CompileConfig(bits=8, registers=regs))
+
+
+def test_threshold_stays_below_the_membrane():
+    # a 31-bit threshold register on a 10-bit membrane: theta is capped at the membrane's 511
+    g = normalized_mlp(np.array([[1.0, 2.0]]), None, np.array([[1.0]]))
+    quantize(g, CompileConfig(bits=8, registers=Registers(threshold_bits=31, membrane_bits=10)))
+    assert g.nodes["r1"]["op"].threshold == 511 and g.nodes["r1"]["op"].v_init == 255
+    assert g.nodes["fc1"]["op"].weight_int.tolist() == [[2, 4]]  # 1/255*511, 2/255*511
+
+
+def test_sums_beyond_the_exact_range_are_refused():
+    # 16-bit weights << 31 over 4096 inputs of 255: far beyond 2**53 (the ranges used to wrap in int64)
+    g = normalized_mlp(np.full((1, 4096), 1e14), None, np.array([[1.0]]))
+    with pytest.raises(ValueError, match=r"layer 'r1': the worst-case sum of 'fc1' .* reaches 2\*\*53"):
+        quantize(g, CompileConfig(bits=16))
+
+
+def test_registers_are_recorded():
+    g = normalized_mlp(np.array([[0.5, -0.25]]), None, np.array([[1.0]]))
+    quantize(g, CompileConfig(bits=8, registers=Registers(weight_exp_max=7)))
+    assert g.graph["snnc"]["registers"] == {"membrane_bits": 24, "current_bits": 24, "threshold_bits": 17,
+                                            "bias_mantissa_bits": None, "bias_exponent_bits": 0, "weight_exp_max": 7}
+
+
+@pytest.mark.parametrize("field, value", [("membrane_bits", 64), ("membrane_bits", 1), ("current_bits", 100),
+                                          ("threshold_bits", 40), ("weight_exp_max", 40), ("bias_exponent_bits", 9),
+                                          ("bias_mantissa_bits", 64), ("membrane_bits", 24.0), ("membrane_bits", True)])
+def test_register_widths_are_bounded(field, value):
+    with pytest.raises(ValueError, match=field):
+        Registers(**{field: value})
 
 
 def test_worst_case_ranges_are_recorded():
