@@ -10,7 +10,9 @@ against Loihi 2's widths. The process graph itself comes from
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import signal
 import subprocess
 import tempfile
@@ -29,7 +31,8 @@ WORKER = "snn_compiler.backends.lava.worker"
 
 class LavaError(RuntimeError):
     """The Lava run failed or timed out; its process group (``pgid``) has been killed and its
-    shared-memory segments (``shm``, names in /dev/shm) unlinked."""
+    shared-memory segments (``shm``, names in /dev/shm) unlinked. The message is one line (what
+    failed, what to do); the worker's log (its tail) is in ``log``."""
 
     def __init__(self, message, pgid=None, log="", shm=()):
         super().__init__(message)
@@ -92,15 +95,69 @@ def _tail(path, n=4000) -> str:
     return data[-n:].decode("utf-8", "replace")
 
 
-def default_timeout(n_samples: int, timesteps: int, depth: int, n_conns: int) -> float:
-    """Generous: start-up plus ~25 ms per hardware step and connection (Lava runs 100-1000 steps/s)."""
-    steps = n_samples * timesteps + depth
-    return 120.0 + 0.025 * steps * max(1, n_conns)
+# ---- how long a run may take ----------------------------------------------------------------------
+# Measured on 2 shared cores (lava-nc 0.10.0, fixed_pt): ~0.4 ms per process and hardware step,
+# ~1 ms more per Conv, ~20 ns per Conv multiply-accumulate, ~2 ns per Dense/Sparse weight; Var.get
+# reads ~50k values/s. The 784-256-128-10 MLP ran at 3 ms per step, the MNIST CNN at 20 ms.
+STEP_S_PER_PROCESS = 5e-4
+STEP_S_PER_CONV = 1e-3
+STEP_S_PER_CONV_MAC = 2e-8
+STEP_S_PER_WEIGHT = 2e-9
+READ_VALUES_PER_S = 5e4
+START_S = 120.0                  # start-up allowance: import Lava, build and compile the graph (2-5 s measured)
+TIMEOUT_MARGIN = 10.0            # default timeout = START_S + TIMEOUT_MARGIN x the expected time ...
+MAX_LAVA_TIMEOUT = 6 * 3600.0    # ... capped at 6 h; run(timeout=SECONDS) (snnc simulate --timeout) raises it
 
 
-def run_worker(job: str, timeout: float, progress: bool = False, total: int = 0, python: str = None) -> dict:
+def step_seconds(plan, timesteps: int, neurons: str = "auto") -> float:
+    """Expected seconds per hardware step of ``plan``'s process graph (the measured rates above)."""
+    from .plan import lif_fit
+    lif = sum(1 for n in plan.layers if neurons != "snnc" and lif_fit(plan, n, timesteps) is None)
+    # source, one process per layer (a stock LIF layer: 3 more), synapses, delays
+    procs = 1 + len(plan.layers) + 3 * lif + len(plan.conns) + len({(c.src, c.delay) for c in plan.conns if c.delay})
+    s = procs * STEP_S_PER_PROCESS
+    for c in plan.conns:
+        if c.kind == "conv":
+            s += STEP_S_PER_CONV + STEP_S_PER_CONV_MAC * int(np.prod(plan.layers[c.dst].lshape)) * int(c.weight[0].size)
+        elif c.kind == "sparse":
+            s += STEP_S_PER_WEIGHT * len(c.weight[2])
+        else:
+            s += STEP_S_PER_WEIGHT * int(np.size(c.weight))
+    return s
+
+
+def expected_seconds(plan, n_samples: int, timesteps: int, record: bool = False, neurons: str = "auto") -> float:
+    """Expected run time (no start-up): N*T + depth hardware steps, then the read-out."""
+    steps = n_samples * timesteps + plan.depth
+    read = n_samples * sum(int(np.prod(lp.lshape)) for n, lp in plan.layers.items() if record or n == plan.output)
+    return steps * step_seconds(plan, timesteps, neurons) + 2 * read / READ_VALUES_PER_S
+
+
+def default_timeout(plan, n_samples: int, timesteps: int, record: bool = False, neurons: str = "auto") -> float:
+    """START_S + TIMEOUT_MARGIN x the expected time, at most MAX_LAVA_TIMEOUT (seconds)."""
+    return min(MAX_LAVA_TIMEOUT,
+               START_S + TIMEOUT_MARGIN * expected_seconds(plan, n_samples, timesteps, record, neurons))
+
+
+def _duration(s: float) -> str:
+    return f"{s / 3600:.1f} h" if s >= 3600 else f"{s / 60:.0f} min" if s >= 60 else f"{s:.0f} s"
+
+
+def _last_error(log: str) -> str:
+    """The worker log's last exception line (or last line), for a one-line message."""
+    lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Warning)\b", ln):
+            return ln[:400]
+    return lines[-1][:400] if lines else "no output"
+
+
+def run_worker(job: str, timeout: float, progress: bool = False, total: int = 0, python: str = None,
+               advice: str = "pass a larger timeout") -> dict:
     """Run the worker on ``job``; returns result.npz's arrays. Whatever happens (success, error,
-    timeout, interrupt) its process group is killed and its /dev/shm segments unlinked after."""
+    timeout, interrupt) its process group is killed and its /dev/shm segments unlinked after.
+    Failures raise LavaError with a one-line message (``advice`` ends a timeout's); the worker's
+    log (tail) is in its ``log`` attribute."""
     python = python or lava_python()
     log_path = os.path.join(job, "worker.log")
     bar = _bar(total, progress)
@@ -126,22 +183,28 @@ def run_worker(job: str, timeout: float, progress: bool = False, total: int = 0,
         bar.close()
     log = _tail(log_path)
     if timed_out:
-        raise LavaError(f"Lava run timed out after {timeout:.0f} s; its process group {pgid} was killed. "
-                        f"Worker log (tail):\n{log}", pgid, log, shm)
+        took = f"{timeout:.0f}" if timeout >= 10 else f"{timeout:g}"
+        raise LavaError(f"Lava run timed out after {took} s and its process group {pgid} was killed; "
+                        f"{advice}", pgid, log, shm)
     result = os.path.join(job, "result.npz")
     if rc != 0 or not os.path.exists(result):
         fault = _tail(os.path.join(job, "fault.txt"))
         if fault:
-            lines = [ln for ln in fault.strip().splitlines() if ln.strip()]
-            head = f"{lines[0]} {lines[-1]}" if len(lines) > 1 else fault.strip()
-            raise LavaError(f"{head}\n(the Lava run was stopped and its process group {pgid} killed)\n"
-                            f"Worker log (tail):\n{log}", pgid, log, shm)
-        hint = ""
+            lines = [ln.strip() for ln in fault.strip().splitlines() if ln.strip()]
+            head = f"{lines[0]} {lines[-1]}" if len(lines) > 1 else lines[0]
+            raise LavaError(f"{head} (the Lava run was stopped and its process group {pgid} killed; a bug in an "
+                            "snnc Lava process model: report it with the worker log, LavaError.log)", pgid, log, shm)
         if "No module named 'lava'" in log or "No module named 'snn_compiler'" in log:
-            hint = (f" {python} lacks lava-nc 0.10.0 or snnc: the Lava backend needs .venv-lava; run "
-                    "scripts/bootstrap.sh (SNNC_LAVA_PYTHON, if set, must be that environment's python).")
-        raise LavaError(f"Lava worker failed (exit status {rc}); its process group {pgid} was killed.{hint} "
-                        f"Worker log (tail):\n{log}", pgid, log, shm)
+            raise LavaError(f"Lava worker failed: {python} lacks lava-nc 0.10.0 or snnc: the Lava backend needs "
+                            ".venv-lava; run scripts/bootstrap.sh (SNNC_LAVA_PYTHON, if set, must be that "
+                            "environment's python)", pgid, log, shm)
+        if rc is not None and rc < 0:
+            name = signal.Signals(-rc).name if -rc in signal.valid_signals() else str(-rc)
+            why = " (out of memory? run fewer samples at once)" if -rc == signal.SIGKILL else ""
+            raise LavaError(f"Lava worker was killed by {name}{why}; its process group {pgid} was killed too",
+                            pgid, log, shm)
+        raise LavaError(f"Lava worker failed (exit status {rc}): {_last_error(log)}; its process group {pgid} "
+                        "was killed (worker log in LavaError.log)", pgid, log, shm)
     with np.load(result, allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
 
@@ -176,16 +239,24 @@ def run(graph, x, *, timesteps, encoding="constant", seed=0, readout="membrane",
     """Run ``graph`` on Lava's bit-accurate fixed-point simulator; returns the reference's SimResult.
 
     All samples stream through one Lava run (per-layer window resets); ``batch_size`` is accepted
-    for interface compatibility. ``timeout`` (s, default from the run's size) bounds the whole
-    worker; ``fault=(layer, hardware_step)`` makes a neuron process raise (tests only).
+    for interface compatibility. ``timesteps``: 1..MAX_TIMESTEPS. ``timeout`` (s) bounds the whole
+    worker; by default :func:`default_timeout` (START_S + TIMEOUT_MARGIN x the expected time, which
+    grows with samples x timesteps x network size; at most MAX_LAVA_TIMEOUT), and a run expected
+    to take longer than MAX_LAVA_TIMEOUT is refused unless ``timeout`` is given (raising the cap).
+    Failures raise :class:`LavaError` with a one-line message (the worker's log in ``.log``).
+    ``fault=(layer, hardware_step)`` makes a neuron process raise (tests only).
     ``neurons``: "auto" (stock LIF for reset-to-zero layers where exact), "snnc" or "lif".
     ``info``, a dict, receives facts about the run: per-layer neuron kind, timings (s).
     """
     from snn_compiler import artifact
     from snn_compiler.passes.compose_pools import without_pools
     from snn_compiler.sim.emulator import READOUTS, SimResult
-    from snn_compiler.sim.encode import ENCODINGS
+    from snn_compiler.sim.encode import ENCODINGS, check_timesteps
 
+    timesteps = check_timesteps(timesteps)
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float, np.number))
+                                or not math.isfinite(timeout) or timeout <= 0):
+        raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
     graph = without_pools(graph)  # composed once here rather than again in the worker
 
     if readout not in READOUTS:
@@ -199,9 +270,19 @@ def run(graph, x, *, timesteps, encoding="constant", seed=0, readout="membrane",
     if len(x) == 0:
         return SimResult(scores=np.zeros((0,) + out_shape), predictions=np.zeros(0, np.int64), rates={},
                          counts={} if record else None)
-    python = lava_python()
     if timeout is None:
-        timeout = default_timeout(len(x), timesteps, plan.depth, len(plan.conns))
+        expected = expected_seconds(plan, len(x), timesteps, record, neurons)
+        if expected > MAX_LAVA_TIMEOUT:
+            raise ValueError(f"this Lava run would take about {_duration(expected)} ({len(x)} samples x {timesteps} "
+                             f"timesteps), over the {_duration(MAX_LAVA_TIMEOUT)} cap (MAX_LAVA_TIMEOUT): pass "
+                             "timeout=SECONDS (snnc simulate --timeout) to allow it, or run fewer samples or timesteps")
+        timeout = default_timeout(plan, len(x), timesteps, record, neurons)
+        advice = (f"that is the {_duration(MAX_LAVA_TIMEOUT)} cap (MAX_LAVA_TIMEOUT)" if timeout >= MAX_LAVA_TIMEOUT
+                  else "that is the default for this run's size") + \
+            "; pass timeout=SECONDS (snnc simulate --timeout) to allow longer"
+    else:
+        advice = "pass a larger timeout (snnc simulate --timeout SECONDS) if the run needs longer"
+    python = lava_python()
     params = dict(timesteps=int(timesteps), encoding=encoding, seed=int(seed), readout=readout, record=bool(record),
                   progress=bool(progress), chunk_samples=max(1, len(x) // 100), fault=list(fault) if fault else None,
                   neurons=neurons, parent_pid=os.getpid())
@@ -210,7 +291,7 @@ def run(graph, x, *, timesteps, encoding="constant", seed=0, readout="membrane",
         np.save(os.path.join(job, "x.npy"), x, allow_pickle=False)
         with open(os.path.join(job, "params.json"), "w") as f:
             json.dump(params, f)
-        res = run_worker(job, timeout, progress, len(x), python)
+        res = run_worker(job, timeout, progress, len(x), python, advice)
     if info is not None:
         info["kinds"] = dict(zip((str(s) for s in res["layers"]), (str(k) for k in res["kinds"])))
         info.update(zip(("build_s", "run_s", "read_s", "hardware_steps"), (float(v) for v in res["timing"])))
@@ -245,4 +326,5 @@ def to_simresult(res, plan, n, timesteps, readout, record):
     return SimResult(scores=scores, predictions=preds.astype(np.int64), rates=rates, counts=counts)
 
 
-__all__ = ["run", "TARGET", "LavaError", "lava_python", "available", "kill_group", "group_members"]
+__all__ = ["run", "TARGET", "LavaError", "lava_python", "available", "kill_group", "group_members",
+           "default_timeout", "expected_seconds", "MAX_LAVA_TIMEOUT"]

@@ -39,7 +39,7 @@ from lava.proc.sparse.process import Sparse
 from lava.utils.weightutils import SignMode
 from scipy.sparse import csr_matrix
 
-from snn_compiler.sim.encode import input_steps
+from snn_compiler.sim.encode import check_timesteps, input_chunks
 
 from .plan import NetPlan, from_lava, lif_fit, make_plan, split_bias, to_lava
 from .procs.process import SnncDelay, SnncNeuron, SnncSource
@@ -121,7 +121,7 @@ def build_network(graph, x=None, *, timesteps: int, encoding: str = "constant", 
     from .target import check
     check(graph, CompileConfig(target="lava"))  # nothing Lava would wrap or truncate
     plan = make_plan(graph, readout)
-    T = int(timesteps)
+    T = check_timesteps(timesteps)
     if x is not None:
         x = np.asarray(x)
         n_samples = len(x)
@@ -147,7 +147,8 @@ def build_network(graph, x=None, *, timesteps: int, encoding: str = "constant", 
     source = None
     if x is not None:
         steps = _encoder(plan.input_op, x, T, encoding, seed, len(plan.input_shape))
-        source = SnncSource(shape=plan.input_lshape, steps=steps, window=T, n_samples=n_samples, name=plan.input)
+        source = SnncSource(shape=plan.input_lshape, steps=steps, window=T, n_samples=n_samples,
+                            block=source_block(T, plan.input_shape), name=plan.input)
         processes[plan.input] = source
     input_ports = []
     msg_bits = max(1, int(plan.input_op.bits))
@@ -199,10 +200,19 @@ def build_network(graph, x=None, *, timesteps: int, encoding: str = "constant", 
                        output=procs[plan.output], processes=processes)
 
 
+SOURCE_VALUES = 1 << 22  # encoded input values the source holds at once (int32: 16 MiB)
+
+
+def source_block(T, input_shape, budget=SOURCE_VALUES) -> int:
+    """Samples the source encodes at once: up to 32, fewer for long windows or large inputs, so
+    its cache (T x block x input size) stays near ``budget`` values (one sample at least)."""
+    return int(max(1, min(32, budget // max(1, T * int(np.prod(input_shape))))))
+
+
 def _encoder(inp, x, T, encoding, seed, ndim):
-    """steps(start, stop) -> (T, B, *Lava shape) int input of samples start..stop-1, as the reference encodes it."""
+    """steps(start, stop) -> (T, B, *Lava shape) int32 input of samples start..stop-1, as the reference encodes it."""
     def steps(start, stop):
-        xs = np.stack(list(input_steps(inp, x[start:stop], T, encoding, seed, range(start, stop), "int")))
+        (xs,) = input_chunks(inp, x[start:stop], T, encoding, seed, range(start, stop), "int", T, np.int32)
         return to_lava(xs, ndim)
     return steps
 

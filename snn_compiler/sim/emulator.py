@@ -16,7 +16,7 @@ from ..ir import inputs_of, op_of, topo_order
 from ..ir import ops as O
 from ..ir.layers import source_and_area
 from . import kernels
-from .encode import input_steps
+from .encode import ENCODINGS, MAX_TIMESTEPS, check_timesteps, input_steps  # noqa: F401  (MAX_TIMESTEPS: re-exported)
 
 MODES = ("int", "float")
 READOUTS = ("membrane", "count")
@@ -110,10 +110,41 @@ class _Plan:
         if self.mode == "float":
             return op.weight
         src, area = source_and_area(self.graph, n)
-        in_max = area * (self.ops[src].levels if isinstance(self.ops[src], O.Input) else 1)
+        sop = self.ops[src]
         w = O.effective_weights(op)
-        bound = np.abs(w).reshape(w.shape[0], -1).sum(axis=1).max(initial=0) * in_max
-        return w.astype(kernels.exact_dtype(bound))
+        if isinstance(sop, O.Input):
+            in_max = area * sop.levels
+        elif isinstance(sop, O.NEURONS):
+            in_max = area  # spikes: 0 or 1
+        else:  # not SNN form (an op reading currents): no bound to prove, use float64's exact range
+            in_max = None
+        bound = float(np.abs(w).reshape(w.shape[0], -1).sum(axis=1).max(initial=0)) * (in_max or 1)
+        try:
+            dtype = kernels.exact_dtype(bound if in_max is not None else max(bound, kernels.F32_EXACT))
+        except OverflowError:
+            raise ValueError(f"op {n!r}: its integer sums reach {bound:.3g}, beyond float64's exact range "
+                             f"(2**53), so no simulator can run it exactly; recompile with fewer weight bits") from None
+        return w.astype(dtype)
+
+    def check_registers(self):
+        """Integer fields within the int64 arithmetic both engines use (no wrap-around anywhere),
+        else a one-line ValueError naming the layer."""
+        bits = self.graph.graph.get("snnc", {}).get("membrane_bits", 24)
+        if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not 2 <= bits <= 62:
+            raise ValueError(f"membrane_bits must be an integer in 2..62 for the simulator, got {bits!r}; "
+                             "recompile the model")
+        lim = 1 << 62
+        for n, op in self.ops.items():
+            if not isinstance(op, O.NEURONS):
+                continue
+            th, v0 = op.threshold, op.v_init
+            if not 1 <= int(th) <= lim:
+                raise ValueError(f"layer {n!r}: threshold {th} is outside 1..2**62; recompile the model")
+            if not -lim <= int(v0) <= lim:
+                raise ValueError(f"layer {n!r}: v_init {v0} is outside +-2**62; recompile the model")
+            b = np.asarray(op.bias)
+            if b.size and (b.dtype.kind not in "iu" or int(b.min()) < -lim or int(b.max()) > lim):
+                raise ValueError(f"layer {n!r}: bias must be integers within +-2**62; recompile the model")
 
 
 def _weighted(plan, n, op, x):
@@ -166,7 +197,7 @@ class _Neurons:
         return s
 
 
-def _run_batch(plan, x, ids, timesteps, encoding, seed, readout):
+def _run_batch(plan, x, ids, timesteps, encoding, seed, readout, on_step=None):
     out = next(n for n, op in plan.ops.items() if isinstance(op, O.Output))
     neurons = {n: _Neurons(plan, n, op, len(x), spiking=not (n == out and readout == "membrane"))
                for n, op in plan.ops.items() if isinstance(op, O.NEURONS)}
@@ -186,13 +217,31 @@ def _run_batch(plan, x, ids, timesteps, encoding, seed, readout):
                 vals[n] = xs[0].reshape(len(xs[0]), -1)
             elif isinstance(op, O.AvgPool2d):
                 vals[n] = _pool(plan, op, xs[0])
-            elif isinstance(op, O.Add):
+            elif isinstance(op, O.Add):  # spikes (bool) count 1 each: bool + bool would be "or"
+                xs = [a.astype(np.int64 if plan.mode == "int" else np.float64) if a.dtype == bool else a for a in xs]
                 vals[n] = sum(xs[1:], xs[0])
             elif isinstance(op, O.NEURONS):
                 vals[n] = neurons[n].step(xs[0])
             if plan.static[n]:
                 cache[n] = vals[n]
+        if on_step is not None:
+            on_step(vals)
     return neurons, out
+
+
+def spike_trace(graph, x, timesteps, layers, *, encoding="constant", seed=0, mode="int") -> dict:
+    """``{layer: (T, N, *shape) bool}``: every step's spikes of ``layers`` for the few samples
+    ``x`` (memory grows with T: for rasters, not for accuracy runs), from the numpy engine."""
+    timesteps = check_timesteps(timesteps)
+    plan = _Plan(graph, mode, encoding)
+    x = _check_data(plan, x)
+    trace = {n: [] for n in layers}
+
+    def keep(vals):
+        for n in layers:
+            trace[n].append(np.asarray(vals[n], bool).copy())
+    _run_batch(plan, x, range(len(x)), timesteps, encoding, seed, "count", on_step=keep)
+    return {n: np.stack(v) for n, v in trace.items()}
 
 
 ENGINES = ("auto", "numba", "numpy")
@@ -202,8 +251,11 @@ def simulate(graph, x, *, mode="int", timesteps=32, encoding="constant", seed=0,
              batch_size=256, progress=False, record=False, engine="auto") -> SimResult:
     """Run the graph as a rate-coded SNN (``mode`` int or float) for ``timesteps`` per sample.
 
-    ``engine``: the integer mode runs event-driven under numba when it is installed (``auto``);
-    ``numpy`` forces the step-by-step engine. Both give identical results.
+    ``timesteps``: 1..MAX_TIMESTEPS (:mod:`.encode`); memory does not grow with it (both engines
+    stream over time). ``engine``: the integer mode runs event-driven under numba when it is
+    installed (``auto``); ``numpy`` forces the step-by-step engine. Both give identical results;
+    should numba itself fail, ``auto`` finishes on the numpy engine (with a RuntimeWarning) and
+    ``numba`` raises a one-line RuntimeError.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -211,23 +263,39 @@ def simulate(graph, x, *, mode="int", timesteps=32, encoding="constant", seed=0,
         raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if encoding not in ENCODINGS:
+        raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
+    timesteps = check_timesteps(timesteps)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
     if mode == "int" and not graph.graph.get("snnc", {}).get("quantized"):
         raise ValueError("the integer SNN needs a quantized graph (run the compile pipeline)")
     from . import fast
     if engine == "numba" and (mode != "int" or not fast.available()):
         raise ValueError("the numba engine runs the integer mode and needs numba installed")
     plan = _Plan(graph, mode, encoding)
+    if mode == "int":
+        plan.check_registers()
+    x = _check_data(plan, x)
     fp = fast.FastPlan(plan) if mode == "int" and engine != "numpy" and fast.available() else None
-    x = np.asarray(x)
     out = next(n for n, op in plan.ops.items() if isinstance(op, O.Output))
     scores, preds, counts, totals = [], [], {}, {}
     bar = _progress(len(x), progress)
     for start in range(0, len(x), batch_size):
         xb = x[start:start + batch_size]
         ids = range(start, start + len(xb))
+        states = None
         if fp is not None:
-            states, _ = fast.run_batch(fp, xb, ids, timesteps, encoding, seed, readout)
-        else:
+            try:
+                states, _ = fast.run_batch(fp, xb, ids, timesteps, encoding, seed, readout)
+            except fast.NUMBA_ERRORS as e:
+                msg = f"the numba engine failed ({type(e).__name__}: {fast.first_line(e)})"
+                if engine == "numba":
+                    raise RuntimeError(f"{msg}; run with engine='numpy' (identical results) and report this") from None
+                import warnings
+                warnings.warn(f"{msg}; finishing on the numpy engine (identical results)", RuntimeWarning, stacklevel=2)
+                fp = None
+        if states is None:
             neurons, _ = _run_batch(plan, xb, ids, timesteps, encoding, seed, readout)
             states = {n: (st.v, st.count, st.spiking) for n, st in neurons.items()}
         v, c, spiking = states[out]
@@ -251,6 +319,22 @@ def simulate(graph, x, *, mode="int", timesteps=32, encoding="constant", seed=0,
         rates=rates,
         counts={n: np.concatenate(c) for n, c in counts.items()} if record else None,
     )
+
+
+def _check_data(plan, x) -> np.ndarray:
+    """``x`` as a finite numeric (N, *input shape) array, else a one-line ValueError."""
+    inp = next(n for n, op in plan.ops.items() if isinstance(op, O.Input))
+    shape = tuple(plan.graph.nodes[inp]["shape"])
+    x = np.asarray(x)
+    if x.size == 0:
+        return x.reshape((0,) + shape)
+    if x.dtype.kind not in "biuf":
+        raise ValueError(f"input data must be numbers, got dtype {x.dtype}")
+    if x.shape[1:] != shape:
+        raise ValueError(f"input data has shape {x.shape}; the network takes (N, {', '.join(map(str, shape))})")
+    if x.dtype.kind == "f" and x.size and not np.isfinite(x).all():
+        raise ValueError(f"input data has {int(x.size - np.isfinite(x).sum())} NaN or infinite values; clean the data")
+    return x
 
 
 def _progress(total, enabled):

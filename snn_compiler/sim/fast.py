@@ -1,14 +1,19 @@
 """Event-driven engine for the integer SNN (numba), bit-identical to the numpy engine.
 
 Two facts make it fast. A feed-forward network with zero-delay timesteps can be run layer by
-layer: a layer's whole input spike train (T steps) is known once its sources have run, so each
-op sees T x batch frames at once. And spikes are sparse: a weighted op adds a weight column per
-spike instead of multiplying a mostly-zero matrix. Maps are kept channels-last (H, W, C) inside
-so a spike's fan-out is a contiguous run of output channels; a Dense after a Flatten gets its
-columns permuted to match. Integer sums are exact in int32 or int64, chosen from the op's
+layer: a layer's input spike train over a chunk of steps is known once its sources have run
+that chunk, so each op sees steps x batch frames at once. And spikes are sparse: a weighted op
+adds a weight column per spike instead of multiplying a mostly-zero matrix. Maps are kept channels-last (H, W, C) inside
+so a spike's fan-out is a contiguous run of output channels; a Flatten puts values back in
+torch's (C, H, W) order. Integer sums are exact in int32 or int64, chosen from the op's
 worst-case bound, so the results equal :mod:`.emulator`'s numpy engine bit for bit (tests check).
+Time is cut into chunks of steps (:data:`STEP_FRAMES`, :data:`STEP_VALUES`); every
+layer runs a chunk, then the next chunk starts from the neurons' state, so memory does not grow
+with T.
 """
 from __future__ import annotations
+
+import re
 
 import numpy as np
 
@@ -18,13 +23,26 @@ except ImportError:  # the core also runs without numba (the Lava environment): 
     nb = None
 
 from ..ir import ops as O
-from .encode import input_steps
+from .encode import input_chunks
 
-FRAMES = 4096  # timesteps x samples processed at once (bounds memory)
+FRAMES = 4096  # timesteps x samples per kernel call
+# One chunk of a run spans at most STEP_FRAMES timesteps x samples and STEP_VALUES values of its
+# widest layer (timesteps x samples x neurons): memory is bounded whatever T is.
+STEP_FRAMES = 8192
+STEP_VALUES = 1 << 23
+
+NUMBA_ERRORS = (nb.core.errors.NumbaError,) if nb is not None else ()
 
 
 def available() -> bool:
     return nb is not None
+
+
+def first_line(err) -> str:
+    """The first informative line of a (numba) error message, without colour codes."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", ln).strip() for ln in str(err).splitlines()]
+    lines = [ln for ln in lines if ln and not ln.startswith("Failed in ")] or [type(err).__name__]
+    return lines[0][:300]
 
 
 if nb is not None:
@@ -83,16 +101,23 @@ if nb is not None:
                                         dst[j] += v * src[j]
 
     @nb.njit(parallel=True, cache=True)
-    def _sum_pool(x, kh, kw, out):
-        """Window sums of x (F, H, W, C) over non-overlapping kh x kw windows into out (F, Ho, Wo, C)."""
+    def _sum_pool(x, kh, kw, sh, sw, ph, pw, out):
+        """Window sums (zero padding, as count_include_pad) of x (F, H, W, C) into out (F, Ho, Wo, C)."""
         n_f, ho, wo, c = out.shape
+        h, w = x.shape[1], x.shape[2]
         for f in nb.prange(n_f):
             for oy in range(ho):
                 for ox in range(wo):
                     dst = out[f, oy, ox]
                     for i in range(kh):
+                        y = oy * sh - ph + i
+                        if y < 0 or y >= h:
+                            continue
                         for j in range(kw):
-                            src = x[f, oy * kh + i, ox * kw + j]
+                            xx = ox * sw - pw + j
+                            if xx < 0 or xx >= w:
+                                continue
+                            src = x[f, y, xx]
                             for k in range(c):
                                 dst[k] += src[k]
 
@@ -142,14 +167,6 @@ def _hwc(shape):
     return (shape[1], shape[2], shape[0]) if len(shape) == 3 else tuple(shape)
 
 
-def _chw_index(shape):
-    """For a Flatten of a (C, H, W) map kept as (H, W, C): torch's flat index of each HWC position."""
-    if len(shape) != 3:
-        return None
-    c, h, w = shape
-    return np.arange(c * h * w).reshape(c, h, w).transpose(1, 2, 0).ravel()
-
-
 class FastPlan:
     """Weights rearranged once per simulation for the event-driven kernels."""
 
@@ -163,10 +180,8 @@ class FastPlan:
             w = plan.weights[n]
             dtype = np.int32 if w.dtype == np.float32 else np.int64  # float32-exact bound < 2**24
             w = w.astype(np.int64).astype(dtype)
-            if isinstance(op, O.Dense):
-                src = plan.inputs[n][0]
-                perm = _chw_index(g.nodes[plan.inputs[src][0]]["shape"]) if isinstance(plan.ops[src], O.Flatten) else None
-                self.ops[n] = ("dense", np.ascontiguousarray((w if perm is None else w[:, perm]).T), dtype)
+            if isinstance(op, O.Dense):  # its input is in torch's order (a Flatten restores it)
+                self.ops[n] = ("dense", np.ascontiguousarray(w.T), dtype)
             else:
                 o, cg, kh, kw = w.shape
                 og = o // op.groups
@@ -175,6 +190,25 @@ class FastPlan:
                 tabs = (_reach(hi, kh, op.stride[0], op.padding[0], op.dilation[0], ho),
                         _reach(wi, kw, op.stride[1], op.padding[1], op.dilation[1], wo))
                 self.ops[n] = ("conv", np.ascontiguousarray(wr), dtype, cg, tabs)
+        # largest |value| each node emits where it is proved (Input, spikes, pools of them): picks
+        # int32 or int64 for graded values and pool sums
+        self.bound = {}
+        for n, op in plan.ops.items():
+            src = plan.inputs[n][0] if plan.inputs[n] else None
+            if isinstance(op, O.Input):
+                self.bound[n] = op.levels
+            elif isinstance(op, O.NEURONS):
+                self.bound[n] = 1
+            elif isinstance(op, O.Flatten):
+                self.bound[n] = self.bound[src]
+            elif isinstance(op, O.AvgPool2d) and self.bound[src] is not None:
+                self.bound[n] = self.bound[src] * op.kernel_size[0] * op.kernel_size[1]
+            else:
+                self.bound[n] = None
+
+    def int_dtype(self, n):
+        b = self.bound[n]
+        return np.int32 if b is not None and b < (1 << 31) else np.int64
 
 
 def _apply(fp, n, op, x, out_shape):
@@ -191,56 +225,99 @@ def _apply(fp, n, op, x, out_shape):
     return out.reshape((t, f) + out.shape[1:])
 
 
+class _StepReader:
+    """Steps of an encoder's chunks, in runs of any length (the encoder keeps its own, smaller chunks)."""
+
+    def __init__(self, chunks):
+        self.chunks, self.left = chunks, None
+
+    def take(self, c, shape, dtype):
+        out = np.empty((c,) + shape, dtype)
+        t = 0
+        while t < c:
+            if self.left is None or len(self.left) == 0:
+                self.left = next(self.chunks)
+            k = min(c - t, len(self.left))
+            out[t:t + k] = self.left[:k]
+            self.left, t = self.left[k:], t + k
+        return out
+
+
 def run_batch(fp, x, ids, timesteps, encoding, seed, readout):
-    """One batch through the whole graph, layer by layer. Returns per neuron layer (v, counts, spiking),
-    v and counts in torch's (N, *shape) layout."""
+    """One batch through the whole graph, a chunk of steps at a time, each chunk layer by layer.
+    Returns per neuron layer (v, counts, spiking), v and counts in torch's (N, *shape) layout."""
     plan, g = fp.plan, fp.plan.graph
-    seq, left = {}, {n: len(list(g.successors(n))) for n in plan.order}
+    n_f = len(x)
     out_node = next(n for n, op in plan.ops.items() if isinstance(op, O.Output))
-    states = {}
+    inp = next(n for n, op in plan.ops.items() if isinstance(op, O.Input))
+    widest = max(int(np.prod(g.nodes[n]["shape"])) for n in plan.order)
+    tc = max(1, min(timesteps, STEP_FRAMES // max(1, n_f), STEP_VALUES // max(1, n_f * widest)))
+    const = encoding == "constant"
+    in_dtype = fp.int_dtype(inp)
+    inputs = _StepReader(input_chunks(plan.ops[inp], x, 1 if const else timesteps, encoding, seed, ids, "int",
+                                      1 if const else None, in_dtype))
+    static = {}  # node -> its (1, F, ...) value, the same every step (constant input, and ops only it feeds)
     for n in plan.order:
-        op, srcs = plan.ops[n], plan.inputs[n]
-        shape = g.nodes[n]["shape"]
-        if isinstance(op, O.Input):
-            steps = input_steps(op, x, 1 if encoding == "constant" else timesteps, encoding, seed, ids, "int")
-            arr = np.stack(list(steps)).astype(np.int32)
-            seq[n] = arr.transpose(0, 1, 3, 4, 2) if arr.ndim == 5 else arr
-        elif isinstance(op, O.WEIGHTED):
-            seq[n] = _apply(fp, n, op, seq[srcs[0]], shape)
-        elif isinstance(op, O.Flatten):
-            s = seq[srcs[0]]
-            seq[n] = s.reshape(s.shape[:2] + (-1,))
-        elif isinstance(op, O.AvgPool2d):  # a synaptic pool: window sums (kernel == stride, no padding)
-            s = seq[srcs[0]]
-            (kh, kw), (t, f, h, w, c) = op.kernel_size, s.shape
-            pooled = np.zeros((t * f, h // kh, w // kw, c), np.int32)
-            _sum_pool(s.reshape((t * f,) + s.shape[2:]), kh, kw, pooled)
-            seq[n] = pooled.reshape((t, f) + pooled.shape[1:])
-        elif isinstance(op, O.Add):
-            parts = [seq[s] for s in srcs]
-            total = parts[0].astype(np.int64)
-            for p in parts[1:]:
-                total = total + p
-            seq[n] = total
-        else:
-            cur = seq[srcs[0]]
-            f = cur.shape[1]
-            cur = cur.reshape(cur.shape[:2] + (-1,))
-            nn = cur.shape[2]
+        op = plan.ops[n]
+        static[n] = const if isinstance(op, O.Input) else (
+            not isinstance(op, O.NEURONS) and all(static[p] for p in plan.inputs[n]))
+    cache, layers = {}, {}
+    for n, op in plan.ops.items():
+        if isinstance(op, O.NEURONS):
+            shape = g.nodes[n]["shape"]
+            nn = int(np.prod(shape))
             spiking = not (n == out_node and readout == "membrane")
-            v = np.full((f, nn), op.v_init if spiking else 0, np.int64)
-            counts = np.zeros((f, nn), np.int64)
-            spikes = np.zeros((timesteps, f, nn), np.uint8)
             bias = np.ascontiguousarray(np.broadcast_to(op.bias, shape).astype(np.int64))
-            bias = bias.transpose(1, 2, 0).ravel() if len(shape) == 3 else bias.ravel()
-            _if_layer(cur, cur.shape[0] == 1, bias, int(op.threshold), v, plan.vmax, plan.reset == "subtract",
-                      spiking, spikes, counts)
-            seq[n] = spikes.reshape((timesteps, f) + _hwc(shape))
-            states[n] = (_torch_layout(v, shape), _torch_layout(counts, shape), spiking)
-        for s in srcs:  # free a sequence once its last consumer has run
-            left[s] -= 1
-            if left[s] == 0:
-                seq.pop(s, None)
+            bias = np.ascontiguousarray(bias.transpose(1, 2, 0)).ravel() if len(shape) == 3 else bias.ravel()
+            layers[n] = dict(v=np.full((n_f, nn), op.v_init if spiking else 0, np.int64),
+                             counts=np.zeros((n_f, nn), np.int64), bias=bias, spiking=spiking, theta=int(op.threshold))
+    subtract = plan.reset == "subtract"
+    for t0 in range(0, timesteps, tc):
+        c = min(tc, timesteps - t0)
+        seq, left = {}, {n: g.out_degree(n) for n in plan.order}
+        for n in plan.order:
+            op, srcs = plan.ops[n], plan.inputs[n]
+            shape = g.nodes[n]["shape"]
+            if n in cache:
+                seq[n] = cache[n]
+            elif isinstance(op, O.Input):
+                arr = inputs.take(1 if const else c, (n_f,) + tuple(shape), in_dtype)
+                seq[n] = arr.transpose(0, 1, 3, 4, 2) if arr.ndim == 5 else arr
+            elif isinstance(op, O.WEIGHTED):
+                seq[n] = _apply(fp, n, op, seq[srcs[0]], shape)
+            elif isinstance(op, O.Flatten):  # back to torch's (C, H, W) flatten order
+                s = seq[srcs[0]]
+                s = s.transpose(0, 1, 4, 2, 3) if s.ndim == 5 else s
+                seq[n] = s.reshape(s.shape[:2] + (-1,))
+            elif isinstance(op, O.AvgPool2d):  # window sums (a synaptic pool; any stride or padding)
+                s = seq[srcs[0]]
+                t, f = s.shape[:2]
+                pooled = np.zeros((t * f,) + _hwc(shape), fp.int_dtype(n))
+                _sum_pool(np.ascontiguousarray(s).reshape((t * f,) + s.shape[2:]), op.kernel_size[0], op.kernel_size[1],
+                          op.stride[0], op.stride[1], op.padding[0], op.padding[1], pooled)
+                seq[n] = pooled.reshape((t, f) + pooled.shape[1:])
+            elif isinstance(op, O.Add):
+                parts = [seq[s] for s in srcs]
+                total = parts[0].astype(np.int64)
+                for p in parts[1:]:
+                    total = total + p
+                seq[n] = total
+            else:
+                st = layers[n]
+                cur = seq[srcs[0]]
+                cur = cur.reshape(cur.shape[:2] + (-1,))
+                spikes = np.zeros((c,) + st["v"].shape, np.uint8)
+                _if_layer(cur, static[srcs[0]], st["bias"], st["theta"], st["v"], plan.vmax, subtract,
+                          st["spiking"], spikes, st["counts"])
+                seq[n] = spikes.reshape((c, n_f) + _hwc(shape))
+            if static[n]:
+                cache[n] = seq[n]
+            for s in srcs:  # free a sequence once its last consumer has run
+                left[s] -= 1
+                if left[s] == 0:
+                    seq.pop(s, None)
+    states = {n: (_torch_layout(st["v"], g.nodes[n]["shape"]), _torch_layout(st["counts"], g.nodes[n]["shape"]),
+                  st["spiking"]) for n, st in layers.items()}
     return states, out_node
 
 
