@@ -25,7 +25,7 @@ class Target:
     prepare: Callable = lambda config: None           # adjust CompileConfig (registers, profile)
     passes: Sequence[Callable] = ()                   # target passes run after the core pipeline
     check: Callable = lambda graph, config: None      # raise TargetError when something does not fit
-    write_extra: Optional[Callable] = None            # write_extra(graph, config, out_path) -> [paths]
+    extra_outputs: Optional[Callable] = None          # extra_outputs(graph, config, out_path) -> {path: bytes}
     extra: dict = field(default_factory=dict)
 
 

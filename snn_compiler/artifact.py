@@ -2,27 +2,28 @@
 
 Loads without pickle (``allow_pickle=False``) and round-trips exactly. Written to a temporary
 file beside the target and renamed, so a failed write never leaves a half-written artifact.
+The bytes depend only on the graph (fixed zip timestamps, permissions and member order), so two
+compiles of the same model give identical files. Loading validates every field against the
+registers the artifact records and the engines' exact ranges (:mod:`.artifact_check`).
 """
 from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 import zipfile
 from dataclasses import fields
 
 import numpy as np
 
+from . import artifact_check as check
+from .artifact_check import ArtifactError  # noqa: F401  (re-exported: artifact.ArtifactError)
 from .ir import new_graph, verify
+from .outputs import write_files
 from .ir import ops as O
 
 FORMAT, VERSION = "snnc-artifact", 1
 KINDS = {cls.__name__: cls for cls in O.OP_KINDS}
-
-
-class ArtifactError(ValueError):
-    pass
+ZIP_DATE = (1980, 1, 1, 0, 0, 0)   # the earliest date a zip can hold: no build time in the bytes
 
 
 def _jsonable(v):
@@ -35,18 +36,12 @@ def _jsonable(v):
     return v
 
 
-def atomic_write(path, write):
-    """Call ``write(fileobj)`` on a temporary file beside ``path``; rename it into place on success."""
-    path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+def _member(z, name, data: bytes) -> None:
+    info = zipfile.ZipInfo(name, date_time=ZIP_DATE)
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.create_system = 3                # unix, whatever the platform
+    info.external_attr = 0o644 << 16      # rw-r--r--
+    z.writestr(info, data)
 
 
 def to_bytes(graph) -> bytes:
@@ -66,17 +61,28 @@ def to_bytes(graph) -> bytes:
     manifest = {"format": FORMAT, "version": VERSION, "graph": graph.graph.get("snnc", {}), "nodes": nodes, "edges": edges}
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        z.writestr("manifest.json", json.dumps(manifest, default=_jsonable, indent=1))
-        for name, arr in arrays.items():
+        _member(z, "manifest.json", json.dumps(manifest, default=_jsonable, indent=1).encode())
+        for name, arr in arrays.items():  # node order, then field order: stable
             b = io.BytesIO()
             np.save(b, arr, allow_pickle=False)
-            z.writestr(name, b.getvalue())
+            _member(z, name, b.getvalue())
     return buf.getvalue()
 
 
 def save(graph, path) -> None:
-    data = to_bytes(graph)
-    atomic_write(path, lambda f: f.write(data))
+    """Write the artifact through :mod:`snn_compiler.outputs` (checked, temporary file, rename)."""
+    write_files({path: to_bytes(graph)})
+
+
+def _read_array(z, path, i, name, field):
+    try:
+        return np.load(io.BytesIO(z.read(f"arrays/{i}/{field}.npy")), allow_pickle=False)
+    except KeyError:
+        raise ArtifactError(f"{path}: node {name!r}: array {field} is missing (arrays/{i}/{field}.npy); "
+                            f"{check.RECOMPILE}") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, NotImplementedError) as e:
+        raise ArtifactError(f"{path}: node {name!r}: {field} is not a readable .npy array "
+                            f"({' '.join(str(e).split())}); {check.RECOMPILE}") from None
 
 
 def load(path):
@@ -87,24 +93,44 @@ def load(path):
     with z:
         try:
             manifest = json.loads(z.read("manifest.json"))
-        except (KeyError, ValueError):
+        except (KeyError, ValueError, RecursionError, zipfile.BadZipFile, OSError):
             raise ArtifactError(f"{path}: not an snnc artifact (no readable manifest.json)") from None
-        if manifest.get("format") != FORMAT:
-            raise ArtifactError(f"{path}: not an snnc artifact (format {manifest.get('format')!r})")
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            fmt = manifest.get("format") if isinstance(manifest, dict) else None
+            raise ArtifactError(f"{path}: not an snnc artifact (format {check.short(fmt)})")
         if manifest.get("version") != VERSION:
-            raise ArtifactError(f"{path}: artifact version {manifest.get('version')} is not supported "
+            raise ArtifactError(f"{path}: artifact version {check.short(manifest.get('version'))} is not supported "
                                 f"(this snnc reads version {VERSION}); recompile the model")
+        nodes, edges = manifest.get("nodes"), manifest.get("edges")
+        if not isinstance(nodes, list) or not isinstance(edges, list):
+            raise ArtifactError(f"{path}: the manifest needs 'nodes' and 'edges' lists; {check.RECOMPILE}")
+        regs = check.check_state(manifest.get("graph"), path)
         g = new_graph()
         g.graph["snnc"] = manifest["graph"]
-        for i, node in enumerate(manifest["nodes"]):
-            cls = KINDS.get(node["kind"])
+        for i, node in enumerate(nodes):
+            if not isinstance(node, dict):
+                raise ArtifactError(f"{path}: node {i} is not a mapping; {check.RECOMPILE}")
+            name = check.check_name(node.get("name"), path)
+            if name in g:
+                raise ArtifactError(f"{path}: node {name!r} appears twice; {check.RECOMPILE}")
+            cls = KINDS.get(node.get("kind")) if isinstance(node.get("kind"), str) else None
             if cls is None:
-                raise ArtifactError(f"{path}: unknown node kind {node['kind']!r}")
+                raise ArtifactError(f"{path}: node {name!r}: unknown node kind {check.short(node.get('kind'))}")
+            check.node_fields(cls, name, node.get("attrs"), node.get("arrays"), path)
             kw = {k: tuple(v) if isinstance(v, list) else v for k, v in node["attrs"].items()}
             for f in node["arrays"]:
-                kw[f] = np.load(io.BytesIO(z.read(f"arrays/{i}/{f}.npy")), allow_pickle=False)
-            g.add_node(node["name"], op=cls(**kw))
-        for s, d, port in manifest["edges"]:
-            g.add_edge(s, d, port=port)
-    verify(g)
+                kw[f] = _read_array(z, path, i, name, f)
+                check.check_array(cls, name, f, kw[f], path)
+            g.add_node(name, op=cls(**kw))
+        for e in edges:
+            if not (isinstance(e, list) and len(e) == 3 and all(isinstance(v, str) and v in g for v in e[:2])
+                    and check.is_int(e[2]) and 0 <= e[2] < len(g)) or g.has_edge(e[0], e[1]):
+                raise ArtifactError(f"{path}: edge {check.short(e)} must be [source, destination, port] between distinct "
+                                    f"nodes of the manifest; {check.RECOMPILE}")
+            g.add_edge(e[0], e[1], port=e[2])
+    try:
+        verify(g)
+    except (ValueError, TypeError, IndexError) as e:
+        raise ArtifactError(f"{path}: {' '.join(str(e).split())}; {check.RECOMPILE}") from None
+    check.check_graph(g, regs, path)
     return g

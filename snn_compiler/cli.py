@@ -1,14 +1,19 @@
 """snnc: compile trained PyTorch networks into integer spiking networks, simulate and inspect them.
 
-Errors end with one line on stderr and a non-zero exit (a traceback only with --debug); output
-files are written under a temporary name and renamed, so a failure never leaves one behind.
+Errors end with one line on stderr and a non-zero exit (a traceback only with --debug). A command's
+outputs are checked before it starts and committed together once it has succeeded
+(snn_compiler.outputs), so a failure, an interrupt or SIGTERM leaves no file behind.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
+import signal
 import sys
 import time
+import warnings
 
 
 EPILOG = """examples:
@@ -34,13 +39,25 @@ def _layer_scale(text):
         raise argparse.ArgumentTypeError(f"expected LAYER=SCALE, got {text!r}") from None
 
 
+def _run_options(p, readout=True, batch=True):
+    """The options of every command that runs a network: encoding, seed, read-out, batch, progress."""
+    p.add_argument("--encoding", default="constant", choices=("constant", "poisson"), help="input encoding (default constant)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the Poisson encoding")
+    if readout:
+        p.add_argument("--readout", default="membrane", choices=("membrane", "count"),
+                       help="membrane: accumulated output potential (default); count: output spike counts")
+    if batch:
+        p.add_argument("--batch-size", type=int, default=256, help="samples simulated together (default 256)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .backends import BACKENDS, TARGETS
 
     p = argparse.ArgumentParser(prog="snnc", description=__doc__.splitlines()[0], epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{compile,simulate,inspect}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{compile,simulate,inspect,check,report}")
 
     c = sub.add_parser("compile", help="compile a model file into an snnc artifact",
                        description="Lower a TorchScript (.pt) or torch.export (.pt2) model to the IR, fold BatchNorm, "
@@ -65,7 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--input-shape", type=_shape, help="C,H,W or F of one sample (needed for TorchScript files)")
     c.add_argument("--profile", help="hardware profile name (configs/) or YAML file, for targets that map cores")
     c.add_argument("--allow-pickle", action="store_true",
-                   help="also load pickled modules (torch.save(model)); unpickling runs code from the file, so only for files you trust")
+                   help="also load pickled modules (torch.save(model)) and pickled members of .pt2 files; unpickling runs "
+                        "code from the file, so only for files you trust")
+    c.add_argument("--trust-code", action="store_true",
+                   help="load model files whose code does more than compute tensors (TorchScript __setstate__, file or "
+                        "system ops, .pt2 symbolic-size code, AOTInductor libraries); loading runs that code, so only "
+                        "for files you trust")
 
     s = sub.add_parser("simulate", help="run an artifact on data and report accuracy",
                        description="Run a compiled network. Backends: " + ", ".join(sorted(BACKENDS)) +
@@ -74,18 +96,46 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data", required=True, help="DATA.npz with x (N, ...) and optional integer labels y (N,)")
     s.add_argument("--backend", default="reference", help="reference (default), float, ann, lava, or an installed plugin")
     s.add_argument("--timesteps", default=None, help="T, or a comma list of T to sweep (default: the artifact's)")
-    s.add_argument("--encoding", default="constant", choices=("constant", "poisson"), help="input encoding (default constant)")
-    s.add_argument("--seed", type=int, default=0, help="seed of the Poisson encoding")
-    s.add_argument("--readout", default="membrane", choices=("membrane", "count"),
-                   help="membrane: accumulated output potential (default); count: output spike counts")
-    s.add_argument("--batch-size", type=int, default=256)
+    _run_options(s)
+    s.add_argument("--timeout", type=float, default=None,
+                   help="seconds the lava backend may run (default: scaled to the work, capped; see README)")
     s.add_argument("--output", help="RESULTS.npz to write (scores, predictions) for the last T")
     s.add_argument("--plot", help="PNG: accuracy vs T (several T) or per-layer firing rates (one T)")
-    s.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     i = sub.add_parser("inspect", help="print the per-layer table of an artifact")
     i.add_argument("artifact")
     i.add_argument("--json", action="store_true", help="machine-readable JSON instead of the table")
+
+    k = sub.add_parser("check", help="run an artifact on two backends and compare every layer's spikes",
+                       description="Run two backends on the same data and compare every layer's spike counts and the "
+                       "read-out. Integer pairs must be identical (the first divergence is named: sample, layer, "
+                       "neuron, timestep, values); a pair with float passes within --tolerance. Exit 0: identical or "
+                       "within tolerance; 1: error; 3: divergence.")
+    k.add_argument("artifact")
+    k.add_argument("--data", required=True, help="DATA.npz with x (N, ...); labels, if any, are not used")
+    k.add_argument("--backends", default="reference,lava",
+                   help="two backends, comma-separated: reference, reference-numpy, lava, float or a plugin "
+                        "(default reference,lava); integer pairs must be identical, float within --tolerance")
+    k.add_argument("--timesteps", default=None, help="T (default: the artifact's)")
+    _run_options(k)
+    k.add_argument("--tolerance", type=float, default=None,
+                   help="with float: mean |rate difference| allowed per layer (default 0.05 spikes/neuron/step)")
+    k.add_argument("--min-agreement", type=float, default=None,
+                   help="with float: fraction of samples whose predictions must agree (default 0.9)")
+    k.add_argument("--timeout", type=float, default=None, help="seconds allowed for each Lava run (default: from its size)")
+    k.add_argument("--json", action="store_true", help="machine-readable JSON instead of the report")
+
+    r = sub.add_parser("report", help="write an HTML report: accuracy against T, where accuracy and energy go",
+                       description="Run the ANN, float SNN and integer SNN readings of an artifact on data and write "
+                       "one self-contained HTML page: accuracy against T, the accuracy lost to clipping, too few "
+                       "timesteps and quantization (per cause and per layer), synaptic operations and energy "
+                       "against the ANN, a spike raster, core utilization when mapped.")
+    r.add_argument("artifact")
+    r.add_argument("--data", required=True, help="DATA.npz with x (N, ...) and optional labels y (without: agreement with the ANN)")
+    r.add_argument("-o", "--output", required=True, help="report.html to write")
+    r.add_argument("--timesteps", default=None, help="comma list of T for the accuracy curve (default: T/8 .. 2T of the artifact's T)")
+    _run_options(r, readout=False, batch=False)
+    r.add_argument("--samples", type=int, default=500, help="samples used, from the start of the data (default 500)")
     return p
 
 
@@ -96,9 +146,14 @@ def cmd_compile(args) -> int:
     from .config import CompileConfig
     from .data import load_data
     from .frontend import load_file
+    from .outputs import PendingOutputs
 
+    profile_file = args.profile if args.profile and os.path.isfile(args.profile) else None
+    outputs = PendingOutputs(inputs=[args.model, args.calibration, profile_file])
+    outputs.reserve(args.output)
     target = get_target(args.target)
-    graph = load_file(args.model, input_shape=args.input_shape, allow_pickle=args.allow_pickle)
+    graph = load_file(args.model, input_shape=args.input_shape, allow_pickle=args.allow_pickle,
+                      trust_code=args.trust_code)
     calib = None
     if args.calibration:
         from .ir import input_node, verify
@@ -109,36 +164,60 @@ def cmd_compile(args) -> int:
                            target=args.target, profile=args.profile)
     t0 = time.perf_counter()
     q = compile_model(graph, config, target=target)
-    extra = target.write_extra(q, config, args.output) if target.write_extra else []
-    artifact.save(q, args.output)
+    extra = target.extra_outputs(q, config, args.output) if target.extra_outputs else {}
+    for path, content in extra.items():
+        outputs.add(path, content)
+    outputs.add(args.output, artifact.to_bytes(q))
+    outputs.commit()
     for layer, r in q.graph["snnc"]["ranges"].items():
         if r["membrane_saturates"]:
             print(f"note: layer {layer} may saturate its {q.graph['snnc']['membrane_bits']}-bit membrane over "
                   f"{args.timesteps} steps (worst case {r['membrane']})", file=sys.stderr)
     print(f"compiled {args.model} -> {args.output} ({args.target}, {args.bits}-bit weights, "
           f"{sum(1 for _ in q.nodes)} nodes) in {time.perf_counter() - t0:.2f} s")
-    for path in extra or []:
+    for path in extra:
         print(f"wrote {path}")
     return 0
+
+
+def _timesteps(text, default):
+    from .sim import MAX_TIMESTEPS
+    try:
+        ts = [int(t) for t in text.split(",")] if text else [default]
+    except ValueError:
+        raise ValueError(f"--timesteps must be T or a comma list of T like 8,16,32, got {text!r}") from None
+    if min(ts) < 1 or max(ts) > MAX_TIMESTEPS:
+        raise ValueError(f"--timesteps must be in 1..{MAX_TIMESTEPS}, got {text or default}")
+    return ts
 
 
 def cmd_simulate(args) -> int:
     from . import artifact
     from .backends import get_backend
-    from .data import load_data, save_results
-    from .ir import input_node
+    from .data import load_data, results_bytes
+    from .ir import input_node, output_node
+    from .outputs import PendingOutputs
 
+    outputs = PendingOutputs(inputs=[args.artifact, args.data])
+    for path in (args.output, args.plot):
+        if path:
+            outputs.reserve(path)
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     q = artifact.load(args.artifact)
-    x, y = load_data(args.data, q.nodes[input_node(q)]["shape"])
-    ts = [int(t) for t in args.timesteps.split(",")] if args.timesteps else [q.graph["snnc"].get("timesteps", 32)]
-    if min(ts) < 1:
-        raise ValueError("--timesteps must be >= 1")
+    ts = _timesteps(args.timesteps, q.graph["snnc"].get("timesteps", 32))
+    x, y = load_data(args.data, q.nodes[input_node(q)]["shape"], n_outputs=q.nodes[output_node(q)]["shape"][0])
     run = get_backend(args.backend)
+    extra = {}
+    if args.timeout is not None:
+        if args.backend != "lava":
+            raise ValueError("--timeout applies to the lava backend only")
+        extra["timeout"] = args.timeout
     accs, result = [], None
     for T in ts:
         t0 = time.perf_counter()
         result = run(q, x, timesteps=T, encoding=args.encoding, seed=args.seed, readout=args.readout,
-                     batch_size=args.batch_size, progress=not args.no_progress and sys.stderr.isatty())
+                     batch_size=args.batch_size, progress=not args.no_progress and sys.stderr.isatty(), **extra)
         dt = time.perf_counter() - t0
         line = f"{args.backend} T={T}: {len(x)} samples in {dt:.2f} s ({len(x) * T / max(dt, 1e-9):,.0f} sample*timesteps/s)"
         if y is not None:
@@ -146,16 +225,28 @@ def cmd_simulate(args) -> int:
             line += f"  accuracy {100 * accs[-1]:.2f}%"
         print(line)
     if args.output:
-        save_results(args.output, result.scores, result.predictions)
-        print(f"wrote {args.output}")
+        outputs.add(args.output, results_bytes(result.scores, result.predictions))
     if args.plot:
         from .plots import plot_accuracy, plot_rates
         if len(ts) > 1 and accs:
-            plot_accuracy(args.plot, ts, {args.backend: [100 * a for a in accs]})
+            png = plot_accuracy(None, ts, {args.backend: [100 * a for a in accs]})
         else:
-            plot_rates(args.plot, result.rates)
-        print(f"wrote {args.plot}")
+            png = plot_rates(None, result.rates)
+        outputs.add(args.plot, png)
+    for path in outputs.commit():
+        print(f"wrote {path}")
     return 0
+
+
+def _finite(v):
+    """JSON has no NaN or infinity: such values become null."""
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, dict):
+        return {k: _finite(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_finite(x) for x in v]
+    return v
 
 
 def cmd_inspect(args) -> int:
@@ -165,28 +256,116 @@ def cmd_inspect(args) -> int:
     q = artifact.load(args.artifact)
     info = summary(q)
     if args.json:
-        print(json.dumps(info, indent=1))
+        print(json.dumps(_finite(info), indent=1, allow_nan=False, default=_json_default))
     else:
         print(layer_table(info))
     return 0
 
 
-COMMANDS = {"compile": cmd_compile, "simulate": cmd_simulate, "inspect": cmd_inspect}
+def _json_default(v):
+    import numpy as np
+    if isinstance(v, np.generic):
+        return _finite(v.item())
+    raise TypeError(f"{type(v).__name__} is not JSON serializable")
+
+
+def cmd_check(args) -> int:
+    from . import artifact
+    from .conformance import compare_backends, format_result
+    from .data import load_data
+    from .ir import input_node, output_node
+
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    if args.timeout is not None and "lava" not in backends:
+        raise ValueError("--timeout applies to the lava backend only")
+    q = artifact.load(args.artifact)
+    ts = _timesteps(args.timesteps, q.graph["snnc"].get("timesteps", 32))
+    if len(ts) != 1:
+        raise ValueError(f"check runs one T; got --timesteps {args.timesteps}")
+    x, _ = load_data(args.data, q.nodes[input_node(q)]["shape"], n_outputs=q.nodes[output_node(q)]["shape"][0])
+    r = compare_backends(q, x, backends, timesteps=ts[0], encoding=args.encoding, seed=args.seed,
+                         readout=args.readout, batch_size=args.batch_size, tolerance=args.tolerance,
+                         min_agreement=args.min_agreement, progress=not args.no_progress and sys.stderr.isatty(),
+                         options={"lava": {"timeout": args.timeout}} if args.timeout is not None else None)
+    print(json.dumps(_finite(r), indent=2, allow_nan=False) if args.json else format_result(r))
+    return 0 if r["passed"] else 3  # 1: error, 2: argparse's usage error, 3: a divergence
+
+
+def cmd_report(args) -> int:
+    from . import artifact
+    from .data import load_data
+    from .ir import input_node, output_node
+    from .outputs import PendingOutputs
+    from .report import build_report
+    from .report.html import render
+
+    outputs = PendingOutputs(inputs=[args.artifact, args.data])
+    outputs.reserve(args.output)
+    if args.samples < 1:
+        raise ValueError(f"--samples must be >= 1, got {args.samples}")
+    q = artifact.load(args.artifact)
+    ts = _timesteps(args.timesteps, q.graph["snnc"].get("timesteps", 32)) if args.timesteps else None
+    x, y = load_data(args.data, q.nodes[input_node(q)]["shape"], n_outputs=q.nodes[output_node(q)]["shape"][0])
+    info = build_report(q, x, y, timesteps=ts, samples=args.samples, encoding=args.encoding, seed=args.seed,
+                        artifact=args.artifact, data=args.data, progress=not args.no_progress and sys.stderr.isatty())
+    outputs.add(args.output, render(info).encode())
+    outputs.commit()
+    st = info["stats"]
+    print(f"integer SNN {st['accuracy']['int']:.2f}% vs ANN {st['accuracy']['ann']:.2f}% at T={st['T']}; lost to "
+          + ", ".join(f"{k} {v:+.2f} pt" for k, v in st["causes"].items())
+          + f"; layer introducing most error: {st['worst_layer']}")
+    print(f"wrote {args.output}")
+    return 0
+
+
+COMMANDS = {"compile": cmd_compile, "simulate": cmd_simulate, "inspect": cmd_inspect, "check": cmd_check,
+            "report": cmd_report}
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived: unwind like an interrupt so temporary files are removed."""
+
+
+def _terminate(signum, frame):
+    raise Terminated(signum)
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
 
 
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    handlers = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
-        return COMMANDS[args.command](args)
+        with warnings.catch_warnings(record=not args.debug) as caught:
+            if not args.debug:
+                warnings.simplefilter("always")
+            code = COMMANDS[args.command](args)
+            sys.stdout.flush()  # a closed pipe shows here, inside the handler below
+        for w in {str(w.message): w for w in caught or []}.values():  # a successful run shows its warnings, once each
+            print(f"snnc {args.command}: warning: {_one_line(w.message)}", file=sys.stderr)
+        return code
+    except BrokenPipeError:  # `snnc inspect | head`: the reader left; stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except KeyboardInterrupt:
-        print("snnc: interrupted", file=sys.stderr)
+        print(f"snnc {args.command}: interrupted; no output was written", file=sys.stderr)
         return 130
+    except Terminated as t:
+        print(f"snnc {args.command}: terminated by signal {t.args[0]}; no output was written", file=sys.stderr)
+        return 128 + int(t.args[0])
     except Exception as e:  # one clear line; the traceback only when asked
         if args.debug:
             raise
-        print(f"snnc {args.command}: error: {e}", file=sys.stderr)
+        print(f"snnc {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 1
+    finally:
+        for sig, h in handlers.items():
+            signal.signal(sig, h)
 
 
 if __name__ == "__main__":

@@ -1,42 +1,117 @@
 """DATA.npz (inputs ``x``, optional integer labels ``y``) and RESULTS.npz files."""
 from __future__ import annotations
 
+import io
+import os
 import zipfile
+import zlib
 
 import numpy as np
 
-from .artifact import atomic_write
+from .outputs import write_files
 
 
 class DataError(ValueError):
     pass
 
 
-def load_data(path, shape=None):
-    """(x, y or None) from an .npz holding ``x`` (N, ...) and optionally ``y`` (N,) integers."""
+_NPY_MAGIC, _ZIP_MAGIC = b"\x93NUMPY", b"PK"
+
+
+def _not_npz(path) -> str:
+    """Why ``path`` is not an .npz, from its first bytes, or '' when it may be one."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError as e:
+        return f"cannot be read ({e.strerror or e})"
+    if head.startswith(_ZIP_MAGIC):
+        return ""
+    if head.startswith(_NPY_MAGIC):
+        return "is a single .npy array, not an .npz archive: save it with np.savez(path, x=x, y=y)"
+    if not head:
+        return "is empty"
+    try:
+        head.decode("utf-8")
+        return "looks like text, not an .npz archive: save the arrays with np.savez(path, x=x, y=y)"
+    except UnicodeDecodeError:
+        return "is not an .npz archive (np.savez(path, x=x, y=y) writes one)"
+
+
+def _fit_shape(path, x, shape):
+    """``x`` as (N, *shape). Only the exact shape, one where only size-1 axes differ and there is
+    one channel, or a flat (N, prod) with one channel (no axis order to guess) are accepted."""
+    shape, got = tuple(shape), tuple(x.shape[1:])
+    if got == shape:
+        return x
+    one_channel = len(shape) == 1 or shape[0] == 1
+    squeezed = tuple(d for d in got if d != 1) == tuple(d for d in shape if d != 1)
+    if one_channel and (squeezed or got == (int(np.prod(shape)),)):
+        return x.reshape((len(x),) + shape)
+    hint = ""
+    if tuple(x.shape) == shape:
+        hint = "; this looks like one sample without the batch axis: use x[None]"
+    elif len(got) == 3 and len(shape) == 3 and got == (shape[1], shape[2], shape[0]):
+        hint = "; this looks channels-last: use x.transpose(0, 3, 1, 2)"
+    elif got == (int(np.prod(shape)),):
+        hint = "; flat samples are ambiguous with several channels: reshape them in your layout"
+    elif len(shape) == 1 and int(np.prod(got)) == shape[0]:
+        hint = "; flatten them first: x.reshape(len(x), -1)"
+    raise DataError(f"{path}: samples have shape {got}, the network takes (N, {', '.join(map(str, shape))}){hint}")
+
+
+def _check_finite(path, x):
+    bad = ~np.isfinite(x)
+    if bad.any():
+        first = int(np.argmax(bad.reshape(len(x), -1).any(axis=1)))
+        raise DataError(f"{path}: 'x' holds {int(bad.sum())} NaN or infinite values (first in sample {first}); "
+                        f"clean the data first")
+
+
+def load_data(path, shape=None, n_outputs=None):
+    """(x as float64 (N, *shape), y or None) from an .npz holding ``x`` (N, ...) and optionally
+    integer labels ``y`` (N,), each in 0..n_outputs-1 when ``n_outputs`` is given."""
+    path = str(path)
+    if not os.path.isfile(path):
+        raise DataError(f"{path}: no such file")
+    why = _not_npz(path)
+    if why:
+        raise DataError(f"{path} {why}")
     try:
         with np.load(path, allow_pickle=False) as z:
             if "x" not in z.files:
                 raise DataError(f"{path}: no array 'x' (found: {', '.join(z.files) or 'none'})")
             x, y = z["x"], (z["y"] if "y" in z.files else None)
-    except (OSError, ValueError, zipfile.BadZipFile) as e:
-        if isinstance(e, DataError):
-            raise
-        raise DataError(f"{path}: not a readable .npz data file ({e})") from None
+    except DataError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise DataError(f"{path}: not a readable .npz data file ({_one_line(e)})") from None
     if x.dtype.kind not in "fiub":
         raise DataError(f"{path}: 'x' must be numeric, got {x.dtype}")
-    if shape is not None and tuple(x.shape[1:]) != tuple(shape):
-        if int(np.prod(x.shape[1:])) == int(np.prod(shape)):
-            x = x.reshape((len(x),) + tuple(shape))
-        else:
-            raise DataError(f"{path}: samples have shape {x.shape[1:]}, the network takes {tuple(shape)}")
+    if x.ndim < 1 or len(x) == 0:
+        raise DataError(f"{path}: 'x' holds no samples")
+    if shape is not None:
+        x = _fit_shape(path, x, shape)
+    x = x.astype(np.float64)
+    _check_finite(path, x)
     if y is not None:
         if y.shape != (len(x),) or y.dtype.kind not in "iu":
             raise DataError(f"{path}: 'y' must be {len(x)} integer labels, got {y.dtype} {y.shape}")
-    return x.astype(np.float64), y
+        if n_outputs is not None and (y.min() < 0 or y.max() >= n_outputs):
+            raise DataError(f"{path}: labels 'y' must be in 0..{n_outputs - 1} (the network has {n_outputs} "
+                            f"outputs), found {int(y.min())}..{int(y.max())}")
+    return x, y
+
+
+def _one_line(e) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def results_bytes(scores, predictions, **extra) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, scores=scores, predictions=predictions, **extra)
+    return buf.getvalue()
 
 
 def save_results(path, scores, predictions, **extra) -> None:
-    def write(f):
-        np.savez(f, scores=scores, predictions=predictions, **extra)
-    atomic_write(path, write)
+    write_files({path: results_bytes(scores, predictions, **extra)})

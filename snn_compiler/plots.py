@@ -1,7 +1,9 @@
 """Pictures that say more than tables: accuracy against timesteps, per-layer firing rates."""
 from __future__ import annotations
 
-from .artifact import atomic_write
+import io
+
+from .outputs import write_files
 
 
 def _pyplot():
@@ -14,8 +16,16 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path):
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120, bbox_inches="tight"))
+def _save(plt, fig, path):
+    """The PNG's bytes when ``path`` is None (for a command that commits all its outputs at once),
+    else written to ``path``."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    if path is None:
+        return buf.getvalue()
+    write_files({path: buf.getvalue()})
+    return None
 
 
 def plot_accuracy(path, timesteps, curves: dict, ann: float = None, title="Accuracy against timesteps"):
@@ -33,8 +43,7 @@ def plot_accuracy(path, timesteps, curves: dict, ann: float = None, title="Accur
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
-    _save(fig, path)
-    plt.close(fig)
+    return _save(plt, fig, path)
 
 
 def plot_rates(path, rates: dict, title="Mean firing rate per layer"):
@@ -44,5 +53,4 @@ def plot_rates(path, rates: dict, title="Mean firing rate per layer"):
     ax.barh(names[::-1], [rates[n] for n in names[::-1]])
     ax.set_xlabel("spikes per neuron per timestep")
     ax.set_title(title)
-    _save(fig, path)
-    plt.close(fig)
+    return _save(plt, fig, path)

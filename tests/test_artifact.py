@@ -1,5 +1,5 @@
+import io
 import json
-import os
 import zipfile
 
 import numpy as np
@@ -77,10 +77,88 @@ def test_newer_version_refused(tmp_path):
         artifact.load(p)
 
 
-def test_failed_write_leaves_nothing(tmp_path):
-    def boom(f):
-        f.write(b"partial")
-        raise RuntimeError("disk full")
-    with pytest.raises(RuntimeError):
-        artifact.atomic_write(tmp_path / "out.snnc", boom)
-    assert os.listdir(tmp_path) == []
+def test_bytes_depend_only_on_the_graph(monkeypatch):
+    import time
+    q = compiled(np.random.default_rng(2))
+    monkeypatch.setattr(time, "time", lambda: 1_000_000_000.0)
+    first = artifact.to_bytes(q)
+    monkeypatch.setattr(time, "time", lambda: 1_700_000_000.0)
+    assert artifact.to_bytes(q) == first
+    with zipfile.ZipFile(io.BytesIO(first)) as z:
+        infos = z.infolist()
+    assert infos[0].filename == "manifest.json"
+    assert {(i.date_time, i.external_attr >> 16, i.create_system) for i in infos} == {((1980, 1, 1, 0, 0, 0), 0o644, 3)}
+
+
+def test_quantize_records_the_registers_the_loader_checks(tmp_path):
+    q = compiled(np.random.default_rng(3))
+    assert q.graph["snnc"]["registers"]["threshold_bits"] == 17
+    q.graph["snnc"]["registers"]["threshold_bits"] = 4  # a narrower register than the thresholds
+    layer = next(n for n in q if isinstance(q.nodes[n]["op"], O.IF))
+    (tmp_path / "a.snnc").write_bytes(artifact.to_bytes(q))
+    with pytest.raises(artifact.ArtifactError, match=f"node '{layer}': threshold .* 4-bit threshold register") as e:
+        artifact.load(tmp_path / "a.snnc")
+    assert "\n" not in str(e.value)
+
+
+def test_hand_built_graph_without_registers_loads_with_the_reference_ones(tmp_path):
+    from builders import int_chain
+    g = int_chain([np.array([[3, -2]]), np.array([[1]])], [100, 1], biases=[np.array([5]), np.array([0])])
+    (tmp_path / "a.snnc").write_bytes(artifact.to_bytes(g))
+    r = artifact.load(tmp_path / "a.snnc")
+    assert r.nodes["if0"]["op"].threshold == 100
+    g.nodes["if0"]["op"].threshold = 1 << 17  # beyond the reference 17-bit register
+    (tmp_path / "b.snnc").write_bytes(artifact.to_bytes(g))
+    with pytest.raises(artifact.ArtifactError, match="node 'if0': threshold 131072 is outside the 17-bit"):
+        artifact.load(tmp_path / "b.snnc")
+
+
+def _rewrite(src, dst, fn):
+    with zipfile.ZipFile(src) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    fn(members)
+    with zipfile.ZipFile(dst, "w") as z:
+        for n, data in members.items():
+            z.writestr(n, data)
+
+
+def _npz(members):
+    b = io.BytesIO()
+    np.savez(b, w=np.zeros(3))
+    name = next(n for n in members if n.endswith("weight.npy"))
+    members[name] = b.getvalue()
+
+
+def _missing(members):
+    del members[next(n for n in members if n.endswith("weight_int.npy"))]
+
+
+def _duplicate(members):
+    m = json.loads(members["manifest.json"])
+    m["nodes"].append(m["nodes"][0])
+    members["manifest.json"] = json.dumps(m).encode()
+
+
+def _edge(members):
+    m = json.loads(members["manifest.json"])
+    m["edges"][0][2] = "zero"
+    members["manifest.json"] = json.dumps(m).encode()
+
+
+def _name(members):
+    m = json.loads(members["manifest.json"])
+    old = m["nodes"][0]["name"]
+    m["nodes"][0]["name"] = "in\nput"
+    m["edges"] = [[("in\nput" if s == old else s), d, p] for s, d, p in m["edges"]]
+    members["manifest.json"] = json.dumps(m).encode()
+
+
+@pytest.mark.parametrize("fn, words", [(_npz, "not a .npy array"), (_missing, "is missing"), (_duplicate, "appears twice"),
+                                       (_edge, "edge"), (_name, "printable")])
+def test_malformed_members_are_refused_on_one_line(tmp_path, fn, words):
+    q = compiled(np.random.default_rng(4))
+    artifact.save(q, tmp_path / "a.snnc")
+    _rewrite(tmp_path / "a.snnc", tmp_path / "b.snnc", fn)
+    with pytest.raises(artifact.ArtifactError, match=words) as e:
+        artifact.load(tmp_path / "b.snnc")
+    assert "\n" not in str(e.value)

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from snn_compiler.backends.truenorth import (HELP, TARGET, TrueNorthError, check_corelet, export_corelet,
-                                             run_corelet, write_corelet)
+                                             run_corelet, corelet_bytes, corelet_path)
 from snn_compiler.config import CompileConfig
 from snn_compiler.ir import op_of
 from snn_compiler.mapping import synthetic as S
@@ -98,15 +98,15 @@ def test_target_check_raises_target_error():
     assert "copy neurons" in HELP and "refused" in HELP
 
 
-def test_write_corelet_is_atomic_and_named_after_the_artifact(tmp_path):
+def test_the_corelet_is_named_after_the_artifact(tmp_path):
     g = S.build((8,), [("dense", 6), ("dense", 3)], bits=2, input_bits=1)
-    path = write_corelet(g, None, tmp_path / "net.snnc")
-    assert path == str(tmp_path / "net.corelet.json")
-    data = json.loads(open(path).read())
+    assert corelet_path(tmp_path / "net.snnc") == str(tmp_path / "net.corelet.json")
+    assert corelet_path(str(tmp_path / "x.json")) == str(tmp_path / "x.json")
+    data = json.loads(corelet_bytes(g, None))
     assert data["format"] == "snnc-corelet" and "cores" in data
-    assert write_corelet(g, None, str(tmp_path / "x.json")) == str(tmp_path / "x.json")
-    assert sorted(os.listdir(tmp_path)) == ["net.corelet.json", "x.json"]   # no temporary files left
-    assert TARGET.write_extra(g, None, str(tmp_path / "y.snnc")) == [str(tmp_path / "y.corelet.json")]
+    assert TARGET.extra_outputs(g, None, str(tmp_path / "y.snnc")) == {str(tmp_path / "y.corelet.json"):
+                                                                        corelet_bytes(g, None)}
+    assert os.listdir(tmp_path) == []   # nothing is written until the command commits
 
 
 @settings(max_examples=15, deadline=None)

@@ -1,13 +1,14 @@
 """``--target truenorth``: a TrueNorth-style corelet (JSON) next to the artifact.
 
 HELP is the text for README and ``--help``; the core model and what is transformed or refused
-are in :mod:`.corelet`. ``write_corelet(graph, config, out_path)`` writes atomically;
+are in :mod:`.corelet`. ``corelet_bytes``/``corelet_path`` give the
+file a compile commits together with the artifact;
 :mod:`.sim` runs a corelet (tests compare it with the reference simulator).
 """
 from __future__ import annotations
 
 
-from .corelet import TrueNorthError, export_corelet, write_corelet  # noqa: F401
+from .corelet import TrueNorthError, corelet_bytes, corelet_path, export_corelet  # noqa: F401
 from .sim import check_corelet, run_corelet  # noqa: F401
 
 DEFAULT_PROFILE = "truenorth"
@@ -51,17 +52,17 @@ def check(graph, config) -> None:
         "layers": {k: len(v) for k, v in corelet["layers"].items()}, "weight_modes": corelet["weight_modes"]}
 
 
-def write_extra(graph, config, out_path) -> list:
-    return [write_corelet(graph, config, out_path)]
+def extra_outputs(graph, config, out_path) -> dict:
+    return {corelet_path(out_path): corelet_bytes(graph, config)}
 
 
 def _make_target():
     from snn_compiler.backends import Target
     return Target("truenorth", "TrueNorth-style corelet JSON (256x256 binary-crossbar cores, 4 axon types)",
-                  prepare=prepare, check=check, write_extra=write_extra,
+                  prepare=prepare, check=check, extra_outputs=extra_outputs,
                   extra={"profile": DEFAULT_PROFILE, "help": HELP})
 
 
 TARGET = _make_target()
 
-__all__ = ["TARGET", "HELP", "TrueNorthError", "export_corelet", "write_corelet", "run_corelet", "check_corelet"]
+__all__ = ["TARGET", "HELP", "TrueNorthError", "export_corelet", "corelet_bytes", "corelet_path", "run_corelet", "check_corelet"]

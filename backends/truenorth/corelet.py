@@ -41,7 +41,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from functools import reduce
 
 import numpy as np
@@ -241,22 +240,12 @@ def export_corelet(graph, config=None) -> dict:
     }
 
 
-def write_corelet(graph, config, out_path) -> str:
-    """Write the corelet JSON atomically (temporary file + rename) and return its path.
-
-    ``out_path`` ending in ``.json`` is used as is; otherwise (e.g. the artifact's ``.snnc``
-    path) the corelet goes next to it as ``<stem>.corelet.json``."""
+def corelet_path(out_path) -> str:
+    """``out_path`` ending in ``.json`` as is; otherwise (e.g. the artifact's ``.snnc`` path)
+    ``<stem>.corelet.json`` next to it."""
     out_path = os.fspath(out_path)
-    path = out_path if out_path.endswith(".json") else os.path.splitext(out_path)[0] + ".corelet.json"
-    data = export_corelet(graph, config)
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".corelet-", suffix=".tmp", dir=d)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, separators=(",", ":"))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return out_path if out_path.endswith(".json") else os.path.splitext(out_path)[0] + ".corelet.json"
+
+
+def corelet_bytes(graph, config) -> bytes:
+    return json.dumps(export_corelet(graph, config), separators=(",", ":")).encode()

@@ -90,8 +90,8 @@ def _problems(g, n) -> list:
 def _raise(problems):
     if len(problems) == 1:
         raise ValueError(f"graph is not in SNN form: {problems[0]}")
-    raise ValueError(f"graph is not in SNN form ({len(problems)} problems):\n" + "\n".join(
-        f"  - {p}" for p in problems))
+    shown = "; ".join(problems[:3]) + ("; ..." if len(problems) > 3 else "")
+    raise ValueError(f"graph is not in SNN form ({len(problems)} problems): {shown}")
 
 
 def check_snn_form(graph, config) -> bool:
