@@ -1,0 +1,71 @@
+"""``snnc report``: where a converted network's accuracy and energy go, as one HTML page.
+
+:func:`build_report` computes the figures (:mod:`.analysis`, :mod:`.energy`);
+:func:`.html.render` draws them. Both read a compiled artifact's graph and run the reference
+simulator, the float SNN and the ANN reading on the same samples.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir import op_of, topo_order
+from ..ir import ops as O
+from ..ir.layers import neuron_layers
+from . import analysis, energy
+
+RASTER_NEURONS = 6   # per layer: the most active ones of the sample shown
+
+
+def default_timesteps(T: int) -> list:
+    """A doubling grid around the artifact's T: T/8 .. 2T (at least 1)."""
+    return sorted({max(1, T >> k) for k in range(4)} | {2 * T})
+
+
+def raster(graph, x1, T, layers, encoding="constant", seed=0) -> dict:
+    from ..sim.emulator import spike_trace
+    trace = spike_trace(graph, x1, T, layers, encoding=encoding, seed=seed)
+    out = []
+    for n in layers:
+        s = trace[n].reshape(T, -1)                       # (T, neurons) of the one sample
+        top = np.argsort(-s.sum(axis=0), kind="stable")[:RASTER_NEURONS]
+        out.append({"name": n, "neurons": [int(i) for i in top], "spikes": [s[:, i] for i in top]})
+    return {"T": T, "layers": out}
+
+
+def build_report(graph, x, y=None, *, timesteps=None, samples=500, encoding="constant", seed=0,
+                 artifact="artifact", data="data", progress=False) -> dict:
+    """All figures of the report. Without labels ``y``, accuracy is agreement with the ANN."""
+    from ..sim.emulator import _progress
+    x = x[:samples]
+    labelled = y is not None
+    if labelled:
+        y = y[:samples]
+    else:
+        y = np.argmax(analysis.ann_outputs(graph, x)[0], axis=1)
+    meta = graph.graph.get("snnc", {})
+    T = int(meta.get("timesteps", 32))
+    grid = list(timesteps or default_timesteps(T))
+    bar = _progress(2 * len(grid) + 3, progress)
+    tick = lambda: bar.update(1)   # noqa: E731
+    sweep = analysis.accuracy_sweep(graph, x, y, grid, encoding, seed, tick)
+    stats = analysis.layer_stats(graph, x, y, T, encoding, seed, tick)
+    events = analysis.events_per_inference(graph, x, stats.pop("int_counts"), T, encoding, seed)
+    layers = [n for n in neuron_layers(graph, topo_order(graph)) if not isinstance(op_of(graph, n), O.Output)]
+    sample = 0
+    ras = raster(graph, x[sample:sample + 1], T, layers, encoding, seed)
+    ras["sample"] = sample
+    tick()
+    cores = None
+    if "core_map" in meta:
+        from ..mapping import report as core_report
+        cores = core_report(graph)
+    bar.close()
+    return {"artifact": str(artifact), "data": str(data), "samples": len(x), "labelled": labelled,
+            "summary": (f"{meta.get('bits')}-bit weights, target {meta.get('target')}, reset {meta.get('reset')}, "
+                        f"T = {T}" + ("" if labelled else "; no labels: accuracy is agreement with the ANN")),
+            "sweep": sweep, "stats": stats, "energy": energy.energy(graph, events), "raster": ras, "cores": cores,
+            "method": (f"T grid {grid}; {len(x)} samples (the first of the data file); {encoding} input encoding, "
+                       f"seed {seed}; per-layer figures and energy at the artifact's T = {T}; rates are spike "
+                       f"counts / T of the integer reference simulator; ANN activations are in threshold units "
+                       f"(the compiled graph's normalisation); raster: sample {sample}, the "
+                       f"{RASTER_NEURONS} most active neurons of each hidden layer.")}

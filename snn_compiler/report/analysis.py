@@ -1,0 +1,125 @@
+"""Where a converted network loses accuracy, per cause and per layer.
+
+Every neuron layer's rate approximates its ANN activation in threshold units, clipped to one
+spike per step: ``rate ~ min(a, 1)``. Three causes separate the ANN from the integer SNN, each
+measured as an accuracy difference on the same samples (percentage points):
+
+- clipping:     ANN  -  ANN with every hidden activation clipped at 1 (the threshold)
+- timesteps:    clipped ANN  -  float SNN at T (rate coding with T steps; the float SNN is the
+                clipped ANN in the limit of many steps)
+- quantization: float SNN at T  -  integer SNN at T (weights, thresholds and input in integers)
+
+Per layer: the correlation of integer-SNN rates with ANN activations, the fraction of
+activations above the threshold, the rate error of the float SNN against ``min(a, 1)`` (too few
+timesteps), the integer SNN against the float SNN (quantization), and the accuracy lost by
+clipping that layer alone. The layer that *introduces* most error is the one whose rate error
+grows most over the worst of its sources.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir import inputs_of, op_of, output_node, topo_order
+from ..ir import ops as O
+from ..ir.layers import incoming, neuron_layers, source_and_area
+from ..sim.emulator import ANN_EVAL, simulate
+
+
+def ann_outputs(graph, x, clip=(), keep=(), batch_size=256):
+    """(output scores, {layer in keep: activations}) of the ANN reading, with the IF layers in
+    ``clip`` clipped at 1 (their threshold, in the normalised graph's units)."""
+    clip, order, out = set(clip), topo_order(graph), output_node(graph)
+    scores, acts = [], {k: [] for k in keep}
+    for start in range(0, len(x), batch_size):
+        vals = {}
+        for n in order:
+            op = op_of(graph, n)
+            if isinstance(op, O.Input):
+                vals[n] = np.asarray(x[start:start + batch_size], np.float64) / (op.scale or 1.0)
+                continue
+            vals[n] = ANN_EVAL[type(op)](op, [vals[p] for p in inputs_of(graph, n)])
+            if n in clip:
+                vals[n] = np.minimum(vals[n], 1.0)
+        scores.append(vals[out])
+        for k in keep:
+            acts[k].append(vals[k])
+    return np.concatenate(scores), {k: np.concatenate(v) for k, v in acts.items()}
+
+
+def _acc(scores, y):
+    return float(100.0 * (np.argmax(scores, axis=1) == y).mean())
+
+
+def accuracy_sweep(graph, x, y, timesteps, encoding="constant", seed=0, tick=lambda: None) -> dict:
+    """Accuracy (%) of the ANN and of the float and integer SNN at each T."""
+    ann, _ = ann_outputs(graph, x)
+    out = {"timesteps": list(timesteps), "ann": _acc(ann, y), "float": [], "int": []}
+    for T in timesteps:
+        for mode in ("float", "int"):
+            r = simulate(graph, x, mode=mode, timesteps=T, encoding=encoding, seed=seed)
+            out[mode].append(float(100.0 * (r.predictions == y).mean()))
+            tick()
+    return out
+
+
+def _corr(a, b) -> float:
+    a, b = a.ravel(), b.ravel()
+    if a.std() == 0 or b.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def layer_stats(graph, x, y, T, encoding="constant", seed=0, tick=lambda: None) -> dict:
+    """Per-layer figures and the loss attribution at ``T`` (see the module docstring)."""
+    order = topo_order(graph)
+    hidden = [n for n in neuron_layers(graph, order) if not isinstance(op_of(graph, n), O.Output)]
+    ann, acts = ann_outputs(graph, x, keep=hidden)
+    clipped, _ = ann_outputs(graph, x, clip=hidden)
+    runs = {}
+    for mode in ("float", "int"):
+        runs[mode] = simulate(graph, x, mode=mode, timesteps=T, encoding=encoding, seed=seed, record=True)
+        tick()
+    expected = graph.graph.get("snnc", {}).get("expected_rates", {})
+    layers = {}
+    for n in hidden:
+        a = acts[n]
+        r_int = runs["int"].counts[n] / T
+        r_float = runs["float"].counts[n] / T
+        target = np.minimum(a, 1.0)
+        only, _ = ann_outputs(graph, x, clip=[n])
+        layers[n] = {
+            "neurons": int(np.prod(graph.nodes[n]["shape"])),
+            "correlation": _corr(r_int, a),
+            "clipped": float((a > 1.0).mean()),
+            "timestep_error": float(np.abs(r_float - target).mean()),
+            "quantization_error": float(np.abs(r_int - r_float).mean()),
+            "rate_error": float(np.abs(r_int - target).mean()),
+            "rate": float(r_int.mean()),
+            "expected_rate": expected.get(n),
+            "clip_loss": _acc(ann, y) - _acc(only, y),
+        }
+    for n in hidden:
+        srcs = [source_and_area(graph, k)[0] for k in incoming(graph, n)]
+        before = max((layers[s]["rate_error"] for s in srcs if s in layers), default=0.0)
+        layers[n]["introduced_error"] = layers[n]["rate_error"] - before
+    acc = {"ann": _acc(ann, y), "clipped_ann": _acc(clipped, y),
+           "float": float(100.0 * (runs["float"].predictions == y).mean()),
+           "int": float(100.0 * (runs["int"].predictions == y).mean())}
+    causes = {"clipping": acc["ann"] - acc["clipped_ann"], "timesteps": acc["clipped_ann"] - acc["float"],
+              "quantization": acc["float"] - acc["int"]}
+    worst = max(layers, key=lambda n: layers[n]["introduced_error"]) if layers else None
+    return {"T": T, "accuracy": acc, "causes": causes, "layers": layers, "worst_layer": worst,
+            "int_counts": runs["int"].counts}
+
+
+def events_per_inference(graph, x, counts, T, encoding="constant", seed=0) -> dict:
+    """{source: mean events per inference}: spikes of each neuron layer; nonzero input values
+    per step for the input (graded values with the constant encoding, spikes with Poisson)."""
+    from ..sim.encode import input_steps
+    ev = {n: float(c.sum()) / len(x) for n, c in counts.items()}
+    inp = next(n for n in graph if isinstance(op_of(graph, n), O.Input))
+    total = 0
+    for step in input_steps(op_of(graph, inp), x, T, encoding, seed, range(len(x)), "int"):
+        total += int(np.count_nonzero(step))
+    ev[inp] = total / len(x)
+    return ev

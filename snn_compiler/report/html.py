@@ -1,0 +1,151 @@
+"""The report as one self-contained HTML page: tables, and figures embedded as base64 PNGs."""
+from __future__ import annotations
+
+import base64
+import html
+import io
+
+import numpy as np
+
+CSS = """body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;color:#222;line-height:1.45}
+h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
+table{border-collapse:collapse;margin:.6em 0;font-size:.92em}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
+th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.worst{background:#fde2e1}
+img{max-width:100%;display:block;margin:.6em 0}.note{color:#555;font-size:.9em}"""
+
+
+def _pyplot():
+    from ..plots import _pyplot as get
+    return get()
+
+
+def _png(fig) -> str:
+    plt = _pyplot()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return f'<img alt="figure" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+
+
+def _fmt(v, digits=3):
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{digits}g}" if abs(v) < 1e4 else f"{v:,.0f}"
+    return html.escape(str(v))
+
+
+def _table(head, rows, marked=()):
+    out = ["<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
+    for i, r in enumerate(rows):
+        cls = ' class="worst"' if i in marked else ""
+        out.append(f"<tr{cls}>" + "".join(f"<td>{_fmt(c)}</td>" for c in r) + "</tr>")
+    return "".join(out) + "</table>"
+
+
+def fig_accuracy(sweep) -> str:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    ts = sweep["timesteps"]
+    ax.axhline(sweep["ann"], color="k", ls="--", lw=1, label=f"ANN {sweep['ann']:.2f}%")
+    ax.plot(ts, sweep["float"], marker="o", label="float SNN")
+    ax.plot(ts, sweep["int"], marker="s", label="integer SNN")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ts, [str(t) for t in ts])
+    ax.set(xlabel="timesteps T", ylabel="accuracy (%)", title="Accuracy against timesteps")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _png(fig)
+
+
+def fig_layers(stats) -> str:
+    plt = _pyplot()
+    names = list(stats["layers"])
+    L = stats["layers"]
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 0.8 + 0.4 * max(len(names), 2)), sharey=True)
+    y = np.arange(len(names))[::-1]
+    axes[0].barh(y + 0.2, [L[n]["timestep_error"] for n in names], 0.4, label="timesteps (float SNN vs min(a,1))")
+    axes[0].barh(y - 0.2, [L[n]["quantization_error"] for n in names], 0.4, label="quantization (int vs float SNN)")
+    axes[0].set(yticks=y, yticklabels=names, xlabel="mean |rate error| (spikes/step)", title="Rate error per layer")
+    axes[0].legend(fontsize=8)
+    axes[0].xaxis.set_major_locator(plt.MaxNLocator(4))
+    axes[1].barh(y + 0.2, [L[n]["rate"] for n in names], 0.4, label="integer SNN rate")
+    axes[1].barh(y - 0.2, [L[n]["expected_rate"] or 0.0 for n in names], 0.4, label="expected (calibration)")
+    axes[1].set(xlabel="spikes per neuron per step", title="Mean rate")
+    axes[1].legend(fontsize=8)
+    return _png(fig)
+
+
+def fig_raster(raster) -> str:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 0.6 + 0.18 * sum(len(r["neurons"]) for r in raster["layers"])))
+    row, ticks, labels = 0, [], []
+    for layer in raster["layers"]:
+        for i, spikes in zip(layer["neurons"], layer["spikes"]):
+            t = np.flatnonzero(spikes)
+            ax.scatter(t, np.full(len(t), row), marker="|", s=40, color=f"C{len(ticks) % 10}")
+            row += 1
+        ticks.append(row - len(layer["neurons"]) / 2 - 0.5)
+        labels.append(layer["name"])
+        ax.axhline(row - 0.5, color="#ddd", lw=0.8)
+    ax.set(yticks=ticks, yticklabels=labels, xlabel="timestep", xlim=(-0.5, raster["T"] - 0.5),
+           title=f"Spikes of a few neurons per layer (sample {raster['sample']})")
+    ax.invert_yaxis()
+    return _png(fig)
+
+
+def fig_cores(cores) -> str:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    lim = cores["limits"]
+    for r in lim:
+        use = [c[r] / lim[r] for c in cores["cores"]]
+        ax.hist(use, bins=20, range=(0, 1), histtype="step", lw=1.5, label=r.replace("_", " "))
+    ax.set(xlabel="fraction of the per-core limit", ylabel="cores", title=f"Core utilization ({cores['profile']})")
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def render(info: dict) -> str:
+    s, st, e = info["sweep"], info["stats"], info["energy"]
+    names = list(st["layers"])
+    worst = names.index(st["worst_layer"]) if st["worst_layer"] in names else -1
+    causes = st["causes"]
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>snnc report: {html.escape(info['artifact'])}"
+             f"</title><style>{CSS}</style></head><body>",
+             f"<h1>Conversion report: {html.escape(info['artifact'])}</h1>",
+             f"<p>{_fmt(info['samples'])} samples of {html.escape(info['data'])}; {info['summary']}</p>",
+             "<h2>Accuracy against timesteps</h2>", fig_accuracy(s),
+             _table(["T"] + [str(t) for t in s["timesteps"]],
+                    [["ANN (%)"] + [s["ann"]] * len(s["timesteps"]), ["float SNN (%)"] + s["float"],
+                     ["integer SNN (%)"] + s["int"]]),
+             f"<h2>Where the accuracy goes (T = {st['T']})</h2>",
+             _table(["cause", "accuracy lost (points)", "how it is measured"],
+                    [["clipping at the threshold", causes["clipping"], "ANN - ANN with activations clipped at 1"],
+                     ["too few timesteps", causes["timesteps"], "clipped ANN - float SNN"],
+                     ["quantization", causes["quantization"], "float SNN - integer SNN"]]),
+             f"<p>The layer that introduces most rate error: <b>{html.escape(str(st['worst_layer']))}</b> "
+             f"(highlighted below).</p>",
+             _table(["layer", "neurons", "corr(rate, ANN)", "clipped", "timestep err", "quant. err", "rate",
+                     "expected rate", "clip-only loss (pt)", "introduced err"],
+                    [[n, L["neurons"], L["correlation"], L["clipped"], L["timestep_error"], L["quantization_error"],
+                      L["rate"], L["expected_rate"], L["clip_loss"], L["introduced_error"]]
+                     for n, L in st["layers"].items()], marked=[worst]),
+             fig_layers(st),
+             "<h2>Synaptic operations and energy</h2>",
+             _table(["", "per inference", "energy (nJ)"],
+                    [["SNN synaptic operations", e["sops"], e["snn_nJ"]],
+                     ["ANN MACs (fp32)", e["macs"], e["ann_fp32_nJ"]],
+                     ["ANN MACs (int8)", e["macs"], e["ann_int8_nJ"]]]),
+             f"<p class='note'>{e['pj_per_sop']} pJ per synaptic operation, {e['pj_per_mac_fp32']} pJ per fp32 "
+             f"and {e['pj_per_mac_int8']} pJ per int8 MAC. Sources: {html.escape(e['sources'])} "
+             f"Synaptic operations count every spike (and every nonzero input value per step) once per "
+             f"nonzero synapse it drives, at T = {st['T']}.</p>",
+             "<h2>Spike raster</h2>", fig_raster(info["raster"])]
+    if info.get("cores"):
+        c = info["cores"]
+        parts += ["<h2>Cores</h2>", f"<p>{c['cores_used']} cores on {html.escape(c['profile'])} (lower bound "
+                  f"{c['lower_bound']}).</p>", fig_cores(c)]
+    parts += ["<h2>How these figures were made</h2>",
+              f"<p class='note'>{html.escape(info['method'])}</p></body></html>"]
+    return "\n".join(parts)
