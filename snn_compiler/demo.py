@@ -3,7 +3,7 @@
 Trains the CNN (seeded, a few seconds on a CPU; or reuses the trained file in --out), saves it
 as TorchScript, then drives the real CLI: ``snnc compile`` at 8 bits and ``snnc simulate`` at
 T = 8, 16, 32, 64 with the integer reference simulator, next to the ANN and the float SNN.
-Writes accuracy-vs-T and firing-rate plots. Needs torch and scikit-learn.
+Writes accuracy-vs-T and firing-rate plots and the conversion report (``snnc report``). Needs torch and scikit-learn.
 """
 from __future__ import annotations
 
@@ -103,7 +103,8 @@ def main(argv=None) -> int:
                   title=f"snnc on scikit-learn digits ({len(x_te)} test images)")
     plot_rates(path("firing_rates.png"), rates, title=f"Mean firing rate per layer (T={TIMESTEPS[-1]})")
     print(f"\nwrote {path('accuracy_vs_timesteps.png')} and {path('firing_rates.png')}")
-    return 0
+    print("\nwhere the accuracy and energy go (snnc report):")
+    return snnc(["report", path("digits_cnn.snnc"), "--data", path("test.npz"), "-o", path("report.html")])
 
 
 if __name__ == "__main__":
