@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "spike = a spiking pool layer (fewer synaptic events, as Loihi CNNs often do)")
     c.add_argument("--input-shape", type=_shape, help="C,H,W or F of one sample (needed for TorchScript files)")
     c.add_argument("--profile", help="hardware profile name (configs/) or YAML file, for targets that map cores")
+    c.add_argument("--chips", type=int, help="chips of the hardware profile (overrides its 'chips'; the core bound and the map use it)")
     c.add_argument("--allow-pickle", action="store_true",
                    help="also load pickled modules (torch.save(model)) and pickled members of .pt2 files; unpickling runs "
                         "code from the file, so only for files you trust")
@@ -105,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("inspect", help="print the per-layer table of an artifact")
     i.add_argument("artifact")
     i.add_argument("--json", action="store_true", help="machine-readable JSON instead of the table")
+    i.add_argument("--cores", action="store_true", help="per-core detail, recounted by the independent core-map checker")
 
     k = sub.add_parser("check", help="run an artifact on two backends and compare every layer's spikes",
                        description="Run two backends on the same data and compare every layer's spike counts and the "
@@ -161,7 +163,7 @@ def cmd_compile(args) -> int:
         calib, _ = load_data(args.calibration, graph.nodes[input_node(graph)]["shape"])
     config = CompileConfig(bits=args.bits, norm=args.norm, layer_scales=dict(args.layer_scale), calibration=calib,
                            timesteps=args.timesteps, reset=args.reset, v_init=args.v_init, input_bits=args.input_bits, pool=args.pool,
-                           target=args.target, profile=args.profile)
+                           target=args.target, profile=args.profile, chips=args.chips)
     t0 = time.perf_counter()
     q = compile_model(graph, config, target=target)
     extra = target.extra_outputs(q, config, args.output) if target.extra_outputs else {}
@@ -254,11 +256,11 @@ def cmd_inspect(args) -> int:
     from .inspect import layer_table, summary
 
     q = artifact.load(args.artifact)
-    info = summary(q)
+    info = summary(q, cores=args.cores)
     if args.json:
         print(json.dumps(_finite(info), indent=1, allow_nan=False, default=_json_default))
     else:
-        print(layer_table(info))
+        print(layer_table(info, cores=args.cores))
     return 0
 
 

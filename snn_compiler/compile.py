@@ -4,21 +4,45 @@ from __future__ import annotations
 import copy
 
 from .config import CompileConfig
-from .passes import PIPELINE, run_pipeline
+from .passes import NUMERIC, STRUCTURAL, run_pipeline
+
+
+def early_checks(graph, config, target, log=None) -> None:
+    """The checks that need no calibration, on the SNN-form graph before normalize runs: the
+    target's structural check (``target.extra["early_check"]``: conv geometry, ...) and, when the
+    target maps cores, the lower bound on the cores against ``cores_per_chip x chips``."""
+    from .passes.partition import check_core_bound, partition
+    early = (target.extra or {}).get("early_check")
+    if early is not None:
+        early(graph, config)
+        if log:
+            log(f"{target.name} structural check: ok")
+    if partition in tuple(target.passes):
+        bound = check_core_bound(graph, config)
+        if log and bound is not None:
+            log(f"core lower bound: {bound}")
 
 
 def compile_model(graph, config: CompileConfig, log=None, target=None):
     """Run the pass pipeline (and the target's own passes and checks) on a copy of ``graph``.
 
     ``target`` is a :class:`snn_compiler.backends.Target` (default: the one named by
-    ``config.target``); it may adjust ``config`` first (register widths, profile).
+    ``config.target``); it may adjust ``config`` first (register widths, profile). Everything that
+    does not depend on calibration is checked right after the structural passes, so a network the
+    target cannot take is refused in seconds, before calibration and mapping.
     """
     from .backends import get_target  # backends import the core; resolved late to avoid a cycle
 
     target = target or get_target(config.target)
     target.prepare(config)
+    config.apply_chips()  # --chips overrides the chips of the profile the target chose
+    if config.chips is not None and config.profile is None:
+        raise ValueError(f"--chips applies to a hardware profile: give --profile (target {target.name} maps no cores "
+                         f"without one)")
     g = copy.deepcopy(graph)
-    run_pipeline(g, config, PIPELINE + list(target.passes), log=log)
+    run_pipeline(g, config, STRUCTURAL, log=log)
+    early_checks(g, config, target, log=log)
+    run_pipeline(g, config, NUMERIC + list(target.passes), log=log)
     target.check(g, config)
     g.graph["snnc"]["target"] = target.name
     return g

@@ -14,6 +14,7 @@ POOLS = ("sum", "spike")
 V_INITS = ("half", "zero")
 NORM_SCALE_RANGE = (1e-6, 1e6)       # scale:F, F times the max activation
 LAYER_SCALE_RANGE = (1e-30, 1e30)    # --layer-scale LAYER=S, an activation scale in the network's units
+MAX_CHIPS = 4096                     # --chips N: a sanity bound (Hala Point has 1,152 Loihi 2 chips)
 
 
 @dataclass
@@ -32,6 +33,7 @@ class CompileConfig:
     target: str = "reference"
     registers: Registers = REFERENCE
     profile: Optional[dict] = None  # hardware profile (configs/*.yaml) for targets that map cores
+    chips: Optional[int] = None     # --chips N: overrides the profile's ``chips`` (partitioner and core bound)
 
     def __post_init__(self):
         if not 2 <= self.bits <= 16:
@@ -56,9 +58,21 @@ class CompileConfig:
             if not (math.isfinite(v) and lo <= v <= hi):
                 raise ValueError(f"--layer-scale {name}={value}: an activation scale must be a finite number in "
                                  f"{lo:g}..{hi:g}")
+        if self.chips is not None:
+            if isinstance(self.chips, bool) or not isinstance(self.chips, (int, np.integer)) \
+                    or not 1 <= int(self.chips) <= MAX_CHIPS:
+                raise ValueError(f"--chips must be an integer in 1..{MAX_CHIPS}, got {self.chips!r}")
+            self.chips = int(self.chips)
         if self.profile is not None:  # refused here, before any pass runs (names the file and the key)
             from .mapping.profile import load_profile_dict
             self.profile = load_profile_dict(self.profile)
+        self.apply_chips()
+
+    def apply_chips(self) -> None:
+        """Put ``chips`` into the profile (again after a target's ``prepare`` chose its profile)."""
+        if self.chips is not None and self.profile is not None and self.profile.get("chips") != self.chips:
+            from .mapping.profile import load_profile_dict
+            self.profile = load_profile_dict(dict(self.profile, chips=self.chips))
 
 
 def parse_norm(norm: str):

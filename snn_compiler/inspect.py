@@ -31,7 +31,10 @@ def _layer_row(graph, n):
     return row
 
 
-def summary(graph) -> dict:
+def summary(graph, cores: bool = False) -> dict:
+    """The per-layer table's rows and, when mapped, the core map's report: by default the stored
+    map's own counts (fast on any artifact); ``cores`` recounts every core with the independent
+    checker (``snnc inspect --cores``)."""
     meta = graph.graph.get("snnc", {})
     info = {"target": meta.get("target"), "bits": meta.get("bits"), "reset": meta.get("reset"),
             "v_init": meta.get("v_init"), "norm": meta.get("norm"), "timesteps": meta.get("timesteps"),
@@ -40,7 +43,7 @@ def summary(graph) -> dict:
     if "core_map" in meta:
         # the core map's report: "cores", "layers" ({layer: [core ids]}), "lower_bound", ...
         from .mapping import report
-        info.update(report(graph))
+        info.update(report(graph, verify=cores))
     return info
 
 
@@ -60,7 +63,7 @@ COLUMNS = [("name", "layer", _fmt), ("op", "op", _fmt), ("shape", "shape", _shap
            ("expected_rate", "exp. rate", _fmt), ("current_range", "current range", _range)]
 
 
-def layer_table(info: dict) -> str:
+def layer_table(info: dict, cores: bool = False) -> str:
     rows = [[fmt(r[k]) if r.get(k) is not None else "-" for k, _, fmt in COLUMNS] for r in info["layer_info"]]
     head = [h for _, h, _ in COLUMNS]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
@@ -70,5 +73,5 @@ def layer_table(info: dict) -> str:
            line(head), line(["-" * w for w in widths])] + [line(r) for r in rows]
     if "cores" in info:
         from .mapping import format_report
-        out += ["", format_report(info)]
+        out += ["", format_report(info, cores=cores)]
     return "\n".join(out)

@@ -15,7 +15,8 @@ the compiler refuses, naming the layer and the register, whatever would not arri
 - membrane: the graph's membrane width must be the profile's (24); the snnc neuron saturates
   exactly as the reference does, so saturation is semantics, not an error.
 - Conv geometry: Lava's Conv model keeps kernel size, stride, padding, dilation and groups in
-  int8 Vars, so each must be <= 127 (a 128-channel depthwise pool would wrap).
+  int8 Vars, so each must be <= 127 (a 128-channel depthwise pool would wrap). This needs no
+  calibration, so :func:`check_structure` also runs before normalize (compile_model's early checks).
 """
 from __future__ import annotations
 
@@ -78,6 +79,27 @@ def op_current_bounds(graph, name) -> tuple:
     return int(neg.min(initial=0) * in_max), int(pos.max(initial=0) * in_max)
 
 
+def _check_conv_geometry(graph, n, op) -> None:
+    geo = {"groups": op.groups, "kernel size": max(op.weight.shape[2:]), "stride": max(op.stride),
+           "padding": max(op.padding), "dilation": max(op.dilation)}
+    for reg, val in geo.items():
+        if int(val) > INT8_MAX:
+            made = " (an identity skip snnc made for a residual Add: materialize_skips)" if ".skip" in str(n) else ""
+            raise _target_error(f"layer {n!r}{made}: conv {reg} {int(val)} exceeds Lava Conv's int8 "
+                                f"register (max {INT8_MAX})")
+
+
+def check_structure(graph, config) -> None:
+    """The part of :func:`check` that needs no calibration: run on the SNN-form graph before
+    normalize, so such a network is refused in seconds. Conv geometry (Lava Conv's int8 Vars)."""
+    from snn_compiler.passes.compose_pools import without_pools
+    graph = without_pools(graph)  # what Lava runs: pools composed into the next connection
+    for n in topo_order(graph):
+        op = op_of(graph, n)
+        if isinstance(op, O.Conv2d):
+            _check_conv_geometry(graph, n, op)
+
+
 def check(graph, config) -> None:
     """Raise TargetError naming the layer and the register when a value does not fit Loihi/Lava."""
     from snn_compiler.passes.compose_pools import without_pools
@@ -111,12 +133,7 @@ def check(graph, config) -> None:
                 raise _target_error(f"layer {n!r}: worst-case synaptic current [{lo}, {hi}] exceeds the "
                                     f"{regs.current_bits}-bit current register (Lava Conv wraps it)")
             if isinstance(op, O.Conv2d):
-                geo = {"groups": op.groups, "kernel size": max(op.weight.shape[2:]), "stride": max(op.stride),
-                       "padding": max(op.padding), "dilation": max(op.dilation)}
-                for reg, val in geo.items():
-                    if int(val) > INT8_MAX:
-                        raise _target_error(f"layer {n!r}: conv {reg} {int(val)} exceeds Lava Conv's int8 "
-                                            f"register (max {INT8_MAX})")
+                _check_conv_geometry(graph, n, op)
         elif isinstance(op, O.NEURONS):
             th = op.threshold
             if not isinstance(th, (int, np.integer)):
@@ -145,7 +162,7 @@ def _make_target():
     from snn_compiler.backends import Target
     return Target("lava", "Intel Loihi 2 through Lava 0.10.0 (bit-accurate fixed-point simulator; "
                   "checks Loihi's register widths)", prepare=prepare, check=check,
-                  extra={"profile": DEFAULT_PROFILE, "backend": "lava"})
+                  extra={"profile": DEFAULT_PROFILE, "backend": "lava", "early_check": check_structure})
 
 
 TARGET = _make_target()

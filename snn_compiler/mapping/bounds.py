@@ -56,16 +56,47 @@ def _whole_layer(net, name, offsets, n):
     return key
 
 
+def _axis_count(n_in, n_out, k, s, p, d):
+    """Per input position along one axis: how many (output position, kernel tap) pairs read it."""
+    pos = (np.arange(n_out, dtype=np.int64)[:, None] * s - p + np.arange(k, dtype=np.int64)[None, :] * d).ravel()
+    return np.bincount(pos[(pos >= 0) & (pos < n_in)], minlength=n_in)
+
+
+def conv_fanout(conn) -> np.ndarray:
+    """Synapses of one Conv2d connection per source neuron (flat C, H, W order), in closed form:
+    ``out channels per group x rows that read the source's row x columns that read its column``
+    (padding excluded, zero weights included: the same count as enumerating every synapse)."""
+    op = conn.op
+    co, cg, kh, kw = op.weight.shape
+    ci, hi, wi = conn.src_shape
+    _, ho, wo = conn.dst_shape
+    (sh, sw), (ph, pw), (dh, dw) = op.stride, op.padding, op.dilation
+    per_pixel = np.outer(_axis_count(hi, ho, kh, sh, ph, dh), _axis_count(wi, wo, kw, sw, pw, dw))
+    return np.broadcast_to((co // op.groups) * per_pixel, (ci, hi, wi)).reshape(-1)
+
+
+def _conn_fanout(conn, n) -> np.ndarray:
+    if isinstance(conn.op, O.Dense):
+        return np.full(conn.op.weight.shape[1], n, np.int64)
+    return conv_fanout(conn)
+
+
 def _fanouts(net, name, offsets):
     """Synapses per distinct source of a whole layer (sources without synapses left out)."""
     n = net.size(name)
     conns = net.conns[name]
-    if len(conns) == 1 and isinstance(conns[0].op, O.Dense):
-        return np.full(conns[0].op.weight.shape[1], n, np.int64)
-    if len(conns) == 1:
-        src, _ = gather_sources(conns[0], np.arange(n, dtype=np.int64))
-        k = np.bincount(src, minlength=net.size(conns[0].src))
+    if len({c.src for c in conns}) == len(conns):
+        # no two connections share a source layer, so no two share a synapse: per connection, in closed form
+        k = np.concatenate([_conn_fanout(c, n) for c in conns]) if conns else np.zeros(0, np.int64)
         return k[k > 0]
+    key = _whole_layer(net, name, offsets, n)
+    _, k = np.unique(key // n, return_counts=True)
+    return k
+
+
+def _fanouts_enumerated(net, name, offsets):
+    """:func:`_fanouts` by enumerating every synapse (the reference the closed form is tested against)."""
+    n = net.size(name)
     key = _whole_layer(net, name, offsets, n)
     _, k = np.unique(key // n, return_counts=True)
     return k
@@ -86,7 +117,7 @@ def layer_bounds(net, profile, weight_bits, offsets=None) -> dict:
                 if isinstance(conn.op, O.Dense):
                     m[:] = True
                 else:
-                    m[gather_sources(conn, np.arange(net.size(name), dtype=np.int64))[0]] = True
+                    m |= conv_fanout(conn) > 0
         for src, m in seen.items():
             reads[src] += m
     out = {}

@@ -19,7 +19,12 @@ class PassError(RuntimeError):
         self.pass_name = pass_name
 
 
-PIPELINE = [fold_batchnorm, lower_avgpool, materialize_skips, check_snn_form, normalize, quantize]
+# STRUCTURAL passes bring the graph into SNN form without looking at calibration data; every check
+# that does not need quantized values (the target's structural check, the core-count lower bound)
+# runs after them, so a refusal comes before normalize (calibration) and the partitioner.
+STRUCTURAL = [fold_batchnorm, lower_avgpool, materialize_skips, check_snn_form]
+NUMERIC = [normalize, quantize]
+PIPELINE = STRUCTURAL + NUMERIC
 
 
 def run_pass(fn, graph, config) -> bool:
@@ -39,5 +44,5 @@ def run_pipeline(graph, config, passes=None, log=None) -> None:
             log(f"{fn.__name__}: {'changed' if changed else 'no change'}")
 
 
-__all__ = ["PIPELINE", "PassError", "run_pass", "run_pipeline", "fold_batchnorm", "lower_avgpool",
+__all__ = ["PIPELINE", "STRUCTURAL", "NUMERIC", "PassError", "run_pass", "run_pipeline", "fold_batchnorm", "lower_avgpool",
            "materialize_skips", "check_snn_form", "normalize", "quantize"]

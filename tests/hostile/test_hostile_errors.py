@@ -35,8 +35,8 @@ def test_inspect_json_is_valid_even_with_nan(monkeypatch, capsys, net):
     from snn_compiler.cli import main
     real = I.summary
 
-    def with_nan(q):
-        info = real(q)
+    def with_nan(q, **kw):
+        info = real(q, **kw)
         info["layer_info"][1]["expected_rate"] = float("nan")
         info["extra"] = np.float64("inf")
         return info
