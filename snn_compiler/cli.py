@@ -183,14 +183,15 @@ def cmd_compile(args) -> int:
 
 
 def _timesteps(text, default):
-    from .sim import MAX_TIMESTEPS
+    from .sim import check_timesteps
     try:
         ts = [int(t) for t in text.split(",")] if text else [default]
     except ValueError:
         raise ValueError(f"--timesteps must be T or a comma list of T like 8,16,32, got {text!r}") from None
-    if min(ts) < 1 or max(ts) > MAX_TIMESTEPS:
-        raise ValueError(f"--timesteps must be in 1..{MAX_TIMESTEPS}, got {text or default}")
-    return ts
+    try:
+        return [check_timesteps(t) for t in ts]
+    except ValueError as e:
+        raise ValueError(f"--timesteps: {e}") from None
 
 
 def cmd_simulate(args) -> int:

@@ -19,27 +19,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir import inputs_of, op_of, output_node, topo_order
+from ..ir import op_of, output_node, topo_order
 from ..ir import ops as O
 from ..ir.layers import incoming, neuron_layers, source_and_area
-from ..sim.emulator import ANN_EVAL, simulate
+from ..sim.emulator import iter_ann, simulate
 
 
 def ann_outputs(graph, x, clip=(), keep=(), batch_size=256):
     """(output scores, {layer in keep: activations}) of the ANN reading, with the IF layers in
     ``clip`` clipped at 1 (their threshold, in the normalised graph's units)."""
-    clip, order, out = set(clip), topo_order(graph), output_node(graph)
+    out = output_node(graph)
     scores, acts = [], {k: [] for k in keep}
-    for start in range(0, len(x), batch_size):
-        vals = {}
-        for n in order:
-            op = op_of(graph, n)
-            if isinstance(op, O.Input):
-                vals[n] = np.asarray(x[start:start + batch_size], np.float64) / (op.scale or 1.0)
-                continue
-            vals[n] = ANN_EVAL[type(op)](op, [vals[p] for p in inputs_of(graph, n)])
-            if n in clip:
-                vals[n] = np.minimum(vals[n], 1.0)
+    for vals in iter_ann(graph, x, keep=keep, batch_size=batch_size, clip=clip):
         scores.append(vals[out])
         for k in keep:
             acts[k].append(vals[k])

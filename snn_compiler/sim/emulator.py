@@ -54,14 +54,15 @@ ANN_EVAL = {
 }
 
 
-def iter_ann(graph, x, keep=(), batch_size=256):
+def iter_ann(graph, x, keep=(), batch_size=256, clip=()):
     """Yield, per batch, ``{node: activation}`` for the nodes in ``keep`` plus the Output node.
 
     Activations are in the graph's current (possibly normalised) units; the input is divided by
-    Input.scale once normalisation has set it.
+    Input.scale once normalisation has set it. Nodes in ``clip`` are clipped at 1 (an IF
+    layer's threshold in normalised units: what a rate can reach).
     """
     order = topo_order(graph)
-    keep = set(keep)
+    keep, clip = set(keep), set(clip)
     for start in range(0, len(x), batch_size):
         vals = {}
         for n in order:
@@ -71,6 +72,8 @@ def iter_ann(graph, x, keep=(), batch_size=256):
                 vals[n] = xb / op.scale if op.scale else xb
             else:
                 vals[n] = ANN_EVAL[type(op)](op, [vals[p] for p in inputs_of(graph, n)])
+                if n in clip:
+                    vals[n] = np.minimum(vals[n], 1.0)
         yield {n: vals[n] for n in vals if n in keep or isinstance(op_of(graph, n), O.Output)}
 
 
