@@ -21,7 +21,8 @@ from .ir import new_graph, verify
 from .outputs import write_files
 from .ir import ops as O
 
-FORMAT, VERSION = "snnc-artifact", 1
+FORMAT, VERSION = "snnc-artifact", 2
+READS = (1, 2)   # version 1 stored IF and Output kinds, with reset and membrane width on the graph
 KINDS = {cls.__name__: cls for cls in O.OP_KINDS}
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)   # the earliest date a zip can hold: no build time in the bytes
 
@@ -56,7 +57,7 @@ def to_bytes(graph) -> bytes:
                 arr_fields.append(f.name)
             else:
                 attrs[f.name] = _jsonable(v)
-        nodes.append({"name": n, "kind": O.kind(op), "attrs": attrs, "arrays": arr_fields})
+        nodes.append({"name": n, "kind": type(op).__name__, "attrs": attrs, "arrays": arr_fields})
     edges = [[s, d, graph.edges[s, d]["port"]] for s, d in graph.edges]
     manifest = {"format": FORMAT, "version": VERSION, "graph": graph.graph.get("snnc", {}), "nodes": nodes, "edges": edges}
     buf = io.BytesIO()
@@ -85,6 +86,15 @@ def _read_array(z, path, i, name, field):
                             f"({' '.join(str(e).split())}); {check.RECOMPILE}") from None
 
 
+def _from_version_1(node, state):
+    """A version-1 node: IF and Output became one Neuron kind holding its reset and membrane width."""
+    if not isinstance(node, dict) or node.get("kind") not in ("IF", "Output") or not isinstance(node.get("attrs"), dict):
+        return node
+    attrs = dict(node["attrs"], readout=node["kind"] == "Output", reset=state.get("reset", "subtract"),
+                 membrane_bits=state.get("membrane_bits", 24))
+    return dict(node, kind="Neuron", attrs=attrs)
+
+
 def load(path):
     try:
         z = zipfile.ZipFile(path)
@@ -98,13 +108,15 @@ def load(path):
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             fmt = manifest.get("format") if isinstance(manifest, dict) else None
             raise ArtifactError(f"{path}: not an snnc artifact (format {check.short(fmt)})")
-        if manifest.get("version") != VERSION:
+        if manifest.get("version") not in READS:
             raise ArtifactError(f"{path}: artifact version {check.short(manifest.get('version'))} is not supported "
-                                f"(this snnc reads version {VERSION}); recompile the model")
+                                f"(this snnc reads versions {', '.join(map(str, READS))}); recompile the model")
         nodes, edges = manifest.get("nodes"), manifest.get("edges")
         if not isinstance(nodes, list) or not isinstance(edges, list):
             raise ArtifactError(f"{path}: the manifest needs 'nodes' and 'edges' lists; {check.RECOMPILE}")
         regs = check.check_state(manifest.get("graph"), path)
+        if manifest["version"] == 1:
+            nodes = [_from_version_1(node, manifest["graph"]) for node in nodes]
         g = new_graph()
         g.graph["snnc"] = manifest["graph"]
         for i, node in enumerate(nodes):

@@ -27,6 +27,7 @@ import numpy as np
 from . import hardware
 from .config import RESETS, V_INITS
 from .ir import ops as O
+from .ir.neuron import DECAY_ONE
 
 INPUT_BITS = (1, 16)
 WEIGHT_BITS = (2, 16)
@@ -99,8 +100,13 @@ def _shape(v):
     return None
 
 
+def _reset(v):
+    return None if v in RESETS else f"must be one of {', '.join(RESETS)}"
+
+
 _NEURON = {"scale": _opt(_float_pos), "threshold": _opt(_int_in(1)), "v_init": _opt(_int_in(-(1 << 62), 1 << 62)),
-           "step": _opt(_float_pos)}
+           "step": _opt(_float_pos), "readout": _bool, "reset": _reset, "spike_value": _opt(_float_pos),
+           "decay_u": _int_in(0, DECAY_ONE), "membrane_bits": _int_in(*hardware.WIDTHS["membrane_bits"])}
 _WEIGHTED = {"weight_exp": _int_in(0, hardware.WIDTHS["weight_exp_max"][1])}
 ATTRS = {
     "Input": {"shape": _shape, "scale": _opt(_float_pos), "bits": _int_in(*INPUT_BITS), "signed": _bool},
@@ -109,7 +115,7 @@ ATTRS = {
     "AvgPool2d": {"kernel_size": _pair(1), "stride": _pair(1), "padding": _pair(0)},
     "BatchNorm": {"eps": _float_nonneg},
     "Affine": {}, "Flatten": {}, "Add": {},
-    "IF": _NEURON, "Output": _NEURON,
+    "Neuron": _NEURON,
 }
 # array fields: (dtype kind "f" or "i", allowed ndim)
 _W = {"weight": ("f", None), "bias": ("f", (1,)), "weight_int": ("i", None)}
@@ -117,7 +123,7 @@ ARRAYS = {
     "Dense": dict(_W, weight=("f", (2,))), "Conv2d": dict(_W, weight=("f", (4,))),
     "BatchNorm": {k: ("f", (1,)) for k in ("mean", "var", "weight", "bias")},
     "Affine": {"scale": ("f", (1,)), "shift": ("f", (1,))},
-    "IF": {"bias": ("i", (0, 1, 2, 3))}, "Output": {"bias": ("i", (0, 1, 2, 3))},
+    "Neuron": {"bias": ("i", (0, 1, 2, 3)), "beta": ("f", (1,)), "decay_v": ("i", (1,))},
 }
 
 
@@ -258,7 +264,6 @@ def check_graph(g, regs, where) -> None:
         _fail(where, str(e))
     bits = state.get("bits", WEIGHT_BITS[1])
     wmax = (1 << (bits - 1)) - 1
-    vmax = (1 << (state.get("membrane_bits", hardware.REFERENCE.membrane_bits) - 1)) - 1  # the engines' default
     bounds = {}
     for n in order:
         op, node = op_of(g, n), f"{where}: node {n!r}"
@@ -284,6 +289,13 @@ def check_graph(g, regs, where) -> None:
                             "engines' exact range")
             bounds[n] = bound
         elif isinstance(op, O.NEURONS):
+            if op.membrane_bits != regs.membrane_bits:
+                _fail(node, f"membrane_bits {op.membrane_bits} differs from registers.membrane_bits {regs.membrane_bits}")
+            vmax = op.v_max
+            if op.beta is not None and not (np.all(op.beta >= 0) and np.all(op.beta <= 1)):
+                _fail(node, "beta must lie in 0..1")
+            if op.decay_v is not None and (op.decay_v.min(initial=0) < 0 or op.decay_v.max(initial=0) > DECAY_ONE):
+                _fail(node, f"decay_v must lie in 0..{DECAY_ONE}")
             if op.threshold > regs.threshold_max:
                 _fail(node, f"threshold {op.threshold} is outside the {regs.threshold_bits}-bit threshold register "
                             f"(1..{regs.threshold_max})")

@@ -175,7 +175,7 @@ def _tolerance_stats(graph, layers, res, backends, timesteps, readout, tolerance
     agree = _agreement(res)
     ro = {"prediction_agreement": agree}
     if readout == "membrane":  # the output membrane per step, in the float SNN's units (threshold 1)
-        out = next(n for n in _neuron_layers(graph) if isinstance(op_of(graph, n), O.Output))
+        out = next(n for n in _neuron_layers(graph) if O.is_readout(op_of(graph, n)))
         units = [1.0 if b in APPROXIMATE else float(op_of(graph, out).threshold) for b in backends]
         d = np.abs(res[0].scores / units[0] - res[1].scores / units[1]) / timesteps
         ro["mean_abs_diff"] = float(d.mean()) if d.size else 0.0  # reported, not judged (module docstring)
@@ -216,7 +216,7 @@ def _first_divergence(run, x, res, layers, backends, timesteps, encoding, readou
         t, (a, b) = hi, probes[hi]
     layer, flat = _differs(a, b, layers, row)
     if layer is None:  # only the read-out differs: the output membrane (a count read-out's counts)
-        layer = next(n for n in _neuron_layers(graph) if isinstance(op_of(graph, n), O.Output))
+        layer = next(n for n in _neuron_layers(graph) if O.is_readout(op_of(graph, n)))
         shape, quantity = a.scores.shape[1:], "membrane" if readout == "membrane" else "count"
         values = [a.scores[row].flat[flat], b.scores[row].flat[flat]]
         values = [int(v) if float(v).is_integer() else float(v) for v in values]

@@ -1,6 +1,6 @@
 """Register widths of the integer SNN, as named constants (nengo-loihi style).
 
-The integer neuron of :class:`snn_compiler.ir.ops.IF` saturates its membrane at
+The integer neuron of :class:`snn_compiler.ir.neuron.Neuron` saturates its membrane at
 ``±(2**(membrane_bits-1) - 1)``; the quantize pass keeps thresholds within ``threshold_bits``
 and reports worst-case currents against ``current_bits``. A target may narrow these (Loihi's
 profile in configs/); values that do not fit are reported, never wrapped.

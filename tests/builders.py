@@ -19,6 +19,7 @@ def int_chain(weights, thresholds, biases=None, v_inits=None, input_levels=255, 
         last = i == len(weights) - 1
         cls = O.Output if last else O.IF
         prev = add_op(g, "out" if last else f"if{i}",
-                      cls(scale=1.0, threshold=int(th), bias=np.asarray(b, np.int64), v_init=int(v0), step=1.0 / th), [d])
+                      cls(scale=1.0, threshold=int(th), bias=np.asarray(b, np.int64), v_init=int(v0), step=1.0 / th,
+                          reset=reset, membrane_bits=membrane_bits), [d])
     verify(g)
     return g

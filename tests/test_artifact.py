@@ -94,7 +94,7 @@ def test_quantize_records_the_registers_the_loader_checks(tmp_path):
     q = compiled(np.random.default_rng(3))
     assert q.graph["snnc"]["registers"]["threshold_bits"] == 17
     q.graph["snnc"]["registers"]["threshold_bits"] = 4  # a narrower register than the thresholds
-    layer = next(n for n in q if isinstance(q.nodes[n]["op"], O.IF))
+    layer = next(n for n in q if isinstance(q.nodes[n]["op"], O.Neuron))
     (tmp_path / "a.snnc").write_bytes(artifact.to_bytes(q))
     with pytest.raises(artifact.ArtifactError, match=f"node '{layer}': threshold .* 4-bit threshold register") as e:
         artifact.load(tmp_path / "a.snnc")

@@ -105,6 +105,7 @@ class _Net:
 
     def __init__(self, draw, rng, reset, membrane_bits):
         self.draw, self.rng, self.g = draw, rng, _quantized(reset, membrane_bits)
+        self.reset, self.membrane_bits = reset, membrane_bits
         self.vmax = (1 << (membrane_bits - 1)) - 1
         self.i = 0
 
@@ -150,9 +151,12 @@ class _Net:
         else:
             bias = self.rng.integers(-theta, theta + 1, (shape[0],) + (1,) * (len(shape) - 1))
         cls = O.Output if output else O.IF
+        leak = d(st.sampled_from(["none", "none", "scalar", "per_channel"]))
+        decay_v = None if leak == "none" else self.rng.integers(0, 4097, 1 if leak == "scalar" else shape[0])
+        beta = None if decay_v is None else 1.0 - decay_v / 4096.0
         return _add(self.g, "out" if output else self.name("if"),
-                    cls(scale=1.0, threshold=int(theta), bias=bias.astype(np.int64), v_init=int(v_init), step=1.0),
-                    [src])
+                    cls(scale=1.0, threshold=int(theta), bias=bias.astype(np.int64), v_init=int(v_init), step=1.0,
+                        reset=self.reset, membrane_bits=self.membrane_bits, beta=beta, decay_v=decay_v), [src])
 
 
 @st.composite

@@ -122,7 +122,8 @@ def _depthwise(channels):
     x = add_op(g, "in", O.Input((channels, 4, 4), scale=1.0))
     w = np.ones((channels, 1, 2, 2))
     c = add_op(g, "pool", O.Conv2d(w, stride=(2, 2), groups=channels, weight_int=w.astype(np.int32)), [x])
-    p = add_op(g, "pool.if", O.IF(scale=1.0, threshold=4, bias=np.zeros((channels, 1, 1), np.int64), v_init=2), [c])
+    p = add_op(g, "pool.if", O.IF(scale=1.0, threshold=4, bias=np.zeros((channels, 1, 1), np.int64), v_init=2,
+                                  membrane_bits=24), [c])
     f = add_op(g, "flat", O.Flatten(), [p])
     w2 = np.ones((2, channels * 4))
     d = add_op(g, "fc", O.Dense(w2, weight_int=w2.astype(np.int32)), [f])

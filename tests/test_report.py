@@ -5,6 +5,7 @@ import re
 import numpy as np
 import pytest
 
+from snn_compiler.ir import ops as O
 from snn_compiler.report import build_report, energy
 from snn_compiler.report.html import render
 from snn_compiler.sim.emulator import simulate, spike_trace
@@ -63,7 +64,7 @@ def test_report_figures_agree_with_direct_runs(compiled):
     acc = st["accuracy"]
     assert sum(st["causes"].values()) == pytest.approx(acc["ann"] - acc["int"])
     assert acc["int"] == pytest.approx(sweep["int"][1])           # both at the artifact's T = 16
-    hidden = [n for n in q if type(q.nodes[n]["op"]).__name__ == "IF"]
+    hidden = [n for n in q if O.is_hidden_neuron(q.nodes[n]["op"])]
     assert sorted(st["layers"]) == sorted(hidden) and st["worst_layer"] in hidden
     for L in st["layers"].values():
         assert 0 <= L["clipped"] <= 1 and -1 <= L["correlation"] <= 1 and L["rate"] >= 0

@@ -137,7 +137,7 @@ def make_plan(graph, readout: str = "membrane") -> NetPlan:
     verify(graph)  # fills in shapes
     order = topo_order(graph)
     inp = next(n for n in order if isinstance(op_of(graph, n), O.Input))
-    out = next(n for n in order if isinstance(op_of(graph, n), O.Output))
+    out = next(n for n in order if O.is_readout(op_of(graph, n)))
     depth = {inp: 0}
     layers, conns = {}, []
     for n in order:

@@ -5,6 +5,7 @@ import networkx as nx
 import numpy as np
 
 from . import ops as O
+from .neuron import RESETS
 
 
 class IRError(ValueError):
@@ -53,7 +54,7 @@ def input_node(g: nx.DiGraph) -> str:
 
 
 def output_node(g: nx.DiGraph) -> str:
-    return next(n for n in g if isinstance(op_of(g, n), O.Output))
+    return next(n for n in g if O.is_readout(op_of(g, n)))
 
 
 def splice_out(g: nx.DiGraph, name: str) -> None:
@@ -104,7 +105,7 @@ def verify(g: nx.DiGraph) -> None:
     if not nx.is_directed_acyclic_graph(g):
         raise IRError("the graph has a cycle")
     ins = [n for n in g if isinstance(g.nodes[n].get("op"), O.Input)]
-    outs = [n for n in g if isinstance(g.nodes[n].get("op"), O.Output)]
+    outs = [n for n in g if O.is_readout(g.nodes[n].get("op"))]
     if len(ins) != 1 or len(outs) != 1:
         raise IRError(f"need exactly one Input and one Output node, found {len(ins)} and {len(outs)}")
     for n in topo_order(g):
@@ -116,7 +117,7 @@ def verify(g: nx.DiGraph) -> None:
             raise IRError(f"node {n!r}: input ports are not 0..{len(preds) - 1}")
         if not _arity_ok(op, len(preds)):
             raise IRError(f"node {n!r}: {O.kind(op)} cannot take {len(preds)} inputs")
-        if g.out_degree(n) == 0 and not isinstance(op, O.Output):
+        if g.out_degree(n) == 0 and not O.is_readout(op):
             raise IRError(f"node {n!r}: {O.kind(op)} output is not used")
         try:
             g.nodes[n]["shape"] = O.infer_shape(op, [g.nodes[p]["shape"] for p in preds])
@@ -134,6 +135,8 @@ def _verify_fields(g, n, op) -> None:
         raise IRError(f"node {n!r}: bias shape {op.bias.shape} does not match weight {op.weight.shape}")
     if isinstance(op, O.Conv2d) and op.bias is not None and op.bias.shape != (op.weight.shape[0],):
         raise IRError(f"node {n!r}: bias shape {op.bias.shape} does not match weight {op.weight.shape}")
+    if isinstance(op, O.Neuron) and op.reset not in RESETS:
+        raise IRError(f"node {n!r}: reset must be one of {RESETS}, got {op.reset!r}")
     if state.get("normalized"):
         if isinstance(op, (O.BatchNorm, O.Affine)):
             raise IRError(f"node {n!r}: {O.kind(op)} should have been folded before normalization")
@@ -153,6 +156,8 @@ def _verify_fields(g, n, op) -> None:
                 raise IRError(f"node {n!r}: integer threshold must be >= 1, got {op.threshold!r}")
             if op.bias is None or op.bias.dtype.kind != "i" or not isinstance(op.v_init, (int, np.integer)):
                 raise IRError(f"node {n!r}: missing integer bias or v_init")
+            if op.leaky and (op.decay_v is None or op.decay_v.dtype.kind != "i" or op.decay_v.shape != op.beta.shape):
+                raise IRError(f"node {n!r}: a leaky layer needs integer decay_v shaped like its beta {op.beta.shape}")
             try:
                 np.broadcast_to(op.bias, g.nodes[n]["shape"])
             except ValueError:

@@ -32,7 +32,7 @@ def is_synaptic_pool(graph, name: str) -> bool:
     if not isinstance(op, O.AvgPool2d) or tuple(op.kernel_size) != tuple(op.stride) or any(op.padding):
         return False
     (src,) = inputs_of(graph, name)
-    if type(op_of(graph, src)) is not O.IF and not isinstance(op_of(graph, src), O.Input):
+    if not O.is_hidden_neuron(op_of(graph, src)) and not isinstance(op_of(graph, src), O.Input):
         return False
     h, w = graph.nodes[src]["shape"][1:]
     if h % op.kernel_size[0] or w % op.kernel_size[1]:

@@ -4,11 +4,14 @@ Every node of the IR graph (a ``networkx.DiGraph``) carries ``op`` (one of the c
 ``shape`` (its output shape without the batch axis, filled in by :func:`verify`). Shapes are
 torch's: ``(C, H, W)`` for maps, ``(F,)`` for vectors. Edges carry ``port`` (input position).
 
-Three readings of one graph (see :mod:`snn_compiler.interpret`):
+Three readings of one graph (run by :mod:`snn_compiler.sim.emulator`):
 - ``ann``: the network as trained, IF nodes are ReLUs.
 - ``float``: a rate-coded SNN with float weights normalised so every neuron's threshold is 1.
 - ``int``: the hardware's integer SNN; weighted ops use ``weight_int``, neurons use the integer
   ``threshold``, ``bias`` and ``v_init`` fields set by the quantize pass.
+
+Each op owns its semantics: ``infer_shape(in_shapes)`` (raises ValueError when its inputs do not
+fit) and ``ann(xs)`` (its ANN reading on a batch). The neuron op lives in :mod:`.neuron`.
 """
 from __future__ import annotations
 
@@ -16,6 +19,9 @@ from dataclasses import dataclass, fields
 from typing import Optional, Tuple
 
 import numpy as np
+
+from ..sim import kernels
+from .neuron import IF, LIF, Neuron, Output  # noqa: F401  (re-exported: ops.IF(), ops.Neuron ...)
 
 Pair = Tuple[int, int]
 
@@ -37,6 +43,9 @@ class Input:
     def levels(self) -> int:
         return (1 << (self.bits - 1)) - 1 if self.signed else (1 << self.bits) - 1
 
+    def infer_shape(self, in_shapes):
+        return tuple(self.shape)
+
 
 @dataclass
 class Dense:
@@ -50,6 +59,15 @@ class Dense:
     bias: Optional[np.ndarray] = None
     weight_int: Optional[np.ndarray] = None
     weight_exp: int = 0
+
+    def infer_shape(self, in_shapes):
+        (shape,) = in_shapes
+        if len(shape) != 1 or self.weight.ndim != 2 or self.weight.shape[1] != shape[0]:
+            raise ValueError(f"Dense weight {self.weight.shape} does not take input {shape}")
+        return (self.weight.shape[0],)
+
+    def ann(self, xs):
+        return add_bias(self, kernels.dense(xs[0], self.weight))
 
 
 @dataclass
@@ -68,19 +86,44 @@ class Conv2d:
     weight_int: Optional[np.ndarray] = None
     weight_exp: int = 0
 
+    def infer_shape(self, in_shapes):
+        (shape,) = in_shapes
+        w = self.weight
+        if len(shape) != 3 or w.ndim != 4 or w.shape[1] * self.groups != shape[0]:
+            raise ValueError(f"Conv2d weight {w.shape} (groups {self.groups}) does not take input {shape}")
+        if w.shape[0] % self.groups:
+            raise ValueError(f"Conv2d out channels {w.shape[0]} not divisible by groups {self.groups}")
+        hw = conv_out_hw(shape[1:], w.shape[2:], self.stride, self.padding, self.dilation)
+        if min(hw) < 1:
+            raise ValueError(f"Conv2d output would be empty for input {shape}")
+        return (w.shape[0],) + hw
+
+    def ann(self, xs):
+        return add_bias(self, kernels.conv2d(xs[0], self.weight, self.stride, self.padding, self.dilation, self.groups))
+
 
 @dataclass
 class AvgPool2d:
     """``y = avg_pool2d(x, kernel_size, stride, padding)``, zero padding counted in the mean.
 
     A *synaptic pool* (kernel == stride, no padding, reading an IF layer or the Input, feeding
-    only Dense/Conv2d ops, optionally through Flatten) stays in the SNN: the integer SNN computes
-    the window *sum* ``y = sum_window x`` and the consuming op's quantization absorbs the
-    1/(kh*kw). Any other pool is lowered into a depthwise Conv2d plus an IF layer (lower_avgpool).
+    only Dense/Conv2d ops, optionally through Flatten) stays in the SNN. There the integer SNN
+    computes the window *sum* ``y = sum_window x``, not the mean: the consuming op's quantization
+    absorbs the 1/(kh*kw) (:func:`snn_compiler.ir.layers.source_and_area`). Any other pool is
+    lowered into a depthwise Conv2d plus an IF layer (lower_avgpool).
     """
     kernel_size: Pair
     stride: Pair
     padding: Pair = (0, 0)
+
+    def infer_shape(self, in_shapes):
+        (shape,) = in_shapes
+        if len(shape) != 3:
+            raise ValueError(f"AvgPool2d needs a (C, H, W) input, got {shape}")
+        return (shape[0],) + conv_out_hw(shape[1:], self.kernel_size, self.stride, self.padding)
+
+    def ann(self, xs):
+        return kernels.avg_pool2d(xs[0], self.kernel_size, self.stride, self.padding)
 
 
 @dataclass
@@ -92,6 +135,13 @@ class BatchNorm:
     bias: np.ndarray
     eps: float = 1e-5
 
+    def infer_shape(self, in_shapes):
+        return _per_channel(self, len(self.mean), in_shapes)
+
+    def ann(self, xs):
+        x = xs[0]
+        return (x - _channel(self.mean, x)) * _channel(self.weight / np.sqrt(self.var + self.eps), x) + _channel(self.bias, x)
+
 
 @dataclass
 class Affine:
@@ -99,54 +149,41 @@ class Affine:
     scale: np.ndarray
     shift: np.ndarray
 
+    def infer_shape(self, in_shapes):
+        return _per_channel(self, len(self.scale), in_shapes)
+
+    def ann(self, xs):
+        return xs[0] * _channel(self.scale, xs[0]) + _channel(self.shift, xs[0])
+
 
 @dataclass
 class Flatten:
     """``y = x.reshape(-1)`` in torch's (C, H, W) order."""
+
+    def infer_shape(self, in_shapes):
+        (shape,) = in_shapes
+        return (int(np.prod(shape)),)
+
+    def ann(self, xs):
+        return xs[0].reshape(len(xs[0]), -1)
 
 
 @dataclass
 class Add:
     """``y = sum of inputs`` (a residual join). Inputs must share one shape."""
 
+    def infer_shape(self, in_shapes):
+        if len(set(in_shapes)) != 1:
+            raise ValueError(f"Add inputs have different shapes {in_shapes}")
+        return in_shapes[0]
 
-@dataclass
-class IF:
-    """A ReLU in the ANN, an integrate-and-fire neuron layer in the SNN.
-
-    ANN: ``y = max(x, 0)``. SNN, per timestep t, with input current ``I[t]`` (the sum of the
-    incoming weighted ops, biases included), spikes ``s[t]`` in {0, 1}:
-
-        v[t] = clip(v[t-1] + I[t], v_min, v_max)           (saturating membrane)
-        s[t] = v[t] >= threshold
-        v[t] = v[t] - s[t] * threshold    (reset "subtract")  or  0 where s[t]  (reset "zero")
-
-    with ``v[-1] = v_init``. Float SNN: ``threshold = 1``, ``v_init = 0.5`` (or 0), weights
-    normalised by ``scale`` (lambda, this layer's activation scale) so the spike rate
-    approximates ``relu(x) / scale``. Integer SNN: ``threshold``, ``bias`` (broadcastable to
-    the layer's shape) and ``v_init`` are integers in units of ``step`` (the float value of one
-    integer unit, in thresholds) set by the quantize pass; the incoming ops' float biases are
-    then not used.
-    """
-    scale: Optional[float] = None
-    threshold: Optional[int] = None
-    bias: Optional[np.ndarray] = None
-    v_init: Optional[int] = None
-    step: Optional[float] = None
+    def ann(self, xs):
+        return sum(xs[1:], xs[0])
 
 
-@dataclass
-class Output(IF):
-    """The network's output layer; ANN reading: identity ``y = x``.
-
-    Its neurons read out either as spike counts (IF semantics, as above) or as a non-spiking
-    membrane accumulator ``v[t] = clip(v[t-1] + I[t], v_min, v_max)`` with ``v[-1] = 0``.
-    """
-
-
-OP_KINDS = (Input, Dense, Conv2d, AvgPool2d, BatchNorm, Affine, Flatten, Add, IF, Output)
+OP_KINDS = (Input, Dense, Conv2d, AvgPool2d, BatchNorm, Affine, Flatten, Add, Neuron)
 WEIGHTED = (Dense, Conv2d)
-NEURONS = (IF, Output)
+NEURONS = (Neuron,)
 
 
 def effective_weights(op) -> np.ndarray:
@@ -155,7 +192,16 @@ def effective_weights(op) -> np.ndarray:
 
 
 def kind(op) -> str:
-    return type(op).__name__
+    """What errors and tables call the op (a Neuron by its label: IF, LIF, Output)."""
+    return op.label if isinstance(op, Neuron) else type(op).__name__
+
+
+def is_readout(op) -> bool:
+    return isinstance(op, Neuron) and op.readout
+
+
+def is_hidden_neuron(op) -> bool:
+    return isinstance(op, Neuron) and not op.readout
 
 
 def arrays_of(op) -> dict:
@@ -167,39 +213,24 @@ def conv_out_hw(hw: Pair, kernel: Pair, stride: Pair, padding: Pair, dilation: P
     return tuple((hw[i] + 2 * padding[i] - dilation[i] * (kernel[i] - 1) - 1) // stride[i] + 1 for i in range(2))
 
 
+def _channel(v, x):
+    """Per-channel values ``v`` shaped to broadcast over a batch ``x`` (axis 1)."""
+    return v.reshape((-1,) + (1,) * (x.ndim - 2))
+
+
+def add_bias(op, y):
+    return y if op.bias is None else y + _channel(op.bias, y)
+
+
+def _per_channel(op, n, in_shapes):
+    (shape,) = in_shapes
+    if shape[0] != n:
+        raise ValueError(f"{kind(op)} has {n} channels, input has {shape[0]}")
+    return tuple(shape)
+
+
 def infer_shape(op, in_shapes: list) -> Tuple[int, ...]:
     """Output shape of ``op`` for inputs of ``in_shapes``; raises ValueError when they do not fit."""
-    if isinstance(op, Input):
-        return tuple(op.shape)
-    if isinstance(op, Add):
-        if len(set(map(tuple, in_shapes))) != 1:
-            raise ValueError(f"Add inputs have different shapes {in_shapes}")
-        return tuple(in_shapes[0])
-    (shape,) = in_shapes
-    if isinstance(op, Dense):
-        if len(shape) != 1 or op.weight.ndim != 2 or op.weight.shape[1] != shape[0]:
-            raise ValueError(f"Dense weight {op.weight.shape} does not take input {shape}")
-        return (op.weight.shape[0],)
-    if isinstance(op, Conv2d):
-        if len(shape) != 3 or op.weight.ndim != 4 or op.weight.shape[1] * op.groups != shape[0]:
-            raise ValueError(f"Conv2d weight {op.weight.shape} (groups {op.groups}) does not take input {shape}")
-        if op.weight.shape[0] % op.groups:
-            raise ValueError(f"Conv2d out channels {op.weight.shape[0]} not divisible by groups {op.groups}")
-        hw = conv_out_hw(shape[1:], op.weight.shape[2:], op.stride, op.padding, op.dilation)
-        if min(hw) < 1:
-            raise ValueError(f"Conv2d output would be empty for input {shape}")
-        return (op.weight.shape[0],) + hw
-    if isinstance(op, AvgPool2d):
-        if len(shape) != 3:
-            raise ValueError(f"AvgPool2d needs a (C, H, W) input, got {shape}")
-        return (shape[0],) + conv_out_hw(shape[1:], op.kernel_size, op.stride, op.padding)
-    if isinstance(op, (BatchNorm, Affine)):
-        n = len(op.mean) if isinstance(op, BatchNorm) else len(op.scale)
-        if shape[0] != n:
-            raise ValueError(f"{kind(op)} has {n} channels, input has {shape[0]}")
-        return tuple(shape)
-    if isinstance(op, Flatten):
-        return (int(np.prod(shape)),)
-    if isinstance(op, NEURONS):
-        return tuple(shape)
-    raise TypeError(f"unknown op {op!r}")
+    if not isinstance(op, OP_KINDS):
+        raise TypeError(f"unknown op {op!r}")
+    return op.infer_shape([tuple(s) for s in in_shapes])

@@ -35,7 +35,7 @@ def build(input_shape, spec, bits=8, seed=0, threshold=None, reset="subtract", i
         bias = rng.integers(-4, 5, size=shape[0]).astype(np.int64)
         if len(shape) == 3:
             bias = bias[:, None, None]
-        return add_op(g, n, cls(scale=1.0, threshold=th, bias=bias, v_init=th // 2, step=1.0 / th), src_ops)
+        return add_op(g, n, cls(scale=1.0, threshold=th, bias=bias, v_init=th // 2, step=1.0 / th, reset=reset), src_ops)
 
     def conv(src, cin, cout, k, stride, pad, groups=1, unit=False):
         if unit:

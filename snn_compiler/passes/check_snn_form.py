@@ -27,7 +27,7 @@ from ..ir.layers import is_synaptic_pool
 
 
 def _is_if(op) -> bool:
-    return type(op) is O.IF
+    return O.is_hidden_neuron(op)
 
 
 def _through_flatten(g, src):

@@ -44,7 +44,7 @@ def lower_avgpool(graph, config) -> bool:
         op = op_of(graph, n)
         (src,) = inputs_of(graph, n)
         src_op = op_of(graph, src)
-        if type(src_op) is not O.IF:
+        if not O.is_hidden_neuron(src_op):
             raise ValueError(f"AvgPool2d {n} follows {O.kind(src_op)} {src}, not a ReLU: snnc pools spikes; "
                              "put the pool after the activation")
         c = graph.nodes[src]["shape"][0]

@@ -26,7 +26,7 @@ def _neuronish(g, src) -> bool:
     while isinstance(op_of(g, src), O.Flatten):
         (src,) = inputs_of(g, src)
     op = op_of(g, src)
-    return type(op) is O.IF or isinstance(op, O.Input)
+    return O.is_hidden_neuron(op) or isinstance(op, O.Input)
 
 
 def _identity(shape):

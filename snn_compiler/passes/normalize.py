@@ -8,6 +8,10 @@ Then for every weighted op k from source S into layer N:
 
     W'_k = W_k * lambda_S / lambda_N        b'_k = b_k / lambda_N
 
+A layer whose scale is already set keeps it: a directly trained spiking layer (LIF) has its
+trained threshold as lambda_N, and its spikes are worth ``spike_value`` (1), not its lambda, to
+the layers it feeds (lambda_S above), so a trained SNN needs no calibration but for its input.
+
 so the float SNN with threshold 1 fires at rate ~ relu(a_N) / lambda_N. Because the scale
 belongs to the *target* layer, all branches entering a residual Add are rescaled into the
 same units. A layer that only averages one source (a lowered average pool: depthwise, equal
@@ -82,13 +86,15 @@ def normalize(graph, config) -> bool:
     order = topo_order(graph)
     inp = input_node(graph)
     layers = neuron_layers(graph, order)
-    out = next(n for n in layers if isinstance(op_of(graph, n), O.Output))
+    out = next(n for n in layers if O.is_readout(op_of(graph, n)))
     pools = {n: g for n in layers if (g := _pooling_gain(graph, n)) is not None}
     unknown = [n for n in config.layer_scales if n not in layers]
     if unknown:
         raise ValueError(f"--layer-scale names no neuron layer: {', '.join(unknown)} (layers: {', '.join(layers)})")
-    need = [n for n in layers if n not in config.layer_scales and n not in pools]
+    preset = {n: op_of(graph, n).scale for n in layers if op_of(graph, n).scale is not None}
+    need = [n for n in layers if n not in config.layer_scales and n not in pools and n not in preset]
     scales, rates = _activation_scales(graph, need, config, out) if need else ({}, {})
+    scales.update(preset)
     scales.update({n: float(v) for n, v in config.layer_scales.items()})
 
     in_op = op_of(graph, inp)
@@ -106,16 +112,21 @@ def normalize(graph, config) -> bool:
     lam = {inp: in_op.scale}
     for n in layers:
         lam[n] = scales[n] if n in scales else None
+
+    def value(src):  # what one unit the source sends is worth, in the trained network's units
+        sop = op_of(graph, src)
+        return sop.spike_value if isinstance(sop, O.Neuron) and sop.spike_value is not None else lam[src]
+
     for n in layers:  # topological: a pool's source scale is known before the pool
         if lam[n] is None:
-            lam[n] = lam[source_of(graph, incoming(graph, n)[0])] * pools[n]
+            lam[n] = value(source_of(graph, incoming(graph, n)[0])) * pools[n]
         if not (np.isfinite(lam[n]) and lam[n] > 0):
             raise ValueError(f"layer {n!r}: activation scale {lam[n]!r} is not a finite positive number")
         op_of(graph, n).scale = lam[n]
         for k in incoming(graph, n):
             op = op_of(graph, k)
             with np.errstate(over="ignore"):
-                op.weight = op.weight * (lam[source_of(graph, k)] / lam[n])
+                op.weight = op.weight * (value(source_of(graph, k)) / lam[n])
                 if op.bias is not None:
                     op.bias = op.bias / lam[n]
             if not (np.all(np.isfinite(op.weight)) and (op.bias is None or np.all(np.isfinite(op.bias)))):

@@ -5,12 +5,14 @@ sources send integer values of float size u_k (1 for a spike; 1/levels for the g
 divided by the window area when the op reads through a synaptic pool, which sums the window):
 
     m_k    = max |W'_k| * u_k
-    theta  = clip(round(wmax / min_k m_k), 1, min(threshold_max, v_max))   wmax = 2**(bits-1) - 1
+    theta  = clip(round(wmax / min_k m_k) * gain, 1, min(threshold_max, v_max))   wmax = 2**(bits-1) - 1
+             (gain = 2**6 for a leaky layer: fraction bits for its decay, see ir/neuron.py)
              (and small enough that no e_k exceeds the register's weight_exp_max)
     e_k    = max(0, ceil(log2(m_k * theta / (wmax + 1/2))))   (the op's weight_exp)
     W_int  = clip(round(W'_k * u_k * theta / 2**e_k), -wmax, wmax)
     bias   = round(sum_k b'_k * theta)     (then rounded to the register format, if it has one)
-    v_init = theta // 2  (--v-init half)  or 0
+    v_init = theta // 2  (--v-init half, converted hidden layers)  or 0
+    decay_v = round((1 - beta) * 4096)   (leaky layers; reset and membrane width from the config)
 
 One integer unit is 1/theta of a threshold, so every op entering N (both branches of a residual
 join included) is in the same units; the op with the smallest weights sets theta and keeps all
@@ -35,6 +37,7 @@ import numpy as np
 
 from ..hardware import MAX_EXACT_SUM, MAX_LAYER_SUM
 from ..ir import op_of, topo_order
+from ..ir import neuron as N
 from ..ir import ops as O
 from ..ir.layers import incoming, neuron_layers, source_and_area
 
@@ -108,11 +111,12 @@ def quantize(graph, config) -> bool:
         if not all(np.isfinite(v) for v in mk.values()):
             raise ValueError(f"layer {n!r}: its normalised weights are not finite; check --norm / --layer-scale")
         m = min((v for v in mk.values() if v > 0), default=0.0)
-        theta = int(np.clip(np.rint(wmax / m), 1, theta_max)) if m > 0 else theta_max
+        layer = op_of(graph, n)
+        gain = 1 << N.LEAK_FRACTION_BITS if layer.leaky else 1
+        theta = int(np.clip(np.rint(wmax / m) * gain, 1, theta_max)) if m > 0 else theta_max
         big = max(mk.values())
         if big > 0:  # the largest connection must fit wmax << weight_exp_max
             theta = max(1, min(theta, int(min((wmax + 0.5) * 2.0 ** regs.weight_exp_max / big, theta_max))))
-        layer = op_of(graph, n)
         bias = np.zeros(graph.nodes[n]["shape"][:1] + (1,) * (len(graph.nodes[n]["shape"]) - 1))
         lo = hi = 0
         for k in ops:
@@ -133,7 +137,9 @@ def quantize(graph, config) -> bool:
             lo, hi = lo + l, hi + h
         layer.threshold = theta
         layer.bias = fit_bias(bias, regs, n)
-        layer.v_init = theta // 2 if config.v_init == "half" and not isinstance(layer, O.Output) else 0
+        layer.v_init = theta // 2 if config.v_init == "half" and N.starts_half(layer) else 0
+        layer.reset, layer.membrane_bits = config.reset, regs.membrane_bits
+        layer.decay_v = N.quantize_decay(layer.beta) if layer.leaky else None
         layer.step = 1.0 / theta
         b = layer.bias.reshape(-1)
         lo, hi = np.broadcast_to(lo + b, np.broadcast(lo, b).shape), np.broadcast_to(hi + b, np.broadcast(hi, b).shape)
@@ -142,7 +148,7 @@ def quantize(graph, config) -> bool:
             raise ValueError(f"layer {n!r}: worst-case current {cur} would overflow the simulators' int64 "
                              "membrane arithmetic; use fewer --bits or a smaller weight_exp_max")
         v_lo = min(layer.v_init, layer.v_init + config.timesteps * cur[0])
-        v_hi = max(theta - 1, layer.v_init) + max(cur[1], 0) if not isinstance(layer, O.Output) else config.timesteps * max(cur[1], 0)
+        v_hi = max(theta - 1, layer.v_init) + max(cur[1], 0) if not O.is_readout(layer) else config.timesteps * max(cur[1], 0)
         ranges[n] = {"current": cur, "membrane": [int(v_lo), int(v_hi)],
                      "current_fits": max(-cur[0], cur[1]) <= regs.current_max,
                      "membrane_saturates": max(-v_lo, v_hi) > regs.v_max}

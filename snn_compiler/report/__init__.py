@@ -50,7 +50,7 @@ def build_report(graph, x, y=None, *, timesteps=None, samples=500, encoding="con
     sweep = analysis.accuracy_sweep(graph, x, y, grid, encoding, seed, tick)
     stats = analysis.layer_stats(graph, x, y, T, encoding, seed, tick)
     events = analysis.events_per_inference(graph, x, stats.pop("int_counts"), T, encoding, seed)
-    layers = [n for n in neuron_layers(graph, topo_order(graph)) if not isinstance(op_of(graph, n), O.Output)]
+    layers = [n for n in neuron_layers(graph, topo_order(graph)) if not O.is_readout(op_of(graph, n))]
     sample = 0
     ras = raster(graph, x[sample:sample + 1], T, layers, encoding, seed)
     ras["sample"] = sample

@@ -63,7 +63,7 @@ def _corr(a, b) -> float:
 def layer_stats(graph, x, y, T, encoding="constant", seed=0, tick=lambda: None) -> dict:
     """Per-layer figures and the loss attribution at ``T`` (see the module docstring)."""
     order = topo_order(graph)
-    hidden = [n for n in neuron_layers(graph, order) if not isinstance(op_of(graph, n), O.Output)]
+    hidden = [n for n in neuron_layers(graph, order) if not O.is_readout(op_of(graph, n))]
     ann, acts = ann_outputs(graph, x, keep=hidden)
     clipped, _ = ann_outputs(graph, x, clip=hidden)
     runs = {}

@@ -1,8 +1,8 @@
 """The one emulator: an IR graph run as the ANN, as a float SNN or as the bit-exact integer SNN.
 
 The integer mode is the definition of the hardware semantics (docs/DESIGN.md): logical timestep
-t flows through the whole graph in topological order; neurons follow the IF equations of
-:class:`snn_compiler.ir.ops.IF`. Integer weighted ops run through BLAS in the narrowest float
+t flows through the whole graph in topological order; neurons follow the one update rule of
+:mod:`snn_compiler.ir.neuron` (its ``int_step`` and ``float_step``). Integer weighted ops run through BLAS in the narrowest float
 type proved exact for their worst-case sums (see :mod:`.kernels`).
 """
 from __future__ import annotations
@@ -14,6 +14,7 @@ import numpy as np
 
 from ..ir import inputs_of, op_of, topo_order
 from ..ir import ops as O
+from ..ir import neuron as N
 from ..ir.layers import source_and_area
 from . import kernels
 from .encode import ENCODINGS, MAX_TIMESTEPS, check_timesteps, input_steps  # noqa: F401  (MAX_TIMESTEPS: re-exported)
@@ -32,28 +33,6 @@ class SimResult:
 
 # ---- ANN reading -------------------------------------------------------------------------------
 
-def _channel(v, x):
-    return v.reshape((-1,) + (1,) * (x.ndim - 2))
-
-
-def _bias(op, y):
-    return y if op.bias is None else y + _channel(op.bias, y)
-
-
-ANN_EVAL = {
-    O.Dense: lambda op, xs: _bias(op, kernels.dense(xs[0], op.weight)),
-    O.Conv2d: lambda op, xs: _bias(op, kernels.conv2d(xs[0], op.weight, op.stride, op.padding, op.dilation, op.groups)),
-    O.AvgPool2d: lambda op, xs: kernels.avg_pool2d(xs[0], op.kernel_size, op.stride, op.padding),
-    O.BatchNorm: lambda op, xs: (xs[0] - _channel(op.mean, xs[0])) * _channel(op.weight / np.sqrt(op.var + op.eps), xs[0])
-    + _channel(op.bias, xs[0]),
-    O.Affine: lambda op, xs: xs[0] * _channel(op.scale, xs[0]) + _channel(op.shift, xs[0]),
-    O.Flatten: lambda op, xs: xs[0].reshape(len(xs[0]), -1),
-    O.Add: lambda op, xs: sum(xs[1:], xs[0]),
-    O.IF: lambda op, xs: np.maximum(xs[0], 0.0),
-    O.Output: lambda op, xs: xs[0],
-}
-
-
 def iter_ann(graph, x, keep=(), batch_size=256, clip=()):
     """Yield, per batch, ``{node: activation}`` for the nodes in ``keep`` plus the Output node.
 
@@ -71,15 +50,15 @@ def iter_ann(graph, x, keep=(), batch_size=256, clip=()):
                 xb = np.asarray(x[start:start + batch_size], np.float64)
                 vals[n] = xb / op.scale if op.scale else xb
             else:
-                vals[n] = ANN_EVAL[type(op)](op, [vals[p] for p in inputs_of(graph, n)])
+                vals[n] = op.ann([vals[p] for p in inputs_of(graph, n)])
                 if n in clip:
                     vals[n] = np.minimum(vals[n], 1.0)
-        yield {n: vals[n] for n in vals if n in keep or isinstance(op_of(graph, n), O.Output)}
+        yield {n: vals[n] for n in vals if n in keep or O.is_readout(op_of(graph, n))}
 
 
 def run_ann(graph, x, batch_size=256) -> np.ndarray:
     """The graph read as the ANN; output in the original network's units (times Output.scale)."""
-    out = next(n for n in graph if isinstance(op_of(graph, n), O.Output))
+    out = next(n for n in graph if O.is_readout(op_of(graph, n)))
     scale = op_of(graph, out).scale or 1.0
     parts = [acts[out] for acts in iter_ann(graph, x, batch_size=batch_size)]
     return np.concatenate(parts) * scale if parts else np.zeros((0,) + graph.nodes[out]["shape"])
@@ -105,8 +84,6 @@ class _Plan:
                 self.static[n] = encoding == "constant"
             else:
                 self.static[n] = not isinstance(op, O.NEURONS) and all(self.static[p] for p in self.inputs[n])
-        self.vmax = (1 << (graph.graph.get("snnc", {}).get("membrane_bits", 24) - 1)) - 1
-        self.reset = graph.graph.get("snnc", {}).get("reset", "subtract")
         self.v_half = graph.graph.get("snnc", {}).get("v_init", "half") == "half"
 
     def _weights(self, n, op):
@@ -132,14 +109,14 @@ class _Plan:
     def check_registers(self):
         """Integer fields within the int64 arithmetic both engines use (no wrap-around anywhere),
         else a one-line ValueError naming the layer."""
-        bits = self.graph.graph.get("snnc", {}).get("membrane_bits", 24)
-        if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not 2 <= bits <= 62:
-            raise ValueError(f"membrane_bits must be an integer in 2..62 for the simulator, got {bits!r}; "
-                             "recompile the model")
         lim = 1 << 62
         for n, op in self.ops.items():
             if not isinstance(op, O.NEURONS):
                 continue
+            bits = op.membrane_bits
+            if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not 2 <= bits <= 62:
+                raise ValueError(f"layer {n!r}: membrane_bits must be an integer in 2..62 for the simulator, got "
+                                 f"{bits!r}; recompile the model")
             th, v0 = op.threshold, op.v_init
             if not 1 <= int(th) <= lim:
                 raise ValueError(f"layer {n!r}: threshold {th} is outside 1..2**62; recompile the model")
@@ -159,7 +136,7 @@ def _weighted(plan, n, op, x):
         y = kernels.conv2d(x, w, op.stride, op.padding, op.dilation, op.groups)
     if plan.mode == "int":
         return y.astype(np.int64)
-    return _bias(op, y)
+    return O.add_bias(op, y)
 
 
 def _pool(plan, op, x):
@@ -171,37 +148,33 @@ def _pool(plan, op, x):
 
 
 class _Neurons:
-    """State of one neuron layer for one batch."""
+    """State of one neuron layer for one batch; steps through :mod:`snn_compiler.ir.neuron`."""
 
     def __init__(self, plan, n, op, batch, spiking):
-        shape = (batch,) + plan.graph.nodes[n]["shape"]
-        self.spiking, self.plan = spiking, plan
+        shape = plan.graph.nodes[n]["shape"]
+        self.spiking, self.plan, self.op = spiking, plan, op
+        dtype = np.int64 if plan.mode == "int" else np.float64
+        self.v = np.full((batch,) + shape, N.initial_v(op, plan.mode, plan.v_half, spiking), dtype)
+        self.u = np.zeros_like(self.v) if op.decay_u != N.DECAY_ONE else None
         if plan.mode == "int":
-            self.theta, self.bias = op.threshold, op.bias.astype(np.int64)
-            self.v = np.full(shape, op.v_init if spiking else 0, np.int64)
+            self.params = N.IntParams.of(op, shape)
         else:
-            self.theta, self.bias = 1.0, 0.0
-            self.v = np.full(shape, 0.5 if spiking and plan.v_half else 0.0)
-        self.count = np.zeros(shape, np.int64)
+            self.beta = N.beta_of(op, shape)
+        self.count = np.zeros((batch,) + shape, np.int64)
 
     def step(self, current):
-        v = self.v + current + self.bias
         if self.plan.mode == "int":
-            np.clip(v, -self.plan.vmax, self.plan.vmax, out=v)
-        self.v = v
-        if not self.spiking:
-            return None
-        s = v >= self.theta
-        if self.plan.reset == "subtract":
-            v -= s * self.theta
+            s = N.int_step(self.v, self.u, current, self.params, self.spiking)
         else:
-            v[s] = 0
-        self.count += s
+            s = N.float_step(self.v, self.u, current, self.beta, self.op.decay_u, self.op.reset == "subtract",
+                             self.spiking)
+        if s is not None:
+            self.count += s
         return s
 
 
 def _run_batch(plan, x, ids, timesteps, encoding, seed, readout, on_step=None):
-    out = next(n for n, op in plan.ops.items() if isinstance(op, O.Output))
+    out = next(n for n, op in plan.ops.items() if O.is_readout(op))
     neurons = {n: _Neurons(plan, n, op, len(x), spiking=not (n == out and readout == "membrane"))
                for n, op in plan.ops.items() if isinstance(op, O.NEURONS)}
     inp = next(n for n, op in plan.ops.items() if isinstance(op, O.Input))
@@ -214,7 +187,9 @@ def _run_batch(plan, x, ids, timesteps, encoding, seed, readout, on_step=None):
                 vals[n] = cache[n]
                 continue
             op, xs = plan.ops[n], [vals[p] for p in plan.inputs[n]]
-            if isinstance(op, O.WEIGHTED):
+            if isinstance(op, O.Input):
+                pass  # this step's input, set above
+            elif isinstance(op, O.WEIGHTED):
                 vals[n] = _weighted(plan, n, op, xs[0])
             elif isinstance(op, O.Flatten):
                 vals[n] = xs[0].reshape(len(xs[0]), -1)
@@ -225,6 +200,8 @@ def _run_batch(plan, x, ids, timesteps, encoding, seed, readout, on_step=None):
                 vals[n] = sum(xs[1:], xs[0])
             elif isinstance(op, O.NEURONS):
                 vals[n] = neurons[n].step(xs[0])
+            else:
+                raise TypeError(f"the numpy engine does not know op {O.kind(op)} ({n!r})")
             if plan.static[n]:
                 cache[n] = vals[n]
         if on_step is not None:
@@ -281,7 +258,7 @@ def simulate(graph, x, *, mode="int", timesteps=32, encoding="constant", seed=0,
         plan.check_registers()
     x = _check_data(plan, x)
     fp = fast.FastPlan(plan) if mode == "int" and engine != "numpy" and fast.available() else None
-    out = next(n for n, op in plan.ops.items() if isinstance(op, O.Output))
+    out = next(n for n, op in plan.ops.items() if O.is_readout(op))
     scores, preds, counts, totals = [], [], {}, {}
     bar = _progress(len(x), progress)
     for start in range(0, len(x), batch_size):

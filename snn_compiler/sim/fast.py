@@ -22,6 +22,7 @@ try:
 except ImportError:  # the core also runs without numba (the Lava environment): numpy engine only
     nb = None
 
+from ..ir import neuron as N
 from ..ir import ops as O
 from .encode import input_chunks
 
@@ -123,9 +124,8 @@ if nb is not None:
 
     @nb.njit(parallel=True, cache=True)
     def _if_layer(cur, static, bias, theta, v, vmax, subtract, spiking, spikes, counts):
-        """The IF equations of ops.IF over T steps; cur (T or 1, F, N), v/counts (F, N) updated in place.
-
-        Branch-free inner loops (one per reset mode) so numba vectorizes them.
+        """``ir.neuron.int_step`` without leak over T steps; cur (T or 1, F, N), v/counts (F, N)
+        updated in place. Branch-free inner loops (one per reset mode) so numba vectorizes them.
         """
         n_t, n_f, n = spikes.shape[0], v.shape[0], v.shape[1]
         for f in nb.prange(n_f):
@@ -150,6 +150,37 @@ if nb is not None:
                         s_t[i] = s
                         cf[i] += s
                         vf[i] = u * (1 - s)
+
+
+    @nb.njit(inline="always")
+    def _tz_decay(x, decay):
+        p = x * (4096 - decay)
+        r = abs(p) >> 12
+        return -r if p < 0 else r
+
+    @nb.njit(parallel=True, cache=True)
+    def _leaky_layer(cur, static, bias, decay_v, decay_u, theta, v, u, vmax, subtract, spiking, spikes, counts):
+        """``ir.neuron.int_step`` with leak (LIF) over T steps; u (F, N) is the current state, used
+        when decay_u < 4096. Same layout and in-place updates as _if_layer."""
+        n_t, n_f, n = spikes.shape[0], v.shape[0], v.shape[1]
+        memory = decay_u != 4096
+        for f in nb.prange(n_f):
+            vf, uf, cf = v[f], u[f], counts[f]
+            for t in range(n_t):
+                i_t = cur[0 if static else t, f]
+                s_t = spikes[t, f]
+                for i in range(n):
+                    c = i_t[i]
+                    if memory:
+                        c = _tz_decay(uf[i], decay_u) + c
+                        uf[i] = c
+                    w = min(max(_tz_decay(vf[i], decay_v[i]) + c + bias[i], -vmax), vmax)
+                    if spiking:
+                        s = w >= theta
+                        s_t[i] = s
+                        cf[i] += s
+                        w = w - s * theta if subtract else w * (1 - s)
+                    vf[i] = w
 
 
 def _reach(n_in, k, stride, pad, dil, n_out):
@@ -248,7 +279,7 @@ def run_batch(fp, x, ids, timesteps, encoding, seed, readout):
     Returns per neuron layer (v, counts, spiking), v and counts in torch's (N, *shape) layout."""
     plan, g = fp.plan, fp.plan.graph
     n_f = len(x)
-    out_node = next(n for n, op in plan.ops.items() if isinstance(op, O.Output))
+    out_node = next(n for n, op in plan.ops.items() if O.is_readout(op))
     inp = next(n for n, op in plan.ops.items() if isinstance(op, O.Input))
     widest = max(int(np.prod(g.nodes[n]["shape"])) for n in plan.order)
     tc = max(1, min(timesteps, STEP_FRAMES // max(1, n_f), STEP_VALUES // max(1, n_f * widest)))
@@ -267,11 +298,11 @@ def run_batch(fp, x, ids, timesteps, encoding, seed, readout):
             shape = g.nodes[n]["shape"]
             nn = int(np.prod(shape))
             spiking = not (n == out_node and readout == "membrane")
-            bias = np.ascontiguousarray(np.broadcast_to(op.bias, shape).astype(np.int64))
-            bias = np.ascontiguousarray(bias.transpose(1, 2, 0)).ravel() if len(shape) == 3 else bias.ravel()
-            layers[n] = dict(v=np.full((n_f, nn), op.v_init if spiking else 0, np.int64),
-                             counts=np.zeros((n_f, nn), np.int64), bias=bias, spiking=spiking, theta=int(op.threshold))
-    subtract = plan.reset == "subtract"
+            p = N.IntParams.of(op, shape)
+            layers[n] = dict(v=np.full((n_f, nn), N.initial_v(op, "int", False, spiking), np.int64),
+                             counts=np.zeros((n_f, nn), np.int64), bias=_flat_hwc(p.bias, shape),
+                             spiking=spiking, p=p, decay_v=_flat_hwc(p.decay_v, shape) if p.leaky else None,
+                             u=np.zeros((n_f, nn), np.int64) if p.leaky else None)
     for t0 in range(0, timesteps, tc):
         c = min(tc, timesteps - t0)
         seq, left = {}, {n: g.out_degree(n) for n in plan.order}
@@ -302,14 +333,21 @@ def run_batch(fp, x, ids, timesteps, encoding, seed, readout):
                 for p in parts[1:]:
                     total = total + p
                 seq[n] = total
-            else:
+            elif isinstance(op, O.NEURONS):
                 st = layers[n]
                 cur = seq[srcs[0]]
                 cur = cur.reshape(cur.shape[:2] + (-1,))
                 spikes = np.zeros((c,) + st["v"].shape, np.uint8)
-                _if_layer(cur, static[srcs[0]], st["bias"], st["theta"], st["v"], plan.vmax, subtract,
-                          st["spiking"], spikes, st["counts"])
+                p = st["p"]
+                if p.leaky:
+                    _leaky_layer(cur, static[srcs[0]], st["bias"], st["decay_v"], p.decay_u, p.threshold, st["v"],
+                                 st["u"], p.v_max, p.subtract, st["spiking"], spikes, st["counts"])
+                else:
+                    _if_layer(cur, static[srcs[0]], st["bias"], p.threshold, st["v"], p.v_max, p.subtract,
+                              st["spiking"], spikes, st["counts"])
                 seq[n] = spikes.reshape((c, n_f) + _hwc(shape))
+            else:
+                raise TypeError(f"the numba engine does not know op {O.kind(op)} ({n!r})")
             if static[n]:
                 cache[n] = seq[n]
             for s in srcs:  # free a sequence once its last consumer has run
@@ -319,6 +357,12 @@ def run_batch(fp, x, ids, timesteps, encoding, seed, readout):
     states = {n: (_torch_layout(st["v"], g.nodes[n]["shape"]), _torch_layout(st["counts"], g.nodes[n]["shape"]),
                   st["spiking"]) for n, st in layers.items()}
     return states, out_node
+
+
+def _flat_hwc(a, shape):
+    """A per-neuron int64 array broadcast to ``shape`` and flattened in the engine's (H, W, C) order."""
+    a = np.broadcast_to(np.asarray(a, np.int64), shape)
+    return np.ascontiguousarray(a.transpose(1, 2, 0) if len(shape) == 3 else a).ravel()
 
 
 def _torch_layout(a, shape):

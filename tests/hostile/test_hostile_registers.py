@@ -308,7 +308,7 @@ def build(state, in_bits, signed, layers):
     for i, (w, exp, theta, bias, v0) in enumerate(layers):
         d = add_op(g, f"fc{i}", O.Dense(w.astype(float), weight_int=w.astype(np.int64), weight_exp=exp), [prev])
         cls = O.Output if i == len(layers) - 1 else O.IF
-        prev = add_op(g, "out" if cls is O.Output else f"if{i}",
+        prev = add_op(g, "out" if i == len(layers) - 1 else f"if{i}",
                       cls(scale=1.0, threshold=theta, bias=bias, v_init=v0, step=1.0), [d])
     return g
 

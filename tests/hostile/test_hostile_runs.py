@@ -270,7 +270,7 @@ def test_registers_beyond_the_engines_int64_are_one_line(engine, field, value):
     from builders import int_chain
     g = int_chain([np.array([[3]]), np.array([[1]])], [5, 1])
     if field == "membrane_bits":
-        g.graph["snnc"]["membrane_bits"] = value
+        g.nodes["if0"]["op"].membrane_bits = value
     elif field == "bias":
         g.nodes["if0"]["op"].bias = np.array([value], np.uint64)
     else:

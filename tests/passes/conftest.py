@@ -27,7 +27,7 @@ def ann_eval(g, x, all_nodes=False):
     """The ANN reading on a batch x (B, *input shape): IF = ReLU, Output = identity, float64."""
     from snn_compiler.sim.emulator import iter_ann
     (vals,) = iter_ann(g, np.asarray(x, np.float64), keep=list(g), batch_size=max(len(x), 1))
-    return vals if all_nodes else vals[next(n for n in g if isinstance(op_of(g, n), O.Output))]
+    return vals if all_nodes else vals[next(n for n in g if O.is_readout(op_of(g, n)))]
 
 
 def kinds(g):

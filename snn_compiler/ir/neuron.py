@@ -1,0 +1,207 @@
+"""The one neuron op of the IR and its one update rule, run in float or in integers.
+
+Every neuron kind is one compartment (nengo-loihi's idea) with these fields; IF is a Neuron
+without leak, LIF one with ``beta``, the read-out layer one with ``readout=True``. Every engine
+and backend (numpy and numba emulators, Lava's process model) is tested against
+:func:`int_step` and :func:`float_step`; nothing else states the equations.
+
+Integer step (Loihi's fixed-point compartment; Lava's ``PyLifModelBitAcc`` is this rule with
+``decay_u = du + 1``, input current ``a << 6``, ``threshold = (vth << 6) + 1`` and reset "zero",
+tested in tests/test_lava_lif.py), with input current ``I[t]`` (the weighted ops' sum), all
+values integers and ``tz(x) = sign(x) * (|x| >> 12)`` (a product rounded toward zero):
+
+    u[t] = tz(u[t-1] * (4096 - decay_u)) + I[t]        (decay_u = 4096: no current memory)
+    v[t] = clip(tz(v[t-1] * (4096 - decay_v)) + u[t] + bias, -v_max, v_max)
+    s[t] = v[t] >= threshold                            (hidden layers and count read-outs)
+    v[t] = v[t] - s[t] * threshold   (reset "subtract")   or   v[t] * (1 - s[t])   (reset "zero")
+
+with ``v[-1] = v_init``, ``u[-1] = 0`` and ``v_max = 2**(membrane_bits-1) - 1``. IF: ``decay_v =
+0, decay_u = 4096``, so ``v[t] = clip(v[t-1] + I[t] + bias)``. A membrane read-out does not
+spike: ``v`` integrates with ``v[-1] = 0``.
+
+Float step (the float SNN, threshold 1, weights normalised by the layer's ``scale``):
+
+    u[t] = (1 - decay_u / 4096) * u[t-1] + I[t]
+    v[t] = beta * v[t-1] + u[t]          (beta = 1 for IF; exactly the trained beta for LIF)
+    s[t] = v[t] >= 1, reset as above with threshold 1
+
+The integer LIF quantizes ``decay_v = round((1 - beta) * 4096)`` (beta to 1/4096, truncated
+products): that, and rounding weights, is its whole error against the float SNN.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+DECAY_BITS = 12
+DECAY_ONE = 1 << DECAY_BITS    # 4096: decay 0 keeps everything, 4096 forgets everything
+RESETS = ("subtract", "zero")
+# Loihi's act_shift: a leaky layer's threshold carries 6 more bits (its weights 6 more exponent
+# bits) so that its decay products round at 1/64 of the units its weights are counted in.
+LEAK_FRACTION_BITS = 6
+
+
+@dataclass
+class Neuron:
+    """A layer of neurons (one compartment each); see the module docstring for the equations.
+
+    ANN reading: ``relu(x)`` for a hidden layer converted from a ReLU, ``x`` for the read-out
+    layer; a trained spiking layer (``spike_value`` set) has none.
+
+    - ``scale``: the activation that makes it fire every step (lambda: calibration, or the trained
+      threshold); weights into the layer are divided by it.
+    - ``spike_value``: what one spike is worth to the layers it feeds, in the source network's
+      units; None means ``scale`` (a converted ReLU), a directly trained spiking layer sets 1.
+    - ``beta`` (float, per channel or scalar, shape ``(1,)`` or ``(C,)``): membrane retention of a
+      leaky layer; None: no leak.
+    - ``threshold``, ``bias``, ``v_init``, ``step``, ``decay_v``, ``decay_u``, ``membrane_bits``:
+      the integer registers, set by the quantize pass (``step``: the float value of one integer
+      unit, in thresholds).
+    """
+    scale: Optional[float] = None
+    threshold: Optional[int] = None
+    bias: Optional[np.ndarray] = None
+    v_init: Optional[int] = None
+    step: Optional[float] = None
+    readout: bool = False
+    reset: str = "subtract"
+    beta: Optional[np.ndarray] = None
+    spike_value: Optional[float] = None
+    decay_v: Optional[np.ndarray] = None
+    decay_u: int = DECAY_ONE
+    membrane_bits: int = 24
+
+    @property
+    def leaky(self) -> bool:
+        return self.beta is not None
+
+    @property
+    def label(self) -> str:
+        """IF, LIF, Output or Output LIF: what a table or an error calls this layer."""
+        base = "LIF" if self.leaky else "IF"
+        return ("Output" + (" LIF" if self.leaky else "")) if self.readout else base
+
+    @property
+    def v_max(self) -> int:
+        return (1 << (self.membrane_bits - 1)) - 1
+
+    def infer_shape(self, in_shapes):
+        (shape,) = in_shapes
+        if self.beta is not None and np.size(self.beta) not in (1, shape[0]):
+            raise ValueError(f"{self.label} has {np.size(self.beta)} beta values for {shape[0]} channels")
+        return tuple(shape)
+
+    def ann(self, xs):
+        if self.spike_value is not None:
+            raise ValueError(f"a trained spiking layer ({self.label}) has no ANN reading; compare its float SNN")
+        return xs[0] if self.readout else np.maximum(xs[0], 0.0)
+
+
+def IF(**fields) -> Neuron:
+    """An integrate-and-fire layer (a ReLU of the ANN)."""
+    return Neuron(**fields)
+
+
+def LIF(beta, threshold: float = 1.0, **fields) -> Neuron:
+    """A trained leaky integrate-and-fire layer: ``v = beta * v + I``, spikes worth 1, scale = threshold."""
+    return Neuron(beta=np.atleast_1d(np.asarray(beta, np.float64)), scale=float(threshold), spike_value=1.0, **fields)
+
+
+def Output(**fields) -> Neuron:
+    """The read-out layer (ANN reading: identity)."""
+    return Neuron(readout=True, **fields)
+
+
+def decays_of(op, shape) -> np.ndarray:
+    """The layer's integer ``decay_v`` broadcast per channel to ``shape`` (int64; zeros for IF)."""
+    d = np.zeros(1, np.int64) if op.decay_v is None else np.asarray(op.decay_v, np.int64)
+    d = d.reshape((-1,) + (1,) * (len(shape) - 1)) if d.size > 1 else d.reshape(())
+    return np.broadcast_to(d, shape)
+
+
+def quantize_decay(beta) -> np.ndarray:
+    """``decay_v = round((1 - beta) * 4096)`` in 0..4096."""
+    return np.clip(np.rint((1.0 - np.asarray(beta, np.float64)) * DECAY_ONE), 0, DECAY_ONE).astype(np.int64)
+
+
+def tz_decay(x: np.ndarray, decay) -> np.ndarray:
+    """``sign(p) * (|p| >> 12)`` with ``p = x * (4096 - decay)``: Loihi's decay, rounded toward zero."""
+    p = x * (DECAY_ONE - decay)
+    return np.sign(p) * (np.abs(p) >> DECAY_BITS)
+
+
+class IntParams(NamedTuple):
+    """A layer's integer registers, as every engine reads them."""
+    threshold: int
+    bias: np.ndarray        # int64, broadcastable to the state
+    decay_v: np.ndarray     # int64, broadcastable to the state (0 for IF)
+    decay_u: int
+    v_max: int
+    subtract: bool
+    leaky: bool             # any decay_v > 0 or current memory: the plain IF path skips the products
+
+    @classmethod
+    def of(cls, op, shape) -> "IntParams":
+        dv = decays_of(op, shape)
+        return cls(int(op.threshold), np.asarray(op.bias, np.int64), dv, int(op.decay_u), op.v_max,
+                   op.reset == "subtract", bool(dv.any()) or op.decay_u != DECAY_ONE)
+
+
+def int_step(v: np.ndarray, u: Optional[np.ndarray], current: np.ndarray, p: IntParams, spiking: bool = True):
+    """One integer step: update ``v`` (and ``u`` when the layer has current memory) in place;
+    return the spikes (bool), or None for a non-spiking read-out. All arrays int64."""
+    if p.decay_u != DECAY_ONE:
+        u[...] = tz_decay(u, p.decay_u) + current
+        current = u
+    x = tz_decay(v, p.decay_v) if p.leaky else v
+    np.clip(x + current + p.bias, -p.v_max, p.v_max, out=v)
+    if not spiking:
+        return None
+    s = v >= p.threshold
+    if p.subtract:
+        v -= s * p.threshold
+    else:
+        v[s] = 0
+    return s
+
+
+def float_step(v: np.ndarray, u: Optional[np.ndarray], current: np.ndarray, beta, decay_u: int, subtract: bool,
+               spiking: bool = True):
+    """One float step (threshold 1); ``beta`` broadcastable to ``v`` or None (IF)."""
+    if decay_u != DECAY_ONE:
+        u[...] = (1.0 - decay_u / DECAY_ONE) * u + current
+        current = u
+    v[...] = (v if beta is None else beta * v) + current
+    if not spiking:
+        return None
+    s = v >= 1.0
+    if subtract:
+        v -= s
+    else:
+        v[s] = 0.0
+    return s
+
+
+def beta_of(op, shape):
+    """The float ``beta`` broadcast per channel to ``shape``, or None (no leak)."""
+    if op.beta is None:
+        return None
+    b = np.asarray(op.beta, np.float64)
+    return np.broadcast_to(b.reshape((-1,) + (1,) * (len(shape) - 1)) if b.size > 1 else b.reshape(()), shape)
+
+
+def initial_v(op, mode: str, half: bool, spiking: bool):
+    """``v[-1]``: the integer ``v_init``; in float 0.5 for a converted hidden layer under
+    ``--v-init half`` (a trained layer starts at 0, as trained); 0 for a membrane read-out."""
+    if not spiking:
+        return 0
+    if mode == "int":
+        return op.v_init
+    return 0.5 if half and starts_half(op) else 0.0
+
+
+def starts_half(op) -> bool:
+    """Whether ``--v-init half`` applies: converted hidden layers only (a trained layer starts at 0)."""
+    return op.spike_value is None and not op.readout
