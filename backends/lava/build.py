@@ -136,11 +136,12 @@ def build_network(graph, x=None, *, timesteps: int, encoding: str = "constant", 
         if neurons == "lif" and why and lp.kind == "IF":
             raise ValueError(f"layer {name!r}: stock LIF cannot run it exactly: {why}")
         if why is None:
-            procs[name], counters[name] = _lif_layer(lp, T, n_samples, plan.vmax, record, fault_step, processes)
+            procs[name], counters[name] = _lif_layer(lp, T, n_samples, lp.vmax, record, fault_step, processes)
             kinds[name] = "lif"
         else:
             procs[name] = counters[name] = SnncNeuron(
-                shape=lp.lshape, theta=lp.theta, bias=lp.bias, v_init=lp.v_init, vmax=plan.vmax, reset=plan.reset,
+                shape=lp.lshape, theta=lp.theta, bias=lp.bias, v_init=lp.v_init, vmax=lp.vmax, reset=lp.reset,
+                decay_v=lp.decay_v, decay_u=lp.decay_u,
                 spiking=lp.spiking, depth=lp.depth, window=T, n_samples=n_samples, record=record,
                 readout=name == plan.output, fault_step=fault_step, name=name)
             kinds[name] = "snnc"

@@ -14,6 +14,7 @@ import numpy as np
 from snn_compiler.ir import inputs_of, op_of, topo_order, verify
 from snn_compiler.ir import ops as O
 from snn_compiler.ir.layers import incoming
+from snn_compiler.ir.neuron import decays_of
 
 
 def lava_shape(shape) -> Tuple[int, ...]:
@@ -69,7 +70,7 @@ def conv_matrix(w, in_shape, out_shape, stride, padding, dilation, groups) -> np
 @dataclass
 class LayerPlan:
     name: str
-    kind: str                      # "IF" or "Output"
+    kind: str                      # the op's label: IF, LIF, Output, Output LIF
     shape: Tuple[int, ...]         # torch order
     lshape: Tuple[int, ...]        # Lava order
     theta: int
@@ -77,6 +78,10 @@ class LayerPlan:
     v_init: int
     depth: int
     spiking: bool
+    reset: str = "subtract"
+    vmax: int = (1 << 23) - 1
+    decay_v: Optional[np.ndarray] = None   # int64, full lshape; None: no leak
+    decay_u: int = 4096
 
 
 @dataclass
@@ -106,8 +111,6 @@ class NetPlan:
     conns: List[ConnPlan]
     output: str
     depth: int                     # depth of the Output: a run of T steps takes T + depth hardware steps
-    reset: str
-    vmax: int
     meta: dict = field(default_factory=dict)
 
 
@@ -156,7 +159,8 @@ def make_plan(graph, readout: str = "membrane") -> NetPlan:
         layers[n] = LayerPlan(
             name=n, kind=O.kind(op), shape=shape, lshape=lava_shape(shape), theta=int(op.threshold),
             bias=to_lava(np.broadcast_to(np.asarray(op.bias, np.int64), shape), len(shape)).copy(),
-            v_init=int(op.v_init) if spiking else 0, depth=depth[n], spiking=spiking)
+            v_init=int(op.v_init) if spiking else 0, depth=depth[n], spiking=spiking, reset=op.reset, vmax=op.v_max,
+            decay_v=to_lava(decays_of(op, shape), len(shape)).copy() if op.leaky else None, decay_u=int(op.decay_u))
         for k, src, flat in feeds:
             kop = op_of(graph, k)
             src_shape = tuple(graph.nodes[src]["shape"])
@@ -181,8 +185,7 @@ def make_plan(graph, readout: str = "membrane") -> NetPlan:
     inp_op = op_of(graph, inp)
     ishape = tuple(graph.nodes[inp]["shape"])
     return NetPlan(input=inp, input_op=inp_op, input_shape=ishape, input_lshape=lava_shape(ishape), layers=layers,
-                   conns=conns, output=out, depth=depth[out], reset=state.get("reset", "subtract"),
-                   vmax=(1 << (int(state.get("membrane_bits", 24)) - 1)) - 1)
+                   conns=conns, output=out, depth=depth[out])
 
 
 # ---- stock LIF as integrate-and-fire (reset to zero) -----------------------------------------
@@ -229,10 +232,10 @@ def split_bias(bias: np.ndarray, mantissa_bits: int = 13, exponent_bits: int = 3
 def lif_fit(plan: NetPlan, layer: str, timesteps: int) -> Optional[str]:
     """None if stock LIF reproduces ``layer`` exactly over ``timesteps``, else the reason why not."""
     lp = plan.layers[layer]
-    if plan.reset != "zero":
+    if lp.reset != "zero":
         return "stock LIF only resets to zero"
     if lp.kind != "IF" or not lp.spiking:
-        return "the Output layer is read out by the snnc neuron"
+        return f"{lp.kind} layers run on the snnc neuron (stock LIF: hidden IF layers only)"
     if not 1 <= lp.theta <= LIF_LIMIT + 1:
         return f"threshold {lp.theta} - 1 does not fit vth (17 bits)"
     try:

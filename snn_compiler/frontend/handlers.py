@@ -6,7 +6,9 @@ import math
 import numpy as np
 import torch
 
+from .. import nn as _snnc_nn  # noqa: F401  (registers the snnc::lif op)
 from ..ir import ops as O
+from ..ir.neuron import RESETS
 
 aten = torch.ops.aten
 from .context import Act, Unavailable, _describe, _pair
@@ -109,6 +111,20 @@ def native_batch_norm_no_training(ctx, a):
 
 def relu(ctx, a):
     return ctx.emit(O.IF(), [ctx.act(a["self"])])
+
+
+def lif(ctx, a):
+    """A trained LIF layer (snn_compiler.nn.LIF, exported as one snnc::lif op)."""
+    x = ctx.act(a["x"])
+    beta = ctx.const(a["beta"], "beta").reshape(-1)
+    threshold, reset = a["threshold"], a["reset"]
+    if reset not in RESETS:
+        ctx.fail(f"reset must be one of {RESETS}, got {reset!r}")
+    if not (np.isfinite(threshold) and threshold > 0):
+        ctx.fail(f"threshold must be a finite number > 0, got {threshold!r}")
+    if not np.all((beta >= 0) & (beta <= 1)):
+        ctx.fail("beta must lie in 0..1 (clamp a learned beta before exporting)")
+    return ctx.emit(O.LIF(beta, threshold=float(threshold), reset=reset), [x])
 
 
 def _map_input(ctx, a):
@@ -270,6 +286,7 @@ HANDLERS = {
     aten._native_batch_norm_legit_no_training.default: native_batch_norm_no_training,
     aten.relu.default: relu,
     aten.relu_.default: relu,
+    torch.ops.snnc.lif.default: lif,
     aten.avg_pool2d.default: avg_pool2d,
     aten.adaptive_avg_pool2d.default: adaptive_avg_pool2d,
     aten._adaptive_avg_pool2d.default: adaptive_avg_pool2d,

@@ -100,7 +100,7 @@ def from_exported_program(ep, input_shape: Optional[tuple] = None) -> nx.DiGraph
             continue
         handler = HANDLERS.get(n.target)
         if handler is None:
-            ctx.fail("unsupported op (snnc lowers Linear, Conv2d, BatchNorm, ReLU, AvgPool2d, "
+            ctx.fail("unsupported op (snnc lowers Linear, Conv2d, BatchNorm, ReLU, snn_compiler.nn.LIF, AvgPool2d, "
                      "AdaptiveAvgPool2d, flatten, dropout, identity and residual add)")
         if not isinstance(n.target, torch._ops.OpOverload):
             ctx.fail("not an aten op")
@@ -118,8 +118,12 @@ def from_exported_program(ep, input_shape: Optional[tuple] = None) -> nx.DiGraph
     if not isinstance(result, Act):
         raise FrontendError("the model's output does not depend on its input (it returns a constant)")
     ctx.node = out_node
-    out_name = ir.unique_name(g, "output")
-    ir.add_op(g, out_name, O.Output(), [result.name])
+    if isinstance(ir.op_of(g, result.name), O.Neuron):  # a spiking network's last layer is its read-out
+        out_name = result.name
+        ir.op_of(g, out_name).readout = True
+    else:
+        out_name = ir.unique_name(g, "output")
+        ir.add_op(g, out_name, O.Output(), [result.name])
     _prune(g, out_name)
     try:
         ir.verify(g)

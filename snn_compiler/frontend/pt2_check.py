@@ -23,7 +23,7 @@ import zipfile
 
 from .archive_check import CODE_HELP, PICKLE_HELP, Archive, clip, refuse
 from .errors import FrontendError
-from .pure_ops import PURE_OPS
+from .pure_ops import PURE_OPS, SNNC_OPS
 
 _KNOWN = ("archive_format", "archive_version", "byteorder", ".data/", "models/", "data/weights/",
           "data/constants/", "data/sample_inputs/", "extra/")
@@ -63,7 +63,8 @@ def _plain_sym_expr(text) -> bool:
 def _op_allowed(target: str) -> bool:
     parts = target.split(".")
     if target.startswith("torch.ops."):
-        return len(parts) == 5 and parts[2] == "aten" and parts[3] in PURE_OPS
+        return len(parts) == 5 and ((parts[2] == "aten" and parts[3] in PURE_OPS)
+                                    or (parts[2] == "snnc" and parts[3] in SNNC_OPS))
     if target.startswith("_operator."):
         return len(parts) == 2 and parts[1] in _OPERATOR_OK
     return target in _SYM_FN_OK

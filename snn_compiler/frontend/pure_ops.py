@@ -12,6 +12,9 @@ untrusted. Names are aten op names without the overload, as TorchScript (``torch
 torch.export (``torch.ops.aten.relu.default``) write them.
 """
 
+# snnc's own ops (snn_compiler.nn): one LIF step, a pure tensor computation.
+SNNC_OPS = frozenset({"lif"})
+
 PURE_OPS = frozenset("""
 abs abs_ neg neg_ add add_ sub sub_ rsub mul mul_ div div_ true_divide floor_divide remainder fmod
 pow pow_ sqrt rsqrt exp exp2 log log2 log10 log1p expm1 sin cos tan sinh cosh asin acos atan atan2

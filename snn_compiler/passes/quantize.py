@@ -138,7 +138,9 @@ def quantize(graph, config) -> bool:
         layer.threshold = theta
         layer.bias = fit_bias(bias, regs, n)
         layer.v_init = theta // 2 if config.v_init == "half" and N.starts_half(layer) else 0
-        layer.reset, layer.membrane_bits = config.reset, regs.membrane_bits
+        layer.membrane_bits = regs.membrane_bits
+        if layer.spike_value is None:  # a converted layer takes --reset; a trained one keeps its own
+            layer.reset = config.reset
         layer.decay_v = N.quantize_decay(layer.beta) if layer.leaky else None
         layer.step = 1.0 / theta
         b = layer.bias.reshape(-1)

@@ -1,7 +1,7 @@
 """Fixed-point process models of the snnc processes (tag ``fixed_pt``, CPU, Loihi protocol).
 
-These models are the definition of the snnc neuron microcode: integer arithmetic only, exactly
-the equations in process.py (and docs/DESIGN.md).
+The neuron model steps through :func:`snn_compiler.ir.neuron.int_step`, the one definition of the
+integer neuron; the rest (pipeline fill, sample windows, counters) is Lava plumbing.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 # absolute: Lava also executes this file standalone when it searches for process models
 from snn_compiler.backends.lava.procs.process import SnncDelay, SnncNeuron, SnncSource
+from snn_compiler.ir.neuron import IntParams, int_step
 
 FAULT_FILE_ENV = "SNNC_LAVA_FAULT_FILE"
 
@@ -52,6 +53,7 @@ class PySnncNeuronModel(PyLoihiProcessModel):
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, bool, precision=1)
     v: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+    u: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
     bias: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
     total: np.ndarray = LavaPyType(np.ndarray, np.int64)
     counts: np.ndarray = LavaPyType(np.ndarray, np.int32)
@@ -61,8 +63,10 @@ class PySnncNeuronModel(PyLoihiProcessModel):
         super().__init__(proc_params)
         p = self.proc_params
         self.shape = p["shape"]
-        self.theta, self.v_init, self.vmax = p["theta"], p["v_init"], p["vmax"]
-        self.subtract = p["reset"] == "subtract"
+        self.v_init = p["v_init"]
+        dv = p["decay_v"]
+        self.params = IntParams(p["theta"], None, np.zeros((), np.int64) if dv is None else dv, p["decay_u"], p["vmax"],
+                                p["reset"] == "subtract", dv is not None and bool(dv.any()) or p["decay_u"] != 4096)
         self.spiking, self.depth, self.window = p["spiking"], p["depth"], p["window"]
         self.n_samples, self.record, self.readout = p["n_samples"], p["record"], p["readout"]
         self.fault_step = p["fault_step"]
@@ -81,14 +85,11 @@ class PySnncNeuronModel(PyLoihiProcessModel):
         k, t = divmod(h, self.window)
         if t == 0:
             self.v[...] = self.v_init
-        v = self.v.astype(np.int64) + np.asarray(a, np.int64) + self.bias
-        np.clip(v, -self.vmax, self.vmax, out=v)
-        if self.spiking:
-            s = v >= self.theta
-            if self.subtract:
-                v[s] -= self.theta
-            else:
-                v[s] = 0
+            self.u[...] = 0
+        v, u = self.v.astype(np.int64), self.u.astype(np.int64)
+        s = int_step(v, u, np.asarray(a, np.int64), self.params._replace(bias=self.bias.astype(np.int64)), self.spiking)
+        self.u[...] = u
+        if s is not None:
             n = int(np.count_nonzero(s))
             self.total[0] += n
             if self.record and n:

@@ -14,14 +14,9 @@ from lava.magma.core.process.variable import Var
 
 
 class SnncNeuron(AbstractProcess):
-    """A layer of integer integrate-and-fire neurons (docs/DESIGN.md), one per element of ``shape``.
-
-    Per logical step t of each sample window (``window`` steps), with synaptic input ``a``::
-
-        v = v_init at the window's first step
-        v = clip(v + a + bias, -vmax, vmax)
-        s = v >= theta  (only if ``spiking``);   v -= s * theta  (``reset="subtract"``)
-                                                 v[s] = 0         (``reset="zero"``)
+    """A layer of snnc neurons, one per element of ``shape``: each logical step is one
+    :func:`snn_compiler.ir.neuron.int_step` (IF, or LIF with ``decay_v``/``decay_u``), with
+    ``v = v_init`` and ``u = 0`` at each sample window's first step (``window`` steps).
 
     The neuron holds off (sends nothing, integrates nothing) before hardware step ``depth`` and
     after ``n_samples`` windows. Vars: ``v``; ``total`` (spikes over the whole run);
@@ -32,17 +27,19 @@ class SnncNeuron(AbstractProcess):
 
     def __init__(self, *, shape, theta: int, bias, v_init: int, vmax: int, reset: str = "subtract",
                  spiking: bool = True, depth: int, window: int, n_samples: int, record: bool = False,
-                 readout: bool = False, fault_step: int = -1, name=None):
+                 readout: bool = False, fault_step: int = -1, decay_v=None, decay_u: int = 4096, name=None):
         shape = tuple(int(s) for s in shape)
         n = int(np.prod(shape))
         rec = record or readout
         super().__init__(shape=shape, theta=int(theta), v_init=int(v_init), vmax=int(vmax), reset=reset,
                          spiking=bool(spiking), depth=int(depth), window=int(window), n_samples=int(n_samples),
                          record=bool(rec), readout=bool(readout), fault_step=int(fault_step),
+                         decay_v=None if decay_v is None else np.asarray(decay_v, np.int64), decay_u=int(decay_u),
                          name=name)
         self.a_in = InPort(shape=shape)
         self.s_out = OutPort(shape=shape)
         self.v = Var(shape=shape, init=int(v_init))
+        self.u = Var(shape=shape, init=0)
         self.bias = Var(shape=shape, init=np.broadcast_to(np.asarray(bias, np.int64), shape).copy())
         self.total = Var(shape=(1,), init=0)
         self.counts = Var(shape=(int(n_samples), n) if rec else (1, 1), init=0)
