@@ -52,7 +52,7 @@ def _run_options(p, readout=True, batch=True):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .backends import BACKENDS, TARGETS
+    from .targets import BACKENDS, TARGETS, get_target
 
     p = argparse.ArgumentParser(prog="snnc", description=__doc__.splitlines()[0], epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("model", help="TorchScript file (torch.jit.save) or torch.export file (.pt2)")
     c.add_argument("-o", "--output", required=True, help="artifact to write (.snnc)")
     c.add_argument("--target", default="reference", choices=sorted(TARGETS),
-                   help="; ".join(f"{k}: {t.description}" for k, t in TARGETS.items()))
+                   help="; ".join(f"{k}: {get_target(k).description}" for k in TARGETS))
     c.add_argument("--bits", type=int, default=8, help="signed weight bits, 2..16 (default 8)")
     c.add_argument("--calibration", help="DATA.npz whose x (a few hundred training samples) sets the activation scales")
     c.add_argument("--norm", default="percentile:99.9",
@@ -143,8 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_compile(args) -> int:
     from . import artifact
-    from .backends import get_target
     from .compile import compile_model
+    from .targets import get_target
     from .config import CompileConfig
     from .data import load_data
     from .frontend import load_file
@@ -164,6 +164,7 @@ def cmd_compile(args) -> int:
     config = CompileConfig(bits=args.bits, norm=args.norm, layer_scales=dict(args.layer_scale), calibration=calib,
                            timesteps=args.timesteps, reset=args.reset, v_init=args.v_init, input_bits=args.input_bits, pool=args.pool,
                            target=args.target, profile=args.profile, chips=args.chips)
+    config = target.prepare(config)  # the registers and profile extra_outputs read too
     t0 = time.perf_counter()
     q = compile_model(graph, config, target=target)
     extra = target.extra_outputs(q, config, args.output) if target.extra_outputs else {}
@@ -196,7 +197,7 @@ def _timesteps(text, default):
 
 def cmd_simulate(args) -> int:
     from . import artifact
-    from .backends import get_backend
+    from .targets import get_backend
     from .data import load_data, results_bytes
     from .ir import input_node, output_node
     from .outputs import PendingOutputs

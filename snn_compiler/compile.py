@@ -26,15 +26,17 @@ def early_checks(graph, config, target, log=None) -> None:
 def compile_model(graph, config: CompileConfig, log=None, target=None):
     """Run the pass pipeline (and the target's own passes and checks) on a copy of ``graph``.
 
-    ``target`` is a :class:`snn_compiler.backends.Target` (default: the one named by
-    ``config.target``); it may adjust ``config`` first (register widths, profile). Everything that
+    ``target`` is a :class:`snn_compiler.targets.Target` (default: the one named by
+    ``config.target``); every op must be one it supports, and its ``prepare`` gives the config to
+    compile with (register widths, profile; ``config`` is not changed). Everything that
     does not depend on calibration is checked right after the structural passes, so a network the
     target cannot take is refused in seconds, before calibration and mapping.
     """
-    from .backends import get_target  # backends import the core; resolved late to avoid a cycle
+    from .targets import check_supported, get_target
 
     target = target or get_target(config.target)
-    target.prepare(config)
+    check_supported(graph, target)
+    config = target.prepare(copy.copy(config))
     config.apply_chips()  # --chips overrides the chips of the profile the target chose
     if config.chips is not None and config.profile is None:
         raise ValueError(f"--chips applies to a hardware profile: give --profile (target {target.name} maps no cores "

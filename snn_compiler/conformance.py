@@ -67,7 +67,7 @@ PSEUDO_BACKENDS = {"reference-numpy": _reference_numpy}
 
 
 def _runner(name):
-    from .backends import get_backend
+    from .targets import get_backend
     if name in NO_SPIKES:
         raise ValueError(f"backend {name!r} has no spikes to compare; check reference, float, lava or reference-numpy")
     return PSEUDO_BACKENDS[name] if name in PSEUDO_BACKENDS else get_backend(name)

@@ -61,7 +61,7 @@ def main(argv=None) -> int:
     import torch
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     from . import artifact
-    from .backends import get_backend
+    from .targets import get_backend
     from .cli import main as snnc
     from .plots import plot_accuracy, plot_rates
 

@@ -84,7 +84,24 @@ def rescnn(rng, c=3, hw=6):
     return g, (c, hw, hw)
 
 
+def leaky(build, reset):
+    """``build`` with every neuron layer a trained LIF (random per-channel beta and threshold)."""
+    def make(rng):
+        g, shape = build(rng)
+        for n in g:
+            op = g.nodes[n]["op"]
+            if isinstance(op, O.Neuron):
+                c = g.nodes[n]["shape"][0]
+                lif = O.LIF(rng.uniform(0.6, 0.98, c if rng.random() < 0.5 else 1), threshold=rng.uniform(0.5, 1.5),
+                            reset=reset, readout=op.readout)
+                g.nodes[n]["op"] = lif
+        verify(g)
+        return g, shape
+    return make
+
+
 NETS = {"mlp": mlp, "cnn": cnn, "resnet": resnet, "rescnn": rescnn}
+NETS.update({f"lif_{k}_{r}": leaky(NETS[k], r) for k in ("mlp", "cnn", "resnet") for r in ("subtract", "zero")})
 
 
 def compiled(net, bits=8, reset="subtract", v_init="half", timesteps=12, seed=0, n_calib=64, target=None,

@@ -72,9 +72,19 @@ def test_core_bound_refused_before_calibration_and_chips_lets_it_through(no_nume
 def test_chips_overrides_the_profile_a_target_chooses(no_numeric_passes):
     g, calib = wide_mlp()   # lava's default profile is loihi2 (1 chip x 128 cores): fits, so only --chips shows
     config = CompileConfig(target="lava", calibration=calib, chips=3)
-    with pytest.raises(AssertionError, match="numeric pass ran"):
-        compile_model(g, config)
-    assert config.profile["name"] == "loihi2" and config.profile["chips"] == 3
+    import snn_compiler.passes.partition as early
+    seen = {}
+    real_bound = early.check_core_bound
+
+    def spy(graph, cfg):
+        seen["profile"] = cfg.profile
+        return real_bound(graph, cfg)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(early, "check_core_bound", spy)
+        with pytest.raises(AssertionError, match="numeric pass ran"):
+            compile_model(g, config)
+    assert seen["profile"]["name"] == "loihi2" and seen["profile"]["chips"] == 3
+    assert config.profile is None  # the caller's config is not changed
 
 
 @pytest.mark.parametrize("chips", [0, -1, 100_000, 1.5, True])

@@ -16,6 +16,7 @@ import pytest
 
 from snn_compiler import artifact
 from snn_compiler.backends import lava
+from snn_compiler.ir import ops as O
 from snn_compiler.sim.emulator import simulate
 
 from lava_nets import compiled
@@ -67,6 +68,16 @@ def test_lava_matches_reference(net, reset, bits, encoding):
         assert set(kinds.values()) == {"snnc"}
     elif bits == 4:  # small weights: every hidden layer fits stock LIF exactly
         assert {k for n, k in kinds.items() if n != "output"} == {"lif"}
+
+
+@pytest.mark.parametrize("net", ["lif_mlp_subtract", "lif_mlp_zero", "lif_cnn_subtract", "lif_cnn_zero",
+                                 "lif_resnet_zero"])
+def test_lava_matches_reference_on_lif_nets(net):
+    """Trained LIF layers (per-channel decays, both resets) run on the snnc neuron, spike for spike."""
+    q, x = compiled(net, bits=8, timesteps=T, target=lava.TARGET)
+    assert any(q.nodes[n]["op"].decay_v is not None for n in q if isinstance(q.nodes[n]["op"], O.Neuron))
+    infos = compare(q, x)
+    assert set(infos[0]["kinds"].values()) == {"snnc"}
 
 
 @pytest.mark.parametrize("neurons", ["snnc", "lif"])

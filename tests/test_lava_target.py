@@ -23,8 +23,9 @@ def check(g):
 
 
 def test_prepare_sets_loihi2_registers():
-    config = CompileConfig(target="lava")
-    TARGET.prepare(config)
+    original = CompileConfig(target="lava")
+    config = TARGET.prepare(original)
+    assert original.profile is None  # prepare returns a new config
     r = config.registers
     assert (r.membrane_bits, r.current_bits, r.threshold_bits, r.bias_mantissa_bits, r.bias_exponent_bits) == \
         (24, 24, 17, 13, 3)

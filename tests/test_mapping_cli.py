@@ -17,7 +17,7 @@ from snn_compiler.passes.partition import partition  # noqa: E402
 @pytest.fixture
 def targets():
     """The targets as registered in backends/__init__.py: lava maps cores, truenorth writes a corelet."""
-    assert partition in backends.TARGETS["lava"].passes and "truenorth" in backends.TARGETS
+    assert partition in backends.get_target("lava").passes and "truenorth" in backends.TARGETS
 
 
 def mlp_file(tmp_path, sizes, seed=0, binary=False):

@@ -89,8 +89,7 @@ def test_refusals_name_the_layer():
 
 def test_target_check_raises_target_error():
     from snn_compiler.backends import TargetError
-    cfg = CompileConfig(bits=8)
-    TARGET.prepare(cfg)
+    cfg = TARGET.prepare(CompileConfig(bits=8))
     assert cfg.profile["name"] == "truenorth" and cfg.registers.membrane_bits == 20
     with pytest.raises(TargetError, match="layer 'if2'"):
         TARGET.check(S.build((10,), [("dense", 10), ("dense", 2)], bits=8, input_bits=1), cfg)

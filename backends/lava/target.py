@@ -21,19 +21,18 @@ the compiler refuses, naming the layer and the register, whatever would not arri
 from __future__ import annotations
 
 
+from dataclasses import replace
+
 import numpy as np
 
 from snn_compiler.hardware import registers_of
 from snn_compiler.ir import op_of, topo_order, verify
 from snn_compiler.ir import ops as O
+from snn_compiler.passes.partition import partition
+from snn_compiler.targets import Target, TargetError
 
 DEFAULT_PROFILE = "loihi2"
 INT8_MAX = 127
-
-
-def _target_error(msg):
-    from snn_compiler.backends import TargetError
-    return TargetError(msg)
 
 
 def load_profile(profile=None) -> dict:
@@ -43,15 +42,15 @@ def load_profile(profile=None) -> dict:
     return load_profile_dict(profile or DEFAULT_PROFILE)
 
 
-def prepare(config) -> None:
-    """Loihi's register widths (from the profile, default configs/loihi2.yaml) for the quantize pass."""
+def prepare(config):
+    """The config with Loihi's register widths (from the profile, default configs/loihi2.yaml) for
+    the quantize pass; ``config`` itself is not changed."""
     profile = load_profile(config.profile)
     wbits = int(profile.get("registers", {}).get("weight_bits", 9))
     if config.bits > wbits:
-        raise _target_error(f"--bits {config.bits}: {profile.get('name')}'s weight register keeps {wbits}-bit signed "
+        raise TargetError(f"--bits {config.bits}: {profile.get('name')}'s weight register keeps {wbits}-bit signed "
                             f"weights (Lava Dense, sign_mode MIXED); use --bits {wbits} or fewer")
-    config.profile = profile
-    config.registers = registers_of(profile)
+    return replace(config, profile=profile, registers=registers_of(profile))
 
 
 def bias_fits(bias: np.ndarray, mantissa_bits: int, exponent_bits: int) -> np.ndarray:
@@ -85,7 +84,7 @@ def _check_conv_geometry(graph, n, op) -> None:
     for reg, val in geo.items():
         if int(val) > INT8_MAX:
             made = " (an identity skip snnc made for a residual Add: materialize_skips)" if ".skip" in str(n) else ""
-            raise _target_error(f"layer {n!r}{made}: conv {reg} {int(val)} exceeds Lava Conv's int8 "
+            raise TargetError(f"layer {n!r}{made}: conv {reg} {int(val)} exceeds Lava Conv's int8 "
                                 f"register (max {INT8_MAX})")
 
 
@@ -108,11 +107,11 @@ def check(graph, config) -> None:
     regs = registers_of(profile)
     state = graph.graph.get("snnc", {})
     if not state.get("quantized"):
-        raise _target_error("lava target: the graph is not quantized")
+        raise TargetError("lava target: the graph is not quantized")
     verify(graph)
     mb = int(state.get("membrane_bits", regs.membrane_bits))
     if mb != regs.membrane_bits:
-        raise _target_error(f"graph: membrane register is {mb} bits, {profile.get('name')} has {regs.membrane_bits}")
+        raise TargetError(f"graph: membrane register is {mb} bits, {profile.get('name')} has {regs.membrane_bits}")
     wbits = int(profile.get("registers", {}).get("weight_bits", 9))
     wlo, whi = -(1 << (wbits - 1)), (1 << (wbits - 1)) - 1
     cmax = regs.current_max
@@ -121,48 +120,43 @@ def check(graph, config) -> None:
         if isinstance(op, O.WEIGHTED):
             w = np.asarray(op.weight_int)
             if w.size and (w.min() < wlo or w.max() > whi):
-                raise _target_error(f"layer {n!r}: weight register holds [{wlo}, {whi}] ({wbits}-bit signed, "
+                raise TargetError(f"layer {n!r}: weight register holds [{wlo}, {whi}] ({wbits}-bit signed, "
                                     f"Lava Dense sign_mode MIXED), got [{int(w.min())}, {int(w.max())}]")
             e = int(getattr(op, "weight_exp", 0) or 0)
             emax = int(profile.get("registers", {}).get("weight_exp_max", 7))
             if not 0 <= e <= emax:
-                raise _target_error(f"layer {n!r}: weight exponent {e} does not fit Loihi's weight exponent "
+                raise TargetError(f"layer {n!r}: weight exponent {e} does not fit Loihi's weight exponent "
                                     f"register (0..{emax})")
             lo, hi = op_current_bounds(graph, n)
             if max(-lo, hi) > cmax:
-                raise _target_error(f"layer {n!r}: worst-case synaptic current [{lo}, {hi}] exceeds the "
+                raise TargetError(f"layer {n!r}: worst-case synaptic current [{lo}, {hi}] exceeds the "
                                     f"{regs.current_bits}-bit current register (Lava Conv wraps it)")
             if isinstance(op, O.Conv2d):
                 _check_conv_geometry(graph, n, op)
         elif isinstance(op, O.NEURONS):
             th = op.threshold
             if not isinstance(th, (int, np.integer)):
-                raise _target_error(f"layer {n!r}: threshold must be one scalar per layer (one Lava process)")
+                raise TargetError(f"layer {n!r}: threshold must be one scalar per layer (one Lava process)")
             if not 1 <= int(th) <= regs.threshold_max:
-                raise _target_error(f"layer {n!r}: threshold {int(th)} does not fit the {regs.threshold_bits}-bit "
+                raise TargetError(f"layer {n!r}: threshold {int(th)} does not fit the {regs.threshold_bits}-bit "
                                     f"threshold mantissa (1..{regs.threshold_max})")
             if regs.bias_mantissa_bits is not None:
                 ok = bias_fits(op.bias, regs.bias_mantissa_bits, regs.bias_exponent_bits)
                 if not ok.all():
                     bad = int(np.asarray(op.bias).reshape(-1)[np.argmin(ok.reshape(-1))])
-                    raise _target_error(f"layer {n!r}: bias {bad} is not a {regs.bias_mantissa_bits}-bit mantissa "
+                    raise TargetError(f"layer {n!r}: bias {bad} is not a {regs.bias_mantissa_bits}-bit mantissa "
                                         f"shifted by a {regs.bias_exponent_bits}-bit exponent")
             if not 0 <= int(op.v_init) <= regs.v_max:
-                raise _target_error(f"layer {n!r}: v_init {int(op.v_init)} does not fit the "
+                raise TargetError(f"layer {n!r}: v_init {int(op.v_init)} does not fit the "
                                     f"{regs.membrane_bits}-bit membrane")
             r = state.get("ranges", {}).get(n)
             if r is not None:
                 lo, hi = r["current"]
                 if max(-lo, hi) > cmax:
-                    raise _target_error(f"layer {n!r}: worst-case current [{lo}, {hi}] (bias included) exceeds the "
+                    raise TargetError(f"layer {n!r}: worst-case current [{lo}, {hi}] (bias included) exceeds the "
                                         f"{regs.current_bits}-bit current register")
 
 
-def _make_target():
-    from snn_compiler.backends import Target
-    return Target("lava", "Intel Loihi 2 through Lava 0.10.0 (bit-accurate fixed-point simulator; "
-                  "checks Loihi's register widths)", prepare=prepare, check=check,
-                  extra={"profile": DEFAULT_PROFILE, "backend": "lava", "early_check": check_structure})
-
-
-TARGET = _make_target()
+TARGET = Target("lava", "Intel Loihi 2 through Lava 0.10.0 (bit-accurate fixed-point simulator; checks Loihi's "
+                "register widths)", prepare=prepare, check=check, passes=(partition,),  # cores of --profile
+                extra={"profile": DEFAULT_PROFILE, "backend": "lava", "early_check": check_structure})

@@ -8,6 +8,9 @@ file a compile commits together with the artifact;
 from __future__ import annotations
 
 
+from snn_compiler.ir import ops as O
+from snn_compiler.targets import Target, TargetError
+
 from .corelet import TrueNorthError, corelet_bytes, corelet_path, export_corelet  # noqa: F401
 from .sim import check_corelet, run_corelet  # noqa: F401
 
@@ -19,19 +22,22 @@ HELP = ("truenorth: writes <output>.corelet.json, TrueNorth-style cores of 256 a
         "neurons; bias becomes leak; input must be unsigned spikes (Poisson, or --input-bits 1); read-out count.")
 
 
-def _target_error(msg):
-    from snn_compiler.backends import TargetError
-    return TargetError(msg)
+def prepare(config):
+    """The config with the default profile configs/truenorth.yaml and register widths from its
+    registers: section; ``config`` itself is not changed."""
+    from dataclasses import replace
 
-
-def prepare(config) -> None:
-    """Default profile configs/truenorth.yaml; register widths from its registers: section."""
     from snn_compiler.hardware import registers_of
     from snn_compiler.mapping import load_profile_dict
-    if config.profile is None:
-        config.profile = DEFAULT_PROFILE
-    config.profile = load_profile_dict(config.profile)
-    config.registers = registers_of(config.profile)
+    profile = load_profile_dict(DEFAULT_PROFILE if config.profile is None else config.profile)
+    return replace(config, profile=profile, registers=registers_of(profile))
+
+
+def supports(op):
+    if isinstance(op, O.Neuron) and op.leaky:
+        return ("a TrueNorth neuron's leak is a constant per step, not a fraction of its membrane, so it cannot "
+                "run a LIF layer: use --target reference or lava")
+    return None
 
 
 def check(graph, config) -> None:
@@ -39,14 +45,14 @@ def check(graph, config) -> None:
     try:
         corelet = export_corelet(graph, config)
     except TrueNorthError as e:
-        raise _target_error(str(e)) from None
+        raise TargetError(str(e)) from None
     bad = check_corelet(corelet)
     if bad:
-        raise _target_error("corelet breaks the core model: " + "; ".join(bad[:3]))
+        raise TargetError("corelet breaks the core model: " + "; ".join(bad[:3]))
     prof = config.profile if isinstance(getattr(config, "profile", None), dict) else {}
     max_cores = int(prof.get("cores_per_chip", 4096)) * int(prof.get("chips", 1))
     if len(corelet["cores"]) > max_cores:
-        raise _target_error(f"the corelet needs {len(corelet['cores'])} cores > {max_cores} (resource: cores)")
+        raise TargetError(f"the corelet needs {len(corelet['cores'])} cores > {max_cores} (resource: cores)")
     graph.graph.setdefault("snnc", {})["corelet"] = {
         "cores": len(corelet["cores"]), "copy_cores": sum(c["role"] == "copy" for c in corelet["cores"]),
         "layers": {k: len(v) for k, v in corelet["layers"].items()}, "weight_modes": corelet["weight_modes"]}
@@ -56,13 +62,8 @@ def extra_outputs(graph, config, out_path) -> dict:
     return {corelet_path(out_path): corelet_bytes(graph, config)}
 
 
-def _make_target():
-    from snn_compiler.backends import Target
-    return Target("truenorth", "TrueNorth-style corelet JSON (256x256 binary-crossbar cores, 4 axon types)",
-                  prepare=prepare, check=check, extra_outputs=extra_outputs,
-                  extra={"profile": DEFAULT_PROFILE, "help": HELP})
-
-
-TARGET = _make_target()
+TARGET = Target("truenorth", "TrueNorth-style corelet JSON (256x256 binary-crossbar cores, 4 axon types)",
+                prepare=prepare, check=check, supports=supports, extra_outputs=extra_outputs,
+                extra={"profile": DEFAULT_PROFILE, "help": HELP})
 
 __all__ = ["TARGET", "HELP", "TrueNorthError", "export_corelet", "corelet_bytes", "corelet_path", "run_corelet", "check_corelet"]
