@@ -4,7 +4,7 @@
 :class:`ArtifactError` line naming the node (or ``graph``) and the field:
 
 1. :func:`check_state` -- the manifest's ``graph`` facts: ``bits`` (2..16), ``membrane_bits``
-   (the bounds of :data:`snn_compiler.hardware.WIDTHS`), ``reset`` and ``v_init`` in their sets,
+   (the bounds of :data:`snn_compiler.ir.registers.WIDTHS`), ``reset`` and ``v_init`` in their sets,
    the ``registers`` the quantize pass recorded (absent: :data:`hardware.REFERENCE`), ``ranges``.
 2. :func:`node_fields` -- per node, before any op is built: only the fields of its kind, JSON
    types (integers are integers, floats finite), array dtypes (integer fields integer, float
@@ -24,7 +24,7 @@ from dataclasses import MISSING, fields
 
 import numpy as np
 
-from . import hardware
+from .ir import registers as hardware
 from .config import RESETS, V_INITS
 from .ir import ops as O
 from .ir.neuron import DECAY_ONE
@@ -227,16 +227,6 @@ def check_state(state, where) -> hardware.Registers:
 
 # ---- the quantized graph: every integer against its register, every sum within the engines' range --
 
-def _bias_fits(bias, regs):
-    """Which integers are ``m << e`` with |m| <= 2**(mantissa_bits-1)-1, 0 <= e < 2**exponent_bits."""
-    b = np.abs(bias.astype(np.int64))
-    mmax = (1 << (regs.bias_mantissa_bits - 1)) - 1
-    ok = b <= mmax
-    for e in range(1, 1 << regs.bias_exponent_bits):
-        ok |= (b % (1 << e) == 0) & ((b >> e) <= mmax)
-    return ok
-
-
 def check_graph(g, regs, where) -> None:
     """Check a verified graph's integer fields against ``regs`` and the engines' exact ranges."""
     from .ir import op_of, topo_order
@@ -303,7 +293,7 @@ def check_graph(g, regs, where) -> None:
                 _fail(node, f"v_init {op.v_init} is outside the membrane (±{vmax})")
             b = op.bias.astype(np.int64) if op.bias.dtype.itemsize == 8 else op.bias
             big = int(np.abs(b.astype(np.float64)).max(initial=0))
-            if big > regs.bias_max or (regs.bias_mantissa_bits is not None and not _bias_fits(b, regs).all()):
+            if big > regs.bias_max or not regs.bias_fits(b).all():
                 _fail(node, f"bias {big} does not fit the {regs.bias_register()} (max {regs.bias_max})")
             total = sum(bounds.get(k, 0.0) for k in incoming(g, n)) + big + vmax
             if total >= hardware.MAX_LAYER_SUM:

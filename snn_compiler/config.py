@@ -7,9 +7,9 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from .hardware import REFERENCE, Registers
+from .ir.registers import REFERENCE, Registers
+from .ir.neuron import RESETS  # noqa: F401  (re-exported: config.RESETS)
 
-RESETS = ("subtract", "zero")
 POOLS = ("sum", "spike")
 V_INITS = ("half", "zero")
 NORM_SCALE_RANGE = (1e-6, 1e6)       # scale:F, F times the max activation

@@ -16,34 +16,31 @@ from typing import Callable, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
-RESETS = ("subtract", "zero")
+from .ir.neuron import RESETS
 
 
-class _FastSigmoid(torch.autograd.Function):
+class _Spike(torch.autograd.Function):
+    """Heaviside forward; backward ``grad * derivative(x, slope)`` (the surrogate's derivative)."""
+
     @staticmethod
-    def forward(ctx, x, slope):
+    def forward(ctx, x, slope, derivative):
         ctx.save_for_backward(x)
-        ctx.slope = slope
+        ctx.slope, ctx.derivative = slope, derivative
         return (x >= 0).to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
-        return grad * ctx.slope / (1 + ctx.slope * x.abs()) ** 2, None
+        return grad * ctx.derivative(x, ctx.slope), None, None
 
 
-class _SigmoidSurrogate(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, slope):
-        ctx.save_for_backward(x)
-        ctx.slope = slope
-        return (x >= 0).to(x.dtype)
+def _fast_sigmoid_grad(x, slope):
+    return slope / (1 + slope * x.abs()) ** 2
 
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        sig = torch.sigmoid(ctx.slope * x)
-        return grad * ctx.slope * sig * (1 - sig), None
+
+def _sigmoid_grad(x, slope):
+    sig = torch.sigmoid(slope * x)
+    return slope * sig * (1 - sig)
 
 
 def fast_sigmoid(x: Tensor, slope: float = 25.0) -> Tensor:
@@ -52,7 +49,7 @@ def fast_sigmoid(x: Tensor, slope: float = 25.0) -> Tensor:
     forward:  H(x) = 1 if x >= 0 else 0
     backward: dH/dx := slope / (1 + slope * |x|)^2
     """
-    return _FastSigmoid.apply(x, slope)
+    return _Spike.apply(x, slope, _fast_sigmoid_grad)
 
 
 def sigmoid_surrogate(x: Tensor, slope: float = 5.0) -> Tensor:
@@ -61,7 +58,7 @@ def sigmoid_surrogate(x: Tensor, slope: float = 5.0) -> Tensor:
     forward:  H(x) = 1 if x >= 0 else 0
     backward: dH/dx := slope * sig(slope x) * (1 - sig(slope x)),  sig(z) = 1 / (1 + exp(-z))
     """
-    return _SigmoidSurrogate.apply(x, slope)
+    return _Spike.apply(x, slope, _sigmoid_grad)
 
 
 # The export-time stand-in for one LIF layer. Its eager meaning is one step from zero state

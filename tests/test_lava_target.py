@@ -8,8 +8,8 @@ import pytest
 
 from snn_compiler.backends import TargetError
 from snn_compiler.backends.lava import TARGET
-from snn_compiler.backends.lava.plan import make_plan, split_bias
-from snn_compiler.backends.lava.target import bias_fits, load_profile
+from snn_compiler.backends.lava.plan import STOCK_LIF_BIAS, make_plan
+from snn_compiler.backends.lava.target import load_profile
 from snn_compiler.config import CompileConfig
 from snn_compiler.ir import add_op, new_graph, verify
 from snn_compiler.ir import ops as O
@@ -72,9 +72,9 @@ def test_bias_not_a_mantissa_with_exponent_is_refused():
 
 def test_bias_split_matches_the_register():
     b = np.array([0, 5, -4095, 4096, 8190, -32760, 4095 << 7])
-    mant, exp = split_bias(b)
+    mant, exp = STOCK_LIF_BIAS.split_bias(b)
     assert np.array_equal(mant << exp, b) and np.abs(mant).max() <= 4095 and exp.max() <= 7
-    assert bias_fits(b, 13, 3).all() and not bias_fits(np.array([4097, 4095 << 8]), 13, 3).any()
+    assert STOCK_LIF_BIAS.bias_fits(b).all() and not STOCK_LIF_BIAS.bias_fits(np.array([4097, 4095 << 8])).any()
 
 
 def test_current_beyond_24_bits_is_refused():

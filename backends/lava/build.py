@@ -41,7 +41,7 @@ from scipy.sparse import csr_matrix
 
 from snn_compiler.sim.encode import check_timesteps, input_chunks
 
-from .plan import NetPlan, from_lava, lif_fit, make_plan, split_bias, to_lava
+from .plan import STOCK_LIF_BIAS, NetPlan, from_lava, lif_fit, make_plan, to_lava
 from .procs.process import SnncDelay, SnncNeuron, SnncSource
 
 
@@ -220,7 +220,7 @@ def _encoder(inp, x, T, encoding, seed, ndim):
 
 def _lif_layer(lp, T, n_samples, vmax, record, fault_step, processes):
     """Stock LIFReset as the snnc IF with reset to zero (exact where plan.lif_fit says so)."""
-    mant, exp = split_bias(lp.bias)
+    mant, exp = STOCK_LIF_BIAS.split_bias(lp.bias)
     # LIFReset zeroes u and v when time_step % T == offset (1-based steps), before integrating:
     # the first step of each of this layer's windows is hardware step k*T + depth (0-based).
     lif = LIFReset(shape=lp.lshape, du=4095, dv=0, vth=lp.theta - 1, bias_mant=mant.astype(np.int16),

@@ -13,8 +13,9 @@ import numpy as np
 
 from snn_compiler.ir import inputs_of, op_of, topo_order, verify
 from snn_compiler.ir import ops as O
-from snn_compiler.ir.layers import incoming
+from snn_compiler.ir.layers import incoming, input_range, weight_bounds
 from snn_compiler.ir.neuron import decays_of
+from snn_compiler.ir.registers import Registers
 
 
 def lava_shape(shape) -> Tuple[int, ...]:
@@ -99,6 +100,7 @@ class ConnPlan:
     dilation: Tuple[int, int] = (1, 1)
     groups: int = 1
     weight_exp: int = 0            # a = (W @ s) << weight_exp (Lava Dense/Sparse; Lava's Conv ignores it)
+    bounds: Tuple[int, int] = (0, 0)     # worst-case (low, high) per-step sum over its output neurons
 
 
 @dataclass
@@ -168,6 +170,8 @@ def make_plan(graph, readout: str = "membrane") -> NetPlan:
             c = ConnPlan(name=k, src=src, dst=n, kind="dense" if isinstance(kop, O.Dense) else "conv",
                          weight=None, graded=isinstance(op_of(graph, src), O.Input),
                          delay=depth[n] - depth[src] - 1, weight_exp=int(getattr(kop, "weight_exp", 0) or 0))
+            lo, hi = weight_bounds(O.effective_weights(kop), *input_range(graph, k))
+            c.bounds = (int(lo.min(initial=0)), int(hi.max(initial=0)))
             if c.kind == "conv" and c.weight_exp:
                 # Lava's Conv ignores weight_exp: such a conv becomes a Sparse matrix, which applies it.
                 c.kind = "sparse"
@@ -195,38 +199,7 @@ def make_plan(graph, readout: str = "membrane") -> NetPlan:
 # and 64 * v stays inside the clip: |a| and |v| <= 2**17 - 1 (the synaptic input a includes
 # v_init on each window's first step, where it is injected through a unit-weight Dense).
 LIF_LIMIT = (1 << 17) - 1
-
-
-def conn_bounds(c: ConnPlan, levels: int, signed: bool) -> Tuple[np.ndarray, np.ndarray]:
-    """Worst-case (low, high) per-step sum of one connection, per output channel/neuron."""
-    if c.kind == "sparse":
-        rows, _, vals, shape = c.weight
-        vals = vals << c.weight_exp
-        pos = np.bincount(rows, np.where(vals > 0, vals, 0), shape[0]).astype(np.int64)
-        neg = np.bincount(rows, np.where(vals < 0, vals, 0), shape[0]).astype(np.int64)
-    else:
-        w = c.weight.reshape(c.weight.shape[0], -1) << c.weight_exp
-        pos, neg = np.where(w > 0, w, 0).sum(1), np.where(w < 0, w, 0).sum(1)
-    m = levels if c.graded else 1
-    if c.graded and signed:
-        return -(pos - neg) * m, (pos - neg) * m
-    return neg * m, pos * m
-
-
-def split_bias(bias: np.ndarray, mantissa_bits: int = 13, exponent_bits: int = 3):
-    """(mantissa, exponent) arrays with bias == mantissa << exponent, smallest exponent; raises if none."""
-    b = np.asarray(bias, np.int64)
-    mmax = (1 << (mantissa_bits - 1)) - 1
-    exp = np.zeros(b.shape, np.int64)
-    for e in range(1, 1 << exponent_bits):
-        todo = np.abs(b >> exp) > mmax
-        if not todo.any():
-            break
-        exp[todo & (b % (1 << e) == 0)] = e
-    mant = b >> exp
-    if np.any(np.abs(mant) > mmax) or np.any(mant << exp != b):
-        raise ValueError("bias not representable as a 13-bit mantissa with a 3-bit exponent")
-    return mant, exp
+STOCK_LIF_BIAS = Registers(bias_mantissa_bits=13, bias_exponent_bits=3)  # LIF's bias_mant (13 bits) << bias_exp (3)
 
 
 def lif_fit(plan: NetPlan, layer: str, timesteps: int) -> Optional[str]:
@@ -239,15 +212,13 @@ def lif_fit(plan: NetPlan, layer: str, timesteps: int) -> Optional[str]:
     if not 1 <= lp.theta <= LIF_LIMIT + 1:
         return f"threshold {lp.theta} - 1 does not fit vth (17 bits)"
     try:
-        split_bias(lp.bias)
+        STOCK_LIF_BIAS.split_bias(lp.bias)
     except ValueError as e:
         return str(e)
-    levels, signed = plan.input_op.levels, plan.input_op.signed
     lo = hi = 0
     for c in plan.conns:
-        if c.dst == layer:
-            l, h = conn_bounds(c, levels, signed)  # per channel or per neuron: bound each op alone
-            lo, hi = lo + int(np.min(l)), hi + int(np.max(h))
+        if c.dst == layer:  # each op bounded alone (its worst neuron), then summed
+            lo, hi = lo + c.bounds[0], hi + c.bounds[1]
     a_max = max(-lo, hi) + lp.v_init
     if a_max > LIF_LIMIT:
         return f"synaptic input up to {a_max} would wrap LIF's u register (a << 6 in 24 bits)"

@@ -25,9 +25,10 @@ from dataclasses import replace
 
 import numpy as np
 
-from snn_compiler.hardware import registers_of
+from snn_compiler.ir.registers import registers_of
 from snn_compiler.ir import op_of, topo_order, verify
 from snn_compiler.ir import ops as O
+from snn_compiler.ir.layers import input_range, weight_bounds
 from snn_compiler.passes.partition import partition
 from snn_compiler.targets import Target, TargetError
 
@@ -53,29 +54,10 @@ def prepare(config):
     return replace(config, profile=profile, registers=registers_of(profile))
 
 
-def bias_fits(bias: np.ndarray, mantissa_bits: int, exponent_bits: int) -> np.ndarray:
-    """Which integers are ``m << e`` with |m| < 2**(mantissa_bits-1), 0 <= e < 2**exponent_bits."""
-    b = np.abs(np.asarray(bias, np.int64))
-    mmax = (1 << (mantissa_bits - 1)) - 1
-    ok = b <= mmax
-    for e in range(1, 1 << exponent_bits):
-        ok |= (b % (1 << e) == 0) & ((b >> e) <= mmax)
-    return ok
-
-
 def op_current_bounds(graph, name) -> tuple:
     """Worst-case (low, high) per-step sum of weighted op ``name`` over its output neurons."""
-    op = op_of(graph, name)
-    src = next(iter(graph.predecessors(name)))
-    while isinstance(op_of(graph, src), O.Flatten):
-        src = next(iter(graph.predecessors(src)))
-    sop = op_of(graph, src)
-    in_max, signed = (sop.levels, sop.signed) if isinstance(sop, O.Input) else (1, False)
-    w = np.asarray(op.weight_int, np.int64).reshape(op.weight_int.shape[0], -1) << int(getattr(op, "weight_exp", 0) or 0)
-    pos, neg = np.where(w > 0, w, 0).sum(1), np.where(w < 0, w, 0).sum(1)
-    if signed:
-        return int(-(pos - neg).max(initial=0) * in_max), int((pos - neg).max(initial=0) * in_max)
-    return int(neg.min(initial=0) * in_max), int(pos.max(initial=0) * in_max)
+    lo, hi = weight_bounds(O.effective_weights(op_of(graph, name)), *input_range(graph, name))
+    return int(lo.min(initial=0)), int(hi.max(initial=0))
 
 
 def _check_conv_geometry(graph, n, op) -> None:
@@ -141,7 +123,7 @@ def check(graph, config) -> None:
                 raise TargetError(f"layer {n!r}: threshold {int(th)} does not fit the {regs.threshold_bits}-bit "
                                     f"threshold mantissa (1..{regs.threshold_max})")
             if regs.bias_mantissa_bits is not None:
-                ok = bias_fits(op.bias, regs.bias_mantissa_bits, regs.bias_exponent_bits)
+                ok = regs.bias_fits(op.bias)
                 if not ok.all():
                     bad = int(np.asarray(op.bias).reshape(-1)[np.argmin(ok.reshape(-1))])
                     raise TargetError(f"layer {n!r}: bias {bad} is not a {regs.bias_mantissa_bits}-bit mantissa "

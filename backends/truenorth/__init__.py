@@ -27,7 +27,7 @@ def prepare(config):
     registers: section; ``config`` itself is not changed."""
     from dataclasses import replace
 
-    from snn_compiler.hardware import registers_of
+    from snn_compiler.ir.registers import registers_of
     from snn_compiler.mapping import load_profile_dict
     profile = load_profile_dict(DEFAULT_PROFILE if config.profile is None else config.profile)
     return replace(config, profile=profile, registers=registers_of(profile))

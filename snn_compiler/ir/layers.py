@@ -4,6 +4,8 @@ Shared by the passes, the emulator, the core mapper and the backends.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from .graph import inputs_of, op_of
 from . import ops as O
 
@@ -60,6 +62,25 @@ def incoming(graph, layer: str) -> list:
         else:
             raise ValueError(f"neuron layer {layer!r} is fed by {O.kind(op)} {n!r}, not a weighted op")
     return found
+
+
+def weight_bounds(w, in_max, signed_in):
+    """(low, high) worst-case per-step sums of one connection, per output channel or neuron:
+    effective integer weights ``w`` (out, ...) reading inputs in ``0..in_max`` (``±in_max`` when
+    ``signed_in``)."""
+    w = np.asarray(w, np.int64).reshape(len(w), -1)
+    pos, neg = np.where(w > 0, w, 0).sum(1), np.where(w < 0, w, 0).sum(1)
+    if signed_in:
+        return -(pos - neg) * in_max, (pos - neg) * in_max
+    return neg * in_max, pos * in_max
+
+
+def input_range(graph, name):
+    """(in_max, signed): the largest value weighted op ``name`` reads per input, and whether it may
+    be negative (graded Input levels times the synaptic pools' area; 1 for spikes)."""
+    src, area = source_and_area(graph, name)
+    sop = op_of(graph, src)
+    return (sop.levels * area, sop.signed) if isinstance(sop, O.Input) else (area, False)
 
 
 def neuron_layers(graph, order) -> list:

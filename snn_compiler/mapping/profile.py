@@ -3,7 +3,7 @@
 A profile is a YAML mapping (see ``configs/loihi1.yaml``)::
 
     name: loihi1
-    registers: {...}            # register widths (snn_compiler.hardware.Registers, bounded by its WIDTHS)
+    registers: {...}            # register widths (snn_compiler.ir.registers.Registers, bounded by its WIDTHS)
     core:                       # per-core limits
       neurons: 1024             # compartments
       input_axons: 4096         # distinct presynaptic sources a core receives from
@@ -42,8 +42,8 @@ from typing import Optional
 
 import yaml
 
-from ..hardware import NAMES as REGISTER_NAMES
-from ..hardware import RegisterError, Registers
+from ..ir.registers import NAMES as REGISTER_NAMES
+from ..ir.registers import RegisterError, Registers
 
 CONFIG_DIRS = (
     Path(__file__).resolve().parents[1] / "data" / "profiles",   # shipped inside the package

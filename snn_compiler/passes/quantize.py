@@ -35,42 +35,11 @@ from dataclasses import asdict
 
 import numpy as np
 
-from ..hardware import MAX_EXACT_SUM, MAX_LAYER_SUM
+from ..ir.registers import MAX_EXACT_SUM, MAX_LAYER_SUM
 from ..ir import op_of, topo_order
 from ..ir import neuron as N
 from ..ir import ops as O
-from ..ir.layers import incoming, neuron_layers, source_and_area
-
-
-def fit_bias(bias: np.ndarray, registers, layer: str) -> np.ndarray:
-    """Round integer biases to ``mantissa << exponent``; refuse what the register cannot hold.
-
-    ``bias`` may be float (then checked before any integer conversion, so nothing wraps)."""
-    bias = np.asarray(bias)
-    big = float(np.abs(bias).max(initial=0))
-    if not np.isfinite(big) or big > registers.bias_max:
-        raise ValueError(f"layer {layer!r}: bias {big:.6g} exceeds the {registers.bias_register()} "
-                         f"(max {registers.bias_max}); the layer's activation scale is too small for its bias "
-                         "(check --norm / --layer-scale)")
-    bias = np.rint(bias).astype(np.int64)
-    mb = registers.bias_mantissa_bits
-    if mb is None:
-        return bias
-    mmax = (1 << (mb - 1)) - 1
-    exp = np.zeros(bias.shape, np.int64)
-    big = np.abs(bias) > mmax
-    exp[big] = np.ceil(np.log2(np.abs(bias[big]) / mmax)).astype(np.int64)
-    mant = np.clip(np.rint(bias / (1 << exp)), -mmax, mmax).astype(np.int64)
-    return mant << exp
-
-
-def _per_neuron_bounds(w_int, in_max, signed_in):
-    """(low, high) worst-case sums of one op per output channel/neuron."""
-    w = w_int.reshape(w_int.shape[0], -1).astype(np.int64)
-    pos, neg = np.where(w > 0, w, 0).sum(1), np.where(w < 0, w, 0).sum(1)
-    if signed_in:
-        return -(pos - neg) * in_max, (pos - neg) * in_max
-    return neg * in_max, pos * in_max
+from ..ir.layers import incoming, neuron_layers, source_and_area, weight_bounds
 
 
 def _check_levels(op, k, layer, theta):
@@ -133,10 +102,10 @@ def quantize(graph, config) -> bool:
             if bound >= MAX_EXACT_SUM:
                 raise ValueError(f"layer {n!r}: the worst-case sum of {k!r} ({bound:.3g}) reaches 2**53, beyond what "
                                  "the simulators add exactly; use fewer --bits or a smaller weight_exp_max")
-            l, h = _per_neuron_bounds(O.effective_weights(op), units[k][1], units[k][2])
+            l, h = weight_bounds(O.effective_weights(op), units[k][1], units[k][2])
             lo, hi = lo + l, hi + h
         layer.threshold = theta
-        layer.bias = fit_bias(bias, regs, n)
+        layer.bias = regs.round_bias(bias, n)
         layer.v_init = theta // 2 if config.v_init == "half" and N.starts_half(layer) else 0
         layer.membrane_bits = regs.membrane_bits
         if layer.spike_value is None:  # a converted layer takes --reset; a trained one keeps its own

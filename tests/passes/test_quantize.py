@@ -2,11 +2,10 @@ import numpy as np
 import pytest
 
 from snn_compiler.config import CompileConfig
-from snn_compiler.hardware import Registers
+from snn_compiler.ir.registers import Registers
 from snn_compiler.ir import add_op, new_graph, verify
 from snn_compiler.ir import ops as O
 from snn_compiler.passes import quantize
-from snn_compiler.passes.quantize import fit_bias
 
 
 def normalized_mlp(w1, b1, w2, levels_bits=8):
@@ -128,10 +127,10 @@ def test_worst_case_ranges_are_recorded():
 
 def test_bias_register_rounds_to_mantissa_and_exponent():
     regs = Registers(bias_mantissa_bits=4, bias_exponent_bits=2)  # mantissa in [-7, 7], shift 0..3
-    out = fit_bias(np.array([5, 7, 15, -20, 56]), regs, "l")
+    out = regs.round_bias(np.array([5, 7, 15, -20, 56]), "l")
     assert out.tolist() == [5, 7, 16, -20, 56]
     with pytest.raises(ValueError, match="exceeds"):
-        fit_bias(np.array([57]), regs, "l")
+        regs.round_bias(np.array([57]), "l")
 
 
 def test_needs_normalized_graph():

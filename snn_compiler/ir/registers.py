@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Optional
 
+import numpy as np
+
 # field: (smallest, largest) width allowed, and why
 WIDTHS = {
     "membrane_bits": (2, 32),        # |v| < 2**31: v + current + bias stays far inside int64
@@ -27,6 +29,11 @@ WIDTHS = {
 
 MAX_EXACT_SUM = 1 << 53    # every connection's worst-case |sum|: float64 BLAS is exact below this
 MAX_LAYER_SUM = 1 << 62    # every layer's worst-case |v| + |current| + |bias|: int64 never wraps
+
+
+def signed_max(bits: int) -> int:
+    """The largest value of a ``bits``-wide signed register (it also holds its negative)."""
+    return (1 << (bits - 1)) - 1
 
 
 class RegisterError(ValueError):
@@ -53,11 +60,11 @@ class Registers:
 
     @property
     def v_max(self) -> int:
-        return (1 << (self.membrane_bits - 1)) - 1
+        return signed_max(self.membrane_bits)
 
     @property
     def current_max(self) -> int:
-        return (1 << (self.current_bits - 1)) - 1
+        return signed_max(self.current_bits)
 
     @property
     def threshold_max(self) -> int:
@@ -69,6 +76,53 @@ class Registers:
         if self.bias_mantissa_bits is None:
             return self.current_max
         return ((1 << (self.bias_mantissa_bits - 1)) - 1) << ((1 << self.bias_exponent_bits) - 1)
+
+    def bias_fits(self, bias) -> np.ndarray:
+        """Which integers the bias register holds: ``m << e`` with |m| <= mantissa max and e below
+        ``2**bias_exponent_bits`` (any integer up to the current register without a bias format)."""
+        b = np.abs(np.asarray(bias, np.int64))
+        if self.bias_mantissa_bits is None:
+            return b <= self.current_max
+        mmax = signed_max(self.bias_mantissa_bits)
+        ok = b <= mmax
+        for e in range(1, 1 << self.bias_exponent_bits):
+            ok |= (b % (1 << e) == 0) & ((b >> e) <= mmax)
+        return ok
+
+    def split_bias(self, bias):
+        """(mantissa, exponent) arrays with ``bias == mantissa << exponent``, smallest exponents;
+        ValueError when some bias does not fit (see :meth:`bias_fits`)."""
+        b = np.asarray(bias, np.int64)
+        if self.bias_mantissa_bits is None or not self.bias_fits(b).all():
+            raise ValueError(f"bias not representable as a {self.bias_register()}")
+        mmax = signed_max(self.bias_mantissa_bits)
+        exp = np.zeros(b.shape, np.int64)
+        for e in range(1, 1 << self.bias_exponent_bits):
+            todo = np.abs(b >> exp) > mmax
+            if not todo.any():
+                break
+            exp[todo & (b % (1 << e) == 0)] = e
+        return b >> exp, exp
+
+    def round_bias(self, bias, layer: str) -> np.ndarray:
+        """Integer biases rounded to what the register holds; refuses (ValueError naming ``layer``)
+        what it cannot hold. ``bias`` may be float: it is checked before any integer conversion,
+        so nothing wraps."""
+        bias = np.asarray(bias)
+        big = float(np.abs(bias).max(initial=0))
+        if not np.isfinite(big) or big > self.bias_max:
+            raise ValueError(f"layer {layer!r}: bias {big:.6g} exceeds the {self.bias_register()} "
+                             f"(max {self.bias_max}); the layer's activation scale is too small for its bias "
+                             "(check --norm / --layer-scale)")
+        bias = np.rint(bias).astype(np.int64)
+        if self.bias_mantissa_bits is None:
+            return bias
+        mmax = signed_max(self.bias_mantissa_bits)
+        exp = np.zeros(bias.shape, np.int64)
+        big = np.abs(bias) > mmax
+        exp[big] = np.ceil(np.log2(np.abs(bias[big]) / mmax)).astype(np.int64)
+        mant = np.clip(np.rint(bias / (1 << exp)), -mmax, mmax).astype(np.int64)
+        return mant << exp
 
     def bias_register(self) -> str:
         if self.bias_mantissa_bits is None:
