@@ -13,7 +13,7 @@ import numpy as np
 
 from snn_compiler.ir import inputs_of, op_of, topo_order, verify
 from snn_compiler.ir import ops as O
-from snn_compiler.ir.layers import incoming, input_range, weight_bounds
+from snn_compiler.ir.layers import incoming, input_range, layer_depths, weight_bounds
 from snn_compiler.ir.neuron import decays_of
 from snn_compiler.ir.registers import Registers
 
@@ -145,6 +145,7 @@ def make_plan(graph, readout: str = "membrane") -> NetPlan:
     out = next(n for n in order if O.is_readout(op_of(graph, n)))
     depth = {inp: 0}
     layers, conns = {}, []
+    known = layer_depths(graph)
     for n in order:
         op = op_of(graph, n)
         if not isinstance(op, O.NEURONS):
@@ -156,7 +157,7 @@ def make_plan(graph, readout: str = "membrane") -> NetPlan:
             if src not in depth:
                 raise ValueError(f"layer {n!r}: op {k!r} reads {src!r}, which is not a neuron layer or the Input")
             feeds.append((k, src, flat))
-        depth[n] = 1 + max(depth[s] for _, s, _ in feeds)
+        depth[n] = known[n]
         spiking = not (n == out and readout == "membrane")
         layers[n] = LayerPlan(
             name=n, kind=O.kind(op), shape=shape, lshape=lava_shape(shape), theta=int(op.threshold),

@@ -47,6 +47,8 @@ import numpy as np
 
 from snn_compiler.ir import ops as O
 from snn_compiler.ir import op_of
+from snn_compiler.ir.layers import layer_depths
+from snn_compiler.ir.registers import signed_max
 from snn_compiler.mapping.network import build_net, gather_sources
 
 AXONS, NEURONS, TYPES = 256, 256, 4
@@ -123,11 +125,9 @@ def export_corelet(graph, config=None) -> dict:
     if inp.signed:
         raise TrueNorthError(f"input {net.input!r} is signed; TrueNorth input pins carry unsigned spikes")
     levels = int(inp.levels)
-    reset = meta.get("reset", "subtract")
-    vmax = (1 << (int(meta.get("membrane_bits", 24)) - 1)) - 1
-    depth = {net.input: 0}
-    for name in net.layers:
-        depth[name] = 1 + max((depth[c.src] for c in net.conns[name]), default=0)
+    depth = layer_depths(graph)
+    (membrane_bits,) = {op_of(graph, n).membrane_bits for n in net.layers}  # one register width per compile
+    vmax = signed_max(membrane_bits)
 
     cores = []           # dicts with "_axon_keys" (source, flat, type) until routing
     layer_cores = {}
@@ -151,7 +151,7 @@ def export_corelet(graph, config=None) -> dict:
             cur["_axons"] |= axons
             cur["_rows"].append({(s, f, t) for (s, f), v in rows[flat].items() for t in dec[v]})
             cur["neurons"].append({"source": flat, "weights": list(tw), "threshold": int(op.threshold),
-                                   "leak": int(bias[flat]), "reset": reset, "v_init": int(op.v_init),
+                                   "leak": int(bias[flat]), "reset": op.reset, "v_init": int(op.v_init),
                                    "target": None})
     # axon lists and crossbars
     readers = {}     # (source, flat) -> [(core dict, axon index)]
@@ -229,7 +229,7 @@ def export_corelet(graph, config=None) -> dict:
     return {
         "format": FORMAT, "version": VERSION,
         "semantics": "logical ticks: zero-delay routing, cores run in list order (see backends/truenorth/corelet.py)",
-        "membrane_bits": int(meta.get("membrane_bits", 24)), "v_max": vmax,
+        "membrane_bits": membrane_bits, "v_max": vmax,
         "limits": {"axons": AXONS, "neurons": NEURONS, "axon_types": TYPES},
         "input": {"node": net.input, "shape": list(net.shapes[net.input]), "levels": levels,
                   "pins": [ref(p) for p in in_pins]},

@@ -83,5 +83,15 @@ def input_range(graph, name):
     return (sop.levels * area, sop.signed) if isinstance(sop, O.Input) else (area, False)
 
 
+def layer_depths(graph) -> dict:
+    """``{node: depth}`` for the Input (0) and every neuron layer (1 + its deepest source): the
+    hardware step at which a pipelined layer (one step per connection) sees logical step 0."""
+    from .graph import input_node, topo_order
+    depth = {input_node(graph): 0}
+    for n in neuron_layers(graph, topo_order(graph)):
+        depth[n] = 1 + max(depth[source_of(graph, k)] for k in incoming(graph, n))
+    return depth
+
+
 def neuron_layers(graph, order) -> list:
     return [n for n in order if isinstance(op_of(graph, n), O.NEURONS)]

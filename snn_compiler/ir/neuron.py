@@ -7,7 +7,7 @@ and backend (numpy and numba emulators, Lava's process model) is tested against
 
 Integer step (Loihi's fixed-point compartment; Lava's ``PyLifModelBitAcc`` is this rule with
 ``decay_u = du + 1``, input current ``a << 6``, ``threshold = (vth << 6) + 1`` and reset "zero",
-tested in tests/test_lava_lif.py), with input current ``I[t]`` (the weighted ops' sum), all
+tested in tests/test_lava_lif_stock.py), with input current ``I[t]`` (the weighted ops' sum), all
 values integers and ``tz(x) = sign(x) * (|x| >> 12)`` (a product rounded toward zero):
 
     u[t] = tz(u[t-1] * (4096 - decay_u)) + I[t]        (decay_u = 4096: no current memory)
@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from typing import NamedTuple, Optional
 
 import numpy as np
+
+from .registers import signed_max
 
 DECAY_BITS = 12
 DECAY_ONE = 1 << DECAY_BITS    # 4096: decay 0 keeps everything, 4096 forgets everything
@@ -85,7 +87,7 @@ class Neuron:
 
     @property
     def v_max(self) -> int:
-        return (1 << (self.membrane_bits - 1)) - 1
+        return signed_max(self.membrane_bits)
 
     def infer_shape(self, in_shapes):
         (shape,) = in_shapes
