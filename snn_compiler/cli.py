@@ -255,7 +255,7 @@ def _finite(v):
 
 def cmd_inspect(args) -> int:
     from . import artifact
-    from .inspect import layer_table, summary
+    from .summary import layer_table, summary
 
     q = artifact.load(args.artifact)
     info = summary(q, cores=args.cores)

@@ -37,13 +37,14 @@ class Target:
 
 def check_supported(graph, target: Target) -> None:
     """Raise TargetError naming every node ``target`` cannot run, with its reason."""
-    bad = []
+    bad = {}  # reason -> layers, so one reason is said once
     for n in topo_order(graph):
         why = target.supports(op_of(graph, n))
         if why:
-            bad.append(f"layer {n!r} ({O.kind(op_of(graph, n))}): {why}")
+            bad.setdefault(why, []).append(f"{n!r} ({O.kind(op_of(graph, n))})")
     if bad:
-        raise TargetError(f"target {target.name} cannot run " + "; ".join(bad))
+        raise TargetError(f"target {target.name} cannot run " + "; ".join(
+            f"layer{'s' if len(names) > 1 else ''} {', '.join(names)}: {why}" for why, names in bad.items()))
 
 
 TARGETS = {

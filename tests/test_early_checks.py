@@ -14,7 +14,7 @@ from snn_compiler.backends import TargetError, get_target
 from snn_compiler.cli import build_parser, main
 from snn_compiler.compile import compile_model
 from snn_compiler.config import CompileConfig
-from snn_compiler.inspect import summary
+from snn_compiler.summary import summary
 from snn_compiler.mapping import MappingError, load_profile_dict
 
 from lava_nets import mlp, rescnn

@@ -118,8 +118,12 @@ def quantize(graph, config) -> bool:
         if max(-cur[0], cur[1]) + regs.v_max >= MAX_LAYER_SUM:
             raise ValueError(f"layer {n!r}: worst-case current {cur} would overflow the simulators' int64 "
                              "membrane arithmetic; use fewer --bits or a smaller weight_exp_max")
-        v_lo = min(layer.v_init, layer.v_init + config.timesteps * cur[0])
-        v_hi = max(theta - 1, layer.v_init) + max(cur[1], 0) if not O.is_readout(layer) else config.timesteps * max(cur[1], 0)
+        # a leak stops accumulation at the fixed point I * 4096 / decay_v: at most `steps` currents
+        steps = config.timesteps
+        if layer.leaky and layer.decay_v.min() > 0:
+            steps = min(steps, -(-N.DECAY_ONE // int(layer.decay_v.min())))
+        v_lo = min(layer.v_init, layer.v_init + steps * cur[0])
+        v_hi = max(theta - 1, layer.v_init) + max(cur[1], 0) if not O.is_readout(layer) else steps * max(cur[1], 0)
         ranges[n] = {"current": cur, "membrane": [int(v_lo), int(v_hi)],
                      "current_fits": max(-cur[0], cur[1]) <= regs.current_max,
                      "membrane_saturates": max(-v_lo, v_hi) > regs.v_max}

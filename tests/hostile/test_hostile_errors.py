@@ -31,7 +31,7 @@ def test_yaml_error_in_a_profile_is_one_line(net, tmp_path):
 
 
 def test_inspect_json_is_valid_even_with_nan(monkeypatch, capsys, net):
-    from snn_compiler import inspect as I
+    from snn_compiler import summary as I
     from snn_compiler.cli import main
     real = I.summary
 
