@@ -31,6 +31,14 @@ def _shape(text):
         raise argparse.ArgumentTypeError(f"expected comma-separated integers like 1,28,28, got {text!r}") from None
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("snnc")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
 def _layer_scale(text):
     name, _, value = text.rpartition("=")
     try:
@@ -57,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="snnc", description=__doc__.splitlines()[0], epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    p.add_argument("--version", action="version", version=f"snnc {_version()}")
     sub = p.add_subparsers(dest="command", required=True, metavar="{compile,simulate,inspect,check,report}")
 
     c = sub.add_parser("compile", help="compile a model file into an snnc artifact",
@@ -66,12 +75,16 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--output", required=True, help="artifact to write (.snnc)")
     c.add_argument("--target", default="reference", choices=sorted(TARGETS),
                    help="; ".join(f"{k}: {get_target(k).description}" for k in TARGETS))
-    c.add_argument("--bits", type=int, default=8, help="signed weight bits, 2..16 (default 8)")
+    c.add_argument("--bits", type=int, help="signed weight bits, 2..16 (default 8; truenorth 4, which it maps exactly)")
     c.add_argument("--calibration", help="DATA.npz whose x (a few hundred training samples) sets the activation scales")
-    c.add_argument("--norm", default="percentile:99.9",
-                   help="activation scale per layer: max, percentile:P or scale:F (F x max); default percentile:99.9")
+    c.add_argument("--norm", help="activation scale per layer: max, percentile:P, scale:F (F x max) or model "
+                   "(data-free, from the weights); default percentile:99.9, or model without --calibration")
     c.add_argument("--layer-scale", type=_layer_scale, action="append", default=[], metavar="LAYER=SCALE",
-                   help="set one layer's activation scale by hand (repeatable)")
+                   help="set one layer's activation scale by hand; LAYER is a name or an index (neuron layers "
+                        "in order, from 0); repeatable")
+    c.add_argument("--layer-factor", type=_layer_scale, action="append", default=[], metavar="LAYER=F",
+                   help="multiply one layer's normalization scale by F (> 1: fewer spikes, less clipping); "
+                        "LAYER a name or an index; repeatable")
     c.add_argument("--timesteps", type=int, default=32, help="timesteps the network is meant to run (range checks, default for simulate)")
     c.add_argument("--reset", default="subtract", choices=("subtract", "zero"), help="neuron reset (default subtract)")
     c.add_argument("--v-init", default="half", choices=("half", "zero"), help="initial membrane: threshold/2 (default) or 0")
@@ -79,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--pool", default="sum", choices=("sum", "spike"),
                    help="average pools: sum = window sums inside the next connection (default, more accurate); "
                         "spike = a spiking pool layer (fewer synaptic events, as Loihi CNNs often do)")
-    c.add_argument("--input-shape", type=_shape, help="C,H,W or F of one sample (needed for TorchScript files)")
+    c.add_argument("--input-shape", type=_shape, help="C,H,W or F of one sample (default: the file's, else the "
+                   "calibration data's)")
     c.add_argument("--profile", help="hardware profile name (configs/) or YAML file, for targets that map cores")
     c.add_argument("--chips", type=int, help="chips of the hardware profile (overrides its 'chips'; the core bound and the map use it)")
     c.add_argument("--allow-pickle", action="store_true",
@@ -89,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="load model files whose code does more than compute tensors (TorchScript __setstate__, file or "
                         "system ops, .pt2 symbolic-size code, AOTInductor libraries); loading runs that code, so only "
                         "for files you trust")
+    c.add_argument("--json", action="store_true", help="print the result as JSON (for scripts)")
 
     s = sub.add_parser("simulate", help="run an artifact on data and report accuracy",
                        description="Run a compiled network. Backends: " + ", ".join(sorted(BACKENDS)) +
@@ -98,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--backend", default="reference", help="reference (default), float, ann, lava, or an installed plugin")
     s.add_argument("--timesteps", default=None, help="T, or a comma list of T to sweep (default: the artifact's)")
     _run_options(s)
+    s.add_argument("--json", action="store_true", help="print the results as JSON (for scripts)")
     s.add_argument("--timeout", type=float, default=None,
                    help="seconds the lava backend may run (default: scaled to the work, capped; see README)")
     s.add_argument("--output", help="RESULTS.npz to write (scores, predictions) for the last T")
@@ -148,20 +164,27 @@ def cmd_compile(args) -> int:
     from .config import CompileConfig
     from .data import load_data
     from .frontend import load_file
+    from .frontend.errors import NeedsInputShape
     from .outputs import PendingOutputs
 
     profile_file = args.profile if args.profile and os.path.isfile(args.profile) else None
     outputs = PendingOutputs(inputs=[args.model, args.calibration, profile_file])
     outputs.reserve(args.output)
     target = get_target(args.target)
-    graph = load_file(args.model, input_shape=args.input_shape, allow_pickle=args.allow_pickle,
-                      trust_code=args.trust_code)
+    load = dict(allow_pickle=args.allow_pickle, trust_code=args.trust_code)
+    try:
+        graph = load_file(args.model, input_shape=args.input_shape, **load)
+    except NeedsInputShape:
+        if args.input_shape or not args.calibration:
+            raise
+        graph = load_file(args.model, input_shape=_data_shape(args.calibration), **load)
     calib = None
     if args.calibration:
         from .ir import input_node, verify
         verify(graph)
         calib, _ = load_data(args.calibration, graph.nodes[input_node(graph)]["shape"])
-    config = CompileConfig(bits=args.bits, norm=args.norm, layer_scales=dict(args.layer_scale), calibration=calib,
+    config = CompileConfig(bits=args.bits or target.default_bits, norm=args.norm, layer_scales=dict(args.layer_scale),
+                           layer_factors=dict(args.layer_factor), calibration=calib,
                            timesteps=args.timesteps, reset=args.reset, v_init=args.v_init, input_bits=args.input_bits, pool=args.pool,
                            target=args.target, profile=args.profile, chips=args.chips)
     config = target.prepare(config)  # the registers and profile extra_outputs read too
@@ -172,15 +195,40 @@ def cmd_compile(args) -> int:
         outputs.add(path, content)
     outputs.add(args.output, artifact.to_bytes(q))
     outputs.commit()
-    for layer, r in q.graph["snnc"]["ranges"].items():
-        if r["membrane_saturates"]:
-            print(f"note: layer {layer} may saturate its {q.graph['snnc']['membrane_bits']}-bit membrane over "
-                  f"{args.timesteps} steps (worst case {r['membrane']})", file=sys.stderr)
-    print(f"compiled {args.model} -> {args.output} ({args.target}, {args.bits}-bit weights, "
-          f"{sum(1 for _ in q.nodes)} nodes) in {time.perf_counter() - t0:.2f} s")
+    notes = [f"layer {layer} may saturate its {q.graph['snnc']['membrane_bits']}-bit membrane over {args.timesteps} "
+             f"steps (worst case {r['membrane']})" for layer, r in q.graph["snnc"]["ranges"].items()
+             if r["membrane_saturates"]]
+    dt = time.perf_counter() - t0
+    meta = q.graph["snnc"]
+    if args.json:
+        print(json.dumps({"model": args.model, "output": args.output, "target": args.target, "bits": meta["bits"],
+                          "norm": meta.get("norm"), "nodes": q.number_of_nodes(), "seconds": round(dt, 3),
+                          "extra_outputs": list(extra), "notes": notes}))
+        return 0
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"compiled {args.model} -> {args.output} ({args.target}, {meta['bits']}-bit weights, norm {meta.get('norm')}, "
+          f"{q.number_of_nodes()} nodes) in {dt:.2f} s")
     for path in extra:
         print(f"wrote {path}")
     return 0
+
+
+def _data_shape(path) -> tuple:
+    """The per-sample shape of DATA.npz's ``x`` (read from the .npy header, not the data)."""
+    import zipfile
+
+    import numpy as np
+    try:
+        with zipfile.ZipFile(path) as z, z.open("x.npy") as f:
+            version = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape = read(f)[0]
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{path}: cannot read the shape of its x ({e}); pass --input-shape") from None
+    if len(shape) < 2:
+        raise ValueError(f"{path}: x has shape {shape}, not (N, ...) samples; pass --input-shape")
+    return tuple(int(d) for d in shape[1:])
 
 
 def _timesteps(text, default):
@@ -217,17 +265,26 @@ def cmd_simulate(args) -> int:
         if args.backend != "lava":
             raise ValueError("--timeout applies to the lava backend only")
         extra["timeout"] = args.timeout
-    accs, result = [], None
+    accs, result, rows = [], None, []
+    if args.backend == "reference" and len(x):  # compile the numba kernels first: the figures exclude JIT warm-up
+        run(q, x[:1], timesteps=1, encoding=args.encoding, seed=args.seed, readout=args.readout)
     for T in ts:
         t0 = time.perf_counter()
         result = run(q, x, timesteps=T, encoding=args.encoding, seed=args.seed, readout=args.readout,
                      batch_size=args.batch_size, progress=not args.no_progress and sys.stderr.isatty(), **extra)
         dt = time.perf_counter() - t0
-        line = f"{args.backend} T={T}: {len(x)} samples in {dt:.2f} s ({len(x) * T / max(dt, 1e-9):,.0f} sample*timesteps/s)"
+        row = {"backend": args.backend, "timesteps": T, "samples": len(x), "seconds": round(dt, 4)}
+        line = f"{args.backend}{'' if args.backend == 'ann' else f' T={T}'}: {len(x)} samples in {dt:.2f} s"
+        if args.backend != "ann":  # the ANN reading has no timesteps to count
+            row["sample_timesteps_per_s"] = round(len(x) * T / max(dt, 1e-9), 1)
+            line += f" ({row['sample_timesteps_per_s']:,.0f} sample*timesteps/s)"
         if y is not None:
             accs.append(float((result.predictions == y).mean()))
+            row["accuracy"] = accs[-1]
             line += f"  accuracy {100 * accs[-1]:.2f}%"
-        print(line)
+        rows.append(row)
+        if not args.json:
+            print(line)
     if args.output:
         outputs.add(args.output, results_bytes(result.scores, result.predictions))
     if args.plot:
@@ -237,7 +294,11 @@ def cmd_simulate(args) -> int:
         else:
             png = plot_rates(None, result.rates)
         outputs.add(args.plot, png)
-    for path in outputs.commit():
+    written = outputs.commit()
+    if args.json:
+        print(json.dumps({"results": rows, "wrote": written}))
+        return 0
+    for path in written:
         print(f"wrote {path}")
     return 0
 

@@ -19,11 +19,15 @@ MAX_CHIPS = 4096                     # --chips N: a sanity bound (Hala Point has
 
 @dataclass
 class CompileConfig:
-    """Options of one compile. ``norm`` is ``max``, ``percentile:P`` or ``scale:F`` (F times the
-    max activation); ``layer_scales`` overrides the activation scale of named neuron layers."""
+    """Options of one compile. ``norm`` is ``max``, ``percentile:P``, ``scale:F`` (F times the
+    max activation) or ``model`` (data-free, from the weights: Diehl et al. 2015); None: the
+    default, ``percentile:99.9`` with calibration data and ``model`` without. ``layer_scales``
+    sets the activation scale of neuron layers, ``layer_factors`` multiplies the normalization's
+    (ANNarchy's scale_factor); both keyed by layer name or index (neuron layers in order, from 0)."""
     bits: int = 8
-    norm: str = "percentile:99.9"
+    norm: Optional[str] = None
     layer_scales: Dict[str, float] = field(default_factory=dict)
+    layer_factors: Dict[str, float] = field(default_factory=dict)
     calibration: Optional[np.ndarray] = None
     timesteps: int = 32
     reset: str = "subtract"
@@ -48,16 +52,17 @@ class CompileConfig:
             raise ValueError(f"--timesteps must be >= 1, got {self.timesteps}")
         if not 1 <= self.input_bits <= 16:
             raise ValueError(f"--input-bits must be in 1..16, got {self.input_bits}")
-        parse_norm(self.norm)
-        lo, hi = LAYER_SCALE_RANGE
-        for name, value in dict(self.layer_scales).items():
-            try:
-                v = float(value)
-            except (TypeError, ValueError):
-                v = math.nan
-            if not (math.isfinite(v) and lo <= v <= hi):
-                raise ValueError(f"--layer-scale {name}={value}: an activation scale must be a finite number in "
-                                 f"{lo:g}..{hi:g}")
+        if self.norm is not None:
+            parse_norm(self.norm)
+        for flag, table, (lo, hi), what in (("--layer-scale", self.layer_scales, LAYER_SCALE_RANGE, "an activation scale"),
+                                            ("--layer-factor", self.layer_factors, NORM_SCALE_RANGE, "a scale factor")):
+            for name, value in dict(table).items():
+                try:
+                    v = float(value)
+                except (TypeError, ValueError):
+                    v = math.nan
+                if not (math.isfinite(v) and lo <= v <= hi):
+                    raise ValueError(f"{flag} {name}={value}: {what} must be a finite number in {lo:g}..{hi:g}")
         if self.chips is not None:
             if isinstance(self.chips, bool) or not isinstance(self.chips, (int, np.integer)) \
                     or not 1 <= int(self.chips) <= MAX_CHIPS:
@@ -76,9 +81,10 @@ class CompileConfig:
 
 
 def parse_norm(norm: str):
-    """'max' -> ('max', None); 'percentile:99.9' -> ('percentile', 99.9); 'scale:0.5' -> ('scale', 0.5)."""
+    """'max' -> ('max', None); 'percentile:99.9' -> ('percentile', 99.9); 'scale:0.5' -> ('scale', 0.5);
+    'model' -> ('model', None)."""
     name, _, arg = norm.partition(":")
-    if name == "max" and not arg:
+    if name in ("max", "model") and not arg:
         return name, None
     if name in ("percentile", "scale") and arg:
         try:
@@ -89,5 +95,5 @@ def parse_norm(norm: str):
             return name, value
         if name == "scale" and value is not None and NORM_SCALE_RANGE[0] <= value <= NORM_SCALE_RANGE[1]:
             return name, value
-    raise ValueError(f"--norm must be max, percentile:P (0 < P <= 100) or scale:F ({NORM_SCALE_RANGE[0]:g} <= F <= "
-                     f"{NORM_SCALE_RANGE[1]:g}), got {norm!r}")
+    raise ValueError(f"--norm must be max, percentile:P (0 < P <= 100), scale:F ({NORM_SCALE_RANGE[0]:g} <= F <= "
+                     f"{NORM_SCALE_RANGE[1]:g}) or model, got {norm!r}")

@@ -31,6 +31,7 @@ class Target:
     passes: Sequence[Callable] = ()                   # target passes run after the core pipeline
     check: Callable = lambda graph, config: None      # raise TargetError when something does not fit
     supports: Callable = lambda op: None              # op -> None, or why this target cannot run it
+    default_bits: int = 8                             # weight bits when the user gives none
     extra_outputs: Optional[Callable] = None          # extra_outputs(graph, config, out_path) -> {path: bytes}
     extra: dict = field(default_factory=dict)
 

@@ -64,6 +64,7 @@ def extra_outputs(graph, config, out_path) -> dict:
 
 TARGET = Target("truenorth", "TrueNorth-style corelet JSON (256x256 binary-crossbar cores, 4 axon types)",
                 prepare=prepare, check=check, supports=supports, extra_outputs=extra_outputs,
+                default_bits=4,  # 4-bit weights are bit-plane axon types: every layer maps exactly
                 extra={"profile": DEFAULT_PROFILE, "help": HELP})
 
 __all__ = ["TARGET", "HELP", "TrueNorthError", "export_corelet", "corelet_bytes", "corelet_path", "run_corelet", "check_corelet"]

@@ -7,3 +7,10 @@ class FrontendError(ValueError):
     The message says what is wrong and, for an op, where it sits in the model (module path and
     class, e.g. ``features.3 (torch.nn.modules.activation.Sigmoid)``).
     """
+
+
+class NeedsInputShape(FrontendError):
+    """The file does not record its input shape: the caller must give it (or data that shows it)."""
+
+    HOW = ("pass the input shape without the batch axis (--input-shape 1,28,28, or input_shape=(1, 28, 28) from "
+           "Python), or calibration data (its x gives the shape)")

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from .archive_check import Archive
-from .errors import FrontendError
+from .errors import FrontendError, NeedsInputShape
 from .lower import from_exported_program
 from .pt2_check import check_pt2
 from .torchscript_check import check_torchscript
@@ -217,9 +217,8 @@ def from_torchscript(ts, input_shape: Optional[tuple] = None) -> nx.DiGraph:
     if input_shape is None:
         input_shape = _infer_linear_shape(ts)
         if input_shape is None:
-            raise FrontendError("TorchScript files do not record the input shape: pass input_shape (without "
-                                "the batch axis, e.g. (1, 28, 28)); it is inferred only when the first op is "
-                                "a Linear")
+            raise NeedsInputShape("TorchScript files do not record the input shape (it is inferred only when the "
+                                  f"first op is a Linear): {NeedsInputShape.HOW}")
     shape = _check_shape(input_shape)
     with _eval_mode(ts):
         example = _example(ts, shape)
@@ -291,8 +290,8 @@ def _load_pickled(path, data: bytes, data_pkl: bytes, input_shape, allow_pickle)
         if input_shape is None:
             input_shape = _first_linear_in_features(obj)
             if input_shape is None:
-                raise FrontendError(f"{path}: a pickled module does not record its input shape: pass "
-                                    f"input_shape (without the batch axis)")
+                raise NeedsInputShape(f"{path}: a pickled module does not record its input shape: "
+                                      f"{NeedsInputShape.HOW}")
         return from_module(obj, input_shape)
     if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise FrontendError(
@@ -391,6 +390,6 @@ def _load_torchscript(path, data, input_shape, trust_code):
     try:
         return from_torchscript(ts, input_shape)
     except FrontendError as e:
-        if input_shape is None and "input shape" in str(e):
-            raise FrontendError(f"{path}: {e}") from None
+        if isinstance(e, NeedsInputShape):
+            raise NeedsInputShape(f"{path}: {e}") from None
         raise

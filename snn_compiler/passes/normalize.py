@@ -12,12 +12,20 @@ A layer whose scale is already set keeps it: a directly trained spiking layer (L
 trained threshold as lambda_N, and its spikes are worth ``spike_value`` (1), not its lambda, to
 the layers it feeds (lambda_S above), so a trained SNN needs no calibration but for its input.
 
-so the float SNN with threshold 1 fires at rate ~ relu(a_N) / lambda_N. Because the scale
+so the float SNN with threshold 1 fires at rate ~ relu(a_N) / lambda_N.
+
+Without calibration data the default is ``model`` (data-free, Diehl et al. 2015): lambda_N is the
+largest activation the weights allow, max over neurons of sum_k sum_i max(0, W_k) * lambda_S +
+max(0, b), with inputs assumed in [0, 1] (a warning says so; calibration data is better).
+``config.layer_factors`` multiplies chosen layers' lambda (ANNarchy's scale_factor); layers are
+named or counted (neuron layers in topological order, from 0). Because the scale
 belongs to the *target* layer, all branches entering a residual Add are rescaled into the
 same units. A layer that only averages one source (a lowered average pool: depthwise, equal
 positive weights, no bias) keeps lambda = lambda_S * sum(kernel), so it never saturates.
 """
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 
@@ -52,12 +60,15 @@ def _statistic(values: np.ndarray, norm) -> float:
     return float(np.percentile(values, arg))
 
 
-def _activation_scales(graph, layers, config, out):
+DEFAULT_NORM = "percentile:99.9"
+
+
+def _activation_scales(graph, layers, config, out, norm):
     """lambda per layer from the calibration set."""
     if config.calibration is None:
-        raise ValueError("normalization needs calibration data (--calibration DATA.npz), or a scale for "
-                         f"every layer; missing: {', '.join(layers)}")
-    norm = parse_norm(config.norm)
+        raise ValueError(f"--norm {norm} needs calibration data (--calibration DATA.npz); without it use --norm "
+                         f"model or give a scale for every layer; missing: {', '.join(layers)}")
+    norm = parse_norm(norm)
     chunks = {n: [] for n in layers}
     for acts in iter_ann(graph, config.calibration, keep=layers):
         for n in layers:
@@ -79,6 +90,32 @@ def _activation_scales(graph, layers, config, out):
     return scales, means
 
 
+def _by_layer(table, layers, flag) -> dict:
+    """``{layer name: value}`` from keys that are layer names or indices (ints or digit strings)."""
+    out = {}
+    for key, v in dict(table).items():
+        name = key
+        if isinstance(key, int) or (isinstance(key, str) and key.isdigit() and key not in layers):
+            if not 0 <= int(key) < len(layers):
+                raise ValueError(f"{flag} {key}: there are {len(layers)} neuron layers (0..{len(layers) - 1})")
+            name = layers[int(key)]
+        if name not in layers:
+            raise ValueError(f"{flag} names no neuron layer: {key} (layers: {', '.join(layers)})")
+        out[name] = float(v)
+    return out
+
+
+def _model_scale(graph, layer, value) -> float:
+    """The largest activation ``layer`` can reach from its weights, its sources at their scales."""
+    top = 0.0
+    for k in incoming(graph, layer):
+        op = op_of(graph, k)
+        w = np.maximum(op.weight.reshape(len(op.weight), -1), 0.0).sum(axis=1) * value(source_of(graph, k))
+        b = np.zeros(len(w)) if op.bias is None else np.maximum(op.bias, 0.0)
+        top = top + w + b
+    return float(np.max(top, initial=0.0)) or 1.0
+
+
 def normalize(graph, config) -> bool:
     state = graph.graph.setdefault("snnc", {})
     if state.get("normalized"):
@@ -88,19 +125,25 @@ def normalize(graph, config) -> bool:
     layers = neuron_layers(graph, order)
     out = next(n for n in layers if O.is_readout(op_of(graph, n)))
     pools = {n: g for n in layers if (g := _pooling_gain(graph, n)) is not None}
-    unknown = [n for n in config.layer_scales if n not in layers]
-    if unknown:
-        raise ValueError(f"--layer-scale names no neuron layer: {', '.join(unknown)} (layers: {', '.join(layers)})")
+    norm = config.norm or (DEFAULT_NORM if config.calibration is not None else "model")
+    by_model = parse_norm(norm)[0] == "model"
+    layer_scales = _by_layer(config.layer_scales, layers, "--layer-scale")
+    factors = _by_layer(config.layer_factors, layers, "--layer-factor")
     preset = {n: op_of(graph, n).scale for n in layers if op_of(graph, n).scale is not None}
-    need = [n for n in layers if n not in config.layer_scales and n not in pools and n not in preset]
-    scales, rates = _activation_scales(graph, need, config, out) if need else ({}, {})
+    need = [n for n in layers if n not in layer_scales and n not in pools and n not in preset]
+    scales, rates = _activation_scales(graph, need, config, out, norm) if need and not by_model else ({}, {})
     scales.update(preset)
-    scales.update({n: float(v) for n, v in config.layer_scales.items()})
+    scales.update(layer_scales)
 
     in_op = op_of(graph, inp)
-    if in_op.scale is None:
-        if config.calibration is None:
+    if in_op.scale is None and config.calibration is None:
+        if not by_model:
             raise ValueError("normalization needs calibration data (--calibration DATA.npz) to scale the input")
+        warnings.warn("no calibration data: normalizing from the weights alone (--norm model, Diehl et al. 2015) and "
+                      "assuming inputs in [0, 1]; calibration data (--calibration) usually gives higher accuracy",
+                      UserWarning, stacklevel=2)
+        in_op.scale, in_op.bits = 1.0, config.input_bits
+    if in_op.scale is None:
         in_op.scale = float(np.abs(config.calibration).max()) or 1.0
         if not np.isfinite(in_op.scale):
             raise ValueError("the calibration data are not finite (NaN or inf in x)")
@@ -117,9 +160,12 @@ def normalize(graph, config) -> bool:
         sop = op_of(graph, src)
         return sop.spike_value if isinstance(sop, O.Neuron) and sop.spike_value is not None else lam[src]
 
-    for n in layers:  # topological: a pool's source scale is known before the pool
-        if lam[n] is None:
+    for n in layers:  # topological: a pool's (and the model norm's) sources are known before the layer
+        if lam[n] is None and n in pools:
             lam[n] = value(source_of(graph, incoming(graph, n)[0])) * pools[n]
+        elif lam[n] is None:
+            lam[n] = _model_scale(graph, n, value)
+        lam[n] *= factors.get(n, 1.0)
         if not (np.isfinite(lam[n]) and lam[n] > 0):
             raise ValueError(f"layer {n!r}: activation scale {lam[n]!r} is not a finite positive number")
         op_of(graph, n).scale = lam[n]
@@ -134,6 +180,6 @@ def normalize(graph, config) -> bool:
                                  f"{lam[source_of(graph, k)]:.3g}) makes the weights of {k!r} overflow; check "
                                  "--norm / --layer-scale")
     state["normalized"] = True
-    state["norm"] = config.norm
+    state["norm"] = norm
     state["expected_rates"] = rates
     return True

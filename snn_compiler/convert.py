@@ -1,0 +1,115 @@
+"""One call from a trained model to a runnable SNN: ``snn_compiler.convert``.
+
+    snn = snn_compiler.convert(model, calibration_data, timesteps=16, percentile=99.9, bits=8)
+    snn.run(x)                # (N, outputs) output spike counts over the timesteps
+    snn.classify(x)           # (N,) predicted classes
+    snn.accuracy(x, y)        # fraction correct
+    snn.save("net.snnc")      # the artifact `snnc simulate` / `snnc inspect` read
+    snn                       # a readable per-layer summary; snn.graph is the compiled IR
+
+``model``: an ``nn.Module`` or a model file (as ``snnc compile`` reads it); numpy arrays and
+torch tensors are both accepted for data. ``scale_factors`` multiplies chosen layers' activation
+scales (ANNarchy's ``scale_factor``): a list (one per neuron layer, in order) or a dict by layer
+name or index; a factor > 1 lowers the layer's rates (less clipping, more quantization error).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import networkx as nx
+import numpy as np
+
+from . import artifact
+from .compile import compile_model
+from .config import CompileConfig
+from .sim.emulator import simulate
+
+
+def _numpy(x) -> np.ndarray:
+    if hasattr(x, "detach"):  # a torch tensor, without importing torch
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+class SNN:
+    """A compiled integer SNN and the settings it runs with (see the module docstring)."""
+
+    def __init__(self, graph, timesteps: int = 16, readout: str = "membrane", engine: str = "auto"):
+        self.graph, self.timesteps, self.readout, self.engine = graph, timesteps, readout, engine
+
+    @classmethod
+    def load(cls, path, **kw) -> "SNN":
+        graph = artifact.load(path)
+        return cls(graph, timesteps=kw.pop("timesteps", graph.graph["snnc"].get("timesteps", 16)), **kw)
+
+    def _sim(self, x, readout, encoding="constant", timesteps=None, mode="int", **kw):
+        return simulate(self.graph, _numpy(x), mode=mode, timesteps=timesteps or self.timesteps, encoding=encoding,
+                        readout=readout, engine=self.engine if mode == "int" else "auto", **kw)
+
+    def run(self, x, encoding: str = "constant", timesteps: Optional[int] = None, **kw) -> np.ndarray:
+        """Output spike counts (N, outputs) over ``timesteps`` (default: the compile's)."""
+        return self._sim(x, "count", encoding, timesteps, **kw).scores.astype(np.int64)
+
+    def classify(self, x, encoding: str = "constant", timesteps: Optional[int] = None, **kw) -> np.ndarray:
+        """Predicted classes (N,) under this SNN's read-out."""
+        return self._sim(x, self.readout, encoding, timesteps, **kw).predictions
+
+    def accuracy(self, x, y, **kw) -> float:
+        return float(np.mean(self.classify(x, **kw) == _numpy(y).reshape(-1)))
+
+    def save(self, path) -> None:
+        artifact.save(self.graph, path)
+
+    def summary(self) -> str:
+        from .summary import layer_table, summary
+        return layer_table(summary(self.graph))
+
+    def __repr__(self) -> str:
+        meta = self.graph.graph["snnc"]
+        return (f"<SNN target={meta.get('target')} bits={meta.get('bits')} timesteps={self.timesteps} "
+                f"readout={self.readout}>\n{self.summary()}")
+
+
+def convert(model, calibration_data=None, *, timesteps: int = 16, percentile: Optional[float] = 99.9,
+            norm: Optional[str] = None, bits: Optional[int] = None, target: str = "reference",
+            scale_factors=None, input_shape=None, readout: str = "membrane", **options) -> SNN:
+    """Compile ``model`` into an :class:`SNN` (see the module docstring).
+
+    Normalization: ``norm`` if given (``"max"``, ``"percentile:P"``, ``"scale:F"``, ``"model"``),
+    else the ``percentile`` of the calibration activations, or ``"model"`` (data-free, with a
+    warning) without calibration data. ``input_shape`` defaults to the calibration data's.
+    ``options``: any other :class:`CompileConfig` field (``reset``, ``v_init``, ``input_bits``,
+    ``profile``, ``chips``, ...).
+    """
+    from .targets import get_target
+    calib = None if calibration_data is None else _numpy(calibration_data).astype(np.float64, copy=False)
+    if input_shape is None and calib is not None:
+        input_shape = tuple(calib.shape[1:])
+    graph = _lower(model, input_shape)
+    if norm is None and calib is not None and percentile is not None:
+        norm = f"percentile:{percentile:g}"
+    tgt = get_target(target)
+    config = CompileConfig(bits=bits or tgt.default_bits, norm=norm, calibration=calib, timesteps=timesteps,
+                           target=target, layer_factors=_factors(scale_factors), **options)
+    return SNN(compile_model(graph, config, target=tgt), timesteps=timesteps, readout=readout)
+
+
+def _lower(model, input_shape):
+    if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
+        from .frontend import load_file
+        return load_file(model, input_shape=input_shape)
+    if isinstance(model, nx.DiGraph):  # already lowered to the IR
+        return model
+    from .frontend import from_module
+    if input_shape is None:
+        raise ValueError("convert needs calibration_data or input_shape to know the model's input shape")
+    return from_module(model, tuple(input_shape))
+
+
+def _factors(scale_factors) -> dict:
+    """A list (one per neuron layer, in order) or a dict (layer name or index) -> {key: factor}."""
+    if scale_factors is None:
+        return {}
+    if isinstance(scale_factors, dict):
+        return dict(scale_factors)
+    return {i: f for i, f in enumerate(scale_factors)}
