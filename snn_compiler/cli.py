@@ -104,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "system ops, .pt2 symbolic-size code, AOTInductor libraries); loading runs that code, so only "
                         "for files you trust")
     c.add_argument("--json", action="store_true", help="print the result as JSON (for scripts)")
+    c.add_argument("--no-progress", action="store_true", help="no progress bars (calibration, mapping)")
 
     s = sub.add_parser("simulate", help="run an artifact on data and report accuracy",
                        description="Run a compiled network. Backends: " + ", ".join(sorted(BACKENDS)) +
@@ -186,7 +187,8 @@ def cmd_compile(args) -> int:
     config = CompileConfig(bits=args.bits or target.default_bits, norm=args.norm, layer_scales=dict(args.layer_scale),
                            layer_factors=dict(args.layer_factor), calibration=calib,
                            timesteps=args.timesteps, reset=args.reset, v_init=args.v_init, input_bits=args.input_bits, pool=args.pool,
-                           target=args.target, profile=args.profile, chips=args.chips)
+                           target=args.target, profile=args.profile, chips=args.chips,
+                           progress=not args.no_progress and sys.stderr.isatty())
     config = target.prepare(config)  # the registers and profile extra_outputs read too
     t0 = time.perf_counter()
     q = compile_model(graph, config, target=target)

@@ -38,6 +38,7 @@ class CompileConfig:
     registers: Registers = REFERENCE
     profile: Optional[dict] = None  # hardware profile (configs/*.yaml) for targets that map cores
     chips: Optional[int] = None     # --chips N: overrides the profile's ``chips`` (partitioner and core bound)
+    progress: bool = False          # progress bars for calibration and mapping (stderr)
 
     def __post_init__(self):
         if not 2 <= self.bits <= 16:

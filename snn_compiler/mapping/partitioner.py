@@ -219,8 +219,10 @@ def _order(edges, n, cores_per_chip):
     return (pos_rcm, "reverse-cuthill-mckee", c_rcm, c_nat) if c_rcm < c_nat else (pos_nat, "layer order", c_nat, c_nat)
 
 
-def partition_graph(graph, profile, weight_bits: int) -> dict:
-    """Map every neuron layer of an SNN-form graph onto cores; return the JSON-able core map."""
+def partition_graph(graph, profile, weight_bits: int, progress: bool = False) -> dict:
+    """Map every neuron layer of an SNN-form graph onto cores; return the JSON-able core map
+    (``progress``: a bar over the layers' neurons on stderr)."""
+    from ..progress import bar
     from .bounds import layer_bounds
     profile = load_profile(profile)
     if profile.max_weight_bits is not None and weight_bits > profile.max_weight_bits:
@@ -243,7 +245,9 @@ def partition_graph(graph, profile, weight_bits: int) -> dict:
                 f"of the {profile.chips} chip(s) x {profile.cores_per_chip} cores remain: the network needs at least "
                 f"{sum(b['cores'] for b in bounds.values())} cores > {profile.max_cores} (resource: cores)")
     placed = {}
+    tiling = bar(sum(net.size(n) for n in net.layers), "map cores", unit="neuron", enabled=progress)
     for name in reversed(net.layers):
+        tiling.update(net.size(name))
         layer = _Layer(net, name, offsets, profile, weight_bits, dest, bounds[name])
         tiles = []
         for slc in _partition_layer(layer, bounds[name]["cores"]):
@@ -255,6 +259,7 @@ def partition_graph(graph, profile, weight_bits: int) -> dict:
             lo = offsets[src]    # each source neuron a core reads needs an output axon to that core
             for _, _, gids in tiles:
                 dest[src][gids[(gids >= lo) & (gids < lo + net.size(src))] - lo] += 1
+    tiling.close()
     for name in net.layers:   # recounted below with the link graph (same numbers)
         dest[name][:] = 0
     cores = []

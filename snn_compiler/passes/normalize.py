@@ -30,11 +30,13 @@ import warnings
 import numpy as np
 
 from ..config import parse_norm
+from ..progress import bar
 from ..ir import input_node, op_of, topo_order
 from ..ir import ops as O
 from ..sim.emulator import iter_ann
 from ..ir.layers import incoming, neuron_layers, source_of
 
+CALIBRATION_BATCH = 64      # samples per ANN pass: the progress bar moves every few seconds on large nets
 MAX_SAMPLES = 20_000_000  # activation values kept per layer for percentiles (subsampled beyond)
 
 
@@ -70,10 +72,13 @@ def _activation_scales(graph, layers, config, out, norm):
                          f"model or give a scale for every layer; missing: {', '.join(layers)}")
     norm = parse_norm(norm)
     chunks = {n: [] for n in layers}
-    for acts in iter_ann(graph, config.calibration, keep=layers):
+    progress = bar(len(config.calibration), "calibrate", enabled=config.progress)
+    for acts in iter_ann(graph, config.calibration, keep=layers, batch_size=CALIBRATION_BATCH):
         for n in layers:
             a = acts[n] if n != out else np.maximum(acts[n], 0.0)  # the output scale sizes its positive range
             chunks[n].append(a.astype(np.float32).ravel())
+        progress.update(len(acts[out]))
+    progress.close()
     rng = np.random.default_rng(0)
     scales, means = {}, {}
     for n, parts in chunks.items():

@@ -51,7 +51,7 @@ def partition(graph, config) -> bool:
     spec = load_profile_dict(config.profile)
     meta = graph.graph.setdefault("snnc", {})
     bits = int(meta.get("bits") or config.bits)
-    core_map = partition_graph(without_pools(graph), spec, bits)  # hardware has no pooling synapse
+    core_map = partition_graph(without_pools(graph), spec, bits, progress=config.progress)  # no pooling synapse in hardware
     core_map["profile_spec"] = copy.deepcopy(spec)
     meta["core_map"] = core_map
     return True

@@ -71,8 +71,8 @@ def test_manual_layer_scales_need_no_calibration_for_those_layers():
 
 def test_errors_name_what_is_missing():
     g = mlp(np.random.default_rng(3))
-    with pytest.raises(ValueError, match="calibration"):
-        normalize(g, CompileConfig())
+    with pytest.raises(ValueError, match="calibration"):  # a data-based norm asked for by name needs data
+        normalize(g, CompileConfig(norm="max"))
     with pytest.raises(ValueError, match="nope"):
         normalize(mlp(np.random.default_rng(3)), CompileConfig(layer_scales={"nope": 1.0}, calibration=np.ones((2, 4))))
 
