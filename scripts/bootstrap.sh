@@ -15,7 +15,7 @@ if [ -z "$py311" ]; then
 fi
 [ -n "$py311" ] || { echo "snnc setup: no Python 3.11 found; set SNNC_PYTHON=/path/to/python3.11" >&2; exit 1; }
 
-main_ok() { .venv/bin/python -c 'import torch, numba, sklearn, matplotlib, pytest, hypothesis, snn_compiler.cli' >/dev/null 2>&1; }
+main_ok() { .venv/bin/python -c 'import torch, numba, sklearn, matplotlib, pytest, hypothesis, onnx, nir, h5py, snn_compiler.cli' >/dev/null 2>&1; }
 if ! main_ok; then
   echo "snnc setup: setting up .venv with $py311" >&2
   [ -x .venv/bin/python ] || "$py311" -m venv .venv
