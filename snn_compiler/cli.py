@@ -52,8 +52,12 @@ def _run_options(p, readout=True, batch=True):
     p.add_argument("--encoding", default="constant", choices=("constant", "poisson"), help="input encoding (default constant)")
     p.add_argument("--seed", type=int, default=0, help="seed of the Poisson encoding")
     if readout:
-        p.add_argument("--readout", default="membrane", choices=("membrane", "count"),
-                       help="membrane: accumulated output potential (default); count: output spike counts")
+        p.add_argument("--readout", default="membrane", choices=("membrane", "count", "first-spike", "k-spikes"),
+                       help="membrane: accumulated output potential (default); count: output spike counts; "
+                            "first-spike: the output neuron that spikes first decides (a sample stops once decided); "
+                            "k-spikes: the first output neuron to reach --k spikes decides")
+        p.add_argument("--k", type=int, default=None, metavar="K",
+                       help="with --readout k-spikes: the output spikes that decide a sample (>= 1)")
     if batch:
         p.add_argument("--batch-size", type=int, default=256, help="samples simulated together (default 256)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -248,7 +252,7 @@ def _timesteps(text, default):
 def cmd_simulate(args) -> int:
     from . import artifact
     from .targets import get_backend
-    from .data import load_data, results_bytes
+    from .data import load_data, result_bytes
     from .ir import input_node, output_node
     from .outputs import PendingOutputs
 
@@ -267,9 +271,15 @@ def cmd_simulate(args) -> int:
         if args.backend != "lava":
             raise ValueError("--timeout applies to the lava backend only")
         extra["timeout"] = args.timeout
-    accs, result, rows = [], None, []
+    if args.k is not None and args.readout != "k-spikes":
+        raise ValueError("--k applies to --readout k-spikes only")
+    if args.readout == "k-spikes":
+        if args.k is None or args.k < 1:
+            raise ValueError(f"--readout k-spikes needs --k K, a whole number >= 1 (got {args.k})")
+        extra["k"] = args.k
+    accs, lats, result, rows = [], [], None, []
     if args.backend == "reference" and len(x):  # compile the numba kernels first: the figures exclude JIT warm-up
-        run(q, x[:1], timesteps=1, encoding=args.encoding, seed=args.seed, readout=args.readout)
+        run(q, x[:1], timesteps=1, encoding=args.encoding, seed=args.seed, readout=args.readout, k=extra.get("k"))
     for T in ts:
         t0 = time.perf_counter()
         result = run(q, x, timesteps=T, encoding=args.encoding, seed=args.seed, readout=args.readout,
@@ -284,14 +294,27 @@ def cmd_simulate(args) -> int:
             accs.append(float((result.predictions == y).mean()))
             row["accuracy"] = accs[-1]
             line += f"  accuracy {100 * accs[-1]:.2f}%"
+        dtime = getattr(result, "decision_time", None)
+        if dtime is not None:  # a latency read-out (first-spike, k-spikes)
+            from .plots import mean_latency
+            lats.append(mean_latency(dtime, T))
+            row.update(decided=float((dtime > 0).mean()) if len(dtime) else 0.0, mean_latency=lats[-1],
+                       ties=int(result.tied.sum()))
+            line += (f"  decided {100 * row['decided']:.1f}% after {lats[-1]:.2f} steps on average"
+                     f" ({row['ties']} ties)")
         rows.append(row)
         if not args.json:
             print(line)
     if args.output:
-        outputs.add(args.output, results_bytes(result.scores, result.predictions))
+        outputs.add(args.output, result_bytes(result))
     if args.plot:
-        from .plots import plot_accuracy, plot_rates
-        if len(ts) > 1 and accs:
+        from .plots import plot_accuracy, plot_accuracy_latency, plot_latency, plot_rates
+        latency = getattr(result, "decision_time", None) is not None
+        if latency and len(ts) > 1 and accs:
+            png = plot_accuracy_latency(None, {args.backend: (ts, lats, [100 * a for a in accs])})
+        elif latency and y is not None:
+            png = plot_latency(None, ts[-1], {args.backend: (result.decision_time, result.predictions == y)})
+        elif len(ts) > 1 and accs:
             png = plot_accuracy(None, ts, {args.backend: [100 * a for a in accs]})
         else:
             png = plot_rates(None, result.rates)
@@ -352,10 +375,19 @@ def cmd_check(args) -> int:
     if len(ts) != 1:
         raise ValueError(f"check runs one T; got --timesteps {args.timesteps}")
     x, _ = load_data(args.data, q.nodes[input_node(q)]["shape"], n_outputs=q.nodes[output_node(q)]["shape"][0])
+    options = {b: {} for b in backends}
+    if args.readout == "k-spikes":
+        if args.k is None or args.k < 1:
+            raise ValueError(f"--readout k-spikes needs --k K, a whole number >= 1 (got {args.k})")
+        options = {b: {"k": args.k} for b in backends}
+    elif args.k is not None:
+        raise ValueError("--k applies to --readout k-spikes only")
+    if args.timeout is not None:
+        options["lava"]["timeout"] = args.timeout
     r = compare_backends(q, x, backends, timesteps=ts[0], encoding=args.encoding, seed=args.seed,
                          readout=args.readout, batch_size=args.batch_size, tolerance=args.tolerance,
                          min_agreement=args.min_agreement, progress=not args.no_progress and sys.stderr.isatty(),
-                         options={"lava": {"timeout": args.timeout}} if args.timeout is not None else None)
+                         options=options)
     print(json.dumps(_finite(r), indent=2, allow_nan=False) if args.json else format_result(r))
     return 0 if r["passed"] else 3  # 1: error, 2: argparse's usage error, 3: a divergence
 

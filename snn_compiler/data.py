@@ -107,11 +107,21 @@ def _one_line(e) -> str:
     return " ".join(str(e).split()) or type(e).__name__
 
 
-def results_bytes(scores, predictions, **extra) -> bytes:
+def results_bytes(scores, predictions, decision_time=None, tied=None, **extra) -> bytes:
+    """RESULTS.npz: ``scores`` (N, outputs) and ``predictions`` (N,); a latency read-out
+    (first-spike, k-spikes) adds ``decision_time`` (N,) int64 (timesteps to the decision, -1:
+    undecided) and ``tied`` (N,) bool; ``extra`` arrays as given. None values are left out."""
+    arrays = dict(scores=scores, predictions=predictions, decision_time=decision_time, tied=tied, **extra)
     buf = io.BytesIO()
-    np.savez(buf, scores=scores, predictions=predictions, **extra)
+    np.savez(buf, **{k: v for k, v in arrays.items() if v is not None})
     return buf.getvalue()
 
 
-def save_results(path, scores, predictions, **extra) -> None:
-    write_files({path: results_bytes(scores, predictions, **extra)})
+def result_bytes(result, **extra) -> bytes:
+    """RESULTS.npz of a SimResult: its scores and predictions, and its decision_time and tied when set."""
+    return results_bytes(result.scores, result.predictions, getattr(result, "decision_time", None),
+                         getattr(result, "tied", None), **extra)
+
+
+def save_results(path, scores, predictions, decision_time=None, tied=None, **extra) -> None:
+    write_files({path: results_bytes(scores, predictions, decision_time, tied, **extra)})

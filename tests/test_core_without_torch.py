@@ -13,7 +13,7 @@ sys.modules["torch"] = None  # any 'import torch' now fails
 sys.path.insert(0, "tests")
 import numpy as np, networkx
 from builders import int_chain
-from snn_compiler import artifact, cli, inspect
+from snn_compiler import artifact, cli, summary as inspect
 from snn_compiler.compile import compile_model
 from snn_compiler.config import CompileConfig
 from snn_compiler.ir import add_op, new_graph, ops as O

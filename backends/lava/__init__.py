@@ -234,9 +234,14 @@ def _update(bar, job, shown):
     return max(done, shown)
 
 
-def run(graph, x, *, timesteps, encoding="constant", seed=0, readout="membrane", batch_size=256,
+def run(graph, x, *, timesteps, encoding="constant", seed=0, readout="membrane", k=None, batch_size=256,
         progress=False, record=False, timeout=None, fault=None, neurons="auto", info=None):
     """Run ``graph`` on Lava's bit-accurate fixed-point simulator; returns the reference's SimResult.
+
+    ``readout`` first-spike / k-spikes (``k``): the Output process records each sample's decision
+    step and its state there, so predictions, scores, ``decision_time`` and ``tied`` equal the
+    reference's; but Lava does not stop a decided sample (every window runs its T steps, as the
+    reference does with ``record=True``), so ``rates`` and counts cover whole windows.
 
     All samples stream through one Lava run (per-layer window resets); ``batch_size`` is accepted
     for interface compatibility. ``timesteps``: 1..MAX_TIMESTEPS. ``timeout`` (s) bounds the whole
@@ -250,7 +255,7 @@ def run(graph, x, *, timesteps, encoding="constant", seed=0, readout="membrane",
     """
     from snn_compiler import artifact
     from snn_compiler.passes.compose_pools import without_pools
-    from snn_compiler.sim.emulator import READOUTS, SimResult
+    from snn_compiler.sim.emulator import SimResult, check_readout
     from snn_compiler.sim.encode import ENCODINGS, check_timesteps
 
     timesteps = check_timesteps(timesteps)
@@ -259,8 +264,7 @@ def run(graph, x, *, timesteps, encoding="constant", seed=0, readout="membrane",
         raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
     graph = without_pools(graph)  # composed once here rather than again in the worker
 
-    if readout not in READOUTS:
-        raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
+    K = check_readout(readout, k)
     if encoding not in ENCODINGS:
         raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
     check_graph(graph)
@@ -269,7 +273,8 @@ def run(graph, x, *, timesteps, encoding="constant", seed=0, readout="membrane",
     out_shape = plan.layers[plan.output].shape
     if len(x) == 0:
         return SimResult(scores=np.zeros((0,) + out_shape), predictions=np.zeros(0, np.int64), rates={},
-                         counts={} if record else None)
+                         counts={} if record else None, decision_time=np.zeros(0, np.int64) if K else None,
+                         tied=np.zeros(0, bool) if K else None)
     if timeout is None:
         expected = expected_seconds(plan, len(x), timesteps, record, neurons)
         if expected > MAX_LAVA_TIMEOUT:
@@ -283,9 +288,9 @@ def run(graph, x, *, timesteps, encoding="constant", seed=0, readout="membrane",
     else:
         advice = "pass a larger timeout (snnc simulate --timeout SECONDS) if the run needs longer"
     python = lava_python()
-    params = dict(timesteps=int(timesteps), encoding=encoding, seed=int(seed), readout=readout, record=bool(record),
-                  progress=bool(progress), chunk_samples=max(1, len(x) // 100), fault=list(fault) if fault else None,
-                  neurons=neurons, parent_pid=os.getpid())
+    params = dict(timesteps=int(timesteps), encoding=encoding, seed=int(seed), readout=readout, k=K,
+                  record=bool(record), progress=bool(progress), chunk_samples=max(1, len(x) // 100),
+                  fault=list(fault) if fault else None, neurons=neurons, parent_pid=os.getpid())
     with tempfile.TemporaryDirectory(prefix="snnc-lava-") as job:
         artifact.save(graph, os.path.join(job, "graph.snnc"))
         np.save(os.path.join(job, "x.npy"), x, allow_pickle=False)
@@ -295,7 +300,7 @@ def run(graph, x, *, timesteps, encoding="constant", seed=0, readout="membrane",
     if info is not None:
         info["kinds"] = dict(zip((str(s) for s in res["layers"]), (str(k) for k in res["kinds"])))
         info.update(zip(("build_s", "run_s", "read_s", "hardware_steps"), (float(v) for v in res["timing"])))
-    return to_simresult(res, plan, len(x), timesteps, readout, record)
+    return to_simresult(res, plan, len(x), timesteps, readout, record, K)
 
 
 def check_graph(graph, profile=None) -> None:
@@ -305,12 +310,21 @@ def check_graph(graph, profile=None) -> None:
     check(graph, CompileConfig(target="lava", profile=profile))
 
 
-def to_simresult(res, plan, n, timesteps, readout, record):
-    """The reference's SimResult from the worker's arrays (same scores, predictions, rates, counts)."""
-    from snn_compiler.sim.emulator import SimResult
+def to_simresult(res, plan, n, timesteps, readout, record, k=None):
+    """The reference's SimResult from the worker's arrays (same scores, predictions, rates, counts;
+    for latency read-outs the same decisions, through the reference's own rule)."""
+    from snn_compiler.sim.emulator import SimResult, readout_decisions
 
     counts_out, v = res["output_counts"], res["output_membrane"]
-    if readout == "membrane":
+    decision_time = tied = None
+    if k:
+        step = res["decision_step"].astype(np.int64)
+        decided = (step >= 0).reshape((-1,) + (1,) * (counts_out.ndim - 1))
+        at_stop = np.where(decided, res["decision_counts"], counts_out)   # the reference's view where it stops
+        membrane = np.where(decided, res["decision_membrane"], v)
+        preds, tied, decision_time = readout_decisions(at_stop, membrane, step, k)
+        scores = at_stop.astype(np.float64)
+    elif readout == "membrane":
         scores, preds = v.astype(np.float64), np.argmax(v, axis=1)
     else:
         scores, preds = counts_out.astype(np.float64), np.lexsort((v, counts_out))[:, -1]
@@ -323,7 +337,8 @@ def to_simresult(res, plan, n, timesteps, readout, record):
         rates[layer] = int(res[f"total/{i}"]) / (n * timesteps * size)
         if record:
             counts[layer] = res[f"counts/{i}"].astype(np.int64)
-    return SimResult(scores=scores, predictions=preds.astype(np.int64), rates=rates, counts=counts)
+    return SimResult(scores=scores, predictions=preds.astype(np.int64), rates=rates, counts=counts,
+                     decision_time=decision_time, tied=tied)
 
 
 __all__ = ["run", "TARGET", "LavaError", "lava_python", "available", "kill_group", "group_members",

@@ -106,20 +106,32 @@ class LavaNetwork:
     def total_spikes(self, layer) -> int:
         return int(self.counters[layer].total.get()[0])
 
+    def output_decisions(self):
+        """Latency read-outs (built with ``k``): per sample the 0-based window step at which some
+        Output neuron reached k spikes (-1: never), that step's Output counts and membranes
+        before reset ((n_samples, *shape), torch layout)."""
+        step = np.rint(self.output.d_step.get()).astype(np.int64)
+        return (step, self._torch_layout(self.plan.output, self.output.d_counts.get()),
+                self._torch_layout(self.plan.output, self.output.d_pre.get()))
+
 
 def build_network(graph, x=None, *, timesteps: int, encoding: str = "constant", seed: int = 0,
                   readout: str = "membrane", record: bool = False, n_samples: Optional[int] = None,
-                  fault: Optional[tuple] = None, neurons: str = "auto") -> LavaNetwork:
+                  fault: Optional[tuple] = None, neurons: str = "auto", k: Optional[int] = None) -> LavaNetwork:
     """The Lava process graph of a quantized SNN-form ``graph``.
 
     ``x`` (N, *input shape), float, is encoded exactly as the reference does
     (:func:`snn_compiler.sim.encode.input_steps`) by an :class:`SnncSource`; with ``x=None`` no
     source is made and ``n_samples`` windows are expected on ``input_ports``. ``fault`` =
     (layer, step) makes that layer's process raise at that hardware step (for tests).
+    ``readout`` first-spike or k-spikes (with ``k``): the Output process also records each
+    sample's decision (:meth:`LavaNetwork.output_decisions`); every window still runs T steps.
     """
     from snn_compiler.config import CompileConfig
+    from snn_compiler.sim.emulator import check_readout
     from .target import check
     check(graph, CompileConfig(target="lava"))  # nothing Lava would wrap or truncate
+    decide_k = check_readout(readout, k) or 0
     plan = make_plan(graph, readout)
     T = check_timesteps(timesteps)
     if x is not None:
@@ -143,7 +155,8 @@ def build_network(graph, x=None, *, timesteps: int, encoding: str = "constant", 
                 shape=lp.lshape, theta=lp.theta, bias=lp.bias, v_init=lp.v_init, vmax=lp.vmax, reset=lp.reset,
                 decay_v=lp.decay_v, decay_u=lp.decay_u,
                 spiking=lp.spiking, depth=lp.depth, window=T, n_samples=n_samples, record=record,
-                readout=name == plan.output, fault_step=fault_step, name=name)
+                readout=name == plan.output, fault_step=fault_step, name=name,
+                decide_k=decide_k if name == plan.output else 0)
             kinds[name] = "snnc"
     source = None
     if x is not None:

@@ -2,7 +2,8 @@
 
 Runs under .venv-lava (Python 3.10, lava-nc 0.10.0). Reads ``graph.snnc``, ``x.npy`` and
 ``params.json`` from JOB_DIR, runs the network on Lava's fixed-point CPU simulator and writes
-``result.npz`` (output counts and final membrane per sample, per-layer totals, recorded counts).
+``result.npz`` (output counts and final membrane per sample, per-layer totals, recorded counts;
+for latency read-outs each sample's decision step and the Output state at it).
 The parent (:func:`snn_compiler.backends.lava.run`) owns the timeout and kills this process group.
 """
 # Lava first: importing lava.proc.* sets the multiprocessing start method and raises if anything
@@ -70,7 +71,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     net = build_network(graph, x, timesteps=p["timesteps"], encoding=p["encoding"], seed=p["seed"],
                         readout=p["readout"], record=p["record"], fault=fault,
-                        neurons=p.get("neurons", "auto"))
+                        neurons=p.get("neurons", "auto"), k=p.get("k"))
     t_build = time.perf_counter() - t0
     total = net.hardware_steps
     chunk = max(1, int(p.get("chunk_samples") or 0)) * net.timesteps if p.get("progress") else total
@@ -86,6 +87,8 @@ def main(argv=None) -> int:
         t_run = time.perf_counter() - t0
         t0 = time.perf_counter()
         out = {"output_counts": net.output_counts(), "output_membrane": net.output_membrane()}
+        if p.get("k"):  # a latency read-out (first-spike: k = 1)
+            out["decision_step"], out["decision_counts"], out["decision_membrane"] = net.output_decisions()
         for i, layer in enumerate(net.plan.layers):
             if net.plan.layers[layer].spiking:
                 out[f"total/{i}"] = np.array(net.total_spikes(layer))

@@ -4,6 +4,10 @@ The integer mode is the definition of the hardware semantics (docs/DESIGN.md): l
 t flows through the whole graph in topological order; neurons follow the one update rule of
 :mod:`snn_compiler.ir.neuron` (its ``int_step`` and ``float_step``). Integer weighted ops run through BLAS in the narrowest float
 type proved exact for their worst-case sums (see :mod:`.kernels`).
+
+Read-outs (:data:`READOUTS`): ``membrane`` and ``count`` after T steps, and the latency read-outs
+``first-spike`` and ``k-spikes``, where the first output neuron to reach K spikes decides a sample
+(:func:`readout_decisions`) and a decided sample is simulated no further.
 """
 from __future__ import annotations
 
@@ -20,15 +24,64 @@ from . import kernels
 from .encode import ENCODINGS, MAX_TIMESTEPS, check_timesteps, input_steps  # noqa: F401  (MAX_TIMESTEPS: re-exported)
 
 MODES = ("int", "float")
-READOUTS = ("membrane", "count")
+READOUTS = ("membrane", "count", "first-spike", "k-spikes")
+DECISION_READOUTS = ("first-spike", "k-spikes")  # latency read-outs: a sample is decided by its first K output spikes
 
 
 @dataclass
 class SimResult:
+    """What a backend returns. ``scores`` (N, outputs) float64: the read-out's quantity
+    (``membrane``: v[T-1]; ``count``: spike counts; ``first-spike``/``k-spikes``: the output spike
+    counts at the step the sample was decided, or over all T steps when it was not).
+    ``predictions`` (N,) int64. ``rates``: neuron layer -> mean spikes per neuron per simulated step.
+    ``counts``: layer -> (N, *shape) spike counts (record=True). Latency read-outs only:
+    ``decision_time`` (N,) int64, the number of timesteps a sample needed to be decided (1..T; the
+    deciding spike fell on 0-based step ``decision_time - 1``) or -1 when undecided after T steps;
+    ``tied`` (N,) bool, several output neurons reached K spikes at that same step."""
     scores: np.ndarray                        # (N, outputs): membrane value or spike count
     predictions: np.ndarray                   # (N,)
     rates: Dict[str, float]                   # neuron layer -> mean spikes per neuron per step
     counts: Optional[Dict[str, np.ndarray]] = None   # layer -> (N, *shape) spike counts (record=True)
+    decision_time: Optional[np.ndarray] = None       # (N,) int64 steps to the decision, -1: undecided
+    tied: Optional[np.ndarray] = None                # (N,) bool: the decision was a tie, broken by membrane
+
+
+def check_readout(readout, k=None) -> Optional[int]:
+    """The output spike count K that decides a sample: 1 for ``first-spike``, ``k`` for
+    ``k-spikes``, None for ``membrane`` and ``count``; else a one-line ValueError."""
+    if readout not in READOUTS:
+        raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
+    if readout == "k-spikes":
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"readout 'k-spikes' needs k, a whole number >= 1, got {k!r}")
+        return int(k)
+    if k is not None and not (readout == "first-spike" and not isinstance(k, bool) and k == 1):
+        raise ValueError(f"k applies to readout 'k-spikes' only (readout {readout!r} got k={k!r})")
+    return 1 if readout == "first-spike" else None
+
+
+def readout_decisions(counts, membrane, step, k):
+    """Predictions of a latency read-out from each sample's output state where it stopped.
+
+    ``counts`` (N, outputs): output spike counts at the decision step (0-based ``step`` >= 0), or
+    after the last step for an undecided sample (``step`` -1); ``membrane`` (N, outputs): the
+    membrane at the decision step before reset (the value that crossed the threshold), or the
+    final membrane of an undecided sample. A decided sample predicts the neuron that reached K
+    spikes at its decision step (the neurons with ``counts >= k``); several such neurons are a tie
+    (``tied``), broken by the higher membrane, then the lower index. An undecided sample predicts
+    exactly what the ``count`` read-out would: most spikes, ties by final membrane.
+    Returns (predictions int64, tied bool, decision_time int64: step + 1, or -1)."""
+    step = np.asarray(step, np.int64)
+    counts = np.asarray(counts).reshape(len(step), -1)
+    membrane = np.asarray(membrane).reshape(len(step), -1)
+    decided = step >= 0
+    cand = counts >= k
+    tied = decided & (cand.sum(axis=1) > 1)
+    low = np.iinfo(np.int64).min if membrane.dtype.kind in "iu" else -np.inf
+    best = np.argmax(np.where(cand, membrane, low), axis=1)      # first maximum: the lower index
+    fallback = np.lexsort((membrane, counts))[:, -1] if counts.size else np.zeros(len(step), np.int64)
+    preds = np.where(decided, best, fallback).astype(np.int64)
+    return preds, tied, np.where(decided, step + 1, -1).astype(np.int64)
 
 
 # ---- ANN reading -------------------------------------------------------------------------------
@@ -161,27 +214,106 @@ class _Neurons:
         else:
             self.beta = N.beta_of(op, shape)
         self.count = np.zeros((batch,) + shape, np.int64)
+        self.track = False   # keep ``pre``, this step's membrane before reset (a latency read-out's tie-break)
+        self.pre = None
+
+    def _step(self, v, u, current, spiking):
+        if self.plan.mode == "int":
+            return N.int_step(v, u, current, self.params, spiking)
+        return N.float_step(v, u, current, self.beta, self.op.decay_u, self.op.reset == "subtract", spiking)
 
     def step(self, current):
-        if self.plan.mode == "int":
-            s = N.int_step(self.v, self.u, current, self.params, self.spiking)
-        else:
-            s = N.float_step(self.v, self.u, current, self.beta, self.op.decay_u, self.op.reset == "subtract",
-                             self.spiking)
+        if self.track:  # the same step without spiking, on copies: v before the reset
+            self.pre = self.v.copy()
+            self._step(self.pre, None if self.u is None else self.u.copy(), current, False)
+        s = self._step(self.v, self.u, current, self.spiking)
         if s is not None:
             self.count += s
         return s
 
+    def select(self, keep):
+        """Keep only the samples (rows) ``keep``."""
+        self.v, self.count = self.v[keep], self.count[keep]
+        if self.u is not None:
+            self.u = self.u[keep]
+        if self.pre is not None:
+            self.pre = self.pre[keep]
 
-def _run_batch(plan, x, ids, timesteps, encoding, seed, readout, on_step=None):
+
+class _Decisions:
+    """One batch's latency read-out (K output spikes decide a sample), filled by either engine.
+
+    Per sample (batch row): ``step`` (0-based decision step, -1 undecided), ``counts`` and
+    ``membrane`` (see :func:`readout_decisions`). With ``stop`` a sample leaves the batch once
+    decided (``rows``: the rows still simulated); ``totals``: every spiking layer's spikes up to
+    each sample's last simulated step; ``sample_steps``: samples x timesteps the engine ran.
+    """
+
+    def __init__(self, n, n_out, k, stop, timesteps, mode="int"):
+        self.k, self.stop, self.timesteps = k, stop, timesteps
+        self.step = np.full(n, -1, np.int64)
+        self.counts = np.zeros((n, n_out), np.int64)
+        self.membrane = np.zeros((n, n_out), np.int64 if mode == "int" else np.float64)
+        self.rows = np.arange(n)
+        self.totals = {}
+        self.sample_steps = 0
+
+    def record(self, rows, step, counts, membrane):
+        """Samples ``rows`` decided at ``step`` (scalar or per row) with these output states."""
+        self.step[rows] = step
+        self.counts[rows] = counts.reshape(len(rows), -1)
+        self.membrane[rows] = membrane.reshape(len(rows), -1)
+
+    def finish(self, counts, v):
+        """The still simulated rows' final output ``counts`` and membrane ``v``: kept where undecided."""
+        und = self.step[self.rows] < 0
+        if und.any():
+            self.record(self.rows[und], -1, counts.reshape(len(self.rows), -1)[und], v.reshape(len(self.rows), -1)[und])
+
+    def add_total(self, layer, n):
+        self.totals[layer] = self.totals.get(layer, 0) + int(n)
+
+    def steps_run(self) -> np.ndarray:
+        """(N,) timesteps each sample was simulated for: its decision time when it stopped there, else T."""
+        return np.where((self.step >= 0) & self.stop, self.step + 1, self.timesteps)
+
+    def observe(self, t, neurons, out, cache) -> bool:
+        """After step ``t`` (numpy engine): record newly decided samples and, with ``stop``, drop
+        them from the batch. False once no sample is left to simulate."""
+        st = neurons[out]
+        c = st.count.reshape(len(st.count), -1)
+        new = (self.step[self.rows] < 0) & (c >= self.k).any(axis=1)
+        if not new.any():
+            return True
+        self.record(self.rows[new], t, c[new], st.pre.reshape(len(c), -1)[new])
+        if self.stop:
+            keep = ~new
+            for n, s in neurons.items():
+                if s.spiking:
+                    self.add_total(n, s.count[new].sum())
+                s.select(keep)
+            for n in cache:
+                cache[n] = cache[n][keep]
+            self.rows = self.rows[keep]
+        return len(self.rows) > 0
+
+
+def _run_batch(plan, x, ids, timesteps, encoding, seed, readout, on_step=None, dec=None):
+    """Run one batch step by step; returns ({layer: _Neurons}, output layer). With ``dec`` (a
+    :class:`_Decisions`, latency read-outs) decisions are recorded after every step and, with
+    ``dec.stop``, decided samples leave the batch (the returned states hold ``dec.rows`` only) and
+    the run ends once every sample is decided."""
     out = next(n for n, op in plan.ops.items() if O.is_readout(op))
     neurons = {n: _Neurons(plan, n, op, len(x), spiking=not (n == out and readout == "membrane"))
                for n, op in plan.ops.items() if isinstance(op, O.NEURONS)}
+    neurons[out].track = dec is not None
     inp = next(n for n, op in plan.ops.items() if isinstance(op, O.Input))
     steps = input_steps(plan.ops[inp], x, timesteps, encoding, seed, ids, plan.mode)
     cache = {}
-    for _ in range(timesteps):
+    for t in range(timesteps):
         vals = {inp: next(steps)}
+        if dec is not None and inp not in cache and len(dec.rows) < len(x):
+            vals[inp] = vals[inp][dec.rows]  # the encoder's streams are per sample: drop the decided ones' rows
         for n in plan.order:
             if n in cache:
                 vals[n] = cache[n]
@@ -206,6 +338,16 @@ def _run_batch(plan, x, ids, timesteps, encoding, seed, readout, on_step=None):
                 cache[n] = vals[n]
         if on_step is not None:
             on_step(vals)
+        if dec is not None:
+            dec.sample_steps += len(dec.rows)
+            if not dec.observe(t, neurons, out, cache):
+                break
+    if dec is not None:
+        st = neurons[out]
+        dec.finish(st.count, st.v)
+        for n, st in neurons.items():
+            if st.spiking:
+                dec.add_total(n, st.count.sum())
     return neurons, out
 
 
@@ -227,8 +369,8 @@ def spike_trace(graph, x, timesteps, layers, *, encoding="constant", seed=0, mod
 ENGINES = ("auto", "numba", "numpy")
 
 
-def simulate(graph, x, *, mode="int", timesteps=32, encoding="constant", seed=0, readout="membrane",
-             batch_size=256, progress=False, record=False, engine="auto") -> SimResult:
+def simulate(graph, x, *, mode="int", timesteps=32, encoding="constant", seed=0, readout="membrane", k=None,
+             batch_size=256, progress=False, record=False, engine="auto", info=None) -> SimResult:
     """Run the graph as a rate-coded SNN (``mode`` int or float) for ``timesteps`` per sample.
 
     ``timesteps``: 1..MAX_TIMESTEPS (:mod:`.encode`); memory does not grow with it (both engines
@@ -236,11 +378,19 @@ def simulate(graph, x, *, mode="int", timesteps=32, encoding="constant", seed=0,
     installed (``auto``); ``numpy`` forces the step-by-step engine. Both give identical results;
     should numba itself fail, ``auto`` finishes on the numpy engine (with a RuntimeWarning) and
     ``numba`` raises a one-line RuntimeError.
+
+    ``readout``: ``membrane`` (v[T-1] of a non-spiking output), ``count`` (output spike counts),
+    ``first-spike`` (the output neuron that spikes first) or ``k-spikes`` (the first to reach
+    ``k`` spikes); see :func:`readout_decisions` for ties and undecided samples. Under the latency
+    read-outs a sample stops being simulated once decided (its later steps are never run; the
+    rates count the steps each sample ran) and a batch ends once all its samples are decided;
+    ``record=True`` runs every sample for all T steps instead (whole-window counts, as Lava's),
+    with the same decisions. ``info``, a dict, receives ``engine`` and ``sample_steps`` (samples x
+    timesteps the engine simulated: the work done).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if readout not in READOUTS:
-        raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
+    K = check_readout(readout, k)
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     if encoding not in ENCODINGS:
@@ -259,15 +409,18 @@ def simulate(graph, x, *, mode="int", timesteps=32, encoding="constant", seed=0,
     x = _check_data(plan, x)
     fp = fast.FastPlan(plan) if mode == "int" and engine != "numpy" and fast.available() else None
     out = next(n for n, op in plan.ops.items() if O.is_readout(op))
+    n_out = int(np.prod(graph.nodes[out]["shape"]))
     scores, preds, counts, totals = [], [], {}, {}
+    times, ties, ran, work = [], [], 0, 0
     bar = _progress(len(x), progress)
     for start in range(0, len(x), batch_size):
         xb = x[start:start + batch_size]
         ids = range(start, start + len(xb))
         states = None
         if fp is not None:
+            dec = _Decisions(len(xb), n_out, K, not record, timesteps) if K else None
             try:
-                states, _ = fast.run_batch(fp, xb, ids, timesteps, encoding, seed, readout)
+                states, _ = fast.run_batch(fp, xb, ids, timesteps, encoding, seed, readout, dec=dec)
             except fast.NUMBA_ERRORS as e:
                 msg = f"the numba engine failed ({type(e).__name__}: {fast.first_line(e)})"
                 if engine == "numba":
@@ -276,28 +429,47 @@ def simulate(graph, x, *, mode="int", timesteps=32, encoding="constant", seed=0,
                 warnings.warn(f"{msg}; finishing on the numpy engine (identical results)", RuntimeWarning, stacklevel=2)
                 fp = None
         if states is None:
-            neurons, _ = _run_batch(plan, xb, ids, timesteps, encoding, seed, readout)
+            dec = _Decisions(len(xb), n_out, K, not record, timesteps, mode) if K else None
+            neurons, _ = _run_batch(plan, xb, ids, timesteps, encoding, seed, readout, dec=dec)
             states = {n: (st.v, st.count, st.spiking) for n, st in neurons.items()}
         v, c, spiking = states[out]
-        if readout == "membrane":
-            scores.append(v.astype(np.float64))
-            preds.append(np.argmax(v, axis=1))
+        if dec is not None:
+            scores.append(dec.counts.astype(np.float64).reshape((len(xb),) + graph.nodes[out]["shape"]))
+            p, tie, dt = readout_decisions(dec.counts, dec.membrane, dec.step, K)
+            preds.append(p)
+            ties.append(tie)
+            times.append(dt)
+            ran += int(dec.steps_run().sum())
+            work += dec.sample_steps
+            for n, tot in dec.totals.items():
+                totals[n] = totals.get(n, 0) + tot
         else:
-            scores.append(c.astype(np.float64))
-            preds.append(np.lexsort((v, c))[:, -1])  # most spikes; ties: highest membrane
+            ran += len(xb) * timesteps
+            work += len(xb) * timesteps
+            if readout == "membrane":
+                scores.append(v.astype(np.float64))
+                preds.append(np.argmax(v, axis=1))
+            else:
+                scores.append(c.astype(np.float64))
+                preds.append(np.lexsort((v, c))[:, -1])  # most spikes; ties: highest membrane
         for n, (_, cn, sp) in states.items():
             if sp:
-                totals[n] = totals.get(n, 0) + int(cn.sum())
+                if dec is None:
+                    totals[n] = totals.get(n, 0) + int(cn.sum())
                 if record:
                     counts.setdefault(n, []).append(cn)
         bar.update(len(xb))
     bar.close()
-    rates = {n: totals[n] / (len(x) * timesteps * int(np.prod(graph.nodes[n]["shape"]))) for n in totals} if len(x) else {}
+    if info is not None:
+        info.update(engine="numba" if fp is not None else "numpy", sample_steps=work)
+    rates = {n: totals[n] / (ran * int(np.prod(graph.nodes[n]["shape"]))) for n in totals} if len(x) else {}
     return SimResult(
         scores=np.concatenate(scores) if scores else np.zeros((0,) + graph.nodes[out]["shape"]),
         predictions=np.concatenate(preds).astype(np.int64) if preds else np.zeros(0, np.int64),
         rates=rates,
         counts={n: np.concatenate(c) for n, c in counts.items()} if record else None,
+        decision_time=(np.concatenate(times) if times else np.zeros(0, np.int64)) if K else None,
+        tied=(np.concatenate(ties) if ties else np.zeros(0, bool)) if K else None,
     )
 
 

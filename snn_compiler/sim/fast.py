@@ -183,6 +183,58 @@ if nb is not None:
                     vf[i] = w
 
 
+    @nb.njit(parallel=True, cache=True)
+    def _decide_layer(cur, static, bias, decay_v, decay_u, leaky, theta, v, u, vmax, subtract, spikes, counts,
+                      k, t0, stop, d_step, d_counts, d_pre):
+        """The read-out layer under a latency read-out: ``ir.neuron.int_step`` (IF or LIF, as
+        _if_layer / _leaky_layer) over T' steps starting at step ``t0``, and for each sample f the
+        first step at which some neuron's count reaches ``k``: ``d_step[f]`` (stays -1 while
+        undecided), with that step's counts and membranes before reset in ``d_counts[f]``,
+        ``d_pre[f]``. With ``stop`` a decided sample is not stepped any further."""
+        n_t, n_f, n = spikes.shape[0], v.shape[0], v.shape[1]
+        memory = decay_u != 4096
+        for f in nb.prange(n_f):
+            vf, uf, cf = v[f], u[f], counts[f]
+            pre = np.empty(n, np.int64)
+            for t in range(n_t):
+                if stop and d_step[f] >= 0:
+                    break
+                i_t = cur[0 if static else t, f]
+                hit = False
+                for i in range(n):
+                    c = np.int64(i_t[i])
+                    if memory:
+                        c = _tz_decay(uf[i], decay_u) + c
+                        uf[i] = c
+                    x = _tz_decay(vf[i], decay_v[i]) if leaky else vf[i]
+                    w = min(max(x + c + bias[i], -vmax), vmax)
+                    pre[i] = w
+                    if w >= theta:
+                        spikes[t, f, i] = 1
+                        cf[i] += 1
+                        if cf[i] == k:
+                            hit = True
+                        w = w - theta if subtract else w * 0
+                    vf[i] = w
+                if hit and d_step[f] < 0:
+                    d_step[f] = t0 + t
+                    for i in range(n):
+                        d_counts[f, i] = cf[i]
+                        d_pre[f, i] = pre[i]
+
+    @nb.njit(parallel=True, cache=True)
+    def _step_sums(spikes, out):
+        """out[t, f] = spikes of frame (t, f) (spikes (T', F, N) uint8, out (T', F) int64)."""
+        n_t, n_f, n = spikes.shape
+        for j in nb.prange(n_t * n_f):
+            t, f = j // n_f, j % n_f
+            s = 0
+            row = spikes[t, f]
+            for i in range(n):
+                s += row[i]
+            out[t, f] = s
+
+
 def _reach(n_in, k, stride, pad, dil, n_out):
     """tab[i, j]: the output index input i reaches through kernel tap j, or -1."""
     tab = np.full((n_in, k), -1, np.int64)
@@ -274,15 +326,21 @@ class _StepReader:
         return out
 
 
-def run_batch(fp, x, ids, timesteps, encoding, seed, readout):
+def run_batch(fp, x, ids, timesteps, encoding, seed, readout, dec=None):
     """One batch through the whole graph, a chunk of steps at a time, each chunk layer by layer.
-    Returns per neuron layer (v, counts, spiking), v and counts in torch's (N, *shape) layout."""
+    Returns per neuron layer (v, counts, spiking), v and counts in torch's (N, *shape) layout.
+
+    ``dec`` (an ``emulator._Decisions``, latency read-outs): the read-out layer records each
+    sample's decision (step, counts, membrane before reset); with ``dec.stop`` chunks double in
+    length from one step, decided samples leave the batch after each chunk (the returned states
+    hold ``dec.rows`` only; ``dec.totals`` counts every layer's spikes up to each sample's
+    decision step exactly) and the run ends once all are decided."""
     plan, g = fp.plan, fp.plan.graph
     n_f = len(x)
     out_node = next(n for n, op in plan.ops.items() if O.is_readout(op))
     inp = next(n for n, op in plan.ops.items() if isinstance(op, O.Input))
     widest = max(int(np.prod(g.nodes[n]["shape"])) for n in plan.order)
-    tc = max(1, min(timesteps, STEP_FRAMES // max(1, n_f), STEP_VALUES // max(1, n_f * widest)))
+    stop = dec is not None and dec.stop
     const = encoding == "constant"
     in_dtype = fp.int_dtype(inp)
     inputs = _StepReader(input_chunks(plan.ops[inp], x, 1 if const else timesteps, encoding, seed, ids, "int",
@@ -299,13 +357,23 @@ def run_batch(fp, x, ids, timesteps, encoding, seed, readout):
             nn = int(np.prod(shape))
             spiking = not (n == out_node and readout == "membrane")
             p = N.IntParams.of(op, shape)
+            decide = dec is not None and n == out_node
             layers[n] = dict(v=np.full((n_f, nn), N.initial_v(op, "int", False, spiking), np.int64),
                              counts=np.zeros((n_f, nn), np.int64), bias=_flat_hwc(p.bias, shape),
-                             spiking=spiking, p=p, decay_v=_flat_hwc(p.decay_v, shape) if p.leaky else None,
-                             u=np.zeros((n_f, nn), np.int64) if p.leaky else None)
-    for t0 in range(0, timesteps, tc):
-        c = min(tc, timesteps - t0)
-        seq, left = {}, {n: g.out_degree(n) for n in plan.order}
+                             spiking=spiking, p=p, decay_v=_flat_hwc(p.decay_v, shape) if p.leaky or decide else None,
+                             u=np.zeros((n_f, nn), np.int64) if p.leaky or decide else None)
+    if dec is not None:  # the read-out's decision records, per sample still in the batch (Lava's layout)
+        nn = layers[out_node]["v"].shape[1]
+        d_step = np.full(n_f, -1, np.int64)
+        d_counts, d_pre = np.zeros((n_f, nn), np.int64), np.zeros((n_f, nn), np.int64)
+    rows = np.arange(n_f)  # batch rows still simulated
+    t0 = 0
+    while t0 < timesteps and len(rows):
+        fa = len(rows)
+        c = max(1, min(timesteps - t0, STEP_FRAMES // fa, STEP_VALUES // (fa * widest)))
+        if stop:  # chunks double (steps 0, 1, 2-3, 4-7, ...): a sample decided after t steps runs < 2t
+            c = max(1, min(c, t0))
+        seq, left, sums = {}, {n: g.out_degree(n) for n in plan.order}, {}
         for n in plan.order:
             op, srcs = plan.ops[n], plan.inputs[n]
             shape = g.nodes[n]["shape"]
@@ -313,6 +381,8 @@ def run_batch(fp, x, ids, timesteps, encoding, seed, readout):
                 seq[n] = cache[n]
             elif isinstance(op, O.Input):
                 arr = inputs.take(1 if const else c, (n_f,) + tuple(shape), in_dtype)
+                if fa < n_f:  # the encoder's streams are per sample: drop the decided ones' rows
+                    arr = arr[:, rows]
                 seq[n] = arr.transpose(0, 1, 3, 4, 2) if arr.ndim == 5 else arr
             elif isinstance(op, O.WEIGHTED):
                 seq[n] = _apply(fp, n, op, seq[srcs[0]], shape)
@@ -339,13 +409,20 @@ def run_batch(fp, x, ids, timesteps, encoding, seed, readout):
                 cur = cur.reshape(cur.shape[:2] + (-1,))
                 spikes = np.zeros((c,) + st["v"].shape, np.uint8)
                 p = st["p"]
-                if p.leaky:
+                if dec is not None and n == out_node:
+                    _decide_layer(cur, static[srcs[0]], st["bias"], st["decay_v"], p.decay_u, p.leaky, p.threshold,
+                                  st["v"], st["u"], p.v_max, p.subtract, spikes, st["counts"], dec.k, t0, stop,
+                                  d_step, d_counts, d_pre)
+                elif p.leaky:
                     _leaky_layer(cur, static[srcs[0]], st["bias"], st["decay_v"], p.decay_u, p.threshold, st["v"],
                                  st["u"], p.v_max, p.subtract, st["spiking"], spikes, st["counts"])
                 else:
                     _if_layer(cur, static[srcs[0]], st["bias"], p.threshold, st["v"], p.v_max, p.subtract,
                               st["spiking"], spikes, st["counts"])
-                seq[n] = spikes.reshape((c, n_f) + _hwc(shape))
+                if stop and st["spiking"]:
+                    sums[n] = np.empty((c, fa), np.int64)
+                    _step_sums(spikes, sums[n])
+                seq[n] = spikes.reshape((c, fa) + _hwc(shape))
             else:
                 raise TypeError(f"the numba engine does not know op {O.kind(op)} ({n!r})")
             if static[n]:
@@ -354,8 +431,39 @@ def run_batch(fp, x, ids, timesteps, encoding, seed, readout):
                 left[s] -= 1
                 if left[s] == 0:
                     seq.pop(s, None)
+        if dec is not None:
+            dec.sample_steps += c * fa
+            out_shape = g.nodes[out_node]["shape"]
+            new = (d_step >= 0) & (dec.step[rows] < 0)
+            if new.any():
+                dec.record(rows[new], d_step[new], _torch_layout(d_counts[new], out_shape),
+                           _torch_layout(d_pre[new], out_shape))
+            if stop:  # spikes up to each sample's decision step (a chunk runs on past it)
+                last = np.where(d_step >= 0, d_step - t0, c - 1)
+                upto = np.arange(c)[:, None] <= last[None, :]
+                for n, sm in sums.items():
+                    dec.add_total(n, np.sum(sm, where=upto))
+                keep = d_step < 0
+                if not keep.all():
+                    for st in layers.values():
+                        for key in ("v", "counts", "u"):
+                            if st[key] is not None:
+                                st[key] = np.ascontiguousarray(st[key][keep])
+                    for n in cache:
+                        cache[n] = np.ascontiguousarray(cache[n][:, keep])
+                    d_step, d_counts, d_pre = d_step[keep], d_counts[keep], d_pre[keep]
+                    rows = rows[keep]
+                    dec.rows = rows
+        t0 += c
     states = {n: (_torch_layout(st["v"], g.nodes[n]["shape"]), _torch_layout(st["counts"], g.nodes[n]["shape"]),
                   st["spiking"]) for n, st in layers.items()}
+    if dec is not None:
+        _, cn, _ = states[out_node]
+        dec.finish(cn, states[out_node][0])
+        if not stop:  # (with stop, the chunks' step sums counted them)
+            for n, (_, cn, sp) in states.items():
+                if sp:
+                    dec.add_total(n, cn.sum())
     return states, out_node
 
 

@@ -58,6 +58,9 @@ class PySnncNeuronModel(PyLoihiProcessModel):
     total: np.ndarray = LavaPyType(np.ndarray, np.int64)
     counts: np.ndarray = LavaPyType(np.ndarray, np.int32)
     v_final: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+    d_step: np.ndarray = LavaPyType(np.ndarray, np.int32)
+    d_counts: np.ndarray = LavaPyType(np.ndarray, np.int32)
+    d_pre: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
 
     def __init__(self, proc_params):
         super().__init__(proc_params)
@@ -70,6 +73,7 @@ class PySnncNeuronModel(PyLoihiProcessModel):
         self.spiking, self.depth, self.window = p["spiking"], p["depth"], p["window"]
         self.n_samples, self.record, self.readout = p["n_samples"], p["record"], p["readout"]
         self.fault_step = p["fault_step"]
+        self.decide_k = p.get("decide_k", 0)
         self.zeros = np.zeros(self.shape, bool)
 
     @reports_faults
@@ -87,13 +91,22 @@ class PySnncNeuronModel(PyLoihiProcessModel):
             self.v[...] = self.v_init
             self.u[...] = 0
         v, u = self.v.astype(np.int64), self.u.astype(np.int64)
-        s = int_step(v, u, np.asarray(a, np.int64), self.params._replace(bias=self.bias.astype(np.int64)), self.spiking)
+        params = self.params._replace(bias=self.bias.astype(np.int64))
+        undecided = self.decide_k and self.d_step[k] < 0
+        if undecided:  # the same step without spiking, on copies: the membrane before reset
+            pre = v.copy()
+            int_step(pre, u.copy(), np.asarray(a, np.int64), params, False)
+        s = int_step(v, u, np.asarray(a, np.int64), params, self.spiking)
         self.u[...] = u
         if s is not None:
             n = int(np.count_nonzero(s))
             self.total[0] += n
             if self.record and n:
                 self.counts[k] += s.reshape(-1)
+            if undecided and n and (self.counts[k] >= self.decide_k).any():
+                self.d_step[k] = t
+                self.d_counts[k] = self.counts[k]
+                self.d_pre[k] = pre.reshape(-1)
         else:
             s = self.zeros
         self.v[...] = v
