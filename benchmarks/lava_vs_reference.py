@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from snn_compiler.sim.encode import ENCODINGS
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
@@ -59,7 +61,7 @@ def main(argv=None) -> int:
     ap.add_argument("--timesteps", type=int, default=32)
     ap.add_argument("--bits", type=int, default=8)
     ap.add_argument("--reset", choices=["subtract", "zero"], default="subtract")
-    ap.add_argument("--encoding", choices=["constant", "poisson"], default="constant")
+    ap.add_argument("--encoding", choices=list(ENCODINGS), default="constant")
     ap.add_argument("--readout", choices=["membrane", "count"], default="membrane")
     ap.add_argument("--repeat", type=int, default=3, help="reference runs (the best is reported)")
     ap.add_argument("--data-dir", default=None)

@@ -49,8 +49,11 @@ def _layer_scale(text):
 
 def _run_options(p, readout=True, batch=True):
     """The options of every command that runs a network: encoding, seed, read-out, batch, progress."""
-    p.add_argument("--encoding", default="constant", choices=("constant", "poisson"), help="input encoding (default constant)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the Poisson encoding")
+    from .sim.encode import ENCODINGS
+    p.add_argument("--encoding", default="constant", choices=tuple(ENCODINGS),
+                   help="input encoding: constant (default), poisson, pso (needs a net compiled with --encoding pso), "
+                        "burst, ch")
+    p.add_argument("--seed", type=int, default=0, help="seed of the poisson encoding (the others are deterministic)")
     if readout:
         p.add_argument("--readout", default="membrane", choices=("membrane", "count", "first-spike", "k-spikes"),
                        help="membrane: accumulated output potential (default); count: output spike counts; "
@@ -64,6 +67,7 @@ def _run_options(p, readout=True, batch=True):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .sim.encode import ENCODINGS
     from .targets import BACKENDS, TARGETS, get_target
 
     p = argparse.ArgumentParser(prog="snnc", description=__doc__.splitlines()[0], epilog=EPILOG,
@@ -107,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="load model files whose code does more than compute tensors (TorchScript __setstate__, file or "
                         "system ops, .pt2 symbolic-size code, AOTInductor libraries); loading runs that code, so only "
                         "for files you trust")
+    c.add_argument("--encoding", default="constant", choices=tuple(ENCODINGS),
+                   help="the input encoding the network will run with; only pso changes the compile (its input "
+                        "gain k goes into the first weights)")
     c.add_argument("--json", action="store_true", help="print the result as JSON (for scripts)")
     c.add_argument("--no-progress", action="store_true", help="no progress bars (calibration, mapping)")
 
@@ -192,7 +199,7 @@ def cmd_compile(args) -> int:
                            layer_factors=dict(args.layer_factor), calibration=calib,
                            timesteps=args.timesteps, reset=args.reset, v_init=args.v_init, input_bits=args.input_bits, pool=args.pool,
                            target=args.target, profile=args.profile, chips=args.chips,
-                           progress=not args.no_progress and sys.stderr.isatty())
+                           progress=not args.no_progress and sys.stderr.isatty(), encoding=args.encoding)
     config = target.prepare(config)  # the registers and profile extra_outputs read too
     t0 = time.perf_counter()
     q = compile_model(graph, config, target=target)

@@ -39,6 +39,7 @@ class CompileConfig:
     profile: Optional[dict] = None  # hardware profile (configs/*.yaml) for targets that map cores
     chips: Optional[int] = None     # --chips N: overrides the profile's ``chips`` (partitioner and core bound)
     progress: bool = False          # progress bars for calibration and mapping (stderr)
+    encoding: str = "constant"      # the input encoding it will run with (pso needs its gain in the weights)
 
     def __post_init__(self):
         if not 2 <= self.bits <= 16:
@@ -55,6 +56,9 @@ class CompileConfig:
             raise ValueError(f"--input-bits must be in 1..16, got {self.input_bits}")
         if self.norm is not None:
             parse_norm(self.norm)
+        from .sim.encode import ENCODINGS
+        if self.encoding not in ENCODINGS:
+            raise ValueError(f"--encoding must be one of {', '.join(ENCODINGS)}, got {self.encoding!r}")
         for flag, table, (lo, hi), what in (("--layer-scale", self.layer_scales, LAYER_SCALE_RANGE, "an activation scale"),
                                             ("--layer-factor", self.layer_factors, NORM_SCALE_RANGE, "a scale factor")):
             for name, value in dict(table).items():

@@ -40,6 +40,7 @@ import numpy as np
 
 from .ir import op_of, topo_order
 from .ir import ops as O
+from .sim.encode import is_seeded
 
 # Measured (reference vs float; the four nets of tests/lava_nets.py with 200 random inputs, and the
 # trained digits CNN of the demo on its 540 test images; T = 8, 16, 32, 64, both encodings, both
@@ -198,7 +199,7 @@ def _first_divergence(run, x, res, layers, backends, timesteps, encoding, readou
     k = next(i for i in range(len(res[0].predictions)) if _differs(res[0], res[1], layers, i))
     # Poisson spikes come from default_rng([seed, sample index]): the sample must keep its index,
     # so a Poisson re-run takes the samples before it too; a constant-input re-run takes it alone.
-    xs, row = (x[k:k + 1], 0) if encoding == "constant" else (x[:k + 1], k)
+    xs, row = (x[k:k + 1], 0) if not is_seeded(encoding) else (x[:k + 1], k)
     probes = {}
 
     def probe(t):

@@ -256,7 +256,7 @@ def run(graph, x, *, timesteps, encoding="constant", seed=0, readout="membrane",
     from snn_compiler import artifact
     from snn_compiler.passes.compose_pools import without_pools
     from snn_compiler.sim.emulator import SimResult, check_readout
-    from snn_compiler.sim.encode import ENCODINGS, check_timesteps
+    from snn_compiler.sim.encode import ENCODINGS, check_gain, check_timesteps
 
     timesteps = check_timesteps(timesteps)
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float, np.number))
@@ -267,6 +267,7 @@ def run(graph, x, *, timesteps, encoding="constant", seed=0, readout="membrane",
     K = check_readout(readout, k)
     if encoding not in ENCODINGS:
         raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
+    check_gain(graph, encoding)
     check_graph(graph)
     plan = make_plan(graph, readout)
     x = np.asarray(x)

@@ -36,7 +36,8 @@ from dataclasses import asdict
 import numpy as np
 
 from ..ir.registers import MAX_EXACT_SUM, MAX_LAYER_SUM
-from ..ir import op_of, topo_order
+from ..ir import input_node, op_of, topo_order
+from ..sim.encode import input_gain
 from ..ir import neuron as N
 from ..ir import ops as O
 from ..ir.layers import incoming, neuron_layers, source_and_area, weight_bounds
@@ -75,7 +76,8 @@ def quantize(graph, config) -> bool:
             name, area = source_and_area(graph, k)
             src = op_of(graph, name)
             levels = src.levels if isinstance(src, O.Input) else 1
-            units[k] = (1.0 / (levels * area), levels * area, isinstance(src, O.Input) and src.signed)
+            gain = input_gain(config.encoding, src) if isinstance(src, O.Input) else 1  # pso: k
+            units[k] = (gain / (levels * area), levels * area, isinstance(src, O.Input) and src.signed)
         mk = {k: float(np.abs(op_of(graph, k).weight).max(initial=0.0)) * units[k][0] for k in ops}
         if not all(np.isfinite(v) for v in mk.values()):
             raise ValueError(f"layer {n!r}: its normalised weights are not finite; check --norm / --layer-scale")
@@ -127,6 +129,7 @@ def quantize(graph, config) -> bool:
         ranges[n] = {"current": cur, "membrane": [int(v_lo), int(v_hi)],
                      "current_fits": max(-cur[0], cur[1]) <= regs.current_max,
                      "membrane_saturates": max(-v_lo, v_hi) > regs.v_max}
+    state["input_gain"] = input_gain(config.encoding, op_of(graph, input_node(graph)))
     state.update(quantized=True, bits=config.bits, reset=config.reset, v_init=config.v_init,
                  membrane_bits=regs.membrane_bits, timesteps=config.timesteps, ranges=ranges,
                  registers=asdict(regs))

@@ -21,7 +21,7 @@ from ..ir import ops as O
 from ..ir import neuron as N
 from ..ir.layers import source_and_area
 from . import kernels
-from .encode import ENCODINGS, MAX_TIMESTEPS, check_timesteps, input_steps  # noqa: F401  (MAX_TIMESTEPS: re-exported)
+from .encode import ENCODINGS, MAX_TIMESTEPS, check_gain, check_timesteps, input_steps, is_static  # noqa: F401  (MAX_TIMESTEPS: re-exported)
 
 MODES = ("int", "float")
 READOUTS = ("membrane", "count", "first-spike", "k-spikes")
@@ -134,7 +134,7 @@ class _Plan:
         self.static = {}
         for n, op in self.ops.items():
             if isinstance(op, O.Input):
-                self.static[n] = encoding == "constant"
+                self.static[n] = is_static(encoding)
             else:
                 self.static[n] = not isinstance(op, O.NEURONS) and all(self.static[p] for p in self.inputs[n])
         self.v_half = graph.graph.get("snnc", {}).get("v_init", "half") == "half"
@@ -400,6 +400,8 @@ def simulate(graph, x, *, mode="int", timesteps=32, encoding="constant", seed=0,
         raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
     if mode == "int" and not graph.graph.get("snnc", {}).get("quantized"):
         raise ValueError("the integer SNN needs a quantized graph (run the compile pipeline)")
+    if mode == "int":
+        check_gain(graph, encoding)
     from . import fast
     if engine == "numba" and (mode != "int" or not fast.available()):
         raise ValueError("the numba engine runs the integer mode and needs numba installed")
