@@ -42,15 +42,21 @@ class SNN:
         graph = artifact.load(path)
         return cls(graph, timesteps=kw.pop("timesteps", graph.graph["snnc"].get("timesteps", 16)), **kw)
 
-    def _sim(self, x, readout, encoding="constant", timesteps=None, mode="int", **kw):
-        return simulate(self.graph, _numpy(x), mode=mode, timesteps=timesteps or self.timesteps, encoding=encoding,
+    @property
+    def encoding(self) -> str:
+        """The default input encoding: pso for a network compiled with its gain, else constant."""
+        return "pso" if self.graph.graph["snnc"].get("input_gain", 1) > 1 else "constant"
+
+    def _sim(self, x, readout, encoding=None, timesteps=None, mode="int", **kw):
+        return simulate(self.graph, _numpy(x), mode=mode, timesteps=timesteps or self.timesteps,
+                        encoding=encoding or self.encoding,
                         readout=readout, engine=self.engine if mode == "int" else "auto", **kw)
 
-    def run(self, x, encoding: str = "constant", timesteps: Optional[int] = None, **kw) -> np.ndarray:
+    def run(self, x, encoding: Optional[str] = None, timesteps: Optional[int] = None, **kw) -> np.ndarray:
         """Output spike counts (N, outputs) over ``timesteps`` (default: the compile's)."""
         return self._sim(x, "count", encoding, timesteps, **kw).scores.astype(np.int64)
 
-    def classify(self, x, encoding: str = "constant", timesteps: Optional[int] = None, **kw) -> np.ndarray:
+    def classify(self, x, encoding: Optional[str] = None, timesteps: Optional[int] = None, **kw) -> np.ndarray:
         """Predicted classes (N,) under this SNN's read-out."""
         return self._sim(x, self.readout, encoding, timesteps, **kw).predictions
 
