@@ -154,33 +154,75 @@ if nb is not None:
 
     @nb.njit(inline="always")
     def _tz_decay(x, decay):
+        """``sign(p) * (|p| >> 12)``, ``p = x * (4096 - decay)``, without a branch: a negative p
+        gets 4095 added before the (flooring) shift, which rounds it toward zero."""
         p = x * (4096 - decay)
-        r = abs(p) >> 12
-        return -r if p < 0 else r
+        return (p + ((p >> 63) & 4095)) >> 12
+
+    @nb.njit(inline="always")
+    def _leak(v, decay, c, b, vmax):
+        return min(max(_tz_decay(v, decay) + c + b, -vmax), vmax)
 
     @nb.njit(parallel=True, cache=True)
     def _leaky_layer(cur, static, bias, decay_v, decay_u, theta, v, u, vmax, subtract, spiking, spikes, counts):
         """``ir.neuron.int_step`` with leak (LIF) over T steps; u (F, N) is the current state, used
-        when decay_u < 4096. Same layout and in-place updates as _if_layer."""
+        when decay_u < 4096; ``decay_v`` has one value per neuron, or one for the whole layer
+        (then a scalar in the loop). Same layout and in-place updates as _if_layer; the branches
+        sit outside the neuron loops so numba vectorizes them."""
         n_t, n_f, n = spikes.shape[0], v.shape[0], v.shape[1]
         memory = decay_u != 4096
+        uniform = decay_v.shape[0] == 1
+        d0 = decay_v[0]
         for f in nb.prange(n_f):
             vf, uf, cf = v[f], u[f], counts[f]
+            c = np.empty(n, np.int64)
             for t in range(n_t):
                 i_t = cur[0 if static else t, f]
                 s_t = spikes[t, f]
-                for i in range(n):
-                    c = i_t[i]
-                    if memory:
-                        c = _tz_decay(uf[i], decay_u) + c
-                        uf[i] = c
-                    w = min(max(_tz_decay(vf[i], decay_v[i]) + c + bias[i], -vmax), vmax)
-                    if spiking:
-                        s = w >= theta
-                        s_t[i] = s
-                        cf[i] += s
-                        w = w - s * theta if subtract else w * (1 - s)
-                    vf[i] = w
+                if memory:
+                    for i in range(n):
+                        uf[i] = _tz_decay(uf[i], decay_u) + i_t[i]
+                        c[i] = uf[i]
+                else:
+                    for i in range(n):
+                        c[i] = i_t[i]
+                if not spiking:
+                    if uniform:
+                        for i in range(n):
+                            vf[i] = _leak(vf[i], d0, c[i], bias[i], vmax)
+                    else:
+                        for i in range(n):
+                            vf[i] = _leak(vf[i], decay_v[i], c[i], bias[i], vmax)
+                elif subtract:
+                    if uniform:
+                        for i in range(n):
+                            w = _leak(vf[i], d0, c[i], bias[i], vmax)
+                            s = w >= theta
+                            s_t[i] = s
+                            cf[i] += s
+                            vf[i] = w - s * theta
+                    else:
+                        for i in range(n):
+                            w = _leak(vf[i], decay_v[i], c[i], bias[i], vmax)
+                            s = w >= theta
+                            s_t[i] = s
+                            cf[i] += s
+                            vf[i] = w - s * theta
+                else:
+                    if uniform:
+                        for i in range(n):
+                            w = _leak(vf[i], d0, c[i], bias[i], vmax)
+                            s = w >= theta
+                            s_t[i] = s
+                            cf[i] += s
+                            vf[i] = w * (1 - s)
+                    else:
+                        for i in range(n):
+                            w = _leak(vf[i], decay_v[i], c[i], bias[i], vmax)
+                            s = w >= theta
+                            s_t[i] = s
+                            cf[i] += s
+                            vf[i] = w * (1 - s)
 
 
     @nb.njit(parallel=True, cache=True)
@@ -414,7 +456,7 @@ def run_batch(fp, x, ids, timesteps, encoding, seed, readout, dec=None):
                                   st["v"], st["u"], p.v_max, p.subtract, spikes, st["counts"], dec.k, t0, stop,
                                   d_step, d_counts, d_pre)
                 elif p.leaky:
-                    _leaky_layer(cur, static[srcs[0]], st["bias"], st["decay_v"], p.decay_u, p.threshold, st["v"],
+                    _leaky_layer(cur, static[srcs[0]], st["bias"], _compact(st["decay_v"]), p.decay_u, p.threshold, st["v"],
                                  st["u"], p.v_max, p.subtract, st["spiking"], spikes, st["counts"])
                 else:
                     _if_layer(cur, static[srcs[0]], st["bias"], p.threshold, st["v"], p.v_max, p.subtract,
@@ -465,6 +507,11 @@ def run_batch(fp, x, ids, timesteps, encoding, seed, readout, dec=None):
                 if sp:
                     dec.add_total(n, cn.sum())
     return states, out_node
+
+
+def _compact(decay_v):
+    """One decay for the whole layer when all neurons share it (the kernel then keeps a scalar)."""
+    return decay_v[:1] if len(decay_v) and (decay_v == decay_v[0]).all() else decay_v
 
 
 def _flat_hwc(a, shape):
