@@ -189,7 +189,7 @@ def unsupported() -> dict:
     return {
         "sigmoid": (_seeded(10, lambda: _Features(nn.Sigmoid())), (1, 8, 8), "sigmoid", "features.3"),
         "tanh": (_seeded(11, lambda: _Features(nn.Tanh())), (1, 8, 8), "tanh", "features.3"),
-        "maxpool": (_seeded(12, lambda: _Features(nn.MaxPool2d(2))), (1, 8, 8), "max_pool2d", "features.3"),
+        "elu": (_seeded(12, lambda: _Features(nn.ELU())), (1, 8, 8), "elu", "features.3"),
         "mul": (_seeded(13, lambda: _Features(_Mul())), (1, 8, 8), "mul", "features.3"),
         "cat": (_seeded(14, lambda: _Features(_Cat())), (1, 8, 8), "cat", "features.3"),
         "lstm": (_seeded(15, _LSTMHead), (3, 8), "lstm", "lstm"),

@@ -238,7 +238,7 @@ def test_from_module_accepts_a_script_module():
 
 # Unsupported op kinds through every in-memory route; refused op arguments (pooling modes), which
 # the one lowering judges alike whatever the route, as modules only (keeps the file fast).
-_OP_KINDS = ("sigmoid", "tanh", "maxpool", "mul", "cat", "lstm")
+_OP_KINDS = ("sigmoid", "tanh", "elu", "mul", "cat", "lstm")
 _REFUSALS = [(n, "module") for n in unsupported()] + [(n, f) for n in _OP_KINDS for f in ("script", "trace")]
 
 

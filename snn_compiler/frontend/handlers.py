@@ -155,10 +155,47 @@ def avg_pool2d(ctx, a):
     return ctx.emit(O.AvgPool2d(kernel_size=k, stride=s, padding=p), [x])
 
 
-def _ceil_out_hw(hw, k, s, p):
+def _max_pool(ctx, a):
+    x, shape = _map_input(ctx, a)
+    k = _pair(a["kernel_size"], "kernel_size")
+    s = _pair(a["stride"], "stride") if a["stride"] else k
+    p = _pair(a["padding"], "padding")
+    d = _pair(a["dilation"], "dilation")
+    if a["ceil_mode"]:
+        floor = O.conv_out_hw(shape[1:], k, s, p, d)
+        ceil = _ceil_out_hw(shape[1:], k, s, p, d)
+        if ceil != floor:
+            ctx.fail(f"ceil_mode=True adds partial windows on input {shape} (output {ceil} instead of {floor}); "
+                     f"only ceil_mode=False is supported")
+    return ctx.emit(O.MaxPool2d(kernel_size=k, stride=s, padding=p, dilation=d), [x])
+
+
+def max_pool2d(ctx, a):
+    """nn.MaxPool2d / F.max_pool2d: a MaxPool2d op, lowered into IF layers by the lower_maxpool pass."""
+    return _max_pool(ctx, a)
+
+
+def max_pool2d_with_indices(ctx, a):
+    """The same as decomposed programs record it; the indices are not computed (using them is refused)."""
+    return (_max_pool(ctx, a), Unavailable("the indices of a max pool (return_indices=True)"))
+
+
+def adaptive_max_pool2d(ctx, a):
+    x, shape = _map_input(ctx, a)
+    out = _pair(a["output_size"], "output_size")
+    h, w = shape[1:]
+    if h % out[0] or w % out[1]:
+        ctx.fail(f"output size {out} does not divide the input size {(h, w)}: the pooling windows "
+                 f"would overlap unevenly, which MaxPool2d cannot express")
+    k = (h // out[0], w // out[1])
+    y = ctx.emit(O.MaxPool2d(kernel_size=k, stride=k), [x])
+    return (y, Unavailable("the indices of an adaptive max pool"))
+
+
+def _ceil_out_hw(hw, k, s, p, d=(1, 1)):
     out = []
     for i in range(2):
-        o = math.ceil((hw[i] + 2 * p[i] - k[i]) / s[i]) + 1
+        o = math.ceil((hw[i] + 2 * p[i] - d[i] * (k[i] - 1) - 1) / s[i]) + 1
         if (o - 1) * s[i] >= hw[i] + p[i]:  # torch: the last window must start inside the input
             o -= 1
         out.append(o)
@@ -291,6 +328,9 @@ HANDLERS = {
     aten.adaptive_avg_pool2d.default: adaptive_avg_pool2d,
     aten._adaptive_avg_pool2d.default: adaptive_avg_pool2d,
     aten.mean.dim: mean_dim,
+    aten.max_pool2d.default: max_pool2d,
+    aten.max_pool2d_with_indices.default: max_pool2d_with_indices,
+    aten.adaptive_max_pool2d.default: adaptive_max_pool2d,
     # shape
     aten.flatten.using_ints: flatten,
     aten.view.default: reshape,

@@ -127,6 +127,40 @@ class AvgPool2d:
 
 
 @dataclass
+class MaxPool2d:
+    """``y = max_pool2d(x, kernel_size, stride, padding, dilation)`` as in torch (padding is -inf).
+
+    Never reaches SNN form: the lower_maxpool pass rewrites it, for a non-negative input (an IF
+    layer's output), into IF layers computing ``max(a, b) = relu(a - b) + b`` over a tree of the
+    window (see :mod:`snn_compiler.passes.lower_maxpool`).
+    """
+    kernel_size: Pair
+    stride: Pair
+    padding: Pair = (0, 0)
+    dilation: Pair = (1, 1)
+
+    def infer_shape(self, in_shapes):
+        (shape,) = in_shapes
+        if len(shape) != 3:
+            raise ValueError(f"MaxPool2d needs a (C, H, W) input, got {shape}")
+        if any(2 * p > k for p, k in zip(self.padding, self.kernel_size)):
+            raise ValueError(f"MaxPool2d padding {tuple(self.padding)} exceeds half the kernel {tuple(self.kernel_size)}")
+        hw = conv_out_hw(shape[1:], self.kernel_size, self.stride, self.padding, self.dilation)
+        if min(hw) < 1:
+            raise ValueError(f"MaxPool2d output would be empty for input {shape}")
+        return (shape[0],) + hw
+
+    def ann(self, xs):
+        x = xs[0]
+        (ph, pw), (sh, sw), (dh, dw) = self.padding, self.stride, self.dilation
+        kh, kw = self.kernel_size
+        if ph or pw:
+            x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=-np.inf)
+        win = np.lib.stride_tricks.sliding_window_view(x, ((kh - 1) * dh + 1, (kw - 1) * dw + 1), axis=(2, 3))
+        return win[:, :, ::sh, ::sw, ::dh, ::dw].max(axis=(4, 5))
+
+
+@dataclass
 class BatchNorm:
     """``y = (x - mean) / sqrt(var + eps) * weight + bias`` per channel (axis 0 of the shape)."""
     mean: np.ndarray
@@ -181,7 +215,7 @@ class Add:
         return sum(xs[1:], xs[0])
 
 
-OP_KINDS = (Input, Dense, Conv2d, AvgPool2d, BatchNorm, Affine, Flatten, Add, Neuron)
+OP_KINDS = (Input, Dense, Conv2d, AvgPool2d, MaxPool2d, BatchNorm, Affine, Flatten, Add, Neuron)
 WEIGHTED = (Dense, Conv2d)
 NEURONS = (Neuron,)
 

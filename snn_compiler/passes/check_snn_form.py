@@ -8,8 +8,8 @@ so that each neuron layer N integrates ``I = sum_k W_k (*) s_k + b`` over its co
 a weighted op reading the spikes ``s_k`` of one IF layer or of the Input. Checked locally, on
 every node's inputs (every node kind is covered, so this implies the path rule):
 
-- no BatchNorm/Affine (``fold_batchnorm`` could not fold it) and no AvgPool2d but synaptic ones
-  (``lower_avgpool``);
+- no BatchNorm/Affine (``fold_batchnorm`` could not fold it), no MaxPool2d (``lower_maxpool``)
+  and no AvgPool2d but synaptic ones (``lower_avgpool``);
 - a Dense/Conv2d reads (through Flatten and synaptic pools only) an IF or the Input; reading another weighted op or
   an Add means two weighted layers with no ReLU between them;
 - an Add's inputs are weighted ops or Adds (identity skips were made explicit by
@@ -43,6 +43,8 @@ def _leftovers(g, n, op, src, dsts) -> list:
         return [f"BatchNorm {n} could not be folded into a neighbouring Dense/Conv2d ({around}): snnc folds "
                 "a BatchNorm into the Dense/Conv2d right before it when the BatchNorm is that op's only "
                 "consumer, or into the Dense or unpadded, ungrouped Conv2d right after it"]
+    if isinstance(op, O.MaxPool2d):
+        return [f"MaxPool2d {n} was not lowered to IF layers (run the lower_maxpool pass)"]
     if isinstance(op, O.AvgPool2d) and not is_synaptic_pool(g, n):
         return [f"AvgPool2d {n} was not lowered to a Conv2d + IF layer (run the lower_avgpool pass)"]
     return []

@@ -355,7 +355,7 @@ def test_models_the_lowering_refuses_reach_the_lowering(tmp_path):
     from models import unsupported
 
     from snn_compiler.frontend import FrontendError, load_file
-    for name in ("sigmoid", "tanh", "maxpool", "mul", "cat", "lstm"):
+    for name in ("sigmoid", "tanh", "elu", "mul", "cat", "lstm"):
         model, shape, op, _ = unsupported()[name]
         example = torch.zeros((1,) + shape)
         for fmt in ("script", "trace", "pt2"):
