@@ -197,6 +197,8 @@ def check_state(state, where) -> hardware.Registers:
     for key, allowed in (("reset", RESETS), ("v_init", V_INITS)):
         if key in state and state[key] not in allowed:
             _fail(g, f"{key} must be one of {', '.join(allowed)}, got {short(state[key])}")
+    if state.get("input_layout") not in (None, "channels_last", "channels_first"):
+        _fail(g, f"input_layout must be channels_last or channels_first, got {short(state['input_layout'])}")
     for key in ("norm", "target"):
         if key in state and state[key] is not None and not isinstance(state[key], str):
             _fail(g, f"{key} must be a string, got {short(state[key])}")

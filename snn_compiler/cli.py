@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     p.add_argument("--version", action="version", version=f"snnc {_version()}")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{compile,simulate,inspect,check,report}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{compile,export,simulate,inspect,check,report}")
 
     c = sub.add_parser("compile", help="compile a model file into an snnc artifact",
                        description="Lower a TorchScript (.pt) or torch.export (.pt2) model to the IR, fold BatchNorm, "
@@ -114,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--encoding", default="constant", choices=tuple(ENCODINGS),
                    help="the input encoding the network will run with; only pso changes the compile (its input "
                         "gain k goes into the first weights)")
+    c.add_argument("--dt", type=float, help="NIR files: the timestep to discretise time constants at (NIR stores "
+                   "none; snnTorch exports with 1e-4, Norse uses 1e-3, sinabs counts steps: 1)")
+    c.add_argument("--discretization", choices=("euler", "exact"), default="euler",
+                   help="NIR files: euler (beta = 1 - dt/tau: snnTorch, Norse; default) or exact (exp(-dt/tau): sinabs)")
     c.add_argument("--json", action="store_true", help="print the result as JSON (for scripts)")
     c.add_argument("--no-progress", action="store_true", help="no progress bars (calibration, mapping)")
 
@@ -130,6 +134,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds the lava backend may run (default: scaled to the work, capped; see README)")
     s.add_argument("--output", help="RESULTS.npz to write (scores, predictions) for the last T")
     s.add_argument("--plot", help="PNG: accuracy vs T (several T) or per-layer firing rates (one T)")
+
+    e = sub.add_parser("export", help="write an artifact in another format (NIR)",
+                       description="Write a compiled network as a NIR graph (the nir package's HDF5 file): the float "
+                       "SNN (--form float) or the integer SNN (--form int). What NIR cannot express (reset by "
+                       "subtraction, initial membranes) is kept in node metadata and warned about.")
+    e.add_argument("artifact")
+    e.add_argument("--format", required=True, choices=("nir",), help="output format")
+    e.add_argument("--form", default="float", choices=("float", "int"),
+                   help="float: normalised weights, threshold 1 (default); int: integer weights and thresholds")
+    e.add_argument("--dt", type=float, default=1e-4, help="timestep the LIF time constants are written for "
+                   "(tau = dt / (1 - beta); default 1e-4, snnTorch's)")
+    e.add_argument("--strict", action="store_true", help="refuse what NIR cannot express instead of warning")
+    e.add_argument("-o", "--output", required=True, help="file to write (.nir)")
 
     i = sub.add_parser("inspect", help="print the per-layer table of an artifact")
     i.add_argument("artifact")
@@ -174,7 +191,6 @@ def cmd_compile(args) -> int:
     from .compile import compile_model
     from .targets import get_target
     from .config import CompileConfig
-    from .data import load_data
     from .frontend import load_file
     from .frontend.errors import NeedsInputShape
     from .outputs import PendingOutputs
@@ -184,8 +200,16 @@ def cmd_compile(args) -> int:
     outputs.reserve(args.output)
     target = get_target(args.target)
     load = dict(allow_pickle=args.allow_pickle, trust_code=args.trust_code)
+    from .nir_io import is_nir_file, load_nir
+    if is_nir_file(args.model):
+        graph = load_nir(args.model, dt=args.dt, input_shape=args.input_shape, discretization=args.discretization)
+    elif args.dt is not None:
+        raise ValueError(f"--dt applies to NIR files; {args.model} is not one")
+    else:
+        graph = None
     try:
-        graph = load_file(args.model, input_shape=args.input_shape, **load)
+        if graph is None:
+            graph = load_file(args.model, input_shape=args.input_shape, **load)
     except NeedsInputShape:
         if args.input_shape or not args.calibration:
             raise
@@ -194,7 +218,7 @@ def cmd_compile(args) -> int:
     if args.calibration:
         from .ir import input_node, verify
         verify(graph)
-        calib, _ = load_data(args.calibration, graph.nodes[input_node(graph)]["shape"])
+        calib, _ = _load_data_for(graph, args.calibration)
     config = CompileConfig(bits=args.bits or target.default_bits, norm=args.norm, layer_scales=dict(args.layer_scale),
                            layer_factors=dict(args.layer_factor), calibration=calib,
                            timesteps=args.timesteps, reset=args.reset, v_init=args.v_init, input_bits=args.input_bits, pool=args.pool,
@@ -225,6 +249,19 @@ def cmd_compile(args) -> int:
     for path in extra:
         print(f"wrote {path}")
     return 0
+
+
+def _load_data_for(graph, path, **kw):
+    """DATA.npz for ``graph``'s input: its shape and declared layout (channels-last data is
+    transposed once, said on stderr)."""
+    from .data import load_data
+    from .ir import input_node
+    notes = []
+    x, y = load_data(path, graph.nodes[input_node(graph)]["shape"], layout=graph.graph["snnc"].get("input_layout"),
+                     notes=notes, **kw)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    return x, y
 
 
 def _data_shape(path) -> tuple:
@@ -259,7 +296,7 @@ def _timesteps(text, default):
 def cmd_simulate(args) -> int:
     from . import artifact
     from .targets import get_backend
-    from .data import load_data, result_bytes
+    from .data import result_bytes
     from .ir import input_node, output_node
     from .outputs import PendingOutputs
 
@@ -271,7 +308,7 @@ def cmd_simulate(args) -> int:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     q = artifact.load(args.artifact)
     ts = _timesteps(args.timesteps, q.graph["snnc"].get("timesteps", 32))
-    x, y = load_data(args.data, q.nodes[input_node(q)]["shape"], n_outputs=q.nodes[output_node(q)]["shape"][0])
+    x, y = _load_data_for(q, args.data, n_outputs=q.nodes[output_node(q)]["shape"][0])
     run = get_backend(args.backend)
     extra = {}
     if args.timeout is not None:
@@ -369,7 +406,6 @@ def _json_default(v):
 def cmd_check(args) -> int:
     from . import artifact
     from .conformance import compare_backends, format_result
-    from .data import load_data
     from .ir import input_node, output_node
 
     if args.batch_size < 1:
@@ -381,7 +417,7 @@ def cmd_check(args) -> int:
     ts = _timesteps(args.timesteps, q.graph["snnc"].get("timesteps", 32))
     if len(ts) != 1:
         raise ValueError(f"check runs one T; got --timesteps {args.timesteps}")
-    x, _ = load_data(args.data, q.nodes[input_node(q)]["shape"], n_outputs=q.nodes[output_node(q)]["shape"][0])
+    x, _ = _load_data_for(q, args.data, n_outputs=q.nodes[output_node(q)]["shape"][0])
     options = {b: {} for b in backends}
     if args.readout == "k-spikes":
         if args.k is None or args.k < 1:
@@ -401,7 +437,6 @@ def cmd_check(args) -> int:
 
 def cmd_report(args) -> int:
     from . import artifact
-    from .data import load_data
     from .ir import input_node, output_node
     from .outputs import PendingOutputs
     from .report import build_report
@@ -413,7 +448,7 @@ def cmd_report(args) -> int:
         raise ValueError(f"--samples must be >= 1, got {args.samples}")
     q = artifact.load(args.artifact)
     ts = _timesteps(args.timesteps, q.graph["snnc"].get("timesteps", 32)) if args.timesteps else None
-    x, y = load_data(args.data, q.nodes[input_node(q)]["shape"], n_outputs=q.nodes[output_node(q)]["shape"][0])
+    x, y = _load_data_for(q, args.data, n_outputs=q.nodes[output_node(q)]["shape"][0])
     info = build_report(q, x, y, timesteps=ts, samples=args.samples, encoding=args.encoding, seed=args.seed,
                         artifact=args.artifact, data=args.data, progress=not args.no_progress and sys.stderr.isatty())
     outputs.add(args.output, render(info).encode())
@@ -426,7 +461,21 @@ def cmd_report(args) -> int:
     return 0
 
 
-COMMANDS = {"compile": cmd_compile, "simulate": cmd_simulate, "inspect": cmd_inspect, "check": cmd_check,
+def cmd_export(args) -> int:
+    from . import artifact
+    from .nir_io import nir_bytes
+    from .outputs import PendingOutputs
+
+    outputs = PendingOutputs(inputs=[args.artifact])
+    outputs.reserve(args.output)
+    q = artifact.load(args.artifact)
+    outputs.add(args.output, nir_bytes(q, form=args.form, dt=args.dt, strict=args.strict))
+    outputs.commit()
+    print(f"wrote {args.output} (NIR, {args.form} form, dt {args.dt:g})")
+    return 0
+
+
+COMMANDS = {"compile": cmd_compile, "export": cmd_export, "simulate": cmd_simulate, "inspect": cmd_inspect, "check": cmd_check,
             "report": cmd_report}
 
 

@@ -68,9 +68,23 @@ def _check_finite(path, x):
                         f"clean the data first")
 
 
-def load_data(path, shape=None, n_outputs=None):
+def _in_layout(path, x, shape, layout, notes):
+    """Channels-last (N, H, W, C) data of a model that declares that layout -> (N, C, H, W), once."""
+    if layout != "channels_last" or shape is None or len(shape) != 3 or x.ndim != 4:
+        return x
+    c, h, w = (int(d) for d in shape)
+    if tuple(x.shape[1:]) != (h, w, c):
+        return x
+    if notes is not None:
+        notes.append(f"{path}: x is channels-last (N, {h}, {w}, {c}) as the model declares; transposed once "
+                     f"to the IR's (N, {c}, {h}, {w})")
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+def load_data(path, shape=None, n_outputs=None, layout=None, notes=None):
     """(x as float64 (N, *shape), y or None) from an .npz holding ``x`` (N, ...) and optionally
-    integer labels ``y`` (N,), each in 0..n_outputs-1 when ``n_outputs`` is given."""
+    integer labels ``y`` (N,), each in 0..n_outputs-1 when ``n_outputs`` is given. ``layout``
+    "channels_last" (a Keras model's): (N, H, W, C) data is transposed once, with a line in ``notes``."""
     path = str(path)
     if not os.path.isfile(path):
         raise DataError(f"{path}: no such file")
@@ -91,7 +105,7 @@ def load_data(path, shape=None, n_outputs=None):
     if x.ndim < 1 or len(x) == 0:
         raise DataError(f"{path}: 'x' holds no samples")
     if shape is not None:
-        x = _fit_shape(path, x, shape)
+        x = _fit_shape(path, _in_layout(path, x, shape, layout, notes), shape)
     x = x.astype(np.float64)
     _check_finite(path, x)
     if y is not None:

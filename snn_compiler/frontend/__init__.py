@@ -10,7 +10,8 @@ from .errors import FrontendError
 __all__ = ["FrontendError", "from_module", "from_exported_program", "from_torchscript", "load_file"]
 
 _LAZY = {"from_module": "sources", "from_torchscript": "sources", "load_file": "sources",
-         "from_exported_program": "lower"}
+         "from_exported_program": "lower", "from_keras_h5": "keras", "to_channels_first": "keras",
+         "from_onnx": "onnx_import"}
 
 
 def __getattr__(name):

@@ -118,12 +118,7 @@ def from_exported_program(ep, input_shape: Optional[tuple] = None) -> nx.DiGraph
     if not isinstance(result, Act):
         raise FrontendError("the model's output does not depend on its input (it returns a constant)")
     ctx.node = out_node
-    if isinstance(ir.op_of(g, result.name), O.Neuron):  # a spiking network's last layer is its read-out
-        out_name = result.name
-        ir.op_of(g, out_name).readout = True
-    else:
-        out_name = ir.unique_name(g, "output")
-        ir.add_op(g, out_name, O.Output(), [result.name])
+    out_name = ir.add_readout(g, result.name)
     _prune(g, out_name)
     try:
         ir.verify(g)

@@ -38,6 +38,7 @@ from .torchscript_check import check_torchscript
 
 _ZIP_MAGIC = b"PK\x03\x04"
 _LEGACY_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"  # pickled torch.save magic number
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"  # HDF5 signature: Keras .h5 files
 
 
 def _check_shape(input_shape) -> tuple:
@@ -317,7 +318,8 @@ def _first_linear_in_features(model) -> Optional[tuple]:
 
 def load_file(path, input_shape: Optional[tuple] = None, allow_pickle: bool = False,
               trust_code: bool = False) -> nx.DiGraph:
-    """IR graph of a saved model: TorchScript (torch.jit.save), torch.export (.pt2), or, only with
+    """IR graph of a saved model: TorchScript (torch.jit.save), torch.export (.pt2), a Keras .h5 file
+    (model.save("model.h5"), Keras 2 or 3, read with h5py: :mod:`.keras`), or, only with
     ``allow_pickle=True``, a pickled module (torch.save(model)). ``allow_pickle`` also admits .pt2
     members torch unpickles; ``trust_code`` admits files whose code torch would run beyond pure
     tensor ops (see pt2_check / torchscript_check)."""
@@ -327,9 +329,18 @@ def load_file(path, input_shape: Optional[tuple] = None, allow_pickle: bool = Fa
     with open(path, "rb") as f:
         data = f.read()  # once: what is checked below is what torch loads
     head = data[:8]
+    if path.lower().endswith(".onnx"):  # protobuf has no magic bytes: the suffix says ONNX (parsing runs no code)
+        from .onnx_import import from_onnx
+        return from_onnx(data, input_shape=input_shape, name=path)
+    if head.startswith(_HDF5_MAGIC):  # Keras .h5 (h5py reads the bytes checked here; no torch involved)
+        from .keras import from_keras_h5
+        return from_keras_h5(data, input_shape=input_shape, name=path)
     if head.startswith(_ZIP_MAGIC) and zipfile.is_zipfile(io.BytesIO(data)):
         with zipfile.ZipFile(io.BytesIO(data)) as z:
             names = z.namelist()
+            if "config.json" in names and "model.weights.h5" in names:
+                raise FrontendError(f"{path} is a Keras 3 .keras archive; snnc reads Keras models saved as .h5: "
+                                    f"load it in Keras and save it with model.save('model.h5')")
             base = {n.split("/", 1)[-1] for n in names}
             if "archive_format" in base or any(n.endswith("serialized_exported_program.json") for n in names) \
                     or "models/model.json" in base:
@@ -352,12 +363,16 @@ def load_file(path, input_shape: Optional[tuple] = None, allow_pickle: bool = Fa
         # torch.save's legacy (non-zip) format
         return _load_pickled(path, data, data, input_shape, allow_pickle)
     raise FrontendError(f"{path} is not a model file ({_sniff(path, head)}); expected a TorchScript file "
-                        f"(torch.jit.save) or a torch.export file (torch.export.save, .pt2)")
+                        f"(torch.jit.save), a torch.export file (torch.export.save, .pt2), an ONNX model (.onnx) "
+                        f"or a Keras .h5 file (model.save('model.h5'))")
 
 
 def _sniff(path, head: bytes) -> str:
     if head.startswith(b"\x93NUMPY"):
         return "it is a numpy .npy array"
+    from .onnx_import import looks_like_onnx
+    if looks_like_onnx(path):
+        return "it looks like an ONNX model: give it the .onnx suffix"
     with open(path, "rb") as f:
         chunk = f.read(4096)
     if not chunk:

@@ -1,7 +1,7 @@
 """The IR: node kinds (ops) and graph helpers."""
 from . import ops
-from .graph import (IRError, add_op, input_node, inputs_of, insert_after, new_graph, op_of,
+from .graph import (IRError, add_op, add_readout, input_node, inputs_of, insert_after, new_graph, op_of,
                     output_node, sources_through, splice_out, topo_order, unique_name, verify)
 
-__all__ = ["ops", "IRError", "add_op", "input_node", "inputs_of", "insert_after", "new_graph", "op_of",
+__all__ = ["ops", "IRError", "add_op", "add_readout", "input_node", "inputs_of", "insert_after", "new_graph", "op_of",
            "output_node", "sources_through", "splice_out", "topo_order", "unique_name", "verify"]

@@ -57,6 +57,17 @@ def output_node(g: nx.DiGraph) -> str:
     return next(n for n in g if O.is_readout(op_of(g, n)))
 
 
+def add_readout(g: nx.DiGraph, name: str) -> str:
+    """Give the network ending at ``name`` its read-out; returns the read-out's node. A trained
+    spiking layer (LIF: its spikes are the output) is the read-out itself; anything else (a
+    current, or a converted ReLU, which the read-out integrates) feeds a new Output node."""
+    op = op_of(g, name)
+    if isinstance(op, O.Neuron) and op.spike_value is not None:
+        op.readout = True
+        return name
+    return add_op(g, unique_name(g, "output"), O.Output(), [name])
+
+
 def splice_out(g: nx.DiGraph, name: str) -> None:
     """Remove a single-input node, wiring its input to each of its consumers."""
     (src,) = inputs_of(g, name)

@@ -1,0 +1,471 @@
+"""The Keras .h5 frontend (snn_compiler/frontend/keras.py), read with h5py alone.
+
+Small Keras files are written by hand here, in the Keras 2 (tf.keras) and Keras 3 layouts the
+real files have, and the IR's ANN reading is checked against a numpy forward pass of the same
+weights in Keras' own (channels-last) layout. The real Keras 3 files (trained on scikit-learn's
+digits, see ../shared/data/keras) are then compiled and simulated at T = 64; they are read from
+tests/fixtures/keras (or $SNNC_KERAS_DIR), never from ../shared at run time.
+"""
+import json
+import os
+import zipfile
+
+import numpy as np
+import pytest
+
+h5py = pytest.importorskip("h5py")
+
+from snn_compiler import ir  # noqa: E402
+from snn_compiler.frontend.errors import FrontendError, NeedsInputShape  # noqa: E402
+from snn_compiler.frontend.keras import from_keras_h5, to_channels_first  # noqa: E402
+from snn_compiler.ir import ops as O  # noqa: E402
+from snn_compiler.sim.emulator import run_ann, simulate  # noqa: E402
+
+RNG = np.random.default_rng(7)
+_DTYPE_K3 = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"}, "registered_name": None}
+
+
+# ---- writing Keras files by hand -----------------------------------------------------------------
+# A layer is (class_name, config, [(weight name, array), ...]) in Keras' order of its weights.
+
+def _str_array(names, as_bytes):
+    if not names:
+        return np.array([], dtype=np.float64)  # what both Keras versions store for "no weights"
+    if as_bytes:
+        return np.array([n.encode("utf8") for n in names])
+    return np.array(names, dtype=h5py.string_dtype())
+
+
+def _write_weights(f, layers, keras3, model_name):
+    mw = f.create_group("model_weights")
+    names = [cfg["name"] for _, cfg, _ in layers]
+    mw.attrs["layer_names"] = _str_array(names, as_bytes=not keras3)
+    mw.attrs["backend"] = "jax" if keras3 else b"tensorflow"
+    mw.attrs["keras_version"] = "3.15.1" if keras3 else b"2.15.0"
+    for _, cfg, weights in layers:
+        grp = mw.create_group(cfg["name"])
+        full = [f"{model_name}/{cfg['name']}/{w}" if keras3 else f"{cfg['name']}/{w}:0" for w, _ in weights]
+        grp.attrs["weight_names"] = _str_array(full, as_bytes=not keras3)
+        for path, (_, arr) in zip(full, weights):
+            grp.create_dataset(path, data=np.asarray(arr, np.float32))
+    if keras3:
+        mw.create_group("top_level_model_weights").attrs["weight_names"] = _str_array([], False)
+
+
+def _layer_entry(cls, cfg, keras3):
+    if keras3:
+        return {"module": "keras.layers", "class_name": cls, "config": dict(cfg, trainable=True, dtype=_DTYPE_K3),
+                "registered_name": None}
+    return {"class_name": cls, "config": dict(cfg, trainable=True, dtype="float32")}
+
+
+def write_sequential(path, input_shape, layers, keras3=True, input_layer=True):
+    """A Sequential model file as Keras 3 (``keras3``) or tf.keras 2 ``model.save("x.h5")`` writes it."""
+    model_name = "sequential"
+    entries = []
+    if input_layer:
+        key = "batch_shape" if keras3 else "batch_input_shape"
+        entries.append(_layer_entry("InputLayer", {key: [None] + list(input_shape), "dtype": "float32",
+                                                   "sparse": False, "name": "input_layer"}, keras3))
+    for i, (cls, cfg, _) in enumerate(layers):
+        cfg = dict(cfg)
+        if not input_layer and i == 0:
+            cfg["batch_input_shape"] = [None] + list(input_shape)  # old tf.keras: on the first layer
+        entries.append(_layer_entry(cls, cfg, keras3))
+    config = {"name": model_name, "layers": entries}
+    if keras3:
+        config["build_input_shape"] = [None] + list(input_shape)
+        model = {"module": "keras", "class_name": "Sequential", "config": config, "registered_name": None}
+    else:
+        model = {"class_name": "Sequential", "config": config}
+    with h5py.File(path, "w") as f:
+        text = json.dumps(model)
+        f.attrs["model_config"] = text if keras3 else text.encode("utf8")
+        f.attrs["keras_version"] = "3.15.1" if keras3 else b"2.15.0"
+        f.attrs["backend"] = "jax" if keras3 else b"tensorflow"
+        _write_weights(f, layers, keras3, model_name)
+    return path
+
+
+def _inbound(src, keras3, shape=None):
+    if keras3:
+        return [{"args": [{"class_name": "__keras_tensor__",
+                           "config": {"shape": shape, "dtype": "float32", "keras_history": [src, 0, 0]}}],
+                 "kwargs": {}}]
+    return [[[src, 0, 0, {}]]]
+
+
+def write_functional(path, input_shape, layers, keras3=True, edges=None):
+    """A Functional model; ``edges`` {layer: [source layers]} (default: a chain)."""
+    model_name = "functional" if keras3 else "model"
+    key = "batch_shape" if keras3 else "batch_input_shape"
+    entries = [dict(_layer_entry("InputLayer", {key: [None] + list(input_shape), "dtype": "float32",
+                                                "sparse": False, "name": "input_layer"}, keras3),
+                    name="input_layer", inbound_nodes=[])]
+    prev = "input_layer"
+    for cls, cfg, _ in layers:
+        srcs = (edges or {}).get(cfg["name"], [prev])
+        if keras3:
+            nodes = [{"args": [[{"class_name": "__keras_tensor__", "config": {"shape": None, "dtype": "float32",
+                                                                              "keras_history": [s, 0, 0]}}
+                                for s in srcs]] if len(srcs) > 1 else _inbound(srcs[0], True)[0]["args"],
+                      "kwargs": {}}]
+        else:
+            nodes = [[[s, 0, 0, {}] for s in srcs]]
+        entries.append(dict(_layer_entry(cls, cfg, keras3), name=cfg["name"], inbound_nodes=nodes))
+        prev = cfg["name"]
+    config = {"name": model_name, "trainable": True, "layers": entries,
+              "input_layers": [["input_layer", 0, 0]], "output_layers": [[prev, 0, 0]]}
+    model = {"class_name": "Functional", "config": config}
+    with h5py.File(path, "w") as f:
+        f.attrs["model_config"] = json.dumps(model) if keras3 else json.dumps(model).encode("utf8")
+        f.attrs["keras_version"] = "3.15.1" if keras3 else b"2.15.0"
+        _write_weights(f, layers, keras3, model_name)
+    return path
+
+
+# layer builders: (class_name, config, weights)
+def dense(name, n_in, units, activation="linear", bias=True):
+    w = [("kernel", RNG.normal(size=(n_in, units)) / np.sqrt(n_in))]
+    if bias:
+        w.append(("bias", RNG.normal(size=units) * 0.1))
+    return ("Dense", {"name": name, "units": units, "activation": activation, "use_bias": bias}, w)
+
+
+def conv(name, c_in, filters, k, padding="valid", strides=1, activation="linear", bias=True, fmt="channels_last"):
+    w = [("kernel", RNG.normal(size=(k, k, c_in, filters)) / np.sqrt(k * k * c_in))]
+    if bias:
+        w.append(("bias", RNG.normal(size=filters) * 0.1))
+    return ("Conv2D", {"name": name, "filters": filters, "kernel_size": [k, k], "strides": [strides, strides],
+                       "padding": padding, "data_format": fmt, "dilation_rate": [1, 1], "groups": 1,
+                       "activation": activation, "use_bias": bias}, w)
+
+
+def bn(name, n, axis=-1):
+    return ("BatchNormalization", {"name": name, "axis": axis, "epsilon": 1e-3, "center": True, "scale": True},
+            [("gamma", RNG.uniform(0.5, 1.5, n)), ("beta", RNG.normal(size=n) * 0.1),
+             ("moving_mean", RNG.normal(size=n) * 0.1), ("moving_variance", RNG.uniform(0.5, 1.5, n))])
+
+
+def pool(cls, name, k=2, padding="valid", strides=None, fmt="channels_last"):
+    return (cls, {"name": name, "pool_size": [k, k], "strides": strides, "padding": padding, "data_format": fmt}, [])
+
+
+def simple(cls, name, **cfg):
+    return (cls, dict(cfg, name=name), [])
+
+
+# ---- a numpy forward pass in Keras' layout (NHWC), independent of the IR -------------------------
+
+def _same_pads(size, k, s):
+    out = -(-size // s)
+    total = max((out - 1) * s + k - size, 0)
+    return total // 2, total - total // 2
+
+
+def ref_conv(x, kern, bias, stride, padding):
+    kh, kw = kern.shape[:2]
+    if padding == "same":
+        (t, b), (l, r) = _same_pads(x.shape[1], kh, stride), _same_pads(x.shape[2], kw, stride)
+        x = np.pad(x, ((0, 0), (t, b), (l, r), (0, 0)))
+    oh, ow = (x.shape[1] - kh) // stride + 1, (x.shape[2] - kw) // stride + 1
+    y = np.zeros((len(x), oh, ow, kern.shape[3]))
+    for i in range(kh):
+        for j in range(kw):
+            y += x[:, i:i + stride * oh:stride, j:j + stride * ow:stride, :] @ kern[i, j]
+    return y + (0 if bias is None else bias)
+
+
+def ref_pool(x, k, s, how, padding="valid"):
+    if padding == "same":
+        (t, b), (l, r) = _same_pads(x.shape[1], k, s), _same_pads(x.shape[2], k, s)
+        x = np.pad(x, ((0, 0), (t, b), (l, r), (0, 0)), constant_values=-np.inf)
+    oh, ow = (x.shape[1] - k) // s + 1, (x.shape[2] - k) // s + 1
+    win = np.stack([x[:, i:i + s * oh:s, j:j + s * ow:s, :] for i in range(k) for j in range(k)])
+    return win.max(0) if how == "max" else win.mean(0)
+
+
+def reference(x, layers):
+    """Keras' forward pass of ``layers`` on channels-last ``x``, logits (softmax left out)."""
+    for cls, cfg, weights in layers:
+        w = dict(weights)
+        w = {k: v.astype(np.float32).astype(np.float64) for k, v in w.items()}
+        act = cfg.get("activation")
+        if cls == "Dense":
+            x = x @ w["kernel"] + w.get("bias", 0)
+        elif cls == "Conv2D":
+            x = ref_conv(x, w["kernel"], w.get("bias"), cfg["strides"][0], cfg["padding"])
+        elif cls in ("MaxPooling2D", "AveragePooling2D"):
+            k = cfg["pool_size"][0]
+            x = ref_pool(x, k, cfg["strides"] or k, "max" if cls == "MaxPooling2D" else "avg", cfg["padding"])
+        elif cls == "GlobalAveragePooling2D":
+            x = x.mean(axis=(1, 2))
+        elif cls == "BatchNormalization":
+            x = (x - w["moving_mean"]) / np.sqrt(w["moving_variance"] + cfg["epsilon"]) * w["gamma"] + w["beta"]
+        elif cls == "Flatten":
+            x = x.reshape(len(x), -1)  # Keras' order: (H, W, C)
+        elif cls == "ReLU":
+            act = "relu"
+        if cls in ("Dense", "Conv2D", "Activation", "ReLU") and act == "relu":
+            x = np.maximum(x, 0)
+    return x
+
+
+def assert_same(g, layers, x_nhwc, layout="channels_last"):
+    x_ir = to_channels_first(x_nhwc, ir.op_of(g, "input").shape) if layout == "channels_last" else x_nhwc
+    np.testing.assert_allclose(run_ann(g, x_ir), reference(x_nhwc, layers), rtol=1e-9, atol=1e-9)
+
+
+# ---- Keras 2 and Keras 3 layouts against the reference ------------------------------------------
+
+CNN2 = [conv("conv2d", 3, 4, 3, padding="same", activation="relu"), pool("AveragePooling2D", "average_pooling2d"),
+        bn("batch_normalization", 4), simple("Activation", "activation", activation="relu"),
+        simple("Flatten", "flatten", data_format="channels_last"), simple("Dropout", "dropout", rate=0.5),
+        dense("dense", 36, 5, activation="softmax")]
+
+
+@pytest.mark.parametrize("keras3", [False, True], ids=["keras2", "keras3"])
+def test_sequential_cnn_matches_keras_forward(tmp_path, keras3):
+    path = write_sequential(tmp_path / "cnn.h5", (6, 6, 3), CNN2, keras3=keras3)
+    g = from_keras_h5(path)
+    meta = g.graph["snnc"]
+    assert ir.op_of(g, "input").shape == (3, 6, 6)
+    assert meta["input_layout"] == "channels_last" and meta["keras_input_shape"] == [6, 6, 3]
+    assert meta["keras_version"] == ("3.15.1" if keras3 else "2.15.0")
+    assert any("softmax" in d and "dense" in d for d in meta["dropped"])
+    kinds = [O.kind(ir.op_of(g, n)) for n in ir.topo_order(g)]
+    assert kinds.count("IF") == 2 and "BatchNorm" in kinds and "AvgPool2d" in kinds
+    assert_same(g, CNN2, RNG.random((20, 6, 6, 3)))
+
+
+CNN3 = [conv("conv2d", 2, 4, 3, padding="same", strides=2, activation="relu"),   # 7x7 -> 4x4, pads (1, 1)
+        pool("MaxPooling2D", "max_pooling2d"),
+        conv("conv2d_1", 4, 3, 1, bias=False), bn("batch_normalization", 3), simple("ReLU", "re_lu"),
+        simple("Flatten", "flatten", data_format="channels_last"),
+        dense("dense", 12, 6, activation="relu"), dense("dense_1", 6, 3)]
+
+
+@pytest.mark.parametrize("keras3", [False, True], ids=["keras2", "keras3"])
+def test_strided_same_conv_maxpool_and_bn_after_conv(tmp_path, keras3):
+    g = from_keras_h5(write_sequential(tmp_path / "cnn.h5", (7, 7, 2), CNN3, keras3=keras3))
+    conv_op = ir.op_of(g, "conv2d")
+    assert conv_op.padding == (1, 1) and conv_op.stride == (2, 2) and conv_op.weight.shape == (4, 2, 3, 3)
+    assert isinstance(ir.op_of(g, "max_pooling2d"), O.MaxPool2d)
+    assert "dropped" not in g.graph["snnc"]
+    assert_same(g, CNN3, RNG.random((20, 7, 7, 2)))
+
+
+def test_compiled_keras_cnn_runs_as_snn(tmp_path):
+    from snn_compiler.compile import compile_model
+    from snn_compiler.config import CompileConfig
+    g = from_keras_h5(write_sequential(tmp_path / "cnn.h5", (7, 7, 2), CNN3))
+    x = to_channels_first(RNG.random((64, 7, 7, 2)), ir.op_of(g, "input").shape)
+    q = compile_model(g, CompileConfig(bits=8, calibration=x, timesteps=64))
+    agree = (simulate(q, x, timesteps=64).predictions == run_ann(g, x).argmax(1)).mean()
+    assert agree >= 0.8, agree
+
+
+FLAT_BN = [simple("Flatten", "flatten", data_format="channels_last"), bn("batch_normalization", 32),
+           dense("dense", 32, 8, activation="relu"), simple("Dropout", "dropout", rate=0.1), dense("dense_1", 8, 3)]
+
+
+@pytest.mark.parametrize("keras3", [False, True], ids=["keras2", "keras3"])
+def test_functional_chain_flatten_of_the_input_and_bn_on_features(tmp_path, keras3):
+    """Flatten right on a 2-channel input: the Dense columns (and the BatchNorm's features) are
+    permuted from Keras' (H, W, C) order to the IR's (C, H, W)."""
+    g = from_keras_h5(write_functional(tmp_path / "mlp.h5", (4, 4, 2), FLAT_BN, keras3=keras3))
+    assert ir.op_of(g, "input").shape == (2, 4, 4)
+    assert_same(g, FLAT_BN, RNG.random((16, 4, 4, 2)))
+
+
+def test_vector_input_keras2_without_input_layer(tmp_path):
+    layers = [dense("dense", 10, 8, activation="relu"), bn("batch_normalization", 8), dense("dense_1", 8, 4)]
+    g = from_keras_h5(write_sequential(tmp_path / "mlp.h5", (10,), layers, keras3=False, input_layer=False))
+    assert ir.op_of(g, "input").shape == (10,) and "input_layout" not in g.graph["snnc"]
+    x = RNG.random((16, 10))
+    np.testing.assert_allclose(run_ann(g, x), reference(x, layers), rtol=1e-9, atol=1e-9)
+
+
+def test_global_average_pooling(tmp_path):
+    layers = [conv("conv2d", 3, 5, 3, activation="relu"), simple("GlobalAveragePooling2D", "gap",
+                                                                  data_format="channels_last", keepdims=False),
+              dense("dense", 5, 2)]
+    g = from_keras_h5(write_sequential(tmp_path / "gap.h5", (4, 4, 3), layers))
+    assert_same(g, layers, RNG.random((8, 4, 4, 3)))
+
+
+def test_channels_first_model_takes_nchw_data(tmp_path):
+    layers = [conv("conv2d", 2, 3, 3, activation="relu", fmt="channels_first"),
+              simple("Flatten", "flatten", data_format="channels_first"), dense("dense", 27, 4)]
+    g = from_keras_h5(write_sequential(tmp_path / "cf.h5", (2, 5, 5), layers, keras3=False))
+    assert ir.op_of(g, "input").shape == (2, 5, 5) and g.graph["snnc"]["input_layout"] == "channels_first"
+    x_nchw = RNG.random((8, 2, 5, 5))
+    # Keras computes the conv in NCHW and its channels_first Flatten moves the channels last: (H, W, C)
+    np.testing.assert_allclose(run_ann(g, x_nchw), reference(x_nchw.transpose(0, 2, 3, 1), layers), rtol=1e-9, atol=1e-9)
+
+
+def test_last_relu_feeds_the_readout_and_load_file_dispatches(tmp_path):
+    """As every frontend does (ir.add_readout): a converted ReLU is integrated by an Output node."""
+    from snn_compiler.frontend import load_file
+    layers = [dense("dense", 6, 4, activation="relu")]
+    path = write_sequential(tmp_path / "m.h5", (6,), layers)
+    g = load_file(path)
+    assert O.is_hidden_neuron(ir.op_of(g, "dense.relu")) and O.is_readout(ir.op_of(g, "output")) and len(g) == 4
+    assert load_file(path, input_shape=(6,)).nodes["input"]["shape"] == (6,)
+    with pytest.raises(FrontendError, match=r"input_shape \(7,\) does not match the model's input \(6,\)"):
+        load_file(path, input_shape=(7,))
+
+
+def test_to_channels_first():
+    x = RNG.random((2, 5, 4, 3))
+    y = to_channels_first(x, (3, 5, 4))
+    assert y.shape == (2, 3, 5, 4) and y.flags.c_contiguous and y[1, 2, 3, 1] == x[1, 3, 1, 2]
+    with pytest.raises(ValueError, match=r"must be \(H, W, C\) = \(5, 4, 3\)"):
+        to_channels_first(x.transpose(0, 3, 1, 2), (3, 5, 4))
+    with pytest.raises(ValueError, match=r"\(N, H, W, C\)"):
+        to_channels_first(x[0])
+
+
+def test_free_input_sizes_need_an_input_shape(tmp_path):
+    layers = [conv("conv2d", 3, 2, 3, activation="relu"), simple("Flatten", "flatten"), dense("dense", 32, 2)]
+    path = write_functional(tmp_path / "free.h5", (None, None, 3), layers)
+    with pytest.raises(NeedsInputShape, match="free sizes"):
+        from_keras_h5(path)
+    g = from_keras_h5(path, input_shape=(3, 6, 6))
+    assert g.graph["snnc"]["keras_input_shape"] == [6, 6, 3]
+    assert_same(g, layers, RNG.random((4, 6, 6, 3)))
+
+
+# ---- refusals: one clear line naming the layer -----------------------------------------------------
+
+@pytest.mark.parametrize("layers, shape, match", [
+    ([dense("dense", 4, 3, activation="sigmoid")], (4,),
+     r"layer 'dense' \(Dense\): activation 'sigmoid' is not supported"),
+    ([simple("Activation", "act", activation="tanh"), dense("dense", 4, 3)], (4,),
+     r"layer 'act' \(Activation\): activation 'tanh' is not supported"),
+    ([("LSTM", {"name": "lstm", "units": 3}, [])], (4, 4),
+     r"layer 'lstm' \(LSTM\): unsupported layer \(snnc reads InputLayer, Dense, Conv2D"),
+    ([conv("conv2d", 1, 2, 2, padding="same"), simple("Flatten", "f"), dense("d", 50, 2)], (5, 5, 1),
+     r"layer 'conv2d' \(Conv2D\): padding='same' pads unevenly .*symmetric padding only"),
+    ([pool("AveragePooling2D", "avg", padding="same"), simple("Flatten", "f"), dense("d", 9, 2)], (5, 5, 1),
+     r"layer 'avg' \(AveragePooling2D\): padding='same' .*leaves padding out of the average"),
+    ([dense("dense", 4, 3, activation="softmax"), dense("dense_1", 3, 2)], (4,),
+     r"layer 'dense_1' \(Dense\): follows the softmax of layer 'dense'.*only on the last layer"),
+    ([conv("conv2d", 1, 2, 3), dense("dense", 2, 2)], (5, 5, 1),
+     r"layer 'dense' \(Dense\): Dense on an input of shape \(3, 3, 2\) acts on its last axis only.*Flatten"),
+    ([conv("conv2d", 1, 2, 3), bn("bn", 3, axis=1), simple("Flatten", "f"), dense("d", 18, 2)], (5, 5, 1),
+     r"layer 'bn' \(BatchNormalization\): normalizes axis 1 .* only the channel"),
+    ([("ReLU", {"name": "relu6", "max_value": 6.0}, []), dense("dense", 4, 2)], (4,),
+     r"layer 'relu6' \(ReLU\): ReLU with \{'max_value': 6.0\} is not a plain ReLU"),
+    ([("Sequential", {"name": "inner", "layers": []}, [])], (4,), r"layer 'inner' \(Sequential\): is a nested model"),
+    ([conv("conv2d", 1, 2, 3), conv("conv2d_1", 2, 2, 1, fmt="channels_first"), simple("Flatten", "f"),
+      dense("d", 18, 2)], (5, 5, 1), r"layer 'conv2d_1' \(Conv2D\): has data_format='channels_first'"),
+    ([conv("conv2d", 1, 2, 3, activation="relu"), simple("Flatten", "f")], (5, 5, 1),
+     r"ends in a Flatten of a multi-channel map"),
+], ids=["sigmoid", "tanh-layer", "lstm", "uneven-same", "avgpool-same", "softmax-inside", "dense-on-map",
+        "bn-axis", "relu6", "nested", "mixed-format", "ends-in-flatten"])
+def test_unsupported_models_are_refused_naming_the_layer(tmp_path, layers, shape, match):
+    for keras3 in (False, True):
+        path = write_sequential(tmp_path / f"bad{keras3}.h5", shape, layers, keras3=keras3)
+        with pytest.raises(FrontendError, match=match) as e:
+            from_keras_h5(path)
+        assert str(e.value).startswith(str(path)) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("keras3", [False, True], ids=["keras2", "keras3"])
+def test_functional_models_that_are_not_a_chain_are_refused(tmp_path, keras3):
+    layers = [dense("a", 4, 3), dense("b", 4, 3), ("Add", {"name": "add"}, []), dense("c", 3, 2)]
+    edges = {"a": ["input_layer"], "b": ["input_layer"], "add": ["a", "b"], "c": ["add"]}
+    path = write_functional(tmp_path / "branch.h5", (4,), layers, keras3=keras3, edges=edges)
+    with pytest.raises(FrontendError, match=r"layer 'add' \(Add\) takes 2 inputs \(a, b\).*single chain"):
+        from_keras_h5(path)
+
+
+def test_files_that_are_not_keras_models(tmp_path):
+    from snn_compiler.frontend import load_file
+    with h5py.File(tmp_path / "weights.weights.h5", "w") as f:  # Keras 3 model.save_weights
+        f.create_group("layers/dense/vars").create_dataset("0", data=np.zeros((2, 2)))
+    with pytest.raises(FrontendError, match=r"weights only \(model.save_weights\)"):
+        load_file(tmp_path / "weights.weights.h5")
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f.create_dataset("x", data=np.zeros(3))
+    with pytest.raises(FrontendError, match="HDF5 file but not a Keras model"):
+        load_file(tmp_path / "other.h5")
+    with h5py.File(tmp_path / "badjson.h5", "w") as f:
+        f.attrs["model_config"] = "{not json"
+    with pytest.raises(FrontendError, match="not valid JSON"):
+        from_keras_h5(tmp_path / "badjson.h5")
+    (tmp_path / "trunc.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 40)
+    with pytest.raises(FrontendError, match="not a readable HDF5 file"):
+        load_file(tmp_path / "trunc.h5")
+    with zipfile.ZipFile(tmp_path / "model.keras", "w") as z:
+        z.writestr("metadata.json", "{}")
+        z.writestr("config.json", "{}")
+        z.writestr("model.weights.h5", b"")
+    with pytest.raises(FrontendError, match=r"Keras 3 .keras archive.*model.save\('model.h5'\)"):
+        load_file(tmp_path / "model.keras")
+    path = write_sequential(tmp_path / "m.h5", (4,), [dense("dense", 4, 2)])
+    with h5py.File(path, "a") as f:
+        f["model_weights/dense/sequential/dense/kernel"][0, 0] = np.nan
+    with pytest.raises(FrontendError, match=r"layer 'dense' \(Dense\): weight .*kernel.* NaN"):
+        from_keras_h5(path)
+
+
+@pytest.mark.parametrize("how", ["external-link", "soft-link", "external-storage"])
+def test_weights_outside_the_file_are_refused(tmp_path, how):
+    """A file cannot make snnc read another file (or another place) as weights."""
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as f:
+        f.create_dataset("secret", data=np.ones((4, 2), np.float32))
+    path = write_sequential(tmp_path / "m.h5", (4,), [dense("dense", 4, 2)])
+    with h5py.File(path, "a") as f:
+        grp = f["model_weights/dense/sequential/dense"]
+        del grp["kernel"]
+        if how == "external-link":
+            grp["kernel"] = h5py.ExternalLink(str(other), "/secret")
+        elif how == "soft-link":
+            f.create_dataset("elsewhere", data=np.ones((4, 2), np.float32))
+            grp["kernel"] = h5py.SoftLink("/elsewhere")
+        else:
+            (tmp_path / "raw.bin").write_bytes(np.ones((4, 2), np.float32).tobytes())
+            grp.create_dataset("kernel", shape=(4, 2), dtype=np.float32, external=[(str(tmp_path / "raw.bin"), 0, 32)])
+    match = "outside the file" if how == "external-storage" else "Link to another place or file"
+    with pytest.raises(FrontendError, match=rf"layer 'dense' \(Dense\): weight .*kernel.*{match}"):
+        from_keras_h5(path)
+
+
+# ---- the real Keras 3 files: accuracy of the ANN reading and of the integer SNN at T = 64 ----------
+
+FIXTURES = os.environ.get("SNNC_KERAS_DIR") or os.path.join(os.path.dirname(__file__), "fixtures", "keras")
+# test accuracy recorded when the files were trained (../shared/data/keras, README)
+RECORDED = {"digits_mlp.h5": 96.1, "digits_cnn_maxpool.h5": 98.0}
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+    d = load_digits()
+    x = (d.images / 16.0)[..., None]  # as the files were trained: channels-last, in [0, 1]
+    return train_test_split(x, d.target, test_size=0.3, random_state=1, stratify=d.target)
+
+
+@pytest.mark.parametrize("name", sorted(RECORDED))
+def test_real_keras_files_keep_their_accuracy_at_T64(name, digits):
+    path = os.path.join(FIXTURES, name)
+    if not os.path.isfile(path):
+        pytest.skip(f"{path} missing (copy ../shared/data/keras/*.h5 to tests/fixtures/keras, or set SNNC_KERAS_DIR)")
+    from snn_compiler.compile import compile_model
+    from snn_compiler.config import CompileConfig
+    from snn_compiler.frontend import load_file
+    x_train, x_test, _, y_test = digits
+    g = load_file(path)
+    shape = ir.op_of(g, "input").shape
+    assert g.graph["snnc"]["input_layout"] == "channels_last" and shape == (1, 8, 8)
+    x_calib, x_test = to_channels_first(x_train[:500], shape), to_channels_first(x_test, shape)
+    ann = 100 * (run_ann(g, x_test).argmax(1) == y_test).mean()
+    assert round(ann, 1) == RECORDED[name]
+    q = compile_model(g, CompileConfig(bits=8, calibration=x_calib, timesteps=64))
+    assert q.graph["snnc"]["input_layout"] == "channels_last"
+    snn = 100 * (simulate(q, x_test, timesteps=64).predictions == y_test).mean()
+    assert snn >= ann - 1.0, (name, ann, snn)
