@@ -28,7 +28,7 @@ import numpy as np
 
 from .. import ir
 from ..ir import ops as O
-from .errors import FrontendError, NeedsInputShape
+from .errors import FrontendError, NeedsInputShape, check_input_shape
 
 _MIN_OPSET = 9
 _FOLD_LIMIT = 1 << 26  # elements a folded constant may have beyond its inputs (a broadcast bomb guard)
@@ -802,18 +802,6 @@ def _graph_input(onnx, graph, where):
     return v.name, recorded, batch
 
 
-def _check_shape(input_shape) -> tuple:
-    try:
-        shape = tuple(int(d) for d in input_shape)
-    except (TypeError, ValueError):
-        raise FrontendError(f"input_shape must be a tuple of positive ints without the batch axis, "
-                            f"e.g. (1, 28, 28) or (784,), got {input_shape!r}") from None
-    if not shape or min(shape) < 1:
-        raise FrontendError(f"input_shape must be a non-empty tuple of positive ints without the batch "
-                            f"axis, got {input_shape!r}")
-    return shape
-
-
 def _read(onnx, source, name):
     """(ModelProto, how errors name it) from a path, bytes or a ModelProto."""
     if isinstance(source, onnx.ModelProto):
@@ -840,7 +828,7 @@ def from_onnx(source, input_shape: Optional[tuple] = None, name: Optional[str] =
     module docstring)."""
     onnx = _onnx()
     model, where = _read(onnx, source, name)
-    return _lower(onnx, model, where, None if input_shape is None else _check_shape(input_shape))
+    return _lower(onnx, model, where, None if input_shape is None else check_input_shape(input_shape))
 
 
 def looks_like_onnx(path) -> bool:

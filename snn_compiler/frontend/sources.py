@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from .archive_check import Archive
-from .errors import FrontendError, NeedsInputShape
+from .errors import FrontendError, NeedsInputShape, check_input_shape
 from .lower import from_exported_program
 from .pt2_check import check_pt2
 from .torchscript_check import check_torchscript
@@ -39,18 +39,6 @@ from .torchscript_check import check_torchscript
 _ZIP_MAGIC = b"PK\x03\x04"
 _LEGACY_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"  # pickled torch.save magic number
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"  # HDF5 signature: Keras .h5 files
-
-
-def _check_shape(input_shape) -> tuple:
-    try:
-        shape = tuple(int(d) for d in input_shape)
-    except (TypeError, ValueError):
-        raise FrontendError(f"input_shape must be a tuple of positive ints without the batch axis, "
-                            f"e.g. (1, 28, 28) or (784,), got {input_shape!r}") from None
-    if not shape or min(shape) < 1:
-        raise FrontendError(f"input_shape must be a non-empty tuple of positive ints without the batch "
-                            f"axis, got {input_shape!r}")
-    return shape
 
 
 def _example(model, shape):
@@ -86,7 +74,7 @@ def from_module(model: nn.Module, input_shape: tuple) -> nx.DiGraph:
         return from_torchscript(model, input_shape)
     if not isinstance(model, nn.Module):
         raise FrontendError(f"expected a torch.nn.Module, got {type(model).__name__}")
-    shape = _check_shape(input_shape)
+    shape = check_input_shape(input_shape)
     with _eval_mode(model):
         example = _example(model, shape)
         try:
@@ -220,7 +208,7 @@ def from_torchscript(ts, input_shape: Optional[tuple] = None) -> nx.DiGraph:
         if input_shape is None:
             raise NeedsInputShape("TorchScript files do not record the input shape (it is inferred only when the "
                                   f"first op is a Linear): {NeedsInputShape.HOW}")
-    shape = _check_shape(input_shape)
+    shape = check_input_shape(input_shape)
     with _eval_mode(ts):
         example = _example(ts, shape)
         try:
@@ -391,7 +379,7 @@ def _load_exported(path, data, input_shape, allow_pickle, trust_code):
             ep = torch.export.load(io.BytesIO(data))
     except Exception as e:  # noqa: BLE001
         raise FrontendError(f"{path}: torch.export.load failed: {_first_line(e)}") from e
-    return from_exported_program(ep, None if input_shape is None else _check_shape(input_shape))
+    return from_exported_program(ep, None if input_shape is None else check_input_shape(input_shape))
 
 
 def _load_torchscript(path, data, input_shape, trust_code):
