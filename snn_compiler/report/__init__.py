@@ -35,7 +35,7 @@ def raster(graph, x1, T, layers, encoding="constant", seed=0) -> dict:
 def build_report(graph, x, y=None, *, timesteps=None, samples=500, encoding="constant", seed=0,
                  artifact="artifact", data="data", progress=False) -> dict:
     """All figures of the report. Without labels ``y``, accuracy is agreement with the ANN."""
-    from ..sim.emulator import _progress
+    from ..progress import bar as progress_bar
     x = x[:samples]
     labelled = y is not None
     if labelled:
@@ -45,7 +45,7 @@ def build_report(graph, x, y=None, *, timesteps=None, samples=500, encoding="con
     meta = graph.graph.get("snnc", {})
     T = int(meta.get("timesteps", 32))
     grid = list(timesteps or default_timesteps(T))
-    bar = _progress(2 * len(grid) + 3, progress)
+    bar = progress_bar(2 * len(grid) + 3, "report", unit="run", enabled=progress)
     tick = lambda: bar.update(1)   # noqa: E731
     sweep = analysis.accuracy_sweep(graph, x, y, grid, encoding, seed, tick)
     stats = analysis.layer_stats(graph, x, y, T, encoding, seed, tick)

@@ -20,6 +20,7 @@ from ..ir import inputs_of, op_of, topo_order
 from ..ir import ops as O
 from ..ir import neuron as N
 from ..ir.layers import source_and_area
+from ..progress import bar as progress_bar
 from . import kernels
 from .encode import ENCODINGS, MAX_TIMESTEPS, check_gain, check_timesteps, input_steps, is_static  # noqa: F401  (MAX_TIMESTEPS: re-exported)
 
@@ -298,7 +299,7 @@ class _Decisions:
         return len(self.rows) > 0
 
 
-def _run_batch(plan, x, ids, timesteps, encoding, seed, readout, on_step=None, dec=None):
+def _run_batch(plan, x, ids, timesteps, encoding, seed, readout, on_step=None, dec=None, on_tick=None):
     """Run one batch step by step; returns ({layer: _Neurons}, output layer). With ``dec`` (a
     :class:`_Decisions`, latency read-outs) decisions are recorded after every step and, with
     ``dec.stop``, decided samples leave the batch (the returned states hold ``dec.rows`` only) and
@@ -338,6 +339,8 @@ def _run_batch(plan, x, ids, timesteps, encoding, seed, readout, on_step=None, d
                 cache[n] = vals[n]
         if on_step is not None:
             on_step(vals)
+        if on_tick is not None:
+            on_tick(len(dec.rows) if dec is not None else len(x))
         if dec is not None:
             dec.sample_steps += len(dec.rows)
             if not dec.observe(t, neurons, out, cache):
@@ -414,7 +417,12 @@ def simulate(graph, x, *, mode="int", timesteps=32, encoding="constant", seed=0,
     n_out = int(np.prod(graph.nodes[out]["shape"]))
     scores, preds, counts, totals = [], [], {}, {}
     times, ties, ran, work = [], [], 0, 0
-    bar = _progress(len(x), progress)
+    bar = progress_bar(len(x) * timesteps, "simulate", unit="sample-step", enabled=progress)
+    done = [0]
+
+    def tick(n):  # the engines report every chunk of steps, so a long batch shows progress too
+        done[0] += n
+        bar.update(n)
     for start in range(0, len(x), batch_size):
         xb = x[start:start + batch_size]
         ids = range(start, start + len(xb))
@@ -422,7 +430,7 @@ def simulate(graph, x, *, mode="int", timesteps=32, encoding="constant", seed=0,
         if fp is not None:
             dec = _Decisions(len(xb), n_out, K, not record, timesteps) if K else None
             try:
-                states, _ = fast.run_batch(fp, xb, ids, timesteps, encoding, seed, readout, dec=dec)
+                states, _ = fast.run_batch(fp, xb, ids, timesteps, encoding, seed, readout, dec=dec, on_chunk=tick)
             except fast.NUMBA_ERRORS as e:
                 msg = f"the numba engine failed ({type(e).__name__}: {fast.first_line(e)})"
                 if engine == "numba":
@@ -432,7 +440,7 @@ def simulate(graph, x, *, mode="int", timesteps=32, encoding="constant", seed=0,
                 fp = None
         if states is None:
             dec = _Decisions(len(xb), n_out, K, not record, timesteps, mode) if K else None
-            neurons, _ = _run_batch(plan, xb, ids, timesteps, encoding, seed, readout, dec=dec)
+            neurons, _ = _run_batch(plan, xb, ids, timesteps, encoding, seed, readout, dec=dec, on_tick=tick)
             states = {n: (st.v, st.count, st.spiking) for n, st in neurons.items()}
         v, c, spiking = states[out]
         if dec is not None:
@@ -460,7 +468,8 @@ def simulate(graph, x, *, mode="int", timesteps=32, encoding="constant", seed=0,
                     totals[n] = totals.get(n, 0) + int(cn.sum())
                 if record:
                     counts.setdefault(n, []).append(cn)
-        bar.update(len(xb))
+        bar.update(max(0, (start + len(xb)) * timesteps - done[0]))  # samples that stopped early
+        done[0] = (start + len(xb)) * timesteps
     bar.close()
     if info is not None:
         info.update(engine="numba" if fp is not None else "numpy", sample_steps=work)
@@ -489,16 +498,3 @@ def _check_data(plan, x) -> np.ndarray:
     if x.dtype.kind == "f" and x.size and not np.isfinite(x).all():
         raise ValueError(f"input data has {int(x.size - np.isfinite(x).sum())} NaN or infinite values; clean the data")
     return x
-
-
-def _progress(total, enabled):
-    try:
-        from tqdm import tqdm
-    except ImportError:  # the core works without tqdm
-        enabled = False
-    if not enabled:
-        class _Null:
-            def update(self, n): pass
-            def close(self): pass
-        return _Null()
-    return tqdm(total=total, unit="sample", desc="simulate", leave=False)

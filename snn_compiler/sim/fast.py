@@ -368,7 +368,7 @@ class _StepReader:
         return out
 
 
-def run_batch(fp, x, ids, timesteps, encoding, seed, readout, dec=None):
+def run_batch(fp, x, ids, timesteps, encoding, seed, readout, dec=None, on_chunk=None):
     """One batch through the whole graph, a chunk of steps at a time, each chunk layer by layer.
     Returns per neuron layer (v, counts, spiking), v and counts in torch's (N, *shape) layout.
 
@@ -496,6 +496,8 @@ def run_batch(fp, x, ids, timesteps, encoding, seed, readout, dec=None):
                     d_step, d_counts, d_pre = d_step[keep], d_counts[keep], d_pre[keep]
                     rows = rows[keep]
                     dec.rows = rows
+        if on_chunk is not None:  # sample-steps done (progress)
+            on_chunk(fa * c)
         t0 += c
     states = {n: (_torch_layout(st["v"], g.nodes[n]["shape"]), _torch_layout(st["counts"], g.nodes[n]["shape"]),
                   st["spiking"]) for n, st in layers.items()}
