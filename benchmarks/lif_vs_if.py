@@ -40,24 +40,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import mnist  # noqa: E402  (benchmarks/mnist.py)
-
-
-def set_threads(n):
-    import torch
-
-    torch.set_num_threads(n)
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(n)
-    except ImportError:
-        pass
-    try:
-        import numba
-
-        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-    except ImportError:
-        pass
+from mnist_vs_spikingjelly import set_threads  # noqa: E402  (one thread budget for torch, BLAS, numba)
 
 
 def load_data(a):
