@@ -22,8 +22,8 @@ Both calibrate on the same training images, take the test image as a constant an
 every step and predict from the cumulative output of the last Linear. Helpers (MNIST loading,
 SpikingJelly conversion and runs, snnc runs, the table) are those of mnist_vs_spikingjelly.py.
 
-    .venv/bin/python benchmarks/maxpool_vs_spikingjelly.py                    # ~5-8 min on 2 idle cores
-    .venv/bin/python benchmarks/maxpool_vs_spikingjelly.py --n-test 10000 --timesteps 8,16,32,64,128
+    .venv/bin/python benchmarks/maxpool_vs_spikingjelly.py       # first 4,000 test images, T = 16, 32, 64: ~7 min
+    .venv/bin/python benchmarks/maxpool_vs_spikingjelly.py --n-test 10000 --sj-pre-spike    # ~25-40 min
 
 Install SpikingJelly first with ``bash benchmarks/setup_peers.sh``.
 """
