@@ -9,7 +9,7 @@ from .passes import NUMERIC, STRUCTURAL, run_pipeline
 
 def early_checks(graph, config, target, log=None) -> None:
     """The checks that need no calibration, on the SNN-form graph before normalize runs: the
-    target's structural check (``target.extra["early_check"]``: conv geometry, ...) and, when the
+    target's structural check (``target.extra["early_check"]``, where a target has one) and, when the
     target maps cores, the lower bound on the cores against ``cores_per_chip x chips``."""
     from .passes.partition import check_core_bound, partition
     early = (target.extra or {}).get("early_check")

@@ -84,6 +84,38 @@ def rescnn(rng, c=3, hw=6):
     return g, (c, hw, hw)
 
 
+def wide_rescnn(rng, c=128, hw=2, groups=16):
+    """conv (2 -> c) -> relu -> grouped conv -> (+ identity skip) -> relu -> avgpool -> dense: the
+    identity skip snnc makes is a 1x1 depthwise conv with c = 128 groups, beyond Lava Conv's int8
+    groups register (issue 12: every ResNet stage >= 128 wide). The branch's conv is grouped only
+    because Lava's Conv model costs one scipy correlation per (input, output) channel pair per step."""
+    g = new_graph()
+    x = add_op(g, "input", O.Input((2, hw, hw)))
+    c1 = add_op(g, "conv1", O.Conv2d(_w(rng, c, 2, 3, 3), bias=_b(rng, c), padding=(1, 1)), [x])
+    r1 = add_op(g, "relu1", O.IF(), [c1])
+    c2 = add_op(g, "conv2", O.Conv2d(_w(rng, c, c // groups, 3, 3, scale=0.3), bias=_b(rng, c), padding=(1, 1),
+                                     groups=groups), [r1])
+    r2 = add_op(g, "relu2", O.IF(), [add_op(g, "add", O.Add(), [c2, r1])])
+    f = add_op(g, "flat", O.Flatten(), [add_op(g, "pool", O.AvgPool2d((2, 2), (2, 2)), [r2])])
+    add_op(g, "output", O.Output(), [add_op(g, "fc", O.Dense(_w(rng, 4, c * (hw // 2) ** 2), bias=_b(rng, 4)), [f])])
+    verify(g)
+    return g, (2, hw, hw)
+
+
+def depthwise(rng, c=130, hw=4):
+    """conv1x1 (2 -> c) -> relu -> depthwise 3x3 (pad 1, c groups) + identity skip -> relu ->
+    avgpool 2 -> flatten -> dense: a trained depthwise conv and a skip, both beyond Lava Conv's int8 groups."""
+    g = new_graph()
+    x = add_op(g, "input", O.Input((2, hw, hw)))
+    r1 = add_op(g, "relu1", O.IF(), [add_op(g, "conv1", O.Conv2d(_w(rng, c, 2, 1, 1), bias=_b(rng, c)), [x])])
+    dw = add_op(g, "dw", O.Conv2d(_w(rng, c, 1, 3, 3), bias=_b(rng, c), padding=(1, 1), groups=c), [r1])
+    r2 = add_op(g, "relu2", O.IF(), [add_op(g, "add", O.Add(), [dw, r1])])
+    f = add_op(g, "flat", O.Flatten(), [add_op(g, "pool", O.AvgPool2d((2, 2), (2, 2)), [r2])])
+    add_op(g, "output", O.Output(), [add_op(g, "fc", O.Dense(_w(rng, 4, c * (hw // 2) ** 2), bias=_b(rng, 4)), [f])])
+    verify(g)
+    return g, (2, hw, hw)
+
+
 def leaky(build, reset):
     """``build`` with every neuron layer a trained LIF (random per-channel beta and threshold)."""
     def make(rng):
@@ -100,7 +132,8 @@ def leaky(build, reset):
     return make
 
 
-NETS = {"mlp": mlp, "cnn": cnn, "resnet": resnet, "rescnn": rescnn}
+NETS = {"mlp": mlp, "cnn": cnn, "resnet": resnet, "rescnn": rescnn, "wide_rescnn": wide_rescnn,
+        "depthwise": depthwise}
 NETS.update({f"lif_{k}_{r}": leaky(NETS[k], r) for k in ("mlp", "cnn", "resnet") for r in ("subtract", "zero")})
 
 

@@ -286,3 +286,49 @@ def test_membrane_saturates_exactly_like_the_reference():
         ref = simulate(hidden, x, timesteps=16, readout=readout, encoding="poisson", seed=1, record=True)
         got = lava.run(hidden, x, timesteps=16, readout=readout, encoding="poisson", seed=1, record=True)
         assert_same(ref, got, readout)
+
+
+@pytest.mark.parametrize("net,reset,encoding", [("wide_rescnn", "subtract", "constant"),
+                                                ("depthwise", "subtract", "poisson"),
+                                                ("depthwise", "zero", "constant")])
+def test_convs_beyond_lava_convs_int8_groups_run_as_sparse(net, reset, encoding):
+    """Issue 12: the 1x1 depthwise identity skip snnc makes on 128 channels, and a 130-group 3x3
+    depthwise conv, would wrap Lava Conv's int8 groups Var: they run as Sparse connections (scipy
+    CSR, one entry per synapse), spike for spike equal to the reference."""
+    from scipy.sparse import issparse
+    from snn_compiler.backends.lava.plan import make_plan
+    q, x = compiled(net, bits=8, reset=reset, target=lava.TARGET)
+    wide = {c.name: c for c in make_plan(q).conns if c.kind == "sparse" and "groups" in c.why}
+    assert "add.skip1" in wide and (net == "wide_rescnn" or "dw" in wide)
+    for c in wide.values():
+        assert issparse(c.weight) and c.weight.nnz <= c.weight.shape[0] * 9  # at most 3x3 taps per neuron
+    compare(q, x, encoding=encoding)
+
+
+def test_lava_sparse_process_holds_the_csr_matrix(tmp_path):
+    """Lava side: the connection built for a 130-group conv is a stock Sparse process whose weights
+    Var holds the plan's CSR matrix (never a dense array)."""
+    q, x = compiled("depthwise", target=lava.TARGET)
+    artifact.save(q, tmp_path / "net.snnc")
+    script = textwrap.dedent(f"""
+        import lava.proc.dense.process  # lava first
+        from lava.proc.conv.process import Conv
+        from lava.proc.sparse.process import Sparse
+        from scipy.sparse import issparse
+        from snn_compiler import artifact
+        from snn_compiler.backends.lava.build import build_network
+        net = build_network(artifact.load("{tmp_path}/net.snnc"), None, timesteps={T}, n_samples=1)
+        skip, dw = net.synapses["add.skip1"], net.synapses["dw"]
+        assert isinstance(skip, Sparse) and isinstance(dw, Sparse) and isinstance(net.synapses["conv1"], Conv)
+        for syn, nnz in ((skip, 130 * 16), (dw, None)):
+            w = syn.weights.init
+            assert issparse(w) and w.shape == (130 * 16, 130 * 16) and (nnz is None or w.nnz == nnz), (w, nnz)
+        print("ok")
+    """)
+    proc = subprocess.Popen([lava.lava_python(), "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        lava.kill_group(proc.pid)
+    assert proc.returncode == 0 and out.strip().endswith("ok"), out

@@ -3,8 +3,11 @@
 Pure numpy (no Lava needed): the target prepares Loihi 2's register widths for the quantize pass
 and refuses, naming the layer and the register, whatever does not fit.
 """
+import tracemalloc
+
 import numpy as np
 import pytest
+from scipy.sparse import issparse
 
 from snn_compiler.backends import TargetError
 from snn_compiler.backends.lava import TARGET
@@ -100,14 +103,14 @@ def test_conv_with_weight_exponent_becomes_sparse_with_the_same_sums():
     from snn_compiler.sim import kernels
     rng = np.random.default_rng(0)
     for (C, H, W, O_, kh, kw, s, p, d, g) in [(4, 7, 6, 6, 3, 2, (2, 1), (1, 0), (1, 2), 2),
-                                               (3, 5, 5, 3, 1, 1, (1, 1), (0, 0), (1, 1), 3)]:
+                                               (3, 5, 5, 3, 1, 1, (1, 1), (0, 0), (1, 1), 3),
+                                               (4, 3, 4, 4, 5, 3, (1, 2), (2, 3), (1, 1), 4)]:  # taps off the map
         w = rng.integers(-5, 6, (O_, C // g, kh, kw))
         x = rng.integers(0, 4, (2, C, H, W))
         y = kernels.conv2d(x.astype(float), w.astype(float), s, p, d, g)
-        rows, cols, vals, shape = conv_matrix(w, (C, H, W), y.shape[1:], s, p, d, g)
-        m = np.zeros(shape, np.int64)
-        np.add.at(m, (rows, cols), vals)
-        got = to_lava(x, 3).reshape(2, -1) @ m.T
+        m = conv_matrix(w, (C, H, W), y.shape[1:], s, p, d, g)
+        assert issparse(m) and m.dtype == np.int32 and m.nnz == np.count_nonzero(m.toarray())
+        got = to_lava(x, 3).reshape(2, -1) @ m.toarray().T.astype(np.int64)
         assert np.array_equal(got, to_lava(y, 3).reshape(2, -1).astype(np.int64))
 
 
@@ -133,10 +136,48 @@ def _depthwise(channels):
     return g
 
 
-def test_conv_groups_beyond_lavas_int8_register_are_refused():
+def test_conv_groups_beyond_lavas_int8_register_become_a_sparse_connection():
+    """Issue 12: a 128-group conv would wrap Lava Conv's int8 groups Var; it is planned as a Sparse
+    matrix instead of refused (127 groups still fit a Conv)."""
     check(_depthwise(127))
-    with pytest.raises(TargetError, match=r"layer 'pool': conv groups 128 exceeds Lava Conv's int8 register"):
-        check(_depthwise(128))
+    assert next(c for c in make_plan(_depthwise(127)).conns if c.name == "pool").kind == "conv"
+    g = _depthwise(128)
+    check(g)  # no refusal
+    pool = next(c for c in make_plan(g).conns if c.name == "pool")
+    assert pool.kind == "sparse" and pool.flatten and "groups 128 beyond Lava Conv's int8" in pool.why
+    assert issparse(pool.weight) and pool.weight.shape == (128 * 2 * 2, 128 * 4 * 4)
+    assert pool.weight.nnz == 128 * 2 * 2 * 4  # output neurons x 2x2 taps
+
+
+@pytest.mark.parametrize("geometry,reason", [
+    (dict(stride=(128, 1)), "stride 128"), (dict(padding=(0, 130)), "padding 130"),
+    (dict(dilation=(200, 1)), "dilation 200"), (dict(kernel=(1, 128)), "kernel size 128"),
+    (dict(weight_exp=2), "a weight exponent")])
+def test_every_value_beyond_lava_convs_registers_makes_the_conv_sparse(geometry, reason):
+    from snn_compiler.backends.lava.plan import why_sparse
+    kernel = geometry.pop("kernel", (1, 1))
+    exp = geometry.pop("weight_exp", 0)
+    op = O.Conv2d(np.ones((2, 2) + kernel), **geometry)
+    op.weight_exp = exp
+    assert reason in why_sparse(op)
+    assert why_sparse(O.Conv2d(np.ones((2, 2, 3, 3)), stride=(127, 127), padding=(127, 1))) is None
+
+
+def test_sparse_connection_memory_follows_the_synapses_not_the_matrix():
+    """A 256-channel 8x8 depthwise 1x1 skip is a 16384 x 16384 matrix (2 GiB dense in int64):
+    built and stored in well under a megabyte, and a 3x3 depthwise conv likewise."""
+    from snn_compiler.backends.lava.plan import conv_matrix
+    C, H = 256, 8
+    for k, pad in ((1, 0), (3, 1)):
+        w = np.ones((C, 1, k, k), np.int64)
+        tracemalloc.start()
+        m = conv_matrix(w, (C, H, H), (C, H, H), (1, 1), (pad, pad), (1, 1), C)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        edge = 0 if k == 1 else 4 * H * 3 - 4  # taps that fall off the map (3x3, pad 1)
+        assert issparse(m) and m.shape == (C * H * H, C * H * H) and m.nnz == C * (H * H * k * k - edge)
+        stored = m.data.nbytes + m.indices.nbytes + m.indptr.nbytes
+        assert stored < 40 * m.nnz + 8 * m.shape[0] and peak < 64 * m.nnz + 16 * m.shape[0], (stored, peak)
 
 
 def test_lava_layout_of_conv_and_dense_after_conv():

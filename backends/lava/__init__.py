@@ -120,7 +120,7 @@ def step_seconds(plan, timesteps: int, neurons: str = "auto") -> float:
         if c.kind == "conv":
             s += STEP_S_PER_CONV + STEP_S_PER_CONV_MAC * int(np.prod(plan.layers[c.dst].lshape)) * int(c.weight[0].size)
         elif c.kind == "sparse":
-            s += STEP_S_PER_WEIGHT * len(c.weight[2])
+            s += STEP_S_PER_WEIGHT * c.weight.nnz
         else:
             s += STEP_S_PER_WEIGHT * int(np.size(c.weight))
     return s

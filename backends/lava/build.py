@@ -16,8 +16,10 @@ neuron. ``neurons="snnc"`` never uses LIF; ``neurons="lif"`` refuses when it can
 
 Stock Lava processes carry the synapses: ``Dense`` (sign_mode MIXED, num_weight_bits 9, so every
 weight in [-256, 255] is kept exactly; the op's weight exponent; graded messages from the input)
-and ``Conv`` (kernel flipped, (W, H, C) layout; average pools arrive as depthwise Conv). Lava's
-Conv ignores weight exponents, so a conv with one becomes a ``Sparse`` matrix, which applies it. Neurons are
+and ``Conv`` (kernel flipped, (W, H, C) layout; average pools arrive as depthwise Conv). A conv
+Lava's Conv cannot run (a weight exponent, which it ignores, or groups, kernel, stride, padding or
+dilation beyond its int8 Vars: :func:`.plan.why_sparse`) becomes a ``Sparse`` connection holding a
+scipy CSR matrix (:func:`.plan.conv_matrix`: memory follows the synapse count). Neurons are
 :class:`~.procs.process.SnncNeuron` (the snnc integer IF, reset by subtraction or to zero).
 Residual joins: every connection into a layer lands on its one ``a_in`` port; shorter branches
 go through :class:`~.procs.process.SnncDelay` so all of them deliver the same logical step.
@@ -37,7 +39,6 @@ from lava.proc.io.source import RingBuffer
 from lava.proc.lif.process import LIFReset
 from lava.proc.sparse.process import Sparse
 from lava.utils.weightutils import SignMode
-from scipy.sparse import csr_matrix
 
 from snn_compiler.sim.encode import check_timesteps, input_chunks
 
@@ -186,8 +187,8 @@ def build_network(graph, x=None, *, timesteps: int, encoding: str = "constant", 
                         weight_exp=c.weight_exp, num_message_bits=nmb, name=c.name)
             dst_in = syn.s_in
         elif c.kind == "sparse":
-            rows, cols, vals, mshape = c.weight
-            syn = Sparse(weights=csr_matrix((vals.astype(np.int32), (rows, cols)), shape=mshape), sign_mode=SignMode.MIXED, num_weight_bits=9,
+            # c.weight is already a scipy CSR matrix (int32): Sparse keeps it as given, never dense
+            syn = Sparse(weights=c.weight, sign_mode=SignMode.MIXED, num_weight_bits=9,
                          weight_exp=c.weight_exp, num_message_bits=nmb, name=c.name)
             dst_in = syn.s_in
         else:

@@ -1,4 +1,4 @@
-"""How a compiled snnc graph maps onto Lava, in plain numpy (importable without Lava).
+"""How a compiled snnc graph maps onto Lava, in numpy and scipy.sparse (importable without Lava).
 
 Lava lays maps out as (W, H, C) where snnc (torch) uses (C, H, W); Lava's Conv is a true
 convolution (kernel flipped) with weights (O, kW, kH, I) and (W, H)-ordered stride/padding;
@@ -48,24 +48,62 @@ def conv_weight(w: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(w.transpose(0, 3, 2, 1)[:, ::-1, ::-1, :])
 
 
-def conv_matrix(w, in_shape, out_shape, stride, padding, dilation, groups) -> np.ndarray:
-    """The (out, in) matrix of torch's conv2d (weight ``w`` (O, I/g, kH, kW)) between maps
-    flattened in Lava's (W, H, C) order, as COO (rows, cols, values, shape)."""
+# Lava's Conv process keeps kernel size, stride, padding, dilation and groups in int8 Vars: a
+# larger value would wrap (a 128-channel depthwise skip would become groups -128).
+LAVA_CONV_INT8_MAX = 127
+
+
+def conv_geometry(op) -> Dict[str, int]:
+    """The values of a conv op that Lava's Conv keeps in its int8 Vars (largest of each pair)."""
+    return {"groups": int(op.groups), "kernel size": int(max(op.weight.shape[2:])), "stride": int(max(op.stride)),
+            "padding": int(max(op.padding)), "dilation": int(max(op.dilation))}
+
+
+def why_sparse(op) -> Optional[str]:
+    """None when Lava's Conv process can run conv ``op`` exactly, else why it becomes a Sparse matrix."""
+    why = []
+    if int(getattr(op, "weight_exp", 0) or 0):
+        why.append("a weight exponent (Lava's Conv ignores it)")
+    big = [f"{reg} {val}" for reg, val in conv_geometry(op).items() if val > LAVA_CONV_INT8_MAX]
+    if big:
+        why.append(f"{', '.join(big)} beyond Lava Conv's int8 registers (max {LAVA_CONV_INT8_MAX})")
+    return "; ".join(why) or None
+
+
+def conv_matrix(w, in_shape, out_shape, stride, padding, dilation, groups):
+    """torch's conv2d (weight ``w`` (O, I/g, kH, kW)) as a scipy CSR matrix (out, in) between maps
+    flattened in Lava's (W, H, C) order. Built one kernel tap at a time from the non-zero weights,
+    so memory follows the synapse count: never the dense (out x in) matrix (a 256-channel 8x8
+    depthwise skip would be 16384 x 16384) nor a full index grid."""
+    from scipy.sparse import coo_matrix
     C, H, W = in_shape
     O_, Ho, Wo = out_shape
     _, cg, kh, kw = w.shape
     og = O_ // groups
-    o, ci, ky, kx, oy, ox = np.meshgrid(np.arange(O_), np.arange(cg), np.arange(kh), np.arange(kw),
-                                        np.arange(Ho), np.arange(Wo), indexing="ij")
-    c = (o // og) * cg + ci
-    y = oy * stride[0] - padding[0] + ky * dilation[0]
-    x = ox * stride[1] - padding[1] + kx * dilation[1]
-    ok = (y >= 0) & (y < H) & (x >= 0) & (x < W)
-    rows = (ox * Ho + oy) * O_ + o      # Lava flatten order of (W, H, C)
-    cols = (x * H + y) * C + c
-    vals = np.asarray(w, np.int64)[o[ok], ci[ok], ky[ok], kx[ok]]
-    nz = vals != 0
-    return rows[ok][nz], cols[ok][nz], vals[nz], (O_ * Ho * Wo, C * H * W)
+    w = np.asarray(w, np.int64)
+    shape = (O_ * Ho * Wo, C * H * W)
+    idx = np.int32 if max(shape) < (1 << 31) else np.int64
+    rows, cols, vals = [], [], []
+    oy, ox = np.arange(Ho), np.arange(Wo)
+    for ky in range(kh):
+        y = oy * stride[0] - padding[0] + ky * dilation[0]
+        ys = np.flatnonzero((y >= 0) & (y < H))
+        for kx in range(kw):
+            x = ox * stride[1] - padding[1] + kx * dilation[1]
+            xs = np.flatnonzero((x >= 0) & (x < W))
+            o, ci = np.nonzero(w[:, :, ky, kx])
+            if not (o.size and xs.size and ys.size):
+                continue
+            c = (o // og) * cg + ci
+            out_pos = (xs[:, None] * Ho + ys[None, :]).reshape(-1, 1)        # Lava flatten order of (W, H, C)
+            in_pos = (x[xs][:, None] * H + y[ys][None, :]).reshape(-1, 1)
+            rows.append((out_pos * O_ + o).astype(idx).reshape(-1))
+            cols.append((in_pos * C + c).astype(idx).reshape(-1))
+            vals.append(np.broadcast_to(w[o, ci, ky, kx].astype(np.int32), (len(out_pos), o.size)).reshape(-1))
+    if not rows:
+        return coo_matrix(shape, dtype=np.int32).tocsr()
+    # every (row, col) pair is one synapse, so the conversion sums nothing
+    return coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=shape).tocsr()
 
 
 @dataclass
@@ -90,8 +128,8 @@ class ConnPlan:
     name: str                      # the weighted op's node
     src: str                       # source neuron layer or Input
     dst: str                       # target neuron layer
-    kind: str                      # "dense", "conv", or "sparse" (a conv with a weight exponent)
-    weight: object                 # int64 array, Lava form; sparse: COO (rows, cols, values, shape)
+    kind: str                      # "dense", "conv", or "sparse" (a conv Lava's Conv cannot run: see why_sparse)
+    weight: object                 # int64 array, Lava form; sparse: scipy CSR (int32), Lava's flatten orders
     graded: bool                   # source is the (graded) Input
     delay: int                     # extra hardware steps so every branch delivers the same logical step
     flatten: bool = False          # a Dense reading a map (port flattened in Lava's order)
@@ -100,6 +138,7 @@ class ConnPlan:
     dilation: Tuple[int, int] = (1, 1)
     groups: int = 1
     weight_exp: int = 0            # a = (W @ s) << weight_exp (Lava Dense/Sparse; Lava's Conv ignores it)
+    why: Optional[str] = None      # sparse: why the conv is not a Lava Conv
     bounds: Tuple[int, int] = (0, 0)     # worst-case (low, high) per-step sum over its output neurons
 
 
@@ -173,8 +212,10 @@ def make_plan(graph, readout: str = "membrane") -> NetPlan:
                          delay=depth[n] - depth[src] - 1, weight_exp=int(getattr(kop, "weight_exp", 0) or 0))
             lo, hi = weight_bounds(O.effective_weights(kop), *input_range(graph, k))
             c.bounds = (int(lo.min(initial=0)), int(hi.max(initial=0)))
-            if c.kind == "conv" and c.weight_exp:
-                # Lava's Conv ignores weight_exp: such a conv becomes a Sparse matrix, which applies it.
+            c.why = why_sparse(kop) if c.kind == "conv" else None
+            if c.why:
+                # A weight exponent (which Lava's Conv ignores) or a geometry beyond its int8 Vars:
+                # the conv becomes a Sparse matrix, which holds any geometry and applies the exponent.
                 c.kind = "sparse"
                 c.weight = conv_matrix(w, src_shape, shape, kop.stride, kop.padding, kop.dilation, kop.groups)
                 c.flatten = True

@@ -5,7 +5,7 @@ the compiler refuses, naming the layer and the register, whatever would not arri
 
 - weights: Dense keeps [-256, 255] exactly with sign_mode MIXED and num_weight_bits 9
   (``weight_bits`` of the profile); Conv does not clip, but Loihi's synapses are as wide, so
-  the same range is required. The weight exponent is always 0 (snnc weights are integers).
+  the same range is required. The weight exponent must fit Loihi's (0..``weight_exp_max``).
 - per-connection current: Conv's output wraps in 24 bits, Loihi's dendritic accumulators are
   24 bits: every op's worst-case sum, and every layer's total current (from the quantize pass's
   ``ranges``, bias included), must fit ``current_bits``.
@@ -14,9 +14,9 @@ the compiler refuses, naming the layer and the register, whatever would not arri
   ``bias_exponent_bits`` exponent (13 and 3; the quantize pass rounds to this, we re-check).
 - membrane: the graph's membrane width must be the profile's (24); the snnc neuron saturates
   exactly as the reference does, so saturation is semantics, not an error.
-- Conv geometry: Lava's Conv model keeps kernel size, stride, padding, dilation and groups in
-  int8 Vars, so each must be <= 127 (a 128-channel depthwise pool would wrap). This needs no
-  calibration, so :func:`check_structure` also runs before normalize (compile_model's early checks).
+- Conv geometry is no limit: a conv whose groups, kernel size, stride, padding or dilation would
+  wrap Lava Conv's int8 Vars (a 1x1 depthwise skip on 128+ channels) runs as a ``Sparse`` matrix
+  (``plan.why_sparse``), which holds any geometry; so this target has no structural check.
 """
 from __future__ import annotations
 
@@ -33,7 +33,6 @@ from snn_compiler.passes.partition import partition
 from snn_compiler.targets import Target, TargetError
 
 DEFAULT_PROFILE = "loihi2"
-INT8_MAX = 127
 
 
 def load_profile(profile=None) -> dict:
@@ -58,27 +57,6 @@ def op_current_bounds(graph, name) -> tuple:
     """Worst-case (low, high) per-step sum of weighted op ``name`` over its output neurons."""
     lo, hi = weight_bounds(O.effective_weights(op_of(graph, name)), *input_range(graph, name))
     return int(lo.min(initial=0)), int(hi.max(initial=0))
-
-
-def _check_conv_geometry(graph, n, op) -> None:
-    geo = {"groups": op.groups, "kernel size": max(op.weight.shape[2:]), "stride": max(op.stride),
-           "padding": max(op.padding), "dilation": max(op.dilation)}
-    for reg, val in geo.items():
-        if int(val) > INT8_MAX:
-            made = " (an identity skip snnc made for a residual Add: materialize_skips)" if ".skip" in str(n) else ""
-            raise TargetError(f"layer {n!r}{made}: conv {reg} {int(val)} exceeds Lava Conv's int8 "
-                                f"register (max {INT8_MAX})")
-
-
-def check_structure(graph, config) -> None:
-    """The part of :func:`check` that needs no calibration: run on the SNN-form graph before
-    normalize, so such a network is refused in seconds. Conv geometry (Lava Conv's int8 Vars)."""
-    from snn_compiler.passes.compose_pools import without_pools
-    graph = without_pools(graph)  # what Lava runs: pools composed into the next connection
-    for n in topo_order(graph):
-        op = op_of(graph, n)
-        if isinstance(op, O.Conv2d):
-            _check_conv_geometry(graph, n, op)
 
 
 def check(graph, config) -> None:
@@ -113,8 +91,6 @@ def check(graph, config) -> None:
             if max(-lo, hi) > cmax:
                 raise TargetError(f"layer {n!r}: worst-case synaptic current [{lo}, {hi}] exceeds the "
                                     f"{regs.current_bits}-bit current register (Lava Conv wraps it)")
-            if isinstance(op, O.Conv2d):
-                _check_conv_geometry(graph, n, op)
         elif isinstance(op, O.NEURONS):
             th = op.threshold
             if not isinstance(th, (int, np.integer)):
@@ -141,4 +117,4 @@ def check(graph, config) -> None:
 
 TARGET = Target("lava", "Intel Loihi 2 through Lava 0.10.0 (bit-accurate fixed-point simulator; checks Loihi's "
                 "register widths)", prepare=prepare, check=check, passes=(partition,),  # cores of --profile
-                extra={"profile": DEFAULT_PROFILE, "backend": "lava", "early_check": check_structure})
+                extra={"profile": DEFAULT_PROFILE, "backend": "lava"})
