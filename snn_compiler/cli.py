@@ -246,6 +246,9 @@ def cmd_compile(args) -> int:
         print(f"note: {note}", file=sys.stderr)
     print(f"compiled {args.model} -> {args.output} ({args.target}, {meta['bits']}-bit weights, norm {meta.get('norm')}, "
           f"{q.number_of_nodes()} nodes) in {dt:.2f} s")
+    if "core_map" in meta:
+        from .mapping import map_line
+        print(map_line(meta["core_map"]))
     for path in extra:
         print(f"wrote {path}")
     return 0

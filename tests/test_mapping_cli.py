@@ -58,3 +58,28 @@ def test_cli_truenorth_writes_a_corelet(tmp_path, targets, capsys):
     assert corelet["format"] == "snnc-corelet" and corelet["cores"]
     assert "tn.corelet.json" in capsys.readouterr().out
 
+
+
+def test_compile_and_inspect_report_chips_and_inter_chip_links(tmp_path, targets, capsys):
+    """A CNN mapped onto several small chips: the compile summary and `snnc inspect` say how many
+    chips it uses and how many spike links cross them (the core map's traffic figures)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(2, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3, padding=1),
+                                torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(8 * 8 * 8, 4)).eval()
+    np.savez(tmp_path / "calib.npz", x=np.random.default_rng(0).random((32, 2, 8, 8)).astype(np.float32))
+    torch.jit.save(torch.jit.trace(model, torch.rand(1, 2, 8, 8)), str(tmp_path / "cnn.pt"))
+    profile = tmp_path / "small.yaml"
+    profile.write_text("name: small\ncore: {neurons: 64, input_axons: 512, output_axons: 1024, "
+                       "synapse_memory_bits: 65536}\ncores_per_chip: 4\nchips: 8\n")
+    out = tmp_path / "cnn.snnc"
+    assert main(["compile", str(tmp_path / "cnn.pt"), "-o", str(out), "--profile", str(profile),
+                 "--input-shape", "2,8,8", "--calibration", str(tmp_path / "calib.npz")]) == 0
+    cm = artifact.load(str(out)).graph["snnc"]["core_map"]
+    t = cm["traffic"]
+    assert t["chips_used"] > 1 and 0 < t["inter_chip_links"] <= t["links"]
+    line = (f"mapped onto {len(cm['cores'])} cores of small (8 chip(s) x 4 cores): lower bound {cm['lower_bound']}")
+    assert line in capsys.readouterr().out
+    assert main(["inspect", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert f"{t['inter_chip_links']} ({100 * t['inter_chip_links'] / t['links']:.0f}%) between chips on {t['chips_used']} chip(s)" in text
+    assert "cores per chip: " in text

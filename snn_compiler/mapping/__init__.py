@@ -10,8 +10,8 @@ from .network import MappingError, build_net
 from .partitioner import partition_graph
 from .profile import (Profile, ProfileError, available_profiles, load_profile, load_profile_dict,
                       resolve_profile_path, validate_profile)
-from .report import format_report, report
+from .report import format_report, map_line, report
 
 __all__ = ["MappingError", "Profile", "ProfileError", "available_profiles", "build_net", "check_core_map",
-           "equal_chunk", "format_report", "layer_bounds", "load_profile", "load_profile_dict", "lower_bound",
+           "equal_chunk", "format_report", "map_line", "layer_bounds", "load_profile", "load_profile_dict", "lower_bound",
            "partition_graph", "report", "resolve_profile_path", "validate_profile"]

@@ -148,12 +148,17 @@ def slice_neurons(shape, slc: dict) -> np.ndarray:
     ``{"n": [a, b]}``: neurons a..b-1 of a vector layer. ``{"c": [c0, c1], "p": [p0, p1]}``: pixels
     p0..p1-1 (row-major) of channels c0..c1-1, ordered pixel-major, channel-minor.
     ``{"c": [...], "h": [r0, r1], "w": [q0, q1]}``: a rectangle of rows and columns, same order
-    (``"order": "whc"``: pixels column-major, then channel-minor).
+    (``"order": "whc"``: pixels column-major, then channel-minor). ``{"q": [a, b]}``: positions
+    a..b-1 of the whole layer in pixel-major, channel-minor order (position = pixel * C + channel),
+    so a core may start and end inside a pixel.
     """
     if "n" in slc or "flat" in slc:   # "flat": a range in C,H,W flatten order (equal-chunk maps)
         a, b = slc.get("n", slc.get("flat"))
         return np.arange(a, b, dtype=np.int64)
     c, h, w = shape
+    if "q" in slc:                    # a run of the pixel-major, channel-minor order of the whole layer
+        p, ch = np.divmod(np.arange(*slc["q"], dtype=np.int64), c)
+        return ch * (h * w) + p
     c0, c1 = slc["c"]
     if "p" in slc:
         p = np.arange(*slc["p"], dtype=np.int64)

@@ -4,22 +4,25 @@ Layers are placed from the output back to the input, so when a layer is cut its 
 already placed and each neuron's output-axon need (the number of distinct cores it must reach) is
 known. Vector layers are cut into contiguous neuron ranges, greedily (each core takes as many
 neurons as still fit: every resource only grows when a neuron is added, so greedy is optimal for
-contiguous ranges) and then evened out when an even split fits as well. Conv layers
-``(C, H, W)`` are cut into channel groups times runs of whole and partial rows (pixel ranges,
-channel-minor inside a core), so a core's input axons are only the sources its receptive fields
-touch. Among tilings the one with the fewest cores plus the cores its sources need for the
-links (links / output-axon limit) wins: thin tiles would push the producing layer onto more
-cores through its output axons. Cores are then numbered so connected cores sit near each other: the
-layer-by-layer order and a reverse Cuthill-McKee order of the core graph (networkx) are compared
-by spike-link distance and the better one is kept.
+contiguous ranges) and then evened out when an even split fits as well. Conv layers are tiled by
+:mod:`.conv_search` with the closed-form tile costs of :mod:`.tiles` (runs of the pixel-major
+order, or channel groups times pixel runs or row bands); a conv layer fed twice by one source
+layer (two ops sharing synapses) falls back to enumerating synapses per tile here. Among tilings
+the one with the fewest cores plus the cores its sources need for the links (links / output-axon
+limit) wins: thin tiles would push the producing layer onto more cores through its output axons.
+Cores are then placed on chips by :mod:`.placement` (fewest spike links between chips).
 """
 from __future__ import annotations
 
-import networkx as nx
 import numpy as np
 
 from ..ir import ops as O
 from .network import MappingError, build_net, gather_sources, run_bits, slice_neurons
+from .conv_search import tile_conv_layer
+from .tiles import ConvTiles, slice_spans
+from .tiles import applies as closed_form
+from .tiles import largest_fit as _largest
+from .placement import place
 from .profile import LIMITS, load_profile
 
 
@@ -92,24 +95,8 @@ def _greedy(layer, make, total):
     a guess (the previous chunk's size, or a linear estimate)."""
     chunks, a, guess = [], 0, None
     while a < total:
-        rest = total - a
-
-        def ok(m):
-            return m <= rest and layer.fits(layer.evaluate(make(a, a + m))[0])
-        g = max(1, min(guess or _guess(layer, make, a, total), rest))
-        if ok(g):
-            lo, step = g, 1
-            while lo < rest and ok(min(lo + step, rest)):
-                lo, step = min(lo + step, rest), step * 2
-            hi = min(lo + step, rest + 1)
-        else:
-            hi, step = g, 1
-            while hi - step > 0 and not ok(hi - step):
-                hi, step = hi - step, step * 2
-            lo = max(hi - step, 0)
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            lo, hi = (mid, hi) if ok(mid) else (lo, mid)
+        lo = _largest(lambda m: layer.fits(layer.evaluate(make(a, a + m))[0]), total - a,
+                      guess or _guess(layer, make, a, total))
         if lo == 0:
             one = make(a, a + 1)
             use = layer.evaluate(one)[0]
@@ -201,22 +188,9 @@ def _partition_layer(layer, lb=1):
     return best[0]
 
 
-def _order(edges, n, cores_per_chip):
-    """Core numbering: layer order or reverse Cuthill-McKee, whichever has the shorter links."""
-    def cost(pos):
-        return sum(w * (abs(pos[a] - pos[b]) + cores_per_chip * (pos[a] // cores_per_chip != pos[b] // cores_per_chip))
-                   for (a, b), w in edges.items())
-    natural = list(range(n))
-    g = nx.Graph()
-    g.add_nodes_from(natural)
-    g.add_edges_from(edges)
-    rcm = list(nx.utils.reverse_cuthill_mckee_ordering(g))
-    if rcm and rcm[0] != 0 and rcm[-1] == 0:
-        rcm.reverse()      # start from the input side either way
-    pos_nat = {c: i for i, c in enumerate(natural)}
-    pos_rcm = {c: i for i, c in enumerate(rcm)}
-    c_nat, c_rcm = cost(pos_nat), cost(pos_rcm)
-    return (pos_rcm, "reverse-cuthill-mckee", c_rcm, c_nat) if c_rcm < c_nat else (pos_nat, "layer order", c_nat, c_nat)
+def _pixels(shape):
+    """Positions of a layer's map (pixels of a conv map, neurons of a vector)."""
+    return int(np.prod(shape[1:])) if len(shape) == 3 else int(shape[0])
 
 
 def partition_graph(graph, profile, weight_bits: int, progress: bool = False) -> dict:
@@ -244,16 +218,25 @@ def partition_graph(graph, profile, weight_bits: int, progress: bool = False) ->
                 f"{bounds[name]['binding']}) but at most {max(profile.max_cores - need + bounds[name]['cores'], 0)} "
                 f"of the {profile.chips} chip(s) x {profile.cores_per_chip} cores remain: the network needs at least "
                 f"{sum(b['cores'] for b in bounds.values())} cores > {profile.max_cores} (resource: cores)")
-    placed = {}
+    placed, tilings = {}, {}
     tiling = bar(sum(net.size(n) for n in net.layers), "map cores", unit="neuron", enabled=progress)
     for name in reversed(net.layers):
         tiling.update(net.size(name))
         layer = _Layer(net, name, offsets, profile, weight_bits, dest, bounds[name])
         tiles = []
-        for slc in _partition_layer(layer, bounds[name]["cores"]):
-            targets = slice_neurons(layer.shape, slc)
-            use, gids = layer.evaluate(targets)
-            tiles.append((slc, use, gids))
+        if closed_form(net, name):   # conv layers: closed-form tile costs, a search over tile shapes
+            fast = ConvTiles(net, name, offsets, profile.encoding, weight_bits, offsets[net.layers[0]])
+            for slc in tile_conv_layer(layer, offsets[net.layers[0]]):
+                spans = slice_spans(layer.shape, slc)
+                n, axons, bits, _ = fast.use(*spans)
+                use = {"neurons": n, "input_axons": axons, "synapse_bits": bits,
+                       "output_axons": int(dest[name][slice_neurons(layer.shape, slc)].sum())}
+                tiles.append((slc, use, fast.gids(*spans)))
+            tilings[name] = layer.tiling
+        else:
+            for slc in _partition_layer(layer, bounds[name]["cores"]):
+                use, gids = layer.evaluate(slice_neurons(layer.shape, slc))
+                tiles.append((slc, use, gids))
         placed[name] = tiles
         for src in {conn.src for conn in net.conns[name]} & set(dest):
             lo = offsets[src]    # each source neuron a core reads needs an output axon to that core
@@ -298,22 +281,22 @@ def partition_graph(graph, profile, weight_bits: int, progress: bool = False) ->
                     f"{max(profile.max_cores - used, 0)} of the {profile.chips} chip(s) x {profile.cores_per_chip} cores "
                     f"remain: the network needs {len(cores)} cores > {profile.max_cores} (resource: cores)")
             used += k
-    pos, method, cost, cost_nat = _order(edges, len(cores), profile.cores_per_chip)
-    out = [None] * len(cores)
+    where = [float(np.mean(slice_neurons(net.shapes[c["layer"]], c["slice"]) % _pixels(net.shapes[c["layer"]]))
+                   / _pixels(net.shapes[c["layer"]])) for c in cores]
+    ids, placed_stats = place(edges, [c["layer"] for c in cores], profile.cores_per_chip, profile.chips, where)
+    out = []
     for i, c in enumerate(cores):
-        cid = pos[i]
-        out[cid] = {"id": cid, "chip": cid // profile.cores_per_chip, "layer": c["layer"], "slice": c["slice"], **c["use"]}
-    layers = {name: sorted(pos[i] for i, c in enumerate(cores) if c["layer"] == name) for name in net.layers}
+        cid = int(ids[i])
+        out.append({"id": cid, "chip": cid // profile.cores_per_chip, "layer": c["layer"], "slice": c["slice"], **c["use"]})
+    out.sort(key=lambda c: c["id"])
+    layers = {name: sorted(int(ids[i]) for i, c in enumerate(cores) if c["layer"] == name) for name in net.layers}
     links = sum(edges.values())
-    cross = sum(w for (a, b), w in edges.items()
-                if pos[a] // profile.cores_per_chip != pos[b] // profile.cores_per_chip)
     return {
         "profile": profile.name, "weight_bits": int(weight_bits),
         "limits": profile.limits(), "cores_per_chip": profile.cores_per_chip, "chips": profile.chips,
         "cores": out, "layers": layers,
         "lower_bound": int(sum(b["cores"] for b in bounds.values())),
-        "layer_bounds": bounds,
+        "layer_bounds": bounds, "tilings": tilings,
         "traffic": {"links": int(links), "inter_core_links": int(sum(w for (a, b), w in edges.items() if a != b)),
-                    "inter_chip_links": int(cross), "placement": method, "link_distance": int(cost),
-                    "link_distance_layer_order": int(cost_nat)},
+                    **placed_stats},
     }

@@ -76,9 +76,34 @@ def format_report(info: dict, cores: bool = True) -> str:
     out.append("lower bound = sum over layers of ceil(max over resources of demand / per-core limit)")
     t = info.get("traffic")
     if t:
-        out.append(f"traffic: {t['links']} inter-core spike links (source neuron -> core), {t['inter_chip_links']} "
-                   f"between chips; placement {t['placement']}, link distance {t['link_distance']} "
-                   f"(layer order {t['link_distance_layer_order']})")
+        out.append(traffic_line(t))
+        if t.get("cores_per_chip_used") and len(t["cores_per_chip_used"]) > 1:
+            out.append("cores per chip: " + " ".join(map(str, t["cores_per_chip_used"])))
     for v in info["violations"]:
         out.append(f"violation: {v}")
     return "\n".join(out)
+
+
+def traffic_line(t: dict) -> str:
+    """The core map's spike links and how many cross chips (its placement against plain layer order)."""
+    links, cross = t["links"], t["inter_chip_links"]
+    pct = f" ({100 * cross / links:.0f}%)" if links else ""
+    line = (f"traffic: {links} spike links between cores (source neuron -> core), {cross}{pct} between chips"
+            + (f" on {t['chips_used']} chip(s)" if "chips_used" in t else "")
+            + f"; placement {t['placement']}, link distance {t['link_distance']}")
+    if "inter_chip_links_layer_order" in t:
+        line += f" (layer order: {t['inter_chip_links_layer_order']} between chips, distance {t['link_distance_layer_order']})"
+    else:
+        line += f" (layer order {t['link_distance_layer_order']})"
+    return line
+
+
+def map_line(core_map: dict) -> str:
+    """One line for the compile summary: cores against the lower bound, chips and inter-chip links."""
+    used, lb = len(core_map["cores"]), core_map["lower_bound"]
+    t = core_map.get("traffic", {})
+    line = (f"mapped onto {used} cores of {core_map['profile']} ({core_map['chips']} chip(s) x "
+            f"{core_map['cores_per_chip']} cores): lower bound {lb}" + (f" ({used / lb:.2f}x)" if lb else ""))
+    if "chips_used" in t:
+        line += f", {t['chips_used']} chip(s) used, {t['inter_chip_links']} of {t['links']} spike links between chips"
+    return line
