@@ -8,7 +8,9 @@
    the ``registers`` the quantize pass recorded (absent: :data:`hardware.REFERENCE`), ``ranges``.
 2. :func:`node_fields` -- per node, before any op is built: only the fields of its kind, JSON
    types (integers are integers, floats finite), array dtypes (integer fields integer, float
-   fields finite floats) and dimensions.
+   fields finite floats) and dimensions; in version 3 also each integer array in exactly the
+   narrowest signed dtype of its register (:func:`stored_dtype`) and a weight stored as float16
+   residuals consistent with its ``weight_int`` and ``weight_step`` (:func:`check_residual`).
 3. :func:`check_graph` -- after :func:`snn_compiler.ir.verify`, on quantized graphs: SNN form,
    ``weight_int`` within ``±(2**(bits-1)-1)``, ``weight_exp`` in 0..weight_exp_max, threshold in
    1..threshold_max, ``v_init`` within the membrane, bias within the bias register, Input bits in
@@ -106,7 +108,8 @@ def _reset(v):
 
 _NEURON = {"scale": _opt(_float_pos), "threshold": _opt(_int_in(1)), "v_init": _opt(_int_in(-(1 << 62), 1 << 62)),
            "step": _opt(_float_pos), "readout": _bool, "reset": _reset, "spike_value": _opt(_float_pos),
-           "decay_u": _int_in(0, DECAY_ONE), "membrane_bits": _int_in(*hardware.WIDTHS["membrane_bits"])}
+           "decay_u": _int_in(0, DECAY_ONE), "membrane_bits": _int_in(*hardware.WIDTHS["membrane_bits"]),
+           "levels": _opt(_int_in(1)), "qcfs_theta": _opt(_float_pos)}
 _WEIGHTED = {"weight_exp": _int_in(0, hardware.WIDTHS["weight_exp_max"][1])}
 ATTRS = {
     "Input": {"shape": _shape, "scale": _opt(_float_pos), "bits": _int_in(*INPUT_BITS), "signed": _bool},
@@ -301,3 +304,54 @@ def check_graph(g, regs, where) -> None:
             if total >= hardware.MAX_LAYER_SUM:
                 _fail(node, f"worst-case |membrane| + |current| + |bias| ({total:.3g}) reaches 2**62, beyond the "
                             "engines' int64 arithmetic")
+
+
+# ---- version 3: the dtypes integers are stored in, and the float16 form of quantized weights -----
+
+# The dtypes the quantize pass computes in: a loaded array is widened back to these (exactly, after
+# its values were checked), so no engine or backend does arithmetic in int8 and wraps.
+MEMORY_DTYPES = {"weight_int": np.dtype(np.int32), "bias": np.dtype(np.int64), "decay_v": np.dtype(np.int64)}
+# One float16 residual per weight, |r| <= 1 step: its rounding error is at most 2**-12 steps; an
+# encoding that would err more (weights not quantized from these float weights) is not used.
+RESIDUAL_ERROR = 2.0 ** -11
+
+
+def narrowest(limit: int) -> np.dtype:
+    """The narrowest signed integer dtype holding ``-limit..limit``."""
+    return next(np.dtype(t) for t in (np.int8, np.int16, np.int32, np.int64) if np.iinfo(t).max >= limit)
+
+
+def stored_dtype(kind: str, field: str, bits: int, regs: hardware.Registers):
+    """The dtype a version-3 artifact stores an integer field in: the narrowest signed dtype of its
+    register (``bits``-bit weights, the bias register, 0..4096 decays); None for a float field."""
+    if ARRAYS[kind][field][0] != "i":
+        return None
+    if field == "weight_int":
+        return narrowest(hardware.signed_max(bits))
+    return narrowest(regs.bias_max if field == "bias" else DECAY_ONE)
+
+
+def check_stored(cls, name, field, arr, want, where) -> None:
+    """A version-3 integer array in exactly its register's dtype (a wider or unsigned one is refused,
+    so a value beyond the register can never hide in spare bits of the file)."""
+    if want is not None and arr.dtype != want:
+        _fail(f"{where}: node {name!r}", f"{field} has dtype {arr.dtype}, expected {want} (the narrowest signed "
+                                         f"dtype of its register)")
+
+
+def check_residual(cls, name, step, arrays, where) -> None:
+    """A weight stored as float16 residuals of ``weight_int`` in steps of ``step`` (version 3)."""
+    node = f"{where}: node {name!r}"
+    if cls not in O.WEIGHTED or "weight" not in arrays or "weight_int" not in arrays:
+        _fail(node, "weight_step needs a Dense or Conv2d node storing weight and weight_int")
+    if _float_pos(step):
+        _fail(node, f"weight_step {_float_pos(step)}, got {short(step)}")
+    w, wi = arrays["weight"], arrays["weight_int"]
+    if w.dtype != np.float16 or w.shape != wi.shape:
+        _fail(node, f"weight stored as residuals must be float16 of weight_int's shape {wi.shape}, got {w.dtype} "
+                    f"{w.shape}")
+
+
+def check_plain_weight(name, arr, where) -> None:
+    if arr.dtype == np.float16:
+        _fail(f"{where}: node {name!r}", "weight is float16 but the node has no weight_step")

@@ -115,6 +115,13 @@ def _array(node, field, fn):
     return change
 
 
+def _node(node, key, value):
+    """Set (or, with value None, remove) a node's own key beside attrs and arrays (weight_step)."""
+    def change(m, arrays, nodes):
+        nodes[node].pop(key, None) if value is None else nodes[node].update({key: value})
+    return change
+
+
 def _nan(a):
     a = a.copy()
     a.flat[0] = np.nan
@@ -136,11 +143,24 @@ TAMPERED = {
     "input scale inf": (_set("input", "scale", float("inf")), ["input", "scale"]),
     "signed 1-bit input": (_both(_set("input", "signed", True), _set("input", "bits", 1)), ["input", "bits", "signed"]),
     "membrane_bits 64, large bias": (_both(_state(membrane_bits=64),
-                                           _array(IF_LAYER, "bias", lambda a: np.full_like(a, 2 ** 40))),
+                                           _array(IF_LAYER, "bias", lambda a: np.full(a.shape, 2 ** 40))),
                                      ["graph", "membrane_bits"]),
-    "bias beyond the register": (_array(IF_LAYER, "bias", lambda a: np.full_like(a, 2 ** 40)), [IF_LAYER, "bias"]),
+    # int32 (the 24-bit current register's dtype) holds it, the register does not
+    "bias beyond the register": (_array(IF_LAYER, "bias", lambda a: np.full_like(a, 2 ** 30)), [IF_LAYER, "bias"]),
+    "bias widened to int64": (_array(IF_LAYER, "bias", lambda a: a.astype(np.int64)),
+                              [IF_LAYER, "bias", "dtype int64", "expected int32"]),
     "v_init beyond the membrane": (_set(IF_LAYER, "v_init", 2 ** 30), [IF_LAYER, "v_init"]),
-    "weight_int out of bits": (_array(CONV, "weight_int", lambda a: np.full_like(a, 300)), [CONV, "weight_int"]),
+    # -128: the one int8 value beyond 8-bit weights' ±127
+    "weight_int out of bits": (_array(CONV, "weight_int", lambda a: np.full_like(a, -128)),
+                               [CONV, "weight_int", "8-bit weight range"]),
+    "weight_int widened to int16": (_array(CONV, "weight_int", lambda a: np.full(a.shape, 300, np.int16)),
+                                    [CONV, "weight_int", "dtype int16", "expected int8"]),
+    "float16 weight without its step": (_node(CONV, "weight_step", None), [CONV, "weight", "float16", "weight_step"]),
+    "weight_step on a neuron layer": (_node(IF_LAYER, "weight_step", 0.5), [IF_LAYER, "weight_step"]),
+    "weight_step NaN": (_node(CONV, "weight_step", float("nan")), [CONV, "weight_step", "finite"]),
+    "weight_step overflowing": (_node(CONV, "weight_step", 1e308), [CONV, "weight", "non-finite"]),
+    "weight residuals of another shape": (_array(CONV, "weight", lambda a: a[:1]), [CONV, "weight", "shape"]),
+    "weight residuals as float32": (_array(CONV, "weight", lambda a: a.astype(np.float32)), [CONV, "weight", "float16"]),
     "weight_exp 40": (_set(CONV, "weight_exp", 40), [CONV, "weight_exp"]),
     "weight_exp beyond the register": (_both(_state(registers={"weight_exp_max": 3}), _set(CONV, "weight_exp", 5)),
                                        [CONV, "weight_exp"]),
