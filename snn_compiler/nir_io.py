@@ -230,6 +230,8 @@ def _neuron_node(nir, graph, n, op, shape, form, dt, half, notes):
             "trained": op.spike_value is not None, "spike_rule": "v >= threshold"}
     if op.scale is not None:
         meta["scale"] = float(op.scale)
+    if op.levels is not None:  # a QCFS layer: its spikes are exported exactly; the levels only name its ANN reading
+        meta["qcfs_levels"] = int(op.levels)
     if form == "int":
         meta.update(threshold=int(op.threshold), membrane_bits=int(op.membrane_bits), decay_u=int(op.decay_u))
         if op.leaky:

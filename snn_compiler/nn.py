@@ -2,19 +2,26 @@
 
 - ``fast_sigmoid`` / ``sigmoid_surrogate``: Heaviside spike with a smooth surrogate gradient.
 - ``LIF``: a stateful leaky integrate-and-fire layer, one timestep per ``forward`` call.
-- ``reset(net)`` clears all LIF state; ``run(net, x, timesteps)`` rate-decodes (sums output spikes).
+- ``reset(net)`` clears all LIF state; ``run(net, x, timesteps)`` rate-decodes (sums output spikes);
+  ``rate_loss(counts, target, timesteps)`` is a loss on those counts for direct training.
+- ``QCFS``: the quantization-clip-floor-shift activation (Bu et al., ICLR 2022) that an ANN is
+  fine-tuned with so that its converted SNN needs few timesteps; ``replace_relu(model, levels)``
+  swaps a trained model's ReLUs for it.
 
 Export: under ``torch.export.export`` each ``LIF`` becomes ONE node, the custom op
-``torch.ops.snnc.lif.default(x, beta, threshold, reset)``, so the compiler sees the layer and its
-parameters rather than unrolled arithmetic. Importing this module registers that op; it must be
-imported before ``torch.export.load`` of a program that contains it.
+``torch.ops.snnc.lif.default(x, beta, threshold, reset)``, and each ``QCFS`` the custom op
+``torch.ops.snnc.qcfs.default(x, theta, levels)``, so the compiler sees the layer and its
+parameters rather than unrolled arithmetic. Importing this module registers these ops; it must be
+imported before ``torch.export.load`` of a program that contains them.
 
 Torch is required here only; the rest of ``snn_compiler`` does not import this module.
 """
-from typing import Callable, Optional, Sequence, Union
+import math
+from typing import Callable, Iterable, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from .ir.neuron import RESETS
 
@@ -151,3 +158,186 @@ def run(net: nn.Module, x: Tensor, timesteps: int) -> Tensor:
     for _ in range(timesteps):
         total = total + net(x)
     return total
+
+
+def rate_loss(counts: Tensor, target: Tensor, timesteps: int, kind: str = "ce", on_rate: float = 1.0,
+              off_rate: float = 0.0) -> Tensor:
+    """A loss on rate-decoded output spike counts (e.g. ``run(net, x, timesteps)``), for direct training.
+
+    With ``r = counts / timesteps`` (firing rates in [0, 1]):
+
+    - ``kind="ce"``: ``cross_entropy(r, target)``, the rates read as logits; ``target`` holds class
+      indices (N,). Because the rates lie in [0, 1] the loss cannot reach 0 (it is at least
+      ``log(1 + (C-1)/e)`` for C classes); its gradient still drives the right neuron up and the
+      others down, and the prediction (argmax of the counts) is what is trained.
+    - ``kind="mse"``: ``mean((r - r*)^2)`` against a target firing rate ``r*``: ``on_rate`` for the
+      label's neuron and ``off_rate`` for the others when ``target`` holds class indices (N,), or
+      ``target`` itself when it is a float tensor shaped like ``counts`` (rates per neuron).
+    """
+    if timesteps < 1:
+        raise ValueError(f"timesteps must be >= 1, got {timesteps!r}")
+    if counts.dim() != 2:
+        raise ValueError(f"counts must be (N, classes), got shape {tuple(counts.shape)}")
+    rates = counts / timesteps
+    if kind == "ce":
+        if target.dtype.is_floating_point or target.shape != counts.shape[:1]:
+            raise ValueError(f"kind='ce' needs class indices of shape ({counts.shape[0]},), got "
+                             f"{target.dtype} {tuple(target.shape)}")
+        return F.cross_entropy(rates, target)
+    if kind == "mse":
+        if target.dtype.is_floating_point:
+            if target.shape != counts.shape:
+                raise ValueError(f"target rates must be shaped like counts {tuple(counts.shape)}, "
+                                 f"got {tuple(target.shape)}")
+            want = target
+        else:
+            if target.shape != counts.shape[:1]:
+                raise ValueError(f"class indices must have shape ({counts.shape[0]},), got {tuple(target.shape)}")
+            want = torch.full_like(rates, float(off_rate))
+            want.scatter_(1, target.long().unsqueeze(1), float(on_rate))
+        return F.mse_loss(rates, want)
+    raise ValueError(f"kind must be 'ce' or 'mse', got {kind!r}")
+
+
+# ---- QCFS: the quantization-clip-floor-shift activation --------------------------------------------
+
+def _qcfs_forward(x: Tensor, theta: Tensor, levels: int) -> Tensor:
+    return theta / levels * torch.clamp(torch.floor(x * levels / theta + 0.5), 0, levels)
+
+
+# The one QCFS computation, eager and exported alike (export keeps it as ONE node with theta, so the
+# compiler reads the trained threshold); its gradient is the straight-through one registered below.
+@torch.library.custom_op("snnc::qcfs", mutates_args=())
+def qcfs(x: Tensor, theta: Tensor, levels: int) -> Tensor:
+    return _qcfs_forward(x, theta, levels)
+
+
+@qcfs.register_fake
+def _qcfs_fake(x, theta, levels):
+    return torch.empty_like(x)
+
+
+def _qcfs_setup(ctx, inputs, output):
+    x, theta, _ = inputs
+    ctx.save_for_backward(x, theta, output)
+
+
+def _qcfs_backward(ctx, grad):
+    x, theta, y = ctx.saved_tensors
+    inside = (x > 0) & (x < theta)
+    gx = grad * inside.to(grad.dtype) if ctx.needs_input_grad[0] else None
+    gt = None
+    if ctx.needs_input_grad[1]:
+        d = torch.where(inside, (y - x) / theta, (x >= theta).to(x.dtype))
+        gt = (grad * d).sum_to_size(theta.shape)
+    return gx, gt, None
+
+
+qcfs.register_autograd(_qcfs_backward, setup_context=_qcfs_setup)
+
+
+class QCFS(nn.Module):
+    """Quantization-clip-floor-shift activation (Bu et al., "Optimal ANN-SNN conversion for high-accuracy
+    and ultra-low-latency spiking neural networks", ICLR 2022), a ReLU replacement:
+
+        y = theta / L * clip(floor(x * L / theta + 1/2), 0, L)          (L = ``levels``)
+
+    a staircase of L steps of height theta/L, each shifted by half a step: it is what an IF neuron
+    with threshold theta and initial membrane theta/2 emits, averaged over L timesteps, for a
+    constant input x (so an ANN fine-tuned with it converts with little error at T ~ L).
+
+    Gradient (straight-through, as in the paper: floor passes gradient 1):
+
+        dy/dx     = 1                     if 0 < x < theta, else 0
+        dy/dtheta = (y - x) / theta       if 0 < x < theta   (d/dtheta of theta/L * (x L/theta + 1/2 + e)
+                                                              with the floor's residue e held fixed)
+                  = 1                     if x >= theta      (y = theta)
+                  = 0                     if x <= 0          (y = 0)
+
+    ``theta`` (shape (1,)) is a Parameter when ``learn_theta`` (trained, the paper's lambda) else a
+    buffer. The compiler lowers the layer to an IF layer with activation scale theta (no calibration
+    needed for it) and initial membrane theta/2, whose ANN reading is this staircase.
+    """
+
+    def __init__(self, levels: int = 8, theta: float = 1.0, learn_theta: bool = True):
+        super().__init__()
+        if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
+            raise ValueError(f"levels must be an int >= 1, got {levels!r}")
+        if not (math.isfinite(float(theta)) and float(theta) > 0):
+            raise ValueError(f"theta must be a finite number > 0, got {theta!r}")
+        t = torch.tensor([float(theta)], dtype=torch.float32)
+        if learn_theta:
+            self.theta = nn.Parameter(t)
+        else:
+            self.register_buffer("theta", t)
+        self.levels = levels
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.ops.snnc.qcfs(x, self.theta, self.levels)
+
+    def extra_repr(self) -> str:
+        learned = isinstance(self.theta, nn.Parameter)
+        return f"levels={self.levels}, theta={float(self.theta.detach()):.4g}, learn_theta={learned}"
+
+
+def _batches(calibration) -> Iterable[Tensor]:
+    """A tensor, or an iterable of tensors / (x, y) batches (a DataLoader), as input batches."""
+    if isinstance(calibration, Tensor):
+        yield calibration
+        return
+    for b in calibration:
+        yield b[0] if isinstance(b, (tuple, list)) else b
+
+
+def _relu_percentiles(model: nn.Module, relus, calibration, q: float = 99.9) -> dict:
+    """The q-th percentile of each ReLU module's outputs over the calibration data."""
+    outs = {id(m): [] for _, m in relus}
+    hooks = [m.register_forward_hook(lambda mod, i, o: outs[id(mod)].append(o.detach().float().reshape(-1)))
+             for _, m in relus]
+    training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for xb in _batches(calibration):
+                model(xb)
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(training)
+    found = {}
+    for name, m in relus:
+        if not outs[id(m)]:
+            raise ValueError(f"replace_relu: ReLU {name!r} was not called on the calibration data")
+        v = torch.cat(outs[id(m)])
+        if v.numel() > 10_000_000:  # torch.quantile's size limit: a fixed random subsample
+            v = v[torch.randperm(v.numel(), generator=torch.Generator().manual_seed(0))[:10_000_000]]
+        found[id(m)] = float(torch.quantile(v.double(), q / 100.0))
+    return found
+
+
+def replace_relu(model: nn.Module, levels: int, theta: float = 1.0, learn_theta: bool = True,
+                 calibration=None) -> nn.Module:
+    """Swap every ``nn.ReLU`` module of ``model`` (nested ones too) for a ``QCFS(levels, ...)``, in place;
+    returns ``model``, ready for QCFS fine-tuning.
+
+    Each QCFS's theta starts at ``theta``, or, with ``calibration`` (a tensor of inputs, or an
+    iterable of input batches / (x, y) batches), at the 99.9th percentile of that ReLU's outputs on
+    those inputs (a common initialisation; a ReLU that never fires keeps ``theta``). Functional
+    ``F.relu`` / ``torch.relu`` calls are not modules and stay ReLUs.
+    """
+    relus = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.ReLU)]
+    init = _relu_percentiles(model, relus, calibration) if calibration is not None else {}
+
+    def make(m):
+        t = init.get(id(m), theta)
+        return QCFS(levels, theta=t if t > 0 else theta, learn_theta=learn_theta)
+
+    if isinstance(model, nn.ReLU):
+        return make(model)
+    made = {}  # a ReLU module used twice becomes one QCFS used twice
+    for name, m in relus:
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        made.setdefault(id(m), make(m))
+        setattr(parent, child, made[id(m)])
+    return model

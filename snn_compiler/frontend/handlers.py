@@ -6,9 +6,9 @@ import math
 import numpy as np
 import torch
 
-from .. import nn as _snnc_nn  # noqa: F401  (registers the snnc::lif op)
+from .. import nn as _snnc_nn  # noqa: F401  (registers the snnc::lif and snnc::qcfs ops)
 from ..ir import ops as O
-from ..ir.neuron import RESETS
+from ..ir.neuron import QCFS, RESETS
 
 aten = torch.ops.aten
 from .context import Act, Unavailable, _describe, _pair
@@ -125,6 +125,22 @@ def lif(ctx, a):
     if not np.all((beta >= 0) & (beta <= 1)):
         ctx.fail("beta must lie in 0..1 (clamp a learned beta before exporting)")
     return ctx.emit(O.LIF(beta, threshold=float(threshold), reset=reset), [x])
+
+
+def qcfs(ctx, a):
+    """A QCFS activation (snn_compiler.nn.QCFS, exported as one snnc::qcfs op): an IF layer whose
+    activation scale is the trained theta (no calibration for it) and whose ANN reading is the
+    staircase; the quantize pass starts it at half its threshold."""
+    x = ctx.act(a["x"])
+    theta = ctx.const(a["theta"], "theta").reshape(-1)
+    levels = a["levels"]
+    if theta.size != 1:
+        ctx.fail(f"QCFS theta must be one value, got {theta.size}")
+    if not (np.isfinite(theta[0]) and theta[0] > 0):
+        ctx.fail(f"QCFS theta must be a finite number > 0, got {float(theta[0])!r} (clamp it before exporting)")
+    if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
+        ctx.fail(f"QCFS levels must be an integer >= 1, got {levels!r}")
+    return ctx.emit(QCFS(levels, float(theta[0])), [x])
 
 
 def _map_input(ctx, a):
@@ -324,6 +340,7 @@ HANDLERS = {
     aten.relu.default: relu,
     aten.relu_.default: relu,
     torch.ops.snnc.lif.default: lif,
+    torch.ops.snnc.qcfs.default: qcfs,
     aten.avg_pool2d.default: avg_pool2d,
     aten.adaptive_avg_pool2d.default: adaptive_avg_pool2d,
     aten._adaptive_avg_pool2d.default: adaptive_avg_pool2d,

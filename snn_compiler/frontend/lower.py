@@ -100,8 +100,8 @@ def from_exported_program(ep, input_shape: Optional[tuple] = None) -> nx.DiGraph
             continue
         handler = HANDLERS.get(n.target)
         if handler is None:
-            ctx.fail("unsupported op (snnc lowers Linear, Conv2d, BatchNorm, ReLU, snn_compiler.nn.LIF, AvgPool2d, "
-                     "AdaptiveAvgPool2d, flatten, dropout, identity and residual add)")
+            ctx.fail("unsupported op (snnc lowers Linear, Conv2d, BatchNorm, ReLU, snn_compiler.nn.LIF, "
+                     "snn_compiler.nn.QCFS, AvgPool2d, AdaptiveAvgPool2d, flatten, dropout, identity and residual add)")
         if not isinstance(n.target, torch._ops.OpOverload):
             ctx.fail("not an aten op")
         try:

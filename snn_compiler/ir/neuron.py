@@ -50,7 +50,9 @@ class Neuron:
     """A layer of neurons (one compartment each); see the module docstring for the equations.
 
     ANN reading: ``relu(x)`` for a hidden layer converted from a ReLU, ``x`` for the read-out
-    layer; a trained spiking layer (``spike_value`` set) has none.
+    layer; a trained spiking layer (``spike_value`` set) has none; a layer converted from a QCFS
+    activation (``levels`` set) reads as its staircase
+    ``qcfs_theta / levels * clip(floor(x * levels / qcfs_theta + 1/2), 0, levels)``.
 
     - ``scale``: the activation that makes it fire every step (lambda: calibration, or the trained
       threshold); weights into the layer are divided by it.
@@ -61,6 +63,11 @@ class Neuron:
     - ``threshold``, ``bias``, ``v_init``, ``step``, ``decay_v``, ``decay_u``, ``membrane_bits``:
       the integer registers, set by the quantize pass (``step``: the float value of one integer
       unit, in thresholds).
+    - ``levels``, ``qcfs_theta``: a layer converted from a QCFS activation (snn_compiler.nn.QCFS,
+      Bu et al. 2022): its number of steps L and its trained theta in the units of the layer's
+      input (the trained value; the normalize pass divides it by ``scale`` with the weights). Both
+      None for any other layer. Such a layer's ``scale`` is the trained theta and it always starts
+      at half its threshold (:func:`starts_half`), which the staircase's + 1/2 assumes.
     """
     scale: Optional[float] = None
     threshold: Optional[int] = None
@@ -74,6 +81,8 @@ class Neuron:
     decay_v: Optional[np.ndarray] = None
     decay_u: int = DECAY_ONE
     membrane_bits: int = 24
+    levels: Optional[int] = None
+    qcfs_theta: Optional[float] = None
 
     @property
     def leaky(self) -> bool:
@@ -93,17 +102,33 @@ class Neuron:
         (shape,) = in_shapes
         if self.beta is not None and np.size(self.beta) not in (1, shape[0]):
             raise ValueError(f"{self.label} has {np.size(self.beta)} beta values for {shape[0]} channels")
+        if (self.levels is None) != (self.qcfs_theta is None):
+            raise ValueError(f"a QCFS layer needs both levels and qcfs_theta, got {self.levels!r} and "
+                             f"{self.qcfs_theta!r}")
+        if self.levels is not None and (self.readout or self.spike_value is not None or self.leaky):
+            raise ValueError(f"levels (QCFS) apply to a converted IF layer only, not to {self.label} "
+                             f"{'(trained)' if self.spike_value is not None else ''}".rstrip())
         return tuple(shape)
 
     def ann(self, xs):
         if self.spike_value is not None:
             raise ValueError(f"a trained spiking layer ({self.label}) has no ANN reading; compare its float SNN")
-        return xs[0] if self.readout else np.maximum(xs[0], 0.0)
+        if self.readout:
+            return xs[0]
+        if self.levels is not None:
+            t, steps = self.qcfs_theta, self.levels
+            return t / steps * np.clip(np.floor(xs[0] * (steps / t) + 0.5), 0, steps)
+        return np.maximum(xs[0], 0.0)
 
 
 def IF(**fields) -> Neuron:
     """An integrate-and-fire layer (a ReLU of the ANN)."""
     return Neuron(**fields)
+
+
+def QCFS(levels: int, theta: float, **fields) -> Neuron:
+    """An IF layer converted from a QCFS activation: activation scale = the trained theta."""
+    return Neuron(levels=int(levels), qcfs_theta=float(theta), scale=float(theta), **fields)
 
 
 def LIF(beta, threshold: float = 1.0, **fields) -> Neuron:
@@ -196,14 +221,20 @@ def beta_of(op, shape):
 
 def initial_v(op, mode: str, half: bool, spiking: bool):
     """``v[-1]``: the integer ``v_init``; in float 0.5 for a converted hidden layer under
-    ``--v-init half`` (a trained layer starts at 0, as trained); 0 for a membrane read-out."""
+    ``--v-init half`` and for a QCFS layer whatever the flag (a trained layer starts at 0, as
+    trained); 0 for a membrane read-out."""
     if not spiking:
         return 0
     if mode == "int":
         return op.v_init
-    return 0.5 if half and starts_half(op) else 0.0
+    return 0.5 if starts_half(op, half) else 0.0
 
 
-def starts_half(op) -> bool:
-    """Whether ``--v-init half`` applies: converted hidden layers only (a trained layer starts at 0)."""
-    return op.spike_value is None and not op.readout
+def starts_half(op, half: bool = True) -> bool:
+    """Whether the layer starts at half its threshold: a converted hidden layer under ``--v-init half``
+    (``half``), a QCFS layer always (its trained staircase is shifted by half a step, which is
+    that initial membrane: with 0 it would fire a step late everywhere, so ``--v-init zero`` does
+    not apply to it); a trained layer never (it starts at 0, as trained)."""
+    if op.spike_value is not None or op.readout:
+        return False
+    return half or op.levels is not None

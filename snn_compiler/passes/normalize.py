@@ -11,6 +11,9 @@ Then for every weighted op k from source S into layer N:
 A layer whose scale is already set keeps it: a directly trained spiking layer (LIF) has its
 trained threshold as lambda_N, and its spikes are worth ``spike_value`` (1), not its lambda, to
 the layers it feeds (lambda_S above), so a trained SNN needs no calibration but for its input.
+A QCFS layer has its trained theta as lambda_N (its spikes are worth theta, as a converted
+layer's); its ``qcfs_theta`` is divided by lambda_N with the weights, so its ANN staircase reads
+``clip(floor(a' L + 1/2), 0, L) / L`` on the normalised activation a' = a / theta.
 
 so the float SNN with threshold 1 fires at rate ~ relu(a_N) / lambda_N.
 
@@ -173,7 +176,10 @@ def normalize(graph, config) -> bool:
         lam[n] *= factors.get(n, 1.0)
         if not (np.isfinite(lam[n]) and lam[n] > 0):
             raise ValueError(f"layer {n!r}: activation scale {lam[n]!r} is not a finite positive number")
-        op_of(graph, n).scale = lam[n]
+        layer = op_of(graph, n)
+        layer.scale = lam[n]
+        if layer.levels is not None:  # a QCFS staircase reads its input in the same units as the weights
+            layer.qcfs_theta = layer.qcfs_theta / lam[n]
         for k in incoming(graph, n):
             op = op_of(graph, k)
             with np.errstate(over="ignore"):

@@ -11,7 +11,7 @@ divided by the window area when the op reads through a synaptic pool, which sums
     e_k    = max(0, ceil(log2(m_k * theta / (wmax + 1/2))))   (the op's weight_exp)
     W_int  = clip(round(W'_k * u_k * theta / 2**e_k), -wmax, wmax)
     bias   = round(sum_k b'_k * theta)     (then rounded to the register format, if it has one)
-    v_init = theta // 2  (--v-init half, converted hidden layers)  or 0
+    v_init = theta // 2  (--v-init half, converted hidden layers; QCFS layers always)  or 0
     decay_v = round((1 - beta) * 4096)   (leaky layers; reset and membrane width from the config)
 
 One integer unit is 1/theta of a threshold, so every op entering N (both branches of a residual
@@ -108,7 +108,7 @@ def quantize(graph, config) -> bool:
             lo, hi = lo + l, hi + h
         layer.threshold = theta
         layer.bias = regs.round_bias(bias, n)
-        layer.v_init = theta // 2 if config.v_init == "half" and N.starts_half(layer) else 0
+        layer.v_init = theta // 2 if N.starts_half(layer, config.v_init == "half") else 0
         layer.membrane_bits = regs.membrane_bits
         if layer.spike_value is None:  # a converted layer takes --reset; a trained one keeps its own
             layer.reset = config.reset
