@@ -128,6 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data", required=True, help="DATA.npz with x (N, ...) and optional integer labels y (N,)")
     s.add_argument("--backend", default="reference", help="reference (default), float, ann, lava, or an installed plugin")
     s.add_argument("--timesteps", default=None, help="T, or a comma list of T to sweep (default: the artifact's)")
+    s.add_argument("--engine", default=None, choices=("auto", "numba", "numpy", "torch"),
+                   help="reference backend's engine: auto (numba when installed; default), numba, numpy, or torch "
+                        "(on --device); all give identical results")
+    s.add_argument("--device", default=None, help="with --engine torch: cpu (default) or cuda")
     _run_options(s)
     s.add_argument("--json", action="store_true", help="print the results as JSON (for scripts)")
     s.add_argument("--timeout", type=float, default=None,
@@ -318,6 +322,11 @@ def cmd_simulate(args) -> int:
         if args.backend != "lava":
             raise ValueError("--timeout applies to the lava backend only")
         extra["timeout"] = args.timeout
+    if (args.engine or args.device) and args.backend != "reference":
+        raise ValueError("--engine and --device apply to the reference backend only")
+    if args.device and args.engine != "torch":
+        raise ValueError("--device applies to --engine torch only")
+    extra.update({k: v for k, v in (("engine", args.engine), ("device", args.device)) if v})
     if args.k is not None and args.readout != "k-spikes":
         raise ValueError("--k applies to --readout k-spikes only")
     if args.readout == "k-spikes":
@@ -326,7 +335,8 @@ def cmd_simulate(args) -> int:
         extra["k"] = args.k
     accs, lats, result, rows = [], [], None, []
     if args.backend == "reference" and len(x):  # compile the numba kernels first: the figures exclude JIT warm-up
-        run(q, x[:1], timesteps=1, encoding=args.encoding, seed=args.seed, readout=args.readout, k=extra.get("k"))
+        run(q, x[:1], timesteps=1, encoding=args.encoding, seed=args.seed, readout=args.readout, k=extra.get("k"),
+            **{k: v for k, v in extra.items() if k in ("engine", "device")})
     for T in ts:
         t0 = time.perf_counter()
         result = run(q, x, timesteps=T, encoding=args.encoding, seed=args.seed, readout=args.readout,

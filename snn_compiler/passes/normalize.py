@@ -36,6 +36,7 @@ from ..config import parse_norm
 from ..progress import bar
 from ..ir import input_node, op_of, topo_order
 from ..ir import ops as O
+from ..sim import torch_engine
 from ..sim.emulator import iter_ann
 from ..ir.layers import incoming, neuron_layers, source_of
 
@@ -62,7 +63,9 @@ def _statistic(values: np.ndarray, norm) -> float:
         return float(values.max(initial=0.0))
     if name == "scale":
         return arg * float(values.max(initial=0.0))
-    return float(np.percentile(values, arg))
+    # float64 (as the numpy ANN reading's values were): the same interpolated value on either path;
+    # the copy is ours, so numpy may partition it in place
+    return float(np.percentile(values.astype(np.float64), arg, overwrite_input=True))
 
 
 DEFAULT_NORM = "percentile:99.9"
@@ -76,10 +79,13 @@ def _activation_scales(graph, layers, config, out, norm):
     norm = parse_norm(norm)
     chunks = {n: [] for n in layers}
     progress = bar(len(config.calibration), "calibrate", enabled=config.progress)
-    for acts in iter_ann(graph, config.calibration, keep=layers, batch_size=CALIBRATION_BATCH):
+    # the ANN reading through torch where it is installed (float32, the same scales to 1e-4; see
+    # sim/torch_engine.py), else numpy's; $SNNC_CALIBRATION_ENGINE forces one
+    read = torch_engine.iter_ann if torch_engine.calibration_engine() == "torch" else iter_ann
+    for acts in read(graph, config.calibration, keep=layers, batch_size=CALIBRATION_BATCH):
         for n in layers:
             a = acts[n] if n != out else np.maximum(acts[n], 0.0)  # the output scale sizes its positive range
-            chunks[n].append(a.astype(np.float32).ravel())
+            chunks[n].append(np.asarray(a, np.float32).ravel())
         progress.update(len(acts[out]))
     progress.close()
     rng = np.random.default_rng(0)
@@ -88,13 +94,13 @@ def _activation_scales(graph, layers, config, out, norm):
         values = np.concatenate(parts)
         if values.size > MAX_SAMPLES:
             values = rng.choice(values, MAX_SAMPLES, replace=False)
-        values = values.astype(np.float64)  # float32 / lam would round a small lam to 0
-        if not np.all(np.isfinite(values)):
+        if not np.isfinite(values.sum(dtype=np.float64)):  # (a sum is finite iff every value is: a fast check)
             raise ValueError(f"layer {n!r}: its activations on the calibration data are not finite")
         lam = _statistic(values, norm)
         if not lam > 0:  # a dead layer (or an all-negative output): any positive scale is exact
             lam = float(np.abs(values).max(initial=0.0)) or 1.0
-        scales[n], means[n] = lam, float(np.minimum(values / lam, 1.0).mean())
+        # mean of min(v / lam, 1) as mean(min(v, lam)) / lam, in float64 (a small lam is no float32)
+        scales[n], means[n] = lam, float(np.minimum(values, lam, dtype=np.float64).mean() / lam)
     return scales, means
 
 

@@ -369,18 +369,19 @@ def spike_trace(graph, x, timesteps, layers, *, encoding="constant", seed=0, mod
     return {n: np.stack(v) for n, v in trace.items()}
 
 
-ENGINES = ("auto", "numba", "numpy")
+ENGINES = ("auto", "numba", "numpy", "torch")
 
 
 def simulate(graph, x, *, mode="int", timesteps=32, encoding="constant", seed=0, readout="membrane", k=None,
-             batch_size=256, progress=False, record=False, engine="auto", info=None) -> SimResult:
+             batch_size=256, progress=False, record=False, engine="auto", info=None, device=None) -> SimResult:
     """Run the graph as a rate-coded SNN (``mode`` int or float) for ``timesteps`` per sample.
 
     ``timesteps``: 1..MAX_TIMESTEPS (:mod:`.encode`); memory does not grow with it (both engines
     stream over time). ``engine``: the integer mode runs event-driven under numba when it is
     installed (``auto``); ``numpy`` forces the step-by-step engine. Both give identical results;
     should numba itself fail, ``auto`` finishes on the numpy engine (with a RuntimeWarning) and
-    ``numba`` raises a one-line RuntimeError.
+    ``numba`` raises a one-line RuntimeError. ``torch`` runs the numpy engine's steps in torch
+    on ``device`` (cpu, cuda; :mod:`.torch_engine`), bit-identical as well.
 
     ``readout``: ``membrane`` (v[T-1] of a non-spiking output), ``count`` (output spike counts),
     ``first-spike`` (the output neuron that spikes first) or ``k-spikes`` (the first to reach
@@ -408,11 +409,21 @@ def simulate(graph, x, *, mode="int", timesteps=32, encoding="constant", seed=0,
     from . import fast
     if engine == "numba" and (mode != "int" or not fast.available()):
         raise ValueError("the numba engine runs the integer mode and needs numba installed")
+    if engine == "torch" and mode != "int":
+        raise ValueError("the torch engine runs the integer mode")
+    if device is not None and engine != "torch":
+        raise ValueError(f"device applies to engine 'torch' only (engine {engine!r})")
     plan = _Plan(graph, mode, encoding)
     if mode == "int":
         plan.check_registers()
     x = _check_data(plan, x)
-    fp = fast.FastPlan(plan) if mode == "int" and engine != "numpy" and fast.available() else None
+    tp = None
+    if engine == "torch":
+        from . import torch_engine
+        if not torch_engine.available():
+            raise ValueError("engine 'torch' needs torch installed")
+        tp = torch_engine.TorchPlan(plan, device)
+    fp = fast.FastPlan(plan) if mode == "int" and engine in ("auto", "numba") and fast.available() else None
     out = next(n for n, op in plan.ops.items() if O.is_readout(op))
     n_out = int(np.prod(graph.nodes[out]["shape"]))
     scores, preds, counts, totals = [], [], {}, {}
@@ -427,6 +438,9 @@ def simulate(graph, x, *, mode="int", timesteps=32, encoding="constant", seed=0,
         xb = x[start:start + batch_size]
         ids = range(start, start + len(xb))
         states = None
+        if tp is not None:
+            dec = _Decisions(len(xb), n_out, K, not record, timesteps) if K else None
+            states, _ = torch_engine.run_batch(tp, xb, ids, timesteps, encoding, seed, readout, dec=dec, on_tick=tick)
         if fp is not None:
             dec = _Decisions(len(xb), n_out, K, not record, timesteps) if K else None
             try:
@@ -472,7 +486,7 @@ def simulate(graph, x, *, mode="int", timesteps=32, encoding="constant", seed=0,
         done[0] = (start + len(xb)) * timesteps
     bar.close()
     if info is not None:
-        info.update(engine="numba" if fp is not None else "numpy", sample_steps=work)
+        info.update(engine="torch" if tp is not None else "numba" if fp is not None else "numpy", sample_steps=work)
     rates = {n: totals[n] / (ran * int(np.prod(graph.nodes[n]["shape"]))) for n in totals} if len(x) else {}
     return SimResult(
         scores=np.concatenate(scores) if scores else np.zeros((0,) + graph.nodes[out]["shape"]),

@@ -1,0 +1,438 @@
+"""The graph in torch: its ANN reading (calibration) and the bit-exact integer SNN on CPU or CUDA.
+
+torch is imported lazily (the core runs without it: the Lava environment has none).
+
+**ANN reading** (:func:`iter_ann`): the same values as :func:`.emulator.iter_ann`, computed in
+float32 (:data:`ANN_DTYPE`) with torch's kernels, batched. Against the float64 numpy reading each
+value differs by float32 rounding and summation order only: |torch - numpy| <= 1e-4 * (1 + max|a|)
+per layer (tests/test_torch_engine.py), and the calibration scales lambda agree to a relative
+1e-4 (normalize keeps activations as float32 either way). (A QCFS staircase, computed in float64
+from float32 inputs, may put a value lying within float32 rounding of a step edge on the other
+step: a percentile over many values does not notice.) normalize uses it when torch is
+importable; ``SNNC_CALIBRATION_ENGINE=numpy`` (or ``torch``) in the environment forces a path.
+
+**Integer SNN** (``simulate(..., engine="torch", device=...)``, :func:`run_batch`): the numpy
+engine's step-by-step schedule (:func:`.emulator._run_batch`: logical step t through the whole
+graph in topological order, static nodes computed once, the same read-outs and early stop) with
+torch tensors. Exactness, op by op:
+
+- Weighted ops run as float convolutions / matmuls on integer operands, in the dtype the numpy
+  engine proved exact (``emulator._Plan._weights``: ``sum_i |w_i| * max|x| < 2**24`` for float32,
+  else ``< 2**53`` for float64; x is a spike (0/1), a pool sum of them or an input level). Every
+  product and every partial sum is then an integer of magnitude below that bound, so it is exact
+  in ANY summation order (blocked GEMM, split-K, atomics): the result is the exact integer sum.
+  What would break it is an algorithm whose intermediates are not those partial sums: Winograd or
+  FFT convolutions and reduced-precision (TF32 / bf16) products. So during a run
+  (:func:`exact_kernels`) TF32 is off (``torch.backends.cuda.matmul.allow_tf32``,
+  ``torch.backends.cudnn.allow_tf32``), float32 matmul precision is "highest", NNPACK is off, and
+  on CUDA cuDNN is off too (its algorithm search may choose FFT / Winograd even in deterministic
+  mode), so convolutions run as im2col + cuBLAS GEMM; deterministic algorithms are requested on
+  CUDA. The previous settings are restored afterwards.
+- Pools sum their window in float64 (``avg_pool2d`` with ``divisor_override=1``; values are at
+  most kernel area x levels, far below 2**53), rounded back to int64.
+- Neuron state (v, u) is int64, stepped by :func:`int_step`, the torch transcription of
+  ``ir.neuron.int_step`` (tested equal to it on random states: same wrap-around int64 products,
+  truncation toward zero, clip, reset). A leak-free layer whose bounds (max(v_max, |v_init|) +
+  its proved worst-case current + max |bias|, and its threshold) stay within int32 runs in int32
+  (:func:`_fits_int32`): no intermediate can wrap, so the values are those of int64 and of numpy.
+  Spike counts are int32 (at most MAX_TIMESTEPS).
+
+Memory: the run streams over time; it holds, per neuron layer, v (and u for current memory) in
+int64 or int32 and the spike counts, plus one step's values of the layers in flight (freed after their
+last consumer): about 2-3x the batch's ANN activations in float32, whatever T is (measured in
+benchmarks/resnet18_sim.py).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+
+import numpy as np
+
+from ..ir import inputs_of, op_of, topo_order
+from ..ir import neuron as N
+from ..ir import ops as O
+from ..ir.layers import source_and_area
+from .encode import input_steps
+
+ANN_DTYPE = "float32"
+CALIBRATION_ENV = "SNNC_CALIBRATION_ENGINE"   # auto (default) | torch | numpy
+
+
+def _torch():
+    import torch
+    return torch
+
+
+def available() -> bool:
+    try:
+        _torch()
+    except ImportError:
+        return False
+    return True
+
+
+def calibration_engine() -> str:
+    """``torch`` or ``numpy``: what normalize reads the ANN with (``$SNNC_CALIBRATION_ENGINE``:
+    auto, the default, takes torch when it is importable)."""
+    want = os.environ.get(CALIBRATION_ENV, "auto").strip().lower() or "auto"
+    if want not in ("auto", "torch", "numpy"):
+        raise ValueError(f"{CALIBRATION_ENV} must be auto, torch or numpy, got {want!r}")
+    if want == "torch" and not available():
+        raise ValueError(f"{CALIBRATION_ENV}=torch but torch is not installed")
+    return "numpy" if want == "numpy" or not available() else "torch"
+
+
+def device_of(device):
+    """A torch.device from ``cpu``, ``cuda`` or ``cuda:N`` (None: cpu); a one-line ValueError else."""
+    torch = _torch()
+    try:
+        dev = torch.device(device or "cpu")
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be cpu, cuda or cuda:N, got {device!r}") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be cpu, cuda or cuda:N, got {device!r}")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device cuda: no CUDA GPU is available to torch here; use --device cpu")
+    return dev
+
+
+# ---- ANN reading -------------------------------------------------------------------------------
+
+def _channel(v, ndim, dtype, dev):
+    torch = _torch()
+    return torch.as_tensor(np.asarray(v, np.float64), dtype=dtype, device=dev).reshape((-1,) + (1,) * (ndim - 2))
+
+
+def _ann_op(op, xs, params):
+    """One op's ANN reading on torch tensors (the same equations as each op's ``ann``)."""
+    torch = _torch()
+    F = torch.nn.functional
+    x = xs[0]
+    if isinstance(op, O.Dense):
+        return F.linear(x, *params)
+    if isinstance(op, O.Conv2d):
+        return F.conv2d(x, *params, stride=tuple(op.stride), padding=tuple(op.padding),
+                        dilation=tuple(op.dilation), groups=op.groups)
+    if isinstance(op, O.AvgPool2d):
+        return F.avg_pool2d(x, tuple(op.kernel_size), tuple(op.stride), tuple(op.padding), count_include_pad=True)
+    if isinstance(op, O.MaxPool2d):
+        return F.max_pool2d(x, tuple(op.kernel_size), tuple(op.stride), tuple(op.padding), tuple(op.dilation))
+    if isinstance(op, (O.BatchNorm, O.Affine)):
+        return x * params[0] + params[1]
+    if isinstance(op, O.Flatten):
+        return x.reshape(len(x), -1)
+    if isinstance(op, O.Add):
+        return sum(xs[1:], xs[0])
+    if isinstance(op, O.Neuron):
+        op.ann([np.zeros(0)])  # a trained spiking layer has no ANN reading: its error, word for word
+        if op.readout:
+            return x
+        if getattr(op, "levels", None) is not None:  # a QCFS staircase (ir.neuron: Neuron.ann), in float64
+            t, steps = op.qcfs_theta, op.levels
+            return (torch.clamp(torch.floor(x.double() * (steps / t) + 0.5), 0, steps) * (t / steps)).to(x.dtype)
+        return torch.relu(x)
+    raise TypeError(f"the torch ANN reading does not know op {O.kind(op)}")
+
+
+def _ann_params(graph, n, op, dtype, dev):
+    torch = _torch()
+
+    def t(a):
+        return None if a is None else torch.as_tensor(np.asarray(a, np.float64), dtype=dtype, device=dev)
+    if isinstance(op, O.WEIGHTED):
+        return (t(op.weight), t(op.bias))
+    if isinstance(op, (O.BatchNorm, O.Affine)):
+        ndim = len(graph.nodes[n]["shape"]) + 1
+        if isinstance(op, O.BatchNorm):  # (x - mean) * g + b as x * g + (b - mean * g), in float64 first
+            gain = op.weight / np.sqrt(op.var + op.eps)
+            return (_channel(gain, ndim, dtype, dev), _channel(op.bias - op.mean * gain, ndim, dtype, dev))
+        return (_channel(op.scale, ndim, dtype, dev), _channel(op.shift, ndim, dtype, dev))
+    return None
+
+
+def iter_ann(graph, x, keep=(), batch_size=256, clip=(), device=None, dtype=ANN_DTYPE):
+    """:func:`.emulator.iter_ann` in torch: per batch ``{node: activation}`` (numpy arrays of
+    ``dtype``) for the nodes in ``keep`` plus the Output node; tolerance in the module docstring."""
+    torch = _torch()
+    dev = device_of(device)
+    tdtype = getattr(torch, dtype)
+    order = topo_order(graph)
+    keep, clip = set(keep), set(clip)
+    ops = {n: op_of(graph, n) for n in order}
+    srcs = {n: inputs_of(graph, n) for n in order}
+    params = {n: _ann_params(graph, n, op, tdtype, dev) for n, op in ops.items()}
+    wanted = {n for n in order if n in keep or O.is_readout(ops[n])}
+    with torch.inference_mode():
+        for start in range(0, len(x), batch_size):
+            left = {n: graph.out_degree(n) for n in order}
+            vals, got = {}, {}
+            for n in order:
+                op = ops[n]
+                if isinstance(op, O.Input):
+                    xb = torch.as_tensor(np.asarray(x[start:start + batch_size], np.float64)).to(dev, tdtype)
+                    vals[n] = xb / op.scale if op.scale else xb
+                else:
+                    vals[n] = _ann_op(op, [vals[p] for p in srcs[n]], params[n])
+                    if n in clip:
+                        vals[n] = torch.clamp(vals[n], max=1.0)
+                    for p in srcs[n]:  # free an activation once its last consumer has read it
+                        left[p] -= 1
+                        if left[p] == 0 and p not in wanted:
+                            del vals[p]
+                if n in wanted:
+                    got[n] = vals[n].cpu().numpy()
+            yield got
+
+
+# ---- integer SNN -------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def exact_kernels(dev):
+    """Only exact algorithms for integer operands (see the module docstring), restored afterwards."""
+    torch = _torch()
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.get_float32_matmul_precision())
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        torch.set_float32_matmul_precision("highest")
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(torch.backends.nnpack.flags(enabled=False))
+            if dev.type == "cuda":
+                stack.enter_context(torch.backends.cudnn.flags(enabled=False, deterministic=True, benchmark=False))
+                was = torch.are_deterministic_algorithms_enabled()
+                torch.use_deterministic_algorithms(True, warn_only=True)
+                stack.callback(torch.use_deterministic_algorithms, was)
+            stack.enter_context(torch.inference_mode())
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved[:2]
+        torch.set_float32_matmul_precision(saved[2])
+
+
+def _tz_decay(x, decay):
+    """``sign(p) * (|p| >> 12)``, ``p = x * (4096 - decay)`` (int64, wrapping as numpy's)."""
+    torch = _torch()
+    p = x * (N.DECAY_ONE - decay)
+    return torch.sign(p) * (torch.abs(p) >> N.DECAY_BITS)
+
+
+class TorchParams:
+    """A layer's :class:`ir.neuron.IntParams` as int64 tensors on the device."""
+
+    def __init__(self, p: N.IntParams, dev, dtype=None):
+        torch = _torch()
+        dtype = dtype or torch.int64
+        self.threshold, self.decay_u, self.v_max = p.threshold, p.decay_u, p.v_max
+        self.subtract, self.leaky = p.subtract, p.leaky
+        self.bias = torch.tensor(np.array(p.bias), dtype=dtype, device=dev)
+        self.has_bias = bool(np.any(p.bias))
+        self.decay_v = torch.tensor(np.array(p.decay_v), dtype=dtype, device=dev)
+
+
+def int_step(v, u, current, p: TorchParams, spiking=True, pre=None):
+    """``ir.neuron.int_step`` on int64 tensors: update ``v`` (and ``u``) in place; return the
+    spikes (bool) or None for a non-spiking read-out. ``pre``, a tensor like v, receives the
+    membrane before reset (a latency read-out's tie-break)."""
+    torch = _torch()
+    if p.decay_u != N.DECAY_ONE:
+        u.copy_(_tz_decay(u, p.decay_u) + current)
+        current = u
+    if p.leaky:
+        v.copy_(_tz_decay(v, p.decay_v))
+    v.add_(current)  # in place, no temporaries (int64 wraps as numpy's x + current + bias would)
+    if p.has_bias:
+        v.add_(p.bias)
+    v.clamp_(-p.v_max, p.v_max)
+    if pre is not None:
+        pre.copy_(v)
+    if not spiking:
+        return None
+    s = v >= p.threshold
+    if p.subtract:
+        v.sub_(s.to(v.dtype), alpha=p.threshold)
+    else:
+        v.masked_fill_(s, 0)
+    return s
+
+
+INT32_MAX = (1 << 31) - 1
+
+
+class TorchPlan:
+    """The numpy engine's plan (weights in their proved-exact float dtype) moved to ``device``,
+    and each neuron layer's state dtype: int32 where no value can leave int32 (below), else int64."""
+
+    def __init__(self, plan, device=None):
+        torch = _torch()
+        self.plan, self.torch, self.dev = plan, torch, device_of(device)
+        self.weights = {n: torch.from_numpy(np.ascontiguousarray(w)).to(self.dev) for n, w in plan.weights.items()}
+        self.state_dtype, self.params = {}, {}
+        for n, op in plan.ops.items():
+            if isinstance(op, O.NEURONS):
+                p = N.IntParams.of(op, plan.graph.nodes[n]["shape"])
+                self.state_dtype[n] = torch.int32 if _fits_int32(plan, n, op, p) else torch.int64
+                self.params[n] = TorchParams(p, self.dev, self.state_dtype[n])
+
+
+def _current_bound(plan, n):
+    """Largest |current| a neuron layer can receive (its weighted ops' proved bounds, summed over an
+    Add), or None where nothing is proved (a layer reading the Input or a Flatten directly)."""
+    src = plan.inputs[n][0]
+    parts = plan.inputs[src] if isinstance(plan.ops[src], O.Add) else [src]
+    total = 0
+    for k in parts:
+        if not isinstance(plan.ops[k], O.WEIGHTED):
+            return None
+        s, area = source_and_area(plan.graph, k)
+        sop = plan.ops[s]
+        in_max = area * sop.levels if isinstance(sop, O.Input) else area if isinstance(sop, O.NEURONS) else None
+        if in_max is None:
+            return None
+        w = plan.weights[k]
+        total += int(np.abs(w).reshape(len(w), -1).sum(axis=1).max(initial=0)) * in_max
+    return total
+
+
+def _fits_int32(plan, n, op, p) -> bool:
+    """A leak-free layer whose every intermediate (``|v| + |I| + |bias|``, v within +-max(v_max,
+    |v_init|)) and threshold stay below 2**31 runs in int32 with the same values as in int64 (no
+    wrap-around either way): half the memory traffic. A leaky layer multiplies v by up to 4096: int64."""
+    bound = _current_bound(plan, n)
+    if p.leaky or bound is None:
+        return False
+    bias = int(np.abs(p.bias).max(initial=0))
+    return max(p.v_max, abs(int(op.v_init))) + bound + bias <= INT32_MAX and p.threshold <= INT32_MAX
+
+
+class _Layer:
+    """One neuron layer's state for one batch (int64 tensors)."""
+
+    def __init__(self, tp, n, op, batch, spiking, track):
+        torch = tp.torch
+        shape = tuple(tp.plan.graph.nodes[n]["shape"])
+        self.p, self.spiking = tp.params[n], spiking
+        self.v = torch.full((batch,) + shape, int(N.initial_v(op, "int", tp.plan.v_half, spiking)),
+                            dtype=tp.state_dtype[n], device=tp.dev)
+        self.u = torch.zeros_like(self.v) if op.decay_u != N.DECAY_ONE else None
+        self.count = torch.zeros_like(self.v, dtype=torch.int32)  # T <= MAX_TIMESTEPS spikes
+        self.pre = torch.empty_like(self.v) if track else None
+
+    def step(self, current):
+        if current.dtype != self.v.dtype:  # an int32 layer: |current| is proved to fit (_fits_int32)
+            current = current.to(self.v.dtype)
+        s = int_step(self.v, self.u, current, self.p, self.spiking, self.pre)
+        if s is not None:
+            self.count += s
+        return s
+
+    def select(self, keep):
+        for key in ("v", "u", "count", "pre"):
+            if getattr(self, key) is not None:
+                setattr(self, key, getattr(self, key)[keep])
+
+
+def _value(tp, n, op, xs):
+    """One non-neuron op's integer output for this step."""
+    torch = tp.torch
+    F = torch.nn.functional
+    x = xs[0]
+    if isinstance(op, O.WEIGHTED):
+        w = tp.weights[n]
+        x = x.to(w.dtype)
+        if isinstance(op, O.Dense):
+            y = F.linear(x, w)
+        else:
+            y = F.conv2d(x, w, None, tuple(op.stride), tuple(op.padding), tuple(op.dilation), op.groups)
+        # integer valued and exact (module docstring), so the conversion is exact; a float32 sum is
+        # below 2**24 and fits int32
+        return y.to(torch.int32 if w.dtype == torch.float32 else torch.int64)
+    if isinstance(op, O.Flatten):
+        return x.reshape(len(x), -1)
+    if isinstance(op, O.AvgPool2d):
+        y = F.avg_pool2d(x.to(torch.float64), tuple(op.kernel_size), tuple(op.stride), tuple(op.padding),
+                         count_include_pad=True, divisor_override=1)
+        return torch.round(y).to(torch.int64)
+    if isinstance(op, O.Add):  # spikes (bool) count 1 each; int32 parts (each < 2**24) summed in int64 beyond 64 parts
+        wide = len(xs) > 64 or any(a.dtype not in (torch.int32, torch.bool) for a in xs)
+        xs = [a.to(torch.int64 if wide else torch.int32) if a.dtype in (torch.bool, torch.int32) else a for a in xs]
+        return sum(xs[1:], xs[0])
+    raise TypeError(f"the torch engine does not know op {O.kind(op)} ({n!r})")
+
+
+def run_batch(tp, x, ids, timesteps, encoding, seed, readout, dec=None, on_tick=None):
+    """One batch, step by step, as :func:`.emulator._run_batch` (same read-outs, same early stop
+    with ``dec``). Returns ({layer: (v, counts, spiking)} as int64 numpy arrays of the rows still
+    simulated, output layer)."""
+    with exact_kernels(tp.dev):
+        return _run(tp, x, ids, timesteps, encoding, seed, readout, dec, on_tick)
+
+
+def _run(tp, x, ids, timesteps, encoding, seed, readout, dec, on_tick):
+    torch, plan, dev = tp.torch, tp.plan, tp.dev
+    out = next(n for n, op in plan.ops.items() if O.is_readout(op))
+    inp = next(n for n, op in plan.ops.items() if isinstance(op, O.Input))
+    layers = {n: _Layer(tp, n, op, len(x), not (n == out and readout == "membrane"), dec is not None and n == out)
+              for n, op in plan.ops.items() if isinstance(op, O.NEURONS)}
+    steps = input_steps(plan.ops[inp], x, timesteps, encoding, seed, ids, "int")
+    consumers = {n: plan.graph.out_degree(n) for n in plan.order}
+    cache = {}
+    for t in range(timesteps):
+        xin = next(steps)
+        if dec is not None and inp not in cache and len(dec.rows) < len(x):
+            xin = xin[dec.rows]  # the encoder's streams are per sample: drop the decided ones' rows
+        vals, left = {}, dict(consumers)
+        for n in plan.order:
+            op = plan.ops[n]
+            if n in cache:
+                vals[n] = cache[n]
+            elif isinstance(op, O.Input):
+                vals[n] = torch.from_numpy(np.array(xin, copy=True)).to(dev)  # the encoder may repeat a read-only array
+            elif isinstance(op, O.NEURONS):
+                vals[n] = layers[n].step(vals[plan.inputs[n][0]])
+            else:
+                vals[n] = _value(tp, n, op, [vals[p] for p in plan.inputs[n]])
+            if plan.static[n]:
+                cache[n] = vals[n]
+            for p in plan.inputs[n]:  # free a value once its last consumer has read it
+                left[p] -= 1
+                if left[p] == 0:
+                    del vals[p]
+        if on_tick is not None:
+            on_tick(len(dec.rows) if dec is not None else len(x))
+        if dec is not None:
+            dec.sample_steps += len(dec.rows)
+            if not _observe(dec, t, layers, out, cache):
+                break
+    states = {n: (st.v.cpu().numpy().astype(np.int64), st.count.cpu().numpy().astype(np.int64), st.spiking)
+              for n, st in layers.items()}
+    if dec is not None:
+        v, c, _ = states[out]
+        dec.finish(c, v)
+        for n, (_, cn, sp) in states.items():
+            if sp:
+                dec.add_total(n, cn.sum())
+    return states, out
+
+
+def _observe(dec, t, layers, out, cache) -> bool:
+    """``emulator._Decisions.observe`` for torch states: record the samples decided at step t
+    and, with ``dec.stop``, drop them from the batch. False once no sample is left."""
+    st = layers[out]
+    c = st.count.reshape(len(st.count), -1)
+    hit = (c >= dec.k).any(dim=1).cpu().numpy()
+    new = (dec.step[dec.rows] < 0) & hit
+    if not new.any():
+        return True
+    dec.record(dec.rows[new], t, c.cpu().numpy()[new], st.pre.reshape(len(c), -1).cpu().numpy()[new])
+    if dec.stop:
+        keep = ~new
+        keep_t = _torch().from_numpy(keep).to(st.v.device)
+        for n, s in layers.items():
+            if s.spiking:
+                dec.add_total(n, int(s.count[~keep_t].sum()))
+            s.select(keep_t)
+        for n in cache:
+            cache[n] = cache[n][keep_t]
+        dec.rows = dec.rows[keep]
+    return len(dec.rows) > 0
