@@ -76,10 +76,13 @@ class SNN:
                 f"readout={self.readout}>\n{self.summary()}")
 
 
-def convert(model, calibration_data=None, *, timesteps: int = 16, percentile: Optional[float] = 99.9,
+def convert(model, calibration_data=None, *, timesteps: Optional[int] = None, percentile: Optional[float] = 99.9,
             norm: Optional[str] = None, bits: Optional[int] = None, target: str = "reference",
-            scale_factors=None, input_shape=None, readout: str = "membrane", **options) -> SNN:
+            scale_factors=None, input_shape=None, readout: Optional[str] = None, **options) -> SNN:
     """Compile ``model`` into an :class:`SNN` (see the module docstring).
+
+    ``timesteps`` and ``readout`` default to the model's ``num_timesteps`` and ``snn_readout``
+    attributes (set by ``snn_compiler.models``; ``count`` for a spiking net), else 16 and membrane.
 
     Normalization: ``norm`` if given (``"max"``, ``"percentile:P"``, ``"scale:F"``, ``"model"``),
     else the ``percentile`` of the calibration activations, or ``"model"`` (data-free, with a
@@ -88,6 +91,11 @@ def convert(model, calibration_data=None, *, timesteps: int = 16, percentile: Op
     ``profile``, ``chips``, ...).
     """
     from .targets import get_target
+    model_t, model_r = getattr(model, "num_timesteps", None), getattr(model, "snn_readout", None)
+    if timesteps is None:
+        timesteps = model_t if isinstance(model_t, int) else 16
+    if readout is None:
+        readout = model_r if isinstance(model_r, str) else "membrane"
     calib = None if calibration_data is None else _numpy(calibration_data).astype(np.float64, copy=False)
     if input_shape is None and calib is not None:
         input_shape = tuple(calib.shape[1:])
