@@ -112,10 +112,15 @@ def resnet18(num_classes=10):
             return self.fc(torch.flatten(self.pool(x), 1))
 
     torch.manual_seed(0)
-    model = ResNet18()
+    return random_batchnorm(ResNet18())
+
+
+def random_batchnorm(model):
+    """``model`` in eval mode with random BatchNorm statistics (as if trained), so folding them matters."""
+    import torch
     with torch.no_grad():
         for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
+            if isinstance(m, torch.nn.BatchNorm2d):
                 m.running_mean.uniform_(-0.1, 0.1)
                 m.running_var.uniform_(0.5, 1.5)
                 m.weight.uniform_(0.5, 1.5)
@@ -123,26 +128,20 @@ def resnet18(num_classes=10):
     return model.eval()
 
 
-def vgg11(num_classes=10):
+def vgg11(num_classes=10, pool="avg"):
+    """VGG-11's eight 3x3 convs (64-128-256-256-512-512-512-512) with BatchNorm and ReLU, a 2x2
+    pool (``avg`` or ``max``) after convs 1, 2, 4, 6 and 8, then Linear 512-10; input 3x32x32."""
     import torch
     from torch import nn
     layers, cin = [], 3
     for v in [64, "P", 128, "P", 256, 256, "P", 512, 512, "P", 512, 512, "P"]:
         if v == "P":
-            layers.append(nn.AvgPool2d(2))
+            layers.append(nn.AvgPool2d(2) if pool == "avg" else nn.MaxPool2d(2, 2))
         else:
             layers += [nn.Conv2d(cin, v, 3, padding=1, bias=False), nn.BatchNorm2d(v), nn.ReLU()]
             cin = v
     torch.manual_seed(0)
-    model = nn.Sequential(*layers, nn.Flatten(), nn.Linear(512, num_classes))
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.1, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.1, 0.1)
-    return model.eval()
+    return random_batchnorm(nn.Sequential(*layers, nn.Flatten(), nn.Linear(512, num_classes)))
 
 
 NETS = {"resnet18": resnet18, "vgg11": vgg11}

@@ -42,33 +42,9 @@ sys.path.insert(0, str(HERE.parent))
 JOBS = ("torch-calib", "numpy-calib", "numba", "torch", "ann", "spikingjelly", "numpy")
 
 
-def vgg11(num_classes=10):
-    import torch
-    from torch import nn
-    layers, cin = [], 3
-    for v in (64, "P", 128, "P", 256, 256, "P", 512, 512, "P", 512, 512, "P"):
-        if v == "P":
-            layers.append(nn.AvgPool2d(2))
-        else:
-            layers += [nn.Conv2d(cin, v, 3, padding=1, bias=False), nn.BatchNorm2d(v), nn.ReLU()]
-            cin = v
-    torch.manual_seed(0)
-    model = nn.Sequential(*layers, nn.Flatten(), nn.Linear(512, num_classes))
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.1, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.1, 0.1)
-    return model.eval()
-
-
 def build(net):
-    if net == "resnet18":
-        from resnet18 import resnet18
-        return resnet18()
-    return vgg11()
+    from resnet18 import NETS   # the same networks as the mapping benchmark (VGG with average pools)
+    return NETS[net]()
 
 
 def images(n, seed):
