@@ -116,9 +116,15 @@ class Neuron:
         if self.readout:
             return xs[0]
         if self.levels is not None:
-            t, steps = self.qcfs_theta, self.levels
-            return t / steps * np.clip(np.floor(xs[0] * (steps / t) + 0.5), 0, steps)
+            return qcfs_staircase(xs[0], self.qcfs_theta, self.levels)
         return np.maximum(xs[0], 0.0)
+
+
+def qcfs_staircase(x, theta: float, levels: int):
+    """The ANN reading of a QCFS layer, ``theta/L * clip(floor(x L/theta + 1/2), 0, L)``, on numpy
+    arrays and torch tensors alike (``// 1`` and ``.clip`` mean the same on both), so every engine
+    reads the staircase from this one definition."""
+    return ((x * (levels / theta) + 0.5) // 1).clip(0, levels) * (theta / levels)
 
 
 def IF(**fields) -> Neuron:

@@ -128,9 +128,8 @@ def _ann_op(op, xs, params):
         op.ann([np.zeros(0)])  # a trained spiking layer has no ANN reading: its error, word for word
         if op.readout:
             return x
-        if getattr(op, "levels", None) is not None:  # a QCFS staircase (ir.neuron: Neuron.ann), in float64
-            t, steps = op.qcfs_theta, op.levels
-            return (torch.clamp(torch.floor(x.double() * (steps / t) + 0.5), 0, steps) * (t / steps)).to(x.dtype)
+        if op.levels is not None:  # a QCFS staircase, in float64 as the numpy reading
+            return N.qcfs_staircase(x.double(), op.qcfs_theta, op.levels).to(x.dtype)
         return torch.relu(x)
     raise TypeError(f"the torch ANN reading does not know op {O.kind(op)}")
 
