@@ -196,14 +196,19 @@ def max_pool2d_with_indices(ctx, a):
     return (_max_pool(ctx, a), Unavailable("the indices of a max pool (return_indices=True)"))
 
 
-def adaptive_max_pool2d(ctx, a):
+def _adaptive_window(ctx, a, op_name):
+    """The map input and the window (= stride) of an adaptive pool whose output size divides its input."""
     x, shape = _map_input(ctx, a)
     out = _pair(a["output_size"], "output_size")
     h, w = shape[1:]
     if h % out[0] or w % out[1]:
         ctx.fail(f"output size {out} does not divide the input size {(h, w)}: the pooling windows "
-                 f"would overlap unevenly, which MaxPool2d cannot express")
-    k = (h // out[0], w // out[1])
+                 f"would overlap unevenly, which {op_name} cannot express")
+    return x, (h // out[0], w // out[1])
+
+
+def adaptive_max_pool2d(ctx, a):
+    x, k = _adaptive_window(ctx, a, "MaxPool2d")
     y = ctx.emit(O.MaxPool2d(kernel_size=k, stride=k), [x])
     return (y, Unavailable("the indices of an adaptive max pool"))
 
@@ -219,13 +224,7 @@ def _ceil_out_hw(hw, k, s, p, d=(1, 1)):
 
 
 def adaptive_avg_pool2d(ctx, a):
-    x, shape = _map_input(ctx, a)
-    out = _pair(a["output_size"], "output_size")
-    h, w = shape[1:]
-    if h % out[0] or w % out[1]:
-        ctx.fail(f"output size {out} does not divide the input size {(h, w)}: the pooling windows "
-                 f"would overlap unevenly, which AvgPool2d cannot express")
-    k = (h // out[0], w // out[1])
+    x, k = _adaptive_window(ctx, a, "AvgPool2d")
     return ctx.emit(O.AvgPool2d(kernel_size=k, stride=k), [x])
 
 
