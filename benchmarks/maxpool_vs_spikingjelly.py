@@ -30,7 +30,6 @@ Install SpikingJelly first with ``bash benchmarks/setup_peers.sh``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -60,7 +59,6 @@ def make_vgg():
 
 def train_vgg(x, y, epochs, batch_size=128, lr=3e-3, seed=0):
     import torch
-    import torch.nn.functional as F
 
     torch.manual_seed(seed)
     model = make_vgg()
@@ -70,18 +68,8 @@ def train_vgg(x, y, epochs, batch_size=128, lr=3e-3, seed=0):
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
     gen = torch.Generator().manual_seed(seed)
     for epoch in range(epochs):
-        model.train()
-        t0, total = time.perf_counter(), 0.0
-        perm = torch.randperm(len(xt), generator=gen)
-        for i in range(0, len(xt), batch_size):
-            idx = perm[i:i + batch_size]
-            loss = F.cross_entropy(model(xt[idx]), yt[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(idx)
-        print(f"  epoch {epoch + 1}/{epochs}: loss {total / len(xt):.4f}, {time.perf_counter() - t0:.0f} s", flush=True)
+        loss, sec = mnist.train_epoch(model, xt, yt, opt, sched, gen, batch_size)
+        print(f"  epoch {epoch + 1}/{epochs}: loss {loss:.4f}, {sec:.0f} s", flush=True)
     return model.eval()
 
 
@@ -214,10 +202,7 @@ def main(argv=None):
               f"{sum(spikes.values()):.0f} ({100 * pool_spikes / max(sum(spikes.values()), 1e-9):.0f}%)")
     print(f"total {time.perf_counter() - t_start:.0f} s")
     if a.json:
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        with open(a.json, "w") as f:
-            json.dump(res, f, indent=1, default=str)
-        print(f"results: {a.json}")
+        base.save_results(a.json, res)
 
 
 if __name__ == "__main__":

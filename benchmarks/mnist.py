@@ -117,9 +117,32 @@ def ann_accuracy(model, x, y, batch_size=1000):
     return 100.0 * correct / len(x)
 
 
-def train(data_dir=None, epochs=3, batch_size=128, lr=2e-3, seed=0, threads=2, out=DEFAULT_WEIGHTS):
+def train_epoch(model, xt, yt, opt, sched, gen, batch_size, before_batch=None):
+    """One epoch of cross-entropy training in a random order drawn from ``gen``; ``before_batch()``
+    runs before each batch (e.g. to draw a QCFS level). Returns (mean loss, seconds); the model is
+    left in eval mode."""
     import torch
     import torch.nn.functional as F
+
+    model.train()
+    t0, total = time.perf_counter(), 0.0
+    perm = torch.randperm(len(xt), generator=gen)
+    for i in range(0, len(xt), batch_size):
+        idx = perm[i:i + batch_size]
+        if before_batch is not None:
+            before_batch()
+        loss = F.cross_entropy(model(xt[idx]), yt[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        total += float(loss.detach()) * len(idx)
+    model.eval()
+    return total / len(xt), time.perf_counter() - t0
+
+
+def train(data_dir=None, epochs=3, batch_size=128, lr=2e-3, seed=0, threads=2, out=DEFAULT_WEIGHTS):
+    import torch
 
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -132,21 +155,9 @@ def train(data_dir=None, epochs=3, batch_size=128, lr=2e-3, seed=0, threads=2, o
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
     gen = torch.Generator().manual_seed(seed)
     for epoch in range(epochs):
-        model.train()
-        t0, total = time.perf_counter(), 0.0
-        perm = torch.randperm(len(xt), generator=gen)
-        for i in range(0, len(xt), batch_size):
-            idx = perm[i:i + batch_size]
-            loss = F.cross_entropy(model(xt[idx]), yt[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(idx)
-        model.eval()
+        loss, sec = train_epoch(model, xt, yt, opt, sched, gen, batch_size)
         acc = ann_accuracy(model, x_test, y_test)
-        print(f"epoch {epoch + 1}/{epochs}: loss {total / len(xt):.4f}, test {acc:.2f}%, "
-              f"{time.perf_counter() - t0:.0f} s", flush=True)
+        print(f"epoch {epoch + 1}/{epochs}: loss {loss:.4f}, test {acc:.2f}%, {sec:.0f} s", flush=True)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")

@@ -236,6 +236,14 @@ def plot(a, res, path):
     return path
 
 
+def save_results(path, res):
+    """Write a benchmark's results as JSON (values it cannot encode as strings) and say where."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(res, f, indent=1, default=str)
+    print(f"results: {path}")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -321,10 +329,7 @@ def main(argv=None):
         if path:
             print(f"plot: {path}")
     if a.json:
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        with open(a.json, "w") as f:
-            json.dump(res, f, indent=1, default=str)
-        print(f"results: {a.json}")
+        save_results(a.json, res)
 
 
 if __name__ == "__main__":

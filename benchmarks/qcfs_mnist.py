@@ -25,7 +25,6 @@ count).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -34,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import mnist  # noqa: E402  (benchmarks/mnist.py)
-from mnist_vs_spikingjelly import (OUT_DIR, set_threads, snnc_compile, snnc_run,  # noqa: E402
+from mnist_vs_spikingjelly import (OUT_DIR, save_results, set_threads, snnc_compile, snnc_run,  # noqa: E402
                                    spikingjelly_convert, spikingjelly_run)
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -55,7 +54,6 @@ def fine_tune(model, x_train, y_train, x_cal, levels, epochs, lr, batch_size, se
     model keeps ``levels``), so that the network stays accurate with the finer and coarser
     staircases its SNN approximates at T != L."""
     import torch
-    import torch.nn.functional as F
 
     from snn_compiler import nn as snn
 
@@ -69,28 +67,18 @@ def fine_tune(model, x_train, y_train, x_cal, levels, epochs, lr, batch_size, se
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
     gen = torch.Generator().manual_seed(seed)
     layers = [m for m in model.modules() if isinstance(m, snn.QCFS)]
+
+    def draw_level():
+        pick = int(train_levels[int(torch.randint(len(train_levels), (1,), generator=gen))])
+        for m in layers:
+            m.levels = pick
     for epoch in range(epochs):
-        model.train()
-        t0, total = time.perf_counter(), 0.0
-        perm = torch.randperm(len(xt), generator=gen)
-        for i in range(0, len(xt), batch_size):
-            idx = perm[i:i + batch_size]
-            if train_levels:
-                pick = int(train_levels[int(torch.randint(len(train_levels), (1,), generator=gen))])
-                for m in layers:
-                    m.levels = pick
-            loss = F.cross_entropy(model(xt[idx]), yt[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(idx)
+        loss, sec = mnist.train_epoch(model, xt, yt, opt, sched, gen, batch_size,
+                                      before_batch=draw_level if train_levels else None)
         for m in layers:
             m.levels = levels
-        model.eval()
         acc = mnist.ann_accuracy(model, x_test, y_test)
-        print(f"QCFS fine-tune epoch {epoch + 1}/{epochs}: loss {total / len(xt):.4f}, test {acc:.2f}%, "
-              f"{time.perf_counter() - t0:.0f} s", flush=True)
+        print(f"QCFS fine-tune epoch {epoch + 1}/{epochs}: loss {loss:.4f}, test {acc:.2f}%, {sec:.0f} s", flush=True)
     return model.eval()
 
 
@@ -223,10 +211,7 @@ def main(argv=None):
         print("  SpikingJelly 99.9%: " + ", ".join(f"T={t} {res['sj'][t]:.2f}%" for t in a.timesteps), flush=True)
     print_table(a, res)
     if a.json:
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        with open(a.json, "w") as f:
-            json.dump(res, f, indent=1, default=str)
-        print(f"results: {a.json}")
+        save_results(a.json, res)
 
 
 if __name__ == "__main__":

@@ -233,7 +233,6 @@ def int_step(v, u, current, p: TorchParams, spiking=True, pre=None):
     """``ir.neuron.int_step`` on int64 tensors: update ``v`` (and ``u``) in place; return the
     spikes (bool) or None for a non-spiking read-out. ``pre``, a tensor like v, receives the
     membrane before reset (a latency read-out's tie-break)."""
-    torch = _torch()
     if p.decay_u != N.DECAY_ONE:
         u.copy_(_tz_decay(u, p.decay_u) + current)
         current = u
