@@ -1,0 +1,311 @@
+"""What each snnc command does, given its parsed arguments (the parser and the error handling
+around every command are in :mod:`snn_compiler.cli`). Each returns its exit code."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+
+
+def cmd_compile(args) -> int:
+    from . import artifact
+    from .compile import compile_model
+    from .targets import get_target
+    from .config import CompileConfig
+    from .frontend import load_file
+    from .frontend.errors import NeedsInputShape
+    from .outputs import PendingOutputs
+
+    profile_file = args.profile if args.profile and os.path.isfile(args.profile) else None
+    outputs = PendingOutputs(inputs=[args.model, args.calibration, profile_file])
+    outputs.reserve(args.output)
+    target = get_target(args.target)
+    load = dict(allow_pickle=args.allow_pickle, trust_code=args.trust_code)
+    from .nir_io import is_nir_file, load_nir
+    if is_nir_file(args.model):
+        graph = load_nir(args.model, dt=args.dt, input_shape=args.input_shape, discretization=args.discretization)
+    elif args.dt is not None:
+        raise ValueError(f"--dt applies to NIR files; {args.model} is not one")
+    else:
+        graph = None
+    try:
+        if graph is None:
+            graph = load_file(args.model, input_shape=args.input_shape, **load)
+    except NeedsInputShape:
+        if args.input_shape or not args.calibration:
+            raise
+        graph = load_file(args.model, input_shape=_data_shape(args.calibration), **load)
+    calib = None
+    if args.calibration:
+        from .ir import verify
+        verify(graph)
+        calib, _ = _load_data_for(graph, args.calibration)
+    config = CompileConfig(bits=args.bits or target.default_bits, norm=args.norm, layer_scales=dict(args.layer_scale),
+                           layer_factors=dict(args.layer_factor), calibration=calib,
+                           timesteps=args.timesteps, reset=args.reset, v_init=args.v_init, input_bits=args.input_bits, pool=args.pool,
+                           target=args.target, profile=args.profile, chips=args.chips,
+                           progress=not args.no_progress and sys.stderr.isatty(), encoding=args.encoding)
+    config = target.prepare(config)  # the registers and profile extra_outputs read too
+    t0 = time.perf_counter()
+    q = compile_model(graph, config, target=target)
+    extra = target.extra_outputs(q, config, args.output) if target.extra_outputs else {}
+    for path, content in extra.items():
+        outputs.add(path, content)
+    outputs.add(args.output, artifact.to_bytes(q))
+    outputs.commit()
+    notes = [f"layer {layer} may saturate its {q.graph['snnc']['membrane_bits']}-bit membrane over {args.timesteps} "
+             f"steps (worst case {r['membrane']})" for layer, r in q.graph["snnc"]["ranges"].items()
+             if r["membrane_saturates"]]
+    dt = time.perf_counter() - t0
+    meta = q.graph["snnc"]
+    if args.json:
+        print(json.dumps({"model": args.model, "output": args.output, "target": args.target, "bits": meta["bits"],
+                          "norm": meta.get("norm"), "nodes": q.number_of_nodes(), "seconds": round(dt, 3),
+                          "extra_outputs": list(extra), "notes": notes}))
+        return 0
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"compiled {args.model} -> {args.output} ({args.target}, {meta['bits']}-bit weights, norm {meta.get('norm')}, "
+          f"{q.number_of_nodes()} nodes) in {dt:.2f} s")
+    if "core_map" in meta:
+        from .mapping import map_line
+        print(map_line(meta["core_map"]))
+    for path in extra:
+        print(f"wrote {path}")
+    return 0
+
+
+def _load_data_for(graph, path, **kw):
+    """DATA.npz for ``graph``'s input: its shape and declared layout (channels-last data is
+    transposed once, said on stderr)."""
+    from .data import load_data
+    from .ir import input_node
+    notes = []
+    x, y = load_data(path, graph.nodes[input_node(graph)]["shape"], layout=graph.graph["snnc"].get("input_layout"),
+                     notes=notes, **kw)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    return x, y
+
+
+def _data_shape(path) -> tuple:
+    """The per-sample shape of DATA.npz's ``x`` (read from the .npy header, not the data)."""
+    import zipfile
+
+    import numpy as np
+    try:
+        with zipfile.ZipFile(path) as z, z.open("x.npy") as f:
+            version = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape = read(f)[0]
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{path}: cannot read the shape of its x ({e}); pass --input-shape") from None
+    if len(shape) < 2:
+        raise ValueError(f"{path}: x has shape {shape}, not (N, ...) samples; pass --input-shape")
+    return tuple(int(d) for d in shape[1:])
+
+
+def _timesteps(text, default):
+    from .sim import check_timesteps
+    try:
+        ts = [int(t) for t in text.split(",")] if text else [default]
+    except ValueError:
+        raise ValueError(f"--timesteps must be T or a comma list of T like 8,16,32, got {text!r}") from None
+    try:
+        return [check_timesteps(t) for t in ts]
+    except ValueError as e:
+        raise ValueError(f"--timesteps: {e}") from None
+
+
+def cmd_simulate(args) -> int:
+    from . import artifact
+    from .targets import get_backend
+    from .data import result_bytes
+    from .ir import output_node
+    from .outputs import PendingOutputs
+
+    outputs = PendingOutputs(inputs=[args.artifact, args.data])
+    for path in (args.output, args.plot):
+        if path:
+            outputs.reserve(path)
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    q = artifact.load(args.artifact)
+    ts = _timesteps(args.timesteps, q.graph["snnc"].get("timesteps", 32))
+    x, y = _load_data_for(q, args.data, n_outputs=q.nodes[output_node(q)]["shape"][0])
+    run = get_backend(args.backend)
+    extra = {}
+    if args.timeout is not None:
+        if args.backend != "lava":
+            raise ValueError("--timeout applies to the lava backend only")
+        extra["timeout"] = args.timeout
+    if (args.engine or args.device) and args.backend != "reference":
+        raise ValueError("--engine and --device apply to the reference backend only")
+    if args.device and args.engine != "torch":
+        raise ValueError("--device applies to --engine torch only")
+    extra.update({k: v for k, v in (("engine", args.engine), ("device", args.device)) if v})
+    if args.k is not None and args.readout != "k-spikes":
+        raise ValueError("--k applies to --readout k-spikes only")
+    if args.readout == "k-spikes":
+        if args.k is None or args.k < 1:
+            raise ValueError(f"--readout k-spikes needs --k K, a whole number >= 1 (got {args.k})")
+        extra["k"] = args.k
+    accs, lats, result, rows = [], [], None, []
+    if args.backend == "reference" and len(x):  # compile the numba kernels first: the figures exclude JIT warm-up
+        run(q, x[:1], timesteps=1, encoding=args.encoding, seed=args.seed, readout=args.readout, k=extra.get("k"),
+            **{k: v for k, v in extra.items() if k in ("engine", "device")})
+    for T in ts:
+        t0 = time.perf_counter()
+        result = run(q, x, timesteps=T, encoding=args.encoding, seed=args.seed, readout=args.readout,
+                     batch_size=args.batch_size, progress=not args.no_progress and sys.stderr.isatty(), **extra)
+        dt = time.perf_counter() - t0
+        row = {"backend": args.backend, "timesteps": T, "samples": len(x), "seconds": round(dt, 4)}
+        line = f"{args.backend}{'' if args.backend == 'ann' else f' T={T}'}: {len(x)} samples in {dt:.2f} s"
+        if args.backend != "ann":  # the ANN reading has no timesteps to count
+            row["sample_timesteps_per_s"] = round(len(x) * T / max(dt, 1e-9), 1)
+            line += f" ({row['sample_timesteps_per_s']:,.0f} sample*timesteps/s)"
+        if y is not None:
+            accs.append(float((result.predictions == y).mean()))
+            row["accuracy"] = accs[-1]
+            line += f"  accuracy {100 * accs[-1]:.2f}%"
+        dtime = getattr(result, "decision_time", None)
+        if dtime is not None:  # a latency read-out (first-spike, k-spikes)
+            from .plots import mean_latency
+            lats.append(mean_latency(dtime, T))
+            row.update(decided=float((dtime > 0).mean()) if len(dtime) else 0.0, mean_latency=lats[-1],
+                       ties=int(result.tied.sum()))
+            line += (f"  decided {100 * row['decided']:.1f}% after {lats[-1]:.2f} steps on average"
+                     f" ({row['ties']} ties)")
+        rows.append(row)
+        if not args.json:
+            print(line)
+    if args.output:
+        outputs.add(args.output, result_bytes(result))
+    if args.plot:
+        from .plots import plot_accuracy, plot_accuracy_latency, plot_latency, plot_rates
+        latency = getattr(result, "decision_time", None) is not None
+        if latency and len(ts) > 1 and accs:
+            png = plot_accuracy_latency(None, {args.backend: (ts, lats, [100 * a for a in accs])})
+        elif latency and y is not None:
+            png = plot_latency(None, ts[-1], {args.backend: (result.decision_time, result.predictions == y)})
+        elif len(ts) > 1 and accs:
+            png = plot_accuracy(None, ts, {args.backend: [100 * a for a in accs]})
+        else:
+            png = plot_rates(None, result.rates)
+        outputs.add(args.plot, png)
+    written = outputs.commit()
+    if args.json:
+        print(json.dumps({"results": rows, "wrote": written}))
+        return 0
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def _finite(v):
+    """JSON has no NaN or infinity: such values become null."""
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, dict):
+        return {k: _finite(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_finite(x) for x in v]
+    return v
+
+
+def cmd_inspect(args) -> int:
+    from . import artifact
+    from .summary import layer_table, summary
+
+    q = artifact.load(args.artifact)
+    info = summary(q, cores=args.cores)
+    if args.json:
+        print(json.dumps(_finite(info), indent=1, allow_nan=False, default=_json_default))
+    else:
+        print(layer_table(info, cores=args.cores))
+    return 0
+
+
+def _json_default(v):
+    import numpy as np
+    if isinstance(v, np.generic):
+        return _finite(v.item())
+    raise TypeError(f"{type(v).__name__} is not JSON serializable")
+
+
+def cmd_check(args) -> int:
+    from . import artifact
+    from .conformance import compare_backends, format_result
+    from .ir import output_node
+
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    if args.timeout is not None and "lava" not in backends:
+        raise ValueError("--timeout applies to the lava backend only")
+    q = artifact.load(args.artifact)
+    ts = _timesteps(args.timesteps, q.graph["snnc"].get("timesteps", 32))
+    if len(ts) != 1:
+        raise ValueError(f"check runs one T; got --timesteps {args.timesteps}")
+    x, _ = _load_data_for(q, args.data, n_outputs=q.nodes[output_node(q)]["shape"][0])
+    options = {b: {} for b in backends}
+    if args.readout == "k-spikes":
+        if args.k is None or args.k < 1:
+            raise ValueError(f"--readout k-spikes needs --k K, a whole number >= 1 (got {args.k})")
+        options = {b: {"k": args.k} for b in backends}
+    elif args.k is not None:
+        raise ValueError("--k applies to --readout k-spikes only")
+    if args.timeout is not None:
+        options["lava"]["timeout"] = args.timeout
+    r = compare_backends(q, x, backends, timesteps=ts[0], encoding=args.encoding, seed=args.seed,
+                         readout=args.readout, batch_size=args.batch_size, tolerance=args.tolerance,
+                         min_agreement=args.min_agreement, progress=not args.no_progress and sys.stderr.isatty(),
+                         options=options)
+    print(json.dumps(_finite(r), indent=2, allow_nan=False) if args.json else format_result(r))
+    return 0 if r["passed"] else 3  # 1: error, 2: argparse's usage error, 3: a divergence
+
+
+def cmd_report(args) -> int:
+    from . import artifact
+    from .ir import output_node
+    from .outputs import PendingOutputs
+    from .report import build_report
+    from .report.html import render
+
+    outputs = PendingOutputs(inputs=[args.artifact, args.data])
+    outputs.reserve(args.output)
+    if args.samples < 1:
+        raise ValueError(f"--samples must be >= 1, got {args.samples}")
+    q = artifact.load(args.artifact)
+    ts = _timesteps(args.timesteps, q.graph["snnc"].get("timesteps", 32)) if args.timesteps else None
+    x, y = _load_data_for(q, args.data, n_outputs=q.nodes[output_node(q)]["shape"][0])
+    info = build_report(q, x, y, timesteps=ts, samples=args.samples, encoding=args.encoding, seed=args.seed,
+                        artifact=args.artifact, data=args.data, progress=not args.no_progress and sys.stderr.isatty())
+    outputs.add(args.output, render(info).encode())
+    outputs.commit()
+    st = info["stats"]
+    print(f"integer SNN {st['accuracy']['int']:.2f}% vs ANN {st['accuracy']['ann']:.2f}% at T={st['T']}; lost to "
+          + ", ".join(f"{k} {v:+.2f} pt" for k, v in st["causes"].items())
+          + f"; layer introducing most error: {st['worst_layer']}")
+    print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from . import artifact
+    from .nir_io import nir_bytes
+    from .outputs import PendingOutputs
+
+    outputs = PendingOutputs(inputs=[args.artifact])
+    outputs.reserve(args.output)
+    q = artifact.load(args.artifact)
+    outputs.add(args.output, nir_bytes(q, form=args.form, dt=args.dt, strict=args.strict))
+    outputs.commit()
+    print(f"wrote {args.output} (NIR, {args.form} form, dt {args.dt:g})")
+    return 0
+
+
+COMMANDS = {"compile": cmd_compile, "export": cmd_export, "simulate": cmd_simulate, "inspect": cmd_inspect, "check": cmd_check,
+            "report": cmd_report}
