@@ -159,10 +159,11 @@ def quantize_decay(beta) -> np.ndarray:
     return np.clip(np.rint((1.0 - np.asarray(beta, np.float64)) * DECAY_ONE), 0, DECAY_ONE).astype(np.int64)
 
 
-def tz_decay(x: np.ndarray, decay) -> np.ndarray:
-    """``sign(p) * (|p| >> 12)`` with ``p = x * (4096 - decay)``: Loihi's decay, rounded toward zero."""
+def tz_decay(x, decay):
+    """``sign(p) * (|p| >> 12)`` with ``p = x * (4096 - decay)``: Loihi's decay, rounded toward zero.
+    Written with operators numpy arrays and torch tensors share, so the torch engine steps this too."""
     p = x * (DECAY_ONE - decay)
-    return np.sign(p) * (np.abs(p) >> DECAY_BITS)
+    return (abs(p) >> DECAY_BITS) * (1 - 2 * (p < 0))
 
 
 class IntParams(NamedTuple):

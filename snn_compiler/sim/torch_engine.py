@@ -209,13 +209,6 @@ def exact_kernels(dev):
         torch.set_float32_matmul_precision(saved[2])
 
 
-def _tz_decay(x, decay):
-    """``sign(p) * (|p| >> 12)``, ``p = x * (4096 - decay)`` (int64, wrapping as numpy's)."""
-    torch = _torch()
-    p = x * (N.DECAY_ONE - decay)
-    return torch.sign(p) * (torch.abs(p) >> N.DECAY_BITS)
-
-
 class TorchParams:
     """A layer's :class:`ir.neuron.IntParams` as int64 tensors on the device."""
 
@@ -234,10 +227,10 @@ def int_step(v, u, current, p: TorchParams, spiking=True, pre=None):
     spikes (bool) or None for a non-spiking read-out. ``pre``, a tensor like v, receives the
     membrane before reset (a latency read-out's tie-break)."""
     if p.decay_u != N.DECAY_ONE:
-        u.copy_(_tz_decay(u, p.decay_u) + current)
+        u.copy_(N.tz_decay(u, p.decay_u) + current)
         current = u
     if p.leaky:
-        v.copy_(_tz_decay(v, p.decay_v))
+        v.copy_(N.tz_decay(v, p.decay_v))
     v.add_(current)  # in place, no temporaries (int64 wraps as numpy's x + current + bias would)
     if p.has_bias:
         v.add_(p.bias)
