@@ -6,7 +6,7 @@ threshold tensors: scalar ones make nir 1.0.8's infer_types fail) on scikit-lear
 snnTorch's own test accuracy (output spike counts; ties broken by the final membrane after reset,
 then the higher index, as snnc's ``count`` read-out does), exports it with
 ``snntorch.export_nir.export_to_nir`` and ``nir.write``, loads the file with
-``snn_compiler.nir_io.load_nir(path, dt=1e-4)`` (snnTorch's hard-coded dt), compiles it to an
+``snn_compiler.frontend.nir.load_nir(path, dt=1e-4)`` (snnTorch's hard-coded dt), compiles it to an
 8-bit integer SNN and simulates it with snnc (float and int), on the same test images and the same
 T. Prints a small table. Training stops after --epochs or --max-train-s, whichever comes first, so
 on a busy machine the default run trains fewer epochs.
@@ -85,7 +85,7 @@ def main(argv=None):
     from snntorch import utils as sutils
     import nir
     from snntorch.export_nir import export_to_nir
-    from snn_compiler.nir_io import load_nir
+    from snn_compiler.frontend.nir import load_nir
     from snn_compiler.compile import compile_model
     from snn_compiler.config import CompileConfig
     from snn_compiler.sim.emulator import simulate

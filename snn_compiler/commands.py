@@ -23,7 +23,7 @@ def cmd_compile(args) -> int:
     outputs.reserve(args.output)
     target = get_target(args.target)
     load = dict(allow_pickle=args.allow_pickle, trust_code=args.trust_code)
-    from .nir_io import is_nir_file, load_nir
+    from .frontend.nir import is_nir_file, load_nir
     if is_nir_file(args.model):
         graph = load_nir(args.model, dt=args.dt, input_shape=args.input_shape, discretization=args.discretization)
     elif args.dt is not None:
@@ -295,7 +295,7 @@ def cmd_report(args) -> int:
 
 def cmd_export(args) -> int:
     from . import artifact
-    from .nir_io import nir_bytes
+    from .frontend.nir import nir_bytes
     from .outputs import PendingOutputs
 
     outputs = PendingOutputs(inputs=[args.artifact])

@@ -1,4 +1,4 @@
-"""The Keras .h5 frontend (snn_compiler/frontend/keras.py), read with h5py alone.
+"""The Keras .h5 frontend (snn_compiler/frontend/keras/), read with h5py alone.
 
 Small Keras files are written by hand here, in the Keras 2 (tf.keras) and Keras 3 layouts the
 real files have, and the IR's ANN reading is checked against a numpy forward pass of the same

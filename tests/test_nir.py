@@ -1,4 +1,4 @@
-"""NIR export and import (snn_compiler.nir_io).
+"""NIR export and import (snn_compiler.frontend.nir).
 
 - Round trip: a compiled network -> NIR (float form) -> import -> compile gives the same integer
   weights, thresholds, decays and the same integer spikes, layer by layer (trained LIF nets with
@@ -23,7 +23,7 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 from snn_compiler import nn as snn  # noqa: E402
-from snn_compiler import nir_io  # noqa: E402
+from snn_compiler.frontend import nir as snnc_nir  # noqa: E402
 from snn_compiler.compile import compile_model  # noqa: E402
 from snn_compiler.config import CompileConfig  # noqa: E402
 from snn_compiler.frontend import from_module  # noqa: E402
@@ -145,8 +145,8 @@ def _quiet(fn, *a, **kw):
 
 def _through_file(q, tmp_path, form, **load):
     path = tmp_path / f"net.{form}.nir"
-    _quiet(nir_io.write_nir, q, path, form)
-    return _quiet(nir_io.load_nir, path, **load)
+    _quiet(snnc_nir.write_nir, q, path, form)
+    return _quiet(snnc_nir.load_nir, path, **load)
 
 
 def _int_fields(q):
@@ -204,9 +204,9 @@ def test_int_form_round_trip_of_a_trained_network(make, tmp_path):
 def test_int_form_of_a_converted_network_warns_that_v_init_is_lost(tmp_path):
     q = _compiled(_relu_cnn(), _x())
     path = tmp_path / "net.nir"
-    _quiet(nir_io.write_nir, q, path, "int")
+    _quiet(snnc_nir.write_nir, q, path, "int")
     with pytest.warns(UserWarning, match="non-zero membrane"):
-        nir_io.load_nir(path)
+        snnc_nir.load_nir(path)
 
 
 def test_int_form_is_the_integer_snn_in_nir_terms():
@@ -217,7 +217,7 @@ def test_int_form_is_the_integer_snn_in_nir_terms():
     q = _compiled(_cnn(reset="zero", beta=1.0), x)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # nothing NIR cannot say: reset zero, v_init 0, no leak
-        g = nir.read(io.BytesIO(nir_io.nir_bytes(q, "int")))  # a standard, type-checking read
+        g = nir.read(io.BytesIO(snnc_nir.nir_bytes(q, "int")))  # a standard, type-checking read
     kinds = {type(n).__name__ for n in g.nodes.values()}
     assert {"SumPool2d", "IF"} <= kinds and "AvgPool2d" not in kinds and "LIF" not in kinds
     assert np.array_equal(g.nodes["0"].weight, O.effective_weights(q.nodes["0"]["op"]))
@@ -237,7 +237,7 @@ def test_float_form_of_a_reset_zero_lif_net_is_the_float_snn_in_nir_terms():
     q = _compiled(_mlp(reset="zero"), x)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        g = nir.read(io.BytesIO(nir_io.nir_bytes(q, "float")))
+        g = nir.read(io.BytesIO(snnc_nir.nir_bytes(q, "float")))
     ref = simulate(q, x.numpy(), mode="float", timesteps=T, readout="count", record=True)
     got = nir_run(g, x.numpy(), T, g.metadata["snnc"]["dt"])
     for layer in ("2.lif", "4.lif"):
@@ -249,20 +249,20 @@ def test_float_form_of_a_reset_zero_lif_net_is_the_float_snn_in_nir_terms():
 def test_export_is_deterministic_and_records_what_nir_cannot_say():
     q = _compiled(_relu_cnn(), _x())
     with pytest.warns(UserWarning, match="reset by subtraction.*initial membrane"):
-        a = nir_io.nir_bytes(q, "float")
-    assert _quiet(nir_io.nir_bytes, q, "float") == a
+        a = snnc_nir.nir_bytes(q, "float")
+    assert _quiet(snnc_nir.nir_bytes, q, "float") == a
     g = nir.read(io.BytesIO(a))
     assert type(g.nodes["2"]).__name__ == "AvgPool2d"
     md = g.nodes["1"].metadata["snnc"]
     assert md["reset"] == "subtract" and md["v_init"] == 0.5 and not md["trained"]
-    assert g.metadata["snnc"]["dt"] == nir_io.DEFAULT_DT and g.metadata["snnc"]["input_scale"] > 0
-    with pytest.raises(nir_io.NIRError, match="reset by subtraction"):
-        nir_io.export_nir(q, "float", strict=True)
+    assert g.metadata["snnc"]["dt"] == snnc_nir.DEFAULT_DT and g.metadata["snnc"]["input_scale"] > 0
+    with pytest.raises(snnc_nir.NIRError, match="reset by subtraction"):
+        snnc_nir.export_nir(q, "float", strict=True)
 
 
 def test_lif_export_follows_snntorch_convention():
     q = _compiled(_mlp(reset="zero"), _x())
-    g = nir_io.export_nir(q, "float", dt=1e-3)
+    g = snnc_nir.export_nir(q, "float", dt=1e-3)
     lif = g.nodes["2.lif"]
     assert isinstance(lif, nir.LIF)
     np.testing.assert_allclose(lif.tau, 1e-3 / (1 - 0.9), rtol=1e-6)  # beta was a float32 buffer
@@ -273,10 +273,10 @@ def test_lif_export_follows_snntorch_convention():
 
 def test_export_refuses_an_uncompiled_graph():
     g = from_module(_mlp(), (1, 4, 4))
-    with pytest.raises(nir_io.NIRError, match="compiled"):
-        nir_io.export_nir(g, "float")
-    with pytest.raises(nir_io.NIRError, match="form must be"):
-        nir_io.export_nir(_compiled(_mlp(), _x()), "fixed")
+    with pytest.raises(snnc_nir.NIRError, match="compiled"):
+        snnc_nir.export_nir(g, "float")
+    with pytest.raises(snnc_nir.NIRError, match="form must be"):
+        snnc_nir.export_nir(_compiled(_mlp(), _x()), "fixed")
 
 
 # ---- graphs written by other libraries' conventions ---------------------------------------------
@@ -313,7 +313,7 @@ def test_snntorch_style_graph_reproduces_nirs_dynamics(variant, tmp_path):
     ng = _snntorch_style(rng, **kw)
     path = tmp_path / "snntorch.nir"
     nir.write(str(path), ng, compression=None)  # nir 1.0.8 cannot gzip 0-d datasets
-    g = nir_io.load_nir(path, dt=DT)
+    g = snnc_nir.load_nir(path, dt=DT)
     lifs = [g.nodes[n]["op"] for n in ("lif1", "lif2")]
     assert all(op.label.endswith("LIF") and op.reset == "zero" and op.spike_value == 1.0 for op in lifs)
     np.testing.assert_allclose(lifs[0].beta, 0.9)
@@ -340,15 +340,15 @@ def test_snntorch_synaptic_maps_to_current_memory():
                              "fc": nir.Linear(weight=rng.normal(0, 0.4, (6, 8))), "cuba": cuba,
                              "output": nir.Output(output_type=np.array([6]))},
                       edges=[("input", "fc"), ("fc", "cuba"), ("cuba", "output")], type_check=False)
-    g = nir_io.from_nir(ng, dt=DT)
+    g = snnc_nir.from_nir(ng, dt=DT)
     assert g.nodes["cuba"]["op"].decay_u == 1024
     x = rng.random((64, 8))
     _, r = _float_counts(g, x)
     ref = nir_run(ng, x, T, DT)
     assert np.array_equal(r.counts["cuba"], ref["cuba"]) and ref["cuba"].sum() > 0
     cuba.tau_syn = np.full(6, DT / 0.3)  # alpha = 0.7: 0.3 * 4096 = 1228.8 is no integer
-    with pytest.raises(nir_io.NIRError, match="1/4096.*nearest tau_syn"):
-        nir_io.from_nir(ng, dt=DT)
+    with pytest.raises(snnc_nir.NIRError, match="1/4096.*nearest tau_syn"):
+        snnc_nir.from_nir(ng, dt=DT)
 
 
 def _conv_graph(rng, pool_after_conv):
@@ -382,7 +382,7 @@ def _conv_graph(rng, pool_after_conv):
 def test_conv_graphs_reproduce_nirs_dynamics(pool_after_conv):
     rng = np.random.default_rng(5)
     ng = _conv_graph(rng, pool_after_conv)
-    g = nir_io.from_nir(ng, dt=DT)
+    g = snnc_nir.from_nir(ng, dt=DT)
     kinds = sorted(O.kind(g.nodes[n]["op"]) for n in g)
     assert kinds.count("AvgPool2d") == (0 if pool_after_conv else 1)
     x = rng.random((48, 1, 6, 6))
@@ -404,7 +404,7 @@ def test_same_padding_scale_and_a_batch_axis_in_the_input_shape():
              "output": nir.Output(output_type=np.array([2, 5, 5]))}
     order = ["input", "conv", "scale", "iaf", "output"]
     ng = nir.NIRGraph(nodes=nodes, edges=list(zip(order, order[1:])), type_check=False)
-    g = nir_io.from_nir(ng)
+    g = snnc_nir.from_nir(ng)
     assert g.nodes["input"]["shape"] == (1, 5, 5) and g.nodes["conv"]["op"].padding == (1, 1)
     x = rng.random((32, 1, 5, 5))
     q, r = _float_counts(g, x)
@@ -422,7 +422,7 @@ def test_exact_discretization_for_sinabs_lif():
                              "lif": nir.LIF(tau=tau, r=np.ones(7), v_leak=np.zeros(7), v_threshold=np.full(7, 0.5)),
                              "output": nir.Output(output_type=np.array([7]))},
                       edges=[("input", "fc"), ("fc", "lif"), ("lif", "output")], type_check=False)
-    g = nir_io.from_nir(ng, dt=1.0, discretization="exact")
+    g = snnc_nir.from_nir(ng, dt=1.0, discretization="exact")
     np.testing.assert_allclose(g.nodes["lif"]["op"].beta, np.exp(-1 / 3))
     x = rng.random((64, 5))
     _, r = _float_counts(g, x)
@@ -439,7 +439,7 @@ def test_an_output_read_from_a_current_gets_a_membrane_readout():
                              "output": nir.Output(output_type=np.array([3]))},
                       edges=[("input", "fc1"), ("fc1", "if1"), ("if1", "fc2"), ("fc2", "output")], type_check=False)
     with pytest.warns(UserWarning, match="readout membrane"):
-        g = nir_io.from_nir(ng)  # no time constants: no dt needed
+        g = snnc_nir.from_nir(ng)  # no time constants: no dt needed
     out = [n for n in g if O.is_readout(g.nodes[n]["op"])]
     assert out == ["output"] and list(g.predecessors("output")) == ["fc2"]
 
@@ -469,36 +469,36 @@ def _with(g, **params):
     (lambda: _with(_lif_graph(), tau=np.array([1e-3, 2e-3])), DT, "tau has shape"),
 ], ids=["no-dt", "v_leak", "v_reset", "dt>tau", "param-shape"])
 def test_what_does_not_map_is_refused_with_the_reason(graph, dt, match):
-    with pytest.raises(nir_io.NIRError, match=match):
-        nir_io.from_nir(graph(), dt=dt)
+    with pytest.raises(snnc_nir.NIRError, match=match):
+        snnc_nir.from_nir(graph(), dt=dt)
 
 
 def test_recurrent_and_unsupported_graphs_are_refused():
     g = _lif_graph()
     g.nodes["rec"] = nir.Linear(weight=np.eye(3))
     g.edges += [("lif", "rec"), ("rec", "lif")]
-    with pytest.raises(nir_io.NIRError, match="recurrent"):
-        nir_io.from_nir(g, dt=DT)
+    with pytest.raises(snnc_nir.NIRError, match="recurrent"):
+        snnc_nir.from_nir(g, dt=DT)
     g = _lif_graph()
     g.nodes["delay"] = nir.Delay(delay=np.ones(3))
     g.edges = [("input", "fc"), ("fc", "delay"), ("delay", "lif"), ("lif", "output")]
-    with pytest.raises(nir_io.NIRError, match="Delay is not supported"):
-        nir_io.from_nir(g, dt=DT)
+    with pytest.raises(snnc_nir.NIRError, match="Delay is not supported"):
+        snnc_nir.from_nir(g, dt=DT)
 
 
 def test_files_are_checked_before_nir_parses_them(tmp_path):
     path = tmp_path / "net.nir"
     nir.write(str(path), _lif_graph())
-    assert nir_io.is_nir_file(path) and nir_io.load_nir(path, dt=DT).number_of_nodes() == 3
+    assert snnc_nir.is_nir_file(path) and snnc_nir.load_nir(path, dt=DT).number_of_nodes() == 3
     other = tmp_path / "other.h5"
     with h5py.File(other, "w") as f:
         f["secret"] = np.arange(3)
     with h5py.File(path, "a") as f:
         f["node"]["leak"] = h5py.ExternalLink(str(other), "/secret")
-    with pytest.raises(nir_io.NIRError, match="ExternalLink"):
-        nir_io.read_nir(path)
+    with pytest.raises(snnc_nir.NIRError, match="ExternalLink"):
+        snnc_nir.read_nir(path)
     text = tmp_path / "notes.nir"
     text.write_text("hello")
-    assert not nir_io.is_nir_file(text)
-    with pytest.raises(nir_io.NIRError, match="not a NIR file"):
-        nir_io.read_nir(text)
+    assert not snnc_nir.is_nir_file(text)
+    with pytest.raises(snnc_nir.NIRError, match="not a NIR file"):
+        snnc_nir.read_nir(text)

@@ -18,7 +18,7 @@ from snn_compiler.compile import compile_model  # noqa: E402
 from snn_compiler.config import CompileConfig  # noqa: E402
 from snn_compiler.frontend import FrontendError  # noqa: E402
 from snn_compiler.frontend.errors import NeedsInputShape  # noqa: E402
-from snn_compiler.frontend.onnx_import import from_onnx  # noqa: E402
+from snn_compiler.frontend.onnx import from_onnx  # noqa: E402
 from snn_compiler.ir import op_of  # noqa: E402
 from snn_compiler.ir import ops as O  # noqa: E402
 from snn_compiler.sim.emulator import run_ann, simulate  # noqa: E402
@@ -374,7 +374,7 @@ def test_from_onnx_runs_without_torch(tmp_path):
     path = tmp_path / "m.onnx"
     onnx.save_model(_model(nodes, [_init("w", RNG.normal(size=(3, 4)))], (4,), (3,)), str(path))
     script = ("import sys; sys.modules['torch'] = None\n"
-              "from snn_compiler.frontend.onnx_import import from_onnx\n"
+              "from snn_compiler.frontend.onnx import from_onnx\n"
               f"g = from_onnx({str(path)!r}); print(sorted(g))\n")
     r = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "'relu'" in r.stdout, r.stderr

@@ -1,17 +1,17 @@
-"""PyTorch frontend: nn.Module, TorchScript and torch.export files -> IR graph.
+"""Frontends: model files and objects -> IR graph, one subpackage per input format.
 
-Every source is first brought to one form, a ``torch.export.ExportedProgram`` (an aten-level FX
-graph whose nodes carry their module path), and that one form is lowered op by op in
-:mod:`.lower` (one handler per aten op). ``torch`` is imported only when a function below is
-first used, so ``from snn_compiler.frontend import FrontendError`` works without torch.
+``torch/`` (nn.Module, TorchScript, torch.export), ``onnx/``, ``keras/`` (.h5) and ``nir/`` each
+lower into the same IR ops. torch, onnx, h5py and nir are imported only when a function below is
+first used, so ``from snn_compiler.frontend import FrontendError`` works without any of them.
 """
 from .errors import FrontendError
 
-__all__ = ["FrontendError", "from_module", "from_exported_program", "from_torchscript", "load_file"]
+__all__ = ["FrontendError", "from_module", "from_exported_program", "from_torchscript", "load_file", "from_onnx",
+           "from_keras_h5", "to_channels_first", "from_nir", "load_nir"]
 
-_LAZY = {"from_module": "sources", "from_torchscript": "sources", "load_file": "sources",
-         "from_exported_program": "lower", "from_keras_h5": "keras", "to_channels_first": "keras",
-         "from_onnx": "onnx_import"}
+_LAZY = {"from_module": "torch.sources", "from_torchscript": "torch.sources", "load_file": "torch.sources",
+         "from_exported_program": "torch.lower", "from_keras_h5": "keras", "to_channels_first": "keras",
+         "from_onnx": "onnx", "from_nir": "nir", "load_nir": "nir"}
 
 
 def __getattr__(name):

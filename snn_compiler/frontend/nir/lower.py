@@ -103,10 +103,10 @@ from typing import Optional
 import networkx as nx
 import numpy as np
 
-from . import ir
-from .ir import neuron as N
-from .ir import ops as O
-from .ir.layers import incoming, source_and_area
+from ... import ir
+from ...ir import neuron as N
+from ...ir import ops as O
+from ...ir.layers import incoming, source_and_area
 
 FORMS = ("float", "int")
 DISCRETIZATIONS = ("euler", "exact")
@@ -337,7 +337,7 @@ def nir_bytes(graph, form: str = "float", dt: float = DEFAULT_DT, strict: bool =
 
 def write_nir(graph, path, form: str = "float", dt: float = DEFAULT_DT, strict: bool = False) -> None:
     """Write :func:`nir_bytes` to ``path`` (checked and committed like every snnc output)."""
-    from .outputs import write_files
+    from ...outputs import write_files
     write_files({os.fspath(path): nir_bytes(graph, form=form, dt=dt, strict=strict)})
 
 

@@ -18,7 +18,7 @@ import ast
 import pickletools
 
 from .archive_check import CODE_HELP, Archive, refuse
-from .errors import FrontendError
+from ..errors import FrontendError
 from .pure_ops import PURE_OPS
 
 _PICKLING_HOOKS = ("__setstate__", "__getstate__")

@@ -6,9 +6,9 @@ import math
 import numpy as np
 import torch
 
-from .. import nn as _snnc_nn  # noqa: F401  (registers the snnc::lif and snnc::qcfs ops)
-from ..ir import ops as O
-from ..ir.neuron import QCFS, RESETS
+from ... import nn as _snnc_nn  # noqa: F401  (registers the snnc::lif and snnc::qcfs ops)
+from ...ir import ops as O
+from ...ir.neuron import QCFS, RESETS
 
 aten = torch.ops.aten
 from .context import Act, Unavailable, _describe, _pair

@@ -58,9 +58,9 @@ from typing import Optional
 
 import numpy as np
 
-from .. import ir
-from ..ir import ops as O
-from .errors import FrontendError, NeedsInputShape
+from ... import ir
+from ...ir import ops as O
+from ..errors import FrontendError, NeedsInputShape
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 

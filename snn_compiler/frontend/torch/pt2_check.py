@@ -22,7 +22,7 @@ import re
 import zipfile
 
 from .archive_check import CODE_HELP, PICKLE_HELP, Archive, clip, refuse
-from .errors import FrontendError
+from ..errors import FrontendError
 from .pure_ops import PURE_OPS, SNNC_OPS
 
 _KNOWN = ("archive_format", "archive_version", "byteorder", ".data/", "models/", "data/weights/",

@@ -26,9 +26,9 @@ from typing import Optional
 import networkx as nx
 import numpy as np
 
-from .. import ir
-from ..ir import ops as O
-from .errors import FrontendError, NeedsInputShape, check_input_shape
+from ... import ir
+from ...ir import ops as O
+from ..errors import FrontendError, NeedsInputShape, check_input_shape
 
 _MIN_OPSET = 9
 _FOLD_LIMIT = 1 << 26  # elements a folded constant may have beyond its inputs (a broadcast bomb guard)

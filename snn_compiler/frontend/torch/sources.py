@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from .archive_check import Archive
-from .errors import FrontendError, NeedsInputShape, check_input_shape
+from ..errors import FrontendError, NeedsInputShape, check_input_shape
 from .lower import from_exported_program
 from .pt2_check import check_pt2
 from .torchscript_check import check_torchscript
@@ -318,10 +318,10 @@ def load_file(path, input_shape: Optional[tuple] = None, allow_pickle: bool = Fa
         data = f.read()  # once: what is checked below is what torch loads
     head = data[:8]
     if path.lower().endswith(".onnx"):  # protobuf has no magic bytes: the suffix says ONNX (parsing runs no code)
-        from .onnx_import import from_onnx
+        from ..onnx.graph import from_onnx
         return from_onnx(data, input_shape=input_shape, name=path)
     if head.startswith(_HDF5_MAGIC):  # Keras .h5 (h5py reads the bytes checked here; no torch involved)
-        from .keras import from_keras_h5
+        from ..keras.lower import from_keras_h5
         return from_keras_h5(data, input_shape=input_shape, name=path)
     if head.startswith(_ZIP_MAGIC) and zipfile.is_zipfile(io.BytesIO(data)):
         with zipfile.ZipFile(io.BytesIO(data)) as z:
@@ -358,7 +358,7 @@ def load_file(path, input_shape: Optional[tuple] = None, allow_pickle: bool = Fa
 def _sniff(path, head: bytes) -> str:
     if head.startswith(b"\x93NUMPY"):
         return "it is a numpy .npy array"
-    from .onnx_import import looks_like_onnx
+    from ..onnx.graph import looks_like_onnx
     if looks_like_onnx(path):
         return "it looks like an ONNX model: give it the .onnx suffix"
     with open(path, "rb") as f:

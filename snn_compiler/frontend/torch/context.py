@@ -8,9 +8,9 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .. import ir
-from ..ir import ops as O
-from .errors import FrontendError
+from ... import ir
+from ...ir import ops as O
+from ..errors import FrontendError
 
 aten = torch.ops.aten
 

@@ -12,7 +12,7 @@ import json
 import zipfile
 from typing import NoReturn
 
-from .errors import FrontendError
+from ..errors import FrontendError
 
 PICKLE_HELP = ("unpickling can run code from the file, so snnc refuses it: re-save the model with "
                "torch.export.save, or pass --allow-pickle (allow_pickle=True) only if you trust the file")

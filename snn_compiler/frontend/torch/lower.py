@@ -16,9 +16,9 @@ import networkx as nx
 import torch
 from torch.export.graph_signature import InputKind, OutputKind
 
-from .. import ir
-from ..ir import ops as O
-from .errors import FrontendError
+from ... import ir
+from ...ir import ops as O
+from ..errors import FrontendError
 
 aten = torch.ops.aten
 from .context import Act, Lowering, Unavailable, _bind, where
