@@ -42,7 +42,7 @@ def cmd_compile(args) -> int:
         from .ir import verify
         verify(graph)
         calib, _ = _load_data_for(graph, args.calibration)
-    config = CompileConfig(bits=args.bits or target.default_bits, norm=args.norm, layer_scales=dict(args.layer_scale),
+    config = CompileConfig(bits=target.weight_bits(args.bits), norm=args.norm, layer_scales=dict(args.layer_scale),
                            layer_factors=dict(args.layer_factor), calibration=calib,
                            timesteps=args.timesteps, reset=args.reset, v_init=args.v_init, input_bits=args.input_bits, pool=args.pool,
                            target=args.target, profile=args.profile, chips=args.chips,
@@ -55,7 +55,7 @@ def cmd_compile(args) -> int:
         outputs.add(path, content)
     outputs.add(args.output, artifact.to_bytes(q))
     outputs.commit()
-    notes = [f"layer {layer} may saturate its {q.graph['snnc']['membrane_bits']}-bit membrane over {args.timesteps} "
+    notes = [f"layer {layer} may saturate its {q.graph['snnc']['membrane_bits']}-bit membrane over {config.timesteps} "
              f"steps (worst case {r['membrane']})" for layer, r in q.graph["snnc"]["ranges"].items()
              if r["membrane_saturates"]]
     dt = time.perf_counter() - t0
@@ -110,7 +110,7 @@ def _data_shape(path) -> tuple:
 def _timesteps(text, default):
     from .sim import check_timesteps
     try:
-        ts = [int(t) for t in text.split(",")] if text else [default]
+        ts = [default] if text is None else [int(t) for t in text.split(",")]  # "" is given: refused, not the default
     except ValueError:
         raise ValueError(f"--timesteps must be T or a comma list of T like 8,16,32, got {text!r}") from None
     try:
@@ -279,7 +279,7 @@ def cmd_report(args) -> int:
     if args.samples < 1:
         raise ValueError(f"--samples must be >= 1, got {args.samples}")
     q = artifact.load(args.artifact)
-    ts = _timesteps(args.timesteps, q.graph["snnc"].get("timesteps", 32)) if args.timesteps else None
+    ts = _timesteps(args.timesteps, q.graph["snnc"].get("timesteps", 32)) if args.timesteps is not None else None
     x, y = _load_data_for(q, args.data, n_outputs=q.nodes[output_node(q)]["shape"][0])
     info = build_report(q, x, y, timesteps=ts, samples=args.samples, encoding=args.encoding, seed=args.seed,
                         artifact=args.artifact, data=args.data, progress=not args.no_progress and sys.stderr.isatty())

@@ -34,7 +34,7 @@ def compile_model(graph, config: CompileConfig, log=None, target=None):
     """
     from .targets import check_supported, get_target
 
-    target = target or get_target(config.target)
+    target = get_target(config.target) if target is None else target
     check_supported(graph, target)
     config = target.prepare(copy.copy(config))
     config.apply_chips()  # --chips overrides the chips of the profile the target chose

@@ -15,6 +15,17 @@ V_INITS = ("half", "zero")
 NORM_SCALE_RANGE = (1e-6, 1e6)       # scale:F, F times the max activation
 LAYER_SCALE_RANGE = (1e-30, 1e30)    # --layer-scale LAYER=S, an activation scale in the network's units
 MAX_CHIPS = 4096                     # --chips N: a sanity bound (Hala Point has 1,152 Loihi 2 chips)
+WEIGHT_BITS = (2, 16)                # --bits: signed weight bits
+INPUT_BITS = (1, 16)                 # --input-bits: bits of the graded input
+
+
+def whole_number(flag: str, value, lo: int, hi: int) -> int:
+    """``value`` as an int in ``lo..hi``, else a one-line ValueError naming ``flag`` (no bool, no float)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{flag} must be an integer in {lo}..{hi}, got {value!r}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{flag} must be an integer in {lo}..{hi}, got {int(value)}")
+    return int(value)
 
 
 @dataclass
@@ -42,18 +53,20 @@ class CompileConfig:
     encoding: str = "constant"      # the input encoding it will run with (pso needs its gain in the weights)
 
     def __post_init__(self):
-        if not 2 <= self.bits <= 16:
-            raise ValueError(f"--bits must be in 2..16, got {self.bits}")
+        # every value given is checked, none replaced: 0 is a value (refused), not "use the default"
+        self.bits = whole_number("--bits", self.bits, *WEIGHT_BITS)
+        self.input_bits = whole_number("--input-bits", self.input_bits, *INPUT_BITS)
+        from .sim.encode import check_timesteps  # the engines' own limit (MAX_TIMESTEPS), checked once
+        try:
+            self.timesteps = check_timesteps(self.timesteps)
+        except ValueError as e:
+            raise ValueError(f"--timesteps: {e}") from None
         if self.reset not in RESETS:
             raise ValueError(f"--reset must be one of {RESETS}, got {self.reset!r}")
         if self.pool not in POOLS:
             raise ValueError(f"--pool must be one of {POOLS}, got {self.pool!r}")
         if self.v_init not in V_INITS:
             raise ValueError(f"--v-init must be one of {V_INITS}, got {self.v_init!r}")
-        if self.timesteps < 1:
-            raise ValueError(f"--timesteps must be >= 1, got {self.timesteps}")
-        if not 1 <= self.input_bits <= 16:
-            raise ValueError(f"--input-bits must be in 1..16, got {self.input_bits}")
         if self.norm is not None:
             parse_norm(self.norm)
         from .sim.encode import ENCODINGS
@@ -69,10 +82,7 @@ class CompileConfig:
                 if not (math.isfinite(v) and lo <= v <= hi):
                     raise ValueError(f"{flag} {name}={value}: {what} must be a finite number in {lo:g}..{hi:g}")
         if self.chips is not None:
-            if isinstance(self.chips, bool) or not isinstance(self.chips, (int, np.integer)) \
-                    or not 1 <= int(self.chips) <= MAX_CHIPS:
-                raise ValueError(f"--chips must be an integer in 1..{MAX_CHIPS}, got {self.chips!r}")
-            self.chips = int(self.chips)
+            self.chips = whole_number("--chips", self.chips, 1, MAX_CHIPS)
         if self.profile is not None:  # refused here, before any pass runs (names the file and the key)
             from .mapping.profile import load_profile_dict
             self.profile = load_profile_dict(self.profile)

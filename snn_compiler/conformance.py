@@ -100,7 +100,11 @@ def compare_backends(graph, x, backends=("reference", "lava"), *, timesteps=32, 
         raise ValueError(f"tolerance must be a rate >= 0 (spikes per neuron per step), got {tolerance}")
     if tol_mode and not 0 <= min_agreement <= 1:
         raise ValueError(f"min_agreement must be a fraction in 0..1, got {min_agreement}")
-    options = options or {}
+    options = {} if options is None else options
+    stray = sorted(set(options) - set(backends)) if isinstance(options, dict) else None
+    if stray is None or stray:  # an option for a backend not compared would be silently dropped
+        raise ValueError(f"options must map compared backends ({', '.join(backends)}) to keyword arguments, "
+                         f"got {'a ' + type(options).__name__ if stray is None else 'options for ' + ', '.join(map(str, stray))}")
 
     def run(i, xs, t, show=False):
         kw = dict(timesteps=t, encoding=encoding, seed=seed, readout=readout, batch_size=batch_size,

@@ -35,6 +35,11 @@ class Target:
     extra_outputs: Optional[Callable] = None          # extra_outputs(graph, config, out_path) -> {path: bytes}
     extra: dict = field(default_factory=dict)
 
+    def weight_bits(self, bits=None):
+        """The weight bits to compile with: ``bits`` as given (validated by CompileConfig, never
+        replaced, so 0 is refused), or this target's default when none is given (None)."""
+        return self.default_bits if bits is None else bits
+
 
 def check_supported(graph, target: Target) -> None:
     """Raise TargetError naming every node ``target`` cannot run, with its reason."""

@@ -127,3 +127,41 @@ def test_console_script_and_debug_traceback(files):
     r = subprocess.run([exe, "--debug", "simulate", str(files / "nope.snnc"), "--data", str(files / "data.npz")],
                        capture_output=True, text=True)
     assert r.returncode != 0 and "Traceback" in r.stderr
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--bits", "0"], ["--bits", "2..16", "got 0"]),
+    (["--input-bits", "0"], ["--input-bits", "got 0"]),
+    (["--timesteps", "0"], ["--timesteps", "got 0"]),
+    (["--timesteps", "20000"], ["--timesteps", "1..10000", "got 20000"]),
+    (["--timesteps", "1000000000"], ["--timesteps", "1..10000"]),
+    (["--chips", "0", "--target", "lava"], ["--chips", "got 0"]),
+    (["--target", "lava", "--profile", ""], ["profile ''"]),
+], ids=["bits-0", "input-bits-0", "timesteps-0", "timesteps-20000", "timesteps-1e9", "chips-0", "profile-empty"])
+def test_a_value_given_is_validated_never_replaced_by_the_default(files, capsys, args, words):
+    """0, an empty string and a T no engine runs are values the user gave: refused on one line
+    naming the flag, nothing written (before: --bits 0 compiled 8-bit weights, --timesteps 20000
+    compiled a network no engine would run)."""
+    code, out, err = run(["compile", files / "model.pt", "--input-shape", "1,8,8", "--calibration", files / "calib.npz",
+                          *args, "-o", files / "zero.snnc"], capsys)
+    lines = err.strip().splitlines()
+    assert code == 1 and len(lines) == 1 and "Traceback" not in err, err
+    assert all(w in lines[0] for w in words), lines[0]
+    assert not (files / "zero.snnc").exists()
+
+
+def test_an_empty_timesteps_list_is_refused_not_the_artifacts(files, capsys):
+    art = files / "model.pt.snnc"
+    if not art.exists():
+        run(["compile", files / "model.pt", "--input-shape", "1,8,8", "--calibration", files / "calib.npz", "-o", art],
+            capsys)
+    for command in (["simulate", art, "--data", files / "data.npz"], ["check", art, "--data", files / "data.npz",
+                                                                        "--backends", "reference,float"]):
+        code, out, err = run([*command, "--timesteps", ""], capsys)
+        assert code == 1 and "--timesteps" in err, err
+
+
+def test_the_targets_default_bits_apply_only_when_none_are_given():
+    from snn_compiler.targets import get_target
+    assert get_target("reference").weight_bits(None) == 8 and get_target("truenorth").weight_bits(None) == 4
+    assert get_target("reference").weight_bits(0) == 0  # passed on, for CompileConfig to refuse

@@ -82,8 +82,11 @@ class LavaNetwork:
 
     def run(self, steps: Optional[int] = None, run_cfg=None):
         """Run (by default every sample to the end) with ``run_cfg`` (default: Lava's CPU simulator)."""
-        run_cfg = run_cfg or Loihi2SimCfg(select_tag="fixed_pt")
-        self.output.run(condition=RunSteps(num_steps=steps or self.hardware_steps), run_cfg=run_cfg)
+        run_cfg = Loihi2SimCfg(select_tag="fixed_pt") if run_cfg is None else run_cfg
+        steps = self.hardware_steps if steps is None else steps
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+            raise ValueError(f"steps must be a whole number >= 1, got {steps!r}")
+        self.output.run(condition=RunSteps(num_steps=int(steps)), run_cfg=run_cfg)
 
     def stop(self):
         self.output.stop()
@@ -132,7 +135,8 @@ def build_network(graph, x=None, *, timesteps: int, encoding: str = "constant", 
     from snn_compiler.sim.emulator import check_readout
     from .target import check
     check(graph, CompileConfig(target="lava"))  # nothing Lava would wrap or truncate
-    decide_k = check_readout(readout, k) or 0
+    decide_k = check_readout(readout, k)
+    decide_k = 0 if decide_k is None else decide_k  # 0: no latency read-out to decide
     plan = make_plan(graph, readout)
     T = check_timesteps(timesteps)
     if x is not None:

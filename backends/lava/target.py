@@ -39,7 +39,7 @@ def load_profile(profile=None) -> dict:
     """A hardware profile (a dict, a YAML path, or a name in configs/; default loihi2), validated by
     the loader the partition pass uses."""
     from snn_compiler.mapping import load_profile_dict
-    return load_profile_dict(profile or DEFAULT_PROFILE)
+    return load_profile_dict(DEFAULT_PROFILE if profile is None else profile)  # "" or {} is refused, not replaced
 
 
 def prepare(config):
@@ -82,7 +82,7 @@ def check(graph, config) -> None:
             if w.size and (w.min() < wlo or w.max() > whi):
                 raise TargetError(f"layer {n!r}: weight register holds [{wlo}, {whi}] ({wbits}-bit signed, "
                                     f"Lava Dense sign_mode MIXED), got [{int(w.min())}, {int(w.max())}]")
-            e = int(getattr(op, "weight_exp", 0) or 0)
+            e = int(op.weight_exp)
             emax = int(profile.get("registers", {}).get("weight_exp_max", 7))
             if not 0 <= e <= emax:
                 raise TargetError(f"layer {n!r}: weight exponent {e} does not fit Loihi's weight exponent "

@@ -74,7 +74,7 @@ def main(argv=None) -> int:
                         neurons=p.get("neurons", "auto"), k=p.get("k"))
     t_build = time.perf_counter() - t0
     total = net.hardware_steps
-    chunk = max(1, int(p.get("chunk_samples") or 0)) * net.timesteps if p.get("progress") else total
+    chunk = max(1, int(p.get("chunk_samples", 1))) * net.timesteps if p.get("progress") else total
     t0 = time.perf_counter()
     try:
         done = 0

@@ -39,7 +39,7 @@ def run_pass(fn, graph, config) -> bool:
 
 def run_pipeline(graph, config, passes=None, log=None) -> None:
     verify(graph)
-    for fn in passes or PIPELINE:
+    for fn in PIPELINE if passes is None else passes:  # [] runs no pass, as asked
         changed = run_pass(fn, graph, config)
         if log:
             log(f"{fn.__name__}: {'changed' if changed else 'no change'}")

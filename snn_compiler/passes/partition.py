@@ -25,7 +25,7 @@ def check_core_bound(graph, config):
     if getattr(config, "profile", None) is None:
         return None
     prof = load_profile(load_profile_dict(config.profile))
-    bits = int(graph.graph.get("snnc", {}).get("bits") or config.bits)
+    bits = int(graph.graph.get("snnc", {}).get("bits", config.bits))  # the graph's once quantized
     if prof.max_weight_bits is not None and bits > prof.max_weight_bits:
         raise MappingError(f"{bits}-bit weights exceed profile {prof.name!r}'s {prof.max_weight_bits}-bit synapses "
                            f"(resource weight_bits)")
@@ -50,7 +50,7 @@ def partition(graph, config) -> bool:
         return False
     spec = load_profile_dict(config.profile)
     meta = graph.graph.setdefault("snnc", {})
-    bits = int(meta.get("bits") or config.bits)
+    bits = int(meta.get("bits", config.bits))
     core_map = partition_graph(without_pools(graph), spec, bits, progress=config.progress)  # no pooling synapse in hardware
     core_map["profile_spec"] = copy.deepcopy(spec)
     meta["core_map"] = core_map
