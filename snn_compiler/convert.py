@@ -11,6 +11,12 @@
 torch tensors are both accepted for data. ``scale_factors`` multiplies chosen layers' activation
 scales (ANNarchy's ``scale_factor``): a list (one per neuron layer, in order) or a dict by layer
 name or index; a factor > 1 lowers the layer's rates (less clipping, more quantization error).
+
+A module still in training mode (``model.train()``, the state right after a training loop) is
+converted as ``model.eval()`` would run it, BatchNorm with its running statistics and no
+dropout, since an SNN has no batch to normalise over; a warning says so, and the module's own
+mode is left as it was (training stays True), so a training loop can go on. The CLI reads model
+files, which are saved after ``model.eval()``: one saved in training mode is refused.
 """
 from __future__ import annotations
 
@@ -47,20 +53,36 @@ class SNN:
         """The default input encoding: pso for a network compiled with its gain, else constant."""
         return "pso" if self.graph.graph["snnc"].get("input_gain", 1) > 1 else "constant"
 
-    def _sim(self, x, readout, encoding=None, timesteps=None, mode="int", **kw):
-        return simulate(self.graph, _numpy(x), mode=mode, timesteps=timesteps or self.timesteps,
-                        encoding=encoding or self.encoding,
-                        readout=readout, engine=self.engine if mode == "int" else "auto", **kw)
+    def _sim(self, x, readout, encoding=None, timesteps=None, mode="int", backend=None, **kw):
+        # None means "the SNN's own"; any value given (0 included) goes to the run, which checks it
+        common = dict(timesteps=self.timesteps if timesteps is None else timesteps,
+                      encoding=self.encoding if encoding is None else encoding, readout=readout)
+        if backend is None:
+            return simulate(self.graph, _numpy(x), mode=mode, engine=self.engine if mode == "int" else "auto",
+                            **common, **kw)
+        if mode != "int":
+            raise ValueError(f"give backend= or mode=, not both (backend {backend!r}, mode {mode!r})")
+        from .targets import get_backend
+        run = get_backend(backend)  # an unknown name is refused, listing the available ones
+        if backend == "reference":
+            kw.setdefault("engine", self.engine)
+        return run(self.graph, _numpy(x), **common, **kw)
 
     def run(self, x, encoding: Optional[str] = None, timesteps: Optional[int] = None, **kw) -> np.ndarray:
-        """Output spike counts (N, outputs) over ``timesteps`` (default: the compile's)."""
+        """Output spike counts (N, outputs) over ``timesteps`` (default: the compile's).
+        ``backend=`` a backend name (reference, float, lava, ...; default the reference engine)."""
+        if kw.get("backend") == "ann":
+            raise ValueError("run() returns output spike counts and the ann backend has none: use classify() or "
+                             "accuracy() with backend='ann'")
         return self._sim(x, "count", encoding, timesteps, **kw).scores.astype(np.int64)
 
     def classify(self, x, encoding: Optional[str] = None, timesteps: Optional[int] = None, **kw) -> np.ndarray:
-        """Predicted classes (N,) under this SNN's read-out."""
+        """Predicted classes (N,) under this SNN's read-out; ``backend=`` any backend name (reference,
+        float, ann: the network read as an ANN, lava, ...), as ``snnc simulate --backend`` takes."""
         return self._sim(x, self.readout, encoding, timesteps, **kw).predictions
 
     def accuracy(self, x, y, **kw) -> float:
+        """Fraction of ``x`` classified as ``y`` (keywords as :meth:`classify`: ``backend="ann"`` ...)."""
         return float(np.mean(self.classify(x, **kw) == _numpy(y).reshape(-1)))
 
     def save(self, path) -> None:
@@ -103,12 +125,20 @@ def convert(model, calibration_data=None, *, timesteps: Optional[int] = None, pe
     if norm is None and calib is not None and percentile is not None:
         norm = f"percentile:{percentile:g}"
     tgt = get_target(target)
-    config = CompileConfig(bits=bits or tgt.default_bits, norm=norm, calibration=calib, timesteps=timesteps,
+    config = CompileConfig(bits=tgt.weight_bits(bits), norm=norm, calibration=calib, timesteps=timesteps,
                            target=target, layer_factors=_factors(scale_factors), **options)
     return SNN(compile_model(graph, config, target=tgt), timesteps=timesteps, readout=readout)
 
 
 def _lower(model, input_shape):
+    training = [n for n, m in model.named_modules() if getattr(m, "training", False)] \
+        if hasattr(model, "named_modules") and not hasattr(model, "code") else []   # a ScriptModule has code
+    if training:
+        import warnings
+        warnings.warn(f"convert: the model is in training mode ({len(training)} module(s), e.g. "
+                      f"{training[0] or type(model).__name__!r}); it is converted as in eval mode (BatchNorm running "
+                      "statistics, no dropout), as model.eval() would run it; the model itself stays in training "
+                      "mode", stacklevel=3)
     if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
         from .frontend import load_file
         return load_file(model, input_shape=input_shape)

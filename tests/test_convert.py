@@ -114,3 +114,63 @@ def test_truenorth_defaults_to_the_weight_format_it_maps(tmp_path):
              "-o", "t.snnc", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     assert artifact.load(tmp_path / "t.snnc").graph["snnc"]["bits"] == 4
+
+
+@pytest.mark.parametrize("kw, words", [
+    (dict(timesteps=0), "--timesteps"), (dict(bits=0), "--bits"), (dict(timesteps=20000), "1..10000"),
+    (dict(bits=8.5), "--bits"), (dict(input_bits=0), "--input-bits"),
+])
+def test_convert_refuses_zero_and_out_of_range_options(kw, words):
+    """convert(timesteps=0) or bits=0 is a value, refused (before: replaced by the default)."""
+    with pytest.raises(ValueError, match=words):
+        snn_compiler.convert(_net(), _data(8), **kw)
+
+
+def test_run_with_zero_timesteps_is_refused_not_the_snns():
+    snn = snn_compiler.convert(_net(), _data(8), timesteps=4)
+    with pytest.raises(ValueError, match="timesteps"):
+        snn.run(_data(2), timesteps=0)
+    with pytest.raises(ValueError, match="encoding"):
+        snn.run(_data(2), encoding="")
+
+
+def test_an_empty_pass_list_runs_no_pass():
+    from snn_compiler.passes import run_pipeline
+    g = from_module(_net(), (1, 8, 8))
+    before = {n: type(g.nodes[n]["op"]).__name__ for n in g}
+    run_pipeline(g, CompileConfig(), [])
+    assert {n: type(g.nodes[n]["op"]).__name__ for n in g} == before and "quantized" not in g.graph["snnc"]
+
+
+def test_a_model_in_training_mode_is_converted_as_in_eval_mode_said_and_left_training():
+    """The state right after a training loop: converted as model.eval() runs it (BatchNorm running
+    statistics, no dropout), with a warning, and the module stays in training mode (before: no
+    word of it)."""
+    torch.manual_seed(2)
+    net = nn.Sequential(nn.Linear(12, 10), nn.BatchNorm1d(10), nn.ReLU(), nn.Dropout(0.5), nn.Linear(10, 3))
+    with torch.no_grad():
+        net[1].running_mean.uniform_(-0.5, 0.5)
+        net[1].running_var.uniform_(0.5, 2.0)
+    x = torch.rand(30, 12)
+    with pytest.warns(UserWarning, match="training mode.*converted as in eval mode"):
+        snn = snn_compiler.convert(net, x, timesteps=8)
+    assert all(m.training for m in net.modules())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # an eval-mode model converts without the warning
+        ref = snn_compiler.convert(net.eval(), x, timesteps=8)
+    assert np.array_equal(snn.run(x), ref.run(x))
+
+
+def test_accuracy_and_classify_take_any_backend_by_name():
+    net, x = _net(), _data(20)
+    snn = snn_compiler.convert(net, x, timesteps=8)
+    with torch.no_grad():
+        y = net(x).argmax(1)
+    assert snn.accuracy(x, y, backend="ann") == 1.0   # the network read as an ANN: the torch model's own
+    assert snn.accuracy(x, y, backend="reference") == snn.accuracy(x, y)
+    assert np.array_equal(snn.classify(x, backend="float"), simulate(snn.graph, x.numpy(), mode="float",
+                                                                     timesteps=8).predictions)
+    with pytest.raises(ValueError, match="unknown backend 'nope'"):
+        snn.accuracy(x, y, backend="nope")
+    with pytest.raises(ValueError, match="no .*spike counts|has none"):
+        snn.run(x, backend="ann")

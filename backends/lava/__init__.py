@@ -305,10 +305,21 @@ def run(graph, x, *, timesteps, encoding="constant", seed=0, readout="membrane",
 
 
 def check_graph(graph, profile=None) -> None:
-    """Refuse (TargetError naming layer and register) a graph Lava would not run exactly, e.g. one
-    compiled for the reference target with wider weights than Loihi keeps."""
+    """Refuse (TargetError naming layer and register) a graph Lava would not run exactly (checked
+    against ``profile``, default loihi2: the registers of the Lava simulator that runs it, whatever
+    the graph records). A graph compiled for another target (the reference one: wider weights, any
+    bias) is refused saying so and how to recompile, not only by the register it breaks."""
     from snn_compiler.config import CompileConfig
-    check(graph, CompileConfig(target="lava", profile=profile))
+    from snn_compiler.targets import TargetError
+    try:
+        check(graph, CompileConfig(target="lava", profile=profile))
+    except TargetError as e:
+        target = graph.graph.get("snnc", {}).get("target")
+        if target in (None, "lava"):
+            raise
+        raise TargetError(f"the artifact was compiled for target {target!r}, not lava, and Loihi cannot run it "
+                          f"exactly ({e}); recompile the model with --target lava (snnc compile MODEL --target lava "
+                          f"-o NET.snnc)") from None
 
 
 def to_simresult(res, plan, n, timesteps, readout, record, k=None):
