@@ -115,8 +115,7 @@ def mapped_params(case):
     decay_v = np.array(case["dv"], np.int64)
     decay_u = case["du"] + 1
     bias = np.array(case["bias_mant"], np.int64) << np.array(case["bias_exp"], np.int64)
-    return IntParams(threshold=(case["vth"] << 6) + 1, bias=bias, decay_v=decay_v, decay_u=decay_u, v_max=V_MAX,
-                     subtract=False, leaky=bool(decay_v.any()) or decay_u != DECAY_ONE)
+    return IntParams.make((case["vth"] << 6) + 1, bias, decay_v, decay_u, V_MAX, "zero")
 
 
 def snnc_trace(case):

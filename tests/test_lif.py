@@ -15,9 +15,7 @@ from snn_compiler.sim.emulator import simulate
 
 
 def _params(threshold, decay_v, decay_u=4096, bias=0, subtract=True, vmax=(1 << 23) - 1):
-    dv = np.array(decay_v, np.int64)
-    return N.IntParams(threshold, np.array(bias, np.int64), dv, decay_u, vmax, subtract,
-                       bool(dv.any()) or decay_u != 4096)
+    return N.IntParams.make(threshold, bias, decay_v, decay_u, vmax, "subtract" if subtract else "zero")
 
 
 def _trace(p, currents, v0=0):

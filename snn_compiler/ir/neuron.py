@@ -160,10 +160,32 @@ def quantize_decay(beta) -> np.ndarray:
 
 
 def tz_decay(x, decay):
-    """``sign(p) * (|p| >> 12)`` with ``p = x * (4096 - decay)``: Loihi's decay, rounded toward zero.
-    Written with operators numpy arrays and torch tensors share, so the torch engine steps this too."""
+    """``sign(p) * (|p| >> 12)`` with ``p = x * (4096 - decay)``: Loihi's decay, rounded toward zero."""
     p = x * (DECAY_ONE - decay)
     return (abs(p) >> DECAY_BITS) * (1 - 2 * (p < 0))
+
+
+def saturate(x, limit):
+    """``clip(x, -limit, limit)`` with arithmetic only (numpy, torch and numba spell clip differently)."""
+    return x - (x > limit) * (x - limit) + (x < -limit) * (-limit - x)
+
+
+def int_update(v, u, current, bias, decay_v, decay_u, v_max, threshold, subtract, spiking, decays):
+    """THE integer step (module docstring), on values: numpy arrays, torch tensors and numba scalars
+    alike, since it uses only the operators they share. Every engine runs this function (numba
+    compiles it; sim/fast.py), none restates it. Returns ``(v, u, s, pre)``: the next membrane and
+    current, the spikes (bool; all False unless ``spiking``) and the membrane before reset (a
+    latency read-out's tie-break). ``decays`` False (``decay_v = 0``, ``decay_u = 4096``) takes
+    the products out, which leaves every value the same."""
+    if decays:
+        u = tz_decay(u, decay_u) + current
+        pre = tz_decay(v, decay_v) + u
+    else:
+        u = current
+        pre = v + current
+    pre = saturate(pre + bias, v_max)
+    s = (pre >= threshold) & spiking
+    return pre - s * (threshold if subtract else pre), u, s, pre
 
 
 class IntParams(NamedTuple):
@@ -174,40 +196,47 @@ class IntParams(NamedTuple):
     decay_u: int
     v_max: int
     subtract: bool
-    leaky: bool             # any decay_v > 0 or current memory: the plain IF path skips the products
+    decays: bool            # some decay_v > 0 or current memory (decay_u < 4096): see int_update
+
+    @classmethod
+    def make(cls, threshold, bias, decay_v, decay_u, v_max, reset) -> "IntParams":
+        """From register values (``decay_v`` None or an int array; ``reset`` one of RESETS)."""
+        dv = np.zeros((), np.int64) if decay_v is None else np.asarray(decay_v, np.int64)
+        return cls(int(threshold), None if bias is None else np.asarray(bias, np.int64), dv, int(decay_u),
+                   int(v_max), reset == "subtract", bool(dv.any()) or int(decay_u) != DECAY_ONE)
 
     @classmethod
     def of(cls, op, shape) -> "IntParams":
-        dv = decays_of(op, shape)
-        return cls(int(op.threshold), np.asarray(op.bias, np.int64), dv, int(op.decay_u), op.v_max,
-                   op.reset == "subtract", bool(dv.any()) or op.decay_u != DECAY_ONE)
+        return cls.make(op.threshold, op.bias, decays_of(op, shape), op.decay_u, op.v_max, op.reset)
 
 
-def int_step(v: np.ndarray, u: Optional[np.ndarray], current: np.ndarray, p: IntParams, spiking: bool = True):
-    """One integer step: update ``v`` (and ``u`` when the layer has current memory) in place;
-    return the spikes (bool), or None for a non-spiking read-out. All arrays int64."""
-    if p.decay_u != DECAY_ONE:
-        u[...] = tz_decay(u, p.decay_u) + current
-        current = u
-    x = tz_decay(v, p.decay_v) if p.leaky else v
-    np.clip(x + current + p.bias, -p.v_max, p.v_max, out=v)
-    if not spiking:
-        return None
-    s = v >= p.threshold
-    if p.subtract:
-        v -= s * p.threshold
-    else:
-        v[s] = 0
-    return s
+def int_step(v: np.ndarray, u: Optional[np.ndarray], current: np.ndarray, p: IntParams, spiking: bool = True,
+             pre: Optional[np.ndarray] = None):
+    """:func:`int_update` on numpy state, in place: ``v`` (and ``u`` when the layer has current
+    memory, else None) and, when given, ``pre`` (the membrane before reset). Returns the spikes
+    (bool), or None for a non-spiking read-out. All arrays int64."""
+    if u is None and p.decay_u != DECAY_ONE:
+        raise ValueError("a layer with current memory (decay_u < 4096) needs its current state u")
+    v_next, u_next, s, v_pre = int_update(v, 0 if u is None else u, current, p.bias, p.decay_v, p.decay_u, p.v_max,
+                                          p.threshold, p.subtract, spiking, p.decays)
+    v[...] = v_next
+    if u is not None:
+        u[...] = u_next
+    if pre is not None:
+        pre[...] = v_pre
+    return s if spiking else None
 
 
 def float_step(v: np.ndarray, u: Optional[np.ndarray], current: np.ndarray, beta, decay_u: int, subtract: bool,
-               spiking: bool = True):
-    """One float step (threshold 1); ``beta`` broadcastable to ``v`` or None (IF)."""
+               spiking: bool = True, pre: Optional[np.ndarray] = None):
+    """One float step (threshold 1); ``beta`` broadcastable to ``v`` or None (IF); ``pre`` as in
+    :func:`int_step`."""
     if decay_u != DECAY_ONE:
         u[...] = (1.0 - decay_u / DECAY_ONE) * u + current
         current = u
     v[...] = (v if beta is None else beta * v) + current
+    if pre is not None:
+        pre[...] = v
     if not spiking:
         return None
     s = v >= 1.0

@@ -218,16 +218,14 @@ class _Neurons:
         self.track = False   # keep ``pre``, this step's membrane before reset (a latency read-out's tie-break)
         self.pre = None
 
-    def _step(self, v, u, current, spiking):
-        if self.plan.mode == "int":
-            return N.int_step(v, u, current, self.params, spiking)
-        return N.float_step(v, u, current, self.beta, self.op.decay_u, self.op.reset == "subtract", spiking)
-
     def step(self, current):
-        if self.track:  # the same step without spiking, on copies: v before the reset
-            self.pre = self.v.copy()
-            self._step(self.pre, None if self.u is None else self.u.copy(), current, False)
-        s = self._step(self.v, self.u, current, self.spiking)
+        if self.track:  # this step's membrane before reset: a latency read-out's tie-break
+            self.pre = np.empty_like(self.v)
+        if self.plan.mode == "int":
+            s = N.int_step(self.v, self.u, current, self.params, self.spiking, self.pre)
+        else:
+            s = N.float_step(self.v, self.u, current, self.beta, self.op.decay_u, self.op.reset == "subtract",
+                             self.spiking, self.pre)
         if s is not None:
             self.count += s
         return s

@@ -3,13 +3,14 @@
 Two facts make it fast. A feed-forward network with zero-delay timesteps can be run layer by
 layer: a layer's input spike train over a chunk of steps is known once its sources have run
 that chunk, so each op sees steps x batch frames at once. And spikes are sparse: a weighted op
-adds a weight column per spike instead of multiplying a mostly-zero matrix. Maps are kept channels-last (H, W, C) inside
-so a spike's fan-out is a contiguous run of output channels; a Flatten puts values back in
-torch's (C, H, W) order. Integer sums are exact in int32 or int64, chosen from the op's
-worst-case bound, so the results equal :mod:`.emulator`'s numpy engine bit for bit (tests check).
-Time is cut into chunks of steps (:data:`STEP_FRAMES`, :data:`STEP_VALUES`); every
-layer runs a chunk, then the next chunk starts from the neurons' state, so memory does not grow
-with T.
+adds a weight column per spike instead of multiplying a mostly-zero matrix
+(:mod:`.numba_kernels`, whose neuron kernel compiles ``ir.neuron.int_update``, the one step).
+Maps are kept channels-last (H, W, C) inside so a spike's fan-out is a contiguous run of output
+channels; a Flatten puts values back in torch's (C, H, W) order. Integer sums are exact in int32
+or int64, chosen from the op's worst-case bound, so the results equal :mod:`.emulator`'s numpy
+engine bit for bit (tests check). Time is cut into chunks of steps (:data:`STEP_FRAMES`,
+:data:`STEP_VALUES`); every layer runs a chunk, then the next chunk starts from the neurons'
+state, so memory does not grow with T.
 """
 from __future__ import annotations
 
@@ -19,8 +20,9 @@ import numpy as np
 
 try:
     import numba as nb
+    from . import numba_kernels as K
 except ImportError:  # the core also runs without numba (the Lava environment): numpy engine only
-    nb = None
+    nb = K = None
 
 from ..ir import neuron as N
 from ..ir import ops as O
@@ -44,237 +46,6 @@ def first_line(err) -> str:
     lines = [re.sub(r"\x1b\[[0-9;]*m", "", ln).strip() for ln in str(err).splitlines()]
     lines = [ln for ln in lines if ln and not ln.startswith("Failed in ")] or [type(err).__name__]
     return lines[0][:300]
-
-
-if nb is not None:
-    # Inner loops run over a contiguous run of output channels (``dst``/``src`` slices) so numba
-    # vectorizes them; a spike (value 1) adds its weight column without a multiply.
-    @nb.njit(parallel=True, cache=True)
-    def _dense_events(x, wt, out):
-        """out[f] += sum over nonzero x[f, i] of x[f, i] * wt[i]; x (F, In), wt (In, Out)."""
-        for f in nb.prange(x.shape[0]):
-            dst = out[f]
-            for i in range(x.shape[1]):
-                v = x[f, i]
-                if v == 0:
-                    continue
-                src = wt[i]
-                if v == 1:
-                    for o in range(src.shape[0]):
-                        dst[o] += src[o]
-                else:
-                    for o in range(src.shape[0]):
-                        dst[o] += v * src[o]
-
-    @nb.njit(parallel=True, cache=True)
-    def _conv_events(x, wr, out, ytab, xtab, cg):
-        """Scatter each nonzero input of x (F, H, W, C) through wr (C, kh, kw, og) into out (F, Ho, Wo, O).
-
-        out[oy, ox] gathers in[oy*sh - ph + ky*dh, ox*sw - pw + kx*dw]; inverted, input row y
-        reaches output row ytab[y, ky] (or nowhere, -1) through kernel row ky; xtab likewise.
-        """
-        n_f, h, w, c_in = x.shape
-        kh, kw, og = wr.shape[1], wr.shape[2], wr.shape[3]
-        for f in nb.prange(n_f):
-            o = out[f]
-            for y in range(h):
-                for xx in range(w):
-                    for c in range(c_in):
-                        v = x[f, y, xx, c]
-                        if v == 0:
-                            continue
-                        g0 = (c // cg) * og
-                        for ky in range(kh):
-                            oy = ytab[y, ky]
-                            if oy < 0:
-                                continue
-                            for kx in range(kw):
-                                ox = xtab[xx, kx]
-                                if ox < 0:
-                                    continue
-                                dst = o[oy, ox, g0:g0 + og]
-                                src = wr[c, ky, kx]
-                                if v == 1:
-                                    for j in range(og):
-                                        dst[j] += src[j]
-                                else:
-                                    for j in range(og):
-                                        dst[j] += v * src[j]
-
-    @nb.njit(parallel=True, cache=True)
-    def _sum_pool(x, kh, kw, sh, sw, ph, pw, out):
-        """Window sums (zero padding, as count_include_pad) of x (F, H, W, C) into out (F, Ho, Wo, C)."""
-        n_f, ho, wo, c = out.shape
-        h, w = x.shape[1], x.shape[2]
-        for f in nb.prange(n_f):
-            for oy in range(ho):
-                for ox in range(wo):
-                    dst = out[f, oy, ox]
-                    for i in range(kh):
-                        y = oy * sh - ph + i
-                        if y < 0 or y >= h:
-                            continue
-                        for j in range(kw):
-                            xx = ox * sw - pw + j
-                            if xx < 0 or xx >= w:
-                                continue
-                            src = x[f, y, xx]
-                            for k in range(c):
-                                dst[k] += src[k]
-
-    @nb.njit(parallel=True, cache=True)
-    def _if_layer(cur, static, bias, theta, v, vmax, subtract, spiking, spikes, counts):
-        """``ir.neuron.int_step`` without leak over T steps; cur (T or 1, F, N), v/counts (F, N)
-        updated in place. Branch-free inner loops (one per reset mode) so numba vectorizes them.
-        """
-        n_t, n_f, n = spikes.shape[0], v.shape[0], v.shape[1]
-        for f in nb.prange(n_f):
-            vf, cf = v[f], counts[f]
-            for t in range(n_t):
-                i_t = cur[0 if static else t, f]
-                s_t = spikes[t, f]
-                if not spiking:
-                    for i in range(n):
-                        vf[i] = min(max(vf[i] + i_t[i] + bias[i], -vmax), vmax)
-                elif subtract:
-                    for i in range(n):
-                        u = min(max(vf[i] + i_t[i] + bias[i], -vmax), vmax)
-                        s = u >= theta
-                        s_t[i] = s
-                        cf[i] += s
-                        vf[i] = u - s * theta
-                else:
-                    for i in range(n):
-                        u = min(max(vf[i] + i_t[i] + bias[i], -vmax), vmax)
-                        s = u >= theta
-                        s_t[i] = s
-                        cf[i] += s
-                        vf[i] = u * (1 - s)
-
-
-    @nb.njit(inline="always")
-    def _tz_decay(x, decay):
-        """``sign(p) * (|p| >> 12)``, ``p = x * (4096 - decay)``, without a branch: a negative p
-        gets 4095 added before the (flooring) shift, which rounds it toward zero."""
-        p = x * (4096 - decay)
-        return (p + ((p >> 63) & 4095)) >> 12
-
-    @nb.njit(inline="always")
-    def _leak(v, decay, c, b, vmax):
-        return min(max(_tz_decay(v, decay) + c + b, -vmax), vmax)
-
-    @nb.njit(parallel=True, cache=True)
-    def _leaky_layer(cur, static, bias, decay_v, decay_u, theta, v, u, vmax, subtract, spiking, spikes, counts):
-        """``ir.neuron.int_step`` with leak (LIF) over T steps; u (F, N) is the current state, used
-        when decay_u < 4096; ``decay_v`` has one value per neuron, or one for the whole layer
-        (then a scalar in the loop). Same layout and in-place updates as _if_layer; the branches
-        sit outside the neuron loops so numba vectorizes them."""
-        n_t, n_f, n = spikes.shape[0], v.shape[0], v.shape[1]
-        memory = decay_u != 4096
-        uniform = decay_v.shape[0] == 1
-        d0 = decay_v[0]
-        for f in nb.prange(n_f):
-            vf, uf, cf = v[f], u[f], counts[f]
-            c = np.empty(n, np.int64)
-            for t in range(n_t):
-                i_t = cur[0 if static else t, f]
-                s_t = spikes[t, f]
-                if memory:
-                    for i in range(n):
-                        uf[i] = _tz_decay(uf[i], decay_u) + i_t[i]
-                        c[i] = uf[i]
-                else:
-                    for i in range(n):
-                        c[i] = i_t[i]
-                if not spiking:
-                    if uniform:
-                        for i in range(n):
-                            vf[i] = _leak(vf[i], d0, c[i], bias[i], vmax)
-                    else:
-                        for i in range(n):
-                            vf[i] = _leak(vf[i], decay_v[i], c[i], bias[i], vmax)
-                elif subtract:
-                    if uniform:
-                        for i in range(n):
-                            w = _leak(vf[i], d0, c[i], bias[i], vmax)
-                            s = w >= theta
-                            s_t[i] = s
-                            cf[i] += s
-                            vf[i] = w - s * theta
-                    else:
-                        for i in range(n):
-                            w = _leak(vf[i], decay_v[i], c[i], bias[i], vmax)
-                            s = w >= theta
-                            s_t[i] = s
-                            cf[i] += s
-                            vf[i] = w - s * theta
-                else:
-                    if uniform:
-                        for i in range(n):
-                            w = _leak(vf[i], d0, c[i], bias[i], vmax)
-                            s = w >= theta
-                            s_t[i] = s
-                            cf[i] += s
-                            vf[i] = w * (1 - s)
-                    else:
-                        for i in range(n):
-                            w = _leak(vf[i], decay_v[i], c[i], bias[i], vmax)
-                            s = w >= theta
-                            s_t[i] = s
-                            cf[i] += s
-                            vf[i] = w * (1 - s)
-
-
-    @nb.njit(parallel=True, cache=True)
-    def _decide_layer(cur, static, bias, decay_v, decay_u, leaky, theta, v, u, vmax, subtract, spikes, counts,
-                      k, t0, stop, d_step, d_counts, d_pre):
-        """The read-out layer under a latency read-out: ``ir.neuron.int_step`` (IF or LIF, as
-        _if_layer / _leaky_layer) over T' steps starting at step ``t0``, and for each sample f the
-        first step at which some neuron's count reaches ``k``: ``d_step[f]`` (stays -1 while
-        undecided), with that step's counts and membranes before reset in ``d_counts[f]``,
-        ``d_pre[f]``. With ``stop`` a decided sample is not stepped any further."""
-        n_t, n_f, n = spikes.shape[0], v.shape[0], v.shape[1]
-        memory = decay_u != 4096
-        for f in nb.prange(n_f):
-            vf, uf, cf = v[f], u[f], counts[f]
-            pre = np.empty(n, np.int64)
-            for t in range(n_t):
-                if stop and d_step[f] >= 0:
-                    break
-                i_t = cur[0 if static else t, f]
-                hit = False
-                for i in range(n):
-                    c = np.int64(i_t[i])
-                    if memory:
-                        c = _tz_decay(uf[i], decay_u) + c
-                        uf[i] = c
-                    x = _tz_decay(vf[i], decay_v[i]) if leaky else vf[i]
-                    w = min(max(x + c + bias[i], -vmax), vmax)
-                    pre[i] = w
-                    if w >= theta:
-                        spikes[t, f, i] = 1
-                        cf[i] += 1
-                        if cf[i] == k:
-                            hit = True
-                        w = w - theta if subtract else w * 0
-                    vf[i] = w
-                if hit and d_step[f] < 0:
-                    d_step[f] = t0 + t
-                    for i in range(n):
-                        d_counts[f, i] = cf[i]
-                        d_pre[f, i] = pre[i]
-
-    @nb.njit(parallel=True, cache=True)
-    def _step_sums(spikes, out):
-        """out[t, f] = spikes of frame (t, f) (spikes (T', F, N) uint8, out (T', F) int64)."""
-        n_t, n_f, n = spikes.shape
-        for j in nb.prange(n_t * n_f):
-            t, f = j // n_f, j % n_f
-            s = 0
-            row = spikes[t, f]
-            for i in range(n):
-                s += row[i]
-            out[t, f] = s
 
 
 def _reach(n_in, k, stride, pad, dil, n_out):
@@ -344,9 +115,9 @@ def _apply(fp, n, op, x, out_shape):
     out = np.zeros((t * f,) + _hwc(out_shape), spec[2])
     for s in range(0, t * f, FRAMES):
         if spec[0] == "dense":
-            _dense_events(flat[s:s + FRAMES].reshape(min(FRAMES, t * f - s), -1), spec[1], out[s:s + FRAMES])
+            K.dense_events(flat[s:s + FRAMES].reshape(min(FRAMES, t * f - s), -1), spec[1], out[s:s + FRAMES])
         else:
-            _conv_events(flat[s:s + FRAMES], spec[1], out[s:s + FRAMES], spec[4][0], spec[4][1], spec[3])
+            K.conv_events(flat[s:s + FRAMES], spec[1], out[s:s + FRAMES], spec[4][0], spec[4][1], spec[3])
     return out.reshape((t, f) + out.shape[1:])
 
 
@@ -399,11 +170,10 @@ def run_batch(fp, x, ids, timesteps, encoding, seed, readout, dec=None, on_chunk
             nn = int(np.prod(shape))
             spiking = not (n == out_node and readout == "membrane")
             p = N.IntParams.of(op, shape)
-            decide = dec is not None and n == out_node
             layers[n] = dict(v=np.full((n_f, nn), N.initial_v(op, "int", False, spiking), np.int64),
                              counts=np.zeros((n_f, nn), np.int64), bias=_flat_hwc(p.bias, shape),
-                             spiking=spiking, p=p, decay_v=_flat_hwc(p.decay_v, shape) if p.leaky or decide else None,
-                             u=np.zeros((n_f, nn), np.int64) if p.leaky or decide else None)
+                             spiking=spiking, p=p, decay_v=_flat_hwc(p.decay_v, shape),
+                             u=np.zeros((n_f, nn if p.decays else 0), np.int64))
     if dec is not None:  # the read-out's decision records, per sample still in the batch (Lava's layout)
         nn = layers[out_node]["v"].shape[1]
         d_step = np.full(n_f, -1, np.int64)
@@ -436,7 +206,7 @@ def run_batch(fp, x, ids, timesteps, encoding, seed, readout, dec=None, on_chunk
                 s = seq[srcs[0]]
                 t, f = s.shape[:2]
                 pooled = np.zeros((t * f,) + _hwc(shape), fp.int_dtype(n))
-                _sum_pool(np.ascontiguousarray(s).reshape((t * f,) + s.shape[2:]), op.kernel_size[0], op.kernel_size[1],
+                K.sum_pool(np.ascontiguousarray(s).reshape((t * f,) + s.shape[2:]), op.kernel_size[0], op.kernel_size[1],
                           op.stride[0], op.stride[1], op.padding[0], op.padding[1], pooled)
                 seq[n] = pooled.reshape((t, f) + pooled.shape[1:])
             elif isinstance(op, O.Add):
@@ -452,18 +222,15 @@ def run_batch(fp, x, ids, timesteps, encoding, seed, readout, dec=None, on_chunk
                 spikes = np.zeros((c,) + st["v"].shape, np.uint8)
                 p = st["p"]
                 if dec is not None and n == out_node:
-                    _decide_layer(cur, static[srcs[0]], st["bias"], st["decay_v"], p.decay_u, p.leaky, p.threshold,
-                                  st["v"], st["u"], p.v_max, p.subtract, spikes, st["counts"], dec.k, t0, stop,
-                                  d_step, d_counts, d_pre)
-                elif p.leaky:
-                    _leaky_layer(cur, static[srcs[0]], st["bias"], _compact(st["decay_v"]), p.decay_u, p.threshold, st["v"],
-                                 st["u"], p.v_max, p.subtract, st["spiking"], spikes, st["counts"])
+                    K.deciding_layer(cur, static[srcs[0]], st["bias"], st["decay_v"], p.decay_u, p.decays, p.threshold,
+                                     st["v"], st["u"], p.v_max, p.subtract, spikes, st["counts"], dec.k, t0, stop,
+                                     d_step, d_counts, d_pre)
                 else:
-                    _if_layer(cur, static[srcs[0]], st["bias"], p.threshold, st["v"], p.v_max, p.subtract,
-                              st["spiking"], spikes, st["counts"])
+                    K.neuron_layer(cur, static[srcs[0]], st["bias"], st["decay_v"], p.decay_u, p.decays, p.threshold,
+                                   st["v"], st["u"], p.v_max, p.subtract, st["spiking"], spikes, st["counts"])
                 if stop and st["spiking"]:
                     sums[n] = np.empty((c, fa), np.int64)
-                    _step_sums(spikes, sums[n])
+                    K.step_sums(spikes, sums[n])
                 seq[n] = spikes.reshape((c, fa) + _hwc(shape))
             else:
                 raise TypeError(f"the numba engine does not know op {O.kind(op)} ({n!r})")
@@ -509,11 +276,6 @@ def run_batch(fp, x, ids, timesteps, encoding, seed, readout, dec=None, on_chunk
                 if sp:
                     dec.add_total(n, cn.sum())
     return states, out_node
-
-
-def _compact(decay_v):
-    """One decay for the whole layer when all neurons share it (the kernel then keeps a scalar)."""
-    return decay_v[:1] if len(decay_v) and (decay_v == decay_v[0]).all() else decay_v
 
 
 def _flat_hwc(a, shape):

@@ -30,9 +30,8 @@ torch tensors. Exactness, op by op:
   CUDA. The previous settings are restored afterwards.
 - Pools sum their window in float64 (``avg_pool2d`` with ``divisor_override=1``; values are at
   most kernel area x levels, far below 2**53), rounded back to int64.
-- Neuron state (v, u) is int64, stepped by :func:`int_step`, the torch transcription of
-  ``ir.neuron.int_step`` (tested equal to it on random states: same wrap-around int64 products,
-  truncation toward zero, clip, reset). A leak-free layer whose bounds (max(v_max, |v_init|) +
+- Neuron state (v, u) is int64, stepped by :func:`int_step`, which runs ``ir.neuron.int_update``
+  (the one integer step, written with operators numpy and torch share) on tensors. A leak-free layer whose bounds (max(v_max, |v_init|) +
   its proved worst-case current + max |bias|, and its threshold) stay within int32 runs in int32
   (:func:`_fits_int32`): no intermediate can wrap, so the values are those of int64 and of numpy.
   Spike counts are int32 (at most MAX_TIMESTEPS).
@@ -210,41 +209,29 @@ def exact_kernels(dev):
 
 
 class TorchParams:
-    """A layer's :class:`ir.neuron.IntParams` as int64 tensors on the device."""
+    """A layer's :class:`ir.neuron.IntParams` with its arrays as tensors on the device."""
 
     def __init__(self, p: N.IntParams, dev, dtype=None):
         torch = _torch()
         dtype = dtype or torch.int64
         self.threshold, self.decay_u, self.v_max = p.threshold, p.decay_u, p.v_max
-        self.subtract, self.leaky = p.subtract, p.leaky
+        self.subtract, self.decays = p.subtract, p.decays
         self.bias = torch.tensor(np.array(p.bias), dtype=dtype, device=dev)
-        self.has_bias = bool(np.any(p.bias))
         self.decay_v = torch.tensor(np.array(p.decay_v), dtype=dtype, device=dev)
 
 
 def int_step(v, u, current, p: TorchParams, spiking=True, pre=None):
-    """``ir.neuron.int_step`` on int64 tensors: update ``v`` (and ``u``) in place; return the
-    spikes (bool) or None for a non-spiking read-out. ``pre``, a tensor like v, receives the
-    membrane before reset (a latency read-out's tie-break)."""
-    if p.decay_u != N.DECAY_ONE:
-        u.copy_(N.tz_decay(u, p.decay_u) + current)
-        current = u
-    if p.leaky:
-        v.copy_(N.tz_decay(v, p.decay_v))
-    v.add_(current)  # in place, no temporaries (int64 wraps as numpy's x + current + bias would)
-    if p.has_bias:
-        v.add_(p.bias)
-    v.clamp_(-p.v_max, p.v_max)
+    """``ir.neuron.int_update`` on tensors, in place: ``v`` (and ``u``, None without current
+    memory); ``pre``, a tensor like v, receives the membrane before reset. Returns the spikes
+    (bool), or None for a non-spiking read-out."""
+    v_next, u_next, s, v_pre = N.int_update(v, 0 if u is None else u, current, p.bias, p.decay_v, p.decay_u, p.v_max,
+                                            p.threshold, p.subtract, spiking, p.decays)
+    v.copy_(v_next)
+    if u is not None:
+        u.copy_(u_next)
     if pre is not None:
-        pre.copy_(v)
-    if not spiking:
-        return None
-    s = v >= p.threshold
-    if p.subtract:
-        v.sub_(s.to(v.dtype), alpha=p.threshold)
-    else:
-        v.masked_fill_(s, 0)
-    return s
+        pre.copy_(v_pre)
+    return s if spiking else None
 
 
 INT32_MAX = (1 << 31) - 1
@@ -290,7 +277,7 @@ def _fits_int32(plan, n, op, p) -> bool:
     |v_init|)) and threshold stay below 2**31 runs in int32 with the same values as in int64 (no
     wrap-around either way): half the memory traffic. A leaky layer multiplies v by up to 4096: int64."""
     bound = _current_bound(plan, n)
-    if p.leaky or bound is None:
+    if p.decays or bound is None:
         return False
     bias = int(np.abs(p.bias).max(initial=0))
     return max(p.v_max, abs(int(op.v_init))) + bound + bias <= INT32_MAX and p.threshold <= INT32_MAX

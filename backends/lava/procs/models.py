@@ -67,9 +67,7 @@ class PySnncNeuronModel(PyLoihiProcessModel):
         p = self.proc_params
         self.shape = p["shape"]
         self.v_init = p["v_init"]
-        dv = p["decay_v"]
-        self.params = IntParams(p["theta"], None, np.zeros((), np.int64) if dv is None else dv, p["decay_u"], p["vmax"],
-                                p["reset"] == "subtract", dv is not None and bool(dv.any()) or p["decay_u"] != 4096)
+        self.params = IntParams.make(p["theta"], None, p["decay_v"], p["decay_u"], p["vmax"], p["reset"])
         self.spiking, self.depth, self.window = p["spiking"], p["depth"], p["window"]
         self.n_samples, self.record, self.readout = p["n_samples"], p["record"], p["readout"]
         self.fault_step = p["fault_step"]
@@ -93,10 +91,8 @@ class PySnncNeuronModel(PyLoihiProcessModel):
         v, u = self.v.astype(np.int64), self.u.astype(np.int64)
         params = self.params._replace(bias=self.bias.astype(np.int64))
         undecided = self.decide_k and self.d_step[k] < 0
-        if undecided:  # the same step without spiking, on copies: the membrane before reset
-            pre = v.copy()
-            int_step(pre, u.copy(), np.asarray(a, np.int64), params, False)
-        s = int_step(v, u, np.asarray(a, np.int64), params, self.spiking)
+        pre = np.empty_like(v) if undecided else None  # the membrane before reset: a tie-break
+        s = int_step(v, u, np.asarray(a, np.int64), params, self.spiking, pre)
         self.u[...] = u
         if s is not None:
             n = int(np.count_nonzero(s))

@@ -1,0 +1,194 @@
+"""The numba kernels of the event-driven engine (:mod:`.fast` schedules them).
+
+Synaptic kernels scatter a weight column per nonzero input (a spike adds its column without a
+multiply). The neuron kernel does not restate the neuron: it compiles
+:func:`snn_compiler.ir.neuron.int_update`, the one integer step, and only loops over frames,
+steps and neurons around it. Maps are channels-last (H, W, C), so a spike's fan-out is a
+contiguous run of output channels that numba vectorizes.
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import os
+
+import numba as nb
+from numba.extending import register_jitable
+
+from ..ir import neuron as N
+
+# The step's helpers become callable from compiled code as they are (the same function objects
+# the numpy and torch engines call), so int_update compiles without a copy of its equations.
+register_jitable(N.tz_decay)
+register_jitable(N.saturate)
+_int_update = nb.njit(inline="always")(N.int_update)
+
+
+@nb.njit(parallel=True, cache=True)
+def dense_events(x, wt, out):
+    """out[f] += sum over nonzero x[f, i] of x[f, i] * wt[i]; x (F, In), wt (In, Out)."""
+    for f in nb.prange(x.shape[0]):
+        dst = out[f]
+        for i in range(x.shape[1]):
+            v = x[f, i]
+            if v == 0:
+                continue
+            src = wt[i]
+            if v == 1:
+                for o in range(src.shape[0]):
+                    dst[o] += src[o]
+            else:
+                for o in range(src.shape[0]):
+                    dst[o] += v * src[o]
+
+
+@nb.njit(parallel=True, cache=True)
+def conv_events(x, wr, out, ytab, xtab, cg):
+    """Scatter each nonzero input of x (F, H, W, C) through wr (C, kh, kw, og) into out (F, Ho, Wo, O).
+
+    out[oy, ox] gathers in[oy*sh - ph + ky*dh, ox*sw - pw + kx*dw]; inverted, input row y
+    reaches output row ytab[y, ky] (or nowhere, -1) through kernel row ky; xtab likewise.
+    """
+    n_f, h, w, c_in = x.shape
+    kh, kw, og = wr.shape[1], wr.shape[2], wr.shape[3]
+    for f in nb.prange(n_f):
+        o = out[f]
+        for y in range(h):
+            for xx in range(w):
+                for c in range(c_in):
+                    v = x[f, y, xx, c]
+                    if v == 0:
+                        continue
+                    g0 = (c // cg) * og
+                    for ky in range(kh):
+                        oy = ytab[y, ky]
+                        if oy < 0:
+                            continue
+                        for kx in range(kw):
+                            ox = xtab[xx, kx]
+                            if ox < 0:
+                                continue
+                            dst = o[oy, ox, g0:g0 + og]
+                            src = wr[c, ky, kx]
+                            if v == 1:
+                                for j in range(og):
+                                    dst[j] += src[j]
+                            else:
+                                for j in range(og):
+                                    dst[j] += v * src[j]
+
+
+@nb.njit(parallel=True, cache=True)
+def sum_pool(x, kh, kw, sh, sw, ph, pw, out):
+    """Window sums (zero padding, as count_include_pad) of x (F, H, W, C) into out (F, Ho, Wo, C)."""
+    n_f, ho, wo, c = out.shape
+    h, w = x.shape[1], x.shape[2]
+    for f in nb.prange(n_f):
+        for oy in range(ho):
+            for ox in range(wo):
+                dst = out[f, oy, ox]
+                for i in range(kh):
+                    y = oy * sh - ph + i
+                    if y < 0 or y >= h:
+                        continue
+                    for j in range(kw):
+                        xx = ox * sw - pw + j
+                        if xx < 0 or xx >= w:
+                            continue
+                        src = x[f, y, xx]
+                        for k in range(c):
+                            dst[k] += src[k]
+
+
+@nb.njit(parallel=True, cache=True)
+def neuron_layer(cur, static, bias, decay_v, decay_u, decays, theta, v, u, vmax, subtract, spiking, spikes, counts):
+    """``int_update`` over T' steps for every frame: cur (T' or 1, F, N) currents, v/u/counts
+    (F, N) updated in place, spikes (T', F, N) written. ``decay_v`` has one value per neuron;
+    ``u`` is read and written only when the layer ``decays``."""
+    n_t, n_f, n = spikes.shape[0], v.shape[0], v.shape[1]
+    for f in nb.prange(n_f):
+        vf, uf, cf = v[f], u[f], counts[f]
+        for t in range(n_t):
+            i_t = cur[0 if static else t, f]
+            s_t = spikes[t, f]
+            for i in range(n):
+                vn, un, s, _ = _int_update(vf[i], uf[i] if decays else 0, i_t[i], bias[i], decay_v[i], decay_u, vmax,
+                                           theta, subtract, spiking, decays)
+                vf[i] = vn
+                if decays:
+                    uf[i] = un
+                s_t[i] = s
+                cf[i] += s
+
+
+@nb.njit(parallel=True, cache=True)
+def deciding_layer(cur, static, bias, decay_v, decay_u, decays, theta, v, u, vmax, subtract, spikes, counts,
+                   k, t0, stop, d_step, d_counts, d_pre):
+    """The read-out layer under a latency read-out: :func:`neuron_layer`'s steps (from step
+    ``t0``), and for each frame f the first step at which some neuron's count reaches ``k``:
+    ``d_step[f]`` (stays -1 while undecided), with that step's counts and membranes before reset
+    in ``d_counts[f]``, ``d_pre[f]``. With ``stop`` a decided frame is not stepped any further."""
+    n_t, n_f, n = spikes.shape[0], v.shape[0], v.shape[1]
+    for f in nb.prange(n_f):
+        vf, uf, cf = v[f], u[f], counts[f]
+        pre = d_pre[f].copy()
+        for t in range(n_t):
+            if stop and d_step[f] >= 0:
+                break
+            i_t = cur[0 if static else t, f]
+            hit = False
+            for i in range(n):
+                vn, un, s, w = _int_update(vf[i], uf[i] if decays else 0, i_t[i], bias[i], decay_v[i], decay_u, vmax,
+                                           theta, subtract, True, decays)
+                vf[i] = vn
+                if decays:
+                    uf[i] = un
+                pre[i] = w
+                spikes[t, f, i] = s
+                cf[i] += s
+                hit = hit or (s and cf[i] == k)
+            if hit and d_step[f] < 0:
+                d_step[f] = t0 + t
+                for i in range(n):
+                    d_counts[f, i] = cf[i]
+                    d_pre[f, i] = pre[i]
+
+
+@nb.njit(parallel=True, cache=True)
+def step_sums(spikes, out):
+    """out[t, f] = spikes of frame (t, f) (spikes (T', F, N) uint8, out (T', F) int64)."""
+    n_t, n_f, n = spikes.shape
+    for j in nb.prange(n_t * n_f):
+        t, f = j // n_f, j % n_f
+        s = 0
+        row = spikes[t, f]
+        for i in range(n):
+            s += row[i]
+        out[t, f] = s
+
+
+def _drop_stale_step_cache():
+    """numba keys a cached kernel by the source of this file alone, but the step the neuron kernels
+    inline lives in ir/neuron.py: when its source changes, their cache is flushed, so a changed
+    rule is never run from an old compilation."""
+    step = "".join(inspect.getsource(f) for f in (N.tz_decay, N.saturate, N.int_update))
+    digest = hashlib.sha256(step.encode()).hexdigest()
+    for kernel in (neuron_layer, deciding_layer):
+        cache = kernel._cache
+        stamp = os.path.join(cache.cache_path, f"{kernel.__name__}.snnc-step")
+        try:
+            with open(stamp) as f:
+                if f.read() == digest:
+                    continue
+        except OSError:
+            pass
+        cache.flush()
+        try:
+            os.makedirs(cache.cache_path, exist_ok=True)
+            with open(stamp, "w") as f:
+                f.write(digest)
+        except OSError:  # a read-only install: numba compiles in memory there anyway
+            pass
+
+
+_drop_stale_step_cache()
