@@ -176,3 +176,22 @@ def test_generated_conv_nets_match_the_reference(net, bits, th, seed):
     res = run_corelet(corelet, np.broadcast_to(x.astype(bool), (10,) + x.shape))
     for layer, counts in res["layers"].items():
         np.testing.assert_array_equal(counts, ref.counts[layer].reshape(len(x), -1), err_msg=layer)
+
+
+@pytest.mark.parametrize("decay", ["decay_u", "decay_v"])
+def test_a_layer_with_any_decay_is_refused_leaky_or_not(decay):
+    """An IF layer (no beta) whose current decays (decay_u < 4096) or whose membrane decays runs
+    differently from a TrueNorth neuron: compile and export both refuse it, naming the layer."""
+    from snn_compiler.backends import TargetError
+    from snn_compiler.targets import check_supported
+    g = S.build((10,), [("dense", 4), ("dense", 2)], bits=2, input_bits=1)
+    op = op_of(g, "if2")
+    assert not op.leaky
+    if decay == "decay_u":
+        op.decay_u = 41
+    else:
+        op.decay_v = np.array([100])
+    with pytest.raises(TargetError, match="layer 'if2'.*(decay_u is 41|decay)"):
+        check_supported(g, TARGET)
+    with pytest.raises(TrueNorthError, match="layer 'if2'.*use --target reference or lava"):
+        export_corelet(g)

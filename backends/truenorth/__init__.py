@@ -11,7 +11,7 @@ from __future__ import annotations
 from snn_compiler.ir import ops as O
 from snn_compiler.targets import Target, TargetError
 
-from .corelet import TrueNorthError, corelet_bytes, corelet_path, export_corelet  # noqa: F401
+from .corelet import TrueNorthError, corelet_bytes, corelet_path, export_corelet, supports  # noqa: F401
 from .sim import check_corelet, run_corelet  # noqa: F401
 
 DEFAULT_PROFILE = "truenorth"
@@ -31,13 +31,6 @@ def prepare(config):
     from snn_compiler.mapping import load_profile_dict
     profile = load_profile_dict(DEFAULT_PROFILE if config.profile is None else config.profile)
     return replace(config, profile=profile, registers=registers_of(profile))
-
-
-def supports(op):
-    if isinstance(op, O.Neuron) and op.leaky:
-        return ("a TrueNorth neuron's leak is a constant per step, not a fraction of its membrane, so it cannot "
-                "run a LIF layer: use --target reference or lava")
-    return None
 
 
 def check(graph, config) -> None:

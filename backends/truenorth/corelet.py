@@ -113,6 +113,18 @@ def _order(shape):
     return np.arange(int(np.prod(shape)))
 
 
+def supports(op):
+    """None, or why a TrueNorth neuron cannot run ``op`` (compile checks every node with it, and
+    the export every layer, so a graph compiled for another target is refused the same way)."""
+    if isinstance(op, O.Neuron) and op.leaky:
+        return ("a TrueNorth neuron's leak is a constant per step, not a fraction of its membrane, so it cannot "
+                "run a LIF layer: use --target reference or lava")
+    if isinstance(op, O.Neuron) and op.decays:
+        return (f"a TrueNorth neuron has no synaptic current that decays (this layer's decay_u is {op.decay_u}, "
+                "4096 = none), so it cannot run a current-based (CUBA) layer: use --target reference or lava")
+    return None
+
+
 def export_corelet(graph, config=None) -> dict:
     """The corelet of a quantized SNN-form graph, as a JSON-able dict (raises TrueNorthError)."""
     meta = graph.graph.get("snnc", {})
@@ -133,6 +145,9 @@ def export_corelet(graph, config=None) -> dict:
     layer_cores = {}
     for name in net.layers:
         op = op_of(graph, name)
+        why = supports(op)
+        if why:
+            raise TrueNorthError(f"layer {name!r}: {why}")
         rows = _incoming(net, graph, name, levels)
         tw, dec, mode = _types(name, rows)
         bias = np.broadcast_to(op.bias, net.shapes[name]).ravel()

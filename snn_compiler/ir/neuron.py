@@ -86,7 +86,14 @@ class Neuron:
 
     @property
     def leaky(self) -> bool:
+        """A membrane leak (``beta``): what makes a layer LIF."""
         return self.beta is not None
+
+    @property
+    def decays(self) -> bool:
+        """Any decay: a membrane leak or current memory (``decay_u < 4096``). A target whose neuron
+        has no decay (TrueNorth) must refuse such a layer, leaky or not."""
+        return self.leaky or (self.decay_v is not None and bool(np.any(self.decay_v))) or self.decay_u != DECAY_ONE
 
     @property
     def label(self) -> str:
