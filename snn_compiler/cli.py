@@ -12,6 +12,7 @@ import signal
 import sys
 import warnings
 
+from . import outputs
 from .commands import COMMANDS
 
 
@@ -203,10 +204,18 @@ def _one_line(e: BaseException) -> str:
     return " ".join(str(e).split()) or type(e).__name__
 
 
+def _on_disk(mark) -> str:
+    """What an interrupted command left: nothing, or (a signal held through the final renames,
+    delivered once they were done) every one of its outputs."""
+    done = outputs.COMMITTED[mark:]
+    return "no output was written" if not done else f"its outputs were all written first: {', '.join(done)}"
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handlers = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    committed = len(outputs.COMMITTED)   # outputs this command puts in place are listed after this mark
     try:
         with warnings.catch_warnings(record=not args.debug) as caught:
             if not args.debug:
@@ -220,10 +229,10 @@ def main(argv=None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except KeyboardInterrupt:
-        print(f"snnc {args.command}: interrupted; no output was written", file=sys.stderr)
+        print(f"snnc {args.command}: interrupted; {_on_disk(committed)}", file=sys.stderr)
         return 130
     except Terminated as t:
-        print(f"snnc {args.command}: terminated by signal {t.args[0]}; no output was written", file=sys.stderr)
+        print(f"snnc {args.command}: terminated by signal {t.args[0]}; {_on_disk(committed)}", file=sys.stderr)
         return 128 + int(t.args[0])
     except Exception as e:  # one clear line; the traceback only when asked
         if args.debug:

@@ -7,9 +7,13 @@ What this module guarantees (README, "Security and failure model"):
 - An existing output must be a regular file. A symlink is written *through* (the link stays, its
   target gets the new content); directories, devices, FIFOs and sockets are refused.
 - Nothing appears until the whole command has succeeded: each file is written to a temporary
-  file beside its destination, and only when all are written are they renamed into place
-  (SIGTERM, SIGHUP and SIGINT are held during the renames, so a kill cannot split them).
-  A failure, an exception or one of those signals at any point removes the temporary files.
+  file beside its destination, and only when all are written are they renamed into place.
+  SIGTERM, SIGHUP and SIGINT cannot split the renames, whichever thread the kernel hands them to
+  (numba's and torch's threads take process signals too): during the renames their handlers only
+  record them, and once every file is in place each recorded signal goes to the handler it would
+  have reached (:func:`_held_signals`). A failure, an exception or one of those signals before the
+  renames removes the temporary files; :data:`COMMITTED` lists what commits put in place, so a
+  command that is then interrupted can say which outputs exist.
 - A new file gets ``0o666 & ~umask``; a replaced file keeps its mode.
 """
 from __future__ import annotations
@@ -18,11 +22,14 @@ import os
 import signal
 import stat
 import tempfile
+import threading
+from contextlib import contextmanager
 from typing import Callable, Dict, Iterable, Union
 
 Writer = Union[bytes, Callable]   # the file's bytes, or write(fileobj)
 TMP_PREFIX = ".snnc-tmp-"
 _HELD = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+COMMITTED: list = []   # every path a commit of this process put in place, in order (for messages)
 
 
 class OutputError(ValueError):
@@ -105,13 +112,11 @@ class PendingOutputs:
         try:
             for path, content in self._content.items():
                 self._write_tmp(self._dest[path], content, tmps, path)
-            old = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
-            try:
+            with _held_signals():
                 for path, tmp in list(tmps.items()):
                     os.replace(tmp, self._dest[path])
                     del tmps[path]
-            finally:
-                signal.pthread_sigmask(signal.SIG_SETMASK, old)
+                COMMITTED.extend(self._content)
         finally:
             for tmp in tmps.values():
                 try:
@@ -135,6 +140,31 @@ class PendingOutputs:
         except FileNotFoundError:
             mode = 0o666 & ~_umask()
         os.chmod(tmps[key], mode)
+
+
+@contextmanager
+def _held_signals():
+    """Hold SIGTERM, SIGHUP and SIGINT for the block, in every thread: the main thread's mask
+    blocks them there, and (where this runs on the main thread, the only one that may set
+    handlers) each handler is replaced by one that records the signal, because the kernel
+    delivers a process signal to any thread not blocking it and Python then runs the handler on
+    the main thread between two renames. After the block the handlers are restored and each
+    recorded signal is delivered again, to the handler it was meant for (raising there, after
+    the renames, or the default action: the process ends with every output in place)."""
+    caught = []
+    saved = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in _HELD:
+            saved[sig] = signal.signal(sig, lambda signum, frame: caught.append(signum))
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)  # None: set outside Python
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)   # a signal pending on the mask arrives here
+        for sig in dict.fromkeys(caught):
+            signal.raise_signal(sig)   # runs the restored handler (or the default action) now
 
 
 def write_files(files: Dict, inputs: Iterable = ()) -> list:

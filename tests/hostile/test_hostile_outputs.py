@@ -170,3 +170,47 @@ def test_two_compiles_give_identical_artifacts(files, tmp_path):
         assert proc.returncode == 0, proc.stderr
         time.sleep(1.1)  # a zip timestamp would now differ
     assert (tmp_path / "a.snnc").read_bytes() == (tmp_path / "b.snnc").read_bytes()
+
+
+SIGNAL_BETWEEN_RENAMES = """
+import os, sys, threading, time
+import snn_compiler.cli as cli
+import snn_compiler.outputs as outputs
+renames = []
+class SlowRenames:   # outputs' os, with a pause after its first rename
+    def __getattr__(self, name):
+        return getattr(os, name)
+    def replace(self, src, dst):
+        os.replace(src, dst)
+        renames.append(dst)
+        if len(renames) == 1:
+            print("renamed", flush=True)
+            time.sleep(5)   # the signal arrives between the two renames
+outputs.os = SlowRenames()
+# a thread that takes process signals while the main thread blocks them, as numba's and torch's do
+threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_during_the_renames_leaves_all_outputs_and_says_so(files, tmp_path, sig):
+    """A signal that arrives while the outputs are renamed into place, on any thread, cannot split
+    them: every output is in place and the message names them (before: r.npz kept, p.png not,
+    and "no output was written")."""
+    out, plot = tmp_path / "r.npz", tmp_path / "p.png"
+    proc = subprocess.Popen([sys.executable, "-c", SIGNAL_BETWEEN_RENAMES, *SIMULATE, "--output", str(out),
+                             "--plot", str(plot)], cwd=files, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline, line = time.monotonic() + 120, ""
+    while "renamed" not in line and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line and proc.poll() is not None:
+            break
+    assert "renamed" in line, proc.stderr.read()
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == (130 if sig == signal.SIGINT else 128 + sig), err
+    assert out.exists() and plot.exists() and not [n for n in os.listdir(tmp_path) if n.startswith(TMP_PREFIX)]
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err and "written" in lines[0] and "no output" not in lines[0], err
+    assert str(out) in lines[0] and str(plot) in lines[0]
