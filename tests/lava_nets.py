@@ -132,6 +132,18 @@ def leaky(build, reset):
     return make
 
 
+def with_current_memory(build, decay_u):
+    """``build`` with every neuron layer's current register keeping ``1 - decay_u/4096`` of itself
+    each step (a CUBA neuron; ``decay_u`` 4096: none)."""
+    def make(rng):
+        g, shape = build(rng)
+        for n in g:
+            if isinstance(g.nodes[n]["op"], O.Neuron):
+                g.nodes[n]["op"].decay_u = decay_u
+        return g, shape
+    return make
+
+
 NETS = {"mlp": mlp, "cnn": cnn, "resnet": resnet, "rescnn": rescnn, "wide_rescnn": wide_rescnn,
         "depthwise": depthwise}
 NETS.update({f"lif_{k}_{r}": leaky(NETS[k], r) for k in ("mlp", "cnn", "resnet") for r in ("subtract", "zero")})
@@ -139,10 +151,10 @@ NETS.update({f"lif_{k}_{r}": leaky(NETS[k], r) for k in ("mlp", "cnn", "resnet")
 
 def compiled(net, bits=8, reset="subtract", v_init="half", timesteps=12, seed=0, n_calib=64, target=None,
              signed=True):
-    """(compiled graph, sample data) for ``net`` in NETS; ``signed``: inputs (and so the Input's
+    """(compiled graph, sample data) for ``net``, a name in NETS or a builder; ``signed``: inputs (and so the Input's
     graded values) may be negative."""
     rng = np.random.default_rng(seed)
-    g, shape = NETS[net](rng)
+    g, shape = (NETS[net] if isinstance(net, str) else net)(rng)
     lo = -0.2 if signed else 0.0
     calib = rng.uniform(lo, 1.0, (n_calib,) + shape)
     config = CompileConfig(bits=bits, reset=reset, v_init=v_init, timesteps=timesteps, calibration=calib,

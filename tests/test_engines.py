@@ -154,9 +154,11 @@ class _Net:
         leak = d(st.sampled_from(["none", "none", "scalar", "per_channel"]))
         decay_v = None if leak == "none" else self.rng.integers(0, 4097, 1 if leak == "scalar" else shape[0])
         beta = None if decay_v is None else 1.0 - decay_v / 4096.0
+        decay_u = d(st.one_of(st.just(4096), st.sampled_from([0, 1, 41, 4095]), st.integers(0, 4096)))  # current memory
         return _add(self.g, "out" if output else self.name("if"),
                     cls(scale=1.0, threshold=int(theta), bias=bias.astype(np.int64), v_init=int(v_init), step=1.0,
-                        reset=self.reset, membrane_bits=self.membrane_bits, beta=beta, decay_v=decay_v), [src])
+                        reset=self.reset, membrane_bits=self.membrane_bits, beta=beta, decay_v=decay_v,
+                        decay_u=decay_u), [src])
 
 
 @st.composite

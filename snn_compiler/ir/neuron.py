@@ -195,6 +195,20 @@ def int_update(v, u, current, bias, decay_v, decay_u, v_max, threshold, subtract
     return pre - s * (threshold if subtract else pre), u, s, pre
 
 
+def current_range(lo, hi, decay_u: int, steps: int):
+    """Bounds of the current register ``u`` over ``steps`` steps whose inputs ``I`` lie in
+    ``[lo, hi]`` (``lo <= 0 <= hi``; integers or int arrays). Since the decay rounds toward zero,
+    ``|tz(u * (4096 - d))| <= |u| * r`` with ``r = 1 - d/4096``, so by induction
+    ``u[t] <= hi * (1 + r + ... + r**t) <= hi * min(t + 1, 4096 / d)``, and likewise below. Without
+    current memory (``d = 4096``) ``u = I``; with ``d = 0`` u integrates every step."""
+    lo, hi = np.asarray(lo, np.int64), np.asarray(hi, np.int64)
+    if decay_u == DECAY_ONE:
+        return lo, hi
+    if decay_u == 0 or steps * decay_u <= DECAY_ONE:
+        return lo * steps, hi * steps
+    return -((-lo * DECAY_ONE) // decay_u), (hi * DECAY_ONE) // decay_u
+
+
 class IntParams(NamedTuple):
     """A layer's integer registers, as every engine reads them."""
     threshold: int

@@ -19,7 +19,9 @@ join included) is in the same units; the op with the smallest weights sets theta
 N bits, a larger one (typically an identity skip) is shifted left by its exponent instead of
 squeezing the other's weights into a few levels. Saturation at threshold_max trades weight precision for a
 threshold the register can hold. The pass records worst-case per-step currents and membrane
-ranges over ``config.timesteps`` in ``graph.graph['snnc']['ranges']`` for targets to check, and
+ranges over ``config.timesteps`` in ``graph.graph['snnc']['ranges']`` for targets to check (a
+layer with current memory, ``decay_u < 4096``, records what its current register ``u`` can
+accumulate: :func:`snn_compiler.ir.neuron.current_range`), and
 the register widths it used in ``graph.graph['snnc']['registers']`` (the artifact loader checks
 every integer against them).
 
@@ -115,6 +117,7 @@ def quantize(graph, config) -> bool:
         layer.decay_v = N.quantize_decay(layer.beta) if layer.leaky else None
         layer.step = 1.0 / theta
         b = layer.bias.reshape(-1)
+        lo, hi = N.current_range(lo, hi, int(layer.decay_u), config.timesteps)  # the current register's memory
         lo, hi = np.broadcast_to(lo + b, np.broadcast(lo, b).shape), np.broadcast_to(hi + b, np.broadcast(hi, b).shape)
         cur = [int(lo.min()), int(hi.max())]
         if max(-cur[0], cur[1]) + regs.v_max >= MAX_LAYER_SUM:

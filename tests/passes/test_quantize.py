@@ -176,3 +176,54 @@ def test_weight_exponent_register_caps_the_shift():
     skip, r2 = g.nodes["skip"]["op"], g.nodes["r2"]["op"]
     assert skip.weight_exp == 3 and np.abs(skip.weight_int).max() <= 127
     assert r2.threshold == int(127.5 * 8 / 0.8)  # 1275
+
+
+# ---- the current register's memory (decay_u < 4096) ---------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from snn_compiler.ir import neuron as N  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(decay_u=st.integers(0, 4096), steps=st.integers(1, 300), lo=st.integers(-(1 << 20), 0),
+       hi=st.integers(0, 1 << 20), seed=st.integers(0, 2**31))
+def test_current_range_bounds_the_current_register(decay_u, steps, lo, hi, seed):
+    """The bound holds for the worst input sequences (hi every step, lo every step) and random ones
+    in [lo, hi], stepped by the one neuron step; once u has settled at its fixed point the worst
+    input reaches it (to within the truncations of ``steps`` products and 0.1%)."""
+    b_lo, b_hi = N.current_range(lo, hi, decay_u, steps)
+    rng = np.random.default_rng(seed)
+    runs = np.stack([np.full(steps, hi), np.full(steps, lo), rng.integers(lo, hi + 1, steps)])
+    p = N.IntParams.make(1 << 62, 0, None, decay_u, (1 << 62) - 1, "subtract")
+    u, v = np.zeros(3, np.int64), np.zeros(3, np.int64)
+    top = bottom = 0
+    for t in range(steps):
+        N.int_step(v, u if decay_u != N.DECAY_ONE else None, runs[:, t].copy(), p, spiking=False)
+        now = u if decay_u != N.DECAY_ONE else runs[:, t]
+        top, bottom = max(top, int(now.max())), min(bottom, int(now.min()))
+        v[:] = 0
+    assert b_lo <= bottom and top <= b_hi
+    if decay_u == N.DECAY_ONE or steps * decay_u >= 8 * N.DECAY_ONE:  # at the fixed point: (1 - d/4096)**steps < e**-8
+        assert b_hi - top <= steps + b_hi // 1000 and bottom - b_lo <= steps - b_lo // 1000
+
+
+def test_quantize_records_what_current_memory_accumulates():
+    """The issue's case: decay_u = 41 keeps 99% of the current each step. The recorded current range
+    must hold what u reaches in the run (it was the one-step range, 27x too small), and a 24-bit
+    current register must be reported as too narrow."""
+    rng = np.random.default_rng(3)
+    g = normalized_mlp(rng.random((32, 64)) * 0.05, None, rng.normal(size=(10, 32)))
+    g.nodes["r1"]["op"].decay_u = 41
+    cfg = CompileConfig(bits=8, timesteps=32)
+    quantize(g, cfg)
+    rec = g.graph["snnc"]["ranges"]["r1"]
+    from snn_compiler.sim.emulator import _Plan, _run_batch
+    x = np.ones((4, 64))
+    plan = _Plan(g, "int", "constant")
+    neurons, _ = _run_batch(plan, x, range(4), 32, "constant", 0, "membrane")
+    u = neurons["r1"].u
+    assert rec["current"][0] <= u.min() and u.max() <= rec["current"][1]
+    assert u.max() > 20 * g.nodes["fc1"]["op"].weight_int.sum(axis=1).max() * 255 / 2  # it did accumulate
+    assert rec["current_fits"] is (max(-rec["current"][0], rec["current"][1]) <= cfg.registers.current_max)
