@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .ir.neuron import RESETS
+from .ir.neuron import RESETS, qcfs_staircase
 
 
 class _Spike(torch.autograd.Function):
@@ -201,15 +201,11 @@ def rate_loss(counts: Tensor, target: Tensor, timesteps: int, kind: str = "ce", 
 
 # ---- QCFS: the quantization-clip-floor-shift activation --------------------------------------------
 
-def _qcfs_forward(x: Tensor, theta: Tensor, levels: int) -> Tensor:
-    return theta / levels * torch.clamp(torch.floor(x * levels / theta + 0.5), 0, levels)
-
-
 # The one QCFS computation, eager and exported alike (export keeps it as ONE node with theta, so the
 # compiler reads the trained threshold); its gradient is the straight-through one registered below.
 @torch.library.custom_op("snnc::qcfs", mutates_args=())
 def qcfs(x: Tensor, theta: Tensor, levels: int) -> Tensor:
-    return _qcfs_forward(x, theta, levels)
+    return qcfs_staircase(x, theta, levels)  # ir.neuron's: the compiled layer's ANN reading, exactly
 
 
 @qcfs.register_fake

@@ -100,7 +100,7 @@ def test_weight_exponent_beyond_loihis_is_refused():
 def test_conv_with_weight_exponent_becomes_sparse_with_the_same_sums():
     """Lava's Conv ignores weight_exp: such a conv is planned as a Sparse matrix equal to the conv."""
     from snn_compiler.backends.lava.plan import conv_matrix, to_lava
-    from snn_compiler.sim import kernels
+    from snn_compiler.ir import kernels
     rng = np.random.default_rng(0)
     for (C, H, W, O_, kh, kw, s, p, d, g) in [(4, 7, 6, 6, 3, 2, (2, 1), (1, 0), (1, 2), 2),
                                                (3, 5, 5, 3, 1, 1, (1, 1), (0, 0), (1, 1), 3),

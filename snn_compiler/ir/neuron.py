@@ -35,6 +35,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
+from . import kernels
 from .registers import signed_max
 
 DECAY_BITS = 12
@@ -117,14 +118,15 @@ class Neuron:
                              f"{'(trained)' if self.spike_value is not None else ''}".rstrip())
         return tuple(shape)
 
-    def ann(self, xs):
+    def ann(self, xs, k=kernels):
+        """The ANN reading on a batch; ``k`` is an array namespace (see ir/kernels.py), numpy's by default."""
         if self.spike_value is not None:
             raise ValueError(f"a trained spiking layer ({self.label}) has no ANN reading; compare its float SNN")
         if self.readout:
             return xs[0]
-        if self.levels is not None:
-            return qcfs_staircase(xs[0], self.qcfs_theta, self.levels)
-        return np.maximum(xs[0], 0.0)
+        if self.levels is not None:  # in float64 wherever x is narrower: a step edge lands where numpy's does
+            return k.in_float64(lambda x: qcfs_staircase(x, self.qcfs_theta, self.levels), xs[0])
+        return k.relu(xs[0])
 
 
 def qcfs_staircase(x, theta: float, levels: int):

@@ -11,7 +11,9 @@ Three readings of one graph (run by :mod:`snn_compiler.sim.emulator`):
   ``threshold``, ``bias`` and ``v_init`` fields set by the quantize pass.
 
 Each op owns its semantics: ``infer_shape(in_shapes)`` (raises ValueError when its inputs do not
-fit) and ``ann(xs)`` (its ANN reading on a batch). The neuron op lives in :mod:`.neuron`.
+fit) and ``ann(xs, k)`` (its ANN reading on a batch, written once against an array namespace
+``k``: :mod:`.kernels` for numpy, the default, or the torch engine's). The neuron op lives in
+:mod:`.neuron`.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from ..sim import kernels
+from . import kernels
 from .neuron import IF, LIF, Neuron, Output  # noqa: F401  (re-exported: ops.IF(), ops.Neuron ...)
 
 Pair = Tuple[int, int]
@@ -66,8 +68,8 @@ class Dense:
             raise ValueError(f"Dense weight {self.weight.shape} does not take input {shape}")
         return (self.weight.shape[0],)
 
-    def ann(self, xs):
-        return add_bias(self, kernels.dense(xs[0], self.weight))
+    def ann(self, xs, k=kernels):
+        return add_bias(self, k.dense(xs[0], k.const(self.weight)), k)
 
 
 @dataclass
@@ -98,8 +100,9 @@ class Conv2d:
             raise ValueError(f"Conv2d output would be empty for input {shape}")
         return (w.shape[0],) + hw
 
-    def ann(self, xs):
-        return add_bias(self, kernels.conv2d(xs[0], self.weight, self.stride, self.padding, self.dilation, self.groups))
+    def ann(self, xs, k=kernels):
+        return add_bias(self, k.conv2d(xs[0], k.const(self.weight), self.stride, self.padding, self.dilation,
+                                       self.groups), k)
 
 
 @dataclass
@@ -122,8 +125,8 @@ class AvgPool2d:
             raise ValueError(f"AvgPool2d needs a (C, H, W) input, got {shape}")
         return (shape[0],) + conv_out_hw(shape[1:], self.kernel_size, self.stride, self.padding)
 
-    def ann(self, xs):
-        return kernels.avg_pool2d(xs[0], self.kernel_size, self.stride, self.padding)
+    def ann(self, xs, k=kernels):
+        return k.avg_pool2d(xs[0], self.kernel_size, self.stride, self.padding)
 
 
 @dataclass
@@ -150,14 +153,8 @@ class MaxPool2d:
             raise ValueError(f"MaxPool2d output would be empty for input {shape}")
         return (shape[0],) + hw
 
-    def ann(self, xs):
-        x = xs[0]
-        (ph, pw), (sh, sw), (dh, dw) = self.padding, self.stride, self.dilation
-        kh, kw = self.kernel_size
-        if ph or pw:
-            x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=-np.inf)
-        win = np.lib.stride_tricks.sliding_window_view(x, ((kh - 1) * dh + 1, (kw - 1) * dw + 1), axis=(2, 3))
-        return win[:, :, ::sh, ::sw, ::dh, ::dw].max(axis=(4, 5))
+    def ann(self, xs, k=kernels):
+        return k.max_pool2d(xs[0], self.kernel_size, self.stride, self.padding, self.dilation)
 
 
 @dataclass
@@ -172,9 +169,9 @@ class BatchNorm:
     def infer_shape(self, in_shapes):
         return _per_channel(self, len(self.mean), in_shapes)
 
-    def ann(self, xs):
-        x = xs[0]
-        return (x - _channel(self.mean, x)) * _channel(self.weight / np.sqrt(self.var + self.eps), x) + _channel(self.bias, x)
+    def ann(self, xs, k=kernels):
+        gain = self.weight / np.sqrt(self.var + self.eps)  # (x - mean) * gain + bias, folded in float64 first
+        return xs[0] * _channel(k.const(gain), xs[0]) + _channel(k.const(self.bias - self.mean * gain), xs[0])
 
 
 @dataclass
@@ -186,8 +183,8 @@ class Affine:
     def infer_shape(self, in_shapes):
         return _per_channel(self, len(self.scale), in_shapes)
 
-    def ann(self, xs):
-        return xs[0] * _channel(self.scale, xs[0]) + _channel(self.shift, xs[0])
+    def ann(self, xs, k=kernels):
+        return xs[0] * _channel(k.const(self.scale), xs[0]) + _channel(k.const(self.shift), xs[0])
 
 
 @dataclass
@@ -198,7 +195,7 @@ class Flatten:
         (shape,) = in_shapes
         return (int(np.prod(shape)),)
 
-    def ann(self, xs):
+    def ann(self, xs, k=kernels):
         return xs[0].reshape(len(xs[0]), -1)
 
 
@@ -211,7 +208,7 @@ class Add:
             raise ValueError(f"Add inputs have different shapes {in_shapes}")
         return in_shapes[0]
 
-    def ann(self, xs):
+    def ann(self, xs, k=kernels):
         return sum(xs[1:], xs[0])
 
 
@@ -252,8 +249,8 @@ def _channel(v, x):
     return v.reshape((-1,) + (1,) * (x.ndim - 2))
 
 
-def add_bias(op, y):
-    return y if op.bias is None else y + _channel(op.bias, y)
+def add_bias(op, y, k=kernels):
+    return y if op.bias is None else y + _channel(k.const(op.bias), y)
 
 
 def _per_channel(op, n, in_shapes):

@@ -7,7 +7,7 @@ profile in configs/); values that do not fit are reported, never wrapped.
 
 Every width is bounded (:data:`WIDTHS`) so that each engine stays exact: the simulators add
 membrane, current and bias in int64, and multiply through BLAS in float64, exact below 2**53
-(``sim/kernels.py``). With a membrane and biases below 2**47 and every connection's worst-case
+(``ir/kernels.py``). With a membrane and biases below 2**47 and every connection's worst-case
 sum below 2**53 (checked by the quantize pass and the artifact loader), no sum can reach 2**63.
 """
 from __future__ import annotations

@@ -21,7 +21,7 @@ from ..ir import ops as O
 from ..ir import neuron as N
 from ..ir.layers import source_and_area
 from ..progress import bar as progress_bar
-from . import kernels
+from ..ir import kernels
 from .encode import ENCODINGS, MAX_TIMESTEPS, check_gain, check_timesteps, input_steps, is_static  # noqa: F401  (MAX_TIMESTEPS: re-exported)
 
 MODES = ("int", "float")

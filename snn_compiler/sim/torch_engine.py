@@ -98,55 +98,39 @@ def device_of(device):
 
 # ---- ANN reading -------------------------------------------------------------------------------
 
-def _channel(v, ndim, dtype, dev):
-    torch = _torch()
-    return torch.as_tensor(np.asarray(v, np.float64), dtype=dtype, device=dev).reshape((-1,) + (1,) * (ndim - 2))
+class TorchKernels:
+    """The array namespace of the ops' ``ann`` readings (ir/kernels.py is numpy's) in torch, on one
+    device and dtype; parameters become tensors once per graph (kept by the arrays' identity)."""
 
+    def __init__(self, dtype, dev):
+        self.torch, self.F = _torch(), _torch().nn.functional
+        self.dtype, self.dev, self._consts = dtype, dev, {}
 
-def _ann_op(op, xs, params):
-    """One op's ANN reading on torch tensors (the same equations as each op's ``ann``)."""
-    torch = _torch()
-    F = torch.nn.functional
-    x = xs[0]
-    if isinstance(op, O.Dense):
-        return F.linear(x, *params)
-    if isinstance(op, O.Conv2d):
-        return F.conv2d(x, *params, stride=tuple(op.stride), padding=tuple(op.padding),
-                        dilation=tuple(op.dilation), groups=op.groups)
-    if isinstance(op, O.AvgPool2d):
-        return F.avg_pool2d(x, tuple(op.kernel_size), tuple(op.stride), tuple(op.padding), count_include_pad=True)
-    if isinstance(op, O.MaxPool2d):
-        return F.max_pool2d(x, tuple(op.kernel_size), tuple(op.stride), tuple(op.padding), tuple(op.dilation))
-    if isinstance(op, (O.BatchNorm, O.Affine)):
-        return x * params[0] + params[1]
-    if isinstance(op, O.Flatten):
-        return x.reshape(len(x), -1)
-    if isinstance(op, O.Add):
-        return sum(xs[1:], xs[0])
-    if isinstance(op, O.Neuron):
-        op.ann([np.zeros(0)])  # a trained spiking layer has no ANN reading: its error, word for word
-        if op.readout:
-            return x
-        if op.levels is not None:  # a QCFS staircase, in float64 as the numpy reading
-            return N.qcfs_staircase(x.double(), op.qcfs_theta, op.levels).to(x.dtype)
-        return torch.relu(x)
-    raise TypeError(f"the torch ANN reading does not know op {O.kind(op)}")
+    def const(self, a):
+        key = id(a)
+        if key not in self._consts:  # the array is kept too, so its id cannot be reused meanwhile
+            t = self.torch.as_tensor(np.asarray(a, np.float64), dtype=self.dtype, device=self.dev)
+            self._consts[key] = (a, t)
+        return self._consts[key][1]
 
+    def dense(self, x, w):
+        return self.F.linear(x, w)
 
-def _ann_params(graph, n, op, dtype, dev):
-    torch = _torch()
+    def conv2d(self, x, w, stride, padding, dilation, groups):
+        return self.F.conv2d(x, w, stride=tuple(stride), padding=tuple(padding), dilation=tuple(dilation),
+                             groups=groups)
 
-    def t(a):
-        return None if a is None else torch.as_tensor(np.asarray(a, np.float64), dtype=dtype, device=dev)
-    if isinstance(op, O.WEIGHTED):
-        return (t(op.weight), t(op.bias))
-    if isinstance(op, (O.BatchNorm, O.Affine)):
-        ndim = len(graph.nodes[n]["shape"]) + 1
-        if isinstance(op, O.BatchNorm):  # (x - mean) * g + b as x * g + (b - mean * g), in float64 first
-            gain = op.weight / np.sqrt(op.var + op.eps)
-            return (_channel(gain, ndim, dtype, dev), _channel(op.bias - op.mean * gain, ndim, dtype, dev))
-        return (_channel(op.scale, ndim, dtype, dev), _channel(op.shift, ndim, dtype, dev))
-    return None
+    def avg_pool2d(self, x, kernel, stride, padding=(0, 0)):
+        return self.F.avg_pool2d(x, tuple(kernel), tuple(stride), tuple(padding), count_include_pad=True)
+
+    def max_pool2d(self, x, kernel, stride, padding=(0, 0), dilation=(1, 1)):
+        return self.F.max_pool2d(x, tuple(kernel), tuple(stride), tuple(padding), tuple(dilation))
+
+    def relu(self, x):
+        return self.torch.relu(x)
+
+    def in_float64(self, fn, x):
+        return fn(x.double()).to(x.dtype)
 
 
 def iter_ann(graph, x, keep=(), batch_size=256, clip=(), device=None, dtype=ANN_DTYPE):
@@ -159,7 +143,7 @@ def iter_ann(graph, x, keep=(), batch_size=256, clip=(), device=None, dtype=ANN_
     keep, clip = set(keep), set(clip)
     ops = {n: op_of(graph, n) for n in order}
     srcs = {n: inputs_of(graph, n) for n in order}
-    params = {n: _ann_params(graph, n, op, tdtype, dev) for n, op in ops.items()}
+    k = TorchKernels(tdtype, dev)
     wanted = {n for n in order if n in keep or O.is_readout(ops[n])}
     with torch.inference_mode():
         for start in range(0, len(x), batch_size):
@@ -171,7 +155,7 @@ def iter_ann(graph, x, keep=(), batch_size=256, clip=(), device=None, dtype=ANN_
                     xb = torch.as_tensor(np.asarray(x[start:start + batch_size], np.float64)).to(dev, tdtype)
                     vals[n] = xb / op.scale if op.scale else xb
                 else:
-                    vals[n] = _ann_op(op, [vals[p] for p in srcs[n]], params[n])
+                    vals[n] = op.ann([vals[p] for p in srcs[n]], k)
                     if n in clip:
                         vals[n] = torch.clamp(vals[n], max=1.0)
                     for p in srcs[n]:  # free an activation once its last consumer has read it

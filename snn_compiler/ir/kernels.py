@@ -1,4 +1,9 @@
-"""Batched numpy kernels for the IR's weighted ops, exact on integers.
+"""Batched numpy kernels for the IR's ops: what each op's ``ann`` reading computes with, and what
+the numpy engine multiplies with, exact on integers.
+
+A reading is written once, in each op's ``ann(xs, k)``, against a namespace ``k`` of array
+functions: this module (numpy, float64) or ``sim.torch_engine.TorchKernels`` (torch, any device),
+so a new op needs one ``ann`` and, if it uses a new array function, that function in both.
 
 Integer operands are multiplied in floating point through BLAS: every product and partial sum of
 integers stays an integer, and is exact while its magnitude is below 2**24 (float32) or 2**53
@@ -62,3 +67,29 @@ def avg_pool2d(x, kernel, stride, padding=(0, 0)):
     """torch's avg_pool2d with count_include_pad=True."""
     win = _im2col(x, kernel, stride, padding, (1, 1))
     return win.mean(axis=(4, 5))
+
+
+# ---- the rest of the array namespace every op's ``ann`` reads (torch_engine.TorchKernels is the other)
+
+def max_pool2d(x, kernel, stride, padding=(0, 0), dilation=(1, 1)):
+    """torch's max_pool2d: padding counts as -inf."""
+    (ph, pw), (sh, sw), (dh, dw) = padding, stride, dilation
+    kh, kw = kernel
+    if ph or pw:
+        x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=-np.inf)
+    win = sliding_window_view(x, ((kh - 1) * dh + 1, (kw - 1) * dw + 1), axis=(2, 3))
+    return win[:, :, ::sh, ::sw, ::dh, ::dw].max(axis=(4, 5))
+
+
+def relu(x):
+    return np.maximum(x, 0.0)
+
+
+def const(a):
+    """A parameter (numpy, float64) as this namespace's arrays."""
+    return np.asarray(a, np.float64)
+
+
+def in_float64(fn, x):
+    """``fn(x)`` computed in float64 (numpy's readings already are)."""
+    return fn(x)
