@@ -28,6 +28,10 @@ Version 3 stores what the readings need in as few bytes as hold it exactly (issu
 - members deflated where deflate pays (integer arrays, the manifest), stored where it does not.
 
 Versions 1 and 2 (every array in its memory dtype) still load, exactly as before.
+
+Nothing is inflated before its declared size is checked: manifest.json against
+``MAX_MANIFEST_BYTES`` and its keys against the schema, every array's .npy header against its zip
+size and all of them against :data:`.zipped_arrays.MAX_ARRAY_BYTES` (:mod:`.zipped_arrays`).
 """
 from __future__ import annotations
 
@@ -40,6 +44,7 @@ from dataclasses import fields
 import numpy as np
 
 from . import artifact_check as check
+from . import zipped_arrays as zipped
 from .artifact_check import ArtifactError  # noqa: F401  (re-exported: artifact.ArtifactError)
 from .ir import new_graph, verify
 from .outputs import write_files
@@ -50,6 +55,11 @@ FORMAT, VERSION = "snnc-artifact", 3
 # 2 stored arrays in their memory dtypes (int32 weights, float64 copies)
 READS = (1, 2, 3)
 KINDS = {cls.__name__: cls for cls in O.OP_KINDS}
+MANIFEST_KEYS = {"format", "version", "graph", "nodes", "edges"}
+NODE_KEYS = {"name", "kind", "attrs", "arrays", "weight_step"}
+# A manifest holds names, attributes and the core map, never arrays: 32 MiB is thousands of times a
+# ResNet's (a 1,000-core Loihi map adds about 1 MiB)
+MAX_MANIFEST_BYTES = 32 << 20
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)   # the earliest date a zip can hold: no build time in the bytes
 DEFLATE_PROBE, DEFLATE_GAIN = 1 << 20, 0.9   # deflate a member when its first MiB shrinks by 10%
 # level 1: on a ResNet-18's 4-bit weights 0.47 of the bytes in 0.6 s, against 0.45 in 5.2 s at 6
@@ -183,15 +193,41 @@ def save(graph, path) -> None:
     write_files({path: to_bytes(graph)})
 
 
-def _read_array(z, path, i, name, field):
+def _declared_arrays(z, path, nodes) -> dict:
+    """{member: ZipInfo} of every array the manifest lists, each .npy header checked against its
+    zip size, and all of them together against MAX_ARRAY_BYTES: refused before any is inflated."""
+    infos, declared = {}, {}
+    for i, node in enumerate(nodes):
+        fields_ = node.get("arrays") if isinstance(node, dict) else None
+        if not isinstance(fields_, list) or not all(isinstance(f, str) for f in fields_):
+            continue  # refused, naming the node, when the node is read
+        for f in fields_:
+            member = f"arrays/{i}/{f}.npy"
+            try:
+                infos[member] = z.getinfo(member)
+            except KeyError:
+                raise ArtifactError(f"{path}: node {check.short(node.get('name'))}: array {check.short(f)} is missing "
+                                    f"({check.short(member)}); {check.RECOMPILE}") from None
+            declared[member] = _member_header(z, infos[member], path, node, f)
     try:
-        return np.load(io.BytesIO(z.read(f"arrays/{i}/{field}.npy")), allow_pickle=False)
-    except KeyError:
-        raise ArtifactError(f"{path}: node {name!r}: array {field} is missing (arrays/{i}/{field}.npy); "
-                            f"{check.RECOMPILE}") from None
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, NotImplementedError) as e:
-        raise ArtifactError(f"{path}: node {name!r}: {field} is not a readable .npy array "
-                            f"({' '.join(str(e).split())}); {check.RECOMPILE}") from None
+        zipped.check_budget(declared, path, "the artifact")
+    except zipped.ZipArrayError as e:
+        raise ArtifactError(str(e)) from None
+    return infos
+
+
+def _member_header(z, info, path, node, field):
+    try:
+        return zipped.header(z, info, f"{path}: node {check.short(node.get('name'))}: {field}")
+    except zipped.ZipArrayError as e:
+        raise ArtifactError(f"{e}; {check.RECOMPILE}") from None
+
+
+def _read_array(z, infos, path, i, name, field):
+    try:
+        return zipped.read(z, infos[f"arrays/{i}/{field}.npy"], f"{path}: node {name!r}: {field}")
+    except zipped.ZipArrayError as e:
+        raise ArtifactError(f"{e}; {check.RECOMPILE}") from None
 
 
 def _from_version_1(node, state):
@@ -218,19 +254,44 @@ def _version_3_arrays(cls, name, node, arrays, bits, regs, path):
             for f, a in arrays.items()}
 
 
+def _read_manifest(z, path):
+    """manifest.json parsed, its declared size checked first (a huge one is refused uninflated)."""
+    try:
+        info = z.getinfo("manifest.json")
+    except KeyError:
+        raise ArtifactError(f"{path}: not an snnc artifact (no manifest.json)") from None
+    if info.file_size > MAX_MANIFEST_BYTES:
+        raise ArtifactError(f"{path}: manifest.json declares {info.file_size:,} bytes, over the "
+                            f"{MAX_MANIFEST_BYTES:,} a manifest may take (MAX_MANIFEST_BYTES); refused before inflating "
+                            f"it; {check.RECOMPILE}")
+    try:
+        with z.open(info) as f:
+            raw = f.read(MAX_MANIFEST_BYTES + 1)
+    except (zlib.error, zipfile.BadZipFile, EOFError, OSError) as e:
+        raise ArtifactError(f"{path}: manifest.json is damaged: {zipped.DAMAGED} ({' '.join(str(e).split())}); "
+                            f"{check.RECOMPILE}") from None
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        raise ArtifactError(f"{path}: not an snnc artifact (manifest.json is not readable JSON)") from None
+    except MemoryError:
+        raise ArtifactError(f"{path}: manifest.json is too large to parse in memory; {check.RECOMPILE}") from None
+
+
 def load(path):
     try:
         z = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as e:
         raise ArtifactError(f"{path}: not an snnc artifact ({e})") from None
     with z:
-        try:
-            manifest = json.loads(z.read("manifest.json"))
-        except (KeyError, ValueError, RecursionError, zipfile.BadZipFile, OSError):
-            raise ArtifactError(f"{path}: not an snnc artifact (no readable manifest.json)") from None
+        manifest = _read_manifest(z, path)
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             fmt = manifest.get("format") if isinstance(manifest, dict) else None
             raise ArtifactError(f"{path}: not an snnc artifact (format {check.short(fmt)})")
+        unknown = sorted(set(manifest) - MANIFEST_KEYS)
+        if unknown:
+            raise ArtifactError(f"{path}: the manifest has unknown key(s) {check.short(', '.join(unknown))} (it holds "
+                                f"{', '.join(sorted(MANIFEST_KEYS))}); {check.RECOMPILE}")
         if manifest.get("version") not in READS:
             raise ArtifactError(f"{path}: artifact version {check.short(manifest.get('version'))} is not supported "
                                 f"(this snnc reads versions {', '.join(map(str, READS))}); recompile the model")
@@ -241,6 +302,7 @@ def load(path):
         bits = manifest["graph"].get("bits", check.WEIGHT_BITS[1])
         if manifest["version"] == 1:
             nodes = [_from_version_1(node, manifest["graph"]) for node in nodes]
+        infos = _declared_arrays(z, path, nodes)
         g = new_graph()
         g.graph["snnc"] = manifest["graph"]
         for i, node in enumerate(nodes):
@@ -252,9 +314,13 @@ def load(path):
             cls = KINDS.get(node.get("kind")) if isinstance(node.get("kind"), str) else None
             if cls is None:
                 raise ArtifactError(f"{path}: node {name!r}: unknown node kind {check.short(node.get('kind'))}")
+            extra = sorted(set(node) - NODE_KEYS)
+            if extra:
+                raise ArtifactError(f"{path}: node {name!r} has unknown key(s) {check.short(', '.join(map(str, extra)))}; "
+                                    f"{check.RECOMPILE}")
             check.node_fields(cls, name, node.get("attrs"), node.get("arrays"), path)
             kw = {k: tuple(v) if isinstance(v, list) else v for k, v in node["attrs"].items()}
-            arrays = {f: _read_array(z, path, i, name, f) for f in node["arrays"]}
+            arrays = {f: _read_array(z, infos, path, i, name, f) for f in node["arrays"]}
             for f, a in arrays.items():
                 check.check_array(cls, name, f, a, path)
             if manifest["version"] >= 3:

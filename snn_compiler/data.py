@@ -8,6 +8,7 @@ import zlib
 
 import numpy as np
 
+from . import zipped_arrays as zipped
 from .outputs import write_files
 
 
@@ -60,12 +61,24 @@ def _fit_shape(path, x, shape):
     raise DataError(f"{path}: samples have shape {got}, the network takes (N, {', '.join(map(str, shape))}){hint}")
 
 
+# The largest |x| accepted: the ANN reading and the torch engine compute in float32, where a
+# larger float64 value becomes inf (and the scores NaN).
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def _check_finite(path, x):
     bad = ~np.isfinite(x)
     if bad.any():
         first = int(np.argmax(bad.reshape(len(x), -1).any(axis=1)))
         raise DataError(f"{path}: 'x' holds {int(bad.sum())} NaN or infinite values (first in sample {first}); "
                         f"clean the data first")
+    huge = np.abs(x) > FLOAT32_MAX
+    if huge.any():
+        first = int(np.argmax(huge.reshape(len(x), -1).any(axis=1)))
+        n = int(huge.sum())
+        raise DataError(f"{path}: 'x' holds {n} value{'s' if n > 1 else ''} beyond float32's range (|x| > {FLOAT32_MAX:.3g}, "
+                        f"first in sample {first}, largest {float(np.abs(x).max()):.3g}), which the ANN reading "
+                        f"computes in: rescale the data")
 
 
 def _in_layout(path, x, shape, layout, notes):
@@ -81,25 +94,39 @@ def _in_layout(path, x, shape, layout, notes):
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
 
+def _read_npz(path):
+    """(x, y or None) of DATA.npz, each member's declared shape and size checked (against the zip's
+    sizes and :data:`MAX_ARRAY_BYTES`) before anything is inflated."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            members = {i.filename[:-4] if i.filename.endswith(".npy") else i.filename: i for i in z.infolist()}
+            if "x" not in members:
+                raise DataError(f"{path}: no array 'x' (found: {', '.join(members) or 'none'})")
+            wanted = [k for k in ("x", "y") if k in members]
+            declared = {k: zipped.header(z, members[k], f"{path}: '{k}'") for k in wanted}
+            if declared["x"][1].kind in "fiub":   # a non-numeric x is refused by its dtype, below
+                zipped.check_budget(declared, path, "the data")
+            arrays = {k: zipped.read(z, members[k], f"{path}: '{k}'") for k in wanted}
+    except zipped.ZipArrayError as e:
+        raise DataError(str(e)) from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise DataError(f"{path}: not a readable .npz data file ({_one_line(e)})") from None
+    return arrays["x"], arrays.get("y")
+
+
 def load_data(path, shape=None, n_outputs=None, layout=None, notes=None):
     """(x as float64 (N, *shape), y or None) from an .npz holding ``x`` (N, ...) and optionally
     integer labels ``y`` (N,), each in 0..n_outputs-1 when ``n_outputs`` is given. ``layout``
     "channels_last" (a Keras model's): (N, H, W, C) data is transposed once, with a line in ``notes``."""
     path = str(path)
+    if os.path.isdir(path):
+        raise DataError(f"{path}: is a directory, not a DATA.npz file (np.savez(path, x=x, y=y) writes one)")
     if not os.path.isfile(path):
         raise DataError(f"{path}: no such file")
     why = _not_npz(path)
     if why:
         raise DataError(f"{path} {why}")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if "x" not in z.files:
-                raise DataError(f"{path}: no array 'x' (found: {', '.join(z.files) or 'none'})")
-            x, y = z["x"], (z["y"] if "y" in z.files else None)
-    except DataError:
-        raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
-        raise DataError(f"{path}: not a readable .npz data file ({_one_line(e)})") from None
+    x, y = _read_npz(path)
     if x.dtype.kind not in "fiub":
         raise DataError(f"{path}: 'x' must be numeric, got {x.dtype}")
     if x.ndim < 1 or len(x) == 0:
