@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from snn_compiler.sim import fast
-from snn_compiler.sim.emulator import check_readout, readout_decisions, simulate
+from snn_compiler.sim.emulator import simulate
+from snn_compiler.sim.readout import check_readout, readout_decisions
 
 from builders import int_chain
 from lava_nets import compiled

@@ -10,7 +10,7 @@ from snn_compiler.compile import compile_model  # noqa: E402
 from snn_compiler.config import CompileConfig  # noqa: E402
 from snn_compiler.ir import neuron as N  # noqa: E402
 from snn_compiler.ir import ops as O  # noqa: E402
-from snn_compiler.sim import emulator, torch_engine  # noqa: E402
+from snn_compiler.sim import emulator, readout, torch_engine  # noqa: E402
 from snn_compiler.sim.emulator import simulate  # noqa: E402
 from snn_compiler.sim.encode import ENCODINGS, input_gain  # noqa: E402
 
@@ -80,7 +80,7 @@ def _run_both(g, x, device="cpu", **kw):
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(net=quantized_nets(), timesteps=st.integers(1, 24), encoding=st.sampled_from(tuple(ENCODINGS)),
-       readout=st.sampled_from(emulator.READOUTS), k=st.integers(1, 3), record=st.booleans(),
+       readout=st.sampled_from(readout.READOUTS), k=st.integers(1, 3), record=st.booleans(),
        batch_size=st.integers(1, 9), seed=st.integers(0, 3), decay_u=st.sampled_from([N.DECAY_ONE, N.DECAY_ONE, 1, 3000]))
 def test_torch_engine_equals_numpy_engine_on_random_networks(net, timesteps, encoding, readout, k, record, batch_size,
                                                             seed, decay_u):
@@ -97,7 +97,7 @@ def test_torch_engine_equals_numpy_engine_on_random_networks(net, timesteps, enc
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("encoding", tuple(ENCODINGS))
-@pytest.mark.parametrize("readout", emulator.READOUTS)
+@pytest.mark.parametrize("readout", readout.READOUTS)
 def test_torch_engine_equals_numpy_engine_on_compiled_convs(device, encoding, readout):
     rng = np.random.default_rng(1)
     g = conv_net(rng, (1, 1), (1, 1), (1, 1), 2)

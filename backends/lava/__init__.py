@@ -255,7 +255,8 @@ def run(graph, x, *, timesteps, encoding="constant", seed=0, readout="membrane",
     """
     from snn_compiler import artifact
     from snn_compiler.passes.compose_pools import without_pools
-    from snn_compiler.sim.emulator import SimResult, check_readout
+    from snn_compiler.sim.emulator import SimResult
+    from snn_compiler.sim.readout import check_readout
     from snn_compiler.sim.encode import ENCODINGS, check_gain, check_timesteps
 
     timesteps = check_timesteps(timesteps)
@@ -325,7 +326,8 @@ def check_graph(graph, profile=None) -> None:
 def to_simresult(res, plan, n, timesteps, readout, record, k=None):
     """The reference's SimResult from the worker's arrays (same scores, predictions, rates, counts;
     for latency read-outs the same decisions, through the reference's own rule)."""
-    from snn_compiler.sim.emulator import SimResult, readout_decisions
+    from snn_compiler.sim.emulator import SimResult
+    from snn_compiler.sim.readout import readout_decisions
 
     counts_out, v = res["output_counts"], res["output_membrane"]
     decision_time = tied = None

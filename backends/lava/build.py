@@ -132,7 +132,7 @@ def build_network(graph, x=None, *, timesteps: int, encoding: str = "constant", 
     sample's decision (:meth:`LavaNetwork.output_decisions`); every window still runs T steps.
     """
     from snn_compiler.config import CompileConfig
-    from snn_compiler.sim.emulator import check_readout
+    from snn_compiler.sim.readout import check_readout
     from .target import check
     check(graph, CompileConfig(target="lava"))  # nothing Lava would wrap or truncate
     decide_k = check_readout(readout, k)

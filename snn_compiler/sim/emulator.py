@@ -22,11 +22,10 @@ from ..ir import neuron as N
 from ..ir.layers import source_and_area
 from ..progress import bar as progress_bar
 from ..ir import kernels
+from .readout import READOUTS, Decisions, check_readout, readout_decisions  # noqa: F401  (READOUTS: re-exported)
 from .encode import ENCODINGS, MAX_TIMESTEPS, check_gain, check_timesteps, input_steps, is_static  # noqa: F401  (MAX_TIMESTEPS: re-exported)
 
 MODES = ("int", "float")
-READOUTS = ("membrane", "count", "first-spike", "k-spikes")
-DECISION_READOUTS = ("first-spike", "k-spikes")  # latency read-outs: a sample is decided by its first K output spikes
 
 
 @dataclass
@@ -45,44 +44,6 @@ class SimResult:
     counts: Optional[Dict[str, np.ndarray]] = None   # layer -> (N, *shape) spike counts (record=True)
     decision_time: Optional[np.ndarray] = None       # (N,) int64 steps to the decision, -1: undecided
     tied: Optional[np.ndarray] = None                # (N,) bool: the decision was a tie, broken by membrane
-
-
-def check_readout(readout, k=None) -> Optional[int]:
-    """The output spike count K that decides a sample: 1 for ``first-spike``, ``k`` for
-    ``k-spikes``, None for ``membrane`` and ``count``; else a one-line ValueError."""
-    if readout not in READOUTS:
-        raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
-    if readout == "k-spikes":
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"readout 'k-spikes' needs k, a whole number >= 1, got {k!r}")
-        return int(k)
-    if k is not None and not (readout == "first-spike" and not isinstance(k, bool) and k == 1):
-        raise ValueError(f"k applies to readout 'k-spikes' only (readout {readout!r} got k={k!r})")
-    return 1 if readout == "first-spike" else None
-
-
-def readout_decisions(counts, membrane, step, k):
-    """Predictions of a latency read-out from each sample's output state where it stopped.
-
-    ``counts`` (N, outputs): output spike counts at the decision step (0-based ``step`` >= 0), or
-    after the last step for an undecided sample (``step`` -1); ``membrane`` (N, outputs): the
-    membrane at the decision step before reset (the value that crossed the threshold), or the
-    final membrane of an undecided sample. A decided sample predicts the neuron that reached K
-    spikes at its decision step (the neurons with ``counts >= k``); several such neurons are a tie
-    (``tied``), broken by the higher membrane, then the lower index. An undecided sample predicts
-    exactly what the ``count`` read-out would: most spikes, ties by final membrane.
-    Returns (predictions int64, tied bool, decision_time int64: step + 1, or -1)."""
-    step = np.asarray(step, np.int64)
-    counts = np.asarray(counts).reshape(len(step), -1)
-    membrane = np.asarray(membrane).reshape(len(step), -1)
-    decided = step >= 0
-    cand = counts >= k
-    tied = decided & (cand.sum(axis=1) > 1)
-    low = np.iinfo(np.int64).min if membrane.dtype.kind in "iu" else -np.inf
-    best = np.argmax(np.where(cand, membrane, low), axis=1)      # first maximum: the lower index
-    fallback = np.lexsort((membrane, counts))[:, -1] if counts.size else np.zeros(len(step), np.int64)
-    preds = np.where(decided, best, fallback).astype(np.int64)
-    return preds, tied, np.where(decided, step + 1, -1).astype(np.int64)
 
 
 # ---- ANN reading -------------------------------------------------------------------------------
@@ -239,64 +200,6 @@ class _Neurons:
             self.pre = self.pre[keep]
 
 
-class _Decisions:
-    """One batch's latency read-out (K output spikes decide a sample), filled by either engine.
-
-    Per sample (batch row): ``step`` (0-based decision step, -1 undecided), ``counts`` and
-    ``membrane`` (see :func:`readout_decisions`). With ``stop`` a sample leaves the batch once
-    decided (``rows``: the rows still simulated); ``totals``: every spiking layer's spikes up to
-    each sample's last simulated step; ``sample_steps``: samples x timesteps the engine ran.
-    """
-
-    def __init__(self, n, n_out, k, stop, timesteps, mode="int"):
-        self.k, self.stop, self.timesteps = k, stop, timesteps
-        self.step = np.full(n, -1, np.int64)
-        self.counts = np.zeros((n, n_out), np.int64)
-        self.membrane = np.zeros((n, n_out), np.int64 if mode == "int" else np.float64)
-        self.rows = np.arange(n)
-        self.totals = {}
-        self.sample_steps = 0
-
-    def record(self, rows, step, counts, membrane):
-        """Samples ``rows`` decided at ``step`` (scalar or per row) with these output states."""
-        self.step[rows] = step
-        self.counts[rows] = counts.reshape(len(rows), -1)
-        self.membrane[rows] = membrane.reshape(len(rows), -1)
-
-    def finish(self, counts, v):
-        """The still simulated rows' final output ``counts`` and membrane ``v``: kept where undecided."""
-        und = self.step[self.rows] < 0
-        if und.any():
-            self.record(self.rows[und], -1, counts.reshape(len(self.rows), -1)[und], v.reshape(len(self.rows), -1)[und])
-
-    def add_total(self, layer, n):
-        self.totals[layer] = self.totals.get(layer, 0) + int(n)
-
-    def steps_run(self) -> np.ndarray:
-        """(N,) timesteps each sample was simulated for: its decision time when it stopped there, else T."""
-        return np.where((self.step >= 0) & self.stop, self.step + 1, self.timesteps)
-
-    def observe(self, t, neurons, out, cache) -> bool:
-        """After step ``t`` (numpy engine): record newly decided samples and, with ``stop``, drop
-        them from the batch. False once no sample is left to simulate."""
-        st = neurons[out]
-        c = st.count.reshape(len(st.count), -1)
-        new = (self.step[self.rows] < 0) & (c >= self.k).any(axis=1)
-        if not new.any():
-            return True
-        self.record(self.rows[new], t, c[new], st.pre.reshape(len(c), -1)[new])
-        if self.stop:
-            keep = ~new
-            for n, s in neurons.items():
-                if s.spiking:
-                    self.add_total(n, s.count[new].sum())
-                s.select(keep)
-            for n in cache:
-                cache[n] = cache[n][keep]
-            self.rows = self.rows[keep]
-        return len(self.rows) > 0
-
-
 def _run_batch(plan, x, ids, timesteps, encoding, seed, readout, on_step=None, dec=None, on_tick=None):
     """Run one batch step by step; returns ({layer: _Neurons}, output layer). With ``dec`` (a
     :class:`_Decisions`, latency read-outs) decisions are recorded after every step and, with
@@ -341,7 +244,9 @@ def _run_batch(plan, x, ids, timesteps, encoding, seed, readout, on_step=None, d
             on_tick(len(dec.rows) if dec is not None else len(x))
         if dec is not None:
             dec.sample_steps += len(dec.rows)
-            if not dec.observe(t, neurons, out, cache):
+            st = neurons[out]
+            if not dec.observe(t, st.count.reshape(len(st.count), -1), st.pre.reshape(len(st.count), -1),
+                               lambda keep: _drop_rows(keep, neurons, cache, dec)):
                 break
     if dec is not None:
         st = neurons[out]
@@ -350,6 +255,16 @@ def _run_batch(plan, x, ids, timesteps, encoding, seed, readout, on_step=None, d
             if st.spiking:
                 dec.add_total(n, st.count.sum())
     return neurons, out
+
+
+def _drop_rows(keep, neurons, cache, dec):
+    """The numpy engine's part of a latency read-out's early stop: only rows ``keep`` go on."""
+    for n, s in neurons.items():
+        if s.spiking:
+            dec.add_total(n, s.count[~keep].sum())
+        s.select(keep)
+    for n in cache:
+        cache[n] = cache[n][keep]
 
 
 def spike_trace(graph, x, timesteps, layers, *, encoding="constant", seed=0, mode="int") -> dict:
@@ -437,10 +352,10 @@ def simulate(graph, x, *, mode="int", timesteps=32, encoding="constant", seed=0,
         ids = range(start, start + len(xb))
         states = None
         if tp is not None:
-            dec = _Decisions(len(xb), n_out, K, not record, timesteps) if K else None
+            dec = Decisions(len(xb), n_out, K, not record, timesteps) if K else None
             states, _ = torch_engine.run_batch(tp, xb, ids, timesteps, encoding, seed, readout, dec=dec, on_tick=tick)
         if fp is not None:
-            dec = _Decisions(len(xb), n_out, K, not record, timesteps) if K else None
+            dec = Decisions(len(xb), n_out, K, not record, timesteps) if K else None
             try:
                 states, _ = fast.run_batch(fp, xb, ids, timesteps, encoding, seed, readout, dec=dec, on_chunk=tick)
             except fast.NUMBA_ERRORS as e:
@@ -451,7 +366,7 @@ def simulate(graph, x, *, mode="int", timesteps=32, encoding="constant", seed=0,
                 warnings.warn(f"{msg}; finishing on the numpy engine (identical results)", RuntimeWarning, stacklevel=2)
                 fp = None
         if states is None:
-            dec = _Decisions(len(xb), n_out, K, not record, timesteps, mode) if K else None
+            dec = Decisions(len(xb), n_out, K, not record, timesteps, mode) if K else None
             neurons, _ = _run_batch(plan, xb, ids, timesteps, encoding, seed, readout, dec=dec, on_tick=tick)
             states = {n: (st.v, st.count, st.spiking) for n, st in neurons.items()}
         v, c, spiking = states[out]

@@ -143,7 +143,7 @@ def run_batch(fp, x, ids, timesteps, encoding, seed, readout, dec=None, on_chunk
     """One batch through the whole graph, a chunk of steps at a time, each chunk layer by layer.
     Returns per neuron layer (v, counts, spiking), v and counts in torch's (N, *shape) layout.
 
-    ``dec`` (an ``emulator._Decisions``, latency read-outs): the read-out layer records each
+    ``dec`` (a ``readout.Decisions``, latency read-outs): the read-out layer records each
     sample's decision (step, counts, membrane before reset); with ``dec.stop`` chunks double in
     length from one step, decided samples leave the batch after each chunk (the returned states
     hold ``dec.rows`` only; ``dec.totals`` counts every layer's spikes up to each sample's

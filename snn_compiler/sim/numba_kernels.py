@@ -16,11 +16,13 @@ import numba as nb
 from numba.extending import register_jitable
 
 from ..ir import neuron as N
+from . import readout
 
 # The step's helpers become callable from compiled code as they are (the same function objects
 # the numpy and torch engines call), so int_update compiles without a copy of its equations.
 register_jitable(N.tz_decay)
 register_jitable(N.saturate)
+register_jitable(readout.decides)
 _int_update = nb.njit(inline="always")(N.int_update)
 
 
@@ -136,7 +138,6 @@ def deciding_layer(cur, static, bias, decay_v, decay_u, decays, theta, v, u, vma
             if stop and d_step[f] >= 0:
                 break
             i_t = cur[0 if static else t, f]
-            hit = False
             for i in range(n):
                 vn, un, s, w = _int_update(vf[i], uf[i] if decays else 0, i_t[i], bias[i], decay_v[i], decay_u, vmax,
                                            theta, subtract, True, decays)
@@ -146,8 +147,7 @@ def deciding_layer(cur, static, bias, decay_v, decay_u, decays, theta, v, u, vma
                 pre[i] = w
                 spikes[t, f, i] = s
                 cf[i] += s
-                hit = hit or (s and cf[i] == k)
-            if hit and d_step[f] < 0:
+            if d_step[f] < 0 and readout.decides(cf, k):
                 d_step[f] = t0 + t
                 for i in range(n):
                     d_counts[f, i] = cf[i]
@@ -168,10 +168,10 @@ def step_sums(spikes, out):
 
 
 def _drop_stale_step_cache():
-    """numba keys a cached kernel by the source of this file alone, but the step the neuron kernels
-    inline lives in ir/neuron.py: when its source changes, their cache is flushed, so a changed
-    rule is never run from an old compilation."""
-    step = "".join(inspect.getsource(f) for f in (N.tz_decay, N.saturate, N.int_update))
+    """numba keys a cached kernel by the source of this file alone, but the step and the decision
+    rule the neuron kernels inline live in ir/neuron.py and sim/readout.py: when their source
+    changes, the kernels' cache is flushed, so a changed rule is never run from an old compilation."""
+    step = "".join(inspect.getsource(f) for f in (N.tz_decay, N.saturate, N.int_update, readout.decides))
     digest = hashlib.sha256(step.encode()).hexdigest()
     for kernel in (neuron_layer, deciding_layer):
         cache = kernel._cache

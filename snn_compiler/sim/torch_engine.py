@@ -364,7 +364,10 @@ def _run(tp, x, ids, timesteps, encoding, seed, readout, dec, on_tick):
             on_tick(len(dec.rows) if dec is not None else len(x))
         if dec is not None:
             dec.sample_steps += len(dec.rows)
-            if not _observe(dec, t, layers, out, cache):
+            st = layers[out]
+            if not dec.observe(t, st.count.reshape(len(st.count), -1).cpu().numpy(),
+                               st.pre.reshape(len(st.count), -1).cpu().numpy(),
+                               lambda keep: _drop_rows(keep, layers, cache, dec)):
                 break
     states = {n: (st.v.cpu().numpy().astype(np.int64), st.count.cpu().numpy().astype(np.int64), st.spiking)
               for n, st in layers.items()}
@@ -377,24 +380,12 @@ def _run(tp, x, ids, timesteps, encoding, seed, readout, dec, on_tick):
     return states, out
 
 
-def _observe(dec, t, layers, out, cache) -> bool:
-    """``emulator._Decisions.observe`` for torch states: record the samples decided at step t
-    and, with ``dec.stop``, drop them from the batch. False once no sample is left."""
-    st = layers[out]
-    c = st.count.reshape(len(st.count), -1)
-    hit = (c >= dec.k).any(dim=1).cpu().numpy()
-    new = (dec.step[dec.rows] < 0) & hit
-    if not new.any():
-        return True
-    dec.record(dec.rows[new], t, c.cpu().numpy()[new], st.pre.reshape(len(c), -1).cpu().numpy()[new])
-    if dec.stop:
-        keep = ~new
-        keep_t = _torch().from_numpy(keep).to(st.v.device)
-        for n, s in layers.items():
-            if s.spiking:
-                dec.add_total(n, int(s.count[~keep_t].sum()))
-            s.select(keep_t)
-        for n in cache:
-            cache[n] = cache[n][keep_t]
-        dec.rows = dec.rows[keep]
-    return len(dec.rows) > 0
+def _drop_rows(keep, layers, cache, dec):
+    """The torch engine's part of a latency read-out's early stop: only rows ``keep`` go on."""
+    keep_t = _torch().from_numpy(keep).to(next(iter(layers.values())).v.device)
+    for n, s in layers.items():
+        if s.spiking:
+            dec.add_total(n, int(s.count[~keep_t].sum()))
+        s.select(keep_t)
+    for n in cache:
+        cache[n] = cache[n][keep_t]

@@ -22,6 +22,7 @@ from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 # absolute: Lava also executes this file standalone when it searches for process models
 from snn_compiler.backends.lava.procs.process import SnncDelay, SnncNeuron, SnncSource
 from snn_compiler.ir.neuron import IntParams, int_step
+from snn_compiler.sim.readout import decides
 
 FAULT_FILE_ENV = "SNNC_LAVA_FAULT_FILE"
 
@@ -99,7 +100,7 @@ class PySnncNeuronModel(PyLoihiProcessModel):
             self.total[0] += n
             if self.record and n:
                 self.counts[k] += s.reshape(-1)
-            if undecided and n and (self.counts[k] >= self.decide_k).any():
+            if undecided and n and decides(self.counts[k], self.decide_k):
                 self.d_step[k] = t
                 self.d_counts[k] = self.counts[k]
                 self.d_pre[k] = pre.reshape(-1)

@@ -1,0 +1,112 @@
+"""Read-outs: what a run's output layer decides, the same for every engine and for Lava.
+
+``membrane`` and ``count`` read the output after T steps; under the latency read-outs
+``first-spike`` and ``k-spikes`` the first output neuron to reach K spikes decides a sample
+(:func:`decides`, :func:`readout_decisions`) and a decided sample is simulated no further.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+READOUTS = ("membrane", "count", "first-spike", "k-spikes")
+DECISION_READOUTS = ("first-spike", "k-spikes")  # latency read-outs: a sample is decided by its first K output spikes
+
+
+def decides(counts, k):
+    """Whether output spike ``counts`` (last axis: the output neurons) decide a sample: some neuron
+    has reached ``k`` spikes. Counts grow by at most one per step, so the first step at which this
+    holds is the decision step. Written with operators numpy, torch and numba share: every engine
+    and Lava's process model call it."""
+    return (counts >= k).sum(-1) > 0
+
+
+def check_readout(readout, k=None) -> Optional[int]:
+    """The output spike count K that decides a sample: 1 for ``first-spike``, ``k`` for
+    ``k-spikes``, None for ``membrane`` and ``count``; else a one-line ValueError."""
+    if readout not in READOUTS:
+        raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
+    if readout == "k-spikes":
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"readout 'k-spikes' needs k, a whole number >= 1, got {k!r}")
+        return int(k)
+    if k is not None and not (readout == "first-spike" and not isinstance(k, bool) and k == 1):
+        raise ValueError(f"k applies to readout 'k-spikes' only (readout {readout!r} got k={k!r})")
+    return 1 if readout == "first-spike" else None
+
+
+def readout_decisions(counts, membrane, step, k):
+    """Predictions of a latency read-out from each sample's output state where it stopped.
+
+    ``counts`` (N, outputs): output spike counts at the decision step (0-based ``step`` >= 0), or
+    after the last step for an undecided sample (``step`` -1); ``membrane`` (N, outputs): the
+    membrane at the decision step before reset (the value that crossed the threshold), or the
+    final membrane of an undecided sample. A decided sample predicts the neuron that reached K
+    spikes at its decision step (the neurons with ``counts >= k``); several such neurons are a tie
+    (``tied``), broken by the higher membrane, then the lower index. An undecided sample predicts
+    exactly what the ``count`` read-out would: most spikes, ties by final membrane.
+    Returns (predictions int64, tied bool, decision_time int64: step + 1, or -1)."""
+    step = np.asarray(step, np.int64)
+    counts = np.asarray(counts).reshape(len(step), -1)
+    membrane = np.asarray(membrane).reshape(len(step), -1)
+    decided = step >= 0
+    cand = counts >= k
+    tied = decided & (cand.sum(axis=1) > 1)
+    low = np.iinfo(np.int64).min if membrane.dtype.kind in "iu" else -np.inf
+    best = np.argmax(np.where(cand, membrane, low), axis=1)      # first maximum: the lower index
+    fallback = np.lexsort((membrane, counts))[:, -1] if counts.size else np.zeros(len(step), np.int64)
+    preds = np.where(decided, best, fallback).astype(np.int64)
+    return preds, tied, np.where(decided, step + 1, -1).astype(np.int64)
+
+
+class Decisions:
+    """One batch's latency read-out (K output spikes decide a sample), filled by either engine.
+
+    Per sample (batch row): ``step`` (0-based decision step, -1 undecided), ``counts`` and
+    ``membrane`` (see :func:`readout_decisions`). With ``stop`` a sample leaves the batch once
+    decided (``rows``: the rows still simulated); ``totals``: every spiking layer's spikes up to
+    each sample's last simulated step; ``sample_steps``: samples x timesteps the engine ran.
+    """
+
+    def __init__(self, n, n_out, k, stop, timesteps, mode="int"):
+        self.k, self.stop, self.timesteps = k, stop, timesteps
+        self.step = np.full(n, -1, np.int64)
+        self.counts = np.zeros((n, n_out), np.int64)
+        self.membrane = np.zeros((n, n_out), np.int64 if mode == "int" else np.float64)
+        self.rows = np.arange(n)
+        self.totals = {}
+        self.sample_steps = 0
+
+    def record(self, rows, step, counts, membrane):
+        """Samples ``rows`` decided at ``step`` (scalar or per row) with these output states."""
+        self.step[rows] = step
+        self.counts[rows] = counts.reshape(len(rows), -1)
+        self.membrane[rows] = membrane.reshape(len(rows), -1)
+
+    def finish(self, counts, v):
+        """The still simulated rows' final output ``counts`` and membrane ``v``: kept where undecided."""
+        und = self.step[self.rows] < 0
+        if und.any():
+            self.record(self.rows[und], -1, counts.reshape(len(self.rows), -1)[und], v.reshape(len(self.rows), -1)[und])
+
+    def add_total(self, layer, n):
+        self.totals[layer] = self.totals.get(layer, 0) + int(n)
+
+    def steps_run(self) -> np.ndarray:
+        """(N,) timesteps each sample was simulated for: its decision time when it stopped there, else T."""
+        return np.where((self.step >= 0) & self.stop, self.step + 1, self.timesteps)
+
+    def observe(self, t, counts, pre, drop) -> bool:
+        """After step ``t``: record the samples that ``counts`` (rows still simulated, outputs
+        flattened; numpy) decide, with their membranes before reset ``pre``; with ``stop``,
+        ``drop(keep)`` (the engine's) removes the decided rows from the engine's states. False
+        once no sample is left to simulate."""
+        new = (self.step[self.rows] < 0) & decides(counts, self.k)
+        if not new.any():
+            return True
+        self.record(self.rows[new], t, counts[new], pre[new])
+        if self.stop:
+            drop(~new)
+            self.rows = self.rows[~new]
+        return len(self.rows) > 0
