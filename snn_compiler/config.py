@@ -31,7 +31,9 @@ def whole_number(flag: str, value, lo: int, hi: int) -> int:
 @dataclass
 class CompileConfig:
     """Options of one compile. ``norm`` is ``max``, ``percentile:P``, ``scale:F`` (F times the
-    max activation) or ``model`` (data-free, from the weights: Diehl et al. 2015); None: the
+    max activation), ``model`` (data-free: activations estimated from inputs assumed uniform in
+    [0, 1] and BatchNorm statistics, passes/datafree.py) or ``bound`` (data-free worst case from the
+    weights, Diehl et al. 2015; far lower rates); None: the
     default, ``percentile:99.9`` with calibration data and ``model`` without. ``layer_scales``
     sets the activation scale of neuron layers, ``layer_factors`` multiplies the normalization's
     (ANNarchy's scale_factor); both keyed by layer name or index (neuron layers in order, from 0)."""
@@ -97,9 +99,9 @@ class CompileConfig:
 
 def parse_norm(norm: str):
     """'max' -> ('max', None); 'percentile:99.9' -> ('percentile', 99.9); 'scale:0.5' -> ('scale', 0.5);
-    'model' -> ('model', None)."""
+    'model' -> ('model', None); 'bound' -> ('bound', None)."""
     name, _, arg = norm.partition(":")
-    if name in ("max", "model") and not arg:
+    if name in ("max", "model", "bound") and not arg:
         return name, None
     if name in ("percentile", "scale") and arg:
         try:
@@ -111,4 +113,4 @@ def parse_norm(norm: str):
         if name == "scale" and value is not None and NORM_SCALE_RANGE[0] <= value <= NORM_SCALE_RANGE[1]:
             return name, value
     raise ValueError(f"--norm must be max, percentile:P (0 < P <= 100), scale:F ({NORM_SCALE_RANGE[0]:g} <= F <= "
-                     f"{NORM_SCALE_RANGE[1]:g}) or model, got {norm!r}")
+                     f"{NORM_SCALE_RANGE[1]:g}), model or bound, got {norm!r}")

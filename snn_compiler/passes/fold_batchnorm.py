@@ -25,6 +25,11 @@ forward fold: its padding zeros would have to become ``t`` (the BN's image of 0)
 fold they stay 0 and the border outputs would miss part of ``W t``; only padding 0 is exact. A
 grouped Conv2d is left alone too (groups=1 only).
 
+A backward fold also records on the op's node (attribute ``bn_stats``) what the BatchNorm's
+training statistics say about the folded op's output, per channel: mean ``beta`` and standard
+deviation ``|gamma| sqrt(var / (var + eps))`` (an Affine folded after it maps them by ``s``, ``t``);
+normalize's data-free estimate (passes/datafree.py) reads them. The artifact does not store them.
+
 Folding runs to a fixed point (so BN->BN->Dense folds both), backward folds first. A BatchNorm
 that folds nowhere is replaced, under the same node name, by ``Affine(scale=s, shift=t)``; that
 Affine stays in the graph and :func:`check_snn_form` rejects it with a message naming it (an
@@ -41,6 +46,7 @@ import numpy as np
 
 from ..ir import inputs_of, op_of, splice_out, topo_order, verify
 from ..ir import ops as O
+from .datafree import BN_STATS
 
 
 def _scale_shift(op):
@@ -63,11 +69,24 @@ def _bias(op):
     return np.zeros(n) if op.bias is None else np.asarray(op.bias, np.float64)
 
 
+def _output_stats(g, src, norm, s, t):
+    """(mean, std) per channel of ``norm``'s output over the training data, or None when unknown."""
+    if isinstance(norm, O.BatchNorm):
+        var = np.asarray(norm.var, np.float64)
+        return np.asarray(norm.bias, np.float64), np.abs(np.asarray(norm.weight, np.float64)) * np.sqrt(var / (var + norm.eps))
+    before = g.nodes[src].get(BN_STATS)
+    return None if before is None else (before[0] * s + t, before[1] * np.abs(s))
+
+
 def _fold_backward(g, n, s, t) -> bool:
     (src,) = inputs_of(g, n)
     op = op_of(g, src)
     if not isinstance(op, O.WEIGHTED) or g.out_degree(src) != 1:
         return False
+    stats = _output_stats(g, src, op_of(g, n), s, t)
+    g.nodes[src].pop(BN_STATS, None)
+    if stats is not None:
+        g.nodes[src][BN_STATS] = stats
     w = np.asarray(op.weight, np.float64)
     w2 = w * s.reshape((-1,) + (1,) * (w.ndim - 1))
     b2 = _bias(op) * s + t

@@ -17,9 +17,20 @@ layer's); its ``qcfs_theta`` is divided by lambda_N with the weights, so its ANN
 
 so the float SNN with threshold 1 fires at rate ~ relu(a_N) / lambda_N.
 
-Without calibration data the default is ``model`` (data-free, Diehl et al. 2015): lambda_N is the
-largest activation the weights allow, max over neurons of sum_k sum_i max(0, W_k) * lambda_S +
-max(0, b), with inputs assumed in [0, 1] (a warning says so; calibration data is better).
+Without calibration data the default is ``model`` (data-free; a warning says so): every
+neuron's pre-activation is estimated as a Gaussian N(m_i, s_i^2), propagated from inputs assumed
+uniform on [0, 1] and replaced by the BatchNorm's training statistics where one was folded into
+the layer (equations in :mod:`.datafree`), and lambda_N is the statistic calibration would take,
+the 99.9th percentile of relu over all of the layer's neurons:
+
+    mean_i Q((lambda_N - m_i) / s_i) = 0.001            (Q the Gaussian tail)
+
+``bound`` is the older data-free rule (Diehl et al. 2015): lambda_N is the largest activation
+the weights allow, max over neurons of sum_k sum_i max(0, W_k) * lambda_S + max(0, b), with
+inputs in [0, 1]. It never clips, but it leaves deep layers nearly silent at usual T (on the
+digits CNN: chance accuracy at T = 64, where ``model`` is within 0.5 pt of the ANN; see
+benchmarks/README.md). Both data-free rules record each layer's expected rate from the estimate,
+``mean_i E[clip(z_i, 0, lambda_N)] / lambda_N``, which compile's silent/saturated check reads.
 ``config.layer_factors`` multiplies chosen layers' lambda (ANNarchy's scale_factor); layers are
 named or counted (neuron layers in topological order, from 0). Because the scale
 belongs to the *target* layer, all branches entering a residual Add are rescaled into the
@@ -39,6 +50,8 @@ from ..ir import ops as O
 from ..sim import torch_engine
 from ..sim.emulator import iter_ann
 from ..ir.layers import incoming, neuron_layers, source_of
+from . import datafree
+from ..activity import activity_warnings, checked_rates
 
 CALIBRATION_BATCH = 64      # samples per ANN pass: the progress bar moves every few seconds on large nets
 MAX_SAMPLES = 20_000_000  # activation values kept per layer for percentiles (subsampled beyond)
@@ -71,8 +84,8 @@ def _statistic(values: np.ndarray, norm) -> float:
 DEFAULT_NORM = "percentile:99.9"
 
 
-def _activation_scales(graph, layers, config, out, norm):
-    """lambda per layer from the calibration set."""
+def _activation_scales(graph, layers, config, out, norm, factors):
+    """lambda per layer from the calibration set, and the expected rate at lambda times its factor."""
     if config.calibration is None:
         raise ValueError(f"--norm {norm} needs calibration data (--calibration DATA.npz); without it use --norm "
                          f"model or give a scale for every layer; missing: {', '.join(layers)}")
@@ -100,7 +113,8 @@ def _activation_scales(graph, layers, config, out, norm):
         if not lam > 0:  # a dead layer (or an all-negative output): any positive scale is exact
             lam = float(np.abs(values).max(initial=0.0)) or 1.0
         # mean of min(v / lam, 1) as mean(min(v, lam)) / lam, in float64 (a small lam is no float32)
-        scales[n], means[n] = lam, float(np.minimum(values, lam, dtype=np.float64).mean() / lam)
+        final = lam * factors.get(n, 1.0)
+        scales[n], means[n] = lam, float(np.minimum(values, final, dtype=np.float64).mean() / final)
     return scales, means
 
 
@@ -130,6 +144,10 @@ def _model_scale(graph, layer, value) -> float:
     return float(np.max(top, initial=0.0)) or 1.0
 
 
+MODEL_PERCENTILE = 99.9   # the data-free estimate's statistic: the calibrated default's percentile
+DATA_FREE = ("model", "bound")
+
+
 def normalize(graph, config) -> bool:
     state = graph.graph.setdefault("snnc", {})
     if state.get("normalized"):
@@ -140,12 +158,19 @@ def normalize(graph, config) -> bool:
     out = next(n for n in layers if O.is_readout(op_of(graph, n)))
     pools = {n: g for n in layers if (g := _pooling_gain(graph, n)) is not None}
     norm = config.norm or (DEFAULT_NORM if config.calibration is not None else "model")
-    by_model = parse_norm(norm)[0] == "model"
+    by_model = parse_norm(norm)[0] in DATA_FREE
     layer_scales = _by_layer(config.layer_scales, layers, "--layer-scale")
     factors = _by_layer(config.layer_factors, layers, "--layer-factor")
     preset = {n: op_of(graph, n).scale for n in layers if op_of(graph, n).scale is not None}
     need = [n for n in layers if n not in layer_scales and n not in pools and n not in preset]
-    scales, rates = _activation_scales(graph, need, config, out, norm) if need and not by_model else ({}, {})
+    pre = datafree.preactivations(graph) if by_model and need else None  # in the trained units, before any scaling
+    if need and not by_model:
+        scales, rates = _activation_scales(graph, need, config, out, norm, factors)
+    elif pre is not None and norm == "model":
+        scales = {n: v for n in need if (v := datafree.positive_quantile(*pre[n], MODEL_PERCENTILE)) > 0}
+        rates = {}  # set at the end; a layer estimated silent (no positive mass) falls back to the bound
+    else:
+        scales, rates = {}, {}
     scales.update(preset)
     scales.update(layer_scales)
 
@@ -153,9 +178,10 @@ def normalize(graph, config) -> bool:
     if in_op.scale is None and config.calibration is None:
         if not by_model:
             raise ValueError("normalization needs calibration data (--calibration DATA.npz) to scale the input")
-        warnings.warn("no calibration data: normalizing from the weights alone (--norm model, Diehl et al. 2015) and "
-                      "assuming inputs in [0, 1]; calibration data (--calibration) usually gives higher accuracy",
-                      UserWarning, stacklevel=2)
+        how = ("estimating activations from inputs assumed uniform in [0, 1] and the BatchNorm statistics"
+               if norm == "model" else "from the weights' worst case (Diehl et al. 2015), inputs assumed in [0, 1]")
+        warnings.warn(f"no calibration data: normalizing data-free (--norm {norm}), {how}; calibration data "
+                      "(--calibration) can give higher accuracy", UserWarning, stacklevel=2)
         in_op.scale, in_op.bits = 1.0, config.input_bits
     if in_op.scale is None:
         in_op.scale = float(np.abs(config.calibration).max()) or 1.0
@@ -196,6 +222,11 @@ def normalize(graph, config) -> bool:
                 raise ValueError(f"layer {n!r}: activation scale {lam[n]:.3g} (source {source_of(graph, k)!r}: "
                                  f"{lam[source_of(graph, k)]:.3g}) makes the weights of {k!r} overflow; check "
                                  "--norm / --layer-scale")
+    if pre is not None:  # the data-free estimate's rates at the scales chosen (the bound's, factors included)
+        rates = {n: datafree.expected_rate(*pre[n], lam[n]) for n in need}
+    source = "estimated without data" if by_model else "expected from the calibration data"
+    for line in activity_warnings(checked_rates(graph, rates), config.timesteps, source):
+        warnings.warn(line, UserWarning, stacklevel=2)
     state["normalized"] = True
     state["norm"] = norm
     state["expected_rates"] = rates
