@@ -98,3 +98,33 @@ def test_cli_report_writes_one_page_and_never_over_its_inputs(compiled, tmp_path
     assert "layer introducing most error" in out and (tmp_path / "r.html").read_text().startswith("<!doctype html>")
     assert main(args + ["-o", str(tmp_path / "data.npz")]) == 1
     assert "input" in capsys.readouterr().err
+
+
+def test_the_worst_layer_is_the_first_silent_one_and_the_report_warns(compiled, tmp_path, capsys):
+    """A layer whose scale is far too large fires nothing; its rate error in its own (threshold)
+    units still looks small, which once made the report name a layer after it. The first silent
+    layer is where the signal dies: the report names it, and warns, as simulate does."""
+    from snn_compiler import artifact
+    from snn_compiler.cli import main
+    from snn_compiler.compile import compile_model
+    from snn_compiler.config import CompileConfig
+    from snn_compiler.frontend import from_module
+    from models import zoo
+    _, _, x, y = compiled
+    model, shape = zoo()["cnn"]
+    with pytest.warns(UserWarning, match="layer 'features.6' is silent at T=16"):  # compile's, from the expected rates
+        q = compile_model(from_module(model, shape), CompileConfig(bits=6, calibration=x[:40], timesteps=16,
+                                                                   layer_factors={"features.6": 100.0}))
+    with pytest.warns(UserWarning, match="layer 'features.6' is silent at T=16: 0 spikes"):
+        info = build_report(q, x, y, timesteps=[16], samples=40)
+    st = info["stats"]
+    assert st["layers"]["features.6"]["rate"] == 0 and st["layers"]["features.6"]["activity"] == "silent"
+    assert st["worst_layer"] == "features.6"
+    assert st["layers"]["features.2"]["activity"] is None
+    # simulate says so too, per T, naming the layer (the CLI prints each warning once)
+    artifact.save(q, tmp_path / "net.snnc")
+    np.savez(tmp_path / "data.npz", x=x[:40], y=y[:40])
+    assert main(["simulate", str(tmp_path / "net.snnc"), "--data", str(tmp_path / "data.npz"), "--timesteps", "8,16"]) == 0
+    err = capsys.readouterr().err
+    assert "layer 'features.6' is silent at T=8" in err and "layer 'features.6' is silent at T=16" in err
+    assert "features.2' is" not in err

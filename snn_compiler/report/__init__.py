@@ -6,8 +6,11 @@ simulator, the float SNN and the ANN reading on the same samples.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
+from ..activity import activity_warnings
 from ..ir import op_of, topo_order
 from ..ir import ops as O
 from ..ir.layers import neuron_layers
@@ -49,6 +52,9 @@ def build_report(graph, x, y=None, *, timesteps=None, samples=500, encoding="con
     tick = lambda: bar.update(1)   # noqa: E731
     sweep = analysis.accuracy_sweep(graph, x, y, grid, encoding, seed, tick)
     stats = analysis.layer_stats(graph, x, y, T, encoding, seed, tick)
+    rates = {n: L["rate"] for n, L in stats["layers"].items()}
+    for line in activity_warnings(rates, T, f"measured on {len(x)} samples"):
+        warnings.warn(line, UserWarning, stacklevel=2)
     events = analysis.events_per_inference(graph, x, stats.pop("int_counts"), T, encoding, seed)
     layers = [n for n in neuron_layers(graph, topo_order(graph)) if not O.is_readout(op_of(graph, n))]
     sample = 0

@@ -12,13 +12,16 @@ measured as an accuracy difference on the same samples (percentage points):
 Per layer: the correlation of integer-SNN rates with ANN activations, the fraction of
 activations above the threshold, the rate error of the float SNN against ``min(a, 1)`` (too few
 timesteps), the integer SNN against the float SNN (quantization), and the accuracy lost by
-clipping that layer alone. The layer that *introduces* most error is the one whose rate error
-grows most over the worst of its sources.
+clipping that layer alone. The layer that *introduces* most error is the first silent or
+saturated layer (:mod:`snn_compiler.activity`; its rate error in threshold units can look small:
+a silent layer's scale is too large, so its target ``min(a, 1)`` is tiny too), else the one whose
+rate error grows most over the worst of its sources.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from ..activity import inactive_layers
 from ..ir import op_of, output_node, topo_order
 from ..ir import ops as O
 from ..ir.layers import incoming, neuron_layers, source_and_area
@@ -98,7 +101,12 @@ def layer_stats(graph, x, y, T, encoding="constant", seed=0, tick=lambda: None) 
            "int": float(100.0 * (runs["int"].predictions == y).mean())}
     causes = {"clipping": acc["ann"] - acc["clipped_ann"], "timesteps": acc["clipped_ann"] - acc["float"],
               "quantization": acc["float"] - acc["int"]}
-    worst = max(layers, key=lambda n: layers[n]["introduced_error"]) if layers else None
+    inactive = inactive_layers({n: layers[n]["rate"] for n in hidden}, T)
+    for n in hidden:
+        layers[n]["activity"] = inactive.get(n)
+    worst = next(iter(inactive), None)  # the first in topological order: where the signal dies or clips
+    if worst is None and layers:
+        worst = max(layers, key=lambda n: layers[n]["introduced_error"])
     return {"T": T, "accuracy": acc, "causes": causes, "layers": layers, "worst_layer": worst,
             "int_counts": runs["int"].counts}
 

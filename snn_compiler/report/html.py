@@ -125,11 +125,11 @@ def render(info: dict) -> str:
                      ["too few timesteps", causes["timesteps"], "clipped ANN - float SNN"],
                      ["quantization", causes["quantization"], "float SNN - integer SNN"]]),
              f"<p>The layer that introduces most rate error: <b>{html.escape(str(st['worst_layer']))}</b> "
-             f"(highlighted below).</p>",
+             f"(highlighted below; the first silent or saturated layer, if any).</p>",
              _table(["layer", "neurons", "corr(rate, ANN)", "clipped", "timestep err", "quant. err", "rate",
-                     "expected rate", "clip-only loss (pt)", "introduced err"],
+                     "expected rate", "activity", "clip-only loss (pt)", "introduced err"],
                     [[n, L["neurons"], L["correlation"], L["clipped"], L["timestep_error"], L["quantization_error"],
-                      L["rate"], L["expected_rate"], L["clip_loss"], L["introduced_error"]]
+                      L["rate"], L["expected_rate"], L.get("activity") or "ok", L["clip_loss"], L["introduced_error"]]
                      for n, L in st["layers"].items()], marked=[worst]),
              fig_layers(st),
              "<h2>Synaptic operations and energy</h2>",
