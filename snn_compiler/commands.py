@@ -7,6 +7,7 @@ import math
 import os
 import sys
 import time
+import warnings
 
 
 def cmd_compile(args) -> int:
@@ -121,6 +122,7 @@ def _timesteps(text, default):
 
 def cmd_simulate(args) -> int:
     from . import artifact
+    from .activity import activity_warnings, checked_rates
     from .targets import get_backend
     from .data import result_bytes
     from .ir import output_node
@@ -181,6 +183,8 @@ def cmd_simulate(args) -> int:
         rows.append(row)
         if not args.json:
             print(line)
+        for warning in activity_warnings(checked_rates(q, result.rates, args.readout), T, "measured on the data"):
+            warnings.warn(warning, UserWarning, stacklevel=1)  # a silent or saturated layer, named
     if args.output:
         outputs.add(args.output, result_bytes(result))
     if args.plot:
