@@ -234,7 +234,11 @@ def test_numba_failure_is_one_line_and_auto_finishes_on_numpy(monkeypatch):
 
     q, x = mlp(n_in=6)
     want = simulate(q, x, timesteps=5, engine="numpy")
-    monkeypatch.setattr(fast, "_dense_events", broken)
+    kernels = getattr(fast, "K", None)   # the kernels live in sim.numba_kernels (fast.K) since the engines' split
+    if kernels is not None and hasattr(kernels, "dense_events"):
+        monkeypatch.setattr(kernels, "dense_events", broken)
+    else:
+        monkeypatch.setattr(fast, "_dense_events", broken)
     with pytest.raises(RuntimeError) as e:
         simulate(q, x, timesteps=5, engine="numba")
     msg = one_line(e.value)
