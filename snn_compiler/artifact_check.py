@@ -235,7 +235,7 @@ def check_state(state, where) -> hardware.Registers:
 def check_graph(g, regs, where) -> None:
     """Check a verified graph's integer fields against ``regs`` and the engines' exact ranges."""
     from .ir import op_of, topo_order
-    from .ir.layers import incoming, source_and_area
+    from .ir.layers import incoming, input_range, source_and_area, sum_abs_bound
     from .passes.check_snn_form import check_snn_form
 
     state = g.graph.get("snnc", {})
@@ -258,7 +258,7 @@ def check_graph(g, regs, where) -> None:
     except ValueError as e:
         _fail(where, str(e))
     bits = state.get("bits", WEIGHT_BITS[1])
-    wmax = (1 << (bits - 1)) - 1
+    wmax = hardware.signed_max(bits)
     bounds = {}
     for n in order:
         op, node = op_of(g, n), f"{where}: node {n!r}"
@@ -272,13 +272,11 @@ def check_graph(g, regs, where) -> None:
                 _fail(node, f"weight_int [{lo}, {hi}] is outside the {bits}-bit weight range ±{wmax}")
             if op.weight_exp > regs.weight_exp_max:
                 _fail(node, f"weight_exp {op.weight_exp} is outside 0..{regs.weight_exp_max} (weight_exp_max)")
-            src, area = source_and_area(g, n)
-            sop = op_of(g, src)
-            in_max = area * (sop.levels if isinstance(sop, O.Input) else 1)
+            in_max = input_range(g, n)[0]
             if in_max >= POOL_MAX:
-                _fail(node, f"pooled input reaches {in_max} (pool area {area}), beyond the engines' int32 sums")
-            rows = np.abs(w.reshape(len(w), -1).astype(np.float64)).sum(axis=1) if w.size else np.zeros(1)
-            bound = float(rows.max(initial=0)) * 2.0 ** op.weight_exp * in_max
+                _fail(node, f"pooled input reaches {in_max} (pool area {source_and_area(g, n)[1]}), beyond the "
+                            "engines' int32 sums")
+            bound = sum_abs_bound(w, 2.0 ** op.weight_exp * in_max)
             if bound >= hardware.MAX_EXACT_SUM:
                 _fail(node, f"worst-case sum {bound:.3g} of weight_int << weight_exp reaches 2**53, beyond the "
                             "engines' exact range")

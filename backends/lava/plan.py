@@ -15,7 +15,7 @@ from snn_compiler.ir import inputs_of, op_of, topo_order, verify
 from snn_compiler.ir import ops as O
 from snn_compiler.ir.layers import incoming, input_range, layer_depths, weight_bounds
 from snn_compiler.ir.neuron import decays_of
-from snn_compiler.ir.registers import Registers
+from snn_compiler.ir.registers import REFERENCE, Registers
 
 
 def lava_shape(shape) -> Tuple[int, ...]:
@@ -118,7 +118,7 @@ class LayerPlan:
     depth: int
     spiking: bool
     reset: str = "subtract"
-    vmax: int = (1 << 23) - 1
+    vmax: int = REFERENCE.v_max
     decay_v: Optional[np.ndarray] = None   # int64, full lshape; None: no leak
     decay_u: int = 4096
 

@@ -25,7 +25,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from snn_compiler.ir.registers import registers_of
+from snn_compiler.ir.registers import registers_of, signed_max
 from snn_compiler.ir import op_of, topo_order, verify
 from snn_compiler.ir import ops as O
 from snn_compiler.ir.layers import input_range, weight_bounds
@@ -73,7 +73,7 @@ def check(graph, config) -> None:
     if mb != regs.membrane_bits:
         raise TargetError(f"graph: membrane register is {mb} bits, {profile.get('name')} has {regs.membrane_bits}")
     wbits = int(profile.get("registers", {}).get("weight_bits", 9))
-    wlo, whi = -(1 << (wbits - 1)), (1 << (wbits - 1)) - 1
+    wlo, whi = -signed_max(wbits) - 1, signed_max(wbits)  # two's complement: one more below
     cmax = regs.current_max
     for n in topo_order(graph):
         op = op_of(graph, n)

@@ -75,12 +75,38 @@ def weight_bounds(w, in_max, signed_in):
     return neg * in_max, pos * in_max
 
 
+def sum_abs_bound(w, in_max) -> float:
+    """The largest ``sum_i |w_i| * in_max`` over a connection's outputs (``w`` (out, ...) integer
+    weights, inputs within ``±in_max``): no partial sum of one output, in any order, exceeds it
+    (what makes float BLAS exact below 2**24 / 2**53). In float64, so hostile weights cannot wrap."""
+    w = np.asarray(w)
+    if not w.size:
+        return 0.0
+    return float(np.abs(w.reshape(len(w), -1).astype(np.float64)).sum(axis=1).max()) * in_max
+
+
+def value_range(graph, name):
+    """(largest |value|, signed) of what node ``name`` sends each step in the integer SNN: the
+    graded Input's levels, 1 for a spike, times the window area of each synaptic pool on the way
+    (a pool sums its window); None for any other node (a current: nothing is proved)."""
+    op = op_of(graph, name)
+    if isinstance(op, O.Input):
+        return op.levels, op.signed
+    if isinstance(op, O.NEURONS):
+        return 1, False
+    if isinstance(op, (O.Flatten, O.AvgPool2d)):
+        (src,) = inputs_of(graph, name)
+        r = value_range(graph, src)
+        area = op.kernel_size[0] * op.kernel_size[1] if isinstance(op, O.AvgPool2d) else 1
+        return None if r is None else (r[0] * area, r[1])
+    return None
+
+
 def input_range(graph, name):
     """(in_max, signed): the largest value weighted op ``name`` reads per input, and whether it may
-    be negative (graded Input levels times the synaptic pools' area; 1 for spikes)."""
-    src, area = source_and_area(graph, name)
-    sop = op_of(graph, src)
-    return (sop.levels * area, sop.signed) if isinstance(sop, O.Input) else (area, False)
+    be negative (:func:`value_range` of its input); None when the op reads a current (not SNN form)."""
+    (src,) = inputs_of(graph, name)
+    return value_range(graph, src)
 
 
 def layer_depths(graph) -> dict:

@@ -23,6 +23,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 from . import kernels
+from .registers import signed_max, unsigned_max
 from .neuron import IF, LIF, Neuron, Output  # noqa: F401  (re-exported: ops.IF(), ops.Neuron ...)
 
 Pair = Tuple[int, int]
@@ -43,7 +44,7 @@ class Input:
 
     @property
     def levels(self) -> int:
-        return (1 << (self.bits - 1)) - 1 if self.signed else (1 << self.bits) - 1
+        return signed_max(self.bits) if self.signed else unsigned_max(self.bits)
 
     def infer_shape(self, in_shapes):
         return tuple(self.shape)

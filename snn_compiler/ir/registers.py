@@ -36,6 +36,14 @@ def signed_max(bits: int) -> int:
     return (1 << (bits - 1)) - 1
 
 
+def unsigned_max(bits: int) -> int:
+    """The largest value of a ``bits``-wide unsigned register."""
+    return (1 << bits) - 1
+
+
+INT32_MAX = signed_max(32)   # the engines keep a value in int32 only below this
+
+
 class RegisterError(ValueError):
     """A register width is out of range; the message names the field."""
 
@@ -68,14 +76,14 @@ class Registers:
 
     @property
     def threshold_max(self) -> int:
-        return (1 << self.threshold_bits) - 1
+        return unsigned_max(self.threshold_bits)
 
     @property
     def bias_max(self) -> int:
         """The largest |bias|: ``mantissa << exponent`` at their maxima, or the current register's."""
         if self.bias_mantissa_bits is None:
             return self.current_max
-        return ((1 << (self.bias_mantissa_bits - 1)) - 1) << ((1 << self.bias_exponent_bits) - 1)
+        return signed_max(self.bias_mantissa_bits) << unsigned_max(self.bias_exponent_bits)
 
     def bias_fits(self, bias) -> np.ndarray:
         """Which integers the bias register holds: ``m << e`` with |m| <= mantissa max and e below

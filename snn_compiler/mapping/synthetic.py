@@ -12,11 +12,12 @@ import numpy as np
 
 from ..ir import add_op, new_graph, verify
 from ..ir import ops as O
+from ..ir.registers import signed_max
 
 
 def build(input_shape, spec, bits=8, seed=0, threshold=None, reset="subtract", input_bits=8):
     rng = np.random.default_rng(seed)
-    q = (1 << (bits - 1)) - 1
+    q = signed_max(bits)
     g = new_graph()
     g.graph["snnc"] = {"normalized": True, "quantized": True, "bits": bits, "reset": reset, "membrane_bits": 24,
                        "v_init": "half"}

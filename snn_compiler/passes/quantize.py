@@ -37,12 +37,12 @@ from dataclasses import asdict
 
 import numpy as np
 
-from ..ir.registers import MAX_EXACT_SUM, MAX_LAYER_SUM
+from ..ir.registers import MAX_EXACT_SUM, MAX_LAYER_SUM, signed_max
 from ..ir import input_node, op_of, topo_order
 from ..sim.encode import input_gain
 from ..ir import neuron as N
 from ..ir import ops as O
-from ..ir.layers import incoming, neuron_layers, source_and_area, weight_bounds
+from ..ir.layers import incoming, neuron_layers, source_and_area, sum_abs_bound, weight_bounds
 
 
 def _check_levels(op, k, layer, theta):
@@ -68,7 +68,7 @@ def quantize(graph, config) -> bool:
     if not state.get("normalized"):
         raise ValueError("quantize needs a normalised graph (run normalize first)")
     regs = config.registers
-    wmax = (1 << (config.bits - 1)) - 1
+    wmax = signed_max(config.bits)
     theta_max = min(regs.threshold_max, regs.v_max)  # a threshold above the membrane could never be reached
     ranges = {}
     for n in neuron_layers(graph, topo_order(graph)):
@@ -101,8 +101,7 @@ def quantize(graph, config) -> bool:
             _check_levels(op, k, n, theta)
             if op.bias is not None:
                 bias = bias + op.bias.reshape(bias.shape) * theta
-            w = O.effective_weights(op).reshape(op.weight_int.shape[0], -1)
-            bound = float(np.abs(w).astype(np.float64).sum(axis=1).max(initial=0)) * units[k][1]
+            bound = sum_abs_bound(O.effective_weights(op), units[k][1])
             if bound >= MAX_EXACT_SUM:
                 raise ValueError(f"layer {n!r}: the worst-case sum of {k!r} ({bound:.3g}) reaches 2**53, beyond what "
                                  "the simulators add exactly; use fewer --bits or a smaller weight_exp_max")

@@ -19,7 +19,8 @@ import numpy as np
 from ..ir import inputs_of, op_of, topo_order
 from ..ir import ops as O
 from ..ir import neuron as N
-from ..ir.layers import source_and_area
+from ..ir.layers import input_range, sum_abs_bound
+from ..ir.registers import MAX_LAYER_SUM
 from ..progress import bar as progress_bar
 from ..ir import kernels
 from .readout import READOUTS, Decisions, check_readout, readout_decisions  # noqa: F401  (READOUTS: re-exported)
@@ -104,18 +105,11 @@ class _Plan:
     def _weights(self, n, op):
         if self.mode == "float":
             return op.weight
-        src, area = source_and_area(self.graph, n)
-        sop = self.ops[src]
         w = O.effective_weights(op)
-        if isinstance(sop, O.Input):
-            in_max = area * sop.levels
-        elif isinstance(sop, O.NEURONS):
-            in_max = area  # spikes: 0 or 1
-        else:  # not SNN form (an op reading currents): no bound to prove, use float64's exact range
-            in_max = None
-        bound = float(np.abs(w).reshape(w.shape[0], -1).sum(axis=1).max(initial=0)) * (in_max or 1)
+        reads = input_range(self.graph, n)  # None: not SNN form (an op reading currents), nothing proved
+        bound = sum_abs_bound(w, 1 if reads is None else reads[0])
         try:
-            dtype = kernels.exact_dtype(bound if in_max is not None else max(bound, kernels.F32_EXACT))
+            dtype = kernels.exact_dtype(bound if reads is not None else max(bound, kernels.F32_EXACT))
         except OverflowError:
             raise ValueError(f"op {n!r}: its integer sums reach {bound:.3g}, beyond float64's exact range "
                              f"(2**53), so no simulator can run it exactly; recompile with fewer weight bits") from None
@@ -124,7 +118,7 @@ class _Plan:
     def check_registers(self):
         """Integer fields within the int64 arithmetic both engines use (no wrap-around anywhere),
         else a one-line ValueError naming the layer."""
-        lim = 1 << 62
+        lim = MAX_LAYER_SUM
         for n, op in self.ops.items():
             if not isinstance(op, O.NEURONS):
                 continue

@@ -26,6 +26,8 @@ except ImportError:  # the core also runs without numba (the Lava environment): 
 
 from ..ir import neuron as N
 from ..ir import ops as O
+from ..ir.layers import value_range
+from ..ir.registers import INT32_MAX
 from .encode import input_chunks, is_static
 
 FRAMES = 4096  # timesteps x samples per kernel call
@@ -88,23 +90,11 @@ class FastPlan:
                 self.ops[n] = ("conv", np.ascontiguousarray(wr), dtype, cg, tabs)
         # largest |value| each node emits where it is proved (Input, spikes, pools of them): picks
         # int32 or int64 for graded values and pool sums
-        self.bound = {}
-        for n, op in plan.ops.items():
-            src = plan.inputs[n][0] if plan.inputs[n] else None
-            if isinstance(op, O.Input):
-                self.bound[n] = op.levels
-            elif isinstance(op, O.NEURONS):
-                self.bound[n] = 1
-            elif isinstance(op, O.Flatten):
-                self.bound[n] = self.bound[src]
-            elif isinstance(op, O.AvgPool2d) and self.bound[src] is not None:
-                self.bound[n] = self.bound[src] * op.kernel_size[0] * op.kernel_size[1]
-            else:
-                self.bound[n] = None
+        self.bound = {n: (value_range(g, n) or (None,))[0] for n in plan.ops}
 
     def int_dtype(self, n):
         b = self.bound[n]
-        return np.int32 if b is not None and b < (1 << 31) else np.int64
+        return np.int32 if b is not None and b <= INT32_MAX else np.int64
 
 
 def _apply(fp, n, op, x, out_shape):

@@ -51,7 +51,8 @@ import numpy as np
 from ..ir import inputs_of, op_of, topo_order
 from ..ir import neuron as N
 from ..ir import ops as O
-from ..ir.layers import source_and_area
+from ..ir.layers import input_range, sum_abs_bound
+from ..ir.registers import INT32_MAX
 from .encode import input_steps
 
 ANN_DTYPE = "float32"
@@ -218,7 +219,6 @@ def int_step(v, u, current, p: TorchParams, spiking=True, pre=None):
     return s if spiking else None
 
 
-INT32_MAX = (1 << 31) - 1
 
 
 class TorchPlan:
@@ -244,15 +244,10 @@ def _current_bound(plan, n):
     parts = plan.inputs[src] if isinstance(plan.ops[src], O.Add) else [src]
     total = 0
     for k in parts:
-        if not isinstance(plan.ops[k], O.WEIGHTED):
+        reads = input_range(plan.graph, k) if isinstance(plan.ops[k], O.WEIGHTED) else None
+        if reads is None:
             return None
-        s, area = source_and_area(plan.graph, k)
-        sop = plan.ops[s]
-        in_max = area * sop.levels if isinstance(sop, O.Input) else area if isinstance(sop, O.NEURONS) else None
-        if in_max is None:
-            return None
-        w = plan.weights[k]
-        total += int(np.abs(w).reshape(len(w), -1).sum(axis=1).max(initial=0)) * in_max
+        total += int(sum_abs_bound(plan.weights[k], reads[0]))  # exact: below 2**53 (the plan's weights)
     return total
 
 
