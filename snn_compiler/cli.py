@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "gain k goes into the first weights)")
     c.add_argument("--dt", type=float, help="NIR files: the timestep to discretise time constants at (NIR stores "
                    "none; snnTorch exports with 1e-4, Norse uses 1e-3, sinabs counts steps: 1)")
-    c.add_argument("--discretization", choices=("euler", "exact"), default="euler",
+    c.add_argument("--discretization", choices=("euler", "exact"),
                    help="NIR files: euler (beta = 1 - dt/tau: snnTorch, Norse; default) or exact (exp(-dt/tau): sinabs)")
     c.add_argument("--json", action="store_true", help="print the result as JSON (for scripts)")
     c.add_argument("--no-progress", action="store_true", help="no progress bars (calibration, mapping)")

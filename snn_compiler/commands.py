@@ -23,17 +23,11 @@ def cmd_compile(args) -> int:
     outputs = PendingOutputs(inputs=[args.model, args.calibration, profile_file])
     outputs.reserve(args.output)
     target = get_target(args.target)
-    load = dict(allow_pickle=args.allow_pickle, trust_code=args.trust_code)
-    from .frontend.nir import is_nir_file, load_nir
-    if is_nir_file(args.model):
-        graph = load_nir(args.model, dt=args.dt, input_shape=args.input_shape, discretization=args.discretization)
-    elif args.dt is not None:
-        raise ValueError(f"--dt applies to NIR files; {args.model} is not one")
-    else:
-        graph = None
+    # every format (NIR too) through the one registry; it refuses an option the file's format does not take
+    load = dict(allow_pickle=args.allow_pickle, trust_code=args.trust_code, dt=args.dt,
+                discretization=args.discretization)
     try:
-        if graph is None:
-            graph = load_file(args.model, input_shape=args.input_shape, **load)
+        graph = load_file(args.model, input_shape=args.input_shape, **load)
     except NeedsInputShape:
         if args.input_shape or not args.calibration:
             raise

@@ -109,8 +109,9 @@ def convert(model, calibration_data=None, *, timesteps: Optional[int] = None, pe
     Normalization: ``norm`` if given (``"max"``, ``"percentile:P"``, ``"scale:F"``, ``"model"``),
     else the ``percentile`` of the calibration activations, or ``"model"`` (data-free, with a
     warning) without calibration data. ``input_shape`` defaults to the calibration data's.
-    ``options``: any other :class:`CompileConfig` field (``reset``, ``v_init``, ``input_bits``,
-    ``profile``, ``chips``, ...).
+    ``options``: a model file's load options (``dt`` and ``discretization`` for a NIR file,
+    ``allow_pickle``, ``trust_code``: :func:`snn_compiler.frontend.load_file`), else any other
+    :class:`CompileConfig` field (``reset``, ``v_init``, ``input_bits``, ``profile``, ``chips``, ...).
     """
     from .targets import get_target
     model_t, model_r = getattr(model, "num_timesteps", None), getattr(model, "snn_readout", None)
@@ -121,7 +122,8 @@ def convert(model, calibration_data=None, *, timesteps: Optional[int] = None, pe
     calib = None if calibration_data is None else _numpy(calibration_data).astype(np.float64, copy=False)
     if input_shape is None and calib is not None:
         input_shape = tuple(calib.shape[1:])
-    graph = _lower(model, input_shape)
+    from .frontend.files import LOAD_OPTIONS  # a model file's options (dt for NIR, ...), not the compile's
+    graph = _lower(model, input_shape, {k: options.pop(k) for k in LOAD_OPTIONS if k in options})
     if norm is None and calib is not None and percentile is not None:
         norm = f"percentile:{percentile:g}"
     tgt = get_target(target)
@@ -130,7 +132,7 @@ def convert(model, calibration_data=None, *, timesteps: Optional[int] = None, pe
     return SNN(compile_model(graph, config, target=tgt), timesteps=timesteps, readout=readout)
 
 
-def _lower(model, input_shape):
+def _lower(model, input_shape, load: dict):
     training = [n for n, m in model.named_modules() if getattr(m, "training", False)] \
         if hasattr(model, "named_modules") and not hasattr(model, "code") else []   # a ScriptModule has code
     if training:
@@ -141,7 +143,9 @@ def _lower(model, input_shape):
                       "mode", stacklevel=3)
     if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
         from .frontend import load_file
-        return load_file(model, input_shape=input_shape)
+        return load_file(model, input_shape=input_shape, **load)
+    if load:
+        raise ValueError(f"{', '.join(load)} apply to model files; the model here is a {type(model).__name__}")
     if isinstance(model, nx.DiGraph):  # already lowered to the IR
         return model
     from .frontend import from_module

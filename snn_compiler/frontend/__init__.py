@@ -9,7 +9,7 @@ from .errors import FrontendError
 __all__ = ["FrontendError", "from_module", "from_exported_program", "from_torchscript", "load_file", "from_onnx",
            "from_keras_h5", "to_channels_first", "from_nir", "load_nir"]
 
-_LAZY = {"from_module": "torch.sources", "from_torchscript": "torch.sources", "load_file": "torch.sources",
+_LAZY = {"from_module": "torch.sources", "from_torchscript": "torch.sources", "load_file": "files",
          "from_exported_program": "torch.lower", "from_keras_h5": "keras", "to_channels_first": "keras",
          "from_onnx": "onnx", "from_nir": "nir", "load_nir": "nir"}
 

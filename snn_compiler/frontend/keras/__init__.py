@@ -1,4 +1,4 @@
 """Keras frontend: a Keras ``.h5`` model file -> IR graph, read with h5py alone (no TensorFlow)."""
-from .lower import from_keras_h5, to_channels_first
+from .load import from_keras_h5, to_channels_first
 
 __all__ = ["from_keras_h5", "to_channels_first"]

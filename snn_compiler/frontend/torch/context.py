@@ -1,25 +1,15 @@
-"""The lowering context: values of FX nodes, where a node sits in the model, and emitting IR ops."""
+"""The torch lowering context: the shared base (``..lowering``) with FX nodes as values, and where a
+node sits in the model (module path, class, source line) for names and messages."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 import torch
 
-from ... import ir
-from ...ir import ops as O
-from ..errors import FrontendError
-
-aten = torch.ops.aten
-
-
-
-@dataclass(frozen=True)
-class Act:
-    """An activation tensor of the network: the IR node that computes it (shape without batch)."""
-    name: str
+from ..lowering import Act, Unavailable, describe  # noqa: F401  (the values handlers use)
+from ..lowering import Lowering as BaseLowering
 
 
 # ---- locating a node in the model ----------------------------------------------------------------
@@ -80,18 +70,18 @@ def _op_name(target) -> str:
 
 # ---- the lowering context ------------------------------------------------------------------------
 
-class Lowering:
-    """State of one lowering: the IR graph being built and the FX node -> value map."""
+class Lowering(BaseLowering):
+    """One lowering of an ExportedProgram: the shared base, with FX nodes as the model's values."""
 
     def __init__(self):
-        self.g = ir.new_graph()
-        self.env = {}
-        self.shapes = {}
+        super().__init__()
         self.node = None  # the FX node being lowered (for names and messages)
 
-    # -- messages
-    def fail(self, msg: str):
-        raise FrontendError(f"{_op_name(self.node.target)} at {where(self.node)}: {msg}")
+    def label(self) -> str:
+        return f"{_op_name(self.node.target)} at {where(self.node)}"
+
+    def base_name(self) -> str:
+        return _base_name(self.node)
 
     # -- values
     def value(self, a):
@@ -102,13 +92,6 @@ class Lowering:
         if isinstance(a, dict):
             return {k: self.value(v) for k, v in a.items()}
         return a
-
-    def act(self, v, what="input") -> Act:
-        if isinstance(v, Unavailable):
-            self.fail(f"{what} is {v.what}, which is not supported")
-        if not isinstance(v, Act):
-            self.fail(f"{what} must be an activation of the network, got a constant {_describe(v)}")
-        return v
 
     def const(self, v, what, ndim=None) -> Optional[np.ndarray]:
         """A constant tensor argument as a float64 numpy copy (None stays None)."""
@@ -124,33 +107,12 @@ class Lowering:
             self.fail(f"{what} has shape {tuple(arr.shape)}, expected {ndim} dimensions")
         return arr
 
-    def shape(self, a: Act) -> tuple:
-        return self.shapes[a.name]
-
-    # -- building
-    def emit(self, op, inputs, suffix: str = "") -> Act:
-        name = ir.unique_name(self.g, _base_name(self.node) + suffix)
-        in_names = [self.act(i).name for i in inputs]
-        try:
-            shape = O.infer_shape(op, [self.shapes[n] for n in in_names])
-        except ValueError as e:
-            self.fail(str(e))
-        ir.add_op(self.g, name, op, in_names)
-        self.shapes[name] = tuple(int(s) for s in shape)
-        return Act(name)
-
     def out_shape(self) -> tuple:
         """The FX node's output shape, batch axis included (from export's shape metadata)."""
         val = self.node.meta.get("val")
         if not isinstance(val, torch.Tensor):
             self.fail("export recorded no output shape for this op")
         return tuple(val.shape)
-
-
-def _describe(v) -> str:
-    if isinstance(v, torch.Tensor):
-        return f"tensor of shape {tuple(v.shape)}"
-    return repr(v)
 
 
 def _pair(v, what="value") -> tuple:
@@ -177,10 +139,4 @@ def _bind(target, args, kwargs) -> dict:
             out[arg.name] = None
     return out
 
-
-
-@dataclass(frozen=True)
-class Unavailable:
-    """A secondary output of an op that the IR does not compute."""
-    what: str
 

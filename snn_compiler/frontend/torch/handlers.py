@@ -10,8 +10,10 @@ from ... import nn as _snnc_nn  # noqa: F401  (registers the snnc::lif and snnc:
 from ...ir import ops as O
 from ...ir.neuron import QCFS, RESETS
 
+from ..lowering import Act, Unavailable, describe
+from .context import _pair
+
 aten = torch.ops.aten
-from .context import Act, Unavailable, _describe, _pair
 
 
 # ---- handlers: one per aten op -------------------------------------------------------------------
@@ -301,7 +303,7 @@ def add(ctx, a):
     x, y = a["self"], a["other"]
     if not isinstance(x, Act) or not isinstance(y, Act):
         const = y if isinstance(x, Act) else x
-        ctx.fail(f"adding a constant ({_describe(const)}) to an activation is not supported; only "
+        ctx.fail(f"adding a constant ({describe(const)}) to an activation is not supported; only "
                  f"residual sums of two activations (a + b) are")
     if a["alpha"] != 1:
         ctx.fail(f"add with alpha={a['alpha']} is not supported")

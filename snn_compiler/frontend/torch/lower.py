@@ -16,12 +16,9 @@ import networkx as nx
 import torch
 from torch.export.graph_signature import InputKind, OutputKind
 
-from ... import ir
-from ...ir import ops as O
 from ..errors import FrontendError
-
-aten = torch.ops.aten
-from .context import Act, Lowering, Unavailable, _bind, where
+from ..lowering import Act, Unavailable, finish
+from .context import Lowering, _bind, where
 from .handlers import HANDLERS, _getitem
 
 
@@ -59,7 +56,6 @@ def _placeholders(ctx, ep):
 def from_exported_program(ep, input_shape: Optional[tuple] = None) -> nx.DiGraph:
     """Lower ``ep`` (a ``torch.export.ExportedProgram`` with one tensor input and one tensor output)."""
     ctx = Lowering()
-    g = ctx.g
     user = _placeholders(ctx, ep)
     placeholders = {n.name: n for n in ep.graph.nodes if n.op == "placeholder"}
     tensors = [u for u in user if isinstance(placeholders[u].meta.get("val"), torch.Tensor)]
@@ -76,9 +72,7 @@ def from_exported_program(ep, input_shape: Optional[tuple] = None) -> nx.DiGraph
     if input_shape is not None and tuple(input_shape) != recorded:
         raise FrontendError(f"input_shape {tuple(input_shape)} does not match the program's input "
                             f"{recorded} (batch axis excluded)")
-    ir.add_op(g, "input", O.Input(shape=recorded))
-    ctx.shapes["input"] = recorded
-    ctx.env[x_node.name] = Act("input")
+    ctx.env[x_node.name] = ctx.add_input(recorded)
     for n in ep.graph.nodes:
         if n.op == "placeholder":
             continue
@@ -118,23 +112,11 @@ def from_exported_program(ep, input_shape: Optional[tuple] = None) -> nx.DiGraph
     if not isinstance(result, Act):
         raise FrontendError("the model's output does not depend on its input (it returns a constant)")
     ctx.node = out_node
-    out_name = ir.add_readout(g, result.name)
-    _prune(g, out_name)
-    try:
-        ir.verify(g)
-    except ir.IRError as e:  # pragma: no cover - a frontend bug, not a model problem
-        raise FrontendError(f"internal error: the lowered graph is invalid: {e}") from e
+    g = ctx.g
+    out_name = finish(g, result, "the model")
     expected = out_node.args[0][0].meta.get("val") if isinstance(out_node.args[0], (list, tuple)) else None
     if isinstance(expected, torch.Tensor):
         want = tuple(int(d) for d in expected.shape[1:])
         if g.nodes[out_name]["shape"] != want:  # pragma: no cover - a frontend bug
             raise FrontendError(f"internal error: output shape {g.nodes[out_name]['shape']} != {want}")
     return g
-
-
-def _prune(g, out_name):
-    """Drop IR nodes the output does not depend on (dead code left by the export)."""
-    keep = nx.ancestors(g, out_name) | {out_name}
-    if "input" not in keep:
-        raise FrontendError("the model's output does not depend on its input")
-    g.remove_nodes_from([n for n in list(g) if n not in keep])

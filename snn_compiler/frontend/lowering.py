@@ -1,0 +1,107 @@
+"""The lowering base every frontend shares: values, emitting IR ops, and finishing the graph.
+
+A frontend walks its model in order and keeps, per value of the model, an :class:`Act` (an
+activation: the IR node that computes it), an :class:`Unavailable` (an output the IR does not
+compute) or a constant. :class:`Lowering` holds the IR graph being built; a frontend subclasses it
+to say where an op sits in its model (``label``) and how its constants read. Imports without torch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NoReturn
+
+import networkx as nx
+
+from .. import ir
+from ..ir import ops as O
+from .errors import FrontendError
+
+
+@dataclass(frozen=True)
+class Act:
+    """An activation tensor of the network: the IR node that computes it (shape without batch)."""
+    name: str
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """An output of an op that the IR does not compute (a max pool's indices, a dropout mask)."""
+    what: str
+
+
+def describe(v) -> str:
+    """A constant as messages show it: a tensor by its shape, anything else by its repr."""
+    if hasattr(v, "shape") and hasattr(v, "dtype"):
+        return f"tensor of shape {tuple(v.shape)}"
+    return repr(v)
+
+
+class Lowering:
+    """State of one lowering: the IR graph being built, the model's values and the IR shapes.
+
+    Subclasses give ``label()`` (where the op being lowered sits in the model, for messages) and
+    ``base_name()`` (the IR name its node gets)."""
+
+    def __init__(self):
+        self.g = ir.new_graph()
+        self.env = {}     # the model's value name -> Act | Unavailable | constant
+        self.shapes = {}  # IR node name -> shape without batch
+
+    # -- messages
+    def label(self) -> str:
+        raise NotImplementedError
+
+    def base_name(self) -> str:
+        raise NotImplementedError
+
+    def fail(self, msg: str) -> NoReturn:
+        raise FrontendError(f"{self.label()}: {msg}")
+
+    # -- values
+    def act(self, v, what="input") -> Act:
+        if isinstance(v, Unavailable):
+            self.fail(f"{what} is {v.what}, which is not supported")
+        if not isinstance(v, Act):
+            self.fail(f"{what} must be an activation of the network, got a constant {describe(v)}")
+        return v
+
+    def shape(self, a: Act) -> tuple:
+        return self.shapes[a.name]
+
+    # -- building
+    def add_input(self, shape: tuple) -> Act:
+        """The network's one Input (named ``input``) of ``shape`` (no batch axis)."""
+        ir.add_op(self.g, "input", O.Input(shape=tuple(shape)))
+        self.shapes["input"] = tuple(shape)
+        return Act("input")
+
+    def emit(self, op, inputs, suffix: str = "") -> Act:
+        """Add ``op`` reading ``inputs`` (Acts); refuses shapes the op cannot take."""
+        name = ir.unique_name(self.g, self.base_name() + suffix)
+        in_names = [self.act(i).name for i in inputs]
+        try:
+            shape = O.infer_shape(op, [self.shapes[n] for n in in_names])
+        except ValueError as e:
+            self.fail(str(e))
+        ir.add_op(self.g, name, op, in_names)
+        self.shapes[name] = tuple(int(s) for s in shape)
+        return Act(name)
+
+
+def finish(g: nx.DiGraph, result, where: str) -> str:
+    """Give the network ending at ``result`` (an Act) its read-out, drop what the output does not
+    depend on, and verify the graph. Returns the read-out node. ``where`` names the model."""
+    if isinstance(result, Unavailable):
+        raise FrontendError(f"{where}: its output is {result.what}, which is not supported")
+    if not isinstance(result, Act):
+        raise FrontendError(f"{where}: its output does not depend on its input (it is a constant)")
+    out_name = ir.add_readout(g, result.name)
+    keep = nx.ancestors(g, out_name) | {out_name}
+    if "input" not in keep:
+        raise FrontendError(f"{where}: its output does not depend on its input")
+    g.remove_nodes_from([n for n in list(g) if n not in keep])  # dead code
+    try:
+        ir.verify(g)
+    except ir.IRError as e:  # pragma: no cover - a frontend bug, not a model problem
+        raise FrontendError(f"internal error: the lowered graph is invalid: {e}") from e
+    return out_name
