@@ -146,6 +146,10 @@ def test_free_input_sizes_need_an_input_shape(tmp_path):
 
 # ---- refusals: one clear line naming the layer -----------------------------------------------------
 
+def _with(layer, **cfg):
+    cls, config, weights = layer
+    return cls, dict(config, **cfg), weights
+
 
 @pytest.mark.parametrize("layers, shape, match", [
     ([dense("dense", 4, 3, activation="sigmoid")], (4,),
@@ -171,8 +175,15 @@ def test_free_input_sizes_need_an_input_shape(tmp_path):
       dense("d", 18, 2)], (5, 5, 1), r"layer 'conv2d_1' \(Conv2D\): has data_format='channels_first'"),
     ([conv("conv2d", 1, 2, 3, activation="relu"), simple("Flatten", "f")], (5, 5, 1),
      r"ends in a Flatten of a multi-channel map"),
+    # a value given is checked, never replaced: groups 0 was read as 1, max_value 0 (outputs all 0) as no maximum
+    ([_with(conv("conv2d", 2, 2, 3), groups=0), simple("Flatten", "f"), dense("d", 18, 2)], (5, 5, 2),
+     r"layer 'conv2d' \(Conv2D\): groups must be a positive integer, got 0"),
+    ([("ReLU", {"name": "relu0", "max_value": 0}, []), dense("dense", 4, 2)], (4,),
+     r"layer 'relu0' \(ReLU\): ReLU with \{'max_value': 0\} is not a plain ReLU"),
+    ([_with(conv("conv2d", 1, 2, 3), data_format=""), simple("Flatten", "f"), dense("d", 18, 2)], (5, 5, 1),
+     r"data_format '' is not one of channels_last, channels_first"),
 ], ids=["sigmoid", "tanh-layer", "lstm", "uneven-same", "avgpool-same", "softmax-inside", "dense-on-map",
-        "bn-axis", "relu6", "nested", "mixed-format", "ends-in-flatten"])
+        "bn-axis", "relu6", "nested", "mixed-format", "ends-in-flatten", "groups-0", "relu-max-0", "format-empty"])
 def test_unsupported_models_are_refused_naming_the_layer(tmp_path, layers, shape, match):
     for keras3 in (False, True):
         path = write_sequential(tmp_path / f"bad{keras3}.h5", shape, layers, keras3=keras3)

@@ -279,3 +279,21 @@ def _convert_file(path):
 
 def _lowered_graph():
     return snnc_nir.from_nir(_lif_graph(), dt=DT)
+
+
+def test_load_file_refuses_nir_options_for_other_formats_and_names_missing_files(tmp_path):
+    onnx_path = tmp_path / "model.onnx"
+    onnx_path.write_bytes(b"\x08\x07")
+    with pytest.raises(FrontendError, match="model.onnx is an ONNX model; dt .* applies to NIR files only"):
+        load_file(onnx_path, dt=DT)
+    with pytest.raises(FrontendError, match="discretization"):
+        load_file(onnx_path, discretization="exact")
+    with pytest.raises(FrontendError, match="x.nir: no such file .it does not exist"):
+        load_file(tmp_path / "x.nir", dt=DT)
+    with pytest.raises(FrontendError, match="is a directory"):
+        load_file(tmp_path, dt=DT)
+    path = tmp_path / "net.nir"
+    nir.write(str(path), _lif_graph())
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(FrontendError, match="net.nir: not a readable NIR file.*truncated"):
+        load_file(path, dt=DT)

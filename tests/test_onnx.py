@@ -283,6 +283,10 @@ def test_uneven_padding_is_refused():
     _refused(even, "ONNX node 'conv' (Conv)", "auto_pad=SAME_UPPER", "pads unevenly")
 
 
+def test_a_conv_group_of_zero_is_refused_not_read_as_one():
+    _refused(_conv_model(group=0), "ONNX node 'conv' (Conv)", "group must be a positive integer, got 0")
+
+
 def test_relu6_clip_is_refused():
     nodes = [helper.make_node("Clip", ["x", "lo", "hi"], ["y"], name="act")]
     _refused(_model(nodes, [_init("lo", 0.0), _init("hi", 6.0)], (4,), (4,)),

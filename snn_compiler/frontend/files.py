@@ -62,8 +62,10 @@ def load_file(path, input_shape: Optional[tuple] = None, allow_pickle: bool = Fa
     members torch unpickles; ``trust_code`` admits files whose code torch would run beyond pure
     tensor ops (see frontend/torch/pt2_check.py, torchscript_check.py)."""
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise FrontendError(f"{path} is a directory, not a model file")
     if not os.path.isfile(path):
-        raise FrontendError(f"{path}: no such file")
+        raise FrontendError(f"{path}: no such file (it does not exist)")
     if os.path.getsize(path) > MAX_FILE_BYTES:
         raise FrontendError(f"{path}: larger than {MAX_FILE_BYTES >> 30} GiB; not a model file snnc reads")
     with open(path, "rb") as f:
@@ -77,7 +79,12 @@ def load_file(path, input_shape: Optional[tuple] = None, allow_pickle: bool = Fa
             raise FrontendError(f"{path} is {NAMES[fmt]}; {key} (--{key.replace('_', '-')}) applies to "
                                 f"{NAMES[owner].split(' ', 1)[1]}s only")
     options = {k: v for k, v in given.items() if k in OPTIONS.get(fmt, ())}
-    return FORMATS[fmt](path, data, input_shape, **options)
+    try:
+        return FORMATS[fmt](path, data, input_shape, **options)
+    except FrontendError as e:
+        if path in str(e):
+            raise
+        raise type(e)(f"{path}: {e}") from None  # every refusal names the file (the class stays: NeedsInputShape)
 
 
 def sniff(path: str, data: bytes) -> str:

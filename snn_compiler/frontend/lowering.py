@@ -7,10 +7,11 @@ to say where an op sits in its model (``label``) and how its constants read. Imp
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import NoReturn
+from dataclasses import dataclass, fields
+from typing import NoReturn, Optional
 
 import networkx as nx
+import numpy as np
 
 from .. import ir
 from ..ir import ops as O
@@ -34,6 +35,26 @@ def describe(v) -> str:
     if hasattr(v, "shape") and hasattr(v, "dtype"):
         return f"tensor of shape {tuple(v.shape)}"
     return repr(v)
+
+
+def non_finite_field(op) -> Optional[str]:
+    """The first field of ``op`` holding NaN or infinity (arrays and float scalars), else None."""
+    for f in fields(op):
+        v = getattr(op, f.name)
+        if isinstance(v, np.ndarray) and v.dtype.kind in "fc" and not np.all(np.isfinite(v)):
+            return f.name
+        if isinstance(v, (float, np.floating)) and not np.isfinite(v):
+            return f.name
+    return None
+
+
+def refuse_non_finite(op) -> Optional[str]:
+    """The message for an op whose values are not all finite (None when they are)."""
+    name = non_finite_field(op)
+    if name is None:
+        return None
+    return (f"its {name} holds NaN or infinite values; the model's weights are not usable (a diverged training "
+            f"or a corrupt file): fix or retrain them")
 
 
 class Lowering:
@@ -76,9 +97,12 @@ class Lowering:
         return Act("input")
 
     def emit(self, op, inputs, suffix: str = "") -> Act:
-        """Add ``op`` reading ``inputs`` (Acts); refuses shapes the op cannot take."""
+        """Add ``op`` reading ``inputs`` (Acts); refuses non-finite values and shapes the op cannot take."""
         name = ir.unique_name(self.g, self.base_name() + suffix)
         in_names = [self.act(i).name for i in inputs]
+        bad = refuse_non_finite(op)
+        if bad:
+            self.fail(bad)
         try:
             shape = O.infer_shape(op, [self.shapes[n] for n in in_names])
         except ValueError as e:
@@ -100,8 +124,18 @@ def finish(g: nx.DiGraph, result, where: str) -> str:
     if "input" not in keep:
         raise FrontendError(f"{where}: its output does not depend on its input")
     g.remove_nodes_from([n for n in list(g) if n not in keep])  # dead code
+    check_finite(g, where)
     try:
         ir.verify(g)
     except ir.IRError as e:  # pragma: no cover - a frontend bug, not a model problem
         raise FrontendError(f"internal error: the lowered graph is invalid: {e}") from e
     return out_name
+
+
+def check_finite(g: nx.DiGraph, where: str) -> None:
+    """Refuse a graph whose op values (weights folded after they were emitted too) are not finite,
+    naming the layer: a NaN weight is the model's problem, not an internal error."""
+    for n in ir.topo_order(g):
+        bad = refuse_non_finite(ir.op_of(g, n))
+        if bad:
+            raise FrontendError(f"{where}: layer {n!r} ({O.kind(ir.op_of(g, n))}): {bad}")

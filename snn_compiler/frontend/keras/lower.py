@@ -7,6 +7,7 @@ import numpy as np
 
 from ... import ir
 from ...ir import ops as O
+from ..lowering import refuse_non_finite
 from .read import _Layer, _Reader
 
 SUPPORTED = ("InputLayer, Dense, Conv2D, AveragePooling2D, MaxPooling2D, GlobalAveragePooling2D, "
@@ -37,6 +38,9 @@ class _Lower:
             self.fail(f"follows the softmax of {self.softmax_at}; softmax is dropped only on the last layer "
                       f"(it does not change the predicted class there), elsewhere it is not supported")
         name = ir.unique_name(self.g, name)
+        bad = refuse_non_finite(op)
+        if bad:
+            self.fail(bad)
         try:
             shape = O.infer_shape(op, [self.shape] if self.cur is not None else [])
         except ValueError as e:
@@ -62,7 +66,7 @@ class _Lower:
         self.check_format()
 
     def check_format(self):
-        fmt = self.layer.config.get("data_format") or "channels_last"
+        fmt = self.layer.data_format()
         if fmt != self.layout:
             self.fail(f"has data_format={fmt!r} while the model's other layers use {self.layout!r}; snnc needs "
                       f"one layout throughout")
@@ -163,7 +167,9 @@ class _Lower:
         self.map_input()
         w = self.weights(["kernel"] + (["bias"] if cfg.get("use_bias", True) else []))
         k = w["kernel"]
-        groups = int(cfg.get("groups", 1) or 1)
+        groups = cfg.get("groups", 1)
+        if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
+            self.fail(f"groups must be a positive integer, got {groups!r}")
         if k.ndim != 4:
             self.fail(f"kernel of shape {k.shape} is not (kH, kW, in, out)")
         stride, dil = self.pairs("strides", 1), self.pairs("dilation_rate", 1)
@@ -237,7 +243,7 @@ class _Lower:
         c, h, wd = self.shape
         index = np.arange(c * h * wd).reshape(c, h, wd)                      # IR feature index per element
         keras = index.transpose(1, 2, 0) if self.layout == "channels_last" else index  # as Keras stores it
-        if (cfg.get("data_format") or "channels_last") == "channels_first":
+        if lay.data_format() == "channels_first":
             keras = np.moveaxis(keras, 0, -1)                                  # Keras' Flatten moves axis 1 last
         perm = keras.reshape(-1)
         self.emit(lay.name, O.Flatten())
@@ -249,7 +255,9 @@ class _Lower:
 
     def _ReLU(self, lay, cfg):
         self.weights()
-        extra = {k: cfg.get(k) for k in ("max_value", "negative_slope", "threshold") if cfg.get(k) not in (None, 0, 0.0)}
+        # max_value 0 clamps every output to 0: only None is "no maximum"; a zero slope or threshold is ReLU's own
+        extra = {k: cfg.get(k) for k in ("max_value", "negative_slope", "threshold")
+                 if cfg.get(k) is not None and (k == "max_value" or cfg.get(k) != 0)}
         if extra:
             self.fail(f"ReLU with {extra} is not a plain ReLU; only ReLU() is supported")
         self.emit(lay.name, O.IF())

@@ -120,7 +120,7 @@ def _declared_shape(layers, model_cfg) -> Optional[list]:
 def _layout(rd, layers) -> str:
     for lay in layers:
         if lay.cls in SPATIAL:
-            fmt = lay.config.get("data_format") or "channels_last"
+            fmt = lay.data_format()
             if fmt not in LAYOUTS:
                 rd.fail(f"{lay}: data_format {fmt!r} is not one of {', '.join(LAYOUTS)}")
             return fmt

@@ -1,4 +1,4 @@
-"""Reading a Keras .h5 file with h5py: the model config (JSON) and each layer's
+"""Reading a Keras .h5 file with h5py: the model config (JSON, bounded nesting) and each layer's
 weights, stored in the file itself (soft and external links, external and virtual datasets are
 refused, so a file cannot make snnc read other files), numeric, finite and of a sane size."""
 from __future__ import annotations
@@ -11,6 +11,7 @@ import numpy as np
 from ..errors import FrontendError
 
 MAX_WEIGHT_ELEMENTS = 1 << 28  # one weight array (2 GiB as float64): far above any network snnc maps
+MAX_CONFIG_DEPTH = 64          # nesting of the model config's JSON; Keras writes about 10 levels
 _ALIASES = {"Convolution2D": "Conv2D", "AvgPool2D": "AveragePooling2D", "MaxPool2D": "MaxPooling2D",
             "GlobalAvgPool2D": "GlobalAveragePooling2D"}
 
@@ -29,6 +30,18 @@ def _names(attr) -> list:
     if attr is None:
         return []
     return [_text(v) for v in np.asarray(attr).reshape(-1)] if np.asarray(attr).size else []
+
+
+def _depth(v) -> int:
+    """How deeply the JSON value ``v`` nests lists and dicts (iteratively: no recursion limit)."""
+    deepest, todo = 0, [(v, 1)]
+    while todo:
+        x, d = todo.pop()
+        if isinstance(x, (dict, list)):
+            deepest = max(deepest, d)
+            if d <= MAX_CONFIG_DEPTH:  # past the limit the answer is known
+                todo.extend((y, d + 1) for y in (x.values() if isinstance(x, dict) else x))
+    return deepest
 
 
 class _Reader:
@@ -51,8 +64,15 @@ class _Reader:
                       "files written by model.save('model.h5')")
         try:
             cfg = json.loads(_text(raw))
+        except RecursionError:
+            self.fail(f"its model_config nests deeper than a Keras model config does (limit {MAX_CONFIG_DEPTH} "
+                      f"levels); not a Keras model snnc reads")
         except (ValueError, UnicodeDecodeError) as e:
             self.fail(f"its model_config is not valid JSON ({e})")
+        depth = _depth(cfg)
+        if depth > MAX_CONFIG_DEPTH:
+            self.fail(f"its model_config nests {depth} levels deep, more than a Keras model config does (limit "
+                      f"{MAX_CONFIG_DEPTH}); not a Keras model snnc reads")
         if not isinstance(cfg, dict) or "class_name" not in cfg or "config" not in cfg:
             self.fail("its model_config is not a Keras model config (no class_name/config)")
         return cfg
@@ -132,3 +152,9 @@ class _Layer:
 
     def __str__(self):
         return f"layer {self.name!r} ({self.cls})"
+
+    def data_format(self) -> str:
+        """The layer's data_format; Keras writes null for its global default, channels_last (an empty
+        or other string is the layer's own value: checked, not replaced)."""
+        fmt = self.config.get("data_format")
+        return "channels_last" if fmt is None else fmt

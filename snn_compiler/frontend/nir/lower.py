@@ -61,6 +61,7 @@ import numpy as np
 from ... import ir
 from ...ir import neuron as N
 from ...ir import ops as O
+from ..lowering import refuse_non_finite
 from . import layers, neurons
 from .common import (DISCRETIZATIONS, FORMAT, FORMS, NEEDS_DT, READOUT_ONLY, SPIKING, SUPPORTED, NIRError, _plain,
                      check_dt, nir_package)
@@ -95,6 +96,9 @@ class _Importer:
         return self.g.nodes[n]["shape"]
 
     def emit(self, name, op, inputs=()):
+        bad = refuse_non_finite(op)
+        if bad:
+            raise NIRError(f"NIR node {name!r}: {bad}")
         name = ir.unique_name(self.g, str(name))
         ir.add_op(self.g, name, op, list(inputs))
         try:
@@ -122,8 +126,10 @@ class _Importer:
             a = a.reshape(shape).copy()
         else:
             self.fail(name, f"{attr} has shape {a.shape}, the layer has {tuple(shape)}")
-        if not np.all(np.isfinite(a)) and attr not in ("tau", "tau_mem", "tau_syn"):
-            self.fail(name, f"{attr} has non-finite values")
+        if not np.all(np.isfinite(a)):
+            hint = (" (a time constant of infinity means no leak: write the neuron as an IF node)"
+                    if attr.startswith("tau") and np.any(np.isposinf(a)) else "")
+            self.fail(name, f"{attr} has non-finite values (NaN or inf){hint}")
         return a
 
     def through(self, n):
@@ -180,6 +186,10 @@ class _Importer:
         g.remove_nodes_from([n for n in list(g) if n not in keep])
         if not any(isinstance(ir.op_of(g, n), O.Input) for n in g):
             raise NIRError("the NIR graph's output does not depend on its input")
+        for n in ir.topo_order(g):  # gains folded into weights after they were emitted
+            bad = refuse_non_finite(ir.op_of(g, n))
+            if bad:
+                raise NIRError(f"NIR node {self.nir_of.get(n) or n!r}: {bad}")
         try:
             ir.verify(g)
         except ir.IRError as e:

@@ -58,7 +58,12 @@ def parse_nir_bytes(data: bytes, label: str = "the NIR file"):
     if not bytes(data[:8]) == HDF5_MAGIC:
         raise NIRError(f"{label} is not a NIR file (NIR files are HDF5, which start with \\x89HDF)")
     try:
-        with h5py.File(io.BytesIO(data), "r") as f:
+        f = h5py.File(io.BytesIO(data), "r")
+    except Exception as e:  # noqa: BLE001 - h5py raises OSError and others on a damaged file
+        raise NIRError(f"{label}: not a readable NIR file: its HDF5 structure cannot be read, the file is truncated "
+                       f"or corrupt ({' '.join(str(e).split()) or type(e).__name__})") from None
+    try:
+        with f:
             _check_hdf5(f, label)
         g = nir.read(io.BytesIO(data), type_check=False)
     except NIRError:

@@ -108,8 +108,10 @@ def conv(ctx):
     _check_kernel(ctx, k)
     s, d = ctx.ints("strides", [1, 1]), ctx.ints("dilations", [1, 1])
     p = _pads(ctx, ctx.shape(x)[1:], k, s, d)
-    op = O.Conv2d(weight=w, bias=ctx.const(b, "bias B", ndim=1), stride=s, padding=p, dilation=d,
-                  groups=int(ctx.attr("group", 1)))
+    groups = int(ctx.attr("group", 1))
+    if groups < 1:
+        ctx.fail(f"group must be a positive integer, got {groups}")
+    op = O.Conv2d(weight=w, bias=ctx.const(b, "bias B", ndim=1), stride=s, padding=p, dilation=d, groups=groups)
     return ctx.emit(op, [x])
 
 
