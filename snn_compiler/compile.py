@@ -12,7 +12,7 @@ def early_checks(graph, config, target, log=None) -> None:
     target's structural check (``target.extra["early_check"]``, where a target has one) and, when the
     target maps cores, the lower bound on the cores against ``cores_per_chip x chips``."""
     from .passes.partition import check_core_bound, partition
-    early = (target.extra or {}).get("early_check")
+    early = target.extra.get("early_check")
     if early is not None:
         early(graph, config)
         if log:

@@ -158,7 +158,7 @@ def run_worker(job: str, timeout: float, progress: bool = False, total: int = 0,
     timeout, interrupt) its process group is killed and its /dev/shm segments unlinked after.
     Failures raise LavaError with a one-line message (``advice`` ends a timeout's); the worker's
     log (tail) is in its ``log`` attribute."""
-    python = python or lava_python()
+    python = lava_python() if python is None else python
     log_path = os.path.join(job, "worker.log")
     bar = _bar(total, progress)
     with open(log_path, "wb") as log:
