@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
 # Creates .venv/ (Python 3.11, torch 2.13.0 CPU, snnc editable) and .venv-lava/ (Python 3.10,
-# lava-nc 0.10.0, the torch-free core of snnc) when they are missing. Idempotent.
+# lava-nc 0.10.0, the torch-free core of snnc) from the lock files, hashes checked:
+#   requirements/main.lock -> .venv        requirements/lava.lock -> .venv-lava
+# then snnc itself, editable and without dependencies. Idempotent: an environment is installed
+# again only when its lock changed since (the lock's sha256 is kept in VENV/.snnc-lock) or its
+# imports fail; packages the lock does not name are then removed, so the environment is the lock.
+#
+# SNNC_UNLOCKED=1: instead of .venv, set up .venv-latest with the newest releases pyproject.toml
+# allows (pip install --upgrade), to find drift before users do; .venv-lava stays locked.
+# The locks are regenerated with `bash scripts/lock.sh` (`--upgrade` for the newest releases).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+quiet() { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
 py311="${SNNC_PYTHON:-}"
 if [ -z "$py311" ]; then
@@ -15,21 +24,57 @@ if [ -z "$py311" ]; then
 fi
 [ -n "$py311" ] || { echo "snnc setup: no Python 3.11 found; set SNNC_PYTHON=/path/to/python3.11" >&2; exit 1; }
 
-main_ok() { .venv/bin/python -c 'import torch, numba, sklearn, matplotlib, pytest, hypothesis, onnx, nir, h5py, snn_compiler.cli' >/dev/null 2>&1; }
-if ! main_ok; then
-  echo "snnc setup: setting up .venv with $py311" >&2
-  [ -x .venv/bin/python ] || "$py311" -m venv .venv
-  .venv/bin/pip install -q --upgrade pip
-  # torch is pinned first and alone so pip never resolves a newer CUDA build.
-  .venv/bin/pip install -q torch==2.13.0
-  .venv/bin/pip install -q -e ".[dev]"
+lock_hash() { sha256sum "$1" | cut -d' ' -f1; }
+# Imports are tried from / : from the checkout, Python would find snn_compiler/ installed or not.
+imports_ok() { (cd / && "$root/$1/bin/python" -c "import $2") >/dev/null 2>&1; }
+
+# install_locked VENV PYTHON LOCK IMPORTS: VENV made to match LOCK unless its stamp and IMPORTS say it does.
+install_locked() {
+  local venv=$1 py=$2 lock=$3 imports=$4 want
+  want="$(lock_hash "$lock")"
+  if [ "$(cat "$venv/.snnc-lock" 2>/dev/null)" = "$want" ] && imports_ok "$venv" "$imports"; then
+    return 0
+  fi
+  echo "snnc setup: installing $lock into $venv with $py" >&2
+  [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
+  rm -f "$venv/.snnc-lock"
+  "$venv/bin/python" -m pip install -q --require-hashes -r "$lock" 2>&1 | quiet
+  # What the lock does not name goes (pip and snnc excepted), so no older install lingers.
+  "$venv/bin/python" - "$lock" <<'PY' | xargs -r "$venv/bin/python" -m pip uninstall -q -y
+import re, sys
+from importlib.metadata import distributions
+norm = lambda n: re.sub(r"[-_.]+", "-", n).lower()
+pinned = {norm(m) for m in re.findall(r"^([A-Za-z0-9][A-Za-z0-9_.-]*)==", open(sys.argv[1]).read(), re.M)}
+for d in distributions():
+    name = norm(d.metadata["Name"])
+    if name not in pinned | {"pip", "setuptools", "snnc"}:
+        print(name)
+PY
+  # snnc itself: editable, unhashed, its dependencies already pinned above (kept when it already
+  # points at this checkout: reinstalling it would pull it from under a running test for a moment).
+  if ! (cd / && "$root/$venv/bin/python" -c 'import os, sys, snn_compiler as s
+sys.exit(os.path.dirname(os.path.realpath(s.__file__)) != os.path.realpath(sys.argv[1]))' "$root/snn_compiler") 2>/dev/null; then
+    "$venv/bin/python" -m pip install -q --no-deps -e . 2>&1 | quiet
+  fi
+  imports_ok "$venv" "$imports" || { echo "snnc setup: $venv was installed but 'import $imports' failed" >&2; return 1; }
+  echo "$want" >"$venv/.snnc-lock"
+}
+
+if [ "${SNNC_UNLOCKED:-0}" = "1" ]; then
+  # torch is named first so pip takes the CPU build of 2.13.0 beside the newest of everything else.
+  echo "snnc setup: .venv-latest with the newest releases pyproject.toml allows (not the lock)" >&2
+  [ -x .venv-latest/bin/python ] || "$py311" -m venv .venv-latest
+  .venv-latest/bin/python -m pip install -q --upgrade --upgrade-strategy eager "torch==2.13.0" -e ".[dev,torch]" 2>&1 | quiet
+  .venv-latest/bin/python -m pip freeze --exclude-editable >.venv-latest/freeze.txt
+else
+  install_locked .venv "$py311" requirements/main.lock \
+    'torch, numba, sklearn, matplotlib, pytest, xdist, hypothesis, onnx, nir, h5py, snn_compiler.cli'
 fi
 
 # Lava part (issue 3): .venv-lava with Python 3.10 (lava-nc 0.10.0 refuses 3.11), lava-nc and the
 # torch-free snnc core. SNNC_PYTHON310 picks the interpreter that creates it; SNNC_SKIP_LAVA=1 skips.
 # (SNNC_LAVA_PYTHON is the *environment's* interpreter the Lava backend runs, default .venv-lava/bin/python.)
-lava_ok() { .venv-lava/bin/python -c 'import lava.magma, snn_compiler.backends.lava, yaml, tqdm' >/dev/null 2>&1; }
-if [ "${SNNC_SKIP_LAVA:-0}" != "1" ] && ! lava_ok; then
+if [ "${SNNC_SKIP_LAVA:-0}" != "1" ]; then
   py310="${SNNC_PYTHON310:-}"
   if [ -z "$py310" ]; then
     for c in "$(pyenv root 2>/dev/null)/versions/3.10.13/bin/python3.10" \
@@ -43,14 +88,8 @@ if [ "${SNNC_SKIP_LAVA:-0}" != "1" ] && ! lava_ok; then
     echo "snnc setup: no Python 3.10 found, so the Lava backend (lava-nc 0.10.0 needs 3.10) is not set up." >&2
     echo "            Set SNNC_PYTHON310=/path/to/python3.10 and run again; everything else works without it." >&2
   else
-    echo "snnc setup: creating .venv-lava with $py310" >&2
-    [ -x .venv-lava/bin/python ] || "$py310" -m venv .venv-lava
-    .venv-lava/bin/pip install -q --upgrade pip
-    .venv-lava/bin/pip install -q lava-nc==0.10.0 "networkx<=2.8.7" pyyaml tqdm
-    # The core only: --no-deps keeps torch (a multi-GB CUDA build on 3.10) out of this environment.
-    # (Without torch, Lava's Conv also takes its exact integer scipy path instead of float32 torch.)
-    .venv-lava/bin/pip install -q --no-deps -e .
-    if lava_ok; then echo "snnc setup: .venv-lava ready (Lava backend)" >&2
-    else echo "snnc setup: .venv-lava was created but 'import lava' failed; see the pip output above" >&2; fi
+    # snnc goes in with --no-deps: torch (a multi-GB CUDA build on 3.10) and numba stay out of this
+    # environment. (Without torch, Lava's Conv also takes its exact integer scipy path.)
+    install_locked .venv-lava "$py310" requirements/lava.lock 'lava.magma, snn_compiler.backends.lava, yaml, tqdm'
   fi
 fi

@@ -1,7 +1,43 @@
 #!/usr/bin/env bash
 # Every test: unit, end-to-end, conformance (torch ANN vs float SNN vs integer SNN vs Lava).
+#   bash scripts/test.sh                      # the whole suite, in the locked .venv
+#   bash scripts/test.sh tests/test_cli.py -x # pytest's arguments pass through (to both phases)
+#   SNNC_UNLOCKED=1 bash scripts/test.sh      # in .venv-latest: the newest releases pyproject allows
+# Two phases: every test but the Lava ones in parallel (pytest-xdist, one worker per core, whole files
+# per worker so module fixtures are built once), then the `lava` tests one at a time (each starts Lava
+# processes sharing memory with the backend's worker). Exit status: 0 when both passed, else the
+# failing phase's pytest status; 5 (no test ran) only when neither phase ran any test.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$root/scripts/bootstrap.sh"
 cd "$root"
-exec .venv/bin/python -m pytest -q tests "$@"
+py=.venv/bin/python
+[ "${SNNC_UNLOCKED:-0}" = "1" ] && py=.venv-latest/bin/python
+workers="${SNNC_TEST_WORKERS:-$(nproc)}"
+report="$(mktemp -d "${TMPDIR:-/tmp}/snnc-test.XXXXXX")"
+trap 'rm -rf "$report"' EXIT
+
+set +e
+# The caller's arguments first: the phase's own -n and -m come last, so they hold.
+"$py" -m pytest -q --durations=15 --junitxml="$report/main.xml" "$@" -n "$workers" --dist loadfile -m "not lava"
+main_rc=$?
+"$py" -m pytest -q --durations=15 --junitxml="$report/lava.xml" "$@" -n 0 -m lava
+lava_rc=$?
+set -e
+
+# One closing line over both phases: "tests: N passed, N failed, N skipped".
+"$py" - "$report" <<'PY'
+import glob, sys, xml.etree.ElementTree as ET
+n = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+for f in glob.glob(sys.argv[1] + "/*.xml"):
+    for suite in ET.parse(f).getroot().iter("testsuite"):
+        for k in n:
+            n[k] += int(suite.get(k, 0))
+failed = n["failures"] + n["errors"]
+print(f"tests: {n['tests'] - failed - n['skipped']} passed, {failed} failed, {n['skipped']} skipped")
+PY
+ok() { [ "$1" = 0 ] || [ "$1" = 5 ]; }   # 5: this phase selected no test (e.g. only Lava files given)
+if ! ok "$main_rc"; then echo "snnc tests: the non-Lava phase failed (pytest exit $main_rc)" >&2; exit "$main_rc"; fi
+if ! ok "$lava_rc"; then echo "snnc tests: the Lava phase failed (pytest exit $lava_rc)" >&2; exit "$lava_rc"; fi
+if [ "$main_rc" = 5 ] && [ "$lava_rc" = 5 ]; then echo "snnc tests: no test ran" >&2; exit 5; fi
+exit 0
