@@ -50,6 +50,9 @@ def first_line(err) -> str:
     return lines[0][:300]
 
 
+NO_DECISION = (np.zeros(0, np.int64), np.zeros((0, 0), np.int64), np.zeros((0, 0), np.int64))
+
+
 def _reach(n_in, k, stride, pad, dil, n_out):
     """tab[i, j]: the output index input i reaches through kernel tap j, or -1."""
     tab = np.full((n_in, k), -1, np.int64)
@@ -168,6 +171,7 @@ def run_batch(fp, x, ids, timesteps, encoding, seed, readout, dec=None, on_chunk
         nn = layers[out_node]["v"].shape[1]
         d_step = np.full(n_f, -1, np.int64)
         d_counts, d_pre = np.zeros((n_f, nn), np.int64), np.zeros((n_f, nn), np.int64)
+        decision = (d_step, d_counts, d_pre)
     rows = np.arange(n_f)  # batch rows still simulated
     t0 = 0
     while t0 < timesteps and len(rows):
@@ -211,13 +215,10 @@ def run_batch(fp, x, ids, timesteps, encoding, seed, readout, dec=None, on_chunk
                 cur = cur.reshape(cur.shape[:2] + (-1,))
                 spikes = np.zeros((c,) + st["v"].shape, np.uint8)
                 p = st["p"]
-                if dec is not None and n == out_node:
-                    K.deciding_layer(cur, static[srcs[0]], st["bias"], st["decay_v"], p.decay_u, p.decays, p.threshold,
-                                     st["v"], st["u"], p.v_max, p.subtract, spikes, st["counts"], dec.k, t0, stop,
-                                     d_step, d_counts, d_pre)
-                else:
-                    K.neuron_layer(cur, static[srcs[0]], st["bias"], st["decay_v"], p.decay_u, p.decays, p.threshold,
-                                   st["v"], st["u"], p.v_max, p.subtract, st["spiking"], spikes, st["counts"])
+                decide = dec is not None and n == out_node
+                K.neuron_layer(cur, static[srcs[0]], st["bias"], st["decay_v"], p.decay_u, p.decays, p.threshold,
+                               st["v"], st["u"], p.v_max, p.subtract, st["spiking"], spikes, st["counts"],
+                               dec.k if decide else 0, t0, stop, *(decision if decide else NO_DECISION))
                 if stop and st["spiking"]:
                     sums[n] = np.empty((c, fa), np.int64)
                     K.step_sums(spikes, sums[n])
@@ -251,6 +252,7 @@ def run_batch(fp, x, ids, timesteps, encoding, seed, readout, dec=None, on_chunk
                     for n in cache:
                         cache[n] = np.ascontiguousarray(cache[n][:, keep])
                     d_step, d_counts, d_pre = d_step[keep], d_counts[keep], d_pre[keep]
+                    decision = (d_step, d_counts, d_pre)
                     rows = rows[keep]
                     dec.rows = rows
         if on_chunk is not None:  # sample-steps done (progress)

@@ -13,6 +13,7 @@ import inspect
 import os
 
 import numba as nb
+import numpy as np
 from numba.extending import register_jitable
 
 from ..ir import neuron as N
@@ -103,51 +104,38 @@ def sum_pool(x, kh, kw, sh, sw, ph, pw, out):
 
 
 @nb.njit(parallel=True, cache=True)
-def neuron_layer(cur, static, bias, decay_v, decay_u, decays, theta, v, u, vmax, subtract, spiking, spikes, counts):
+def neuron_layer(cur, static, bias, decay_v, decay_u, decays, theta, v, u, vmax, subtract, spiking, spikes, counts,
+                 k, t0, stop, d_step, d_counts, d_pre):
     """``int_update`` over T' steps for every frame: cur (T' or 1, F, N) currents, v/u/counts
     (F, N) updated in place, spikes (T', F, N) written. ``decay_v`` has one value per neuron;
-    ``u`` is read and written only when the layer ``decays``."""
+    ``u`` is read and written only when the layer ``decays``.
+
+    ``k`` > 0 (the read-out under a latency read-out, steps numbered from ``t0``): for each frame
+    f the first step at which its counts decide it (``readout.decides``) goes to ``d_step[f]``
+    (-1 while undecided), with that step's counts and membranes before reset in ``d_counts[f]``,
+    ``d_pre[f]``; with ``stop`` a decided frame is not stepped any further. ``k`` = 0: no
+    decisions (the ``d_`` arrays are not read)."""
     n_t, n_f, n = spikes.shape[0], v.shape[0], v.shape[1]
+    deciding = k > 0
     for f in nb.prange(n_f):
         vf, uf, cf = v[f], u[f], counts[f]
+        pre = np.empty(n if deciding else 0, np.int64)
         for t in range(n_t):
+            if deciding and stop and d_step[f] >= 0:
+                break
             i_t = cur[0 if static else t, f]
             s_t = spikes[t, f]
             for i in range(n):
-                vn, un, s, _ = _int_update(vf[i], uf[i] if decays else 0, i_t[i], bias[i], decay_v[i], decay_u, vmax,
+                vn, un, s, w = _int_update(vf[i], uf[i] if decays else 0, i_t[i], bias[i], decay_v[i], decay_u, vmax,
                                            theta, subtract, spiking, decays)
                 vf[i] = vn
                 if decays:
                     uf[i] = un
+                if deciding:
+                    pre[i] = w
                 s_t[i] = s
                 cf[i] += s
-
-
-@nb.njit(parallel=True, cache=True)
-def deciding_layer(cur, static, bias, decay_v, decay_u, decays, theta, v, u, vmax, subtract, spikes, counts,
-                   k, t0, stop, d_step, d_counts, d_pre):
-    """The read-out layer under a latency read-out: :func:`neuron_layer`'s steps (from step
-    ``t0``), and for each frame f the first step at which some neuron's count reaches ``k``:
-    ``d_step[f]`` (stays -1 while undecided), with that step's counts and membranes before reset
-    in ``d_counts[f]``, ``d_pre[f]``. With ``stop`` a decided frame is not stepped any further."""
-    n_t, n_f, n = spikes.shape[0], v.shape[0], v.shape[1]
-    for f in nb.prange(n_f):
-        vf, uf, cf = v[f], u[f], counts[f]
-        pre = d_pre[f].copy()
-        for t in range(n_t):
-            if stop and d_step[f] >= 0:
-                break
-            i_t = cur[0 if static else t, f]
-            for i in range(n):
-                vn, un, s, w = _int_update(vf[i], uf[i] if decays else 0, i_t[i], bias[i], decay_v[i], decay_u, vmax,
-                                           theta, subtract, True, decays)
-                vf[i] = vn
-                if decays:
-                    uf[i] = un
-                pre[i] = w
-                spikes[t, f, i] = s
-                cf[i] += s
-            if d_step[f] < 0 and readout.decides(cf, k):
+            if deciding and d_step[f] < 0 and readout.decides(cf, k):
                 d_step[f] = t0 + t
                 for i in range(n):
                     d_counts[f, i] = cf[i]
@@ -173,7 +161,7 @@ def _drop_stale_step_cache():
     changes, the kernels' cache is flushed, so a changed rule is never run from an old compilation."""
     step = "".join(inspect.getsource(f) for f in (N.tz_decay, N.saturate, N.int_update, readout.decides))
     digest = hashlib.sha256(step.encode()).hexdigest()
-    for kernel in (neuron_layer, deciding_layer):
+    for kernel in (neuron_layer,):
         cache = kernel._cache
         stamp = os.path.join(cache.cache_path, f"{kernel.__name__}.snnc-step")
         try:
