@@ -66,7 +66,9 @@ def _fit_shape(path, x, shape):
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-def _check_finite(path, x):
+def check_values(path, x):
+    """Refuse (DataError naming ``path``, one line) input samples ``x`` holding NaN, infinities or
+    values beyond float32's range: the one rule for data, whether read from a file or passed in."""
     bad = ~np.isfinite(x)
     if bad.any():
         first = int(np.argmax(bad.reshape(len(x), -1).any(axis=1)))
@@ -134,7 +136,7 @@ def load_data(path, shape=None, n_outputs=None, layout=None, notes=None):
     if shape is not None:
         x = _fit_shape(path, _in_layout(path, x, shape, layout, notes), shape)
     x = x.astype(np.float64)
-    _check_finite(path, x)
+    check_values(path, x)
     if y is not None:
         if y.shape != (len(x),) or y.dtype.kind not in "iu":
             raise DataError(f"{path}: 'y' must be {len(x)} integer labels, got {y.dtype} {y.shape}")
