@@ -85,8 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="; ".join(f"{k}: {get_target(k).description}" for k in TARGETS))
     c.add_argument("--bits", type=int, help="signed weight bits, 2..16 (default 8; truenorth 4, which it maps exactly)")
     c.add_argument("--calibration", help="DATA.npz whose x (a few hundred training samples) sets the activation scales")
-    c.add_argument("--norm", help="activation scale per layer: max, percentile:P, scale:F (F x max) or model "
-                   "(data-free, from the weights); default percentile:99.9, or model without --calibration")
+    c.add_argument("--norm", help="activation scale per layer: max, percentile:P, scale:F (F x max), model "
+                   "(data-free: estimated from inputs uniform in [0, 1] and BatchNorm statistics) or bound "
+                   "(data-free weight bound, Diehl et al.); default percentile:99.9, or model without --calibration")
     c.add_argument("--layer-scale", type=_layer_scale, action="append", default=[], metavar="LAYER=SCALE",
                    help="set one layer's activation scale by hand; LAYER is a name or an index (neuron layers "
                         "in order, from 0); repeatable")
