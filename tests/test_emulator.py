@@ -92,3 +92,16 @@ def test_integer_mode_needs_quantized_graph():
     g.graph["snnc"]["quantized"] = False
     with pytest.raises(ValueError, match="quantized"):
         simulate(g, np.ones((1, 1)), timesteps=2)
+
+
+def test_python_api_refuses_values_beyond_float32_like_the_data_files():
+    """1.7e308 is finite in float64 but inf in the float32 ANN reading (NaN scores): simulate and
+    run_ann refuse it from Python too, by the data files' rule (data.check_values)."""
+    from snn_compiler.mapping import synthetic as S
+    from snn_compiler.sim.emulator import run_ann, simulate
+    g = S.build((10,), [("dense", 4), ("dense", 2)], bits=2, input_bits=1)
+    x = np.ones((2, 10))
+    x[1, 3] = 1.7e308
+    for run in (lambda: simulate(g, x, timesteps=4), lambda: run_ann(g, x)):
+        with pytest.raises(ValueError, match=r"beyond float32's range.*sample 1"):
+            run()

@@ -237,8 +237,7 @@ def test_killed_caller_leaves_no_lava_process(tmp_path):
     script = textwrap.dedent(f"""
         import sys; sys.path.insert(0, {os.path.dirname(__file__)!r})
         import numpy as np
-        import lava_nets
-from lava_nets import compiled
+        from lava_nets import compiled
         from snn_compiler.backends import lava
         q, x = compiled("cnn", target=lava.TARGET)
         lava.run(q, np.repeat(x, 100, axis=0), timesteps={T}, timeout=600)

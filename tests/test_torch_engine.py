@@ -10,7 +10,7 @@ from snn_compiler.compile import compile_model  # noqa: E402
 from snn_compiler.config import CompileConfig  # noqa: E402
 from snn_compiler.ir import neuron as N  # noqa: E402
 from snn_compiler.ir import ops as O  # noqa: E402
-from snn_compiler.sim import emulator, readout, torch_engine  # noqa: E402
+from snn_compiler.sim import emulator, plan, readout, torch_engine  # noqa: E402
 from snn_compiler.sim.emulator import simulate  # noqa: E402
 from snn_compiler.sim.encode import ENCODINGS, input_gain  # noqa: E402
 
@@ -134,7 +134,7 @@ def test_float64_kernels_where_float32_is_not_exact():
     from builders import int_chain
     g = int_chain([np.array([[1], [-1]]), np.eye(2, dtype=np.int64)], [1 << 32, 1], input_levels=(1 << 32) - 1,
                   membrane_bits=40)
-    assert emulator._Plan(g, "int", "constant").weights["fc0"].dtype == np.float64
+    assert plan.Plan(g, "int", "constant").weights["fc0"].dtype == np.float64
     x = np.array([[1.0], [0.6], [0.3]])
     a = _run_both(g, x, timesteps=3, readout="membrane", record=True)
     assert len(np.unique(a.counts["if0"].sum(axis=1))) > 1  # currents of 2**32 scale made the difference
@@ -296,13 +296,13 @@ def test_state_in_int32_only_where_the_bounds_prove_it():
     rng = np.random.default_rng(7)
     x = rng.normal(size=(4, 12))
     q = compile_model(residual_net(rng), CompileConfig(bits=8, calibration=x))
-    dtypes = torch_engine.TorchPlan(emulator._Plan(q, "int", "constant")).state_dtype
+    dtypes = torch_engine.TorchPlan(plan.Plan(q, "int", "constant")).state_dtype
     assert set(dtypes.values()) == {torch.int32}
     g = int_chain([np.array([[1], [-1]]), np.eye(2, dtype=np.int64)], [1 << 32, 1], input_levels=(1 << 32) - 1,
                   membrane_bits=40)
-    dtypes = torch_engine.TorchPlan(emulator._Plan(g, "int", "constant")).state_dtype
+    dtypes = torch_engine.TorchPlan(plan.Plan(g, "int", "constant")).state_dtype
     assert dtypes == {"if0": torch.int64, "out": torch.int64}  # currents of 2**32; 40-bit membranes
     layer = next(n for n in q if O.is_hidden_neuron(q.nodes[n]["op"]))
     q.nodes[layer]["op"].decay_v = np.array([100])
     q.nodes[layer]["op"].beta = np.array([1 - 100 / 4096])
-    assert torch_engine.TorchPlan(emulator._Plan(q, "int", "constant")).state_dtype[layer] == torch.int64
+    assert torch_engine.TorchPlan(plan.Plan(q, "int", "constant")).state_dtype[layer] == torch.int64

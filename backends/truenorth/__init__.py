@@ -8,7 +8,6 @@ file a compile commits together with the artifact;
 from __future__ import annotations
 
 
-from snn_compiler.ir import ops as O
 from snn_compiler.targets import Target, TargetError
 
 from .corelet import TrueNorthError, corelet_bytes, corelet_path, export_corelet, supports  # noqa: F401

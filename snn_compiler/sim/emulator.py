@@ -19,12 +19,11 @@ import numpy as np
 from ..ir import inputs_of, op_of, topo_order
 from ..ir import ops as O
 from ..ir import neuron as N
-from ..ir.layers import input_range, sum_abs_bound
-from ..ir.registers import MAX_LAYER_SUM
 from ..progress import bar as progress_bar
 from ..ir import kernels
+from .plan import Plan
 from .readout import READOUTS, Decisions, check_readout, readout_decisions  # noqa: F401  (READOUTS: re-exported)
-from .encode import ENCODINGS, MAX_TIMESTEPS, check_gain, check_timesteps, input_steps, is_static  # noqa: F401  (MAX_TIMESTEPS: re-exported)
+from .encode import ENCODINGS, MAX_TIMESTEPS, check_gain, check_timesteps, input_steps  # noqa: F401  (MAX_TIMESTEPS: re-exported)
 
 MODES = ("int", "float")
 
@@ -74,67 +73,18 @@ def iter_ann(graph, x, keep=(), batch_size=256, clip=()):
 
 def run_ann(graph, x, batch_size=256) -> np.ndarray:
     """The graph read as the ANN; output in the original network's units (times Output.scale)."""
+    from ..data import check_values
     out = next(n for n in graph if O.is_readout(op_of(graph, n)))
-    scale = op_of(graph, out).scale or 1.0
+    scale = op_of(graph, out).scale
+    x = np.asarray(x)
+    if x.dtype.kind == "f":
+        check_values("input data", x)
     parts = [acts[out] for acts in iter_ann(graph, x, batch_size=batch_size)]
+    scale = 1.0 if scale is None else scale  # None: not normalised yet, already the network's units
     return np.concatenate(parts) * scale if parts else np.zeros((0,) + graph.nodes[out]["shape"])
 
 
 # ---- SNN readings ------------------------------------------------------------------------------
-
-class _Plan:
-    """Per-node facts computed once per simulation: weights in their exact dtype, static nodes."""
-
-    def __init__(self, graph, mode, encoding):
-        self.graph, self.mode = graph, mode
-        self.order = topo_order(graph)
-        self.inputs = {n: inputs_of(graph, n) for n in self.order}
-        self.ops = {n: op_of(graph, n) for n in self.order}
-        self.weights = {}
-        for n, op in self.ops.items():
-            if isinstance(op, O.WEIGHTED):
-                self.weights[n] = self._weights(n, op)
-        self.static = {}
-        for n, op in self.ops.items():
-            if isinstance(op, O.Input):
-                self.static[n] = is_static(encoding)
-            else:
-                self.static[n] = not isinstance(op, O.NEURONS) and all(self.static[p] for p in self.inputs[n])
-        self.v_half = graph.graph.get("snnc", {}).get("v_init", "half") == "half"
-
-    def _weights(self, n, op):
-        if self.mode == "float":
-            return op.weight
-        w = O.effective_weights(op)
-        reads = input_range(self.graph, n)  # None: not SNN form (an op reading currents), nothing proved
-        bound = sum_abs_bound(w, 1 if reads is None else reads[0])
-        try:
-            dtype = kernels.exact_dtype(bound if reads is not None else max(bound, kernels.F32_EXACT))
-        except OverflowError:
-            raise ValueError(f"op {n!r}: its integer sums reach {bound:.3g}, beyond float64's exact range "
-                             f"(2**53), so no simulator can run it exactly; recompile with fewer weight bits") from None
-        return w.astype(dtype)
-
-    def check_registers(self):
-        """Integer fields within the int64 arithmetic both engines use (no wrap-around anywhere),
-        else a one-line ValueError naming the layer."""
-        lim = MAX_LAYER_SUM
-        for n, op in self.ops.items():
-            if not isinstance(op, O.NEURONS):
-                continue
-            bits = op.membrane_bits
-            if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not 2 <= bits <= 62:
-                raise ValueError(f"layer {n!r}: membrane_bits must be an integer in 2..62 for the simulator, got "
-                                 f"{bits!r}; recompile the model")
-            th, v0 = op.threshold, op.v_init
-            if not 1 <= int(th) <= lim:
-                raise ValueError(f"layer {n!r}: threshold {th} is outside 1..2**62; recompile the model")
-            if not -lim <= int(v0) <= lim:
-                raise ValueError(f"layer {n!r}: v_init {v0} is outside +-2**62; recompile the model")
-            b = np.asarray(op.bias)
-            if b.size and (b.dtype.kind not in "iu" or int(b.min()) < -lim or int(b.max()) > lim):
-                raise ValueError(f"layer {n!r}: bias must be integers within +-2**62; recompile the model")
-
 
 def _weighted(plan, n, op, x):
     w = plan.weights[n]
@@ -265,7 +215,7 @@ def spike_trace(graph, x, timesteps, layers, *, encoding="constant", seed=0, mod
     """``{layer: (T, N, *shape) bool}``: every step's spikes of ``layers`` for the few samples
     ``x`` (memory grows with T: for rasters, not for accuracy runs), from the numpy engine."""
     timesteps = check_timesteps(timesteps)
-    plan = _Plan(graph, mode, encoding)
+    plan = Plan(graph, mode, encoding)
     x = _check_data(plan, x)
     trace = {n: [] for n in layers}
 
@@ -320,7 +270,7 @@ def simulate(graph, x, *, mode="int", timesteps=32, encoding="constant", seed=0,
         raise ValueError("the torch engine runs the integer mode")
     if device is not None and engine != "torch":
         raise ValueError(f"device applies to engine 'torch' only (engine {engine!r})")
-    plan = _Plan(graph, mode, encoding)
+    plan = Plan(graph, mode, encoding)
     if mode == "int":
         plan.check_registers()
     x = _check_data(plan, x)
@@ -416,6 +366,7 @@ def _check_data(plan, x) -> np.ndarray:
         raise ValueError(f"input data must be numbers, got dtype {x.dtype}")
     if x.shape[1:] != shape:
         raise ValueError(f"input data has shape {x.shape}; the network takes (N, {', '.join(map(str, shape))})")
-    if x.dtype.kind == "f" and x.size and not np.isfinite(x).all():
-        raise ValueError(f"input data has {int(x.size - np.isfinite(x).sum())} NaN or infinite values; clean the data")
+    if x.dtype.kind == "f":
+        from ..data import check_values  # the one rule for data values, files and arrays alike
+        check_values("input data", x)
     return x

@@ -17,7 +17,7 @@ graph in topological order, static nodes computed once, the same read-outs and e
 torch tensors. Exactness, op by op:
 
 - Weighted ops run as float convolutions / matmuls on integer operands, in the dtype the numpy
-  engine proved exact (``emulator._Plan._weights``: ``sum_i |w_i| * max|x| < 2**24`` for float32,
+  engine proved exact (``plan.Plan._weights``: ``sum_i |w_i| * max|x| < 2**24`` for float32,
   else ``< 2**53`` for float64; x is a spike (0/1), a pool sum of them or an input level). Every
   product and every partial sum is then an integer of magnitude below that bound, so it is exact
   in ANY summation order (blocked GEMM, split-K, atomics): the result is the exact integer sum.

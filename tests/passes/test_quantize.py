@@ -219,9 +219,10 @@ def test_quantize_records_what_current_memory_accumulates():
     cfg = CompileConfig(bits=8, timesteps=32)
     quantize(g, cfg)
     rec = g.graph["snnc"]["ranges"]["r1"]
-    from snn_compiler.sim.emulator import _Plan, _run_batch
+    from snn_compiler.sim.emulator import _run_batch
+    from snn_compiler.sim.plan import Plan
     x = np.ones((4, 64))
-    plan = _Plan(g, "int", "constant")
+    plan = Plan(g, "int", "constant")
     neurons, _ = _run_batch(plan, x, range(4), 32, "constant", 0, "membrane")
     u = neurons["r1"].u
     assert rec["current"][0] <= u.min() and u.max() <= rec["current"][1]
