@@ -14,6 +14,7 @@ from ..activity import activity_warnings
 from ..ir import op_of, topo_order
 from ..ir import ops as O
 from ..ir.layers import neuron_layers
+from ..sim.encode import check_timesteps
 from . import analysis, energy
 
 RASTER_NEURONS = 6   # per layer: the most active ones of the sample shown
@@ -47,7 +48,9 @@ def build_report(graph, x, y=None, *, timesteps=None, samples=500, encoding="con
         y = np.argmax(analysis.ann_outputs(graph, x)[0], axis=1)
     meta = graph.graph.get("snnc", {})
     T = int(meta.get("timesteps", 32))
-    grid = list(timesteps or default_timesteps(T))
+    grid = default_timesteps(T) if timesteps is None else [check_timesteps(t) for t in timesteps]
+    if not grid:
+        raise ValueError("timesteps: give at least one T (or none for the default grid)")
     bar = progress_bar(2 * len(grid) + 3, "report", unit="run", enabled=progress)
     tick = lambda: bar.update(1)   # noqa: E731
     sweep = analysis.accuracy_sweep(graph, x, y, grid, encoding, seed, tick)
