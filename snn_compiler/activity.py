@@ -4,8 +4,10 @@
 A layer's rate is its mean number of spikes per neuron per step. Over a run of T steps a layer is
 
 - **silent** when its neurons fire fewer than ``SILENT_SPIKES`` times each on average
-  (rate * T < 0.1; rate 0 included): it passes (almost) nothing to the layers after it, which
-  is how a too-large activation scale shows (the weight-bound normalisation at usual T);
+  (rate * T < 0.1, one spike per ten neurons over the run; rate 0 included): it passes
+  (almost) nothing to the layers after it, which is how a too-large activation scale shows (the
+  weight-bound normalisation at usual T). The bar is low on purpose: a sparse but working layer
+  (a calibrated layer of a random net can average 0.25 spikes per run) is not reported;
 - **saturated** when its rate is at least ``SATURATED_RATE`` (a spike nearly every step): its
   activations are clipped at the threshold, a too-small scale.
 

@@ -124,7 +124,7 @@ def test_the_worst_layer_is_the_first_silent_one_and_the_report_warns(compiled, 
     # simulate says so too, per T, naming the layer (the CLI prints each warning once)
     artifact.save(q, tmp_path / "net.snnc")
     np.savez(tmp_path / "data.npz", x=x[:40], y=y[:40])
-    assert main(["simulate", str(tmp_path / "net.snnc"), "--data", str(tmp_path / "data.npz"), "--timesteps", "8,16"]) == 0
+    assert main(["simulate", str(tmp_path / "net.snnc"), "--data", str(tmp_path / "data.npz"), "--timesteps", "16,32"]) == 0
     err = capsys.readouterr().err
-    assert "layer 'features.6' is silent at T=8" in err and "layer 'features.6' is silent at T=16" in err
+    assert "layer 'features.6' is silent at T=16" in err and "layer 'features.6' is silent at T=32" in err
     assert "features.2' is" not in err
