@@ -30,7 +30,10 @@ the weights allow, max over neurons of sum_k sum_i max(0, W_k) * lambda_S + max(
 inputs in [0, 1]. It never clips, but it leaves deep layers nearly silent at usual T (on the
 digits CNN: chance accuracy at T = 64, where ``model`` is within 0.5 pt of the ANN; see
 benchmarks/README.md). Both data-free rules record each layer's expected rate from the estimate,
-``mean_i E[clip(z_i, 0, lambda_N)] / lambda_N``, which compile's silent/saturated check reads.
+``mean_i E[clip(z_i, 0, lambda_N)] / lambda_N`` (a layer the estimate gives no positive mass
+falls back to the bound). Every layer's expected rate (from the calibration data, or from the
+estimate) then goes through :mod:`snn_compiler.activity`: a silent or saturated layer at
+``config.timesteps`` is warned about by name.
 ``config.layer_factors`` multiplies chosen layers' lambda (ANNarchy's scale_factor); layers are
 named or counted (neuron layers in topological order, from 0). Because the scale
 belongs to the *target* layer, all branches entering a residual Add are rescaled into the
