@@ -16,9 +16,9 @@ compiled twice with the same weights:
 Both are simulated with ``simulate(q, x, timesteps=T, readout="count", engine="numba")`` after
 a warm-up call (JIT excluded), IF and LIF alternating at each T, best of ``--repeat`` runs.
 Throughput is samples x timesteps / second of simulate() (encoding and read-out included). The
-neuron kernels of the numba engine (``fast._if_layer`` / ``fast._leaky_layer``) are timed in
-place during those runs, so "ns per neuron-step" compares the two update rules on the real
-currents. The numpy engine runs both nets at one T on fewer samples, and its spike counts are
+neuron kernel of the numba engine (``numba_kernels.neuron_layer``, which compiles the one step
+``ir.neuron.int_update`` for IF and LIF alike) is timed in place during those runs, so "ns per
+neuron-step" compares the two update rules on the real currents. The numpy engine runs both nets at one T on fewer samples, and its spike counts are
 checked equal to the numba engine's.
 
     .venv/bin/python benchmarks/lif_vs_if.py                       # defaults: ~1.5 min on 2 idle cores
@@ -79,12 +79,12 @@ def lif_net(model, beta, thresholds):
 class KernelClock:
     """Wraps the numba engine's neuron kernels to accumulate their seconds and neuron-steps."""
 
-    NAMES = ("_if_layer", "_leaky_layer")
+    NAMES = ("neuron_layer",)
 
     def __init__(self):
         from snn_compiler.sim import fast
 
-        self.fast, self.orig = fast, {k: getattr(fast, k) for k in self.NAMES if hasattr(fast, k)}
+        self.fast, self.orig = fast.K, {k: getattr(fast.K, k) for k in self.NAMES}
         self.reset()
 
     def reset(self):
@@ -97,7 +97,7 @@ class KernelClock:
                 t0 = time.perf_counter()
                 r = _f(*args)
                 self.sec[_k] += time.perf_counter() - t0
-                self.steps[_k] += args[-2].size  # spikes (T', F, N): neuron-steps of the call
+                self.steps[_k] += args[12].size  # spikes (T', F, N): neuron-steps of the call
                 return r
             setattr(self.fast, k, timed)
         return self
@@ -212,8 +212,6 @@ def main(argv=None):
     tot = {k: sum(len(x) * t for t in ts) / sum(best[k, t][0] for t in ts) for k in nets}
     print(f"overall: IF {tot['IF'] / 1e3:.1f}k, LIF {tot['LIF'] / 1e3:.1f}k sample*steps/s "
           f"(LIF/IF {tot['LIF'] / tot['IF']:.2f}x)")
-    if best["LIF", ts[-1]][3].get("_if_layer"):
-        print("note: the LIF net also ran _if_layer calls (a layer whose decays quantized to 0 is run as IF)")
     print(f"mean spikes per neuron per step at T={ts[-1]} (the event-driven layers' work follows these):")
     for k in nets:
         rates = best[k, ts[-1]][1].rates or {}
