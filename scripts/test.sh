@@ -4,9 +4,11 @@
 #   bash scripts/test.sh tests/test_cli.py -x # pytest's arguments pass through (to both phases)
 #   SNNC_UNLOCKED=1 bash scripts/test.sh      # in .venv-latest: the newest releases pyproject allows
 # Two phases: every test but the Lava ones in parallel (pytest-xdist, one worker per core, whole files
-# per worker so module fixtures are built once), then the `lava` tests one at a time (each starts Lava
-# processes sharing memory with the backend's worker). Exit status: 0 when both passed, else the
-# failing phase's pytest status; 5 (no test ran) only when neither phase ran any test.
+# per worker so module fixtures are built once), and the `lava` tests one at a time (each starts Lava
+# processes sharing memory with the backend's worker) in a pytest of their own that runs beside the
+# first phase (its output follows the first's); SNNC_LAVA_AFTER=1 runs it after the first instead.
+# Exit status: 0 when both passed, else the failing phase's pytest status; 5 (no test ran) only when
+# neither phase ran any test.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$root/scripts/bootstrap.sh"
@@ -15,14 +17,26 @@ py=.venv/bin/python
 [ "${SNNC_UNLOCKED:-0}" = "1" ] && py=.venv-latest/bin/python
 workers="${SNNC_TEST_WORKERS:-$(nproc)}"
 report="$(mktemp -d "${TMPDIR:-/tmp}/snnc-test.XXXXXX")"
-trap 'rm -rf "$report"' EXIT
+lava_pid=
+# A background job ignores Ctrl-C: it is ended here, by its pid, when this script ends early.
+trap '[ -n "$lava_pid" ] && kill "$lava_pid" 2>/dev/null; rm -rf "$report"' EXIT
 
-set +e
 # The caller's arguments first: the phase's own -n and -m come last, so they hold.
-"$py" -m pytest -q --durations=15 --junitxml="$report/main.xml" "$@" -n "$workers" --dist loadfile -m "not lava"
-main_rc=$?
-"$py" -m pytest -q --durations=15 --junitxml="$report/lava.xml" "$@" -n 0 -m lava
-lava_rc=$?
+main_phase=("$py" -m pytest -q --durations=15 --junitxml="$report/main.xml" "$@" -n "$workers" --dist loadfile -m "not lava")
+lava_phase=("$py" -m pytest -q --durations=15 --junitxml="$report/lava.xml" "$@" -n 0 -m lava)
+set +e
+if [ "${SNNC_LAVA_AFTER:-0}" = "1" ]; then
+  "${main_phase[@]}"; main_rc=$?
+  "${lava_phase[@]}"; lava_rc=$?
+else
+  "${lava_phase[@]}" >"$report/lava.log" 2>&1 &   # a simple command: $! is pytest's own pid
+  lava_pid=$!
+  "${main_phase[@]}"; main_rc=$?
+  wait "$lava_pid"; lava_rc=$?
+  lava_pid=
+  echo "---------- the Lava tests (one at a time, beside the others) ----------"
+  cat "$report/lava.log"
+fi
 set -e
 
 # One closing line over both phases: "tests: N passed, N failed, N skipped".
