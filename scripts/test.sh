@@ -16,6 +16,11 @@ cd "$root"
 py=.venv/bin/python
 [ "${SNNC_UNLOCKED:-0}" = "1" ] && py=.venv-latest/bin/python
 workers="${SNNC_TEST_WORKERS:-$(nproc)}"
+# One thread per test process (unless set): with a worker per core, torch's OpenMP, numba's and
+# BLAS's own threads only oversubscribe the cores and spin (three engine test files on -n 2: 30 to
+# 106 s with them, 16 s without).
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" NUMBA_NUM_THREADS="${NUMBA_NUM_THREADS:-1}" \
+       OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}" MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}"
 report="$(mktemp -d "${TMPDIR:-/tmp}/snnc-test.XXXXXX")"
 lava_pid=
 # A background job ignores Ctrl-C: it is ended here, by its pid, when this script ends early.
