@@ -119,9 +119,12 @@ def neuron_layer(cur, static, bias, decay_v, decay_u, decays, theta, v, u, vmax,
     deciding = k > 0
     for f in nb.prange(n_f):
         vf, uf, cf = v[f], u[f], counts[f]
-        pre = np.empty(n if deciding else 0, np.int64)
         for t in range(n_t):
-            if deciding and stop and d_step[f] >= 0:
+            # an undecided frame's d_pre holds this step's membrane before reset; the step that
+            # decides it leaves it there (no per-frame scratch array: allocating one inside the
+            # parallel loop cost 5x at two threads)
+            undecided = deciding and d_step[f] < 0
+            if deciding and stop and not undecided:
                 break
             i_t = cur[0 if static else t, f]
             s_t = spikes[t, f]
@@ -131,15 +134,14 @@ def neuron_layer(cur, static, bias, decay_v, decay_u, decays, theta, v, u, vmax,
                 vf[i] = vn
                 if decays:
                     uf[i] = un
-                if deciding:
-                    pre[i] = w
+                if undecided:
+                    d_pre[f, i] = w
                 s_t[i] = s
                 cf[i] += s
-            if deciding and d_step[f] < 0 and readout.decides(cf, k):
+            if undecided and readout.decides(cf, k):
                 d_step[f] = t0 + t
                 for i in range(n):
                     d_counts[f, i] = cf[i]
-                    d_pre[f, i] = pre[i]
 
 
 @nb.njit(parallel=True, cache=True)
