@@ -16,14 +16,14 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from ..ir import inputs_of, op_of, topo_order
+from ..ir import input_node, inputs_of, op_of, topo_order
 from ..ir import ops as O
 from ..ir import neuron as N
 from ..progress import bar as progress_bar
 from ..ir import kernels
 from .plan import Plan
 from .readout import READOUTS, Decisions, check_readout, readout_decisions  # noqa: F401  (READOUTS: re-exported)
-from .encode import ENCODINGS, MAX_TIMESTEPS, check_gain, check_timesteps, input_steps  # noqa: F401  (MAX_TIMESTEPS: re-exported)
+from .encode import ENCODINGS, MAX_TIMESTEPS, check_gain, input_steps, run_timesteps, sequence_steps  # noqa: F401  (MAX_TIMESTEPS: re-exported)
 
 MODES = ("int", "float")
 
@@ -213,10 +213,10 @@ def _drop_rows(keep, neurons, cache, dec):
 
 def spike_trace(graph, x, timesteps, layers, *, encoding="constant", seed=0, mode="int") -> dict:
     """``{layer: (T, N, *shape) bool}``: every step's spikes of ``layers`` for the few samples
-    ``x`` (memory grows with T: for rasters, not for accuracy runs), from the numpy engine."""
-    timesteps = check_timesteps(timesteps)
-    plan = Plan(graph, mode, encoding)
-    x = _check_data(plan, x)
+    ``x`` (memory grows with T: for rasters, not for accuracy runs), from the numpy engine.
+    ``timesteps``: as :func:`simulate`'s (None for a sequence ``x``)."""
+    x, timesteps, seq = _check_data(graph, x, timesteps, encoding)
+    plan = Plan(graph, mode, encoding, seq)
     trace = {n: [] for n in layers}
 
     def keep(vals):
@@ -229,11 +229,13 @@ def spike_trace(graph, x, timesteps, layers, *, encoding="constant", seed=0, mod
 ENGINES = ("auto", "numba", "numpy", "torch")
 
 
-def simulate(graph, x, *, mode="int", timesteps=32, encoding="constant", seed=0, readout="membrane", k=None,
+def simulate(graph, x, *, mode="int", timesteps=None, encoding="constant", seed=0, readout="membrane", k=None,
              batch_size=256, progress=False, record=False, engine="auto", info=None, device=None) -> SimResult:
-    """Run the graph as a rate-coded SNN (``mode`` int or float) for ``timesteps`` per sample.
+    """Run the graph as an SNN (``mode`` int or float) for ``timesteps`` per sample.
 
-    ``timesteps``: 1..MAX_TIMESTEPS (:mod:`.encode`); memory does not grow with it (both engines
+    ``x``: static samples (N, *input shape), encoded for T = ``timesteps`` steps (None: 32), or a
+    sequence (N, T, *input shape), one frame per step, which sets T (``timesteps`` None or T;
+    :func:`.encode.run_timesteps`). ``timesteps``: 1..MAX_TIMESTEPS (:mod:`.encode`); memory does not grow with it (both engines
     stream over time). ``engine``: the integer mode runs event-driven under numba when it is
     installed (``auto``); ``numpy`` forces the step-by-step engine. Both give identical results;
     should numba itself fail, ``auto`` finishes on the numpy engine (with a RuntimeWarning) and
@@ -256,7 +258,7 @@ def simulate(graph, x, *, mode="int", timesteps=32, encoding="constant", seed=0,
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     if encoding not in ENCODINGS:
         raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
-    timesteps = check_timesteps(timesteps)
+    x, timesteps, seq = _check_data(graph, x, timesteps, encoding)
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
     if mode == "int" and not graph.graph.get("snnc", {}).get("quantized"):
@@ -270,10 +272,9 @@ def simulate(graph, x, *, mode="int", timesteps=32, encoding="constant", seed=0,
         raise ValueError("the torch engine runs the integer mode")
     if device is not None and engine != "torch":
         raise ValueError(f"device applies to engine 'torch' only (engine {engine!r})")
-    plan = Plan(graph, mode, encoding)
+    plan = Plan(graph, mode, encoding, seq)
     if mode == "int":
         plan.check_registers()
-    x = _check_data(plan, x)
     tp = None
     if engine == "torch":
         from . import torch_engine
@@ -355,18 +356,18 @@ def simulate(graph, x, *, mode="int", timesteps=32, encoding="constant", seed=0,
     )
 
 
-def _check_data(plan, x) -> np.ndarray:
-    """``x`` as a finite numeric (N, *input shape) array, else a one-line ValueError."""
-    inp = next(n for n, op in plan.ops.items() if isinstance(op, O.Input))
-    shape = tuple(plan.graph.nodes[inp]["shape"])
+def _check_data(graph, x, timesteps, encoding):
+    """(x, T, sequence): ``x`` a finite numeric array of static samples (N, *input shape) or a
+    sequence (N, T, *input shape), and the run's T (:func:`.encode.run_timesteps`), else a
+    one-line ValueError."""
+    shape = tuple(graph.nodes[input_node(graph)]["shape"])
     x = np.asarray(x)
-    if x.size == 0:
-        return x.reshape((0,) + shape)
-    if x.dtype.kind not in "biuf":
+    if x.size == 0 and x.ndim != len(shape) + 2:
+        x = x.reshape((0,) + shape)
+    if x.size and x.dtype.kind not in "biuf":
         raise ValueError(f"input data must be numbers, got dtype {x.dtype}")
-    if x.shape[1:] != shape:
-        raise ValueError(f"input data has shape {x.shape}; the network takes (N, {', '.join(map(str, shape))})")
+    T = run_timesteps(shape, x, timesteps, encoding)
     if x.dtype.kind == "f":
         from ..data import check_values  # the one rule for data values, files and arrays alike
         check_values("input data", x)
-    return x
+    return x, T, sequence_steps(shape, x) is not None

@@ -32,6 +32,17 @@ code itself being the encoding); ``burst``/``ch`` run the same neuron on the rea
 an integer) the float input is the integer input divided by L, step by step.
 
 ``T`` is at most :data:`MAX_TIMESTEPS` (see :func:`check_timesteps`).
+
+Sequences (time-varying input). ``x`` of shape (N, T, *input shape) is a sequence: one frame
+per step (spikes or graded currents), and the run takes T from the data (:func:`run_timesteps`
+refuses a ``timesteps`` that disagrees). Shapes decide, never a guess: (N, *input shape) is a
+static sample, (N, T, *input shape) a sequence, anything else is refused (:func:`sequence_steps`).
+Frame t is quantized by the static rule, per frame: ``x_q[t] = quantize_input(inp, x[:, t])``
+(float: ``x[:, t] / scale``). Encodings (:data:`SEQUENCE_ENCODINGS`): ``constant`` emits the
+frames as given, ``x[t] = x_q[t]``; ``poisson`` fires ``s[t] * L * [u[t] < |x_q[t]| / L]`` from the
+same per-sample uniforms as a static sample (so a sequence of T equal frames encodes exactly as
+that static sample). ``pso``, ``burst`` and ``ch`` code one value over several steps (a period
+of k bits, a neuron's charge) and are refused for sequences.
 """
 from __future__ import annotations
 
@@ -61,6 +72,43 @@ def check_timesteps(timesteps) -> int:
         why = "; rate coding gains nothing from more steps" if timesteps > MAX_TIMESTEPS else ""
         raise ValueError(f"timesteps must be in 1..{MAX_TIMESTEPS} (MAX_TIMESTEPS), got {int(timesteps)}{why}")
     return int(timesteps)
+
+
+# The T a run of static samples takes when none is given (a sequence's T comes from its data).
+DEFAULT_TIMESTEPS = 32
+
+
+def sequence_steps(shape, x):
+    """None when ``x`` holds static samples (N, *shape), T when it is a sequence (N, T, *shape);
+    else a one-line ValueError. The number of axes decides: input shape (F,) takes (N, F) or
+    (N, T, F); (C, H, W) takes (N, C, H, W) or (N, T, C, H, W)."""
+    shape, got = tuple(int(d) for d in shape), tuple(np.shape(x))
+    if got[1:] == shape:
+        return None
+    if len(got) == len(shape) + 2 and got[2:] == shape:
+        return got[1]
+    dims = ", ".join(map(str, shape))
+    raise ValueError(f"input data has shape {got}; the network takes samples (N, {dims}) or sequences (N, T, {dims})")
+
+
+def run_timesteps(shape, x, timesteps=None, encoding: str = "constant") -> int:
+    """The T of a run on ``x``: a sequence's own T (``timesteps`` None or equal to it, and an
+    encoding in :data:`SEQUENCE_ENCODINGS`), else ``timesteps`` (None: DEFAULT_TIMESTEPS), checked."""
+    T = sequence_steps(shape, x)
+    if T is None:
+        return check_timesteps(DEFAULT_TIMESTEPS if timesteps is None else timesteps)
+    if timesteps is not None and not (isinstance(timesteps, numbers.Integral) and timesteps == T):
+        raise ValueError(f"the input is a sequence of {T} steps per sample; timesteps {timesteps!r} disagrees "
+                         f"(a sequence sets T: leave timesteps out)")
+    _check_sequence(encoding)
+    return check_timesteps(T)
+
+
+def _check_sequence(encoding):
+    _check(encoding)
+    if encoding not in SEQUENCE_ENCODINGS:
+        raise ValueError(f"encoding {encoding!r} codes one value over several steps and cannot take a sequence "
+                         f"(one frame per step); use one of {SEQUENCE_ENCODINGS}")
 
 
 def quantize_input(inp, x: np.ndarray) -> np.ndarray:
@@ -366,6 +414,10 @@ def check_gain(graph, encoding: str) -> None:
                          f"{need}: recompile with --encoding {encoding}")
 
 
+# The encodings that take a sequence, frame by frame (module docstring).
+SEQUENCE_ENCODINGS = ("constant", "poisson")
+
+
 def _check(encoding):
     if encoding not in ENCODINGS:
         raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
@@ -377,15 +429,44 @@ def input_chunks(inp, x, timesteps: int, encoding: str = "constant", seed: int =
     which must hold every value) for consecutive chunks of c <= ``chunk`` steps, T steps in all;
     memory is independent of T. ``encoding``: a name in :data:`ENCODINGS`."""
     _check(encoding)
+    if _is_sequence(inp, x):
+        yield from _sequence_chunks(inp, x, timesteps, encoding, seed, sample_ids, mode, chunk, dtype)
+        return
     src = _source(inp, x, mode, dtype, seed, sample_ids)
     chunk = chunk or chunk_steps(len(src.value), src.batch_shape[1:])
     yield from ENCODINGS[encoding](src, timesteps, chunk)
 
 
+def _is_sequence(inp, x) -> bool:
+    """The encoders' test, by the number of axes alone (the engines check whole shapes first,
+    :func:`sequence_steps`; the encoders themselves take any static sample shape)."""
+    return np.ndim(x) == len(inp.shape) + 2
+
+
+def _sequence_chunks(inp, x, timesteps, encoding, seed, sample_ids, mode, chunk, dtype):
+    """:func:`input_chunks` of a sequence (N, T, *shape): its first ``timesteps`` frames, each
+    encoded by the static rule (module docstring); frames are quantized a chunk at a time."""
+    _check_sequence(encoding)
+    x = np.asarray(x)
+    T = sequence_steps(inp.shape, x)
+    n, shape = len(x), x.shape[2:]
+    if timesteps > T:
+        raise ValueError(f"the input is a sequence of {T} steps per sample; {timesteps} steps cannot be run from it")
+    chunk = chunk or chunk_steps(n, shape)
+    ids = range(n) if sample_ids is None else sample_ids
+    uniforms = poisson_uniform_chunks(seed, ids, timesteps, shape, chunk) if encoding == "poisson" else None
+    for t0, c in _spans(timesteps, chunk):
+        src = _source(inp, np.swapaxes(np.asarray(x[:, t0:t0 + c]), 0, 1), mode, dtype, seed, ids)  # (c, N, *shape)
+        if uniforms is None:
+            yield np.ascontiguousarray(src.value)
+        else:  # the static poisson's test, u < a / L, with this step's a
+            yield (np.swapaxes(next(uniforms), 0, 1) < src.prob) * src.spike
+
+
 def input_steps(inp, x, timesteps: int, encoding: str = "constant", seed: int = 0, sample_ids=None, mode: str = "int"):
     """Yield the input layer's output for t = 0..T-1 as (B, *shape) arrays (int64 or float64)."""
     _check(encoding)
-    if is_static(encoding):  # one step, repeated
+    if is_static(encoding) and not _is_sequence(inp, x):  # one step, repeated
         for first in input_chunks(inp, x, min(timesteps, 1), encoding, seed, sample_ids, mode, 1):
             for _ in range(timesteps):
                 yield first[0]

@@ -28,7 +28,7 @@ from ..ir import neuron as N
 from ..ir import ops as O
 from ..ir.layers import value_range
 from ..ir.registers import INT32_MAX
-from .encode import input_chunks, is_static
+from .encode import input_chunks
 
 FRAMES = 4096  # timesteps x samples per kernel call
 # One chunk of a run spans at most STEP_FRAMES timesteps x samples and STEP_VALUES values of its
@@ -147,7 +147,7 @@ def run_batch(fp, x, ids, timesteps, encoding, seed, readout, dec=None, on_chunk
     inp = next(n for n, op in plan.ops.items() if isinstance(op, O.Input))
     widest = max(int(np.prod(g.nodes[n]["shape"])) for n in plan.order)
     stop = dec is not None and dec.stop
-    const = is_static(encoding)
+    const = plan.static[inp]  # a constant encoding of static samples (not of a sequence)
     in_dtype = fp.int_dtype(inp)
     inputs = _StepReader(input_chunks(plan.ops[inp], x, 1 if const else timesteps, encoding, seed, ids, "int",
                                       1 if const else None, in_dtype))

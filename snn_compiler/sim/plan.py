@@ -13,9 +13,9 @@ from .encode import is_static
 class Plan:
     """Per-node facts computed once per simulation and shared by every engine: topological order,
     inputs, weights in the narrowest float dtype proved exact for their sums, static nodes (the
-    same every step), and the check that no integer register leaves int64's exact range."""
+    same every step; never for a ``sequence`` input), and the check that no integer register leaves int64's exact range."""
 
-    def __init__(self, graph, mode, encoding):
+    def __init__(self, graph, mode, encoding, sequence=False):
         self.graph, self.mode = graph, mode
         self.order = topo_order(graph)
         self.inputs = {n: inputs_of(graph, n) for n in self.order}
@@ -27,7 +27,7 @@ class Plan:
         self.static = {}
         for n, op in self.ops.items():
             if isinstance(op, O.Input):
-                self.static[n] = is_static(encoding)
+                self.static[n] = is_static(encoding) and not sequence  # a sequence's frames change
             else:
                 self.static[n] = not isinstance(op, O.NEURONS) and all(self.static[p] for p in self.inputs[n])
         self.v_half = graph.graph.get("snnc", {}).get("v_init", "half") == "half"

@@ -1,0 +1,163 @@
+"""Time-varying input (issue 18, item 1): x of shape (N, T, *input shape), one frame per step, T
+from the data, entering every engine through snn_compiler.sim.encode (one definition)."""
+import numpy as np
+import pytest
+
+from snn_compiler.compile import compile_model
+from snn_compiler.config import CompileConfig
+from snn_compiler.ir import ops as O
+from snn_compiler.sim import fast
+from snn_compiler.sim.emulator import simulate, spike_trace
+from snn_compiler.sim.encode import (SEQUENCE_ENCODINGS, input_chunks, input_steps, quantize_input, run_timesteps,
+                                     sequence_steps)
+
+from builders import int_chain
+from test_engines import conv_net
+
+ENGINES = ["numpy"] + (["numba"] if fast.available() else []) + ["torch"]
+S4 = O.Input((2, 3), scale=2.0, bits=4, signed=True)   # L = 7
+
+
+def _torch_or_skip(engine):
+    if engine == "torch":
+        pytest.importorskip("torch")
+
+
+# ---- how a sequence is recognised --------------------------------------------------------------
+
+def test_shapes_decide_static_or_sequence():
+    assert sequence_steps((5,), np.zeros((3, 5))) is None
+    assert sequence_steps((5,), np.zeros((3, 7, 5))) == 7
+    assert sequence_steps((2, 4, 4), np.zeros((3, 2, 4, 4))) is None
+    assert sequence_steps((2, 4, 4), np.zeros((3, 6, 2, 4, 4))) == 6
+    # (N, C, H, W) with a vector input (F,) is neither a sample nor a sequence: refused, never reshaped
+    for bad in [(3, 2, 4, 5), (3, 4), (3, 7, 4), (5,)]:
+        with pytest.raises(ValueError, match=r"takes samples \(N, 5\) or sequences \(N, T, 5\)"):
+            sequence_steps((5,), np.zeros(bad))
+
+
+def test_run_timesteps_takes_T_from_a_sequence_and_refuses_another():
+    seq = np.zeros((2, 9, 5))
+    assert run_timesteps((5,), seq) == 9 and run_timesteps((5,), seq, 9, "poisson") == 9
+    assert run_timesteps((5,), np.zeros((2, 5))) == 32 and run_timesteps((5,), np.zeros((2, 5)), 4) == 4
+    with pytest.raises(ValueError, match="sequence of 9 steps per sample; timesteps 8 disagrees"):
+        run_timesteps((5,), seq, 8)
+    for enc in ("pso", "burst", "ch"):
+        with pytest.raises(ValueError, match=f"encoding '{enc}' codes one value over several steps"):
+            run_timesteps((5,), seq, None, enc)
+    with pytest.raises(ValueError, match="timesteps must be in 1..10000"):
+        run_timesteps((5,), np.zeros((2, 0, 5)))
+    with pytest.raises(ValueError, match="timesteps must be a whole number"):
+        run_timesteps((5,), np.zeros((2, 5)), 2.0)
+
+
+# ---- the encoding of a sequence ------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["int", "float"])
+def test_constant_sequence_is_each_frame_quantized_by_the_static_rule(mode):
+    rng = np.random.default_rng(0)
+    seq = rng.uniform(-2.5, 2.5, (4, 11, 2, 3))
+    got = np.concatenate(list(input_chunks(S4, seq, 11, "constant", mode=mode, chunk=3)))
+    for t in range(11):
+        want = quantize_input(S4, seq[:, t]) if mode == "int" else seq[:, t] / S4.scale
+        assert np.array_equal(got[t], want), t
+    assert np.array_equal(np.stack(list(input_steps(S4, seq, 11, mode=mode))), got)
+    assert np.array_equal(np.concatenate(list(input_chunks(S4, seq, 5, "constant", mode=mode))), got[:5])  # a prefix
+
+
+@pytest.mark.parametrize("encoding", SEQUENCE_ENCODINGS)
+@pytest.mark.parametrize("mode", ["int", "float"])
+def test_equal_frames_encode_exactly_as_the_static_sample(encoding, mode):
+    rng = np.random.default_rng(1)
+    x = rng.uniform(-2.5, 2.5, (5, 2, 3))
+    seq = np.repeat(x[:, None], 13, axis=1)
+    for chunk in (1, 4, None):
+        a = np.concatenate(list(input_chunks(S4, x, 13, encoding, 7, range(10, 15), mode, chunk)))
+        b = np.concatenate(list(input_chunks(S4, seq, 13, encoding, 7, range(10, 15), mode, chunk)))
+        assert a.dtype == b.dtype and np.array_equal(a, b), chunk
+
+
+def test_poisson_sequence_follows_each_frame():
+    """A frame of 0 never fires, a frame of L always fires: the probability is the step's own."""
+    inp = O.Input((50,), scale=1.0, bits=8)
+    seq = np.zeros((2, 6, 50))
+    seq[:, 1::2] = 1.0
+    got = np.concatenate(list(input_chunks(inp, seq, 6, "poisson", 3)))
+    assert (got[0::2] == 0).all() and (got[1::2] == 255).all()
+    with pytest.raises(ValueError, match="sequence of 6 steps per sample; 7 steps cannot be run"):
+        next(input_chunks(inp, seq, 7, "poisson"))
+    with pytest.raises(ValueError, match="'burst' codes one value over several steps"):
+        next(input_chunks(inp, seq, 6, "burst"))
+
+
+# ---- engines ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_non_spiking_output_integrates_every_frame(engine):
+    """Output = input, weight 1, membrane read-out: v[T-1] - v(zeros) is the sum of the quantized
+    frames, so each step saw its own frame (not the first, not the mean)."""
+    _torch_or_skip(engine)
+    g = int_chain([np.eye(3, dtype=int)], [1000])
+    rng = np.random.default_rng(2)
+    seq = rng.uniform(0, 1, (4, 10, 3))
+    seq[:, ::3] = 0.0
+    got = simulate(g, seq, engine=engine).scores - simulate(g, np.zeros_like(seq), engine=engine).scores
+    assert np.array_equal(got, quantize_input(g.nodes["in"]["op"], seq).sum(axis=1))
+
+
+@pytest.fixture(scope="module")
+def conv():
+    rng = np.random.default_rng(4)
+    x = rng.random((6, 4, 9, 9))
+    return compile_model(conv_net(rng, (1, 1), (1, 1), (1, 1), 2), CompileConfig(bits=6, calibration=x)), x
+
+
+@pytest.mark.parametrize("encoding", SEQUENCE_ENCODINGS)
+@pytest.mark.parametrize("readout", ["membrane", "count", "first-spike"])
+def test_engines_agree_on_a_conv_net_fed_frames(conv, encoding, readout):
+    q, x = conv
+    rng = np.random.default_rng(5)
+    seq = x[:, None] * (rng.random((6, 12, 4, 9, 9)) < 0.4)
+    runs = [simulate(q, seq, engine=e, encoding=encoding, readout=readout, record=True, batch_size=4, seed=3)
+            for e in ENGINES if e != "torch" or pytest.importorskip("torch")]
+    for r in runs[1:]:
+        assert np.array_equal(r.scores, runs[0].scores) and r.rates == runs[0].rates
+        for k in r.counts:
+            assert np.array_equal(r.counts[k], runs[0].counts[k]), k
+    assert runs[0].counts["r1"].sum() > 0
+    # T equal frames = the static sample run for T steps, engine by engine
+    same = np.repeat(x[:, None], 12, axis=1)
+    for e in ENGINES:
+        a = simulate(q, same, engine=e, encoding=encoding, readout=readout, record=True, seed=3)
+        b = simulate(q, x, timesteps=12, engine=e, encoding=encoding, readout=readout, record=True, seed=3)
+        assert np.array_equal(a.scores, b.scores) and a.rates == b.rates, e
+
+
+def test_float_mode_and_spike_trace_take_sequences(conv):
+    q, x = conv
+    rng = np.random.default_rng(6)
+    seq = x[:, None] * (rng.random((6, 7, 4, 9, 9)) < 0.5)
+    f = simulate(q, seq, mode="float")
+    assert f.scores.shape == (6, 5) and np.isfinite(f.scores).all()
+    same = np.repeat(x[:, None], 7, axis=1)
+    assert np.array_equal(simulate(q, same, mode="float").scores, simulate(q, x, mode="float", timesteps=7).scores)
+    trace = spike_trace(q, seq[:2], None, ["r1"])
+    assert trace["r1"].shape == (7, 2, 6, 9, 9)
+    counts = simulate(q, seq[:2], readout="count", record=True, engine="numpy").counts["r1"]
+    assert np.array_equal(trace["r1"].sum(axis=0), counts)
+
+
+def test_simulate_refuses_bad_sequences_in_one_line(conv):
+    q, x = conv
+    seq = np.repeat(x[:, None], 5, axis=1)
+    cases = [(dict(timesteps=6), "sequence of 5 steps per sample; timesteps 6 disagrees"),
+             (dict(encoding="burst"), "'burst' codes one value over several steps"),
+             (dict(x=seq[:, :, :2]), r"takes samples \(N, 4, 9, 9\) or sequences \(N, T, 4, 9, 9\)"),
+             (dict(x=seq[:, :, :, None]), r"input data has shape \(6, 5, 4, 1, 9, 9\)"),
+             (dict(x=np.where(seq > 0.5, np.nan, seq)), "NaN or infinite")]
+    for kw, msg in cases:
+        data = kw.pop("x", seq)
+        with pytest.raises(ValueError, match=msg) as e:
+            simulate(q, data, **kw)
+        assert "\n" not in str(e.value)
+    assert simulate(q, np.zeros((0, 5, 4, 9, 9))).scores.shape == (0, 5)
