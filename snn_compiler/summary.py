@@ -7,6 +7,25 @@ from .ir import op_of, topo_order
 from .ir import ops as O
 
 
+def _decays(op, rounding) -> dict:
+    """A neuron's 12-bit decays (``decay_v`` range, ``decay_u``) and what rounding the membrane decay
+    cost (the quantize pass's record), plus the one-cell text the table shows."""
+    out, text = {}, []
+    if op.decay_v is not None:
+        dv = np.asarray(op.decay_v)
+        out["decay_v"] = [int(dv.min()), int(dv.max())]
+        text.append(f"v {dv.min()}" + (f"..{dv.max()}" if dv.min() != dv.max() else ""))
+        if rounding and rounding.get("error") is not None:
+            out["decay_v_error"] = float(rounding["error"])
+            text[-1] += f" ({rounding['error']:.2%})"
+    if op.decay_u != 4096:
+        out["decay_u"] = int(op.decay_u)
+        text.append(f"u {op.decay_u}")
+    if text:
+        out["decay"] = " ".join(text)
+    return out
+
+
 def _layer_row(graph, n):
     op, meta = op_of(graph, n), graph.graph.get("snnc", {})
     row = {"name": n, "op": O.kind(op), "shape": list(graph.nodes[n]["shape"])}
@@ -23,6 +42,7 @@ def _layer_row(graph, n):
         row.update(scale=op.scale, threshold=None if op.threshold is None else int(op.threshold),
                    v_init=None if op.v_init is None else int(op.v_init),
                    expected_rate=meta.get("expected_rates", {}).get(n))
+        row.update(_decays(op, meta.get("decays", {}).get(n)))
         r = meta.get("ranges", {}).get(n)
         if r:
             row.update(current_range=r["current"], membrane_range=r["membrane"])
@@ -60,7 +80,8 @@ _range = lambda v: f"[{v[0]}, {v[1]}]"
 _exp = lambda v: f"<<{v}" if v else ""
 COLUMNS = [("name", "layer", _fmt), ("op", "op", _fmt), ("shape", "shape", _shape), ("weight_bits", "w bits", _fmt),
            ("weight_range", "w range", _range), ("weight_exp", "w exp", _exp), ("scale", "scale", _fmt), ("threshold", "threshold", _fmt),
-           ("expected_rate", "exp. rate", _fmt), ("current_range", "current range", _range)]
+           ("expected_rate", "exp. rate", _fmt), ("decay", "decay /4096", _fmt),
+           ("current_range", "current range", _range)]
 
 
 def layer_table(info: dict, cores: bool = False) -> str:

@@ -93,8 +93,16 @@ def test_snntorch_synaptic_maps_to_current_memory():
     _, r = _float_counts(g, x)
     ref = nir_run(ng, x, T, DT)
     assert np.array_equal(r.counts["cuba"], ref["cuba"]) and ref["cuba"].sum() > 0
-    cuba.tau_syn = np.full(6, DT / 0.3)  # alpha = 0.7: 0.3 * 4096 = 1228.8 is no integer
-    with pytest.raises(snnc_nir.NIRError, match="1/4096.*nearest tau_syn"):
+    cuba.tau_syn = np.full(6, DT / 0.3)  # alpha = 0.7: 0.3 * 4096 = 1228.8 rounds to 1229, as Loihi's 12 bits
+    with pytest.warns(UserWarning, match=r"'cuba': its current decay dt/tau_syn = 0.3 rounds to 1229/4096 = "
+                                         r"0.300049 \(relative error 0.02%"):
+        g = snnc_nir.from_nir(ng, dt=DT)
+    assert g.nodes["cuba"]["op"].decay_u == 1229
+    cuba.tau_syn = np.linspace(DT / 0.3, DT / 0.2, 6)  # one decay_u per layer
+    with pytest.raises(snnc_nir.NIRError, match="tau_syn varies across its neurons"):
+        snnc_nir.from_nir(ng, dt=DT)
+    cuba.tau_syn = np.full(6, DT * 1e4)  # dt/tau_syn = 1e-4 < 0.5/4096
+    with pytest.raises(snnc_nir.NIRError, match="rounds to 0 of 4096"):
         snnc_nir.from_nir(ng, dt=DT)
 
 

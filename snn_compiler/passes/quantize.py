@@ -33,6 +33,7 @@ several; and a connection or layer whose worst-case sum leaves the simulators' e
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict
 
 import numpy as np
@@ -45,8 +46,23 @@ from ..ir import ops as O
 from ..ir.layers import incoming, neuron_layers, source_and_area, sum_abs_bound, weight_bounds
 
 
-def _check_levels(op, k, layer, theta):
-    """Refuse a connection whose weights lost all their information (all zero, or one level)."""
+def memory_gain(layer) -> float:
+    """How many steps of input a layer's state sums at most: ``4096 / decay_u`` for its current memory
+    times ``4096 / decay_v`` for its leak (1 for IF without memory; a decay of 0 counts as one step,
+    the bound the run length sets instead). A trained layer with this gain has per-step weights this
+    many times smaller than its threshold's units would suggest."""
+    g = N.DECAY_ONE / layer.decay_u if 0 < layer.decay_u < N.DECAY_ONE else 1.0
+    if layer.leaky:
+        dv = int(np.min(N.quantize_decay(layer.beta)))
+        g *= N.DECAY_ONE / dv if dv > 0 else 1.0
+    return g
+
+
+def _check_levels(op, k, layer, theta, saturated, per_unit, src_levels, regs, layer_op):
+    """Refuse a connection whose weights lost all their information (all zero, or one level). When
+    the threshold register is full (``saturated``) the reason is its resolution, not the scale:
+    one unit of the source (``per_unit`` thresholds at most) is worth less than one integer unit
+    (1/theta); the message says why the weights are that small and what changes it."""
     w = op.weight
     if not np.any(w):
         return  # a connection that is zero in the float network stays zero
@@ -57,8 +73,31 @@ def _check_levels(op, k, layer, theta):
         why = f"all quantize to the single level {int(wi.flat[0])}"
     else:
         return
-    raise ValueError(f"layer {layer!r}: the weights of {k!r} {why} at threshold {theta}; the layer's activation "
-                     "scale does not fit its weights (check --norm / --layer-scale)")
+    if not saturated:
+        raise ValueError(f"layer {layer!r}: the weights of {k!r} {why} at threshold {theta}; the layer's activation "
+                         "scale does not fit its weights (check --norm / --layer-scale)")
+    gain = memory_gain(layer_op)
+    memory = (f" (its current memory (decay_u {int(layer_op.decay_u)}) and leak sum up to {gain:.0f} steps of input, "
+              "so a trained layer's per-step weights are that much smaller than its threshold)" if gain > 1 else "")
+    fix = (f"use fewer --input-bits (1 for spike input: one unit is then a whole spike, not 1/{src_levels} of one)"
+           if src_levels > 1 else "scale the trained network's weights up and its threshold with them")
+    raise ValueError(f"layer {layer!r}: the weights of {k!r} {why} at threshold {theta}, the largest the "
+                     f"{regs.threshold_bits}-bit threshold register holds: one input unit is worth at most "
+                     f"{per_unit:.3g} thresholds, below one integer unit (1/{theta}){memory}; {fix}")
+
+
+DECAY_WARN = 0.01   # a membrane decay that 12-bit rounding moves by more than this (relative) is warned about
+
+
+def _decay_report(layer, beta) -> dict:
+    """The membrane decay ``1 - beta`` and its 12-bit rounding (:func:`snn_compiler.ir.neuron.decay_rounding`),
+    as ``snnc inspect`` lists it; warned about, naming the layer, beyond DECAY_WARN."""
+    d, r, err = N.decay_rounding(1.0 - np.asarray(beta, np.float64))
+    if err > DECAY_WARN:
+        warnings.warn(f"layer {layer!r}: its membrane decay 1 - beta = {d:.6g} rounds to {round(r * N.DECAY_ONE)}/4096 = "
+                      f"{r:.6g} (relative error {err:.2%}; Loihi's decays have 12 bits): the integer SNN leaks "
+                      "differently from the float one", UserWarning, stacklevel=4)
+    return {"decay": d, "rounded": r, "error": err if np.isfinite(err) else None}
 
 
 def quantize(graph, config) -> bool:
@@ -70,7 +109,7 @@ def quantize(graph, config) -> bool:
     regs = config.registers
     wmax = signed_max(config.bits)
     theta_max = min(regs.threshold_max, regs.v_max)  # a threshold above the membrane could never be reached
-    ranges = {}
+    ranges, decays = {}, {}
     for n in neuron_layers(graph, topo_order(graph)):
         ops = incoming(graph, n)
         units = {}
@@ -79,7 +118,7 @@ def quantize(graph, config) -> bool:
             src = op_of(graph, name)
             levels = src.levels if isinstance(src, O.Input) else 1
             gain = input_gain(config.encoding, src) if isinstance(src, O.Input) else 1  # pso: k
-            units[k] = (gain / (levels * area), levels * area, isinstance(src, O.Input) and src.signed)
+            units[k] = (gain / (levels * area), levels * area, isinstance(src, O.Input) and src.signed, levels)
         mk = {k: float(np.abs(op_of(graph, k).weight).max(initial=0.0)) * units[k][0] for k in ops}
         if not all(np.isfinite(v) for v in mk.values()):
             raise ValueError(f"layer {n!r}: its normalised weights are not finite; check --norm / --layer-scale")
@@ -98,7 +137,7 @@ def quantize(graph, config) -> bool:
             op.weight_exp = int(min(regs.weight_exp_max, max(0, np.ceil(need))))
             op.weight_int = np.clip(np.rint(op.weight * units[k][0] * theta / 2.0 ** op.weight_exp),
                                     -wmax, wmax).astype(np.int32)
-            _check_levels(op, k, n, theta)
+            _check_levels(op, k, n, theta, theta == theta_max, mk[k], units[k][3], regs, layer)
             if op.bias is not None:
                 bias = bias + op.bias.reshape(bias.shape) * theta
             bound = sum_abs_bound(O.effective_weights(op), units[k][1])
@@ -114,6 +153,8 @@ def quantize(graph, config) -> bool:
         if layer.spike_value is None:  # a converted layer takes --reset; a trained one keeps its own
             layer.reset = config.reset
         layer.decay_v = N.quantize_decay(layer.beta) if layer.leaky else None
+        if layer.leaky:
+            decays[n] = _decay_report(n, layer.beta)
         layer.step = 1.0 / theta
         b = layer.bias.reshape(-1)
         lo, hi = N.current_range(lo, hi, int(layer.decay_u), config.timesteps)  # the current register's memory
@@ -134,5 +175,5 @@ def quantize(graph, config) -> bool:
     state["input_gain"] = input_gain(config.encoding, op_of(graph, input_node(graph)))
     state.update(quantized=True, bits=config.bits, reset=config.reset, v_init=config.v_init,
                  membrane_bits=regs.membrane_bits, timesteps=config.timesteps, ranges=ranges,
-                 registers=asdict(regs))
+                 registers=asdict(regs), decays=decays)
     return True

@@ -228,3 +228,55 @@ def test_quantize_records_what_current_memory_accumulates():
     assert rec["current"][0] <= u.min() and u.max() <= rec["current"][1]
     assert u.max() > 20 * g.nodes["fc1"]["op"].weight_int.sum(axis=1).max() * 255 / 2  # it did accumulate
     assert rec["current_fits"] is (max(-rec["current"][0], rec["current"][1]) <= cfg.registers.current_max)
+
+
+def _trained_cuba_mlp(input_bits, decay_u=41, beta=0.95):
+    """A trained CUBA layer as a Norse-style NIR graph imports (r = w_in = 1, dt = 1e-3): the gains
+    dt/tau_syn = 41/4096 and dt/tau_mem = 0.05 are folded into its weights, so they are ~1000 times
+    smaller than its threshold (the current and the membrane sum ~1000 steps of input)."""
+    rng = np.random.default_rng(5)
+    g = normalized_mlp(rng.normal(0, 0.25, (32, 64)) * (decay_u / 4096) * (1 - beta), None,
+                       rng.normal(size=(10, 32)), levels_bits=input_bits)
+    r1 = g.nodes["r1"]["op"]
+    r1.decay_u, r1.beta, r1.spike_value = decay_u, np.array([beta]), 1.0
+    return g
+
+
+def test_a_cuba_layer_below_the_threshold_registers_resolution_is_refused_with_the_reason():
+    """The issue's 'weights quantize to zero at threshold 131071': with 8-bit graded input one input
+    unit is worth ~1e-6 thresholds, below 1/131071 however the scale is chosen (W/theta is fixed
+    by the trained network); the refusal names the register, the memory's gain and the remedy."""
+    g = _trained_cuba_mlp(8)
+    with pytest.raises(ValueError, match=r"layer 'r1': the weights of 'fc1' all quantize to zero at threshold 131071, "
+                       r"the largest the 17-bit threshold register holds: one input unit is worth at most [0-9.e-]+ "
+                       r"thresholds, below one integer unit \(1/131071\) \(its current memory \(decay_u 41\) and leak "
+                       r"sum up to 1996 steps of input.*use fewer --input-bits \(1 for spike input"):
+        quantize(g, CompileConfig(bits=8))
+
+
+def test_a_cuba_layer_on_spike_input_quantizes_and_records_its_decays():
+    g = _trained_cuba_mlp(1)
+    quantize(g, CompileConfig(bits=8, timesteps=64))
+    r1, fc1 = g.nodes["r1"]["op"], g.nodes["fc1"]["op"]
+    assert r1.threshold == 131071 and r1.decay_u == 41 and r1.decay_v.tolist() == [205]  # 0.05 * 4096 = 204.8
+    assert 10 <= np.abs(fc1.weight_int).max() <= 127 and len(np.unique(fc1.weight_int)) > 10
+    rec = g.graph["snnc"]["decays"]["r1"]
+    assert rec["decay"] == pytest.approx(0.05) and rec["rounded"] == 205 / 4096
+    assert rec["error"] == pytest.approx(0.2 / 204.8)
+    lo, hi = g.graph["snnc"]["ranges"]["r1"]["current"]
+    step_hi = int(np.maximum(fc1.weight_int, 0).sum(axis=1).max())
+    assert hi >= 64 * step_hi * 0.99 - 1  # 64 steps < 4096/41: the current can sum every step's input
+
+
+@pytest.mark.parametrize("beta, warns", [(0.9, False), (0.99995, True)])
+def test_a_membrane_decay_that_rounding_moves_is_warned_about(beta, warns, recwarn):
+    g = normalized_mlp(np.array([[0.5, -0.25]]), None, np.array([[2.0], [-1.0]]))
+    g.nodes["r1"]["op"].beta, g.nodes["r1"]["op"].spike_value = np.array([beta]), 1.0
+    quantize(g, CompileConfig(bits=8))
+    msgs = [str(w.message) for w in recwarn if "membrane decay" in str(w.message)]
+    if warns:  # 0.00005 * 4096 = 0.2 rounds to 0: no leak at all
+        assert len(msgs) == 1 and msgs[0].startswith("layer 'r1': its membrane decay 1 - beta = 5e-05 rounds to 0/4096")
+        assert "relative error 100.00%" in msgs[0]
+    else:
+        assert msgs == []
+    assert g.graph["snnc"]["decays"]["r1"]["rounded"] == (0 if warns else 410 / 4096)

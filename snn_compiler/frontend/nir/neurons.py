@@ -2,6 +2,8 @@
 gain folded into the weighted ops that feed them (see :mod:`.lower` for the equations)."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from ...ir import neuron as N
@@ -21,6 +23,25 @@ def decay(imp, name, tau, what):
         imp.fail(name, f"dt {imp.dt:g} exceeds {what} (min {float(tau.min()):g}): forward Euler's "
                   f"1 - dt/{what} is negative; check --dt")
     return 1.0 - k, k
+
+
+def current_decay(imp, name, ks) -> int:
+    """``decay_u`` from the per-step current decay ``dt/tau_syn``, rounded to 12 bits as Loihi does
+    (:func:`snn_compiler.ir.neuron.round_decay`); a rounding beyond DECAY_TOL (in 1/4096) is warned
+    about with the float decay, the rounded one and the relative error. One ``decay_u`` per layer."""
+    du = N.round_decay(ks)
+    if np.any(du != du.flat[0]):
+        imp.fail(name, f"tau_syn varies across its neurons (decay_u {int(du.min())}..{int(du.max())} of 4096 after "
+                  "rounding); snnc's current decay is one per layer")
+    if du.flat[0] < 1:
+        imp.fail(name, f"its synaptic decay dt/tau_syn = {float(ks.max()):.3g} rounds to 0 of 4096 (a current that "
+                  f"never decays); the smallest 12-bit decay is 1/4096 (tau_syn = {imp.dt * N.DECAY_ONE:.6g} at dt "
+                  f"{imp.dt:g})")
+    if np.any(np.abs(ks * N.DECAY_ONE - du) > DECAY_TOL):
+        d, r, err = N.decay_rounding(ks)
+        warnings.warn(f"NIR node {name!r}: its current decay dt/tau_syn = {d:.6g} rounds to {int(du.flat[0])}/4096 = "
+                      f"{r:.6g} (relative error {err:.2%}; Loihi's decays have 12 bits)", UserWarning, stacklevel=5)
+    return int(du.flat[0])
 
 
 def neuron(imp, name, ins):
@@ -52,14 +73,7 @@ def neuron(imp, name, ins):
             imp.fail(name, "a current-based neuron maps only under Euler discretization")
         beta, km = decay(imp, name, P("tau_mem"), "tau_mem")
         _, ks = decay(imp, name, P("tau_syn"), "tau_syn")
-        d = ks * N.DECAY_ONE
-        du = int(np.rint(d.flat[0]))
-        if np.any(np.abs(d - du) > DECAY_TOL) or not 1 <= du <= N.DECAY_ONE:
-            near = imp.dt * N.DECAY_ONE / max(1, min(N.DECAY_ONE, du))
-            imp.fail(name, f"its synaptic decay 1 - dt/tau_syn = {1 - float(ks.flat[0]):.6g} is not a multiple of "
-                      f"1/4096 (snnc's current decay_u is an integer k, alpha = 1 - k/4096); the nearest "
-                      f"tau_syn at dt {imp.dt:g} is {near:.6g}")
-        decay_u = du
+        decay_u = current_decay(imp, name, ks)
         gain = P("w_in") * ks * r * km
     if k in SPIKING:
         thr = P("v_threshold")
