@@ -109,7 +109,7 @@ def _reset(v):
 _NEURON = {"scale": _opt(_float_pos), "threshold": _opt(_int_in(1)), "v_init": _opt(_int_in(-(1 << 62), 1 << 62)),
            "step": _opt(_float_pos), "readout": _bool, "reset": _reset, "spike_value": _opt(_float_pos),
            "decay_u": _int_in(0, DECAY_ONE), "membrane_bits": _int_in(*hardware.WIDTHS["membrane_bits"]),
-           "levels": _opt(_int_in(1)), "qcfs_theta": _opt(_float_pos)}
+           "levels": _opt(_int_in(1)), "qcfs_theta": _opt(_float_pos), "clip": _opt(_float_pos)}
 _WEIGHTED = {"weight_exp": _int_in(0, hardware.WIDTHS["weight_exp_max"][1])}
 ATTRS = {
     "Input": {"shape": _shape, "scale": _opt(_float_pos), "bits": _int_in(*INPUT_BITS), "signed": _bool},

@@ -50,8 +50,9 @@ LEAK_FRACTION_BITS = 6
 class Neuron:
     """A layer of neurons (one compartment each); see the module docstring for the equations.
 
-    ANN reading: ``relu(x)`` for a hidden layer converted from a ReLU, ``x`` for the read-out
-    layer; a trained spiking layer (``spike_value`` set) has none; a layer converted from a QCFS
+    ANN reading: ``relu(x)`` for a hidden layer converted from a ReLU, ``min(relu(x), clip)`` for
+    one converted from a clipped ReLU (ReLU6, ``Hardtanh(0, a)``, ``clamp(0, a)``), ``x`` for the
+    read-out layer; a trained spiking layer (``spike_value`` set) has none; a layer converted from a QCFS
     activation (``levels`` set) reads as its staircase
     ``qcfs_theta / levels * clip(floor(x * levels / qcfs_theta + 1/2), 0, levels)``.
 
@@ -69,6 +70,9 @@ class Neuron:
       input (the trained value; the normalize pass divides it by ``scale`` with the weights). Both
       None for any other layer. Such a layer's ``scale`` is the trained theta and it always starts
       at half its threshold (:func:`starts_half`), which the staircase's + 1/2 assumes.
+    - ``clip``: the ceiling of a clipped ReLU in the units of the layer's input (the trained value;
+      the normalize pass divides it by ``scale`` with the weights, and picks a scale no larger than
+      it: a clip is exactly a neuron's maximum rate). None: an unclipped ReLU.
     """
     scale: Optional[float] = None
     threshold: Optional[int] = None
@@ -84,6 +88,7 @@ class Neuron:
     membrane_bits: int = 24
     levels: Optional[int] = None
     qcfs_theta: Optional[float] = None
+    clip: Optional[float] = None
 
     @property
     def leaky(self) -> bool:
@@ -116,6 +121,13 @@ class Neuron:
         if self.levels is not None and (self.readout or self.spike_value is not None or self.leaky):
             raise ValueError(f"levels (QCFS) apply to a converted IF layer only, not to {self.label} "
                              f"{'(trained)' if self.spike_value is not None else ''}".rstrip())
+        if self.clip is not None:
+            if not (isinstance(self.clip, (int, float, np.floating)) and np.isfinite(self.clip) and self.clip > 0):
+                raise ValueError(f"a clipped ReLU's clip must be a finite number > 0, got {self.clip!r}")
+            if self.readout or self.spike_value is not None or self.leaky or self.levels is not None:
+                raise ValueError(f"clip (a clipped ReLU) applies to a converted IF layer only, not to {self.label}"
+                                 f"{' (QCFS)' if self.levels is not None else ''}"
+                                 f"{' (trained)' if self.spike_value is not None else ''}")
         return tuple(shape)
 
     def ann(self, xs, k=kernels):
@@ -126,6 +138,8 @@ class Neuron:
             return xs[0]
         if self.levels is not None:  # in float64 wherever x is narrower: a step edge lands where numpy's does
             return k.in_float64(lambda x: qcfs_staircase(x, self.qcfs_theta, self.levels), xs[0])
+        if self.clip is not None:  # .clip means the same on numpy arrays and torch tensors
+            return k.relu(xs[0]).clip(None, self.clip)
         return k.relu(xs[0])
 
 

@@ -14,6 +14,9 @@ the layers it feeds (lambda_S above), so a trained SNN needs no calibration but 
 A QCFS layer has its trained theta as lambda_N (its spikes are worth theta, as a converted
 layer's); its ``qcfs_theta`` is divided by lambda_N with the weights, so its ANN staircase reads
 ``clip(floor(a' L + 1/2), 0, L) / L`` on the normalised activation a' = a / theta.
+A clipped ReLU (ReLU6: ``clip`` set) gets lambda_N = min(lambda, clip), unless --layer-scale
+names it (a clip is the layer's maximum activation, so a larger lambda only lowers its rates),
+and its clip is divided by lambda_N with the weights.
 
 so the float SNN with threshold 1 fires at rate ~ relu(a_N) / lambda_N.
 
@@ -209,12 +212,16 @@ def normalize(graph, config) -> bool:
         elif lam[n] is None:
             lam[n] = _model_scale(graph, n, value)
         lam[n] *= factors.get(n, 1.0)
+        layer = op_of(graph, n)
+        if layer.clip is not None and n not in layer_scales:  # a clipped ReLU never exceeds its clip
+            lam[n] = min(lam[n], layer.clip)
         if not (np.isfinite(lam[n]) and lam[n] > 0):
             raise ValueError(f"layer {n!r}: activation scale {lam[n]!r} is not a finite positive number")
-        layer = op_of(graph, n)
         layer.scale = lam[n]
         if layer.levels is not None:  # a QCFS staircase reads its input in the same units as the weights
             layer.qcfs_theta = layer.qcfs_theta / lam[n]
+        if layer.clip is not None:  # so does a clipped ReLU's ceiling
+            layer.clip = layer.clip / lam[n]
         for k in incoming(graph, n):
             op = op_of(graph, k)
             with np.errstate(over="ignore"):

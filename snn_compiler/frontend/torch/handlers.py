@@ -11,6 +11,7 @@ from ...ir import ops as O
 from ...ir.neuron import QCFS, RESETS
 
 from ..lowering import Act, Unavailable, describe
+from .activations import ACTIVATIONS
 from .context import _pair
 
 aten = torch.ops.aten
@@ -109,10 +110,6 @@ def batch_norm(ctx, a):
 
 def native_batch_norm_no_training(ctx, a):
     return (_bn(ctx, a, False), None, None)  # (output, save_mean, save_invstd)
-
-
-def relu(ctx, a):
-    return ctx.emit(O.IF(), [ctx.act(a["self"])])
 
 
 def lif(ctx, a):
@@ -275,7 +272,7 @@ def reshape(ctx, a):
 
 
 def dropout(ctx, a):
-    x = ctx.act(a["input"])
+    x = ctx.act(a["input"] if "input" in a else a["self"])  # the in-place forms name it self
     if a["train"]:
         ctx.fail("dropout in training mode: call model.eval() before exporting or saving")
     return x
@@ -338,8 +335,7 @@ HANDLERS = {
     # normalisation, neurons, pooling
     aten.batch_norm.default: batch_norm,
     aten._native_batch_norm_legit_no_training.default: native_batch_norm_no_training,
-    aten.relu.default: relu,
-    aten.relu_.default: relu,
+    **ACTIVATIONS,                               # ReLU and the clipped ReLUs (activations.py)
     torch.ops.snnc.lif.default: lif,
     torch.ops.snnc.qcfs.default: qcfs,
     aten.avg_pool2d.default: avg_pool2d,

@@ -1,0 +1,211 @@
+"""The ops of the model zoo (issue 19): clipped ReLUs (ReLU6, Hardtanh(0, a), clamp(0, a)) become IF
+layers whose scale is at most the clip; in-place forms of the supported ops; refusals that name
+the layer. Blocks are defined here (torchvision's compiled ops do not load against this torch)."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+from torch import nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(__file__))
+from frontend_helpers import _lower  # noqa: E402
+
+from snn_compiler import artifact, ir  # noqa: E402
+from snn_compiler.artifact_check import ArtifactError  # noqa: E402
+from snn_compiler.compile import compile_model  # noqa: E402
+from snn_compiler.config import CompileConfig  # noqa: E402
+from snn_compiler.frontend import FrontendError, from_module  # noqa: E402
+from snn_compiler.ir import ops as O  # noqa: E402
+from snn_compiler.sim.emulator import run_ann, simulate  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning", "ignore::UserWarning")
+
+
+class _Fn(nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(x)
+
+
+def _net(act):
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), act, nn.Flatten(), nn.Linear(4 * 6 * 6, 5)).eval()
+
+
+CLIPPED = {  # name: (activation module, the clip it must get)
+    "relu6": (nn.ReLU6(), 6.0),
+    "relu6_inplace": (nn.ReLU6(inplace=True), 6.0),
+    "F.relu6": (_Fn(F.relu6), 6.0),
+    "hardtanh": (nn.Hardtanh(0.0, 4.0), 4.0),
+    "hardtanh_inplace": (nn.Hardtanh(0.0, 2.5, inplace=True), 2.5),
+    "clamp": (_Fn(lambda x: torch.clamp(x, 0, 3)), 3.0),
+    "clamp_inplace": (_Fn(lambda x: x.clamp_(min=0, max=3)), 3.0),
+    "clamp_min_max": (_Fn(lambda x: x.clamp_min(0).clamp_max(2)), 2.0),
+    "clamp_min_max_inplace": (_Fn(lambda x: x.clamp_min_(0).clamp_max_(2)), 2.0),
+    "relu_then_clamp_max": (_Fn(lambda x: F.relu(x).clamp_max(1.5)), 1.5),
+    "clamp_min_only": (_Fn(lambda x: x.clamp_min(0)), None),
+}
+
+
+def _clips(g):
+    return [ir.op_of(g, n).clip for n in ir.topo_order(g) if O.is_hidden_neuron(ir.op_of(g, n))]
+
+
+@pytest.mark.parametrize("name", list(CLIPPED))
+def test_clipped_relus_become_one_clipped_if_layer_whose_ann_is_torch(name):
+    act, clip = CLIPPED[name]
+    net = _net(act)
+    g = from_module(net, (1, 6, 6))
+    assert _clips(g) == [clip]
+    x = torch.randn(20, 1, 6, 6) * 10  # far beyond the clip: the ANN reading must clip too
+    with torch.no_grad():
+        want = net(x).numpy()
+    np.testing.assert_allclose(run_ann(g, x.numpy().astype(np.float64)), want, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("fmt", ["script", "trace", "export"])
+def test_relu6_through_every_file_format(fmt, tmp_path):
+    g = _lower(_net(nn.ReLU6(inplace=True)), (1, 6, 6), fmt, tmp_path)
+    assert _clips(g) == [6.0]
+
+
+@pytest.mark.parametrize("act,match", [
+    (nn.Hardtanh(), r"lower bound -1 is not a ReLU"),
+    (_Fn(lambda x: torch.clamp(x, -1, 1)), r"clamp with lower bound -1"),
+    (_Fn(lambda x: torch.clamp(x, max=1)), r"clamp without a lower bound"),
+    (_Fn(lambda x: x.clamp_max(1)), r"clamp_max converts only right after a ReLU"),
+    (_Fn(lambda x: (lambda r: r.clamp_max(2) + r)(F.relu(x))), r"clamp_max converts only right after a ReLU"),
+    (_Fn(lambda x: torch.clamp(x, 0, 0)), r"upper bound 0"),
+])
+def test_clamps_that_are_not_clipped_relus_are_refused_naming_the_layer(act, match):
+    with pytest.raises(FrontendError, match=match) as e:
+        from_module(_net(act), (1, 6, 6))
+    assert " at 1 (" in str(e.value)  # the module path of the activation
+
+
+def test_clip_field_is_checked():
+    with pytest.raises(ValueError, match="finite number > 0"):
+        O.IF(clip=-1.0).infer_shape([(3,)])
+    with pytest.raises(ValueError, match="converted IF layer only"):
+        O.Output(clip=1.0).infer_shape([(3,)])
+    assert O.IF(clip=2.0).ann([np.array([-1.0, 1.0, 5.0])]).tolist() == [0.0, 1.0, 2.0]
+
+
+def _compiled(net, x, **kw):
+    return compile_model(from_module(net, tuple(x.shape[1:])), CompileConfig(bits=8, calibration=x.numpy(), **kw))
+
+
+def test_normalize_takes_the_clip_as_the_largest_scale():
+    net = _net(nn.ReLU6())
+    x = torch.randn(64, 1, 6, 6) * 10  # the calibrated statistic would exceed 6 without the clip
+    for norm in ("model", "max", "scale:10"):  # the last two reach the clip (10 x the max: far beyond)
+        q = _compiled(net, x, norm=norm)
+        (layer,) = [n for n in ir.topo_order(q) if O.is_hidden_neuron(ir.op_of(q, n))]
+        op = ir.op_of(q, layer)
+        assert op.scale <= 6.0 and op.clip == pytest.approx(6.0 / op.scale)
+        assert norm == "model" or op.scale == 6.0
+    with torch.no_grad():
+        want = net(x).numpy()
+    np.testing.assert_allclose(run_ann(q, x.numpy()), want, rtol=0, atol=1e-4 * np.abs(want).max())
+    # --layer-scale is the user's value, kept even above the clip
+    q = _compiled(net, x, layer_scales={"1": 8.0})
+    assert ir.op_of(q, "1").scale == 8.0
+
+
+def _cbr(i, o, k=3, s=1, groups=1, act=True):
+    layers = [nn.Conv2d(i, o, k, s, k // 2, groups=groups, bias=False), nn.BatchNorm2d(o)]
+    return nn.Sequential(*layers, nn.ReLU6(inplace=True)) if act else nn.Sequential(*layers)
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2's block: 1x1 expand-BN-ReLU6, 3x3 depthwise-BN-ReLU6, 1x1 project-BN (linear), + x;
+    ``relu_after_add`` puts a ReLU6 on the sum (the linear bottleneck does not compile yet)."""
+
+    def __init__(self, c, t, relu_after_add):
+        super().__init__()
+        self.conv = nn.Sequential(_cbr(c, c * t, 1), _cbr(c * t, c * t, 3, groups=c * t), _cbr(c * t, c, 1, act=False))
+        self.relu_after_add = relu_after_add
+
+    def forward(self, x):
+        y = x + self.conv(x)
+        return F.relu6(y) if self.relu_after_add else y
+
+
+def _mobilenet(relu_after_add):
+    torch.manual_seed(1)
+    net = nn.Sequential(_cbr(3, 8, 3, 2), InvertedResidual(8, 4, relu_after_add), InvertedResidual(8, 4, relu_after_add),
+                        _cbr(8, 16, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2, inplace=True),
+                        nn.Linear(16, 10))
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.bias.data.uniform_(-0.5, 0.5)
+    return net.eval()
+
+
+def test_mobilenetv2_linear_bottleneck_lowers_and_matches_torch():
+    net = _mobilenet(relu_after_add=False)
+    g = from_module(net, (3, 16, 16))
+    assert sum(isinstance(ir.op_of(g, n), O.Add) for n in g) == 2 and set(_clips(g)) == {6.0}
+    x = torch.randn(8, 3, 16, 16) * 4
+    with torch.no_grad():
+        want = net(x).numpy()
+    np.testing.assert_allclose(run_ann(g, x.numpy().astype(np.float64)), want, rtol=0, atol=1e-4)
+
+
+def test_mobilenetv2_block_with_relu6_compiles_and_its_int8_snn_agrees_with_its_ann():
+    net = _mobilenet(relu_after_add=True)
+    x = torch.rand(64, 3, 16, 16) * 2 - 1
+    q = _compiled(net, x)
+    ann = run_ann(q, x.numpy())
+    with torch.no_grad():
+        np.testing.assert_allclose(ann, net(x).numpy(), rtol=0, atol=1e-3)
+    snn = simulate(q, x.numpy(), timesteps=64).scores
+    assert np.corrcoef(snn.ravel(), ann.ravel())[0, 1] > 0.99
+
+
+def test_clip_survives_the_artifact_and_old_artifacts_without_it_load(tmp_path):
+    q = _compiled(_net(nn.ReLU6()), torch.randn(32, 1, 6, 6) * 10)
+    path = tmp_path / "a.snnc"
+    artifact.save(q, path)
+    back = artifact.load(path)
+    assert ir.op_of(back, "1").clip == ir.op_of(q, "1").clip is not None
+
+    def rewrite(name, edit):
+        with zipfile.ZipFile(path) as z:
+            members = {i.filename: z.read(i) for i in z.infolist()}
+        manifest = json.loads(members["manifest.json"])
+        for node in manifest["nodes"]:
+            if node["name"] == "1":
+                edit(node["attrs"])
+        members["manifest.json"] = json.dumps(manifest).encode()
+        out = tmp_path / name
+        with zipfile.ZipFile(out, "w") as z:
+            for k, v in members.items():
+                z.writestr(k, v)
+        return out
+
+    old = artifact.load(rewrite("old.snnc", lambda a: a.pop("clip")))  # written before the field existed
+    assert ir.op_of(old, "1").clip is None
+    with pytest.raises(ArtifactError, match="clip must be a finite number > 0"):
+        artifact.load(rewrite("bad.snnc", lambda a: a.update(clip=-2.0)))
+
+
+def test_inplace_dropout_of_mnasnet_is_an_identity():
+    """MnasNet's classifier: nn.Dropout(inplace=True) records aten.dropout_ (argument ``self``)."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Dropout(0.2, inplace=True), nn.Linear(36, 3)).eval()
+    g = from_module(net, (1, 6, 6))
+    assert [O.kind(ir.op_of(g, n)) for n in ir.topo_order(g)] == ["Input", "Flatten", "Dense", "Output"]
