@@ -9,7 +9,7 @@ all constants are evaluated with numpy by ``FOLDERS`` (:mod:`.folding`) and stay
 name the ONNX node (name and op_type).
 
 Supported: Gemm, MatMul (+ Add of a constant bias), Conv, BatchNormalization (inference form),
-Relu, Clip(0, inf), AveragePool, GlobalAveragePool, MaxPool, GlobalMaxPool, Flatten (axis 1),
+Relu, Clip(0, inf) and Clip(0, a) (ReLU6), AveragePool, GlobalAveragePool, MaxPool, GlobalMaxPool, Flatten (axis 1),
 flatten-like Reshape, Add (residual), Dropout, Identity and float Casts.
 """
 from __future__ import annotations
@@ -106,9 +106,11 @@ def _lower(onnx, model, where, input_shape) -> nx.DiGraph:
     return _finish(ctx, graph, where)
 
 
-_SUPPORTED = ("snnc lowers Gemm, MatMul (+ Add of a bias), Conv, BatchNormalization, Relu, Clip(0, inf), "
-              "AveragePool, GlobalAveragePool, MaxPool, GlobalMaxPool, Flatten, flatten-like Reshape, residual "
-              "Add, Dropout, Identity and Cast, and folds constants through " + ", ".join(sorted(FOLDERS)))
+# what a refusal says snnc lowers: the handler table, with the forms each op converts in
+_FORMS = {"MatMul": "MatMul (+ Add of a bias)", "Clip": "Clip(0, inf) and Clip(0, a)", "Reshape": "flatten-like Reshape",
+          "Add": "residual Add"}
+_SUPPORTED = ("snnc lowers " + ", ".join(_FORMS.get(op, op) for op in HANDLERS) + ", and folds constants through "
+              + ", ".join(sorted(FOLDERS)))
 
 
 def _lower_node(ctx, node):

@@ -148,7 +148,8 @@ def _bound(ctx, v, what, sign) -> Optional[float]:
 
 
 def clip(ctx):
-    """Clip(0, inf) is a ReLU (an IF layer); Clip with neither bound is an identity."""
+    """Clip(0, inf) is a ReLU (an IF layer), Clip(0, a) a clipped ReLU (an IF layer whose clip is a:
+    ReLU6 is Clip(0, 6)); Clip with neither bound is an identity."""
     if ctx.opset < 11:
         lo, hi = ctx.attr("min"), ctx.attr("max")
     else:
@@ -157,13 +158,12 @@ def clip(ctx):
     x = ctx.act(ctx.input(0))
     if hi is None and lo is None:
         return x
-    if hi is None and lo == 0.0:
-        return ctx.emit(O.IF(), [x])
+    if lo == 0.0 and (hi is None or (math.isfinite(hi) and hi > 0)):
+        return ctx.emit(O.IF(clip=hi), [x])
     if lo == 0.0:
-        ctx.fail(f"Clip(0, {hi:g}) saturates at {hi:g} (ReLU{hi:g}), which an IF neuron (a ReLU) does not; only "
-                 f"Clip(0, inf) (ReLU) is supported: train with ReLU instead")
+        ctx.fail(f"Clip(0, {hi:g}) is no clipped ReLU: its upper bound must be a finite number > 0")
     ctx.fail(f"Clip({'-inf' if lo is None else f'{lo:g}'}, {'inf' if hi is None else f'{hi:g}'}) is not a ReLU; "
-             f"only Clip(0, inf) (ReLU) is supported")
+             f"only Clip(0, inf) (ReLU) and Clip(0, a) (a clipped ReLU, e.g. ReLU6) are supported")
 
 
 def _ceil_check(ctx, shape, k, s, p, d=(1, 1)):
