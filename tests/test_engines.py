@@ -10,6 +10,7 @@ from snn_compiler.ir import add_op, new_graph, verify
 from snn_compiler.ir import ops as O
 from snn_compiler.sim import fast
 from snn_compiler.sim.emulator import simulate
+from snn_compiler.sim.encode import SEQUENCE_ENCODINGS
 
 from builders import int_chain
 
@@ -232,6 +233,38 @@ def test_engines_agree_on_random_networks_with_extreme_registers(net, timesteps,
     assert np.array_equal(a.predictions, b.predictions)
     assert a.rates == b.rates
     assert a.counts.keys() == b.counts.keys()
+    for k in a.counts:
+        assert np.array_equal(a.counts[k], b.counts[k]), k
+
+
+def sequence_of(x, timesteps, rng, events):
+    """(N, T, *shape) frames for the samples ``x``: graded currents that vary step by step, or
+    ``events`` (values in {-1, 0, 1}, {0, 1} when ``x`` is unsigned), as a sensor's frames."""
+    shape = (len(x), timesteps) + x.shape[1:]
+    if events:
+        return rng.integers(-1 if x.min() < 0 else 0, 2, shape).astype(np.float64)
+    return x[:, None] * rng.uniform(0, 1.3, shape)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(net=quantized_nets(), timesteps=st.integers(1, 16), encoding=st.sampled_from(SEQUENCE_ENCODINGS),
+       readout=st.sampled_from(["membrane", "count"]), batch_size=st.integers(1, 9), seed=st.integers(0, 3),
+       step_frames=st.sampled_from([fast.STEP_FRAMES, 1, 7]), events=st.booleans())
+def test_engines_agree_on_random_sequences(net, timesteps, encoding, readout, batch_size, seed, step_frames, events):
+    """Time-varying input (N, T, *shape), T from the data: the numba engine cuts the frames into
+    its chunks of steps (``step_frames`` small: many chunks) and equals the numpy engine."""
+    g, x = net
+    seq = sequence_of(x, timesteps, np.random.default_rng(seed), events)
+    kw = dict(encoding=encoding, readout=readout, record=True, batch_size=batch_size, seed=seed)
+    a = simulate(g, seq, engine="numpy", **kw)
+    saved, fast.STEP_FRAMES = fast.STEP_FRAMES, step_frames
+    try:
+        b = simulate(g, seq, engine="numba", **kw)
+    finally:
+        fast.STEP_FRAMES = saved
+    assert np.array_equal(a.scores, b.scores), (a.scores, b.scores)
+    assert np.array_equal(a.predictions, b.predictions)
+    assert a.rates == b.rates
     for k in a.counts:
         assert np.array_equal(a.counts[k], b.counts[k]), k
 

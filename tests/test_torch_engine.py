@@ -12,9 +12,9 @@ from snn_compiler.ir import neuron as N  # noqa: E402
 from snn_compiler.ir import ops as O  # noqa: E402
 from snn_compiler.sim import emulator, plan, readout, torch_engine  # noqa: E402
 from snn_compiler.sim.emulator import simulate  # noqa: E402
-from snn_compiler.sim.encode import ENCODINGS, input_gain  # noqa: E402
+from snn_compiler.sim.encode import ENCODINGS, SEQUENCE_ENCODINGS, input_gain  # noqa: E402
 
-from test_engines import _beyond_snn_form, conv_net, quantized_nets, residual_net  # noqa: E402
+from test_engines import _beyond_snn_form, conv_net, quantized_nets, residual_net, sequence_of  # noqa: E402
 
 CUDA = torch.cuda.is_available()
 DEVICES = ["cpu"] + (["cuda"] if CUDA else [])
@@ -93,6 +93,22 @@ def test_torch_engine_equals_numpy_engine_on_random_networks(net, timesteps, enc
     g.graph["snnc"]["input_gain"] = input_gain(encoding, g.nodes["in"]["op"])  # pso: the gain the weights "carry"
     _run_both(g, x, timesteps=timesteps, encoding=encoding, readout=readout, k=k if readout == "k-spikes" else None,
               record=record, batch_size=batch_size, seed=seed)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(net=quantized_nets(), timesteps=st.integers(1, 16), encoding=st.sampled_from(SEQUENCE_ENCODINGS),
+       readout=st.sampled_from(readout.READOUTS), record=st.booleans(), batch_size=st.integers(1, 9),
+       seed=st.integers(0, 3), events=st.booleans(), decay_u=st.sampled_from([N.DECAY_ONE, 3000]))
+def test_torch_engine_equals_numpy_engine_on_random_sequences(net, timesteps, encoding, readout, record, batch_size,
+                                                             seed, events, decay_u):
+    """Time-varying input (N, T, *shape), every read-out (early stop drops a decided sample's frames)."""
+    g, x = net
+    for n in g:
+        if isinstance(g.nodes[n]["op"], O.Neuron):
+            g.nodes[n]["op"].decay_u = decay_u
+    seq = sequence_of(x, timesteps, np.random.default_rng(seed), events)
+    _run_both(g, seq, encoding=encoding, readout=readout, k=2 if readout == "k-spikes" else None, record=record,
+              batch_size=batch_size, seed=seed)
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -234,7 +234,7 @@ def _update(bar, job, shown):
     return max(done, shown)
 
 
-def run(graph, x, *, timesteps, encoding="constant", seed=0, readout="membrane", k=None, batch_size=256,
+def run(graph, x, *, timesteps=None, encoding="constant", seed=0, readout="membrane", k=None, batch_size=256,
         progress=False, record=False, timeout=None, fault=None, neurons="auto", info=None):
     """Run ``graph`` on Lava's bit-accurate fixed-point simulator; returns the reference's SimResult.
 
@@ -244,7 +244,9 @@ def run(graph, x, *, timesteps, encoding="constant", seed=0, readout="membrane",
     reference does with ``record=True``), so ``rates`` and counts cover whole windows.
 
     All samples stream through one Lava run (per-layer window resets); ``batch_size`` is accepted
-    for interface compatibility. ``timesteps``: 1..MAX_TIMESTEPS. ``timeout`` (s) bounds the whole
+    for interface compatibility. ``timesteps``: 1..MAX_TIMESTEPS; ``x`` (N, *input shape), or a
+    sequence (N, T, *input shape) whose T the run takes (``timesteps`` None or T; the reference's
+    rule, :func:`snn_compiler.sim.encode.run_timesteps`). ``timeout`` (s) bounds the whole
     worker; by default :func:`default_timeout` (START_S + TIMEOUT_MARGIN x the expected time, which
     grows with samples x timesteps x network size; at most MAX_LAVA_TIMEOUT), and a run expected
     to take longer than MAX_LAVA_TIMEOUT is refused unless ``timeout`` is given (raising the cap).
@@ -257,9 +259,10 @@ def run(graph, x, *, timesteps, encoding="constant", seed=0, readout="membrane",
     from snn_compiler.passes.compose_pools import without_pools
     from snn_compiler.sim.emulator import SimResult
     from snn_compiler.sim.readout import check_readout
-    from snn_compiler.sim.encode import ENCODINGS, check_gain, check_timesteps
+    from snn_compiler.sim.encode import ENCODINGS, check_gain, check_timesteps, run_timesteps
 
-    timesteps = check_timesteps(timesteps)
+    if timesteps is not None:
+        check_timesteps(timesteps)
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float, np.number))
                                 or not math.isfinite(timeout) or timeout <= 0):
         raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
@@ -272,6 +275,7 @@ def run(graph, x, *, timesteps, encoding="constant", seed=0, readout="membrane",
     check_graph(graph)
     plan = make_plan(graph, readout)
     x = np.asarray(x)
+    timesteps = run_timesteps(plan.input_shape, x, timesteps, encoding)
     out_shape = plan.layers[plan.output].shape
     if len(x) == 0:
         return SimResult(scores=np.zeros((0,) + out_shape), predictions=np.zeros(0, np.int64), rates={},

@@ -40,7 +40,7 @@ from lava.proc.lif.process import LIFReset
 from lava.proc.sparse.process import Sparse
 from lava.utils.weightutils import SignMode
 
-from snn_compiler.sim.encode import check_timesteps, input_chunks
+from snn_compiler.sim.encode import check_timesteps, input_chunks, run_timesteps
 
 from .plan import STOCK_LIF_BIAS, NetPlan, from_lava, lif_fit, make_plan, to_lava
 from .procs.process import SnncDelay, SnncNeuron, SnncSource
@@ -124,7 +124,8 @@ def build_network(graph, x=None, *, timesteps: int, encoding: str = "constant", 
                   fault: Optional[tuple] = None, neurons: str = "auto", k: Optional[int] = None) -> LavaNetwork:
     """The Lava process graph of a quantized SNN-form ``graph``.
 
-    ``x`` (N, *input shape), float, is encoded exactly as the reference does
+    ``x`` (N, *input shape) or a sequence (N, T, *input shape) with T = ``timesteps``, float, is
+    encoded exactly as the reference does
     (:func:`snn_compiler.sim.encode.input_steps`) by an :class:`SnncSource`; with ``x=None`` no
     source is made and ``n_samples`` windows are expected on ``input_ports``. ``fault`` =
     (layer, step) makes that layer's process raise at that hardware step (for tests).
@@ -141,6 +142,7 @@ def build_network(graph, x=None, *, timesteps: int, encoding: str = "constant", 
     T = check_timesteps(timesteps)
     if x is not None:
         x = np.asarray(x)
+        T = run_timesteps(plan.input_shape, x, T, encoding)  # a sequence's T must be this T
         n_samples = len(x)
     if not n_samples:
         raise ValueError("build_network needs input data or n_samples >= 1")
