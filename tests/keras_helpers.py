@@ -194,9 +194,10 @@ def reference(x, layers):
         elif cls == "Flatten":
             x = x.reshape(len(x), -1)  # Keras' order: (H, W, C)
         elif cls == "ReLU":
-            act = "relu"
-        if cls in ("Dense", "Conv2D", "Activation", "ReLU") and act == "relu":
-            x = np.maximum(x, 0)
+            act = "relu" if cfg.get("max_value") is None else ("relu", cfg["max_value"])
+        if cls in ("Dense", "Conv2D", "Activation", "ReLU") and act in ("relu", "relu6") or isinstance(act, tuple):
+            top = {"relu": np.inf, "relu6": 6.0}[act] if isinstance(act, str) else act[1]
+            x = np.minimum(np.maximum(x, 0), top)
     return x
 
 

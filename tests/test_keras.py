@@ -144,6 +144,20 @@ def test_free_input_sizes_need_an_input_shape(tmp_path):
     assert_same(g, layers, RNG.random((4, 6, 6, 3)))
 
 
+CLIPPED = [conv("conv2d", 2, 4, 3, padding="same", activation="relu6"), simple("ReLU", "re_lu", max_value=6.0),
+           conv("conv2d_1", 4, 3, 1), simple("ReLU", "re_lu_1", max_value=2.5),
+           simple("Flatten", "flatten", data_format="channels_last"), dense("dense", 75, 3)]
+
+
+@pytest.mark.parametrize("keras3", [False, True], ids=["keras2", "keras3"])
+def test_relu6_and_relu_max_value_are_clipped_if_layers(tmp_path, keras3):
+    """activation='relu6' and ReLU(max_value=a) (MobileNet's ReLU6 in Keras) are IF layers whose clip is a."""
+    g = from_keras_h5(write_sequential(tmp_path / "clip.h5", (5, 5, 2), CLIPPED, keras3=keras3))
+    clips = [ir.op_of(g, n).clip for n in ir.topo_order(g) if O.is_hidden_neuron(ir.op_of(g, n))]
+    assert clips == [6.0, 6.0, 2.5]
+    assert_same(g, CLIPPED, RNG.normal(size=(20, 5, 5, 2)) * 10)
+
+
 # ---- refusals: one clear line naming the layer -----------------------------------------------------
 
 def _with(layer, **cfg):
@@ -168,8 +182,8 @@ def _with(layer, **cfg):
      r"layer 'dense' \(Dense\): Dense on an input of shape \(3, 3, 2\) acts on its last axis only.*Flatten"),
     ([conv("conv2d", 1, 2, 3), bn("bn", 3, axis=1), simple("Flatten", "f"), dense("d", 18, 2)], (5, 5, 1),
      r"layer 'bn' \(BatchNormalization\): normalizes axis 1 .* only the channel"),
-    ([("ReLU", {"name": "relu6", "max_value": 6.0}, []), dense("dense", 4, 2)], (4,),
-     r"layer 'relu6' \(ReLU\): ReLU with \{'max_value': 6.0\} is not a plain ReLU"),
+    ([("ReLU", {"name": "leaky", "negative_slope": 0.1}, []), dense("dense", 4, 2)], (4,),
+     r"layer 'leaky' \(ReLU\): ReLU with \{'negative_slope': 0.1\} is not a plain ReLU"),
     ([("Sequential", {"name": "inner", "layers": []}, [])], (4,), r"layer 'inner' \(Sequential\): is a nested model"),
     ([conv("conv2d", 1, 2, 3), conv("conv2d_1", 2, 2, 1, fmt="channels_first"), simple("Flatten", "f"),
       dense("d", 18, 2)], (5, 5, 1), r"layer 'conv2d_1' \(Conv2D\): has data_format='channels_first'"),
@@ -179,11 +193,11 @@ def _with(layer, **cfg):
     ([_with(conv("conv2d", 2, 2, 3), groups=0), simple("Flatten", "f"), dense("d", 18, 2)], (5, 5, 2),
      r"layer 'conv2d' \(Conv2D\): groups must be a positive integer, got 0"),
     ([("ReLU", {"name": "relu0", "max_value": 0}, []), dense("dense", 4, 2)], (4,),
-     r"layer 'relu0' \(ReLU\): ReLU with \{'max_value': 0\} is not a plain ReLU"),
+     r"layer 'relu0' \(ReLU\): ReLU with max_value 0: a clipped ReLU needs a finite number > 0"),
     ([_with(conv("conv2d", 1, 2, 3), data_format=""), simple("Flatten", "f"), dense("d", 18, 2)], (5, 5, 1),
      r"data_format '' is not one of channels_last, channels_first"),
 ], ids=["sigmoid", "tanh-layer", "lstm", "uneven-same", "avgpool-same", "softmax-inside", "dense-on-map",
-        "bn-axis", "relu6", "nested", "mixed-format", "ends-in-flatten", "groups-0", "relu-max-0", "format-empty"])
+        "bn-axis", "leaky-relu", "nested", "mixed-format", "ends-in-flatten", "groups-0", "relu-max-0", "format-empty"])
 def test_unsupported_models_are_refused_naming_the_layer(tmp_path, layers, shape, match):
     for keras3 in (False, True):
         path = write_sequential(tmp_path / f"bad{keras3}.h5", shape, layers, keras3=keras3)

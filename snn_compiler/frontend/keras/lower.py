@@ -3,6 +3,8 @@
 :mod:`.load` for the table and the layout rules)."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ... import ir
@@ -10,9 +12,6 @@ from ...ir import ops as O
 from ..lowering import refuse_non_finite
 from .read import _Layer, _Reader
 
-SUPPORTED = ("InputLayer, Dense, Conv2D, AveragePooling2D, MaxPooling2D, GlobalAveragePooling2D, "
-             "BatchNormalization, Flatten, Activation('relu'), ReLU, Dropout, SpatialDropout2D, "
-             "GaussianNoise and GaussianDropout")
 IDENTITIES = ("Dropout", "SpatialDropout2D", "GaussianNoise", "GaussianDropout")
 MODELS = ("Sequential", "Functional", "Model")
 _LINEAR = (None, "linear")
@@ -119,14 +118,14 @@ class _Lower:
             act = act.get("config") if isinstance(act.get("config"), str) else act.get("class_name")
         if act in _LINEAR:
             return
-        if act == "relu":
-            self.emit(base, O.IF())
+        if act in ("relu", "relu6"):
+            self.emit(base, O.IF(clip=6.0 if act == "relu6" else None))
             return
         if act == _SOFTMAX:
             if self.softmax_at is None:
                 self.softmax_at = str(self.layer)
             return
-        self.fail(f"activation {act!r} is not supported (snnc converts 'relu' into integrate-and-fire neurons; "
+        self.fail(f"activation {act!r} is not supported (snnc converts 'relu' and 'relu6' into integrate-and-fire neurons; "
                   f"'linear' needs nothing; 'softmax' is dropped on the last layer)")
 
     # -- layers
@@ -141,7 +140,7 @@ class _Lower:
                       "rebuild it with the inner model's layers in place")
         handler = getattr(self, "_" + cls, None)
         if handler is None:
-            self.fail(f"unsupported layer (snnc reads {SUPPORTED})")
+            self.fail(f"unsupported layer (snnc reads {supported()})")
         handler(lay, cfg)
 
     def _Dense(self, lay, cfg):
@@ -256,15 +255,29 @@ class _Lower:
     def _ReLU(self, lay, cfg):
         self.weights()
         # max_value 0 clamps every output to 0: only None is "no maximum"; a zero slope or threshold is ReLU's own
-        extra = {k: cfg.get(k) for k in ("max_value", "negative_slope", "threshold")
-                 if cfg.get(k) is not None and (k == "max_value" or cfg.get(k) != 0)}
+        extra = {k: cfg.get(k) for k in ("negative_slope", "threshold") if cfg.get(k) is not None and cfg.get(k) != 0}
         if extra:
-            self.fail(f"ReLU with {extra} is not a plain ReLU; only ReLU() is supported")
-        self.emit(lay.name, O.IF())
+            self.fail(f"ReLU with {extra} is not a plain ReLU; only ReLU() and ReLU(max_value=a) are supported")
+        top = cfg.get("max_value")
+        if top is not None and (isinstance(top, bool) or not isinstance(top, (int, float))
+                                or not (math.isfinite(top) and top > 0)):
+            self.fail(f"ReLU with max_value {top!r}: a clipped ReLU needs a finite number > 0 (or None: no maximum)")
+        self.emit(lay.name, O.IF(clip=None if top is None else float(top)))
 
     def _Softmax(self, lay, cfg):
         self.weights()
         self.activation(_SOFTMAX, lay.name)
+
+
+_FORMS = {"Activation": "Activation('relu', 'relu6' or 'softmax')", "ReLU": "ReLU (max_value too)",
+          "Softmax": "Softmax (last layer)"}
+
+
+def supported() -> str:
+    """What a refusal says snnc reads: the layer methods of :class:`_Lower` (its handler table)."""
+    layers = [n[1:] for n in vars(_Lower) if n.startswith("_") and n[1:2].isupper()]
+    names = ["InputLayer"] + [_FORMS.get(n, n) for n in layers] + list(IDENTITIES)
+    return ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def _scatter(a, perm):
