@@ -1,7 +1,8 @@
 """Torch building blocks for training spiking networks that snnc can compile.
 
 - ``fast_sigmoid`` / ``sigmoid_surrogate``: Heaviside spike with a smooth surrogate gradient.
-- ``LIF``: a stateful leaky integrate-and-fire layer, one timestep per ``forward`` call.
+- ``LIF``: a stateful leaky integrate-and-fire layer, one timestep per ``forward`` call;
+  ``CubaLIF``: the same with a decaying synaptic current (current-based, NIR's CubaLIF).
 - ``reset(net)`` clears all LIF state; ``run(net, x, timesteps)`` rate-decodes (sums output spikes);
   ``rate_loss(counts, target, timesteps)`` is a loss on those counts for direct training.
 - ``QCFS``: the quantization-clip-floor-shift activation (Bu et al., ICLR 2022) that an ANN is
@@ -9,7 +10,8 @@
   swaps a trained model's ReLUs for it.
 
 Export: under ``torch.export.export`` each ``LIF`` becomes ONE node, the custom op
-``torch.ops.snnc.lif.default(x, beta, threshold, reset)``, and each ``QCFS`` the custom op
+``torch.ops.snnc.lif.default(x, beta, threshold, reset)`` (``CubaLIF``:
+``torch.ops.snnc.cubalif.default(x, alpha, beta, threshold, reset)``), and each ``QCFS`` the custom op
 ``torch.ops.snnc.qcfs.default(x, theta, levels)``, so the compiler sees the layer and its
 parameters rather than unrolled arithmetic. Importing this module registers these ops; it must be
 imported before ``torch.export.load`` of a program that contains them.
@@ -140,11 +142,64 @@ class LIF(nn.Module):
         return f"beta={self.beta.tolist()}, threshold={self.threshold}, reset={self.reset!r}"
 
 
+# The export-time stand-in for one CubaLIF layer (as snnc::lif for LIF): one step from zero state.
+@torch.library.custom_op("snnc::cubalif", mutates_args=())
+def cubalif(x: Tensor, alpha: float, beta: Tensor, threshold: float, reset: str) -> Tensor:
+    return (x >= threshold).to(x.dtype)
+
+
+@cubalif.register_fake
+def _cubalif_fake(x, alpha, beta, threshold, reset):
+    return torch.empty_like(x)
+
+
+class CubaLIF(LIF):
+    """Current-based LIF neurons (NIR ``CubaLIF``; snnTorch's ``Synaptic``), one timestep per call:
+    the input ``x`` (the weighted synaptic drive) charges a synaptic current ``i`` that decays by
+    ``alpha``, and the current charges the membrane:
+
+        i[t] = alpha * i[t-1] + x[t]                    i[-1] = 0
+        v[t] = beta * v[t-1] + i[t]                     v[-1] = 0
+        s[t] = H(v[t] - threshold), reset as in LIF     (the current is not reset)
+
+    ``alpha`` in [0, 1] is one float per layer (Loihi's current decay is one register per
+    compartment group); the compiler keeps it as ``decay_u = round((1 - alpha) * 4096)``, so an
+    alpha that is a multiple of 1/4096 (``1 - 41/4096``: a slow synapse) compiles exactly and any
+    other is rounded with a warning. ``beta``, ``threshold``, ``reset``, ``surrogate`` and
+    ``learn_beta`` are LIF's; the surrogate gradient flows through both decays. Under
+    ``torch.export`` the layer emits the single op ``torch.ops.snnc.cubalif``.
+    """
+
+    def __init__(self, alpha: float, beta: Union[float, Sequence[float], Tensor], threshold: float = 1.0,
+                 reset: str = "subtract", surrogate: Optional[Callable[[Tensor], Tensor]] = None,
+                 learn_beta: bool = False):
+        super().__init__(beta, threshold=threshold, reset=reset, surrogate=surrogate, learn_beta=learn_beta)
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= float(alpha) <= 1.0:
+            raise ValueError(f"alpha must be one number in [0, 1] (one current decay per layer), got {alpha!r}")
+        self.alpha = float(alpha)
+        self.i: Optional[Tensor] = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        if torch.compiler.is_exporting():
+            return torch.ops.snnc.cubalif(x, self.alpha, self.beta, self.threshold, self.reset)
+        fresh = self.i is None or self.i.shape != x.shape
+        self.i = x if fresh else self.alpha * self.i + x
+        if fresh:
+            self.v = None  # both states restart together
+        return super().forward(self.i)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}, " + super().extra_repr()
+
+
 def reset(net: nn.Module) -> nn.Module:
-    """Clear the membrane state of every ``LIF`` in ``net``; returns ``net``."""
+    """Clear the state of every ``LIF`` (membrane) and ``CubaLIF`` (membrane and current) in ``net``;
+    returns ``net``."""
     for m in net.modules():
         if isinstance(m, LIF):
             m.v = None
+        if isinstance(m, CubaLIF):
+            m.i = None
     return net
 
 

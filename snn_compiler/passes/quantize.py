@@ -146,6 +146,12 @@ def quantize(graph, config) -> bool:
                                  "the simulators add exactly; use fewer --bits or a smaller weight_exp_max")
             l, h = weight_bounds(O.effective_weights(op), units[k][1], units[k][2])
             lo, hi = lo + l, hi + h
+        if layer.decay_u != N.DECAY_ONE and np.any(bias != 0):
+            warnings.warn(f"layer {n!r}: it has current memory (decay_u {int(layer.decay_u)}) and a bias; the integer "
+                          "SNN adds the bias to the membrane each step (Loihi's bias register), while the float SNN "
+                          "and the trained network add it to the current, which sums it up to "
+                          f"{N.DECAY_ONE / layer.decay_u:.0f} times: their spikes differ (train CUBA layers' "
+                          "weighted ops without bias)", UserWarning, stacklevel=3)
         layer.threshold = theta
         layer.bias = regs.round_bias(bias, n)
         layer.v_init = theta // 2 if N.starts_half(layer, config.v_init == "half") else 0

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
 
-from ... import nn as _snnc_nn  # noqa: F401  (registers the snnc::lif and snnc::qcfs ops)
+from ... import nn as _snnc_nn  # noqa: F401  (registers the snnc::lif, snnc::cubalif and snnc::qcfs ops)
 from ...ir import ops as O
+from ...ir import neuron as N
 from ...ir.neuron import QCFS, RESETS
 
 from ..lowering import Act, Unavailable, describe
@@ -112,8 +114,8 @@ def native_batch_norm_no_training(ctx, a):
     return (_bn(ctx, a, False), None, None)  # (output, save_mean, save_invstd)
 
 
-def lif(ctx, a):
-    """A trained LIF layer (snn_compiler.nn.LIF, exported as one snnc::lif op)."""
+def _lif_fields(ctx, a):
+    """The checked input, beta, threshold and reset of an snnc::lif or snnc::cubalif op."""
     x = ctx.act(a["x"])
     beta = ctx.const(a["beta"], "beta").reshape(-1)
     threshold, reset = a["threshold"], a["reset"]
@@ -123,7 +125,32 @@ def lif(ctx, a):
         ctx.fail(f"threshold must be a finite number > 0, got {threshold!r}")
     if not np.all((beta >= 0) & (beta <= 1)):
         ctx.fail("beta must lie in 0..1 (clamp a learned beta before exporting)")
-    return ctx.emit(O.LIF(beta, threshold=float(threshold), reset=reset), [x])
+    return x, beta, float(threshold), reset
+
+
+def lif(ctx, a):
+    """A trained LIF layer (snn_compiler.nn.LIF, exported as one snnc::lif op)."""
+    x, beta, threshold, reset = _lif_fields(ctx, a)
+    return ctx.emit(O.LIF(beta, threshold=threshold, reset=reset), [x])
+
+
+def cubalif(ctx, a):
+    """A trained CubaLIF layer (snn_compiler.nn.CubaLIF, one snnc::cubalif op): a LIF layer with
+    current memory ``decay_u = round((1 - alpha) * 4096)`` (ir.neuron.round_decay, Loihi's 12 bits;
+    a rounding that moves alpha is warned about with the layer, both decays and the error)."""
+    x, beta, threshold, reset = _lif_fields(ctx, a)
+    alpha = a["alpha"]
+    if not (np.isfinite(alpha) and 0 <= alpha <= 1):
+        ctx.fail(f"alpha must lie in 0..1, got {alpha!r}")
+    du = int(N.round_decay(1.0 - alpha))
+    if du == 0:
+        ctx.fail(f"alpha {alpha!r} rounds to 1 (decay_u 0 of 4096: a current that never decays); the largest "
+                 "12-bit alpha below 1 is 1 - 1/4096")
+    d, r, err = N.decay_rounding(1.0 - alpha)
+    if err > 0:
+        warnings.warn(f"{ctx.label()}: its current decay 1 - alpha = {d:.6g} rounds to {du}/4096 = {r:.6g} "
+                      f"(relative error {err:.2%}; Loihi's decays have 12 bits)", UserWarning, stacklevel=2)
+    return ctx.emit(O.LIF(beta, threshold=threshold, reset=reset, decay_u=du), [x])
 
 
 def qcfs(ctx, a):
@@ -337,6 +364,7 @@ HANDLERS = {
     aten._native_batch_norm_legit_no_training.default: native_batch_norm_no_training,
     **ACTIVATIONS,                               # ReLU and the clipped ReLUs (activations.py)
     torch.ops.snnc.lif.default: lif,
+    torch.ops.snnc.cubalif.default: cubalif,
     torch.ops.snnc.qcfs.default: qcfs,
     aten.avg_pool2d.default: avg_pool2d,
     aten.adaptive_avg_pool2d.default: adaptive_avg_pool2d,

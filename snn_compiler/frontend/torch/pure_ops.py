@@ -12,8 +12,8 @@ untrusted. Names are aten op names without the overload, as TorchScript (``torch
 torch.export (``torch.ops.aten.relu.default``) write them.
 """
 
-# snnc's own ops (snn_compiler.nn): one LIF step and the QCFS staircase, pure tensor computations.
-SNNC_OPS = frozenset({"lif", "qcfs"})
+# snnc's own ops (snn_compiler.nn): one LIF / CubaLIF step and the QCFS staircase, pure tensor computations.
+SNNC_OPS = frozenset({"lif", "cubalif", "qcfs"})
 
 PURE_OPS = frozenset("""
 abs abs_ neg neg_ add add_ sub sub_ rsub mul mul_ div div_ true_divide floor_divide remainder fmod

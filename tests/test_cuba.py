@@ -1,0 +1,119 @@
+"""CUBA (current-based) neurons end to end: snn_compiler.nn.CubaLIF -> one snnc::cubalif op -> the
+IR's Neuron with current memory (decay_u) -> float SNN (the torch module's own simulation, spike for
+spike) and integer SNN; alphas off the 12-bit grid are rounded with a warning."""
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from snn_compiler import nn as snn
+from snn_compiler.compile import compile_model
+from snn_compiler.config import CompileConfig
+from snn_compiler.frontend import FrontendError, from_module, load_file
+from snn_compiler.ir import ops as O
+from snn_compiler.sim.emulator import simulate
+
+SLOW = 1 - 41 / 4096     # the issue's slow synapse: decay_u = 41
+
+
+def _mlp(reset="subtract", alpha=SLOW, seed=0, bias=False):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(16, 24, bias=bias), snn.CubaLIF(alpha, 0.9, reset=reset), nn.Linear(24, 5, bias=bias),
+                         snn.CubaLIF(0.75, [0.8, 0.7, 0.9, 0.95, 0.85], threshold=0.5, reset=reset))
+
+
+def _torch_counts(net, x, steps):
+    """Spike counts per CubaLIF layer of the torch module run ``steps`` steps on constant ``x``."""
+    counts, hooks = {}, []
+    for name, m in net.named_modules():
+        if isinstance(m, snn.CubaLIF):
+            counts[name] = 0
+            hooks.append(m.register_forward_hook(lambda m_, i, o, k=name: counts.__setitem__(k, counts[k] + o)))
+    with torch.no_grad():
+        snn.run(net, x, steps)
+    for h in hooks:
+        h.remove()
+    return {k: v.numpy().astype(np.int64) for k, v in counts.items()}
+
+
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
+@pytest.mark.parametrize("alpha", [SLOW, 0.75, 0.0])
+def test_float_snn_is_the_torch_modules_simulation_spike_for_spike(reset, alpha):
+    """In float64 the compiled float SNN (ir.neuron.float_step with decay_u) and the torch module
+    give the same spike counts in every layer and sample; decay_u is (1 - alpha) * 4096."""
+    net = _mlp(reset, alpha).double()
+    x = torch.rand(64, 16, dtype=torch.float64) * 2
+    x[0, 0] = 2.0  # the input scale (max |x|) is a power of two: x / scale * scale is exact
+    T = 40
+    ref = _torch_counts(net, x, T)
+    g = from_module(net, (16,))
+    cubas = {n: g.nodes[n]["op"] for n in g if isinstance(g.nodes[n]["op"], O.Neuron)}
+    assert [op.decay_u for op in cubas.values()] == [round((1 - alpha) * 4096), 1024]
+    q = compile_model(g, CompileConfig(bits=8, calibration=x.numpy(), timesteps=T))
+    fl = simulate(q, x.numpy(), mode="float", timesteps=T, readout="count", record=True)
+    assert np.array_equal(fl.counts["1.cubalif"], ref["1"].sum(axis=1) if fl.counts["1.cubalif"].ndim == 1
+                          else ref["1"])
+    assert np.array_equal(fl.scores, ref["3"])
+    assert ref["3"].sum() > 0 and 0 < ref["1"].mean() < T
+
+
+def test_integer_snn_stays_close_and_keeps_the_decays():
+    net = _mlp()
+    x = torch.rand(64, 16)
+    T = 32
+    ref = _torch_counts(net, x, T)["3"]
+    q = compile_model(from_module(net, (16,)), CompileConfig(bits=8, calibration=x.numpy(), timesteps=T))
+    hidden = q.nodes["1.cubalif"]["op"]
+    assert hidden.decay_u == 41 and hidden.decay_v.tolist() == [410] and hidden.spike_value == 1.0
+    it = simulate(q, x.numpy(), mode="int", timesteps=T, readout="count")
+    assert np.mean(np.abs(it.scores - ref) <= 1) >= 0.9
+    nb = simulate(q, x.numpy(), mode="int", timesteps=T, readout="count", engine="numba")
+    assert np.array_equal(it.scores, nb.scores)
+
+
+def test_an_alpha_off_the_12_bit_grid_is_rounded_with_a_warning():
+    net = _mlp(alpha=0.7)  # 0.3 * 4096 = 1228.8
+    with pytest.warns(UserWarning, match=r"at 1 \(snn_compiler\.nn\.CubaLIF\).*current decay 1 - alpha = 0\.3 rounds to 1229/4096 = 0\.300049 "
+                                         r"\(relative error 0\.02%"):
+        g = from_module(net, (16,))
+    assert g.nodes["1.cubalif"]["op"].decay_u == 1229
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # on the grid: no warning
+        from_module(_mlp(), (16,))
+    with pytest.raises(FrontendError, match="alpha 1.0 rounds to 1"):
+        from_module(nn.Sequential(nn.Linear(4, 3), snn.CubaLIF(1.0, 0.9)), (4,))
+
+
+@pytest.mark.parametrize("alpha", [-0.1, 1.5, [0.5, 0.6], True])
+def test_cubalif_refuses_an_alpha_that_is_not_one_number_in_0_1(alpha):
+    with pytest.raises(ValueError, match="alpha must be one number in"):
+        snn.CubaLIF(alpha, 0.9)
+
+
+def test_cubalif_state_resets_and_gradients_reach_the_weights():
+    net = _mlp()
+    x = torch.rand(8, 16)
+    a = snn.run(net, x, 10)
+    b = snn.run(net, x, 10)  # run resets both the current and the membrane
+    assert torch.equal(a, b)
+    snn.run(net, x, 10).sum().backward()
+    assert net[0].weight.grad is not None and net[0].weight.grad.abs().sum() > 0
+
+
+def test_cubalif_pt2_file_compiles_without_trust(tmp_path):
+    ep = torch.export.export(_mlp(), (torch.zeros(1, 16),))
+    assert sum("cubalif" in str(n.target) for n in ep.graph.nodes) == 2
+    torch.export.save(ep, str(tmp_path / "cuba.pt2"))
+    g = load_file(tmp_path / "cuba.pt2")
+    assert sorted(g.nodes[n]["op"].decay_u for n in g if isinstance(g.nodes[n]["op"], O.Neuron)) == [41, 1024]
+
+
+def test_a_bias_into_a_cuba_layer_is_warned_about():
+    """Loihi adds a compartment's bias to the membrane, the trained CubaLIF to the current (which
+    sums it ~4096/decay_u times): with a bias the integer SNN cannot follow the float one."""
+    x = torch.rand(16, 16)
+    with pytest.warns(UserWarning, match=r"layer '1.cubalif': it has current memory \(decay_u 41\) and a bias.*"
+                                         r"up to 100 times"):
+        compile_model(from_module(_mlp(bias=True), (16,)), CompileConfig(bits=8, calibration=x.numpy(), timesteps=8))
