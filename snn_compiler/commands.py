@@ -102,6 +102,20 @@ def _data_shape(path) -> tuple:
     return tuple(int(d) for d in shape[1:])
 
 
+def _sequence_timesteps(args, q, x, ts):
+    """``ts`` for static samples; for a sequence (N, T, *input shape) its own [T], which
+    --timesteps may repeat but not contradict (sim.encode.run_timesteps, one rule)."""
+    from .ir import input_node
+    from .sim.encode import sequence_steps
+    T = sequence_steps(q.nodes[input_node(q)]["shape"], x)
+    if T is None:
+        return ts
+    if args.timesteps is not None and ts != [T]:
+        raise ValueError(f"--timesteps {args.timesteps}: {args.data} holds sequences of {T} steps per sample, which "
+                         f"set T; leave --timesteps out")
+    return [T]
+
+
 def _timesteps(text, default):
     from .sim import check_timesteps
     try:
@@ -119,7 +133,7 @@ def cmd_simulate(args) -> int:
     from .activity import activity_warnings, checked_rates
     from .targets import get_backend
     from .data import result_bytes
-    from .ir import output_node
+    from .ir import input_node, output_node
     from .outputs import PendingOutputs
 
     outputs = PendingOutputs(inputs=[args.artifact, args.data])
@@ -131,6 +145,7 @@ def cmd_simulate(args) -> int:
     q = artifact.load(args.artifact)
     ts = _timesteps(args.timesteps, q.graph["snnc"].get("timesteps", 32))
     x, y = _load_data_for(q, args.data, n_outputs=q.nodes[output_node(q)]["shape"][0])
+    ts = _sequence_timesteps(args, q, x, ts)
     run = get_backend(args.backend)
     extra = {}
     if args.timeout is not None:
@@ -150,7 +165,8 @@ def cmd_simulate(args) -> int:
         extra["k"] = args.k
     accs, lats, result, rows = [], [], None, []
     if args.backend == "reference" and len(x):  # compile the numba kernels first: the figures exclude JIT warm-up
-        run(q, x[:1], timesteps=1, encoding=args.encoding, seed=args.seed, readout=args.readout, k=extra.get("k"),
+        warm = x[:1, :1] if x.ndim == len(q.nodes[input_node(q)]["shape"]) + 2 else x[:1]  # a sequence: 1 frame
+        run(q, warm, timesteps=1, encoding=args.encoding, seed=args.seed, readout=args.readout, k=extra.get("k"),
             **{k: v for k, v in extra.items() if k in ("engine", "device")})
     for T in ts:
         t0 = time.perf_counter()
@@ -248,6 +264,7 @@ def cmd_check(args) -> int:
     if len(ts) != 1:
         raise ValueError(f"check runs one T; got --timesteps {args.timesteps}")
     x, _ = _load_data_for(q, args.data, n_outputs=q.nodes[output_node(q)]["shape"][0])
+    ts = _sequence_timesteps(args, q, x, ts)
     options = {b: {} for b in backends}
     if args.readout == "k-spikes":
         if args.k is None or args.k < 1:

@@ -38,9 +38,9 @@ import math
 
 import numpy as np
 
-from .ir import op_of, topo_order
+from .ir import input_node, op_of, topo_order
 from .ir import ops as O
-from .sim.encode import is_seeded
+from .sim.encode import is_seeded, run_timesteps, sequence_steps
 
 # Measured (reference vs float; the four nets of tests/lava_nets.py with 200 random inputs, and the
 # trained digits CNN of the demo on its 540 test images; T = 8, 16, 32, 64, both encodings, both
@@ -78,12 +78,14 @@ def _neuron_layers(graph):
     return [n for n in topo_order(graph) if isinstance(op_of(graph, n), O.NEURONS)]
 
 
-def compare_backends(graph, x, backends=("reference", "lava"), *, timesteps=32, encoding="constant", seed=0,
+def compare_backends(graph, x, backends=("reference", "lava"), *, timesteps=None, encoding="constant", seed=0,
                      readout="membrane", batch_size=256, progress=False, tolerance=None, min_agreement=None,
                      options=None) -> dict:
     """Run ``graph`` on ``x`` with both ``backends`` and compare them (rules: module docstring).
 
-    ``options``: {backend: extra keyword arguments} (e.g. {"lava": {"timeout": 600}}).
+    ``x``: samples (N, *input shape), run for ``timesteps`` (None: 32), or a sequence (N, T, *input
+    shape) that sets T (``timesteps`` None or T); a sequence's divergence is bisected on its first
+    t frames. ``options``: {backend: extra keyword arguments} (e.g. {"lava": {"timeout": 600}}).
     Returns a JSON-able dict: ``mode`` (exact or tolerance), ``passed``, ``identical``,
     ``within_tolerance``, ``backends``, ``timesteps``, ``samples``, ``encoding``, ``readout``,
     ``layers`` (per-layer stats), ``readout_stats``, ``first_divergence`` (None, or {sample, layer,
@@ -100,6 +102,10 @@ def compare_backends(graph, x, backends=("reference", "lava"), *, timesteps=32, 
         raise ValueError(f"tolerance must be a rate >= 0 (spikes per neuron per step), got {tolerance}")
     if tol_mode and not 0 <= min_agreement <= 1:
         raise ValueError(f"min_agreement must be a fraction in 0..1, got {min_agreement}")
+    x = np.asarray(x)
+    shape = graph.nodes[input_node(graph)]["shape"]
+    timesteps = run_timesteps(shape, x, timesteps, encoding)
+    seq = sequence_steps(shape, x) is not None
     options = {} if options is None else options
     stray = sorted(set(options) - set(backends)) if isinstance(options, dict) else None
     if stray is None or stray:  # an option for a backend not compared would be silently dropped
@@ -107,6 +113,7 @@ def compare_backends(graph, x, backends=("reference", "lava"), *, timesteps=32, 
                          f"got {'a ' + type(options).__name__ if stray is None else 'options for ' + ', '.join(map(str, stray))}")
 
     def run(i, xs, t, show=False):
+        xs = xs[:, :t] if seq else xs  # a sequence's first t steps are its first t frames
         kw = dict(timesteps=t, encoding=encoding, seed=seed, readout=readout, batch_size=batch_size,
                   progress=show, record=True)
         res = runs[i](graph, xs, **kw, **options.get(backends[i], {}))

@@ -2,6 +2,7 @@
 
     snn = snn_compiler.convert(model, calibration_data, timesteps=16, percentile=99.9, bits=8)
     snn.run(x)                # (N, outputs) output spike counts over the timesteps
+    snn.run(x_seq)            # a sequence (N, T, *input shape), one frame per step, runs T steps
     snn.classify(x)           # (N,) predicted classes
     snn.accuracy(x, y)        # fraction correct
     snn.save("net.snnc")      # the artifact `snnc simulate` / `snnc inspect` read
@@ -54,11 +55,15 @@ class SNN:
         return "pso" if self.graph.graph["snnc"].get("input_gain", 1) > 1 else "constant"
 
     def _sim(self, x, readout, encoding=None, timesteps=None, mode="int", backend=None, **kw):
-        # None means "the SNN's own"; any value given (0 included) goes to the run, which checks it
-        common = dict(timesteps=self.timesteps if timesteps is None else timesteps,
+        # None means "the SNN's own" (a sequence's own T); any value given (0 included) goes to the
+        # run, which checks it (and refuses one that contradicts a sequence's T)
+        x = _numpy(x)
+        if timesteps is None and not self._is_sequence(x):
+            timesteps = self.timesteps
+        common = dict(timesteps=timesteps,
                       encoding=self.encoding if encoding is None else encoding, readout=readout)
         if backend is None:
-            return simulate(self.graph, _numpy(x), mode=mode, engine=self.engine if mode == "int" else "auto",
+            return simulate(self.graph, x, mode=mode, engine=self.engine if mode == "int" else "auto",
                             **common, **kw)
         if mode != "int":
             raise ValueError(f"give backend= or mode=, not both (backend {backend!r}, mode {mode!r})")
@@ -66,10 +71,15 @@ class SNN:
         run = get_backend(backend)  # an unknown name is refused, listing the available ones
         if backend == "reference":
             kw.setdefault("engine", self.engine)
-        return run(self.graph, _numpy(x), **common, **kw)
+        return run(self.graph, x, **common, **kw)
+
+    def _is_sequence(self, x) -> bool:
+        from .ir import input_node
+        return x.ndim == len(self.graph.nodes[input_node(self.graph)]["shape"]) + 2
 
     def run(self, x, encoding: Optional[str] = None, timesteps: Optional[int] = None, **kw) -> np.ndarray:
-        """Output spike counts (N, outputs) over ``timesteps`` (default: the compile's).
+        """Output spike counts (N, outputs) over ``timesteps`` (default: the compile's; a sequence
+        ``x`` (N, T, *input shape), one frame per step, runs its own T).
         ``backend=`` a backend name (reference, float, lava, ...; default the reference engine)."""
         if kw.get("backend") == "ann":
             raise ValueError("run() returns output spike counts and the ann backend has none: use classify() or "

@@ -40,10 +40,13 @@ def _not_npz(path) -> str:
 
 
 def _fit_shape(path, x, shape):
-    """``x`` as (N, *shape). Only the exact shape, one where only size-1 axes differ and there is
-    one channel, or a flat (N, prod) with one channel (no axis order to guess) are accepted."""
+    """``x`` as (N, *shape), or as given when it is a sequence (N, T, *shape), one frame per step
+    (:func:`snn_compiler.sim.encode.sequence_steps`: the number of axes decides, so (N, 1, *shape)
+    is a sequence of one step). Otherwise only the exact shape, one where only size-1 axes differ
+    and there is one channel, or a flat (N, prod) with one channel (no axis order to guess) are
+    accepted."""
     shape, got = tuple(shape), tuple(x.shape[1:])
-    if got == shape:
+    if got == shape or (len(got) == len(shape) + 1 and got[1:] == shape):
         return x
     one_channel = len(shape) == 1 or shape[0] == 1
     squeezed = tuple(d for d in got if d != 1) == tuple(d for d in shape if d != 1)
@@ -58,7 +61,8 @@ def _fit_shape(path, x, shape):
         hint = "; flat samples are ambiguous with several channels: reshape them in your layout"
     elif len(shape) == 1 and int(np.prod(got)) == shape[0]:
         hint = "; flatten them first: x.reshape(len(x), -1)"
-    raise DataError(f"{path}: samples have shape {got}, the network takes (N, {', '.join(map(str, shape))}){hint}")
+    dims = ", ".join(map(str, shape))
+    raise DataError(f"{path}: samples have shape {got}, the network takes (N, {dims}) or sequences (N, T, {dims}){hint}")
 
 
 # The largest |x| accepted: the ANN reading and the torch engine compute in float32, where a
@@ -117,7 +121,7 @@ def _read_npz(path):
 
 
 def load_data(path, shape=None, n_outputs=None, layout=None, notes=None):
-    """(x as float64 (N, *shape), y or None) from an .npz holding ``x`` (N, ...) and optionally
+    """(x as float64 (N, *shape) or (N, T, *shape), a sequence, y or None) from an .npz holding ``x`` (N, ...) and optionally
     integer labels ``y`` (N,), each in 0..n_outputs-1 when ``n_outputs`` is given. ``layout``
     "channels_last" (a Keras model's): (N, H, W, C) data is transposed once, with a line in ``notes``."""
     path = str(path)

@@ -161,3 +161,85 @@ def test_simulate_refuses_bad_sequences_in_one_line(conv):
             simulate(q, data, **kw)
         assert "\n" not in str(e.value)
     assert simulate(q, np.zeros((0, 5, 4, 9, 9))).scores.shape == (0, 5)
+
+
+# ---- the Python API, data files, the CLI and snnc check ------------------------------------------
+
+def test_snn_run_classify_accuracy_take_sequences(conv):
+    from snn_compiler.convert import SNN
+    q, x = conv
+    snn = SNN(q, timesteps=16, readout="count")
+    seq = x[:, None] * (np.random.default_rng(7).random((6, 5, 4, 9, 9)) < 0.5)
+    ref = simulate(q, seq, readout="count")
+    assert np.array_equal(snn.run(seq), ref.scores.astype(np.int64))  # T = 5 from the data, not the SNN's 16
+    assert np.array_equal(snn.classify(seq), ref.predictions)
+    assert snn.accuracy(seq, ref.predictions) == 1.0
+    assert np.array_equal(snn.run(seq, backend="float"), simulate(q, seq, mode="float", readout="count").scores)
+    with pytest.raises(ValueError, match="sequence of 5 steps per sample; timesteps 16 disagrees"):
+        snn.run(seq, timesteps=16)
+    with pytest.raises(ValueError, match="the ANN reading takes static samples"):
+        snn.classify(seq, backend="ann")
+
+
+def test_data_files_hold_sequences(tmp_path):
+    from snn_compiler.data import DataError, load_data
+    seq = np.random.default_rng(8).random((3, 4, 2, 5))
+    np.savez(tmp_path / "seq.npz", x=seq, y=np.array([0, 1, 0]))
+    x, y = load_data(tmp_path / "seq.npz", (2, 5))
+    assert x.shape == (3, 4, 2, 5) and np.array_equal(x, seq)
+    bad = seq.copy()
+    bad[2, 3, 1, 4] = np.inf
+    np.savez(tmp_path / "bad.npz", x=bad)
+    with pytest.raises(DataError, match=r"bad.npz: 'x' holds 1 NaN or infinite values \(first in sample 2\)"):
+        load_data(tmp_path / "bad.npz", (2, 5))
+    np.savez(tmp_path / "wrong.npz", x=seq[:, :, :, :4])
+    with pytest.raises(DataError, match=r"samples have shape \(4, 2, 4\), the network takes \(N, 2, 5\) or "
+                                        r"sequences \(N, T, 2, 5\)"):
+        load_data(tmp_path / "wrong.npz", (2, 5))
+
+
+def _cli(*args):
+    from cli_run import run_in_process
+    return run_in_process(args)
+
+
+def test_cli_simulate_and_check_take_T_from_a_sequence_file(conv, tmp_path):
+    from snn_compiler import artifact
+    q, x = conv
+    seq = x[:, None] * (np.random.default_rng(9).random((6, 5, 4, 9, 9)) < 0.5)
+    y = simulate(q, seq, readout="count").predictions
+    artifact.save(q, tmp_path / "net.snnc")
+    np.savez(tmp_path / "seq.npz", x=seq, y=y)
+    out = tmp_path / "res.npz"
+    r = _cli("simulate", tmp_path / "net.snnc", "--data", tmp_path / "seq.npz", "--readout", "count", "--output", out)
+    assert r.returncode == 0, r.stderr
+    assert "reference T=5: 6 samples" in r.stdout and "accuracy 100.00%" in r.stdout
+    assert np.array_equal(np.load(out)["predictions"], y)
+    r = _cli("simulate", tmp_path / "net.snnc", "--data", tmp_path / "seq.npz", "--timesteps", "8")
+    assert r.returncode == 1 and r.stderr.strip().splitlines()[-1].endswith(
+        "seq.npz holds sequences of 5 steps per sample, which set T; leave --timesteps out")
+    r = _cli("check", tmp_path / "net.snnc", "--data", tmp_path / "seq.npz", "--backends", "reference,reference-numpy")
+    assert r.returncode == 0, r.stderr
+    assert "T=5" in r.stdout
+
+
+def test_check_bisects_a_sequence_on_its_first_frames(monkeypatch, conv):
+    """A divergence planted from step t0 on is found at t0: re-runs take the first t frames."""
+    from snn_compiler import backends as B
+    from snn_compiler.conformance import compare_backends
+    q, x = conv
+    seq = x[:, None] * (np.random.default_rng(10).random((6, 12, 4, 9, 9)) < 0.5)
+    calls = []
+
+    def planted(graph, xs, **kw):
+        res = simulate(graph, xs, mode="int", **kw)
+        calls.append(xs.shape[1])
+        for row in np.flatnonzero([np.array_equal(r[0], seq[4, 0]) for r in xs]):
+            res.counts["r2"][row].flat[3] += max(0, xs.shape[1] - 7 + 1)
+        return res
+
+    monkeypatch.setitem(B.BACKENDS, "planted", planted)
+    r = compare_backends(q, seq, ("reference", "planted"))
+    fd = r["first_divergence"]
+    assert r["timesteps"] == 12 and (fd["sample"], fd["layer"], fd["neuron"], fd["timestep"]) == (4, "r2", 3, 7)
+    assert calls[0] == 12 and all(t < 12 for t in calls[2:])

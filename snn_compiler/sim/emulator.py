@@ -77,6 +77,9 @@ def run_ann(graph, x, batch_size=256) -> np.ndarray:
     out = next(n for n in graph if O.is_readout(op_of(graph, n)))
     scale = op_of(graph, out).scale
     x = np.asarray(x)
+    if x.ndim == len(graph.nodes[input_node(graph)]["shape"]) + 2:
+        raise ValueError(f"input data has shape {x.shape}, a sequence (N, T, ...): the ANN reading takes static "
+                         f"samples; run a sequence as an SNN (int or float)")
     if x.dtype.kind == "f":
         check_values("input data", x)
     parts = [acts[out] for acts in iter_ann(graph, x, batch_size=batch_size)]
