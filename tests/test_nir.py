@@ -2,8 +2,9 @@
 the refusals: test_nir_import.py).
 
 - Round trip: a compiled network -> NIR (float form) -> import -> compile gives the same integer
-  weights, thresholds, decays and the same integer spikes, layer by layer (trained LIF nets with
-  either reset, a converted ReLU CNN with --v-init half); the int form too for trained nets.
+  weights, thresholds, decays and the same integer spikes, layer by layer (trained LIF and CubaLIF
+  nets with either reset, a converted ReLU CNN with --v-init half); the int form too for trained
+  nets. A CUBA net's float form re-imports to the same IR (CubaLIF with tau_syn = dt 4096/decay_u).
 - The int form is the integer SNN in NIR's own terms: a hand-written simulation of NIR's
   equations on the exported file reproduces the integer SNN's spikes exactly (IF layers, reset to 0).
 """
@@ -43,6 +44,14 @@ def _cnn(reset="subtract", beta=None):
     b1 = torch.tensor([0.9, 0.8, 0.7, 0.95]) if beta is None else beta
     return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), snn.LIF(b1, reset=reset), nn.AvgPool2d(2), nn.Flatten(),
                          nn.Linear(16, 5), snn.LIF(0.85 if beta is None else beta, threshold=0.5, reset=reset))
+
+
+def _cuba_mlp(reset="subtract"):
+    """CubaLIF layers (current memory): a slow synapse (decay_u 41) and a fast one (1024); no bias
+    (a CUBA layer's bias enters the current in float, the membrane in the integer step)."""
+    torch.manual_seed(3)
+    return nn.Sequential(nn.Flatten(), nn.Linear(16, 24, bias=False), snn.CubaLIF(1 - 41 / 4096, 0.9, reset=reset),
+                         nn.Linear(24, 5, bias=False), snn.CubaLIF(0.75, [0.8, 0.7, 0.9, 0.95, 0.85], reset=reset))
 
 
 def _relu_cnn():
@@ -100,8 +109,10 @@ def _same_spikes(a_graph, b_graph, x):
 # ---- round trips -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("make,kw", [(_mlp, {"reset": "subtract"}), (_mlp, {"reset": "zero"}),
-                                     (_cnn, {"reset": "subtract"}), (_cnn, {"reset": "zero"}), (_relu_cnn, {})],
-                         ids=["lif-mlp-subtract", "lif-mlp-zero", "lif-cnn-subtract", "lif-cnn-zero", "relu-cnn"])
+                                     (_cnn, {"reset": "subtract"}), (_cnn, {"reset": "zero"}), (_relu_cnn, {}),
+                                     (_cuba_mlp, {"reset": "subtract"}), (_cuba_mlp, {"reset": "zero"})],
+                         ids=["lif-mlp-subtract", "lif-mlp-zero", "lif-cnn-subtract", "lif-cnn-zero", "relu-cnn",
+                              "cuba-mlp-subtract", "cuba-mlp-zero"])
 def test_float_form_round_trip_gives_the_same_integer_spikes(make, kw, tmp_path):
     """Must-show: compile -> export (float form) -> import -> compile: the same integer network and
     the same integer spikes in every layer. No calibration data the second time: the file records
@@ -115,7 +126,7 @@ def test_float_form_round_trip_gives_the_same_integer_spikes(make, kw, tmp_path)
     assert sum(int(c.sum()) for c in r.counts.values()) > 0
 
 
-@pytest.mark.parametrize("make", [_mlp, _cnn])
+@pytest.mark.parametrize("make", [_mlp, _cnn, _cuba_mlp])
 def test_int_form_round_trip_of_a_trained_network(make, tmp_path):
     x = _x()
     q = _compiled(make(), x)
@@ -200,3 +211,27 @@ def test_export_refuses_an_uncompiled_graph():
         snnc_nir.export_nir(g, "float")
     with pytest.raises(snnc_nir.NIRError, match="form must be"):
         snnc_nir.export_nir(_compiled(_mlp(), _x()), "fixed")
+
+
+def test_a_cuba_net_exports_as_cubalif_and_reimports_to_the_same_ir(tmp_path):
+    """The float form writes each CUBA layer as NIR CubaLIF (snnTorch's Synaptic convention:
+    tau_syn = dt/(1-alpha), w_in = tau_syn/dt, tau_mem = dt/(1-beta), r = tau_mem/dt) and reads
+    back the same neurons (decay_u, beta, reset, threshold scale) and the same weights."""
+    x = _x()
+    q = _compiled(_cuba_mlp("zero"), x)
+    ng = _quiet(snnc_nir.export_nir, q, "float")
+    cubas = {k: v for k, v in ng.nodes.items() if type(v).__name__ == "CubaLIF"}
+    assert len(cubas) == 2
+    np.testing.assert_allclose(cubas["2.cubalif"].tau_syn, DT * 4096 / 41)
+    np.testing.assert_allclose(cubas["2.cubalif"].w_in * DT, cubas["2.cubalif"].tau_syn)
+    g = _through_file(q, tmp_path, "float")
+    for n in q:
+        a, b = q.nodes[n]["op"], g.nodes[n]["op"]
+        assert type(a) is type(b), n
+        if isinstance(a, O.Neuron):
+            assert (b.decay_u, b.reset, b.readout, b.spike_value) == (a.decay_u, a.reset, a.readout, 1.0), n
+            np.testing.assert_allclose(b.beta, a.beta, rtol=1e-12)
+            assert b.scale == pytest.approx(1.0)  # the float form's threshold: weights already normalised
+        elif isinstance(a, O.WEIGHTED):
+            scale = q.nodes["input"]["op"].scale if n == "1" else 1.0  # the file takes x, the float SNN x / scale
+            np.testing.assert_allclose(b.weight, a.weight / scale, rtol=1e-12)
