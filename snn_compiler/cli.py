@@ -21,6 +21,7 @@ EPILOG = """examples:
   snnc simulate net.snnc --data test.npz --timesteps 32
   snnc simulate net.snnc --data test.npz --timesteps 8,16,32,64 --plot accuracy.png
   snnc inspect net.snnc
+  snnc bin-events events.npz --bins 16 -o frames.npz && snnc simulate net.snnc --data frames.npz
 """
 
 
@@ -74,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     p.add_argument("--version", action="version", version=f"snnc {_version()}")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{compile,export,simulate,inspect,check,report}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{compile,export,simulate,inspect,check,report,bin-events}")
 
     c = sub.add_parser("compile", help="compile a model file into an snnc artifact",
                        description="Lower a TorchScript (.pt) or torch.export (.pt2) model to the IR, fold BatchNorm, "
@@ -126,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run a compiled network. Backends: " + ", ".join(sorted(BACKENDS)) +
                        " (reference = the bit-exact integer SNN, float = the float SNN, ann = the network as an ANN).")
     s.add_argument("artifact")
-    s.add_argument("--data", required=True, help="DATA.npz with x (N, ...) and optional integer labels y (N,)")
+    s.add_argument("--data", required=True, help="DATA.npz with x (N, ...) and optional integer labels y (N,); x of "
+                   "shape (N, T, *input shape) is a sequence, one frame per step, and sets T")
     s.add_argument("--backend", default="reference", help="reference (default), float, ann, lava, or an installed plugin")
     s.add_argument("--timesteps", default=None, help="T, or a comma list of T to sweep (default: the artifact's)")
     s.add_argument("--engine", default=None, choices=("auto", "numba", "numpy", "torch"),
@@ -139,6 +141,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds the lava backend may run (default: scaled to the work, capped; see README)")
     s.add_argument("--output", help="RESULTS.npz to write (scores, predictions) for the last T")
     s.add_argument("--plot", help="PNG: accuracy vs T (several T) or per-layer firing rates (one T)")
+
+    b = sub.add_parser("bin-events", help="bin event streams (x, y, t, p) into frames: a sequence DATA.npz",
+                       description="Bin event-camera streams (tonic's x, y, t, p layout) into T frames per sample "
+                       "(T equal time bins over each sample's [t_min, t_max] or --window; channel 0 OFF, 1 ON; "
+                       "event counts; see snn_compiler.events) and write DATA.npz: x (N, T, 2, H, W), y the labels.")
+    b.add_argument("events", help="EVENTS.npz: plain arrays x, y, t, p (all samples' events, concatenated), "
+                   "sensor_size (W, H), optional offsets (N + 1) and labels (N,); no pickle")
+    b.add_argument("--bins", type=int, required=True, help="T: frames per sample")
+    b.add_argument("--window", default=None, help="T0,T1: the time window binned, in the timestamps' unit "
+                   "(default: each sample's own first to last event)")
+    b.add_argument("-o", "--output", required=True, help="DATA.npz to write")
 
     e = sub.add_parser("export", help="write an artifact in another format (NIR)",
                        description="Write a compiled network as a NIR graph (the nir package's HDF5 file): the float "

@@ -322,5 +322,37 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_bin_events(args) -> int:
+    import io
+
+    import numpy as np
+
+    from .events import bin_file
+    from .outputs import PendingOutputs
+
+    outputs = PendingOutputs(inputs=[args.events])
+    outputs.reserve(args.output)
+    window = None
+    if args.window is not None:
+        parts = args.window.split(",")
+        try:
+            window = tuple(float(v) if any(c in v for c in ".eE") else int(v) for v in parts)
+        except ValueError:
+            window = ()
+        if len(window) != 2:
+            raise ValueError(f"--window must be T0,T1 like 0,100000, got {args.window!r}")
+    x, labels, dropped = bin_file(args.events, args.bins, window)
+    buf = io.BytesIO()
+    np.savez(buf, x=x, **({} if labels is None else {"y": labels}))
+    outputs.add(args.output, buf.getvalue())
+    written = outputs.commit()
+    events = int(x.sum())
+    print(f"binned {len(x)} samples into {args.bins} frames of {x.shape[2:]} ({events} events"
+          + (f", {dropped} outside the window dropped" if dropped else "") + ")")
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
 COMMANDS = {"compile": cmd_compile, "export": cmd_export, "simulate": cmd_simulate, "inspect": cmd_inspect, "check": cmd_check,
-            "report": cmd_report}
+            "report": cmd_report, "bin-events": cmd_bin_events}

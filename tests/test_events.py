@@ -115,3 +115,28 @@ def _random_stream(rng, n):
     ev["x"], ev["y"], ev["t"], ev["p"] = rng.integers(0, 8, n), rng.integers(0, 8, n), rng.integers(0, 5000, n), \
         rng.integers(0, 2, n)
     return ev
+
+
+def test_cli_bin_events_then_simulate(tmp_path):
+    from cli_run import run_in_process
+    from snn_compiler import artifact
+    q, _ = compiled("cnn", timesteps=10)
+    artifact.save(q, tmp_path / "net.snnc")
+    rng = np.random.default_rng(2)
+    streams = [_random_stream(rng, 300) for _ in range(4)]
+    (tmp_path / "ev.npz").write_bytes(save_events(streams, (8, 8), labels=[0, 1, 2, 3]))
+    r = run_in_process(["bin-events", tmp_path / "ev.npz", "--bins", "10", "--window", "0,4000",
+                        "-o", tmp_path / "frames.npz"])
+    assert r.returncode == 0, r.stderr
+    inside = sum(int(((s["t"] >= 0) & (s["t"] <= 4000)).sum()) for s in streams)
+    assert f"binned 4 samples into 10 frames of (2, 8, 8) ({inside} events, {1200 - inside} outside" in r.stdout
+    with np.load(tmp_path / "frames.npz", allow_pickle=False) as z:
+        x, y = z["x"], z["y"]
+    assert x.shape == (4, 10, 2, 8, 8) and y.tolist() == [0, 1, 2, 3]
+    assert np.array_equal(x[1], bin_events(streams[1], (8, 8), 10, window=(0, 4000))[0])
+    r = run_in_process(["simulate", tmp_path / "net.snnc", "--data", tmp_path / "frames.npz", "--readout", "count"])
+    assert r.returncode == 0, r.stderr
+    assert "reference T=10: 4 samples" in r.stdout
+    r = run_in_process(["bin-events", tmp_path / "ev.npz", "--bins", "10", "--window", "5", "-o", tmp_path / "f2.npz"])
+    assert r.returncode == 1 and r.stderr.strip().endswith("--window must be T0,T1 like 0,100000, got '5'")
+    assert not (tmp_path / "f2.npz").exists()
