@@ -43,7 +43,7 @@ def test_run_timesteps_takes_T_from_a_sequence_and_refuses_another():
     with pytest.raises(ValueError, match="sequence of 9 steps per sample; timesteps 8 disagrees"):
         run_timesteps((5,), seq, 8)
     for enc in ("pso", "burst", "ch"):
-        with pytest.raises(ValueError, match=f"encoding '{enc}' codes one value over several steps"):
+        with pytest.raises(ValueError, match=f"encoding '{enc}' cannot take a sequence"):
             run_timesteps((5,), seq, None, enc)
     with pytest.raises(ValueError, match="timesteps must be in 1..10000"):
         run_timesteps((5,), np.zeros((2, 0, 5)))
@@ -86,7 +86,7 @@ def test_poisson_sequence_follows_each_frame():
     assert (got[0::2] == 0).all() and (got[1::2] == 255).all()
     with pytest.raises(ValueError, match="sequence of 6 steps per sample; 7 steps cannot be run"):
         next(input_chunks(inp, seq, 7, "poisson"))
-    with pytest.raises(ValueError, match="'burst' codes one value over several steps"):
+    with pytest.raises(ValueError, match="'burst' cannot take a sequence"):
         next(input_chunks(inp, seq, 6, "burst"))
 
 
@@ -151,7 +151,7 @@ def test_simulate_refuses_bad_sequences_in_one_line(conv):
     q, x = conv
     seq = np.repeat(x[:, None], 5, axis=1)
     cases = [(dict(timesteps=6), "sequence of 5 steps per sample; timesteps 6 disagrees"),
-             (dict(encoding="burst"), "'burst' codes one value over several steps"),
+             (dict(encoding="burst"), "'burst' cannot take a sequence"),
              (dict(x=seq[:, :, :2]), r"takes samples \(N, 4, 9, 9\) or sequences \(N, T, 4, 9, 9\)"),
              (dict(x=seq[:, :, :, None]), r"input data has shape \(6, 5, 4, 1, 9, 9\)"),
              (dict(x=np.where(seq > 0.5, np.nan, seq)), "NaN or infinite")]

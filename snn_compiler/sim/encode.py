@@ -34,10 +34,8 @@ an integer) the float input is the integer input divided by L, step by step.
 ``T`` is at most :data:`MAX_TIMESTEPS` (see :func:`check_timesteps`).
 
 Sequences (time-varying input). ``x`` of shape (N, T, *input shape) is a sequence: one frame
-per step (spikes or graded currents), and the run takes T from the data (:func:`run_timesteps`
-refuses a ``timesteps`` that disagrees). Shapes decide, never a guess: (N, *input shape) is a
-static sample, (N, T, *input shape) a sequence, anything else is refused (:func:`sequence_steps`).
-Frame t is quantized by the static rule, per frame: ``x_q[t] = quantize_input(inp, x[:, t])``
+per step (spikes or graded currents), and the run takes T from the data; shapes decide, never a
+guess (:mod:`.timesteps`: :func:`sequence_steps`, :func:`run_timesteps`). Frame t is quantized by the static rule, per frame: ``x_q[t] = quantize_input(inp, x[:, t])``
 (float: ``x[:, t] / scale``). Encodings (:data:`SEQUENCE_ENCODINGS`): ``constant`` emits the
 frames as given, ``x[t] = x_q[t]``; ``poisson`` fires ``s[t] * L * [u[t] < |x_q[t]| / L]`` from the
 same per-sample uniforms as a static sample (so a sequence of T equal frames encodes exactly as
@@ -46,69 +44,18 @@ of k bits, a neuron's charge) and are refused for sequences.
 """
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
 
-# The largest number of timesteps a simulation accepts. Rate coding resolves 1/T: T = 10,000
-# resolves 1e-4, finer than a 13-bit activation (1/8191), so more steps buy no accuracy, while
-# 1,000 MNIST samples at T = 10,000 already take ~7 min on the numba engine and ~8 h on Lava's
-# CPU simulator (784-256-128-10 MLP, 2 cores): a larger T is a typo, not an experiment.
-MAX_TIMESTEPS = 10_000
+from .timesteps import (DEFAULT_TIMESTEPS, MAX_TIMESTEPS, SEQUENCE_ENCODINGS, check_sequence_encoding,  # noqa: F401
+                        check_timesteps, run_timesteps, sequence_steps)  # (re-exported: the run's T and data layout)
 
 # Uniforms drawn at once per batch (float32 values, 4 MiB): bounds the encoder's memory.
 CHUNK_VALUES = 1 << 20
 
 # Spikes in one burst of the ``burst`` (its first burst) and ``ch`` encodings.
 BURST_SPIKES = 3
-
-
-def check_timesteps(timesteps) -> int:
-    """``timesteps`` as an int in 1..MAX_TIMESTEPS, else a one-line ValueError."""
-    if isinstance(timesteps, bool) or not isinstance(timesteps, numbers.Integral):
-        raise ValueError(f"timesteps must be a whole number in 1..{MAX_TIMESTEPS}, got {timesteps!r}")
-    if not 1 <= timesteps <= MAX_TIMESTEPS:
-        why = "; rate coding gains nothing from more steps" if timesteps > MAX_TIMESTEPS else ""
-        raise ValueError(f"timesteps must be in 1..{MAX_TIMESTEPS} (MAX_TIMESTEPS), got {int(timesteps)}{why}")
-    return int(timesteps)
-
-
-# The T a run of static samples takes when none is given (a sequence's T comes from its data).
-DEFAULT_TIMESTEPS = 32
-
-
-def sequence_steps(shape, x):
-    """None when ``x`` holds static samples (N, *shape), T when it is a sequence (N, T, *shape);
-    else a one-line ValueError. The number of axes decides: input shape (F,) takes (N, F) or
-    (N, T, F); (C, H, W) takes (N, C, H, W) or (N, T, C, H, W)."""
-    shape, got = tuple(int(d) for d in shape), tuple(np.shape(x))
-    if got[1:] == shape:
-        return None
-    if len(got) == len(shape) + 2 and got[2:] == shape:
-        return got[1]
-    dims = ", ".join(map(str, shape))
-    raise ValueError(f"input data has shape {got}; the network takes samples (N, {dims}) or sequences (N, T, {dims})")
-
-
-def run_timesteps(shape, x, timesteps=None, encoding: str = "constant") -> int:
-    """The T of a run on ``x``: a sequence's own T (``timesteps`` None or equal to it, and an
-    encoding in :data:`SEQUENCE_ENCODINGS`), else ``timesteps`` (None: DEFAULT_TIMESTEPS), checked."""
-    T = sequence_steps(shape, x)
-    if T is None:
-        return check_timesteps(DEFAULT_TIMESTEPS if timesteps is None else timesteps)
-    if timesteps is not None and not (isinstance(timesteps, numbers.Integral) and timesteps == T):
-        raise ValueError(f"the input is a sequence of {T} steps per sample; timesteps {timesteps!r} disagrees "
-                         f"(a sequence sets T: leave timesteps out)")
-    _check_sequence(encoding)
-    return check_timesteps(T)
-
-
-def _check_sequence(encoding):
-    _check(encoding)
-    if encoding not in SEQUENCE_ENCODINGS:
-        raise ValueError(f"encoding {encoding!r} codes one value over several steps and cannot take a sequence "
-                         f"(one frame per step); use one of {SEQUENCE_ENCODINGS}")
 
 
 def quantize_input(inp, x: np.ndarray) -> np.ndarray:
@@ -414,10 +361,6 @@ def check_gain(graph, encoding: str) -> None:
                          f"{need}: recompile with --encoding {encoding}")
 
 
-# The encodings that take a sequence, frame by frame (module docstring).
-SEQUENCE_ENCODINGS = ("constant", "poisson")
-
-
 def _check(encoding):
     if encoding not in ENCODINGS:
         raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
@@ -446,7 +389,7 @@ def _is_sequence(inp, x) -> bool:
 def _sequence_chunks(inp, x, timesteps, encoding, seed, sample_ids, mode, chunk, dtype):
     """:func:`input_chunks` of a sequence (N, T, *shape): its first ``timesteps`` frames, each
     encoded by the static rule (module docstring); frames are quantized a chunk at a time."""
-    _check_sequence(encoding)
+    check_sequence_encoding(encoding)
     x = np.asarray(x)
     T = sequence_steps(inp.shape, x)
     n, shape = len(x), x.shape[2:]
