@@ -9,6 +9,8 @@ import sys
 import time
 import warnings
 
+from .extras import check_available
+
 
 def cmd_compile(args) -> int:
     from . import artifact
@@ -142,6 +144,8 @@ def cmd_simulate(args) -> int:
             outputs.reserve(path)
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.plot:  # before the sweep, not after it
+        check_available("matplotlib", "--plot")
     q = artifact.load(args.artifact)
     ts = _timesteps(args.timesteps, q.graph["snnc"].get("timesteps", 32))
     x, y = _load_data_for(q, args.data, n_outputs=q.nodes[output_node(q)]["shape"][0])
@@ -291,6 +295,7 @@ def cmd_report(args) -> int:
 
     outputs = PendingOutputs(inputs=[args.artifact, args.data])
     outputs.reserve(args.output)
+    check_available("matplotlib", "snnc report")
     if args.samples < 1:
         raise ValueError(f"--samples must be >= 1, got {args.samples}")
     q = artifact.load(args.artifact)

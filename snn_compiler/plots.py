@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import io
 
+from .extras import require
 from .outputs import write_files
 
 
 def _pyplot():
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise RuntimeError("plots need matplotlib: pip install matplotlib") from None
+    matplotlib = require("matplotlib", "plotting (--plot, snnc report)")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     return plt
 
 
