@@ -54,12 +54,20 @@ def test_simulate_refuses_timesteps_outside_the_documented_range(engine, timeste
     assert f"1..{MAX_TIMESTEPS}" in msg and "MAX_TIMESTEPS" in msg
 
 
-@pytest.mark.parametrize("timesteps", [2.5, "32", True, None])
+@pytest.mark.parametrize("timesteps", [2.5, "32", True, 0])
 def test_simulate_refuses_timesteps_that_are_not_whole_numbers(timesteps):
     q, x = mlp(n_in=4)
     with pytest.raises(ValueError) as e:
         simulate(q, x[:1], timesteps=timesteps)
     assert "timesteps" in one_line(e.value)
+
+
+def test_simulate_timesteps_none_is_the_documented_default_not_a_guess():
+    """None means "not given" (a sequence (N, T, ...) gives its own T): static samples run
+    DEFAULT_TIMESTEPS (32) steps, the same run as timesteps=32."""
+    q, x = mlp(n_in=4)
+    a, b = simulate(q, x[:3], timesteps=None, readout="count"), simulate(q, x[:3], timesteps=32, readout="count")
+    assert np.array_equal(a.scores, b.scores) and a.rates == b.rates
 
 
 def test_the_maximum_itself_runs_and_float_mode_is_bounded_too():
