@@ -134,7 +134,8 @@ class InvertedResidual(nn.Module):
 
     def __init__(self, c, t, relu_after_add):
         super().__init__()
-        self.conv = nn.Sequential(_cbr(c, c * t, 1), _cbr(c * t, c * t, 3, groups=c * t), _cbr(c * t, c, 1, act=False))
+        self.conv = nn.Sequential(_cbr(c, c * t, 1), _cbr(c * t, c * t, 3, groups=c * t),
+                                  _cbr(c * t, c, 1, act=False))
         self.relu_after_add = relu_after_add
 
     def forward(self, x):
@@ -209,3 +210,76 @@ def test_inplace_dropout_of_mnasnet_is_an_identity():
     net = nn.Sequential(nn.Flatten(), nn.Dropout(0.2, inplace=True), nn.Linear(36, 3)).eval()
     g = from_module(net, (1, 6, 6))
     assert [O.kind(ir.op_of(g, n)) for n in ir.topo_order(g)] == ["Input", "Flatten", "Dense", "Output"]
+
+
+# ---- refusals: the op, the layer, why, and what instead -------------------------------------------
+
+class _Attention(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+
+    def forward(self, x):
+        return self.attn(x, x, x, need_weights=False)[0].flatten(1)
+
+
+class _LSTM(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.LSTM(8, 4, batch_first=True)
+
+    def forward(self, x):
+        return self.rnn(x)[0].flatten(1)
+
+
+def _mobilenetv3_block():
+    """MobileNetV3's stem: conv-BN-hardswish, as torchvision nests it (features.0.2)."""
+    torch.manual_seed(0)
+    stem = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.Hardswish(inplace=True))
+    return nn.Sequential(nn.Sequential(stem), nn.Flatten(), nn.Linear(4 * 6 * 6, 3)).eval()
+
+
+UNCONVERTED = {  # name: (model, input shape, op, where, why/what instead)
+    "silu": (_net(nn.SiLU()), (1, 6, 6), "aten.silu", "1 (torch.nn.modules.activation.SiLU)", "retrain with ReLU"),
+    "gelu": (_net(nn.GELU()), (1, 6, 6), "aten.gelu", "1 (torch.nn.modules.activation.GELU)", "retrain with ReLU"),
+    "hardswish": (_mobilenetv3_block(), (1, 6, 6), "aten.hardswish_", "0.0.2 (torch.nn.modules.activation.Hardswish)",
+                  "retrain with ReLU6"),
+    "layernorm": (nn.Sequential(nn.Flatten(), nn.LayerNorm(36)).eval(), (1, 6, 6), "aten.layer_norm",
+                  "1 (torch.nn.modules.normalization.LayerNorm)", "use BatchNorm2d"),
+    "attention": (_Attention().eval(), (4, 8), "aten.", "attn (torch.nn.modules.activation.MultiheadAttention)",
+                  "attention multiplies two activations"),
+    "lstm": (_LSTM().eval(), (3, 8), "aten.lstm", "rnn (torch.nn.modules.rnn.LSTM)", "snn_compiler.nn.LIF"),
+}
+
+
+@pytest.mark.parametrize("name", list(UNCONVERTED))
+def test_unconverted_ops_are_refused_naming_op_layer_and_what_instead(name):
+    model, shape, op, where, why = UNCONVERTED[name]
+    with pytest.raises(FrontendError) as e:
+        from_module(model, shape)
+    msg = str(e.value)
+    assert msg.startswith(op) and f" at {where}" in msg and why in msg and "\n" not in msg, msg
+    assert "run code" not in msg
+
+
+def test_the_list_of_what_snnc_lowers_is_the_handler_table():
+    from snn_compiler.frontend.torch.handlers import HANDLERS
+    from snn_compiler.frontend.torch.refusals import LOWERS, lowered_layers
+    with pytest.raises(FrontendError) as e:
+        from_module(_net(nn.SiLU()), (1, 6, 6))
+    listed = str(e.value).split("(snnc lowers ")[1]
+    for h in HANDLERS.values():  # every layer a handler lowers, MaxPool2d and ReLU6 among them
+        assert LOWERS.get(h.__name__, h.__name__) is None or LOWERS.get(h.__name__, h.__name__) in listed
+    assert "MaxPool2d" in listed and "ReLU6" in listed and "AdaptiveMaxPool2d" in listed
+
+
+@pytest.mark.parametrize("name", ["hardswish", "attention"])
+@pytest.mark.parametrize("fmt", ["export", "script"])
+def test_pure_unconverted_ops_in_files_are_not_called_code(name, fmt, tmp_path):
+    """MobileNetV3's hardswish_ and ViT's attention are pure tensor ops: a file holding them is refused
+    for the op (naming the layer), never as a file that would run code."""
+    model, shape, op, where, why = UNCONVERTED[name]
+    with pytest.raises(FrontendError) as e:
+        _lower(model, shape, fmt, tmp_path)
+    msg = str(e.value)
+    assert "run code" not in msg and why in msg and f"at {where.split(' ')[0]} (" in msg, msg

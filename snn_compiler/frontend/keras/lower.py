@@ -125,8 +125,8 @@ class _Lower:
             if self.softmax_at is None:
                 self.softmax_at = str(self.layer)
             return
-        self.fail(f"activation {act!r} is not supported (snnc converts 'relu' and 'relu6' into integrate-and-fire neurons; "
-                  f"'linear' needs nothing; 'softmax' is dropped on the last layer)")
+        self.fail(f"activation {act!r} is not supported (snnc converts 'relu' and 'relu6' into integrate-and-fire "
+                  f"neurons; 'linear' needs nothing; 'softmax' is dropped on the last layer)")
 
     # -- layers
     def lower(self, lay: _Layer):

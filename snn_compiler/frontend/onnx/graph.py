@@ -107,8 +107,8 @@ def _lower(onnx, model, where, input_shape) -> nx.DiGraph:
 
 
 # what a refusal says snnc lowers: the handler table, with the forms each op converts in
-_FORMS = {"MatMul": "MatMul (+ Add of a bias)", "Clip": "Clip(0, inf) and Clip(0, a)", "Reshape": "flatten-like Reshape",
-          "Add": "residual Add"}
+_FORMS = {"MatMul": "MatMul (+ Add of a bias)", "Clip": "Clip(0, inf) and Clip(0, a)",
+          "Reshape": "flatten-like Reshape", "Add": "residual Add"}
 _SUPPORTED = ("snnc lowers " + ", ".join(_FORMS.get(op, op) for op in HANDLERS) + ", and folds constants through "
               + ", ".join(sorted(FOLDERS)))
 

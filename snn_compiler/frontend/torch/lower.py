@@ -20,6 +20,7 @@ from ..errors import FrontendError
 from ..lowering import Act, Unavailable, finish
 from .context import Lowering, _bind, where
 from .handlers import HANDLERS, _getitem
+from .refusals import unsupported_message
 
 
 # ---- the driver ----------------------------------------------------------------------------------
@@ -94,8 +95,7 @@ def from_exported_program(ep, input_shape: Optional[tuple] = None) -> nx.DiGraph
             continue
         handler = HANDLERS.get(n.target)
         if handler is None:
-            ctx.fail("unsupported op (snnc lowers Linear, Conv2d, BatchNorm, ReLU, snn_compiler.nn.LIF, "
-                     "snn_compiler.nn.QCFS, AvgPool2d, AdaptiveAvgPool2d, flatten, dropout, identity and residual add)")
+            ctx.fail(unsupported_message(n, HANDLERS))
         if not isinstance(n.target, torch._ops.OpOverload):
             ctx.fail("not an aten op")
         try:

@@ -9,7 +9,7 @@ What torch 2.13's ``torch.export.load`` (and snnc after it) would execute from a
   them with ``sympy.sympify``, i.e. Python ``eval``), value names that are not identifiers (torch.fx
   pastes them into the ``forward`` source it generates and executes), input/output structures other
   than plain containers (a defaultdict or enum is imported by module name), graph ops outside
-  :data:`.pure_ops.PURE_OPS` (snnc folds ops on weights by running them, e.g. ``aten.from_file``),
+  :func:`.pure_ops.is_pure` (snnc folds ops on weights by running them, e.g. ``aten.from_file``),
   guard code, AOTInductor libraries, and members a ``torch.export.save`` archive does not have.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ import zipfile
 
 from .archive_check import CODE_HELP, PICKLE_HELP, Archive, clip, refuse
 from ..errors import FrontendError
-from .pure_ops import PURE_OPS, SNNC_OPS
+from .pure_ops import SNNC_OPS, is_pure
 
 _KNOWN = ("archive_format", "archive_version", "byteorder", ".data/", "models/", "data/weights/",
           "data/constants/", "data/sample_inputs/", "extra/")
@@ -63,7 +63,7 @@ def _plain_sym_expr(text) -> bool:
 def _op_allowed(target: str) -> bool:
     parts = target.split(".")
     if target.startswith("torch.ops."):
-        return len(parts) == 5 and ((parts[2] == "aten" and parts[3] in PURE_OPS)
+        return len(parts) == 5 and ((parts[2] == "aten" and is_pure(parts[3]))
                                     or (parts[2] == "snnc" and parts[3] in SNNC_OPS))
     if target.startswith("_operator."):
         return len(parts) == 2 and parts[1] in _OPERATOR_OK

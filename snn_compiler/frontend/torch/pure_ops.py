@@ -44,4 +44,17 @@ max_pool2d_with_indices max_pool3d adaptive_max_pool1d adaptive_max_pool2d const
 upsample_nearest2d upsample_bilinear2d embedding pixel_shuffle lstm gru rnn_tanh rnn_relu lstm_cell
 gru_cell _assert_tensor_metadata _assert_scalar sym_constrain_range sym_constrain_range_for_size
 _assert_async _functional_assert_async
+scaled_dot_product_attention _scaled_dot_product_attention_math _scaled_dot_product_flash_attention_for_cpu
+_native_multi_head_attention _transformer_encoder_layer_fwd _safe_softmax einsum glu rms_norm
+upsample_nearest1d upsample_bilinear2d _upsample_bilinear2d_aa _upsample_nearest_exact2d upsample_bicubic2d
+pixel_unshuffle channel_shuffle native_channel_shuffle reflection_pad1d reflection_pad2d replication_pad1d
+replication_pad2d max_pool1d_with_indices adaptive_max_pool1d unfold hardshrink softshrink logit tril triu
+is_floating_point is_autocast_enabled is_grad_enabled addcmul addcdiv cumprod linalg_vector_norm
+_unsafe_index scatter scatter_add index_put index_add
 """.split())
+
+
+def is_pure(name: str) -> bool:
+    """``name`` (an aten op name without overload) is a pure tensor op: listed, or the in-place form
+    ``op_`` of a listed op, which writes only the tensor it is called on (``hardswish_``, ``relu6_``)."""
+    return name in PURE_OPS or (name.endswith("_") and not name.endswith("__") and name[:-1] in PURE_OPS)

@@ -24,6 +24,7 @@ from torch import nn
 
 from ..errors import FrontendError, NeedsInputShape, check_input_shape
 from .lower import from_exported_program
+from .refusals import WHY
 
 
 def _example(model, shape):
@@ -155,12 +156,17 @@ def _unsupported_ts_nodes(conv, blocks, fqns) -> str:
         ex = C.ExplainTS2FXGraphConverter(conv.ts_graph, conv.name_to_param, conv.name_to_buffer, blocks,
                                           conv.name_to_non_tensor_attributes, conv.name_to_constant, fqns)
         ex.explain()
-        found = []
+        found, why = [], ""
         for n in ex.unsupported_node_list:
             stack = list(_scope_stack(n.scopeName()).values())
             inner = [(p, t) for p, t in stack if p]
-            found.append(f"{n.kind()} at " + (f"{inner[-1][0]} ({inner[-1][1]})" if inner else "the top level"))
-        return ("; unsupported: " + ", ".join(found)) if found else ""
+            where = f"{n.kind()} at " + (f"{inner[-1][0]} ({inner[-1][1]})" if inner else "the top level")
+            if where not in found:
+                found.append(where)
+            # a layer snnc could not convert anyway (attention's branches): say why, as the lowering would
+            classes = [t.rsplit(".", 1)[-1] for _, t in reversed(stack)]
+            why = why or next((WHY[c] for c in classes if c in WHY), "")
+        return ("; unsupported: " + ", ".join(found) + (f"; {why}" if why else "")) if found else ""
     except Exception:  # noqa: BLE001 - only improves the message
         return ""
 

@@ -8,7 +8,7 @@ code (``code/**.py``, TorchScript in Python syntax) and its pickles first, and r
 - a ``__setstate__`` / ``__getstate__`` method (custom pickling: code that runs while loading);
 - torchbind classes, in code or pickles;
 - any call or name that is not a local variable, a function or method the archive defines (whose
-  code is checked alike), a tensor op from :data:`.pure_ops.PURE_OPS` (``torch.relu``,
+  code is checked alike), a tensor op that :func:`.pure_ops.is_pure` names (``torch.relu``,
   ``ops.aten.relu``), or one of the TorchScript builtins listed here (``len``, ``ops.prim.dtype``...).
 Type annotations are not checked: they name types, they do not run.
 """
@@ -19,7 +19,7 @@ import pickletools
 
 from .archive_check import CODE_HELP, Archive, refuse
 from ..errors import FrontendError
-from .pure_ops import PURE_OPS
+from .pure_ops import is_pure
 
 _PICKLING_HOOKS = ("__setstate__", "__getstate__")
 # bare names TorchScript's serializer writes: builtins, types, its helpers
@@ -32,7 +32,7 @@ __range_length __derive_index __round_to_zero_floordiv len list dict append exte
 values items get format join startswith endswith warn device dtype layout str Int Float Bool ScalarImplicit
 tensor floordiv _unwrap_optional""".split())
 _PRIM = frozenset("""NumToTensor RaiseException device dtype layout unchecked_unwrap_optional unchecked_cast
-min max abs shape is_cuda is_cpu requires_grad data Uninitialized TupleIndex""".split())
+is_nested type min max abs shape is_cuda is_cpu requires_grad data Uninitialized TupleIndex""".split())
 _ROOTS = ("torch", "ops", "__torch__", "CONSTANTS", "math")
 _TYPE_ARG = {"annotate": 0, "unchecked_cast": 0, "isinstance": 1}  # the argument that is a type
 
@@ -49,9 +49,9 @@ def _chain(node):
 def _root_ok(parts) -> bool:
     root, rest = parts[0], parts[1:]
     if root == "torch":
-        return len(rest) == 1 and (rest[0] in PURE_OPS or rest[0] in _TORCH_BUILTINS)
+        return len(rest) == 1 and (is_pure(rest[0]) or rest[0] in _TORCH_BUILTINS)
     if root == "ops":
-        return len(rest) == 2 and (rest[0] == "aten" and rest[1] in PURE_OPS or rest[0] == "prim" and rest[1] in _PRIM)
+        return len(rest) == 2 and (rest[0] == "aten" and is_pure(rest[1]) or rest[0] == "prim" and rest[1] in _PRIM)
     if root == "__torch__":
         return rest[:2] != ["torch", "classes"]
     return bool(rest)  # CONSTANTS.c0, math.inf
@@ -122,7 +122,7 @@ class _Checker:
                           f"{'calls' if called else 'refers to'} {dotted}, which is not one of the pure tensor ops "
                           f"snnc allows")
             return
-        if called and node.attr not in self.defined and node.attr not in PURE_OPS \
+        if called and node.attr not in self.defined and not is_pure(node.attr) \
                 and node.attr not in _TORCH_BUILTINS:
             self.fail(node, f"calls the method {node.attr}, which neither the file defines nor is a pure tensor op")
         self.visit(node.value)
