@@ -177,7 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "neuron, timestep, values); a pair with float passes within --tolerance. Exit 0: identical or "
                        "within tolerance; 1: error; 3: divergence.")
     k.add_argument("artifact")
-    k.add_argument("--data", required=True, help="DATA.npz with x (N, ...); labels, if any, are not used")
+    k.add_argument("--data", required=True, help="DATA.npz with x (N, ...), or a sequence (N, T, *input shape) that "
+                   "sets T; labels, if any, are not used")
     k.add_argument("--backends", default="reference,lava",
                    help="two backends, comma-separated: reference, reference-numpy, lava, float or a plugin "
                         "(default reference,lava); integer pairs must be identical, float within --tolerance")

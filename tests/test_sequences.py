@@ -125,6 +125,12 @@ def test_engines_agree_on_a_conv_net_fed_frames(conv, encoding, readout):
         for k in r.counts:
             assert np.array_equal(r.counts[k], runs[0].counts[k]), k
     assert runs[0].counts["r1"].sum() > 0
+    if readout == "first-spike":  # early stop: decided samples leave the batch, their frames with them
+        stopped = [simulate(q, seq, engine=e, encoding=encoding, readout=readout, batch_size=4, seed=3) for e in ENGINES]
+        for r in stopped:
+            assert np.array_equal(r.predictions, runs[0].predictions) and r.rates == stopped[0].rates
+            assert np.array_equal(r.decision_time, runs[0].decision_time)
+        assert (runs[0].decision_time > 1).any()  # some samples decided late: the frames after a drop mattered
     # T equal frames = the static sample run for T steps, engine by engine
     same = np.repeat(x[:, None], 12, axis=1)
     for e in ENGINES:
