@@ -117,3 +117,74 @@ def test_a_bias_into_a_cuba_layer_is_warned_about():
     with pytest.warns(UserWarning, match=r"layer '1.cubalif': it has current memory \(decay_u 41\) and a bias.*"
                                          r"up to 100 times"):
         compile_model(from_module(_mlp(bias=True), (16,)), CompileConfig(bits=8, calibration=x.numpy(), timesteps=8))
+
+
+# ---- end to end: trained on digits, int8, Lava -----------------------------------------------------
+
+def _trained_digits_cuba(steps=240, T=16):
+    """A 64-32-10 CubaLIF MLP (hidden alpha = 1 - 41/4096: the slow synapse; output alpha 0.75) trained
+    with surrogate gradients on sklearn digits, the static image presented every step (constant
+    current, the way snn.run rate-codes it); one thread, so the weights are the same anywhere."""
+    from sklearn.datasets import load_digits
+    d = load_digits()
+    x = torch.tensor(d.data / 16.0, dtype=torch.float32)
+    y = torch.tensor(d.target)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Linear(64, 32, bias=False), snn.CubaLIF(SLOW, 0.9),
+                            nn.Linear(32, 10, bias=False), snn.CubaLIF(0.75, 0.9))
+        opt = torch.optim.Adam(net.parameters(), lr=5e-3)
+        gen = torch.Generator().manual_seed(0)
+        for _ in range(steps):
+            i = torch.randint(0, 1400, (64,), generator=gen)
+            loss = snn.rate_loss(snn.run(net, x[i], T), y[i], T)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            acc = float((snn.run(net, x[1400:], T).argmax(1) == y[1400:]).float().mean())
+    finally:
+        torch.set_num_threads(threads)
+    return net, x, y, acc
+
+
+@pytest.fixture(scope="module")
+def digits_cuba():
+    return _trained_digits_cuba()
+
+
+def test_a_cuba_mlp_trained_on_digits_keeps_its_predictions_in_int8(digits_cuba):
+    net, x, y, acc = digits_cuba
+    T = 16
+    assert acc > 0.8
+    q = compile_model(from_module(net, (64,)), CompileConfig(bits=8, calibration=x[:1400].numpy(), timesteps=T))
+    assert q.nodes["1.cubalif"]["op"].decay_u == 41
+    x_te = x[1400:].numpy()
+    fl = simulate(q, x_te, mode="float", timesteps=T, readout="count")
+    it = simulate(q, x_te, mode="int", timesteps=T, readout="count")
+    agree = np.mean(fl.predictions == it.predictions)
+    print(f"digits CubaLIF 64-32-10, T={T}: torch {acc:.3f}, float SNN {np.mean(fl.predictions == y[1400:].numpy()):.3f}, "
+          f"int8 {np.mean(it.predictions == y[1400:].numpy()):.3f}, int8 == float on {agree:.3f}")
+    assert agree >= 0.9
+
+
+@pytest.mark.lava
+def test_lava_equals_the_reference_on_the_trained_cuba_mlp(digits_cuba):
+    """Spike for spike in every layer, decay_u = 41 included, on the snnc neuron."""
+    from snn_compiler.backends import lava
+    if not lava.available():
+        pytest.skip("Lava backend needs .venv-lava (Python 3.10, lava-nc 0.10.0); run scripts/bootstrap.sh")
+    net, x, _, _ = digits_cuba
+    T = 16
+    q = compile_model(from_module(net, (64,)), CompileConfig(bits=8, calibration=x[:1400].numpy(), timesteps=T,
+                                                             target="lava"), target=lava.TARGET)
+    assert q.nodes["1.cubalif"]["op"].decay_u == 41
+    xs = x[1400:1424].numpy()
+    ref = simulate(q, xs, timesteps=T, readout="count", record=True)
+    got = lava.run(q, xs, timesteps=T, readout="count", record=True)
+    assert np.array_equal(ref.scores, got.scores)
+    for layer in ref.counts:
+        assert np.array_equal(ref.counts[layer], got.counts[layer]), layer
+    assert ref.counts["1.cubalif"].sum() > 0

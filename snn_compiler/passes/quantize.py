@@ -21,7 +21,8 @@ squeezing the other's weights into a few levels. Saturation at threshold_max tra
 threshold the register can hold. The pass records worst-case per-step currents and membrane
 ranges over ``config.timesteps`` in ``graph.graph['snnc']['ranges']`` for targets to check (a
 layer with current memory, ``decay_u < 4096``, records what its current register ``u`` can
-accumulate: :func:`snn_compiler.ir.neuron.current_range`), and
+accumulate: :func:`snn_compiler.ir.neuron.current_range`; such a layer's theta is lowered until that
+worst case fits ``current_bits``, trading weight levels for a register that never wraps), and
 the register widths it used in ``graph.graph['snnc']['registers']`` (the artifact loader checks
 every integer against them).
 
@@ -58,9 +59,9 @@ def memory_gain(layer) -> float:
     return g
 
 
-def _check_levels(op, k, layer, theta, saturated, per_unit, src_levels, regs, layer_op):
+def _check_levels(op, k, layer, theta, limit, per_unit, src_levels, regs, layer_op):
     """Refuse a connection whose weights lost all their information (all zero, or one level). When
-    the threshold register is full (``saturated``) the reason is its resolution, not the scale:
+    a register capped theta (``limit`` says which) the reason is its resolution, not the scale:
     one unit of the source (``per_unit`` thresholds at most) is worth less than one integer unit
     (1/theta); the message says why the weights are that small and what changes it."""
     w = op.weight
@@ -73,7 +74,7 @@ def _check_levels(op, k, layer, theta, saturated, per_unit, src_levels, regs, la
         why = f"all quantize to the single level {int(wi.flat[0])}"
     else:
         return
-    if not saturated:
+    if limit is None:
         raise ValueError(f"layer {layer!r}: the weights of {k!r} {why} at threshold {theta}; the layer's activation "
                          "scale does not fit its weights (check --norm / --layer-scale)")
     gain = memory_gain(layer_op)
@@ -81,8 +82,8 @@ def _check_levels(op, k, layer, theta, saturated, per_unit, src_levels, regs, la
               "so a trained layer's per-step weights are that much smaller than its threshold)" if gain > 1 else "")
     fix = (f"use fewer --input-bits (1 for spike input: one unit is then a whole spike, not 1/{src_levels} of one)"
            if src_levels > 1 else "scale the trained network's weights up and its threshold with them")
-    raise ValueError(f"layer {layer!r}: the weights of {k!r} {why} at threshold {theta}, the largest the "
-                     f"{regs.threshold_bits}-bit threshold register holds: one input unit is worth at most "
+    raise ValueError(f"layer {layer!r}: the weights of {k!r} {why} at threshold {theta}, {limit}: one input "
+                     "unit is worth at most "
                      f"{per_unit:.3g} thresholds, below one integer unit (1/{theta}){memory}; {fix}")
 
 
@@ -98,6 +99,45 @@ def _decay_report(layer, beta) -> dict:
                       f"{r:.6g} (relative error {err:.2%}; Loihi's decays have 12 bits): the integer SNN leaks "
                       "differently from the float one", UserWarning, stacklevel=4)
     return {"decay": d, "rounded": r, "error": err if np.isfinite(err) else None}
+
+
+def _connections(graph, n, ops, units, mk, theta, limit, regs, wmax):
+    """Quantize the weighted ops into layer ``n`` at threshold ``theta`` (weights, exponents, the
+    level check; ``limit`` says what capped theta, if anything did). Returns the layer's float bias
+    in integer units and the per-step worst-case current bounds (lo, hi) per neuron."""
+    layer = op_of(graph, n)
+    bias = np.zeros(graph.nodes[n]["shape"][:1] + (1,) * (len(graph.nodes[n]["shape"]) - 1))
+    lo = hi = 0
+    for k in ops:
+        op = op_of(graph, k)
+        need = np.log2(mk[k] * theta / (wmax + 0.5)) if mk[k] > 0 else 0.0  # finite: mk, theta finite
+        op.weight_exp = int(min(regs.weight_exp_max, max(0, np.ceil(need))))
+        op.weight_int = np.clip(np.rint(op.weight * units[k][0] * theta / 2.0 ** op.weight_exp),
+                                -wmax, wmax).astype(np.int32)
+        _check_levels(op, k, n, theta, limit, mk[k], units[k][3], regs, layer)
+        if op.bias is not None:
+            bias = bias + op.bias.reshape(bias.shape) * theta
+        bound = sum_abs_bound(O.effective_weights(op), units[k][1])
+        if bound >= MAX_EXACT_SUM:
+            raise ValueError(f"layer {n!r}: the worst-case sum of {k!r} ({bound:.3g}) reaches 2**53, beyond what "
+                             "the simulators add exactly; use fewer --bits or a smaller weight_exp_max")
+        l, h = weight_bounds(O.effective_weights(op), units[k][1], units[k][2])
+        lo, hi = lo + l, hi + h
+    return bias, lo, hi
+
+
+def _current_range(lo, hi, bias, decay_u, steps):
+    """The current register's worst-case [low, high] over ``steps`` (its memory summed:
+    :func:`snn_compiler.ir.neuron.current_range`), the integer bias included."""
+    lo, hi = N.current_range(lo, hi, int(decay_u), steps)
+    b = np.asarray(bias).reshape(-1)
+    lo, hi = np.broadcast_to(lo + b, np.broadcast(lo, b).shape), np.broadcast_to(hi + b, np.broadcast(hi, b).shape)
+    return [int(lo.min()), int(hi.max())]
+
+
+def _current_top(lo, hi, bias, decay_u, steps) -> int:
+    cur = _current_range(lo, hi, bias, decay_u, steps)
+    return max(-cur[0], cur[1])
 
 
 def quantize(graph, config) -> bool:
@@ -129,28 +169,23 @@ def quantize(graph, config) -> bool:
         big = max(mk.values())
         if big > 0:  # the largest connection must fit wmax << weight_exp_max
             theta = max(1, min(theta, int(min((wmax + 0.5) * 2.0 ** regs.weight_exp_max / big, theta_max))))
-        bias = np.zeros(graph.nodes[n]["shape"][:1] + (1,) * (len(graph.nodes[n]["shape"]) - 1))
-        lo = hi = 0
-        for k in ops:
-            op = op_of(graph, k)
-            need = np.log2(mk[k] * theta / (wmax + 0.5)) if mk[k] > 0 else 0.0  # finite: mk, theta finite
-            op.weight_exp = int(min(regs.weight_exp_max, max(0, np.ceil(need))))
-            op.weight_int = np.clip(np.rint(op.weight * units[k][0] * theta / 2.0 ** op.weight_exp),
-                                    -wmax, wmax).astype(np.int32)
-            _check_levels(op, k, n, theta, theta == theta_max, mk[k], units[k][3], regs, layer)
-            if op.bias is not None:
-                bias = bias + op.bias.reshape(bias.shape) * theta
-            bound = sum_abs_bound(O.effective_weights(op), units[k][1])
-            if bound >= MAX_EXACT_SUM:
-                raise ValueError(f"layer {n!r}: the worst-case sum of {k!r} ({bound:.3g}) reaches 2**53, beyond what "
-                                 "the simulators add exactly; use fewer --bits or a smaller weight_exp_max")
-            l, h = weight_bounds(O.effective_weights(op), units[k][1], units[k][2])
-            lo, hi = lo + l, hi + h
+        limit = f"the largest the {regs.threshold_bits}-bit threshold register holds" if theta == theta_max else None
+        bias, lo, hi = _connections(graph, n, ops, units, mk, theta, limit, regs, wmax)
+        if layer.decay_u != N.DECAY_ONE:  # what the current memory sums must fit the current register
+            for _ in range(8):
+                top = _current_top(lo, hi, regs.round_bias(bias, n), layer.decay_u, config.timesteps)
+                if top <= regs.current_max or theta == 1:
+                    break
+                theta = max(1, min(theta - 1, int(theta * regs.current_max / top)))
+                limit = (f"the largest at which the {regs.current_bits}-bit current register holds what its current "
+                         f"memory (decay_u {int(layer.decay_u)}) sums over {config.timesteps} steps")
+                bias, lo, hi = _connections(graph, n, ops, units, mk, theta, limit, regs, wmax)
         if layer.decay_u != N.DECAY_ONE and np.any(bias != 0):
             warnings.warn(f"layer {n!r}: it has current memory (decay_u {int(layer.decay_u)}) and a bias; the integer "
                           "SNN adds the bias to the membrane each step (Loihi's bias register), while the float SNN "
                           "and the trained network add it to the current, which sums it up to "
-                          f"{N.DECAY_ONE / layer.decay_u:.0f} times: their spikes differ (train CUBA layers' "
+                          f"{f'{N.DECAY_ONE / layer.decay_u:.0f} times' if layer.decay_u else 'every step'}: their "
+                          "spikes differ (train CUBA layers' "
                           "weighted ops without bias)", UserWarning, stacklevel=3)
         layer.threshold = theta
         layer.bias = regs.round_bias(bias, n)
@@ -162,10 +197,7 @@ def quantize(graph, config) -> bool:
         if layer.leaky:
             decays[n] = _decay_report(n, layer.beta)
         layer.step = 1.0 / theta
-        b = layer.bias.reshape(-1)
-        lo, hi = N.current_range(lo, hi, int(layer.decay_u), config.timesteps)  # the current register's memory
-        lo, hi = np.broadcast_to(lo + b, np.broadcast(lo, b).shape), np.broadcast_to(hi + b, np.broadcast(hi, b).shape)
-        cur = [int(lo.min()), int(hi.max())]
+        cur = _current_range(lo, hi, layer.bias, layer.decay_u, config.timesteps)  # the current register's memory
         if max(-cur[0], cur[1]) + regs.v_max >= MAX_LAYER_SUM:
             raise ValueError(f"layer {n!r}: worst-case current {cur} would overflow the simulators' int64 "
                              "membrane arithmetic; use fewer --bits or a smaller weight_exp_max")

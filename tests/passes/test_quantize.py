@@ -280,3 +280,26 @@ def test_a_membrane_decay_that_rounding_moves_is_warned_about(beta, warns, recwa
     else:
         assert msgs == []
     assert g.graph["snnc"]["decays"]["r1"]["rounded"] == (0 if warns else 410 / 4096)
+
+
+@pytest.mark.parametrize("current_bits", [24, 32])
+def test_a_current_memory_lowers_theta_until_its_register_holds_the_sum(current_bits):
+    """decay_u = 41 over 32 steps sums up to 32 steps of input: at the theta the weights alone would
+    pick, the worst case exceeds 24 bits, so theta comes down (fewer weight levels, no wrap); a
+    32-bit current register keeps it."""
+    rng = np.random.default_rng(3)
+    w1 = rng.random((32, 64)) * 0.1
+    plain = normalized_mlp(w1, None, rng.normal(size=(10, 32)))
+    regs = Registers(current_bits=current_bits)
+    quantize(plain, CompileConfig(bits=8, timesteps=32, registers=regs))
+    g = normalized_mlp(w1, None, rng.normal(size=(10, 32)))
+    g.nodes["r1"]["op"].decay_u = 41
+    quantize(g, CompileConfig(bits=8, timesteps=32, registers=regs))
+    rec = g.graph["snnc"]["ranges"]["r1"]
+    assert rec["current_fits"] and max(-rec["current"][0], rec["current"][1]) <= regs.current_max
+    theta, theta0 = g.nodes["r1"]["op"].threshold, plain.nodes["r1"]["op"].threshold
+    if current_bits == 24:
+        assert theta < theta0 and rec["current"][1] > regs.current_max * 0.9  # as high as fits
+        assert np.abs(g.nodes["fc1"]["op"].weight_int).max() >= 10
+    else:
+        assert theta == theta0
