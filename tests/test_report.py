@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from snn_compiler.ir import ops as O
-from snn_compiler.report import build_report, energy
+from snn_compiler.report import analysis, build_report, energy
 from snn_compiler.report.html import render
 from snn_compiler.sim.emulator import simulate, spike_trace
 
@@ -72,8 +72,24 @@ def test_report_figures_agree_with_direct_runs(compiled):
     assert st["layers"][hidden[0]]["rate"] == pytest.approx(r.counts[hidden[0]].mean() / 16)
     assert info["energy"]["sops"] > 0 and info["energy"]["macs"] > 0
     page = render(info)
-    assert len(re.findall(r'src="data:image/png;base64,', page)) == 3   # accuracy, layers, raster
+    # accuracy, layers, rate distribution, energy, raster
+    assert len(re.findall(r'src="data:image/png;base64,', page)) == 5
     assert st["worst_layer"] in page and "Horowitz" in page and "T grid [4, 16]" in page
+    assert "95% Wilson interval" in page and "Energy balance." in page and "dead neurons" in page
+    assert "The compiled layers (snnc inspect)" in page and "threshold" in page
+    # energy at every T follows the integer SNN's own events at that T
+    for i, T in enumerate([4, 16]):
+        r = simulate(q, x, timesteps=T, record=True)
+        events = analysis.events_per_inference(q, x, r.counts, T)
+        assert sweep["energy_nJ"][i] == pytest.approx(energy.energy(q, events)["snn_nJ"])
+    assert info["energy"]["snn_nJ"] == pytest.approx(sweep["energy_nJ"][1])   # the artifact's T = 16
+    for n in hidden:
+        per_neuron = r.counts[n].reshape(len(x), -1).mean(axis=0)
+        assert st["activity"][n]["dead"] == int((per_neuron == 0).sum())
+        assert sum(st["activity"][n]["rate_histogram"]) == per_neuron.size
+    for mode in ("int", "float"):
+        for acc_i, (lo, hi) in zip(sweep[mode], sweep["interval"][mode]):
+            assert lo <= acc_i <= hi and hi - lo > 0
     assert "<h2>Cores</h2>" not in page
 
 
@@ -82,7 +98,7 @@ def test_a_mapped_artifact_shows_its_cores(compiled):
     info = build_report(mapped, x, None, timesteps=[16], samples=20)
     assert not info["labelled"] and info["cores"]["cores_used"] >= 1
     page = render(info)
-    assert "<h2>Cores</h2>" in page and len(re.findall(r"data:image/png;base64,", page)) == 4
+    assert "<h2>Cores</h2>" in page and len(re.findall(r"data:image/png;base64,", page)) == 6
 
 
 def test_cli_report_writes_one_page_and_never_over_its_inputs(compiled, tmp_path, capsys):
@@ -128,3 +144,12 @@ def test_the_worst_layer_is_the_first_silent_one_and_the_report_warns(compiled, 
     err = capsys.readouterr().err
     assert "layer 'features.6' is silent at T=16" in err and "layer 'features.6' is silent at T=32" in err
     assert "features.2' is" not in err
+
+
+def test_wilson_interval_and_energy_balance_by_hand():
+    lo, hi = analysis.wilson(98.0, 500)               # 490 of 500 correct
+    assert lo == pytest.approx(96.36, abs=0.01) and hi == pytest.approx(98.91, abs=0.01)
+    assert analysis.wilson(100.0, 20)[1] == pytest.approx(100.0)
+    assert "no more energy than the fp32 ANN at T <= 8" in energy.balance([40.0, 90.0, 200.0], [4, 8, 16], 100.0)
+    worse = energy.balance([769.0, 1500.0], [32, 64], 18.0)
+    assert "more energy than the fp32 ANN at every T" in worse and "43x" in worse and "QCFS" in worse

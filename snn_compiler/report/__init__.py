@@ -58,7 +58,9 @@ def build_report(graph, x, y=None, *, timesteps=None, samples=500, encoding="con
     rates = {n: L["rate"] for n, L in stats["layers"].items()}
     for line in activity_warnings(rates, T, f"measured on {len(x)} samples"):
         warnings.warn(line, UserWarning, stacklevel=2)
-    events = analysis.events_per_inference(graph, x, stats.pop("int_counts"), T, encoding, seed)
+    all_counts = stats.pop("int_counts")
+    counts = {n: c for n, c in all_counts.items() if n in stats["layers"]}   # hidden layers
+    events = analysis.events_per_inference(graph, x, all_counts, T, encoding, seed)
     layers = [n for n in neuron_layers(graph, topo_order(graph)) if not O.is_readout(op_of(graph, n))]
     sample = 0
     ras = raster(graph, x[sample:sample + 1], T, layers, encoding, seed)
@@ -69,10 +71,18 @@ def build_report(graph, x, y=None, *, timesteps=None, samples=500, encoding="con
         from ..mapping import report as core_report
         cores = core_report(graph)
     bar.close()
+    sweep["energy_nJ"] = [energy.energy(graph, ev)["snn_nJ"] for ev in sweep.pop("events")]
+    sweep["interval"] = {mode: [analysis.wilson(a, len(x)) for a in sweep[mode]] for mode in ("float", "int")}
+    sweep["ann_interval"] = analysis.wilson(sweep["ann"], len(x))
+    e = energy.energy(graph, events)
+    e["balance"] = energy.balance(sweep["energy_nJ"], sweep["timesteps"], e["ann_fp32_nJ"])
+    stats["activity"] = analysis.neuron_activity(counts, T)
+    from ..summary import layer_table, summary
     return {"artifact": str(artifact), "data": str(data), "samples": len(x), "labelled": labelled,
+            "layer_table": layer_table(summary(graph)),
             "summary": (f"{meta.get('bits')}-bit weights, target {meta.get('target')}, reset {meta.get('reset')}, "
                         f"T = {T}" + ("" if labelled else "; no labels: accuracy is agreement with the ANN")),
-            "sweep": sweep, "stats": stats, "energy": energy.energy(graph, events), "raster": ras, "cores": cores,
+            "sweep": sweep, "stats": stats, "energy": e, "raster": ras, "cores": cores,
             "method": (f"T grid {grid}; {len(x)} samples (the first of the data file); {encoding} input encoding, "
                        f"seed {seed}; per-layer figures and energy at the artifact's T = {T}; rates are spike "
                        f"counts / T of the integer reference simulator; ANN activations are in threshold units "

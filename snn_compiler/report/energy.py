@@ -65,3 +65,18 @@ def energy(graph, events: dict) -> dict:
             "ann_int8_nJ": macs * PJ_PER_MAC_INT8 / 1e3,
             "pj_per_sop": PJ_PER_SOP, "pj_per_mac_fp32": PJ_PER_MAC_FP32, "pj_per_mac_int8": PJ_PER_MAC_INT8,
             "sources": SOURCES}
+
+
+def balance(energies: list, timesteps: list, ann_nJ: float) -> str:
+    """One plain sentence: at which T of the grid the SNN's estimated energy is at most the ANN's
+    (``ann_nJ``), or that it is not at any T, and by how much."""
+    ratios = [e / ann_nJ if ann_nJ > 0 else float("inf") for e in energies]
+    cheaper = [t for t, r in zip(timesteps, ratios) if r <= 1.0]
+    best = int(np.argmin(ratios))
+    if cheaper:
+        return (f"The SNN uses no more energy than the fp32 ANN at T <= {max(cheaper)} of the grid "
+                f"(at T = {timesteps[best]}: {ratios[best]:.2g}x the ANN's {ann_nJ:.3g} nJ).")
+    return (f"The SNN costs more energy than the fp32 ANN at every T of the grid: at best "
+            f"{ratios[best]:.2g}x the ANN's {ann_nJ:.3g} nJ (T = {timesteps[best]}). Fewer events would close "
+            f"the gap: fewer timesteps with QCFS fine-tuning, a latency read-out (first-spike, k-spikes) "
+            f"that stops a sample once decided, or sparser layers.")

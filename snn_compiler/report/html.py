@@ -43,19 +43,63 @@ def _table(head, rows, marked=()):
     return "".join(out) + "</table>"
 
 
+def _yerr(values, intervals):
+    return np.array([[v - lo for v, (lo, _) in zip(values, intervals)], [hi - v for v, (_, hi) in zip(values, intervals)]])
+
+
 def fig_accuracy(sweep) -> str:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     ts = sweep["timesteps"]
+    lo, hi = sweep["ann_interval"]
     ax.axhline(sweep["ann"], color="k", ls="--", lw=1, label=f"ANN {sweep['ann']:.2f}%")
-    ax.plot(ts, sweep["float"], marker="o", label="float SNN")
-    ax.plot(ts, sweep["int"], marker="s", label="integer SNN")
+    ax.axhspan(lo, hi, color="k", alpha=0.07, lw=0)
+    for mode, marker, label in (("float", "o", "float SNN"), ("int", "s", "integer SNN")):
+        ax.errorbar(ts, sweep[mode], yerr=_yerr(sweep[mode], sweep["interval"][mode]), marker=marker, capsize=3,
+                    label=label)
     ax.set_xscale("log", base=2)
     ax.set_xticks(ts, [str(t) for t in ts])
-    ax.set(xlabel="timesteps T", ylabel="accuracy (%)", title="Accuracy against timesteps")
+    ax.set(xlabel="timesteps T", ylabel="accuracy (%)",
+           title=f"Accuracy against timesteps (95% intervals, {sweep['n']} samples)")
     ax.grid(alpha=0.3)
     ax.legend()
     return _png(fig)
+
+
+def fig_energy(sweep, e) -> str:
+    """Accuracy against estimated energy per inference, one point per T, with the ANN's energies."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    ax.errorbar(sweep["energy_nJ"], sweep["int"], yerr=_yerr(sweep["int"], sweep["interval"]["int"]), marker="s",
+                capsize=3, label="integer SNN")
+    for t, x, y in zip(sweep["timesteps"], sweep["energy_nJ"], sweep["int"]):
+        ax.annotate(f"T={t}", (x, y), textcoords="offset points", xytext=(4, -12), fontsize=8)
+    ax.axvline(e["ann_fp32_nJ"], color="k", ls="--", lw=1, label=f"ANN fp32 {e['ann_fp32_nJ']:.3g} nJ")
+    ax.axvline(e["ann_int8_nJ"], color="k", ls=":", lw=1, label=f"ANN int8 {e['ann_int8_nJ']:.3g} nJ")
+    ax.set_xscale("log")
+    ax.set(xlabel="energy per inference (nJ, published per-operation energies)", ylabel="accuracy (%)",
+           title="Accuracy against energy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def fig_rates(activity) -> str:
+    """Per layer, how the neurons' mean rates spread from silent to saturated."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    edges = np.linspace(0.0, 1.0, 21)
+    for n, a in activity.items():
+        ax.stairs(a["rate_histogram"], edges, label=str(n))
+    ax.set_yscale("symlog")
+    ax.set(xlabel="mean spikes per neuron per step", ylabel="neurons", title="Firing-rate distribution per layer")
+    ax.legend(fontsize=8, ncol=2)
+    return _png(fig)
+
+
+def _pm(v, interval):
+    lo, hi = interval
+    return f"{v:.2f} ({lo:.1f}-{hi:.1f})"
 
 
 def fig_layers(stats) -> str:
@@ -117,8 +161,12 @@ def render(info: dict) -> str:
              f"<p>{_fmt(info['samples'])} samples of {html.escape(info['data'])}; {info['summary']}</p>",
              "<h2>Accuracy against timesteps</h2>", fig_accuracy(s),
              _table(["T"] + [str(t) for t in s["timesteps"]],
-                    [["ANN (%)"] + [s["ann"]] * len(s["timesteps"]), ["float SNN (%)"] + s["float"],
-                     ["integer SNN (%)"] + s["int"]]),
+                    [["ANN (%)"] + [_pm(s["ann"], s["ann_interval"])] * len(s["timesteps"]),
+                     ["float SNN (%)"] + [_pm(v, i) for v, i in zip(s["float"], s["interval"]["float"])],
+                     ["integer SNN (%)"] + [_pm(v, i) for v, i in zip(s["int"], s["interval"]["int"])],
+                     ["SNN energy (nJ)"] + s["energy_nJ"]]),
+             f"<p class='note'>In brackets: the 95% Wilson interval of each accuracy on {s['n']} samples (one "
+             f"sample is {100.0 / max(s['n'], 1):.2g} pt).</p>",
              f"<h2>Where the accuracy goes (T = {st['T']})</h2>",
              _table(["cause", "accuracy lost (points)", "how it is measured"],
                     [["clipping at the threshold", causes["clipping"], "ANN - ANN with activations clipped at 1"],
@@ -127,11 +175,15 @@ def render(info: dict) -> str:
              f"<p>The layer that introduces most rate error: <b>{html.escape(str(st['worst_layer']))}</b> "
              f"(highlighted below; the first silent or saturated layer, if any).</p>",
              _table(["layer", "neurons", "corr(rate, ANN)", "clipped", "timestep err", "quant. err", "rate",
-                     "expected rate", "activity", "clip-only loss (pt)", "introduced err"],
+                     "expected rate", "activity", "dead neurons", "saturated neurons", "clip-only loss (pt)",
+                     "introduced err"],
                     [[n, L["neurons"], L["correlation"], L["clipped"], L["timestep_error"], L["quantization_error"],
-                      L["rate"], L["expected_rate"], L.get("activity") or "ok", L["clip_loss"], L["introduced_error"]]
+                      L["rate"], L["expected_rate"], L.get("activity") or "ok", st["activity"][n]["dead"],
+                      st["activity"][n]["saturated"], L["clip_loss"], L["introduced_error"]]
                      for n, L in st["layers"].items()], marked=[worst]),
-             fig_layers(st),
+             "<p class='note'>Dead: neurons that never spiked on any sample; saturated: neurons firing on at least "
+             "95% of the steps on average.</p>",
+             fig_layers(st), fig_rates(st["activity"]),
              "<h2>Synaptic operations and energy</h2>",
              _table(["", "per inference", "energy (nJ)"],
                     [["SNN synaptic operations", e["sops"], e["snn_nJ"]],
@@ -141,11 +193,14 @@ def render(info: dict) -> str:
              f"and {e['pj_per_mac_int8']} pJ per int8 MAC. Sources: {html.escape(e['sources'])} "
              f"Synaptic operations count every spike (and every nonzero input value per step) once per "
              f"nonzero synapse it drives, at T = {st['T']}.</p>",
+             f"<p><b>Energy balance.</b> {html.escape(e['balance'])}</p>", fig_energy(s, e),
              "<h2>Spike raster</h2>", fig_raster(info["raster"])]
     if info.get("cores"):
         c = info["cores"]
         parts += ["<h2>Cores</h2>", f"<p>{c['cores_used']} cores on {html.escape(c['profile'])} (lower bound "
                   f"{c['lower_bound']}).</p>", fig_cores(c)]
+    if info.get("layer_table"):
+        parts += ["<h2>The compiled layers (snnc inspect)</h2>", f"<pre>{html.escape(info['layer_table'])}</pre>"]
     parts += ["<h2>How these figures were made</h2>",
               f"<p class='note'>{html.escape(info['method'])}</p></body></html>"]
     return "\n".join(parts)
