@@ -114,21 +114,27 @@ class Source:
         return self.value.shape
 
 
+def _value(inp, x, mode) -> np.ndarray:
+    """What the constant encoding emits: ``x_q`` (int64), or ``x / scale`` (float64) in float mode."""
+    if mode == "int":
+        return quantize_input(inp, x)
+    if mode == "float":
+        return np.asarray(x, np.float64) / inp.scale
+    raise ValueError(f"mode must be int or float, got {mode!r}")
+
+
 def _source(inp, x, mode, dtype, seed, sample_ids) -> Source:
     L = int(inp.levels)
+    value = _value(inp, x, mode)
     if mode == "int":
-        value = quantize_input(inp, x)
         drive = np.abs(value)
         prob = drive.astype(np.float32) / np.float32(L)
         unit = L
-    elif mode == "float":
-        value = np.asarray(x, np.float64) / inp.scale
+    else:
         mag = np.minimum(np.abs(value), 1.0)
         prob = mag.astype(np.float32)
         drive = mag * L
         unit = 1.0
-    else:
-        raise ValueError(f"mode must be int or float, got {mode!r}")
     dtype = np.dtype(dtype if dtype is not None else value.dtype)
     value = value.astype(dtype, copy=False)
     spike = (np.sign(value) * unit).astype(dtype)
@@ -399,10 +405,12 @@ def _sequence_chunks(inp, x, timesteps, encoding, seed, sample_ids, mode, chunk,
     ids = range(n) if sample_ids is None else sample_ids
     uniforms = poisson_uniform_chunks(seed, ids, timesteps, shape, chunk) if encoding == "poisson" else None
     for t0, c in _spans(timesteps, chunk):
-        src = _source(inp, np.swapaxes(np.asarray(x[:, t0:t0 + c]), 0, 1), mode, dtype, seed, ids)  # (c, N, *shape)
-        if uniforms is None:
-            yield np.ascontiguousarray(src.value)
+        frames = np.swapaxes(np.asarray(x[:, t0:t0 + c]), 0, 1)  # (c, N, *shape)
+        if uniforms is None:  # the value alone (Source's other fields serve the coded encodings)
+            value = _value(inp, frames, mode)
+            yield np.ascontiguousarray(value, dtype=value.dtype if dtype is None else dtype)
         else:  # the static poisson's test, u < a / L, with this step's a
+            src = _source(inp, frames, mode, dtype, seed, ids)
             yield (np.swapaxes(next(uniforms), 0, 1) < src.prob) * src.spike
 
 
