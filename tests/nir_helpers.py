@@ -20,6 +20,7 @@ def nir_run(g, x, steps, dt, exact=False):
         LIF      v += dt/tau (v_leak - v + r I)             (exact: v = a v + (1 - a) r I, a = exp(-dt/tau))
         CubaLIF  i += dt/tau_syn (-i + w_in I);  v += dt/tau_mem (v_leak - v + r i)
         spike where v > v_threshold, then v = v_reset.
+        LI       v += dt/tau (v_leak - v + r I), no spikes: its entry is its membrane after the last step.
     Affine/Linear/Conv2d/pools/Flatten compute on whole samples (Flatten of a sample)."""
     preds = {n: [] for n in g.nodes}
     for a, b in g.edges:
@@ -69,6 +70,11 @@ def nir_run(g, x, steps, dt, exact=False):
                     i = i + dt / p["tau_syn"] * (-i + p["w_in"] * inp)
                     state[n + ".i"] = i
                     v = v + dt / p["tau_mem"] * (p["v_leak"] - v + p["r"] * i)
+                elif k == "LI":  # a non-spiking read-out: its count is its membrane after the last step
+                    v = v + dt / p["tau"] * (p["v_leak"] - v + p["r"] * inp)
+                    state[n] = counts[n] = v
+                    val[n] = v
+                    continue
                 else:
                     raise AssertionError(k)
                 s = v > p["v_threshold"]

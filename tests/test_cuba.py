@@ -188,3 +188,16 @@ def test_lava_equals_the_reference_on_the_trained_cuba_mlp(digits_cuba):
     for layer in ref.counts:
         assert np.array_equal(ref.counts[layer], got.counts[layer]), layer
     assert ref.counts["1.cubalif"].sum() > 0
+
+
+def test_snnc_inspect_shows_the_12_bit_decays_and_their_rounding():
+    from snn_compiler import summary
+    x = torch.rand(32, 16)
+    q = compile_model(from_module(_mlp(), (16,)), CompileConfig(bits=8, calibration=x.numpy(), timesteps=16))
+    rows = {r["name"]: r for r in summary.summary(q)["layer_info"]}
+    hidden = rows["1.cubalif"]
+    assert (hidden["decay_u"], hidden["decay_v"]) == (41, [410, 410])
+    assert hidden["decay_v_error"] == pytest.approx(abs(410 / 4096 - (1 - np.float32(0.9))) / (1 - np.float32(0.9)))
+    assert "decay" not in rows["0"]
+    table = summary.layer_table(summary.summary(q))
+    assert "decay /4096" in table and "v 410 (0.10%) u 41" in table

@@ -305,3 +305,43 @@ def test_load_file_refuses_nir_options_for_other_formats_and_names_missing_files
     path.write_bytes(path.read_bytes()[:200])
     with pytest.raises(FrontendError, match="net.nir: not a readable NIR file.*truncated"):
         load_file(path, dt=DT)
+
+
+def _norse_cuba_mlp(rng, dt=1e-3, threshold=0.05):
+    """The issue's graph: a 64-32-10 CubaLIF MLP with an LI read-out as Norse writes it (r = w_in = 1,
+    time constants in seconds, dt = 1e-3), the slow synapse 1 - dt/tau_syn = 1 - 41/4096."""
+    tau_syn, tau_mem = dt * 4096 / 41, 2e-2
+    cuba = nir.CubaLIF(tau_syn=np.full(32, tau_syn), tau_mem=np.full(32, tau_mem), r=np.ones(32),
+                       v_leak=np.zeros(32), v_threshold=np.full(32, threshold), w_in=np.ones(32))
+    nodes = {"input": nir.Input(input_type=np.array([64])),
+             "fc1": nir.Linear(weight=rng.normal(0.02, 0.1, (32, 64))), "lif1": cuba,
+             "fc2": nir.Linear(weight=rng.normal(0, 0.5, (10, 32))),
+             "li": nir.LI(tau=np.full(10, 5e-3), r=np.ones(10), v_leak=np.zeros(10)),
+             "output": nir.Output(output_type=np.array([10]))}
+    edges = [("input", "fc1"), ("fc1", "lif1"), ("lif1", "fc2"), ("fc2", "li"), ("li", "output")]
+    return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
+
+
+def test_the_issues_cuba_mlp_with_an_li_readout_on_spike_input():
+    """On spike input (--input-bits 1) it compiles; the float SNN is NIR's dynamics (hidden spikes
+    exactly, the LI membrane to 1e-9) and the int8 SNN predicts as the float one on most samples.
+    With 8-bit graded input one input unit is below the threshold register's resolution: refused
+    with that reason and the remedy, not as a scale problem."""
+    rng = np.random.default_rng(11)
+    ng = _norse_cuba_mlp(rng)
+    g = snnc_nir.from_nir(ng, dt=1e-3)
+    assert g.nodes["lif1"]["op"].decay_u == 41 and g.nodes["li"]["op"].readout
+    x = (rng.random((128, 64)) < 0.3).astype(np.float64)
+    steps = 48
+    q = compile_model(g, CompileConfig(bits=8, calibration=x, timesteps=steps, input_bits=1))
+    ref = nir_run(ng, x, steps, 1e-3)
+    fl = simulate(q, x, mode="float", timesteps=steps, readout="membrane", record=True)
+    assert np.array_equal(fl.counts["lif1"], ref["lif1"]) and 0 < ref["lif1"].mean() < steps
+    np.testing.assert_allclose(fl.scores * q.nodes["li"]["op"].scale, ref["li"], atol=1e-9)
+    it = simulate(q, x, mode="int", timesteps=steps, readout="membrane", record=True)
+    assert np.mean(np.abs(it.counts["lif1"] - ref["lif1"]) <= 1) >= 0.9
+    assert np.mean(it.predictions == fl.predictions) >= 0.85
+    with pytest.raises(Exception, match=r"'fc1' all quantize to zero at threshold 131071, the largest the 17-bit "
+                                        r"threshold register holds.*--input-bits"):
+        compile_model(snnc_nir.from_nir(_norse_cuba_mlp(rng, threshold=1.0), dt=1e-3),
+                      CompileConfig(bits=8, calibration=rng.random((16, 64)), timesteps=steps))
