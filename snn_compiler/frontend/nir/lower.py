@@ -12,7 +12,8 @@ threshold, when thresholds differ, is folded in the same way, leaving threshold 
                                                     beta = exp(-dt/tau), gain r (1 - beta)  (exact)
     CubaLIF  u[t] = alpha u[t-1] + (w_in dt/tau_syn) I[t],  alpha = 1 - dt/tau_syn (euler only)
              v[t] = beta v[t-1] + (r dt/tau_mem) u[t]
-             alpha must be k/4096 (the Neuron's ``decay_u``): else refused with the nearest tau_syn
+             decay_u = round(4096 dt/tau_syn) (Loihi's 12 bits; a rounding is warned about
+             with both decays and the relative error; one tau_syn per layer)
     LI, I, CubaLI   the same without spikes: only as the read-out (``--readout membrane``)
 
 spiking on ``v >= v_threshold`` (NIR: ``>``; they differ only at exact equality) and resetting to
