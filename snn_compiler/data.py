@@ -88,16 +88,20 @@ def check_values(path, x):
 
 
 def _in_layout(path, x, shape, layout, notes):
-    """Channels-last (N, H, W, C) data of a model that declares that layout -> (N, C, H, W), once."""
-    if layout != "channels_last" or shape is None or len(shape) != 3 or x.ndim != 4:
+    """Channels-last (N, H, W, C) data of a model that declares that layout -> (N, C, H, W), once;
+    a channels-last sequence (N, T, H, W, C) -> (N, T, C, H, W) likewise."""
+    if layout != "channels_last" or shape is None or len(shape) != 3 or x.ndim not in (4, 5):
         return x
     c, h, w = (int(d) for d in shape)
-    if tuple(x.shape[1:]) != (h, w, c):
+    lead = x.shape[:x.ndim - 3]  # (N,) or (N, T)
+    if tuple(x.shape[len(lead):]) != (h, w, c):
         return x
     if notes is not None:
-        notes.append(f"{path}: x is channels-last (N, {h}, {w}, {c}) as the model declares; transposed once "
-                     f"to the IR's (N, {c}, {h}, {w})")
-    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+        t = "" if len(lead) == 1 else "T, "
+        notes.append(f"{path}: x is channels-last (N, {t}{h}, {w}, {c}) as the model declares; transposed once "
+                     f"to the IR's (N, {t}{c}, {h}, {w})")
+    k = len(lead)
+    return np.ascontiguousarray(x.transpose(tuple(range(k)) + (k + 2, k, k + 1)))
 
 
 def _read_npz(path):

@@ -204,6 +204,20 @@ def test_data_files_hold_sequences(tmp_path):
         load_data(tmp_path / "wrong.npz", (2, 5))
 
 
+def test_channels_last_sequences_of_a_channels_last_model(tmp_path):
+    from snn_compiler.data import load_data
+    seq = np.random.default_rng(11).random((3, 4, 5, 6, 2))  # (N, T, H, W, C)
+    np.savez(tmp_path / "seq.npz", x=seq)
+    notes = []
+    x, _ = load_data(tmp_path / "seq.npz", (2, 5, 6), layout="channels_last", notes=notes)
+    assert np.array_equal(x, seq.transpose(0, 1, 4, 2, 3))
+    assert notes == [f"{tmp_path / 'seq.npz'}: x is channels-last (N, T, 5, 6, 2) as the model declares; transposed "
+                     f"once to the IR's (N, T, 2, 5, 6)"]
+    np.savez(tmp_path / "img.npz", x=seq[:, 0])
+    x, _ = load_data(tmp_path / "img.npz", (2, 5, 6), layout="channels_last")  # static samples as before
+    assert np.array_equal(x, seq[:, 0].transpose(0, 3, 1, 2))
+
+
 def _cli(*args):
     from cli_run import run_in_process
     return run_in_process(args)
