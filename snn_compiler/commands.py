@@ -76,14 +76,18 @@ def cmd_compile(args) -> int:
 
 def _load_data_for(graph, path, **kw):
     """DATA.npz for ``graph``'s input: its shape and declared layout (channels-last data is
-    transposed once, said on stderr)."""
+    transposed once, said on stderr); a warning when the input layer would clip some values."""
     from .data import load_data
-    from .ir import input_node
+    from .input_range import clipped_input_warning
+    from .ir import input_node, op_of
     notes = []
     x, y = load_data(path, graph.nodes[input_node(graph)]["shape"], layout=graph.graph["snnc"].get("input_layout"),
                      notes=notes, **kw)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
+    clipped = clipped_input_warning(op_of(graph, input_node(graph)), x)  # None before normalisation (compile)
+    if clipped:
+        warnings.warn(clipped, UserWarning, stacklevel=1)
     return x, y
 
 

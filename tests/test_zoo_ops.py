@@ -283,3 +283,19 @@ def test_pure_unconverted_ops_in_files_are_not_called_code(name, fmt, tmp_path):
         _lower(model, shape, fmt, tmp_path)
     msg = str(e.value)
     assert "run code" not in msg and why in msg and f"at {where.split(' ')[0]} (" in msg, msg
+
+
+def test_every_supported_aten_op_has_its_inplace_form_too():
+    """``op_`` is ``op`` writing its result into its input: wherever aten has one, snnc lowers both."""
+    from snn_compiler.frontend.torch.handlers import HANDLERS
+    missing = []
+    for op in HANDLERS:
+        if not isinstance(op, torch._ops.OpOverload) or op.namespace != "aten":
+            continue
+        name = op._schema.name.split("::")[1]
+        packet = getattr(torch.ops.aten, name + "_", None) if not name.endswith("_") else None
+        if packet is not None and op._overloadname in packet.overloads():
+            inplace = getattr(packet, op._overloadname)
+            if HANDLERS.get(inplace) is not HANDLERS[op]:
+                missing.append(str(inplace))
+    assert not missing

@@ -358,6 +358,7 @@ HANDLERS = {
     aten._convolution.default: convolution,
     aten.linear.default: linear,
     aten.addmm.default: addmm,                   # Linear in decomposed (core aten) programs
+    aten.addmm_.default: addmm,
     aten.mm.default: mm,
     # normalisation, neurons, pooling
     aten.batch_norm.default: batch_norm,
