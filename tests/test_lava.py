@@ -147,6 +147,18 @@ def test_lava_matches_reference_on_sequences(net, reset, encoding):
         lava.run(q, seq, timesteps=9)
 
 
+def test_cli_check_lava_on_a_sequence_file(tmp_path, capsys):
+    """``snnc check --backends reference,lava`` on a (N, T, *shape) data file: T from the file, exit 0."""
+    from snn_compiler import cli
+    q, x = compiled("cnn", reset="zero", timesteps=8, target=lava.TARGET)
+    seq = x[:, None] * (np.random.default_rng(9).random((len(x), 8) + x.shape[1:]) < 0.5)
+    artifact.save(q, tmp_path / "net.snnc")
+    np.savez(tmp_path / "seq.npz", x=seq)
+    assert cli.main(["check", str(tmp_path / "net.snnc"), "--data", str(tmp_path / "seq.npz"), "--backends",
+                     "reference,lava", "--readout", "count", "--no-progress"]) == 0
+    assert "T=8" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("net", ["mlp", "cnn"])
 @pytest.mark.parametrize("reset", ["subtract", "zero"])
 def test_unsigned_input_and_v_init_zero(net, reset):
