@@ -2,14 +2,13 @@
 around every command are in :mod:`snn_compiler.cli`). Each returns its exit code."""
 from __future__ import annotations
 
-import json
-import math
 import os
 import sys
 import time
 import warnings
 
 from .extras import check_available
+from .json_output import emit
 
 
 def cmd_compile(args) -> int:
@@ -58,9 +57,9 @@ def cmd_compile(args) -> int:
     dt = time.perf_counter() - t0
     meta = q.graph["snnc"]
     if args.json:
-        print(json.dumps({"model": args.model, "output": args.output, "target": args.target, "bits": meta["bits"],
-                          "norm": meta.get("norm"), "nodes": q.number_of_nodes(), "seconds": round(dt, 3),
-                          "extra_outputs": list(extra), "notes": notes}))
+        emit({"model": args.model, "output": args.output, "target": args.target, "bits": meta["bits"],
+              "norm": meta.get("norm"), "nodes": q.number_of_nodes(), "seconds": round(dt, 3),
+              "extra_outputs": list(extra), "notes": notes})
         return 0
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
@@ -219,22 +218,11 @@ def cmd_simulate(args) -> int:
         outputs.add(args.plot, png)
     written = outputs.commit()
     if args.json:
-        print(json.dumps({"results": rows, "wrote": written}))
+        emit({"results": rows, "wrote": written})
         return 0
     for path in written:
         print(f"wrote {path}")
     return 0
-
-
-def _finite(v):
-    """JSON has no NaN or infinity: such values become null."""
-    if isinstance(v, float):
-        return v if math.isfinite(v) else None
-    if isinstance(v, dict):
-        return {k: _finite(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_finite(x) for x in v]
-    return v
 
 
 def cmd_inspect(args) -> int:
@@ -244,17 +232,10 @@ def cmd_inspect(args) -> int:
     q = artifact.load(args.artifact)
     info = summary(q, cores=args.cores)
     if args.json:
-        print(json.dumps(_finite(info), indent=1, allow_nan=False, default=_json_default))
+        emit(info)
     else:
         print(layer_table(info, cores=args.cores))
     return 0
-
-
-def _json_default(v):
-    import numpy as np
-    if isinstance(v, np.generic):
-        return _finite(v.item())
-    raise TypeError(f"{type(v).__name__} is not JSON serializable")
 
 
 def cmd_check(args) -> int:
@@ -286,7 +267,10 @@ def cmd_check(args) -> int:
                          readout=args.readout, batch_size=args.batch_size, tolerance=args.tolerance,
                          min_agreement=args.min_agreement, progress=not args.no_progress and sys.stderr.isatty(),
                          options=options)
-    print(json.dumps(_finite(r), indent=2, allow_nan=False) if args.json else format_result(r))
+    if args.json:
+        emit(r)
+    else:
+        print(format_result(r))
     return 0 if r["passed"] else 3  # 1: error, 2: argparse's usage error, 3: a divergence
 
 
@@ -305,11 +289,18 @@ def cmd_report(args) -> int:
     q = artifact.load(args.artifact)
     ts = _timesteps(args.timesteps, q.graph["snnc"].get("timesteps", 32)) if args.timesteps is not None else None
     x, y = _load_data_for(q, args.data, n_outputs=q.nodes[output_node(q)]["shape"][0])
+    from .ir import input_node
+    if x.ndim == len(q.nodes[input_node(q)]["shape"]) + 2:  # its ANN comparison has no reading of frames
+        raise ValueError(f"{args.data}: x {x.shape} is a sequence (N, T, ...); snnc report reads static samples "
+                         f"(its error analysis compares with the ANN): run snnc simulate or snnc check on sequences")
     info = build_report(q, x, y, timesteps=ts, samples=args.samples, encoding=args.encoding, seed=args.seed,
                         artifact=args.artifact, data=args.data, progress=not args.no_progress and sys.stderr.isatty())
     outputs.add(args.output, render(info).encode())
     outputs.commit()
     st = info["stats"]
+    emit({"output": args.output, "accuracy": st["accuracy"], "causes": st["causes"], "worst_layer": st["worst_layer"],
+          "timesteps": info["sweep"]["timesteps"], "int": info["sweep"]["int"], "energy_nJ": info["sweep"]["energy_nJ"],
+          "energy_balance": info["energy"]["balance"]})
     print(f"integer SNN {st['accuracy']['int']:.2f}% vs ANN {st['accuracy']['ann']:.2f}% at T={st['T']}; lost to "
           + ", ".join(f"{k} {v:+.2f} pt" for k, v in st["causes"].items())
           + f"; layer introducing most error: {st['worst_layer']}")
@@ -327,6 +318,7 @@ def cmd_export(args) -> int:
     q = artifact.load(args.artifact)
     outputs.add(args.output, nir_bytes(q, form=args.form, dt=args.dt, strict=args.strict))
     outputs.commit()
+    emit({"output": args.output, "format": "nir", "form": args.form, "dt": args.dt})
     print(f"wrote {args.output} (NIR, {args.form} form, dt {args.dt:g})")
     return 0
 

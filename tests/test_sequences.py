@@ -241,6 +241,9 @@ def test_cli_simulate_and_check_take_T_from_a_sequence_file(conv, tmp_path):
     r = _cli("check", tmp_path / "net.snnc", "--data", tmp_path / "seq.npz", "--backends", "reference,reference-numpy")
     assert r.returncode == 0, r.stderr
     assert "T=5" in r.stdout
+    r = _cli("report", tmp_path / "net.snnc", "--data", tmp_path / "seq.npz", "-o", tmp_path / "r.html")
+    assert r.returncode == 1 and "is a sequence (N, T, ...); snnc report reads static samples" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "r.html").exists()
 
 
 def test_check_bisects_a_sequence_on_its_first_frames(monkeypatch, conv):
