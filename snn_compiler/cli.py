@@ -7,12 +7,13 @@ outputs are checked before it starts and committed together once it has succeede
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
 import warnings
 
-from . import outputs
+from . import json_output, outputs
 from .commands import COMMANDS
 
 
@@ -202,6 +203,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--timesteps", default=None, help="comma list of T for the accuracy curve (default: T/8 .. 2T of the artifact's T)")
     _run_options(r, readout=False, batch=False)
     r.add_argument("--samples", type=int, default=500, help="samples used, from the start of the data (default 500)")
+    for name, cmd in sub.choices.items():   # every command: one JSON object on stdout, success or not
+        if not any("--json" in a.option_strings for a in cmd._actions):
+            cmd.add_argument("--json", action="store_true",
+                             help="print one JSON object on stdout (result, warnings, error); text goes to stderr")
     return p
 
 
@@ -229,34 +234,60 @@ def _on_disk(mark) -> str:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not args.json:
+        return _run(args)
+    # --json: the command's own text goes to stderr, stdout holds exactly one JSON object
+    json_output.reset()
+    seen, error = [], []
+    with contextlib.redirect_stdout(sys.stderr):
+        code = _run(args, seen, error)
+    print(json_output.finish(args.command, code, seen, error[0] if error else None))
+    return code
+
+
+def _run(args, seen=None, error=None) -> int:
+    """Run the command; its warnings (and, when ``error`` is a list, its error line) are also
+    appended to ``seen`` / ``error`` for the JSON object."""
     handlers = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGTERM, signal.SIGHUP)}
     committed = len(outputs.COMMITTED)   # outputs this command puts in place are listed after this mark
+    caught = []
     try:
         with warnings.catch_warnings(record=not args.debug) as caught:
             if not args.debug:
                 warnings.simplefilter("always")
             code = COMMANDS[args.command](args)
             sys.stdout.flush()  # a closed pipe shows here, inside the handler below
-        for w in {str(w.message): w for w in caught or []}.values():  # a successful run shows its warnings, once each
-            print(f"snnc {args.command}: warning: {_one_line(w.message)}", file=sys.stderr)
+        for line in _lines(caught):  # a successful run shows its warnings, once each
+            print(f"snnc {args.command}: warning: {line}", file=sys.stderr)
         return code
     except BrokenPipeError:  # `snnc inspect | head`: the reader left; stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except KeyboardInterrupt:
-        print(f"snnc {args.command}: interrupted; {_on_disk(committed)}", file=sys.stderr)
-        return 130
+        return _failed(args, "", f"interrupted; {_on_disk(committed)}", 130, error)
     except Terminated as t:
-        print(f"snnc {args.command}: terminated by signal {t.args[0]}; {_on_disk(committed)}", file=sys.stderr)
-        return 128 + int(t.args[0])
+        return _failed(args, "", f"terminated by signal {t.args[0]}; {_on_disk(committed)}", 128 + int(t.args[0]), error)
     except Exception as e:  # one clear line; the traceback only when asked
         if args.debug:
             raise
-        print(f"snnc {args.command}: error: {_one_line(e)}", file=sys.stderr)
-        return 1
+        return _failed(args, "error: ", _one_line(e), 1, error)
     finally:
         for sig, h in handlers.items():
             signal.signal(sig, h)
+        if seen is not None:
+            seen.extend(_lines(caught))
+
+
+def _lines(caught) -> list:
+    """The recorded warnings as one-line messages, each once."""
+    return list(dict.fromkeys(_one_line(w.message) for w in caught or []))
+
+
+def _failed(args, kind: str, message: str, code: int, error) -> int:
+    print(f"snnc {args.command}: {kind}{message}", file=sys.stderr)
+    if error is not None:
+        error.append(message)
+    return code
 
 
 if __name__ == "__main__":
