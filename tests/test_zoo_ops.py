@@ -166,6 +166,42 @@ def test_mobilenetv2_linear_bottleneck_lowers_and_matches_torch():
     np.testing.assert_allclose(run_ann(g, x.numpy().astype(np.float64)), want, rtol=0, atol=1e-4)
 
 
+def test_mobilenetv2_linear_bottleneck_compiles_and_its_int8_snn_agrees_with_its_ann():
+    """The sums with no activation (x + project(h)) are read by 1x1 convs, which compose_linear folds
+    into the connections the sums are made of; the graph read as an ANN stays the network."""
+    net = _mobilenet(relu_after_add=False)
+    x = torch.rand(64, 3, 16, 16) * 2 - 1
+    q = _compiled(net, x)
+    ann = run_ann(q, x.numpy())
+    with torch.no_grad():
+        np.testing.assert_allclose(ann, net(x).numpy(), rtol=0, atol=1e-4)
+    composed = [n for n in q if ".via." in n]
+    assert composed and all(isinstance(ir.op_of(q, n), O.Conv2d) for n in composed)
+    snn = simulate(q, x.numpy(), timesteps=64).scores
+    assert np.corrcoef(snn.ravel(), ann.ravel())[0, 1] > 0.99
+
+
+def test_a_pointwise_conv_right_after_a_depthwise_one_composes_into_one_conv():
+    torch.manual_seed(4)
+    net = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, stride=2, padding=1, groups=4),
+                        nn.BatchNorm2d(4), nn.Conv2d(4, 6, 1), nn.ReLU(), nn.Flatten(), nn.Linear(6 * 4 * 4, 3)).eval()
+    x = torch.rand(32, 2, 8, 8)
+    q = _compiled(net, x)
+    convs = [n for n in ir.topo_order(q) if isinstance(ir.op_of(q, n), O.Conv2d)]
+    assert len(convs) == 2 and ir.op_of(q, convs[1]).weight.shape == (6, 4, 3, 3)  # depthwise + pointwise: one conv
+    assert ir.op_of(q, convs[1]).stride == (2, 2) and ir.op_of(q, convs[1]).padding == (1, 1)
+    with torch.no_grad():
+        np.testing.assert_allclose(run_ann(q, x.numpy()), net(x).numpy(), rtol=0, atol=1e-4)
+
+
+def test_a_spatial_conv_after_a_linear_sum_is_still_refused_naming_both():
+    torch.manual_seed(5)
+    net = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                        nn.Linear(4 * 6 * 6, 3)).eval()
+    with pytest.raises(Exception, match=r"0 feeds 1 without an activation"):
+        _compiled(net, torch.rand(8, 2, 6, 6))
+
+
 def test_mobilenetv2_block_with_relu6_compiles_and_its_int8_snn_agrees_with_its_ann():
     net = _mobilenet(relu_after_add=True)
     x = torch.rand(64, 3, 16, 16) * 2 - 1

@@ -9,6 +9,7 @@ from .fold_batchnorm import fold_batchnorm
 from .lower_maxpool import lower_maxpool
 from .lower_avgpool import lower_avgpool
 from .materialize_skips import materialize_skips
+from .compose_linear import compose_linear
 from .check_snn_form import check_snn_form
 from .normalize import normalize
 from .quantize import quantize
@@ -23,7 +24,7 @@ class PassError(RuntimeError):
 # STRUCTURAL passes bring the graph into SNN form without looking at calibration data; every check
 # that does not need quantized values (the target's structural check, the core-count lower bound)
 # runs after them, so a refusal comes before normalize (calibration) and the partitioner.
-STRUCTURAL = [fold_batchnorm, lower_maxpool, lower_avgpool, materialize_skips, check_snn_form]
+STRUCTURAL = [fold_batchnorm, lower_maxpool, lower_avgpool, materialize_skips, compose_linear, check_snn_form]
 NUMERIC = [normalize, quantize]
 PIPELINE = STRUCTURAL + NUMERIC
 
@@ -46,4 +47,4 @@ def run_pipeline(graph, config, passes=None, log=None) -> None:
 
 
 __all__ = ["PIPELINE", "STRUCTURAL", "NUMERIC", "PassError", "run_pass", "run_pipeline", "fold_batchnorm", "lower_maxpool", "lower_avgpool",
-           "materialize_skips", "check_snn_form", "normalize", "quantize"]
+           "materialize_skips", "compose_linear", "check_snn_form", "normalize", "quantize"]

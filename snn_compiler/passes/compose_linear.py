@@ -1,0 +1,132 @@
+"""Compose a 1x1 convolution (or a Dense) that reads a linear value into the connections it sums.
+
+A linear bottleneck (MobileNetV2: ``x + project(h)`` with no activation after the sum, read by the
+next block's 1x1 expansion) or a pointwise conv right after a depthwise one leaves a weighted op
+``W`` reading another weighted op or an Add: no neuron layer between them. But ``W`` is linear, so
+
+    W(sum_k C_k(s_k) + b_k) + b_W = sum_k (W o C_k)(s_k) + (W b_k) + b_W
+
+where the ``C_k`` are the weighted ops the value sums (through Adds, any depth) and ``s_k`` their
+sources (neuron layers or the Input). For a 1x1 ``W`` with stride 1 and no padding (a pointwise
+conv) and a Conv2d ``C`` of any kernel, stride, padding, dilation and groups, ``W o C`` is one
+Conv2d with C's geometry, groups 1 and weight ``sum_c W[o, c] C_dense[c, i, :, :]`` (C's groups
+written out as a block-diagonal dense kernel); for Dense ``W`` and ``C``, ``W @ C``. Exact at
+every position, borders included (the padding belongs to C, W reads every output of C as it is).
+``W``'s node then becomes an Add of the composed connections (or the one composed op, keeping the
+name), so the layer after it reads what SNN form allows; the Adds and ``C_k`` stay for their
+other readers (the next residual sum), and ops nobody reads any more are removed.
+
+A ``W`` with a spatial kernel, stride or padding (a 3x3 conv after a linear sum) is left alone:
+its composition is a larger kernel whose padding would have to carry C's bias, which the IR's
+zero padding does not; check_snn_form then names both ops.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir import add_op, inputs_of, op_of, topo_order, unique_name, verify
+from ..ir import ops as O
+
+
+def _pointwise(op) -> bool:
+    if isinstance(op, O.Dense):
+        return True
+    return (isinstance(op, O.Conv2d) and op.weight.shape[2:] == (1, 1) and tuple(op.stride) == (1, 1)
+            and tuple(op.padding) == (0, 0))
+
+
+def _terms(g, n):
+    """The weighted ops whose outputs ``n`` sums (``n`` itself, or an Add's inputs through Adds);
+    None when the value involves anything else."""
+    op = op_of(g, n)
+    if isinstance(op, (O.Dense, O.Conv2d)):
+        return [n]
+    if isinstance(op, O.Add):
+        out = []
+        for src in inputs_of(g, n):
+            t = _terms(g, src)
+            if t is None:
+                return None
+            out += t
+        return out
+    return None
+
+
+def _dense_kernel(op) -> np.ndarray:
+    """A Conv2d's weight with its groups written out: (out, in, kh, kw), zero across groups."""
+    w, groups = op.weight, op.groups
+    if groups == 1:
+        return w
+    o, cg = w.shape[:2]
+    og = o // groups
+    full = np.zeros((o, cg * groups) + w.shape[2:])
+    for grp in range(groups):
+        full[grp * og:(grp + 1) * og, grp * cg:(grp + 1) * cg] = w[grp * og:(grp + 1) * og]
+    return full
+
+
+def _compose(outer, inner):
+    """``outer o inner`` (no biases: see :func:`compose_linear`), or None when the kinds do not compose."""
+    if isinstance(outer, O.Dense) and isinstance(inner, O.Dense):
+        return O.Dense(weight=outer.weight @ inner.weight)
+    if isinstance(outer, O.Conv2d) and isinstance(inner, O.Conv2d):
+        w_out = _dense_kernel(outer)[:, :, 0, 0]  # (o, c)
+        w = np.einsum("oc,cikl->oikl", w_out, _dense_kernel(inner))
+        return O.Conv2d(weight=w, stride=tuple(inner.stride), padding=tuple(inner.padding),
+                        dilation=tuple(inner.dilation), groups=1)
+    return None
+
+
+def _bias_through(outer, inner) -> np.ndarray:
+    """What ``inner``'s bias adds to ``outer``'s output (per output channel / feature)."""
+    n_out = outer.weight.shape[0]
+    if inner.bias is None:
+        return np.zeros(n_out)
+    if isinstance(outer, O.Dense):
+        return outer.weight @ inner.bias
+    return _dense_kernel(outer)[:, :, 0, 0] @ inner.bias
+
+
+def compose_linear(graph, config) -> bool:
+    """Compose every pointwise weighted op that reads a linear value (module docstring)."""
+    changed = False
+    for n in topo_order(graph):
+        op = op_of(graph, n)
+        if not _pointwise(op):
+            continue
+        (src,) = inputs_of(graph, n)
+        if not isinstance(op_of(graph, src), (O.Dense, O.Conv2d, O.Add)):
+            continue
+        terms = _terms(graph, src)
+        composed = None if terms is None else [_compose(op, op_of(graph, t)) for t in terms]
+        if composed is None or any(c is None for c in composed):
+            continue
+        bias = np.zeros(op.weight.shape[0]) if op.bias is None else np.array(op.bias, np.float64)
+        for t in terms:
+            bias = bias + _bias_through(op, op_of(graph, t))
+        composed[0].bias = bias
+        consumers = [(d, graph.edges[n, d]["port"]) for d in graph.successors(n)]
+        graph.remove_node(n)
+        if len(terms) == 1:
+            add_op(graph, n, composed[0], inputs_of(graph, terms[0]))
+        else:
+            parts = [add_op(graph, unique_name(graph, f"{n}.via.{t}"), c, inputs_of(graph, t))
+                     for t, c in zip(terms, composed)]
+            add_op(graph, n, O.Add(), parts)
+        for d, port in consumers:
+            graph.add_edge(n, d, port=port)
+        _drop_unread(graph, src)
+        changed = True
+    if changed:
+        verify(graph)
+    return changed
+
+
+def _drop_unread(graph, n) -> None:
+    """Remove ``n`` and then its sources while nothing reads them (the composed-away chain)."""
+    todo = [n]
+    while todo:
+        m = todo.pop()
+        if m in graph and graph.out_degree(m) == 0 and isinstance(op_of(graph, m), (O.Dense, O.Conv2d, O.Add)):
+            todo += inputs_of(graph, m)
+            graph.remove_node(m)
