@@ -75,7 +75,8 @@ def cmd_compile(args) -> int:
 
 def _load_data_for(graph, path, **kw):
     """DATA.npz for ``graph``'s input: its shape and declared layout (channels-last data is
-    transposed once, said on stderr); a warning when the input layer would clip some values."""
+    transposed once, said on stderr); a warning when the input layer would clip some values.
+    ``sequences=True`` (simulate, check): x may also be a sequence (N, T, *shape)."""
     from .data import load_data
     from .input_range import clipped_input_warning
     from .ir import input_node, op_of
@@ -151,7 +152,7 @@ def cmd_simulate(args) -> int:
         check_available("matplotlib", "--plot")
     q = artifact.load(args.artifact)
     ts = _timesteps(args.timesteps, q.graph["snnc"].get("timesteps", 32))
-    x, y = _load_data_for(q, args.data, n_outputs=q.nodes[output_node(q)]["shape"][0])
+    x, y = _load_data_for(q, args.data, n_outputs=q.nodes[output_node(q)]["shape"][0], sequences=True)
     ts = _sequence_timesteps(args, q, x, ts)
     run = get_backend(args.backend)
     extra = {}
@@ -252,7 +253,7 @@ def cmd_check(args) -> int:
     ts = _timesteps(args.timesteps, q.graph["snnc"].get("timesteps", 32))
     if len(ts) != 1:
         raise ValueError(f"check runs one T; got --timesteps {args.timesteps}")
-    x, _ = _load_data_for(q, args.data, n_outputs=q.nodes[output_node(q)]["shape"][0])
+    x, _ = _load_data_for(q, args.data, n_outputs=q.nodes[output_node(q)]["shape"][0], sequences=True)
     ts = _sequence_timesteps(args, q, x, ts)
     options = {b: {} for b in backends}
     if args.readout == "k-spikes":
@@ -288,11 +289,7 @@ def cmd_report(args) -> int:
         raise ValueError(f"--samples must be >= 1, got {args.samples}")
     q = artifact.load(args.artifact)
     ts = _timesteps(args.timesteps, q.graph["snnc"].get("timesteps", 32)) if args.timesteps is not None else None
-    x, y = _load_data_for(q, args.data, n_outputs=q.nodes[output_node(q)]["shape"][0])
-    from .ir import input_node
-    if x.ndim == len(q.nodes[input_node(q)]["shape"]) + 2:  # its ANN comparison has no reading of frames
-        raise ValueError(f"{args.data}: x {x.shape} is a sequence (N, T, ...); snnc report reads static samples "
-                         f"(its error analysis compares with the ANN): run snnc simulate or snnc check on sequences")
+    x, y = _load_data_for(q, args.data, n_outputs=q.nodes[output_node(q)]["shape"][0])  # static: its ANN reads no frames
     info = build_report(q, x, y, timesteps=ts, samples=args.samples, encoding=args.encoding, seed=args.seed,
                         artifact=args.artifact, data=args.data, progress=not args.no_progress and sys.stderr.isatty())
     outputs.add(args.output, render(info).encode())

@@ -39,14 +39,15 @@ def _not_npz(path) -> str:
         return "is not an .npz archive (np.savez(path, x=x, y=y) writes one)"
 
 
-def _fit_shape(path, x, shape):
-    """``x`` as (N, *shape), or as given when it is a sequence (N, T, *shape), one frame per step
-    (:func:`snn_compiler.sim.encode.sequence_steps`: the number of axes decides, so (N, 1, *shape)
-    is a sequence of one step). Otherwise only the exact shape, one where only size-1 axes differ
-    and there is one channel, or a flat (N, prod) with one channel (no axis order to guess) are
-    accepted."""
+def _fit_shape(path, x, shape, sequences=False):
+    """``x`` as (N, *shape), or as given when it is a sequence (N, T, *shape), one frame per step,
+    and ``sequences`` are wanted (:func:`snn_compiler.sim.encode.sequence_steps`: the number of axes
+    decides, so (N, 1, *shape) is a sequence of one step). Otherwise only the exact shape, one where
+    only size-1 axes differ and there is one channel, or a flat (N, prod) with one channel (no axis
+    order to guess) are accepted."""
     shape, got = tuple(shape), tuple(x.shape[1:])
-    if got == shape or (len(got) == len(shape) + 1 and got[1:] == shape):
+    is_sequence = len(got) == len(shape) + 1 and got[1:] == shape
+    if got == shape or (sequences and is_sequence):
         return x
     one_channel = len(shape) == 1 or shape[0] == 1
     squeezed = tuple(d for d in got if d != 1) == tuple(d for d in shape if d != 1)
@@ -62,7 +63,11 @@ def _fit_shape(path, x, shape):
     elif len(shape) == 1 and int(np.prod(got)) == shape[0]:
         hint = "; flatten them first: x.reshape(len(x), -1)"
     dims = ", ".join(map(str, shape))
-    raise DataError(f"{path}: samples have shape {got}, the network takes (N, {dims}) or sequences (N, T, {dims}){hint}")
+    if sequences:
+        raise DataError(f"{path}: samples have shape {got}, the network takes (N, {dims}) or sequences (N, T, {dims}){hint}")
+    if is_sequence:
+        hint = "; that is a sequence (N, T, ...), which snnc simulate and snnc check take; this needs samples"
+    raise DataError(f"{path}: samples have shape {got}, the network takes (N, {dims}){hint}")
 
 
 # The largest |x| accepted: the ANN reading and the torch engine compute in float32, where a
@@ -124,10 +129,11 @@ def _read_npz(path):
     return arrays["x"], arrays.get("y")
 
 
-def load_data(path, shape=None, n_outputs=None, layout=None, notes=None):
-    """(x as float64 (N, *shape) or (N, T, *shape), a sequence, y or None) from an .npz holding ``x`` (N, ...) and optionally
-    integer labels ``y`` (N,), each in 0..n_outputs-1 when ``n_outputs`` is given. ``layout``
-    "channels_last" (a Keras model's): (N, H, W, C) data is transposed once, with a line in ``notes``."""
+def load_data(path, shape=None, n_outputs=None, layout=None, notes=None, sequences=False):
+    """(x as float64 (N, *shape), y or None) from an .npz holding ``x`` (N, ...) and optionally
+    integer labels ``y`` (N,), each in 0..n_outputs-1 when ``n_outputs`` is given; with
+    ``sequences``, x may also be a sequence (N, T, *shape). ``layout`` "channels_last" (a Keras
+    model's): (N, H, W, C) data is transposed once, with a line in ``notes``."""
     path = str(path)
     if os.path.isdir(path):
         raise DataError(f"{path}: is a directory, not a DATA.npz file (np.savez(path, x=x, y=y) writes one)")
@@ -142,7 +148,7 @@ def load_data(path, shape=None, n_outputs=None, layout=None, notes=None):
     if x.ndim < 1 or len(x) == 0:
         raise DataError(f"{path}: 'x' holds no samples")
     if shape is not None:
-        x = _fit_shape(path, _in_layout(path, x, shape, layout, notes), shape)
+        x = _fit_shape(path, _in_layout(path, x, shape, layout, notes), shape, sequences)
     x = x.astype(np.float64)
     check_values(path, x)
     if y is not None:

@@ -191,17 +191,20 @@ def test_data_files_hold_sequences(tmp_path):
     from snn_compiler.data import DataError, load_data
     seq = np.random.default_rng(8).random((3, 4, 2, 5))
     np.savez(tmp_path / "seq.npz", x=seq, y=np.array([0, 1, 0]))
-    x, y = load_data(tmp_path / "seq.npz", (2, 5))
+    x, y = load_data(tmp_path / "seq.npz", (2, 5), sequences=True)
     assert x.shape == (3, 4, 2, 5) and np.array_equal(x, seq)
+    with pytest.raises(DataError, match=r"seq.npz: samples have shape \(4, 2, 5\), the network takes \(N, 2, 5\); "
+                                        r"that is a sequence \(N, T, ...\), which snnc simulate and snnc check take"):
+        load_data(tmp_path / "seq.npz", (2, 5))  # calibration data, snnc report: static samples only
     bad = seq.copy()
     bad[2, 3, 1, 4] = np.inf
     np.savez(tmp_path / "bad.npz", x=bad)
     with pytest.raises(DataError, match=r"bad.npz: 'x' holds 1 NaN or infinite values \(first in sample 2\)"):
-        load_data(tmp_path / "bad.npz", (2, 5))
+        load_data(tmp_path / "bad.npz", (2, 5), sequences=True)
     np.savez(tmp_path / "wrong.npz", x=seq[:, :, :, :4])
     with pytest.raises(DataError, match=r"samples have shape \(4, 2, 4\), the network takes \(N, 2, 5\) or "
                                         r"sequences \(N, T, 2, 5\)"):
-        load_data(tmp_path / "wrong.npz", (2, 5))
+        load_data(tmp_path / "wrong.npz", (2, 5), sequences=True)
 
 
 def test_channels_last_sequences_of_a_channels_last_model(tmp_path):
@@ -209,7 +212,7 @@ def test_channels_last_sequences_of_a_channels_last_model(tmp_path):
     seq = np.random.default_rng(11).random((3, 4, 5, 6, 2))  # (N, T, H, W, C)
     np.savez(tmp_path / "seq.npz", x=seq)
     notes = []
-    x, _ = load_data(tmp_path / "seq.npz", (2, 5, 6), layout="channels_last", notes=notes)
+    x, _ = load_data(tmp_path / "seq.npz", (2, 5, 6), layout="channels_last", notes=notes, sequences=True)
     assert np.array_equal(x, seq.transpose(0, 1, 4, 2, 3))
     assert notes == [f"{tmp_path / 'seq.npz'}: x is channels-last (N, T, 5, 6, 2) as the model declares; transposed "
                      f"once to the IR's (N, T, 2, 5, 6)"]
@@ -242,7 +245,7 @@ def test_cli_simulate_and_check_take_T_from_a_sequence_file(conv, tmp_path):
     assert r.returncode == 0, r.stderr
     assert "T=5" in r.stdout
     r = _cli("report", tmp_path / "net.snnc", "--data", tmp_path / "seq.npz", "-o", tmp_path / "r.html")
-    assert r.returncode == 1 and "is a sequence (N, T, ...); snnc report reads static samples" in r.stderr
+    assert r.returncode == 1 and "that is a sequence (N, T, ...), which snnc simulate and snnc check take" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "r.html").exists()
 
 
