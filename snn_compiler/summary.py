@@ -7,9 +7,10 @@ from .ir import op_of, topo_order
 from .ir import ops as O
 
 
-def _decays(op, rounding) -> dict:
-    """A neuron's 12-bit decays (``decay_v`` range, ``decay_u``) and what rounding the membrane decay
-    cost (the quantize pass's record), plus the one-cell text the table shows."""
+def _decays(op, rounding, current) -> dict:
+    """A neuron's 12-bit decays (``decay_v`` range, ``decay_u``) and what rounding cost them (the
+    quantize pass's record of the membrane decay, the frontend's of the current decay), plus the
+    one-cell text the table shows."""
     out, text = {}, []
     if op.decay_v is not None:
         dv = np.asarray(op.decay_v)
@@ -21,6 +22,10 @@ def _decays(op, rounding) -> dict:
     if op.decay_u != 4096:
         out["decay_u"] = int(op.decay_u)
         text.append(f"u {op.decay_u}")
+        if current and current.get("error") is not None:
+            out["decay_u_error"] = float(current["error"])
+            if current["error"] > 0:  # an exact k/4096 needs no note
+                text[-1] += f" ({current['error']:.2%})"
     if text:
         out["decay"] = " ".join(text)
     return out
@@ -42,7 +47,7 @@ def _layer_row(graph, n):
         row.update(scale=op.scale, threshold=None if op.threshold is None else int(op.threshold),
                    v_init=None if op.v_init is None else int(op.v_init),
                    expected_rate=meta.get("expected_rates", {}).get(n))
-        row.update(_decays(op, meta.get("decays", {}).get(n)))
+        row.update(_decays(op, meta.get("decays", {}).get(n), meta.get("current_decays", {}).get(n)))
         r = meta.get("ranges", {}).get(n)
         if r:
             row.update(current_range=r["current"], membrane_range=r["membrane"])

@@ -198,6 +198,19 @@ def test_snnc_inspect_shows_the_12_bit_decays_and_their_rounding():
     hidden = rows["1.cubalif"]
     assert (hidden["decay_u"], hidden["decay_v"]) == (41, [410, 410])
     assert hidden["decay_v_error"] == pytest.approx(abs(410 / 4096 - (1 - np.float32(0.9))) / (1 - np.float32(0.9)))
-    assert "decay" not in rows["0"]
+    assert "decay" not in rows["0"] and hidden["decay_u_error"] == 0.0
     table = summary.layer_table(summary.summary(q))
-    assert "decay /4096" in table and "v 410 (0.10%) u 41" in table
+    assert "decay /4096" in table and "v 410 (0.10%) u 41 " in table
+
+
+def test_a_rounded_current_decay_is_in_snnc_inspect_after_save_and_load(tmp_path):
+    from snn_compiler import artifact, summary
+    x = torch.rand(32, 16)
+    with pytest.warns(UserWarning, match="rounds to 1229/4096"):
+        g = from_module(_mlp(alpha=0.7), (16,))
+    q = compile_model(g, CompileConfig(bits=8, calibration=x.numpy(), timesteps=16))
+    artifact.save(q, tmp_path / "cuba.snnc")
+    loaded = artifact.load(tmp_path / "cuba.snnc")
+    hidden = {r["name"]: r for r in summary.summary(loaded)["layer_info"]}["1.cubalif"]
+    assert hidden["decay_u"] == 1229 and hidden["decay_u_error"] == pytest.approx((1229 / 4096 - 0.3) / 0.3)
+    assert "u 1229 (0.02%)" in summary.layer_table(summary.summary(loaded))

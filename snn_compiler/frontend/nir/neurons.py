@@ -26,9 +26,10 @@ def decay(imp, name, tau, what):
 
 
 def current_decay(imp, name, ks) -> int:
-    """``decay_u`` from the per-step current decay ``dt/tau_syn``, rounded to 12 bits as Loihi does
-    (:func:`snn_compiler.ir.neuron.round_decay`); a rounding beyond DECAY_TOL (in 1/4096) is warned
-    about with the float decay, the rounded one and the relative error. One ``decay_u`` per layer."""
+    """``(decay_u, rounding)`` from the per-step current decay ``dt/tau_syn``, rounded to 12 bits as
+    Loihi does (:func:`snn_compiler.ir.neuron.round_decay`); a rounding beyond DECAY_TOL (in 1/4096)
+    is warned about with the float decay, the rounded one and the relative error (``rounding``
+    records them). One ``decay_u`` per layer."""
     du = N.round_decay(ks)
     if np.any(du != du.flat[0]):
         imp.fail(name, f"tau_syn varies across its neurons (decay_u {int(du.min())}..{int(du.max())} of 4096 after "
@@ -37,11 +38,13 @@ def current_decay(imp, name, ks) -> int:
         imp.fail(name, f"its synaptic decay dt/tau_syn = {float(ks.max()):.3g} rounds to 0 of 4096 (a current that "
                   f"never decays); the smallest 12-bit decay is 1/4096 (tau_syn = {imp.dt * N.DECAY_ONE:.6g} at dt "
                   f"{imp.dt:g})")
+    d, r, err = N.decay_rounding(ks)
     if np.any(np.abs(ks * N.DECAY_ONE - du) > DECAY_TOL):
-        d, r, err = N.decay_rounding(ks)
         warnings.warn(f"NIR node {name!r}: its current decay dt/tau_syn = {d:.6g} rounds to {int(du.flat[0])}/4096 = "
                       f"{r:.6g} (relative error {err:.2%}; Loihi's decays have 12 bits)", UserWarning, stacklevel=5)
-    return int(du.flat[0])
+    else:
+        err = 0.0  # within DECAY_TOL: float noise of an exact k/4096 (a file's float32 tau_syn)
+    return int(du.flat[0]), {"decay": d, "rounded": r, "error": err}
 
 
 def neuron(imp, name, ins):
@@ -62,7 +65,7 @@ def neuron(imp, name, ins):
     md = _plain(getattr(node, "metadata", None) or {}).get("snnc", {}) if imp.meta else {}
     md = md if isinstance(md, dict) else {}
     r = P("r")
-    beta, decay_u = None, N.DECAY_ONE
+    beta, decay_u, rounding = None, N.DECAY_ONE, None
     if k in ("IF", "I"):
         gain = r
     elif k in ("LIF", "LI"):
@@ -73,7 +76,7 @@ def neuron(imp, name, ins):
             imp.fail(name, "a current-based neuron maps only under Euler discretization")
         beta, km = decay(imp, name, P("tau_mem"), "tau_mem")
         _, ks = decay(imp, name, P("tau_syn"), "tau_syn")
-        decay_u = current_decay(imp, name, ks)
+        decay_u, rounding = current_decay(imp, name, ks)
         gain = P("w_in") * ks * r * km
     if k in SPIKING:
         thr = P("v_threshold")
@@ -104,3 +107,5 @@ def neuron(imp, name, ins):
         imp.lost_v_init.append(name)
     op = N.Neuron(scale=scale, spike_value=1.0 if trained else None, beta=beta, decay_u=decay_u, reset=reset)
     imp.set(name, imp.emit(name, op, [x]))
+    if rounding is not None:  # what 12 bits did to the current decay, for snnc inspect
+        imp.g.graph["snnc"].setdefault("current_decays", {})[imp.map[name]] = rounding

@@ -150,7 +150,9 @@ def cubalif(ctx, a):
     if err > 0:
         warnings.warn(f"{ctx.label()}: its current decay 1 - alpha = {d:.6g} rounds to {du}/4096 = {r:.6g} "
                       f"(relative error {err:.2%}; Loihi's decays have 12 bits)", UserWarning, stacklevel=2)
-    return ctx.emit(O.LIF(beta, threshold=threshold, reset=reset, decay_u=du), [x])
+    out = ctx.emit(O.LIF(beta, threshold=threshold, reset=reset, decay_u=du), [x])
+    ctx.g.graph["snnc"].setdefault("current_decays", {})[out.name] = {"decay": d, "rounded": r, "error": err}
+    return out
 
 
 def qcfs(ctx, a):
