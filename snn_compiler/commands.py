@@ -341,7 +341,8 @@ def cmd_bin_events(args) -> int:
             raise ValueError(f"--window must be T0,T1 like 0,100000, got {args.window!r}")
     x, labels, dropped = bin_file(args.events, args.bins, window)
     buf = io.BytesIO()
-    np.savez(buf, x=x, **({} if labels is None else {"y": labels}))
+    counts = x.astype(np.min_scalar_type(int(x.max(initial=0))))  # exact counts, in the fewest bytes
+    np.savez(buf, x=counts, **({} if labels is None else {"y": labels}))
     outputs.add(args.output, buf.getvalue())
     written = outputs.commit()
     events = int(x.sum())
@@ -352,5 +353,11 @@ def cmd_bin_events(args) -> int:
     return 0
 
 
-COMMANDS = {"compile": cmd_compile, "export": cmd_export, "simulate": cmd_simulate, "inspect": cmd_inspect, "check": cmd_check,
+def cmd_setup_lava(args) -> int:
+    from .backends.lava.environment import main_setup
+    emit(main_setup(args.python, args.dir))
+    return 0
+
+
+COMMANDS = {"setup-lava": cmd_setup_lava, "compile": cmd_compile, "export": cmd_export, "simulate": cmd_simulate, "inspect": cmd_inspect, "check": cmd_check,
             "report": cmd_report, "bin-events": cmd_bin_events}

@@ -17,7 +17,8 @@ Files (no pickle anywhere): EVENTS.npz holds plain 1-D arrays ``x``, ``y``, ``t`
 events of all samples, concatenated), ``offsets`` (N + 1 ascending indices: sample i is events
 ``offsets[i]:offsets[i+1]``; absent: one sample), ``sensor_size`` (W, H) and optionally
 ``labels`` (N,) integers. :func:`save_events` writes one from tonic-style structured arrays,
-:func:`bin_file` bins one into DATA.npz arrays (x (N, T, 2, H, W), y the labels).
+:func:`bin_file` bins one into DATA.npz arrays (x (N, T, 2, H, W), y the labels); ``snnc
+bin-events`` stores the counts in the narrowest unsigned integer type that holds them.
 """
 from __future__ import annotations
 
@@ -143,17 +144,17 @@ def read_events(path):
 
 
 def bin_file(path, bins: int, window=None):
-    """(x (N, bins, 2, H, W) float64 event counts, labels or None, dropped events) of EVENTS.npz,
+    """(x (N, bins, 2, H, W) int64 event counts, labels or None, dropped events) of EVENTS.npz,
     each sample binned by :func:`bin_events`."""
     streams, (w, h), labels = read_events(path)
     if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 1:
         raise EventError(f"bins must be a whole number >= 1, got {bins!r}")
-    need = len(streams) * int(bins) * 2 * h * w * 8  # float64 frames
+    need = len(streams) * int(bins) * 2 * h * w * 8  # int64 frames
     if need > zipped.MAX_ARRAY_BYTES:
         raise EventError(f"{path}: {len(streams)} samples x {bins} bins of (2, {h}, {w}) frames take "
                          f"{need / 2**30:.1f} GiB, over the {zipped.MAX_ARRAY_BYTES / 2**30:.0f} GiB snnc reads at once "
                          f"(MAX_ARRAY_BYTES): fewer bins or samples per file")
-    x = np.zeros((len(streams), bins, 2, h, w), np.float64)
+    x = np.zeros((len(streams), bins, 2, h, w), np.int64)
     dropped = 0
     for i, s in enumerate(streams):
         frames, d = bin_events(s, (w, h), bins, window, f"{path}: sample {i}")

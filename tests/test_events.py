@@ -132,7 +132,7 @@ def test_cli_bin_events_then_simulate(tmp_path):
     assert f"binned 4 samples into 10 frames of (2, 8, 8) ({inside} events, {1200 - inside} outside" in r.stdout
     with np.load(tmp_path / "frames.npz", allow_pickle=False) as z:
         x, y = z["x"], z["y"]
-    assert x.shape == (4, 10, 2, 8, 8) and y.tolist() == [0, 1, 2, 3]
+    assert x.shape == (4, 10, 2, 8, 8) and y.tolist() == [0, 1, 2, 3] and x.dtype == np.uint8  # counts < 256
     assert np.array_equal(x[1], bin_events(streams[1], (8, 8), 10, window=(0, 4000))[0])
     r = run_in_process(["simulate", tmp_path / "net.snnc", "--data", tmp_path / "frames.npz", "--readout", "count"])
     assert r.returncode == 0, r.stderr
