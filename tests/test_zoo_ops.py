@@ -22,6 +22,7 @@ from snn_compiler import artifact, ir  # noqa: E402
 from snn_compiler.artifact_check import ArtifactError  # noqa: E402
 from snn_compiler.compile import compile_model  # noqa: E402
 from snn_compiler.config import CompileConfig  # noqa: E402
+from snn_compiler.passes import STRUCTURAL, run_pipeline  # noqa: E402
 from snn_compiler.frontend import FrontendError, from_module  # noqa: E402
 from snn_compiler.ir import ops as O  # noqa: E402
 from snn_compiler.sim.emulator import run_ann, simulate  # noqa: E402
@@ -335,3 +336,62 @@ def test_every_supported_aten_op_has_its_inplace_form_too():
             if HANDLERS.get(inplace) is not HANDLERS[op]:
                 missing.append(str(inplace))
     assert not missing
+
+
+class _MnasBlock(nn.Module):
+    """torchvision's MnasNet _InvertedResidual: 1x1-BN-ReLU, kxk depthwise-BN-ReLU, 1x1-BN, + x when shapes allow."""
+
+    def __init__(self, i, o, k, stride, t):
+        super().__init__()
+        self.apply_residual = i == o and stride == 1
+        self.layers = nn.Sequential(
+            nn.Conv2d(i, i * t, 1, bias=False), nn.BatchNorm2d(i * t), nn.ReLU(inplace=True),
+            nn.Conv2d(i * t, i * t, k, stride, k // 2, groups=i * t, bias=False), nn.BatchNorm2d(i * t),
+            nn.ReLU(inplace=True), nn.Conv2d(i * t, o, 1, bias=False), nn.BatchNorm2d(o))
+
+    def forward(self, x):
+        return self.layers(x) + x if self.apply_residual else self.layers(x)
+
+
+class _MnasNet(nn.Module):
+    """MnasNet's layout at a small width: stem with a linear depthwise-separable conv, stacks of blocks
+    (3x3 and 5x5, strided and residual), 1x1 head, mean over H and W, Dropout(inplace) + Linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Conv2d(3, 8, 3, 2, 1, bias=False), nn.BatchNorm2d(8), nn.ReLU(inplace=True),
+            nn.Conv2d(8, 8, 3, 1, 1, groups=8, bias=False), nn.BatchNorm2d(8), nn.ReLU(inplace=True),
+            nn.Conv2d(8, 4, 1, bias=False), nn.BatchNorm2d(4),
+            _MnasBlock(4, 6, 3, 2, 3), _MnasBlock(6, 6, 3, 1, 3), _MnasBlock(6, 8, 5, 2, 3), _MnasBlock(8, 8, 5, 1, 3),
+            nn.Conv2d(8, 32, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU(inplace=True))
+        self.classifier = nn.Sequential(nn.Dropout(p=0.2, inplace=True), nn.Linear(32, 10))
+
+    def forward(self, x):
+        return self.classifier(self.layers(x).mean([2, 3]))
+
+
+def test_mnasnet_layout_compiles_and_its_int8_snn_agrees_with_its_ann():
+    """The in-place dropout ('error: input' before) and the linear bottlenecks (composed) of MnasNet."""
+    torch.manual_seed(6)
+    net = _MnasNet()
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.4)
+    net.eval()
+    x = torch.rand(64, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        want = net(x).numpy()
+    g = from_module(net, (3, 32, 32))
+    run_pipeline(g, CompileConfig(), STRUCTURAL)  # SNN form, the composed bottlenecks included: still the net
+    np.testing.assert_allclose(run_ann(g, x.numpy()), want, rtol=0, atol=1e-3 * np.abs(want).max())  # torch: float32
+    q = _compiled(net, x)
+    ann = run_ann(q, x.numpy())  # with int8 weights
+    np.testing.assert_allclose(ann, want, rtol=0, atol=0.01 * np.abs(want).max())
+    snn = simulate(q, x.numpy(), timesteps=64)
+    # (random weights give nearly the same logits for every input: the scores' agreement is the test)
+    assert np.corrcoef(snn.scores.ravel(), ann.ravel())[0, 1] > 0.99
+    assert (snn.predictions == want.argmax(1)).mean() >= 0.9
