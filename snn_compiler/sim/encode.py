@@ -35,12 +35,14 @@ an integer) the float input is the integer input divided by L, step by step.
 
 Sequences (time-varying input). ``x`` of shape (N, T, *input shape) is a sequence: one frame
 per step (spikes or graded currents), and the run takes T from the data; shapes decide, never a
-guess (:mod:`.timesteps`: :func:`sequence_steps`, :func:`run_timesteps`). Frame t is quantized by the static rule, per frame: ``x_q[t] = quantize_input(inp, x[:, t])``
-(float: ``x[:, t] / scale``). Encodings (:data:`SEQUENCE_ENCODINGS`): ``constant`` emits the
-frames as given, ``x[t] = x_q[t]``; ``poisson`` fires ``s[t] * L * [u[t] < |x_q[t]| / L]`` from the
-same per-sample uniforms as a static sample (so a sequence of T equal frames encodes exactly as
-that static sample). ``pso``, ``burst`` and ``ch`` code one value over several steps (a period
-of k bits, a neuron's charge) and are refused for sequences.
+guess (:mod:`.timesteps`: :func:`sequence_steps`, :func:`run_timesteps`). Frame t is quantized
+by the static rule, per frame: ``x_q[t] = quantize_input(inp, x[:, t])`` (float: ``x[:, t] /
+scale``). Encodings (:data:`SEQUENCE_ENCODINGS`): ``constant`` emits the frames as given,
+``x[t] = x_q[t]``; ``poisson`` fires ``s[t] * L * [u[t] < |x_q[t]| / L]`` from the same
+per-sample uniforms as a static sample (so a sequence of T equal frames encodes exactly as that
+static sample). ``pso``, ``burst`` and ``ch`` code one value over several steps (a period of k
+bits, a neuron's charge) and are refused for sequences. :func:`input_chunks` encodes a
+sequence's first ``timesteps <= T`` frames; a run (:func:`run_timesteps`) takes all T.
 """
 from __future__ import annotations
 
