@@ -248,14 +248,18 @@ def sequence_of(x, timesteps, rng, events):
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(net=quantized_nets(), timesteps=st.integers(1, 16), encoding=st.sampled_from(SEQUENCE_ENCODINGS),
-       readout=st.sampled_from(["membrane", "count"]), batch_size=st.integers(1, 9), seed=st.integers(0, 3),
-       step_frames=st.sampled_from([fast.STEP_FRAMES, 1, 7]), events=st.booleans())
-def test_engines_agree_on_random_sequences(net, timesteps, encoding, readout, batch_size, seed, step_frames, events):
+       readout=st.sampled_from(["membrane", "count", "first-spike", "k-spikes"]), record=st.booleans(),
+       batch_size=st.integers(1, 9), seed=st.integers(0, 3), step_frames=st.sampled_from([fast.STEP_FRAMES, 1, 7]),
+       events=st.booleans())
+def test_engines_agree_on_random_sequences(net, timesteps, encoding, readout, record, batch_size, seed, step_frames,
+                                           events):
     """Time-varying input (N, T, *shape), T from the data: the numba engine cuts the frames into
-    its chunks of steps (``step_frames`` small: many chunks) and equals the numpy engine."""
+    its chunks of steps (``step_frames`` small: many chunks; a latency read-out without ``record``
+    drops decided samples' frames) and equals the numpy engine."""
     g, x = net
     seq = sequence_of(x, timesteps, np.random.default_rng(seed), events)
-    kw = dict(encoding=encoding, readout=readout, record=True, batch_size=batch_size, seed=seed)
+    kw = dict(encoding=encoding, readout=readout, k=2 if readout == "k-spikes" else None, record=record,
+              batch_size=batch_size, seed=seed)
     a = simulate(g, seq, engine="numpy", **kw)
     saved, fast.STEP_FRAMES = fast.STEP_FRAMES, step_frames
     try:
@@ -265,7 +269,9 @@ def test_engines_agree_on_random_sequences(net, timesteps, encoding, readout, ba
     assert np.array_equal(a.scores, b.scores), (a.scores, b.scores)
     assert np.array_equal(a.predictions, b.predictions)
     assert a.rates == b.rates
-    for k in a.counts:
+    for f in ("decision_time", "tied"):
+        assert (getattr(a, f) is None) == (getattr(b, f) is None) and np.array_equal(getattr(a, f), getattr(b, f))
+    for k in (a.counts or {}):
         assert np.array_equal(a.counts[k], b.counts[k]), k
 
 
