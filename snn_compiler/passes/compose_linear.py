@@ -16,9 +16,16 @@ every position, borders included (the padding belongs to C, W reads every output
 name), so the layer after it reads what SNN form allows; the Adds and ``C_k`` stay for their
 other readers (the next residual sum), and ops nobody reads any more are removed.
 
-A ``W`` with a spatial kernel, stride or padding (a 3x3 conv after a linear sum) is left alone:
-its composition is a larger kernel whose padding would have to carry C's bias, which the IR's
-zero padding does not; check_snn_form then names both ops.
+A Dense that reads a linear value through pools and Flatten (a residual sum with no activation,
+then a global average pool, then the classifier; lower_avgpool leaves such a pool as its linear
+depthwise Conv2d) becomes one Dense per source map, read through a Flatten: the whole chain is an
+affine map ``A s + c``, whose matrix is read off by sending the source's unit vectors through it
+(every op's own ANN reading, biases left out) and ``c`` by sending zeros with the biases (a
+matrix of (features, source size): sources up to MAX_PROBE values).
+
+A Conv2d ``W`` with a spatial kernel, stride or padding (a 3x3 conv after a linear sum) is left
+alone: its composition is a larger kernel whose padding would have to carry C's bias, which the
+IR's zero padding does not; check_snn_form then names both ops.
 """
 from __future__ import annotations
 
@@ -26,6 +33,8 @@ import numpy as np
 
 from ..ir import add_op, inputs_of, op_of, topo_order, unique_name, verify
 from ..ir import ops as O
+
+MAX_PROBE = 1 << 16  # source values a Dense may be composed over (the probe's batch)
 
 
 def _pointwise(op) -> bool:
@@ -95,11 +104,15 @@ def compose_linear(graph, config) -> bool:
         if not _pointwise(op):
             continue
         (src,) = inputs_of(graph, n)
+        if isinstance(op, O.Dense) and isinstance(op_of(graph, src), O.Flatten):
+            changed = _dense_over_chain(graph, n) or changed
+            continue
         if not isinstance(op_of(graph, src), (O.Dense, O.Conv2d, O.Add)):
             continue
         terms = _terms(graph, src)
         composed = None if terms is None else [_compose(op, op_of(graph, t)) for t in terms]
         if composed is None or any(c is None for c in composed):
+            changed = _dense_over_chain(graph, n) or changed
             continue
         bias = np.zeros(op.weight.shape[0]) if op.bias is None else np.array(op.bias, np.float64)
         for t in terms:
@@ -127,6 +140,82 @@ def _drop_unread(graph, n) -> None:
     todo = [n]
     while todo:
         m = todo.pop()
-        if m in graph and graph.out_degree(m) == 0 and isinstance(op_of(graph, m), (O.Dense, O.Conv2d, O.Add)):
+        linear = (O.Dense, O.Conv2d, O.Add, O.Flatten, O.AvgPool2d)
+        if m in graph and graph.out_degree(m) == 0 and isinstance(op_of(graph, m), linear):
             todo += inputs_of(graph, m)
             graph.remove_node(m)
+
+
+def _is_term(graph, n) -> bool:
+    """A weighted op reading (through Flatten and pools) a neuron layer or the Input: a connection."""
+    if not isinstance(op_of(graph, n), (O.Dense, O.Conv2d)):
+        return False
+    (src,) = inputs_of(graph, n)
+    while isinstance(op_of(graph, src), (O.Flatten, O.AvgPool2d)):
+        (src,) = inputs_of(graph, src)
+    return isinstance(op_of(graph, src), (O.Neuron, O.Input))
+
+
+def _chain(graph, n, terms) -> bool:
+    """Whether ``n``'s value is linear in connections only (collected into ``terms``)."""
+    op = op_of(graph, n)
+    if _is_term(graph, n):
+        terms.add(n)
+        return True
+    if isinstance(op, (O.Add, O.Flatten, O.AvgPool2d, O.Dense, O.Conv2d)):
+        return all(_chain(graph, i, terms) for i in inputs_of(graph, n))
+    return False
+
+
+def _unbiased(op):
+    return op if getattr(op, "bias", None) is None else type(op)(**dict(vars(op), bias=None))
+
+
+def _probe(graph, n, feed, batch, biases: bool):
+    """``n``'s value (a batch) when the connections in ``feed`` output its arrays and all others 0."""
+    if n in feed:
+        return feed[n]
+    op = op_of(graph, n)
+    if _is_term(graph, n):
+        return np.zeros((batch,) + tuple(graph.nodes[n]["shape"]))
+    xs = [_probe(graph, i, feed, batch, biases) for i in inputs_of(graph, n)]
+    return (op if biases else _unbiased(op)).ann(xs)
+
+
+def _dense_over_chain(graph, n) -> bool:
+    """Replace Dense ``n`` reading a linear chain by one Dense per source (module docstring)."""
+    (src,) = inputs_of(graph, n)
+    terms = set()
+    if _is_term(graph, n) or not _chain(graph, src, terms) or not terms:
+        return False
+    verify(graph)  # the shapes of what an earlier composition added
+    op = op_of(graph, n)
+    per_source = {}
+    for t in sorted(terms):
+        (x,) = inputs_of(graph, t)
+        shape = tuple(graph.nodes[x]["shape"])
+        size = int(np.prod(shape))
+        if size > MAX_PROBE:
+            return False
+        basis = np.eye(size).reshape((size,) + shape)
+        out = _unbiased(op).ann([_probe(graph, src, {t: _unbiased(op_of(graph, t)).ann([basis])}, size, False)])
+        per_source[x] = per_source.get(x, 0) + out.T  # (features, source size)
+    feed = {t: op_of(graph, t).ann([np.zeros((1,) + tuple(graph.nodes[inputs_of(graph, t)[0]]["shape"]))])
+            for t in terms}
+    bias = op.ann([_probe(graph, src, feed, 1, True)])[0]
+    consumers = [(d, graph.edges[n, d]["port"]) for d in graph.successors(n)]
+    graph.remove_node(n)
+    parts = []
+    for i, (x, w) in enumerate(per_source.items()):
+        read = x
+        if len(graph.nodes[x]["shape"]) == 3:
+            read = add_op(graph, unique_name(graph, f"{n}.flat.{x}"), O.Flatten(), [x])
+            graph.nodes[read]["shape"] = (w.shape[1],)
+        name = n if len(per_source) == 1 else unique_name(graph, f"{n}.via.{x}")
+        parts.append(add_op(graph, name, O.Dense(weight=w, bias=bias if i == 0 else None), [read]))
+    if len(parts) > 1:
+        add_op(graph, n, O.Add(), parts)
+    for d, port in consumers:
+        graph.add_edge(n, d, port=port)
+    _drop_unread(graph, src)
+    return True

@@ -21,7 +21,9 @@ Why the ANN reading is unchanged: the pool must read an IF layer, i.e. a ReLU ou
 avgpool(x) >= 0 and ReLU(avgpool(x)) == avgpool(x); adding the IF (= ReLU in the ANN) changes
 nothing. If the pool reads anything else (a Conv2d, an Add, the Input, whose data may be
 negative; non-negativity cannot be known at compile time) the extra ReLU would change the network,
-so the pass raises ``ValueError`` asking to put the pool after the activation.
+so the pass raises ``ValueError`` asking to put the pool after the activation; except after a sum
+with no activation (an Add, Conv2d or Dense: MobileNetV2's linear bottleneck), where the pool becomes
+the depthwise Conv2d alone, still linear, which ``compose_linear`` folds into the Dense reading it.
 """
 from __future__ import annotations
 
@@ -44,7 +46,8 @@ def lower_avgpool(graph, config) -> bool:
         op = op_of(graph, n)
         (src,) = inputs_of(graph, n)
         src_op = op_of(graph, src)
-        if not O.is_hidden_neuron(src_op):
+        linear = isinstance(src_op, (O.Dense, O.Conv2d, O.Add))
+        if not (O.is_hidden_neuron(src_op) or linear):
             raise ValueError(f"AvgPool2d {n} follows {O.kind(src_op)} {src}, not a ReLU: snnc pools spikes; "
                              "put the pool after the activation")
         c = graph.nodes[src]["shape"][0]
@@ -52,6 +55,8 @@ def lower_avgpool(graph, config) -> bool:
         weight = np.full((c, 1, kh, kw), 1.0 / (kh * kw))
         graph.nodes[n]["op"] = O.Conv2d(weight=weight, bias=None, stride=tuple(op.stride),
                                         padding=tuple(op.padding), groups=c)
+        if linear:  # a pool of a sum with no activation (a linear bottleneck): stays linear, compose_linear
+            continue  # folds it into the Dense that reads it
         neuron = insert_after(graph, n, unique_name(graph, f"{n}.if"), O.IF())
         graph.nodes[neuron]["shape"] = graph.nodes[n]["shape"]
     return True

@@ -45,13 +45,19 @@ def test_if_name_is_made_unique(layers, check_same):
     assert inputs_of(g, "output") == ["pool.if_1"]
 
 
-@pytest.mark.parametrize("before,kind,src", [((), "Input", "input"), (("conv",), "Conv2d", "conv")])
-def test_pool_not_after_relu_is_an_error(chain, layers, before, kind, src):
-    ops = [layers.conv(2, 2, padding=(1, 1))] if before else []
-    g = chain((2, 4, 4), *ops, O.AvgPool2d((2, 2), (2, 2)), names=[*before, "pool"])
-    with pytest.raises(ValueError, match=f"AvgPool2d pool follows {kind} {src}, not a ReLU: snnc pools spikes; "
+def test_pool_of_the_input_is_an_error(chain, layers):
+    g = chain((2, 4, 4), O.AvgPool2d((2, 2), (2, 2)), names=["pool"])
+    with pytest.raises(ValueError, match="AvgPool2d pool follows Input input, not a ReLU: snnc pools spikes; "
                                          "put the pool after the activation"):
         lower_avgpool(g, None)
+
+
+def test_pool_of_a_linear_value_becomes_its_depthwise_conv_alone(chain, layers, check_same):
+    """After a conv with no activation (a linear bottleneck) the pool stays linear: no IF, which would
+    clip negative values; compose_linear folds it into the Dense that reads it."""
+    g = chain((2, 4, 4), layers.conv(2, 2, padding=(1, 1)), O.AvgPool2d((2, 2), (2, 2)), names=["conv", "pool"])
+    assert check_same(lower_avgpool, g)
+    assert isinstance(g.nodes["pool"]["op"], O.Conv2d) and inputs_of(g, "output") == ["pool"]
 
 
 def test_no_pool_no_change(chain, layers):

@@ -1,0 +1,65 @@
+"""compose_linear: linear chains between neuron layers fold into the connections (issue 19, item 1's
+linear bottleneck): a residual sum with no activation read by a pool and the classifier."""
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+from torch import nn  # noqa: E402
+
+from snn_compiler import ir  # noqa: E402
+from snn_compiler.compile import compile_model  # noqa: E402
+from snn_compiler.config import CompileConfig  # noqa: E402
+from snn_compiler.frontend import from_module  # noqa: E402
+from snn_compiler.ir import ops as O  # noqa: E402
+from snn_compiler.passes import STRUCTURAL, run_pipeline  # noqa: E402
+from snn_compiler.sim.emulator import run_ann, simulate  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+class _BottleneckThenPool(nn.Module):
+    """stem, one inverted residual whose sum has no activation, then the global pool and the classifier
+    right on that sum (the case 'AvgPool2d follows Add, not a ReLU' refused)."""
+
+    def __init__(self, pool):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.BatchNorm2d(8), nn.ReLU6())
+        self.body = nn.Sequential(nn.Conv2d(8, 16, 1), nn.BatchNorm2d(16), nn.ReLU6(),
+                                  nn.Conv2d(16, 16, 3, 1, 1, groups=16), nn.BatchNorm2d(16), nn.ReLU6(),
+                                  nn.Conv2d(16, 8, 1), nn.BatchNorm2d(8))
+        self.pool = pool
+        self.fc = nn.Linear(8 * 4, 5)
+
+    def forward(self, x):
+        h = self.stem(x)
+        return self.fc(torch.flatten(self.pool(h + self.body(h)), 1))
+
+
+@pytest.mark.parametrize("pool", [nn.AdaptiveAvgPool2d(2), nn.AvgPool2d(4)], ids=["adaptive", "avgpool"])
+def test_a_pool_and_classifier_on_a_linear_sum_compile_and_agree(pool):
+    torch.manual_seed(0)
+    net = _BottleneckThenPool(pool).eval()
+    x = torch.rand(64, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        want = net(x).numpy()
+    g = from_module(net, (3, 16, 16))
+    run_pipeline(g, CompileConfig(), STRUCTURAL)
+    np.testing.assert_allclose(run_ann(g, x.numpy()), want, rtol=0, atol=1e-5)
+    # the classifier reads each neuron layer the sum is made of, through a Flatten: one Dense per source
+    dense = [n for n in g if isinstance(ir.op_of(g, n), O.Dense)]
+    assert sorted(dense) == ["fc.via.body.5", "fc.via.stem.2"]
+    assert not any(isinstance(ir.op_of(g, n), O.AvgPool2d) for n in g)
+    q = compile_model(from_module(net, (3, 16, 16)), CompileConfig(bits=8, calibration=x.numpy()))
+    ann = run_ann(q, x.numpy())
+    snn = simulate(q, x.numpy(), timesteps=64).scores
+    assert np.corrcoef(snn.ravel(), ann.ravel())[0, 1] > 0.99
+
+
+def test_a_spatial_conv_after_a_pooled_linear_value_is_refused_naming_the_ops():
+    """A 3x3 conv reading the pool of a conv with no activation does not compose (its padding would
+    have to carry the bias); the refusal names the two ops."""
+    torch.manual_seed(1)
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.AvgPool2d(2), nn.Conv2d(2, 2, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                        nn.Linear(2 * 2 * 2, 3)).eval()
+    with pytest.raises(Exception, match="1 feeds 2 without an activation"):
+        compile_model(from_module(net, (1, 6, 6)), CompileConfig(calibration=np.random.rand(4, 1, 6, 6)))
