@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     p.add_argument("--version", action="version", version=f"snnc {_version()}")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{compile,export,simulate,inspect,check,report,bin-events}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{compile,export,simulate,inspect,check,report,bin-events,setup-lava}")
 
     c = sub.add_parser("compile", help="compile a model file into an snnc artifact",
                        description="Lower a TorchScript (.pt) or torch.export (.pt2) model to the IR, fold BatchNorm, "
@@ -153,6 +153,16 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--window", default=None, help="T0,T1: the time window binned, in the timestamps' unit "
                    "(default: each sample's own first to last event)")
     b.add_argument("-o", "--output", required=True, help="DATA.npz to write")
+
+    L = sub.add_parser("setup-lava", help="make the Lava backend's Python 3.10 environment (for a pip install)",
+                       description="Create a Python 3.10 virtual environment with lava-nc 0.10.0 and the packages "
+                       "snnc's core needs there (pinned, hashes checked), copy this snnc into it, and record it so "
+                       "--backend lava and snnc check --backends reference,lava find it. A checkout uses "
+                       "scripts/bootstrap.sh instead; SNNC_LAVA_PYTHON overrides both.")
+    L.add_argument("--python", default=None, help="the Python 3.10 to build it with (default: python3.10 on PATH, "
+                   "else pyenv's)")
+    L.add_argument("--dir", default=None, help="where to create it (default: $XDG_DATA_HOME/snnc/lava-venv, "
+                   "~/.local/share/snnc/lava-venv)")
 
     e = sub.add_parser("export", help="write an artifact in another format (NIR)",
                        description="Write a compiled network as a NIR graph (the nir package's HDF5 file): the float "

@@ -194,10 +194,10 @@ def test_timeout_kills_the_whole_process_group():
 def test_missing_environment_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("SNNC_LAVA_PYTHON", "/nonexistent/python")
     q, x = compiled("mlp", target=lava.TARGET)
-    with pytest.raises(lava.LavaError, match="needs .venv-lava; run scripts/bootstrap.sh"):
+    with pytest.raises(lava.LavaError, match=r"needs its Python 3.10 environment .*SNNC_LAVA_PYTHON=/nonexistent/python.*snnc setup-lava"):
         lava.run(q, x, timesteps=T)
     monkeypatch.setenv("SNNC_LAVA_PYTHON", sys.executable)  # a Python without Lava
-    with pytest.raises(lava.LavaError, match="lacks lava-nc 0.10.0 or snnc: the Lava backend needs .venv-lava"):
+    with pytest.raises(lava.LavaError, match="lacks lava-nc 0.10.0 or snnc: run `snnc setup-lava`"):
         lava.run(q, x, timesteps=T)
 
 

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
+from . import environment
 from .plan import make_plan
 from .shm import shm_names, unlink_shared_memory
 from .target import TARGET, check, prepare  # noqa: F401
 
-REPO = Path(__file__).resolve().parents[2]
 WORKER = "snn_compiler.backends.lava.worker"
 
 
@@ -40,14 +40,12 @@ class LavaError(RuntimeError):
 
 
 def lava_python() -> str:
-    """The Lava environment's interpreter: $SNNC_LAVA_PYTHON, else <repo>/.venv-lava/bin/python."""
-    env = os.environ.get("SNNC_LAVA_PYTHON")
-    path = Path(env) if env else REPO / ".venv-lava" / "bin" / "python"
-    if not (path.is_file() and os.access(path, os.X_OK)):
-        where = f"SNNC_LAVA_PYTHON={env}" if env else str(path)
-        raise LavaError(f"Lava backend needs .venv-lava; run scripts/bootstrap.sh ({where} not found; "
-                        "SNNC_LAVA_PYTHON may point at a Python 3.10 with lava-nc 0.10.0 and snnc installed)")
-    return str(path)
+    """The Lava environment's interpreter (where it is looked for: :mod:`.environment`)."""
+    python, looked = environment.find_python()
+    if python is None:
+        raise LavaError(f"the Lava backend needs its Python 3.10 environment with lava-nc 0.10.0 (none at "
+                        f"{'; '.join(looked)}): {environment.HOW}")
+    return python
 
 
 def available() -> bool:
@@ -162,7 +160,9 @@ def run_worker(job: str, timeout: float, progress: bool = False, total: int = 0,
     log_path = os.path.join(job, "worker.log")
     bar = _bar(total, progress)
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([python, "-m", WORKER, job], stdin=subprocess.DEVNULL, stdout=log,
+        # cwd=job: `python -m` puts the working directory first on sys.path, where a checkout's
+        # snn_compiler/ would shadow the environment's own snnc
+        proc = subprocess.Popen([python, "-m", WORKER, job], stdin=subprocess.DEVNULL, stdout=log, cwd=job,
                                 stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
     pgid = proc.pid  # a new session: the worker leads its own process group
     rc, shown, timed_out = None, 0, False
@@ -195,9 +195,8 @@ def run_worker(job: str, timeout: float, progress: bool = False, total: int = 0,
             raise LavaError(f"{head} (the Lava run was stopped and its process group {pgid} killed; a bug in an "
                             "snnc Lava process model: report it with the worker log, LavaError.log)", pgid, log, shm)
         if "No module named 'lava'" in log or "No module named 'snn_compiler'" in log:
-            raise LavaError(f"Lava worker failed: {python} lacks lava-nc 0.10.0 or snnc: the Lava backend needs "
-                            ".venv-lava; run scripts/bootstrap.sh (SNNC_LAVA_PYTHON, if set, must be that "
-                            "environment's python)", pgid, log, shm)
+            raise LavaError(f"Lava worker failed: {python} lacks lava-nc 0.10.0 or snnc: {environment.HOW}",
+                            pgid, log, shm)
         if rc is not None and rc < 0:
             name = signal.Signals(-rc).name if -rc in signal.valid_signals() else str(-rc)
             why = " (out of memory? run fewer samples at once)" if -rc == signal.SIGKILL else ""
