@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compile", help="compile a model file into an snnc artifact",
                        description="Lower a TorchScript (.pt) or torch.export (.pt2) model to the IR, fold BatchNorm, "
                        "normalise from calibration data, quantize to N-bit synapses and check the target.")
-    c.add_argument("model", help="TorchScript file (torch.jit.save) or torch.export file (.pt2)")
+    c.add_argument("model", help="the trained model: TorchScript (.pt, torch.jit.save), torch.export (.pt2), ONNX "
+                   "(.onnx), Keras (.h5) or NIR (.nir, with --dt) file")
     c.add_argument("-o", "--output", required=True, help="artifact to write (.snnc)")
     c.add_argument("--target", default="reference", choices=sorted(TARGETS),
                    help="; ".join(f"{k}: {get_target(k).description}" for k in TARGETS))
@@ -127,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("simulate", help="run an artifact on data and report accuracy",
                        description="Run a compiled network. Backends: " + ", ".join(sorted(BACKENDS)) +
                        " (reference = the bit-exact integer SNN, float = the float SNN, ann = the network as an ANN).")
-    s.add_argument("artifact")
+    s.add_argument("artifact", help="the compiled network (.snnc, from snnc compile)")
     s.add_argument("--data", required=True, help="DATA.npz with x (N, ...) and optional integer labels y (N,); x of "
                    "shape (N, T, *input shape) is a sequence, one frame per step, and sets T")
     s.add_argument("--backend", default="reference", help="reference (default), float, ann, lava, or an installed plugin")
@@ -168,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Write a compiled network as a NIR graph (the nir package's HDF5 file): the float "
                        "SNN (--form float) or the integer SNN (--form int). What NIR cannot express (reset by "
                        "subtraction, initial membranes) is kept in node metadata and warned about.")
-    e.add_argument("artifact")
+    e.add_argument("artifact", help="the compiled network (.snnc) to export")
     e.add_argument("--format", required=True, choices=("nir",), help="output format")
     e.add_argument("--form", default="float", choices=("float", "int"),
                    help="float: normalised weights, threshold 1 (default); int: integer weights and thresholds")
@@ -177,8 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--strict", action="store_true", help="refuse what NIR cannot express instead of warning")
     e.add_argument("-o", "--output", required=True, help="file to write (.nir)")
 
-    i = sub.add_parser("inspect", help="print the per-layer table of an artifact")
-    i.add_argument("artifact")
+    i = sub.add_parser("inspect", help="print the per-layer table of an artifact",
+                       description="Print a compiled artifact's per-layer table: shapes, weight bits and ranges, "
+                       "scales, thresholds, decays, worst-case current ranges, and for a mapped artifact its cores "
+                       "against the lower bound (--cores recounts every core).")
+    i.add_argument("artifact", help="the compiled network (.snnc) to describe")
     i.add_argument("--json", action="store_true", help="machine-readable JSON instead of the table")
     i.add_argument("--cores", action="store_true", help="per-core detail, recounted by the independent core-map checker")
 
@@ -187,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "read-out. Integer pairs must be identical (the first divergence is named: sample, layer, "
                        "neuron, timestep, values); a pair with float passes within --tolerance. Exit 0: identical or "
                        "within tolerance; 1: error; 3: divergence.")
-    k.add_argument("artifact")
+    k.add_argument("artifact", help="the compiled network (.snnc) to run on both backends")
     k.add_argument("--data", required=True, help="DATA.npz with x (N, ...), or a sequence (N, T, *input shape) that "
                    "sets T; labels, if any, are not used")
     k.add_argument("--backends", default="reference,lava",
@@ -207,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "one self-contained HTML page: accuracy against T, the accuracy lost to clipping, too few "
                        "timesteps and quantization (per cause and per layer), synaptic operations and energy "
                        "against the ANN, a spike raster, core utilization when mapped.")
-    r.add_argument("artifact")
+    r.add_argument("artifact", help="the compiled network (.snnc) to report on")
     r.add_argument("--data", required=True, help="DATA.npz with x (N, ...) and optional labels y (without: agreement with the ANN)")
     r.add_argument("-o", "--output", required=True, help="report.html to write")
     r.add_argument("--timesteps", default=None, help="comma list of T for the accuracy curve (default: T/8 .. 2T of the artifact's T)")

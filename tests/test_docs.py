@@ -53,3 +53,15 @@ def test_python_blocks_are_valid_python(page):
 def test_relative_links_name_existing_files(page):
     for target in re.findall(r"\]\((?!https?:|#)([^)#]+)(?:#[^)]*)?\)", page.read_text()):
         assert (page.parent / target).exists(), f"{page.name} links to {target}, which does not exist"
+
+
+def test_every_positional_argument_and_command_has_help():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for name, cmd in sub.choices.items():
+        assert cmd.description or name in {a.dest for a in sub._choices_actions if a.help}, name
+        for a in cmd._actions:
+            if not a.option_strings and a.dest != "help":
+                assert a.help, f"snnc {name}: positional {a.dest!r} has no help"
+    compile_help = next(a for a in sub.choices["compile"]._actions if a.dest == "model").help
+    assert all(f in compile_help for f in (".pt2", ".onnx", ".h5", ".nir"))
