@@ -98,9 +98,34 @@ def test_adaptive_max_pool_that_does_not_divide_is_refused_naming_the_module():
              "size (8, 8)")
 
 
-def test_ceil_mode_with_partial_windows_is_refused():
-    _refused(_seeded(0, lambda: _features(nn.MaxPool2d(3, stride=2, ceil_mode=True))), (1, 8, 8), "max_pool2d",
-             "at 3 (torch.nn.modules.pooling.MaxPool2d)", "ceil_mode=True adds partial windows")
+@pytest.mark.parametrize("padding,hw", [(0, 16), (1, 16), (0, 14), (1, 10)])
+def test_ceil_mode_partial_windows_compile_exactly(padding, hw):
+    """GoogLeNet's MaxPool2d(3, 2, ceil_mode=True): zero rows/columns appended at the bottom/right (a
+    one-hot depthwise conv and an IF copy of the ReLU layer) give the floor-mode pool the ceil output."""
+    torch.manual_seed(padding + hw)
+    net = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.MaxPool2d(3, 2, padding=padding, ceil_mode=True),
+                        nn.Flatten())
+    with torch.no_grad():
+        floor = F.max_pool2d(torch.zeros(1, 3, hw, hw), 3, 2, padding).numel()
+        n = net(torch.zeros(1, 1, hw, hw)).shape[1]
+    assert n > floor  # partial windows
+    net = nn.Sequential(*net, nn.Linear(n, 4)).eval()
+    g = from_module(net, (1, hw, hw))
+    assert [n for n in g if "ceil_pad" in n] == ["2.ceil_pad", "2.ceil_pad.if"]
+    _assert_matches(g, net, (1, hw, hw))
+    x = torch.rand(32, 1, hw, hw)
+    q = compile_model(from_module(net, (1, hw, hw)), CompileConfig(calibration=x.numpy()))
+    with torch.no_grad():
+        np.testing.assert_allclose(run_ann(q, x.numpy()), net(x).numpy(), rtol=0, atol=0.02)
+    ann, snn = run_ann(q, x.numpy()), simulate(q, x.numpy(), timesteps=64).scores
+    assert np.corrcoef(ann.ravel(), snn.ravel())[0, 1] > 0.99
+
+
+def test_ceil_mode_partial_windows_on_a_value_that_may_be_negative_are_refused():
+    _refused(_seeded(0, lambda: nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(3, stride=2, ceil_mode=True),
+                                              nn.ReLU(), nn.Flatten())), (1, 8, 8), "max_pool2d",
+             "at 1 (torch.nn.modules.pooling.MaxPool2d)", "ceil_mode=True adds partial windows",
+             "put it after the activation")
 
 
 def test_using_the_indices_is_refused():

@@ -1,7 +1,6 @@
 """One handler per aten op: ``HANDLERS`` maps each supported op to the function that lowers it."""
 from __future__ import annotations
 
-import math
 import warnings
 
 import numpy as np
@@ -14,6 +13,8 @@ from ...ir.neuron import QCFS, RESETS
 
 from ..lowering import Act, Unavailable, describe
 from .activations import ACTIVATIONS
+from .pools import (adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d, max_pool2d,
+                    max_pool2d_with_indices, mean_dim)
 from .context import _pair
 
 aten = torch.ops.aten
@@ -169,104 +170,6 @@ def qcfs(ctx, a):
     if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
         ctx.fail(f"QCFS levels must be an integer >= 1, got {levels!r}")
     return ctx.emit(QCFS(levels, float(theta[0])), [x])
-
-
-def _map_input(ctx, a):
-    """The op's activation input and its shape, which must be a (C, H, W) map."""
-    x = ctx.act(a["self"])
-    shape = ctx.shape(x)
-    if len(shape) != 3:
-        ctx.fail(f"needs a (C, H, W) input, got {shape}")
-    return x, shape
-
-
-def avg_pool2d(ctx, a):
-    x, shape = _map_input(ctx, a)
-    k = _pair(a["kernel_size"], "kernel_size")
-    s = _pair(a["stride"], "stride") if a["stride"] else k
-    p = _pair(a["padding"], "padding")
-    if a["divisor_override"] is not None:
-        ctx.fail("divisor_override is not supported")
-    if not a["count_include_pad"] and any(p):
-        ctx.fail("count_include_pad=False with padding divides border windows by fewer elements; "
-                 "only count_include_pad=True (the default) is supported")
-    if a["ceil_mode"]:
-        floor = O.conv_out_hw(shape[1:], k, s, p)
-        if _ceil_out_hw(shape[1:], k, s, p) != floor:
-            ctx.fail(f"ceil_mode=True adds partial windows on input {shape} (output "
-                     f"{_ceil_out_hw(shape[1:], k, s, p)} instead of {floor}); only ceil_mode=False "
-                     f"is supported")
-    return ctx.emit(O.AvgPool2d(kernel_size=k, stride=s, padding=p), [x])
-
-
-def _max_pool(ctx, a):
-    x, shape = _map_input(ctx, a)
-    k = _pair(a["kernel_size"], "kernel_size")
-    s = _pair(a["stride"], "stride") if a["stride"] else k
-    p = _pair(a["padding"], "padding")
-    d = _pair(a["dilation"], "dilation")
-    if a["ceil_mode"]:
-        floor = O.conv_out_hw(shape[1:], k, s, p, d)
-        ceil = _ceil_out_hw(shape[1:], k, s, p, d)
-        if ceil != floor:
-            ctx.fail(f"ceil_mode=True adds partial windows on input {shape} (output {ceil} instead of {floor}); "
-                     f"only ceil_mode=False is supported")
-    return ctx.emit(O.MaxPool2d(kernel_size=k, stride=s, padding=p, dilation=d), [x])
-
-
-def max_pool2d(ctx, a):
-    """nn.MaxPool2d / F.max_pool2d: a MaxPool2d op, lowered into IF layers by the lower_maxpool pass."""
-    return _max_pool(ctx, a)
-
-
-def max_pool2d_with_indices(ctx, a):
-    """The same as decomposed programs record it; the indices are not computed (using them is refused)."""
-    return (_max_pool(ctx, a), Unavailable("the indices of a max pool (return_indices=True)"))
-
-
-def _adaptive_window(ctx, a, op_name):
-    """The map input and the window (= stride) of an adaptive pool whose output size divides its input."""
-    x, shape = _map_input(ctx, a)
-    out = _pair(a["output_size"], "output_size")
-    h, w = shape[1:]
-    if h % out[0] or w % out[1]:
-        ctx.fail(f"output size {out} does not divide the input size {(h, w)}: the pooling windows "
-                 f"would overlap unevenly, which {op_name} cannot express")
-    return x, (h // out[0], w // out[1])
-
-
-def adaptive_max_pool2d(ctx, a):
-    x, k = _adaptive_window(ctx, a, "MaxPool2d")
-    y = ctx.emit(O.MaxPool2d(kernel_size=k, stride=k), [x])
-    return (y, Unavailable("the indices of an adaptive max pool"))
-
-
-def _ceil_out_hw(hw, k, s, p, d=(1, 1)):
-    out = []
-    for i in range(2):
-        o = math.ceil((hw[i] + 2 * p[i] - d[i] * (k[i] - 1) - 1) / s[i]) + 1
-        if (o - 1) * s[i] >= hw[i] + p[i]:  # torch: the last window must start inside the input
-            o -= 1
-        out.append(o)
-    return tuple(out)
-
-
-def adaptive_avg_pool2d(ctx, a):
-    x, k = _adaptive_window(ctx, a, "AvgPool2d")
-    return ctx.emit(O.AvgPool2d(kernel_size=k, stride=k), [x])
-
-
-def mean_dim(ctx, a):
-    """``x.mean((2, 3))`` (global average pool), keepdim or not."""
-    x = ctx.act(a["self"])
-    shape = ctx.shape(x)
-    rank = len(shape) + 1
-    dims = a["dim"] if isinstance(a["dim"], (list, tuple)) else [a["dim"]]
-    if len(shape) != 3 or sorted(int(d) % rank for d in dims) != [2, 3] or a["dtype"] is not None:
-        ctx.fail(f"only the mean over both spatial axes of a (C, H, W) map is supported "
-                 f"(dims {list(dims)} on {shape})")
-    y = ctx.emit(O.AvgPool2d(kernel_size=shape[1:], stride=shape[1:]), [x])
-    return y if a["keepdim"] else ctx.emit(O.Flatten(), [y], suffix=".flatten")
 
 
 def flatten(ctx, a):

@@ -1,0 +1,128 @@
+"""Handlers for the pools (average, max, adaptive, the mean over H and W) of the torch frontend's
+table (``handlers.HANDLERS``)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ... import ir
+from ...ir import ops as O
+from ..lowering import Unavailable
+from .context import _pair
+
+
+def _map_input(ctx, a):
+    """The op's activation input and its shape, which must be a (C, H, W) map."""
+    x = ctx.act(a["self"])
+    shape = ctx.shape(x)
+    if len(shape) != 3:
+        ctx.fail(f"needs a (C, H, W) input, got {shape}")
+    return x, shape
+
+
+def avg_pool2d(ctx, a):
+    x, shape = _map_input(ctx, a)
+    k = _pair(a["kernel_size"], "kernel_size")
+    s = _pair(a["stride"], "stride") if a["stride"] else k
+    p = _pair(a["padding"], "padding")
+    if a["divisor_override"] is not None:
+        ctx.fail("divisor_override is not supported")
+    if not a["count_include_pad"] and any(p):
+        ctx.fail("count_include_pad=False with padding divides border windows by fewer elements; "
+                 "only count_include_pad=True (the default) is supported")
+    if a["ceil_mode"]:
+        floor = O.conv_out_hw(shape[1:], k, s, p)
+        if _ceil_out_hw(shape[1:], k, s, p) != floor:
+            ctx.fail(f"ceil_mode=True adds partial windows on input {shape} (output "
+                     f"{_ceil_out_hw(shape[1:], k, s, p)} instead of {floor}); only ceil_mode=False "
+                     f"is supported")
+    return ctx.emit(O.AvgPool2d(kernel_size=k, stride=s, padding=p), [x])
+
+
+def _max_pool(ctx, a):
+    x, shape = _map_input(ctx, a)
+    k = _pair(a["kernel_size"], "kernel_size")
+    s = _pair(a["stride"], "stride") if a["stride"] else k
+    p = _pair(a["padding"], "padding")
+    d = _pair(a["dilation"], "dilation")
+    if a["ceil_mode"]:
+        floor = O.conv_out_hw(shape[1:], k, s, p, d)
+        ceil = _ceil_out_hw(shape[1:], k, s, p, d)
+        if ceil != floor:
+            x = _append_zero_rows(ctx, x, shape, ceil, k, s, p, d)
+    return ctx.emit(O.MaxPool2d(kernel_size=k, stride=s, padding=p, dilation=d), [x])
+
+
+def _append_zero_rows(ctx, x, shape, ceil, k, s, p, d):
+    """ceil_mode's partial windows (GoogLeNet): the map gets e zero rows/columns at its bottom/right, so
+    that the floor-mode pool has the ceil-mode output. Zeros are the max pool's -inf padding for a
+    non-negative input holding one element per window (torch's rule for the last window), so the source
+    must be a ReLU's IF layer; the rows come from a depthwise conv whose one-hot kernel, (e+1) wide
+    with padding e, keeps every element in place, then an IF layer (relu of non-negative values: a copy)."""
+    src = ir.op_of(ctx.g, x.name)
+    if not (O.is_hidden_neuron(src) and src.spike_value is None):
+        ctx.fail(f"ceil_mode=True adds partial windows on input {shape} (output {ceil} instead of "
+                 f"{O.conv_out_hw(shape[1:], k, s, p, d)}), which snnc pads with zeros: only on a ReLU's output "
+                 f"(non-negative), and this pool does not read one: put it after the activation")
+    e = [(ceil[i] - 1) * s[i] + d[i] * (k[i] - 1) + 1 - (shape[1 + i] + 2 * p[i]) for i in range(2)]
+    c = shape[0]
+    w = np.zeros((c, 1, e[0] + 1, e[1] + 1))
+    w[:, 0, e[0], e[1]] = 1.0
+    padded = ctx.emit(O.Conv2d(weight=w, padding=(e[0], e[1]), groups=c), [x], suffix=".ceil_pad")
+    return ctx.emit(O.IF(), [padded], suffix=".ceil_pad.if")
+
+
+def max_pool2d(ctx, a):
+    """nn.MaxPool2d / F.max_pool2d: a MaxPool2d op, lowered into IF layers by the lower_maxpool pass."""
+    return _max_pool(ctx, a)
+
+
+def max_pool2d_with_indices(ctx, a):
+    """The same as decomposed programs record it; the indices are not computed (using them is refused)."""
+    return (_max_pool(ctx, a), Unavailable("the indices of a max pool (return_indices=True)"))
+
+
+def _adaptive_window(ctx, a, op_name):
+    """The map input and the window (= stride) of an adaptive pool whose output size divides its input."""
+    x, shape = _map_input(ctx, a)
+    out = _pair(a["output_size"], "output_size")
+    h, w = shape[1:]
+    if h % out[0] or w % out[1]:
+        ctx.fail(f"output size {out} does not divide the input size {(h, w)}: the pooling windows "
+                 f"would overlap unevenly, which {op_name} cannot express")
+    return x, (h // out[0], w // out[1])
+
+
+def adaptive_max_pool2d(ctx, a):
+    x, k = _adaptive_window(ctx, a, "MaxPool2d")
+    y = ctx.emit(O.MaxPool2d(kernel_size=k, stride=k), [x])
+    return (y, Unavailable("the indices of an adaptive max pool"))
+
+
+def _ceil_out_hw(hw, k, s, p, d=(1, 1)):
+    out = []
+    for i in range(2):
+        o = math.ceil((hw[i] + 2 * p[i] - d[i] * (k[i] - 1) - 1) / s[i]) + 1
+        if (o - 1) * s[i] >= hw[i] + p[i]:  # torch: the last window must start inside the input
+            o -= 1
+        out.append(o)
+    return tuple(out)
+
+
+def adaptive_avg_pool2d(ctx, a):
+    x, k = _adaptive_window(ctx, a, "AvgPool2d")
+    return ctx.emit(O.AvgPool2d(kernel_size=k, stride=k), [x])
+
+
+def mean_dim(ctx, a):
+    """``x.mean((2, 3))`` (global average pool), keepdim or not."""
+    x = ctx.act(a["self"])
+    shape = ctx.shape(x)
+    rank = len(shape) + 1
+    dims = a["dim"] if isinstance(a["dim"], (list, tuple)) else [a["dim"]]
+    if len(shape) != 3 or sorted(int(d) % rank for d in dims) != [2, 3] or a["dtype"] is not None:
+        ctx.fail(f"only the mean over both spatial axes of a (C, H, W) map is supported "
+                 f"(dims {list(dims)} on {shape})")
+    y = ctx.emit(O.AvgPool2d(kernel_size=shape[1:], stride=shape[1:]), [x])
+    return y if a["keepdim"] else ctx.emit(O.Flatten(), [y], suffix=".flatten")
