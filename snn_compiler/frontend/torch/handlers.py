@@ -13,6 +13,7 @@ from ...ir.neuron import QCFS, RESETS
 
 from ..lowering import Act, Unavailable, describe
 from .activations import ACTIVATIONS
+from .one_d import ONE_D
 from .pools import (adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d, max_pool2d,
                     max_pool2d_with_indices, mean_dim)
 from .context import _pair
@@ -268,6 +269,7 @@ HANDLERS = {
     # normalisation, neurons, pooling
     aten.batch_norm.default: batch_norm,
     aten._native_batch_norm_legit_no_training.default: native_batch_norm_no_training,
+    **ONE_D,                                     # Conv1d and the 1-D pools as 2-D (one_d.py)
     **ACTIVATIONS,                               # ReLU and the clipped ReLUs (activations.py)
     torch.ops.snnc.lif.default: lif,
     torch.ops.snnc.cubalif.default: cubalif,

@@ -20,6 +20,7 @@ from ..errors import FrontendError
 from ..lowering import Act, Unavailable, finish
 from .context import Lowering, _bind, where
 from .handlers import HANDLERS, _getitem
+from .one_d import uses_1d
 from .refusals import unsupported_message
 
 
@@ -73,7 +74,8 @@ def from_exported_program(ep, input_shape: Optional[tuple] = None) -> nx.DiGraph
     if input_shape is not None and tuple(input_shape) != recorded:
         raise FrontendError(f"input_shape {tuple(input_shape)} does not match the program's input "
                             f"{recorded} (batch axis excluded)")
-    ctx.env[x_node.name] = ctx.add_input(recorded)
+    one_d = len(recorded) == 2 and uses_1d(ep)  # a (C, L) input read by Conv1d / 1-D pools: a (C, 1, L) map
+    ctx.env[x_node.name] = ctx.add_input((recorded[0], 1, recorded[1]) if one_d else recorded)
     for n in ep.graph.nodes:
         if n.op == "placeholder":
             continue
@@ -117,6 +119,8 @@ def from_exported_program(ep, input_shape: Optional[tuple] = None) -> nx.DiGraph
     expected = out_node.args[0][0].meta.get("val") if isinstance(out_node.args[0], (list, tuple)) else None
     if isinstance(expected, torch.Tensor):
         want = tuple(int(d) for d in expected.shape[1:])
+        if one_d and len(want) == 2:  # a (C, L) output is the IR's (C, 1, L) map
+            want = (want[0], 1, want[1])
         if g.nodes[out_name]["shape"] != want:  # pragma: no cover - a frontend bug
             raise FrontendError(f"internal error: output shape {g.nodes[out_name]['shape']} != {want}")
     return g
