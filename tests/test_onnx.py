@@ -409,3 +409,27 @@ def test_mobilenet_style_relu6_net_reads_like_the_torch_route(how):
         want = net(x).numpy()
     np.testing.assert_allclose(run_ann(g_onnx, x.numpy().astype(np.float64)), want, rtol=0, atol=1e-4)
     np.testing.assert_allclose(run_ann(g_torch, x.numpy().astype(np.float64)), want, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["mobilenetv2", "mnasnet"])
+def test_mobilenetv2_and_mnasnet_layouts_compile_through_onnx(name):
+    """ReLU6 as Clip(0, 6), the linear bottlenecks (composed at compile) and MnasNet's mean over H, W
+    (ReduceMean) through the ONNX route; the int8 SNN's scores follow the ANN's at T = 64."""
+    from test_zoo_ops import _MnasNet, _mobilenet
+    torch.manual_seed(0)
+    net, shape = (_mobilenet(False), (3, 16, 16)) if name == "mobilenetv2" else (_MnasNet().eval(), (3, 32, 32))
+    x = torch.rand((32,) + shape) * 2 - 1
+    q = compile_model(from_onnx(_export(net, shape)), CompileConfig(bits=8, calibration=x.numpy()))
+    with torch.no_grad():
+        want = net(x).numpy()
+    ann = run_ann(q, x.numpy())
+    np.testing.assert_allclose(ann, want, rtol=0, atol=0.01 * np.abs(want).max())
+    snn = simulate(q, x.numpy(), timesteps=64).scores
+    assert np.corrcoef(ann.ravel(), snn.ravel())[0, 1] > 0.99
+
+
+def test_reduce_mean_over_other_axes_is_refused():
+    nodes = [helper.make_node("Conv", ["x", "c"], ["h"], name="conv"),
+             helper.make_node("ReduceMean", ["h"], ["y"], name="mean", axes=[1], keepdims=0)]
+    _refused(_model(nodes, [_init("c", RNG.normal(size=(2, 1, 3, 3)))], (1, 6, 6), (4, 4)),
+             "ONNX node 'mean' (ReduceMean)", "only the mean over both spatial axes")

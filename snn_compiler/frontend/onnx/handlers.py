@@ -204,6 +204,22 @@ def global_average_pool(ctx):
     return ctx.emit(O.AvgPool2d(kernel_size=shape[1:], stride=shape[1:]), [x])
 
 
+def reduce_mean(ctx):
+    """The mean over both spatial axes (torch's ``x.mean([2, 3])``, MnasNet's global pool): a global
+    average pool, then a Flatten unless keepdims."""
+    vals = ctx.inputs() + [None]
+    x = ctx.act(vals[0])
+    shape = ctx.shape(x)
+    axes = ctx.attr("axes") if ctx.opset < 18 else vals[1]
+    if axes is not None and ctx.opset >= 18:
+        axes = ctx.const(axes, "axes").astype(np.int64).reshape(-1).tolist()
+    if len(shape) != 3 or axes is None or sorted(int(a) % 4 for a in axes) != [2, 3]:
+        ctx.fail(f"only the mean over both spatial axes of an (N, C, H, W) map is supported (axes {axes} on "
+                 f"{shape})")
+    y = ctx.emit(O.AvgPool2d(kernel_size=shape[1:], stride=shape[1:]), [x])
+    return y if int(ctx.attr("keepdims", 1)) else ctx.emit(O.Flatten(), [y], suffix=".flatten")
+
+
 def max_pool(ctx):
     """A MaxPool2d op (lowered into IF layers by the lower_maxpool pass); its indices are not computed."""
     x, shape = _map_input(ctx, ctx.input(0))
@@ -315,6 +331,7 @@ HANDLERS = {
     "Clip": clip,
     "AveragePool": average_pool,
     "GlobalAveragePool": global_average_pool,
+    "ReduceMean": reduce_mean,
     "MaxPool": max_pool,
     "GlobalMaxPool": global_max_pool,
     "Flatten": flatten,
