@@ -9,8 +9,9 @@ all constants are evaluated with numpy by ``FOLDERS`` (:mod:`.folding`) and stay
 name the ONNX node (name and op_type).
 
 Supported: Gemm, MatMul (+ Add of a constant bias), Conv, BatchNormalization (inference form),
-Relu, Clip(0, inf) and Clip(0, a) (ReLU6), AveragePool, GlobalAveragePool, ReduceMean (over H, W), MaxPool, GlobalMaxPool, Flatten (axis 1),
-flatten-like Reshape, Add (residual), Dropout, Identity and float Casts.
+Relu, Clip(0, inf) and Clip(0, a) (ReLU6), AveragePool, GlobalAveragePool, ReduceMean (over H, W),
+MaxPool, GlobalMaxPool, Flatten (axis 1), flatten-like Reshape, Add (residual), Dropout, Identity and
+float Casts.
 """
 from __future__ import annotations
 
