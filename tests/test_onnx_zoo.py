@@ -77,3 +77,20 @@ def test_reduce_mean_over_other_axes_is_refused():
              helper.make_node("ReduceMean", ["h"], ["y"], name="mean", axes=[1], keepdims=0)]
     _refused(_model(nodes, [_init("c", RNG.normal(size=(2, 1, 3, 3)))], (1, 6, 6), (4, 4)),
              "ONNX node 'mean' (ReduceMean)", "only the mean over both spatial axes")
+
+
+@pytest.mark.parametrize("padding,hw", [(0, 16), (1, 10)])
+def test_max_pool_with_ceil_mode_through_onnx(padding, hw):
+    """SqueezeNet's and GoogLeNet's MaxPool2d(3, 2, ceil_mode=True) exported to ONNX: the same appended
+    zero rows as the torch route, the same reading as torch."""
+    torch.manual_seed(hw)
+    body = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.MaxPool2d(3, 2, padding=padding, ceil_mode=True),
+                         nn.Flatten())
+    with torch.no_grad():
+        n = body(torch.zeros(1, 1, hw, hw)).shape[1]
+    net = nn.Sequential(*body, nn.Linear(n, 4)).eval()
+    g = from_onnx(_export(net, (1, hw, hw)))
+    assert any(n.endswith("ceil_pad.if") for n in g)
+    x = torch.rand(8, 1, hw, hw)
+    with torch.no_grad():
+        np.testing.assert_allclose(run_ann(g, x.numpy().astype(np.float64)), net(x).numpy(), rtol=0, atol=1e-5)

@@ -8,6 +8,7 @@ to say where an op sits in its model (``label``) and how its constants read. Imp
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+import math
 from typing import NoReturn, Optional
 
 import networkx as nx
@@ -139,3 +140,35 @@ def check_finite(g: nx.DiGraph, where: str) -> None:
         bad = refuse_non_finite(ir.op_of(g, n))
         if bad:
             raise FrontendError(f"{where}: layer {n!r} ({O.kind(ir.op_of(g, n))}): {bad}")
+
+
+# ---- ceil_mode pools, shared by the torch and ONNX frontends ---------------------------------------
+
+def ceil_out_hw(hw, k, s, p, d=(1, 1)):
+    """A pool's output size with ceil_mode (torch's rule, which ONNX exports follow)."""
+    out = []
+    for i in range(2):
+        o = math.ceil((hw[i] + 2 * p[i] - d[i] * (k[i] - 1) - 1) / s[i]) + 1
+        if (o - 1) * s[i] >= hw[i] + p[i]:  # torch: the last window must start inside the input
+            o -= 1
+        out.append(o)
+    return tuple(out)
+
+
+def ceil_mode_rows(ctx, x, shape, ceil, k, s, p, d):
+    """ceil_mode's partial windows (GoogLeNet): the map gets e zero rows/columns at its bottom/right, so
+    that the floor-mode pool has the ceil-mode output. Zeros are the max pool's -inf padding for a
+    non-negative input holding one element per window (torch's rule for the last window), so the source
+    must be a ReLU's IF layer; the rows come from a depthwise conv whose one-hot kernel, (e+1) wide
+    with padding e, keeps every element in place, then an IF layer (relu of non-negative values: a copy)."""
+    src = ir.op_of(ctx.g, x.name)
+    if not (O.is_hidden_neuron(src) and src.spike_value is None):
+        ctx.fail(f"ceil_mode=True adds partial windows on input {shape} (output {ceil} instead of "
+                 f"{O.conv_out_hw(shape[1:], k, s, p, d)}), which snnc pads with zeros: only on a ReLU's output "
+                 f"(non-negative), and this pool does not read one: put it after the activation")
+    e = [(ceil[i] - 1) * s[i] + d[i] * (k[i] - 1) + 1 - (shape[1 + i] + 2 * p[i]) for i in range(2)]
+    c = shape[0]
+    w = np.zeros((c, 1, e[0] + 1, e[1] + 1))
+    w[:, 0, e[0], e[1]] = 1.0
+    padded = ctx.emit(O.Conv2d(weight=w, padding=(e[0], e[1]), groups=c), [x], suffix=".ceil_pad")
+    return ctx.emit(O.IF(), [padded], suffix=".ceil_pad.if")

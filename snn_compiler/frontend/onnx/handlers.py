@@ -12,7 +12,7 @@ import numpy as np
 
 from ... import ir
 from ...ir import ops as O
-from ..lowering import Act, Unavailable, describe
+from ..lowering import Act, Unavailable, ceil_mode_rows, ceil_out_hw, describe
 from .context import FLOAT_TYPES
 from .folding import BATCH, reshape_dims
 
@@ -177,14 +177,16 @@ def _ceil_check(ctx, shape, k, s, p, d=(1, 1)):
                  f"only ceil_mode=0 is supported")
 
 
-def _pool_params(ctx, shape):
+def _pool_params(ctx, shape, ceil_ok=False):
+    """kernel, strides, pads, dilations; ceil_mode refused with partial windows unless ``ceil_ok``."""
     kernel = ctx.attr("kernel_shape")
     if kernel is None:
         ctx.fail("kernel_shape is missing")
     k = ctx.ints("kernel_shape", None)
     s, d = ctx.ints("strides", [1, 1]), ctx.ints("dilations", [1, 1])
     p = _pads(ctx, shape[1:], k, s, d)
-    _ceil_check(ctx, shape, k, s, p, d)
+    if not ceil_ok:
+        _ceil_check(ctx, shape, k, s, p, d)
     return k, s, p, d
 
 
@@ -223,7 +225,9 @@ def reduce_mean(ctx):
 def max_pool(ctx):
     """A MaxPool2d op (lowered into IF layers by the lower_maxpool pass); its indices are not computed."""
     x, shape = _map_input(ctx, ctx.input(0))
-    k, s, p, d = _pool_params(ctx, shape)
+    k, s, p, d = _pool_params(ctx, shape, ceil_ok=True)
+    if ctx.attr("ceil_mode", 0) and ceil_out_hw(shape[1:], k, s, p, d) != O.conv_out_hw(shape[1:], k, s, p, d):
+        x = ceil_mode_rows(ctx, x, shape, ceil_out_hw(shape[1:], k, s, p, d), k, s, p, d)  # SqueezeNet, GoogLeNet
     y = ctx.emit(O.MaxPool2d(kernel_size=k, stride=s, padding=p, dilation=d), [x])
     return (y, Unavailable("the indices of a max pool"))
 

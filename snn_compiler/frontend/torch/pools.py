@@ -2,13 +2,8 @@
 table (``handlers.HANDLERS``)."""
 from __future__ import annotations
 
-import math
-
-import numpy as np
-
-from ... import ir
 from ...ir import ops as O
-from ..lowering import Unavailable
+from ..lowering import Unavailable, ceil_mode_rows, ceil_out_hw
 from .context import _pair
 
 
@@ -33,9 +28,9 @@ def avg_pool2d(ctx, a):
                  "only count_include_pad=True (the default) is supported")
     if a["ceil_mode"]:
         floor = O.conv_out_hw(shape[1:], k, s, p)
-        if _ceil_out_hw(shape[1:], k, s, p) != floor:
+        if ceil_out_hw(shape[1:], k, s, p) != floor:
             ctx.fail(f"ceil_mode=True adds partial windows on input {shape} (output "
-                     f"{_ceil_out_hw(shape[1:], k, s, p)} instead of {floor}); only ceil_mode=False "
+                     f"{ceil_out_hw(shape[1:], k, s, p)} instead of {floor}); only ceil_mode=False "
                      f"is supported")
     return ctx.emit(O.AvgPool2d(kernel_size=k, stride=s, padding=p), [x])
 
@@ -48,29 +43,10 @@ def _max_pool(ctx, a):
     d = _pair(a["dilation"], "dilation")
     if a["ceil_mode"]:
         floor = O.conv_out_hw(shape[1:], k, s, p, d)
-        ceil = _ceil_out_hw(shape[1:], k, s, p, d)
+        ceil = ceil_out_hw(shape[1:], k, s, p, d)
         if ceil != floor:
-            x = _append_zero_rows(ctx, x, shape, ceil, k, s, p, d)
+            x = ceil_mode_rows(ctx, x, shape, ceil, k, s, p, d)
     return ctx.emit(O.MaxPool2d(kernel_size=k, stride=s, padding=p, dilation=d), [x])
-
-
-def _append_zero_rows(ctx, x, shape, ceil, k, s, p, d):
-    """ceil_mode's partial windows (GoogLeNet): the map gets e zero rows/columns at its bottom/right, so
-    that the floor-mode pool has the ceil-mode output. Zeros are the max pool's -inf padding for a
-    non-negative input holding one element per window (torch's rule for the last window), so the source
-    must be a ReLU's IF layer; the rows come from a depthwise conv whose one-hot kernel, (e+1) wide
-    with padding e, keeps every element in place, then an IF layer (relu of non-negative values: a copy)."""
-    src = ir.op_of(ctx.g, x.name)
-    if not (O.is_hidden_neuron(src) and src.spike_value is None):
-        ctx.fail(f"ceil_mode=True adds partial windows on input {shape} (output {ceil} instead of "
-                 f"{O.conv_out_hw(shape[1:], k, s, p, d)}), which snnc pads with zeros: only on a ReLU's output "
-                 f"(non-negative), and this pool does not read one: put it after the activation")
-    e = [(ceil[i] - 1) * s[i] + d[i] * (k[i] - 1) + 1 - (shape[1 + i] + 2 * p[i]) for i in range(2)]
-    c = shape[0]
-    w = np.zeros((c, 1, e[0] + 1, e[1] + 1))
-    w[:, 0, e[0], e[1]] = 1.0
-    padded = ctx.emit(O.Conv2d(weight=w, padding=(e[0], e[1]), groups=c), [x], suffix=".ceil_pad")
-    return ctx.emit(O.IF(), [padded], suffix=".ceil_pad.if")
 
 
 def max_pool2d(ctx, a):
@@ -98,16 +74,6 @@ def adaptive_max_pool2d(ctx, a):
     x, k = _adaptive_window(ctx, a, "MaxPool2d")
     y = ctx.emit(O.MaxPool2d(kernel_size=k, stride=k), [x])
     return (y, Unavailable("the indices of an adaptive max pool"))
-
-
-def _ceil_out_hw(hw, k, s, p, d=(1, 1)):
-    out = []
-    for i in range(2):
-        o = math.ceil((hw[i] + 2 * p[i] - d[i] * (k[i] - 1) - 1) / s[i]) + 1
-        if (o - 1) * s[i] >= hw[i] + p[i]:  # torch: the last window must start inside the input
-            o -= 1
-        out.append(o)
-    return tuple(out)
 
 
 def adaptive_avg_pool2d(ctx, a):
