@@ -94,3 +94,12 @@ def test_max_pool_with_ceil_mode_through_onnx(padding, hw):
     x = torch.rand(8, 1, hw, hw)
     with torch.no_grad():
         np.testing.assert_allclose(run_ann(g, x.numpy().astype(np.float64)), net(x).numpy(), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("op,why", [("HardSwish", "retrain with ReLU6"), ("Sigmoid", "retrain with ReLU"),
+                                    ("Softmax", "leave it out of the exported model")])
+def test_unconverted_onnx_ops_say_why_and_what_instead(op, why):
+    nodes = [helper.make_node("Gemm", ["x", "w"], ["h"], name="fc", transB=1),
+             helper.make_node(op, ["h"], ["y"], name="act")]
+    _refused(_model(nodes, [_init("w", RNG.normal(size=(3, 4)))], (4,), (3,)),
+             f"ONNX node 'act' ({op}): unsupported op: ", why, "MaxPool")

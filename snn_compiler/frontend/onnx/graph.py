@@ -21,6 +21,7 @@ import networkx as nx
 
 from ..errors import FrontendError, NeedsInputShape, check_input_shape
 from ..lowering import Act, Unavailable, finish
+from ..unconverted import why_onnx
 from .context import FLOAT_TYPES, OnnxLowering, tensor
 from .folding import BATCH, FOLDERS, shape_of_act
 from .handlers import HANDLERS
@@ -134,7 +135,8 @@ def _lower_node(ctx, node):
     else:
         handler = HANDLERS.get(node.op_type)
         if handler is None:
-            ctx.fail(f"unsupported op ({_SUPPORTED})")
+            why = why_onnx(node.op_type)
+            ctx.fail(f"unsupported op{': ' + why if why else ''} ({_SUPPORTED})")
         try:
             result = handler(ctx)
         except FrontendError:

@@ -3,6 +3,7 @@ does not convert it and what to do instead where something can be done, and the 
 lowers, read from the handler table (so a new handler appears in it by itself)."""
 from __future__ import annotations
 
+from ..unconverted import WHY
 from .context import module_stack
 
 # handler name -> the layer it lowers, as a user writes it (None: internal, never listed); a
@@ -21,42 +22,6 @@ LOWERS = {
     "flatten": "flatten", "reshape": "flatten-like view/reshape", "add": "residual add", "dropout": "Dropout",
     "identity": "clone/contiguous/detach", "cast": "float casts", "assert_metadata": None, "shape_query": None,
 }
-
-_NOT_RELU = ("is not a ReLU, and an integrate-and-fire neuron's rate is a ReLU of its input: retrain with "
-             "ReLU (or ReLU6, which converts exactly)")
-_PRODUCT = "multiplies two activations, and a spiking layer only weighs its input spikes by constant weights"
-_PER_SAMPLE = ("normalises each sample by its own statistics (a division by a computed value), which spiking "
-               "layers cannot do: use BatchNorm2d, which folds into the weights")
-_RECURRENT = ("is a gated recurrent cell (it multiplies activations); a recurrent spiking network is trained "
-              "with snn_compiler.nn.LIF layers instead")
-
-# an nn.Module class (its __name__) or an aten op name (no overload, no trailing "_") -> why not, and what instead
-WHY = {
-    "SiLU": "SiLU (swish) " + _NOT_RELU, "silu": "silu (swish) " + _NOT_RELU,
-    "GELU": "GELU " + _NOT_RELU, "gelu": "gelu " + _NOT_RELU,
-    "Mish": "Mish " + _NOT_RELU, "mish": "mish " + _NOT_RELU,
-    "ELU": "ELU " + _NOT_RELU, "elu": "elu " + _NOT_RELU, "SELU": "SELU " + _NOT_RELU, "selu": "selu " + _NOT_RELU,
-    "CELU": "CELU " + _NOT_RELU, "celu": "celu " + _NOT_RELU, "Softplus": "Softplus " + _NOT_RELU,
-    "softplus": "softplus " + _NOT_RELU, "LeakyReLU": "LeakyReLU " + _NOT_RELU, "leaky_relu": "leaky_relu " + _NOT_RELU,
-    "PReLU": "PReLU " + _NOT_RELU, "Tanh": "Tanh " + _NOT_RELU, "tanh": "tanh " + _NOT_RELU,
-    "Sigmoid": "Sigmoid " + _NOT_RELU, "sigmoid": "sigmoid " + _NOT_RELU,
-    "Hardswish": "Hardswish (x * relu6(x + 3) / 6) " + _PRODUCT + ": retrain with ReLU6 (MobileNetV2-style blocks)",
-    "hardswish": "hardswish (x * relu6(x + 3) / 6) " + _PRODUCT + ": retrain with ReLU6 (MobileNetV2-style blocks)",
-    "Hardsigmoid": "Hardsigmoid " + _NOT_RELU, "hardsigmoid": "hardsigmoid " + _NOT_RELU,
-    "LayerNorm": "LayerNorm " + _PER_SAMPLE, "layer_norm": "layer_norm " + _PER_SAMPLE,
-    "native_layer_norm": "layer_norm " + _PER_SAMPLE, "GroupNorm": "GroupNorm " + _PER_SAMPLE,
-    "group_norm": "group_norm " + _PER_SAMPLE, "InstanceNorm2d": "InstanceNorm2d " + _PER_SAMPLE,
-    "instance_norm": "instance_norm " + _PER_SAMPLE, "RMSNorm": "RMSNorm " + _PER_SAMPLE,
-    "MultiheadAttention": "attention " + _PRODUCT + " (queries by keys, weights by values): no conversion",
-    "scaled_dot_product_attention": "attention " + _PRODUCT + " (queries by keys, weights by values): no conversion",
-    "LSTM": "LSTM " + _RECURRENT, "lstm": "lstm " + _RECURRENT, "GRU": "GRU " + _RECURRENT, "gru": "gru " + _RECURRENT,
-    "RNN": "RNN " + _RECURRENT,
-    "Softmax": "softmax normalises by a sum of exponentials: leave it out of the exported model (the read-out's "
-               "largest score is the same class)",
-    "softmax": "softmax normalises by a sum of exponentials: leave it out of the exported model (the read-out's "
-               "largest score is the same class)",
-}
-
 
 def lowered_layers(handlers) -> str:
     """What snnc lowers, in handler-table order, each layer once."""
