@@ -213,7 +213,7 @@ def cmd_simulate(args) -> int:
         elif latency and y is not None:
             png = plot_latency(None, ts[-1], {args.backend: (result.decision_time, result.predictions == y)})
         elif len(ts) > 1 and accs:
-            png = plot_accuracy(None, ts, {args.backend: [100 * a for a in accs]})
+            png = plot_accuracy(None, ts, {args.backend: [100 * a for a in accs]}, ann=_ann_accuracy(q, x, y))
         else:
             png = plot_rates(None, result.rates)
         outputs.add(args.plot, png)
@@ -224,6 +224,19 @@ def cmd_simulate(args) -> int:
     for path in written:
         print(f"wrote {path}")
     return 0
+
+
+def _ann_accuracy(q, x, y):
+    """The ANN reading's accuracy (%), the reference line of an accuracy plot; None where there is
+    none (a sequence, or trained spiking layers)."""
+    from .ir import input_node
+    from .sim.emulator import run_ann
+    if x.ndim != len(q.nodes[input_node(q)]["shape"]) + 1:
+        return None
+    try:
+        return float(100.0 * (run_ann(q, x).argmax(axis=1) == y).mean())
+    except ValueError:  # "a trained spiking layer has no ANN reading"
+        return None
 
 
 def cmd_inspect(args) -> int:

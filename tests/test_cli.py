@@ -73,6 +73,19 @@ def test_sweep_with_plot_and_poisson_count(files, capsys):
     assert (files / "acc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_the_accuracy_plot_has_the_ann_line(files, capsys, monkeypatch):
+    from snn_compiler import plots
+    seen = {}
+    real = plots.plot_accuracy
+    monkeypatch.setattr(plots, "plot_accuracy", lambda *a, **kw: seen.update(kw) or real(*a, **kw))
+    art = files / "ann_line.snnc"
+    assert run(["compile", files / "model.pt", "--input-shape", "1,8,8", "--calibration", files / "calib.npz",
+                "-o", art], capsys)[0] == 0
+    assert run(["simulate", art, "--data", files / "data.npz", "--timesteps", "4,8", "--plot",
+                files / "ann_line.png"], capsys)[0] == 0
+    assert seen["ann"] == 100.0   # the labels are the torch model's own predictions
+
+
 def test_pickle_is_refused_unless_allowed(files, capsys):
     out_path = files / "p.snnc"
     code, out, err = run(["compile", files / "pickled.pt", "--input-shape", "1,8,8", "--calibration",
