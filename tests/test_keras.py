@@ -167,11 +167,12 @@ def _with(layer, **cfg):
 
 @pytest.mark.parametrize("layers, shape, match", [
     ([dense("dense", 4, 3, activation="sigmoid")], (4,),
-     r"layer 'dense' \(Dense\): activation 'sigmoid' is not supported"),
+     r"layer 'dense' \(Dense\): activation 'sigmoid' is not supported: sigmoid is not a ReLU.*retrain with ReLU"),
     ([simple("Activation", "act", activation="tanh"), dense("dense", 4, 3)], (4,),
      r"layer 'act' \(Activation\): activation 'tanh' is not supported"),
     ([("LSTM", {"name": "lstm", "units": 3}, [])], (4, 4),
-     r"layer 'lstm' \(LSTM\): unsupported layer \(snnc reads InputLayer, Dense, Conv2D"),
+     r"layer 'lstm' \(LSTM\): unsupported layer: lstm is a gated recurrent cell.*"
+     r"\(snnc reads InputLayer, Dense, Conv2D"),
     ([conv("conv2d", 1, 2, 2, padding="same"), simple("Flatten", "f"), dense("d", 50, 2)], (5, 5, 1),
      r"layer 'conv2d' \(Conv2D\): padding='same' pads unevenly .*symmetric padding only"),
     ([pool("AveragePooling2D", "avg", padding="same"), simple("Flatten", "f"), dense("d", 9, 2)], (5, 5, 1),

@@ -1,6 +1,6 @@
 """Why snnc does not convert an op, and what to do instead: one table for every frontend, keyed by
-torch's module class and aten op names; ONNX op types map onto them (:func:`why_onnx`). Imports
-without torch."""
+torch's module class and aten op names; ONNX op types and Keras names map onto them (:func:`why_onnx`,
+:func:`why_keras`). Imports without torch."""
 from __future__ import annotations
 
 _NOT_RELU = ("is not a ReLU, and an integrate-and-fire neuron's rate is a ReLU of its input: retrain with "
@@ -43,9 +43,24 @@ ONNX = {"Sigmoid": "sigmoid", "Tanh": "tanh", "Elu": "elu", "Selu": "selu", "Cel
         "LeakyRelu": "leaky_relu", "PRelu": "PReLU", "Gelu": "gelu", "Mish": "mish", "HardSwish": "hardswish",
         "HardSigmoid": "hardsigmoid", "LayerNormalization": "layer_norm", "GroupNormalization": "group_norm",
         "InstanceNormalization": "instance_norm", "RMSNormalization": "RMSNorm", "Softmax": "softmax",
-        "LogSoftmax": "softmax", "LSTM": "lstm", "GRU": "gru", "RNN": "RNN", "Attention": "scaled_dot_product_attention"}
+        "LogSoftmax": "softmax", "LSTM": "lstm", "GRU": "gru", "RNN": "RNN",
+        "Attention": "scaled_dot_product_attention"}
 
 
 def why_onnx(op_type: str) -> str:
     """Why an ONNX op is not converted ("" when the table does not say)."""
     return WHY.get(ONNX.get(op_type, ""), "")
+
+
+# Keras activation or layer class -> the key of the same op above
+KERAS = {"swish": "silu", "silu": "silu", "gelu": "gelu", "mish": "mish", "elu": "elu", "selu": "selu",
+         "softplus": "softplus", "sigmoid": "sigmoid", "tanh": "tanh", "hard_sigmoid": "hardsigmoid",
+         "hard_swish": "hardswish", "hard_silu": "hardswish", "leaky_relu": "leaky_relu", "LeakyReLU": "leaky_relu",
+         "PReLU": "PReLU", "ELU": "elu", "LayerNormalization": "layer_norm", "GroupNormalization": "group_norm",
+         "MultiHeadAttention": "scaled_dot_product_attention", "Attention": "scaled_dot_product_attention",
+         "LSTM": "lstm", "GRU": "gru", "SimpleRNN": "RNN"}
+
+
+def why_keras(name) -> str:
+    """Why a Keras activation (by name) or layer (by class) is not converted ("" when the table does not say)."""
+    return WHY.get(KERAS.get(name, ""), "") if isinstance(name, str) else ""

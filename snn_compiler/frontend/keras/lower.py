@@ -10,6 +10,7 @@ import numpy as np
 from ... import ir
 from ...ir import ops as O
 from ..lowering import refuse_non_finite
+from ..unconverted import why_keras
 from .read import _Layer, _Reader
 
 IDENTITIES = ("Dropout", "SpatialDropout2D", "GaussianNoise", "GaussianDropout")
@@ -125,8 +126,9 @@ class _Lower:
             if self.softmax_at is None:
                 self.softmax_at = str(self.layer)
             return
-        self.fail(f"activation {act!r} is not supported (snnc converts 'relu' and 'relu6' into integrate-and-fire "
-                  f"neurons; 'linear' needs nothing; 'softmax' is dropped on the last layer)")
+        why = why_keras(act)
+        self.fail(f"activation {act!r} is not supported{': ' + why if why else ''} (snnc converts 'relu' and 'relu6' "
+                  f"into integrate-and-fire neurons; 'linear' needs nothing; 'softmax' is dropped on the last layer)")
 
     # -- layers
     def lower(self, lay: _Layer):
@@ -140,7 +142,8 @@ class _Lower:
                       "rebuild it with the inner model's layers in place")
         handler = getattr(self, "_" + cls, None)
         if handler is None:
-            self.fail(f"unsupported layer (snnc reads {supported()})")
+            why = why_keras(cls)
+            self.fail(f"unsupported layer{': ' + why if why else ''} (snnc reads {supported()})")
         handler(lay, cfg)
 
     def _Dense(self, lay, cfg):
