@@ -63,3 +63,22 @@ def test_a_spatial_conv_after_a_pooled_linear_value_is_refused_naming_the_ops():
                         nn.Linear(2 * 2 * 2, 3)).eval()
     with pytest.raises(Exception, match="1 feeds 2 without an activation"):
         compile_model(from_module(net, (1, 6, 6)), CompileConfig(calibration=np.random.rand(4, 1, 6, 6)))
+
+
+def test_a_pointwise_conv_after_a_pooled_sum_is_refused_not_composed_into_a_non_snn_form():
+    """1x1 conv <- pool <- sum with no activation: the pool's conv is no connection (it reads the sum),
+    so the composition stops and check_snn_form names the ops instead of leaving a conv that reads an Add."""
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU())
+            self.body = nn.Conv2d(4, 4, 3, padding=1)
+            self.head = nn.Sequential(nn.AvgPool2d(2), nn.Conv2d(4, 2, 1), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 9, 3))
+
+        def forward(self, x):
+            h = self.stem(x)
+            return self.head(h + self.body(h))
+
+    torch.manual_seed(2)
+    with pytest.raises(Exception, match="head.0 feeds head.1 without an activation"):
+        compile_model(from_module(Net().eval(), (1, 6, 6)), CompileConfig(calibration=np.random.rand(4, 1, 6, 6)))

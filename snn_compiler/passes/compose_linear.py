@@ -110,9 +110,12 @@ def compose_linear(graph, config) -> bool:
         if not isinstance(op_of(graph, src), (O.Dense, O.Conv2d, O.Add)):
             continue
         terms = _terms(graph, src)
+        if terms is not None and not all(_is_term(graph, t) for t in terms):
+            terms = None  # a term that itself reads a linear value (a pool of a sum): only a Dense composes it
         composed = None if terms is None else [_compose(op, op_of(graph, t)) for t in terms]
         if composed is None or any(c is None for c in composed):
-            changed = _dense_over_chain(graph, n) or changed
+            if isinstance(op, O.Dense):
+                changed = _dense_over_chain(graph, n) or changed
             continue
         bias = np.zeros(op.weight.shape[0]) if op.bias is None else np.array(op.bias, np.float64)
         for t in terms:
