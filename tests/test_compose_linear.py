@@ -82,3 +82,15 @@ def test_a_pointwise_conv_after_a_pooled_sum_is_refused_not_composed_into_a_non_
     torch.manual_seed(2)
     with pytest.raises(Exception, match="head.0 feeds head.1 without an activation"):
         compile_model(from_module(Net().eval(), (1, 6, 6)), CompileConfig(calibration=np.random.rand(4, 1, 6, 6)))
+
+
+def test_two_linears_with_no_activation_between_compose_into_one():
+    torch.manual_seed(3)
+    net = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 5), nn.Linear(5, 3)).eval()
+    x = torch.rand(16, 6)
+    g = from_module(net, (6,))
+    run_pipeline(g, CompileConfig(), STRUCTURAL)
+    assert sorted(n for n in g if isinstance(ir.op_of(g, n), O.Dense)) == ["0", "3"]
+    assert ir.op_of(g, "3").weight.shape == (3, 8)
+    with torch.no_grad():
+        np.testing.assert_allclose(run_ann(g, x.numpy()), net(x).numpy(), rtol=0, atol=1e-6)
