@@ -17,10 +17,12 @@ def net(cnn_files):
 
 
 def test_not_in_snn_form_is_one_line(tmp_path):
-    model = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Linear(5, 4), torch.nn.Linear(4, 3),
-                                torch.nn.ReLU(), torch.nn.Linear(3, 2)).eval()
+    # Linear-Linear chains now compose into one connection (passes/compose_linear.py); two 3x3 convs
+    # with nothing between them do not
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.Conv2d(4, 4, 3, padding=1),
+                                torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 2)).eval()
     torch.jit.save(torch.jit.script(model), str(tmp_path / "m.pt"))
-    assert_refused(snnc("compile", tmp_path / "m.pt", "--input-shape", "6", "-o", tmp_path / "o.snnc"),
+    assert_refused(snnc("compile", tmp_path / "m.pt", "--input-shape", "1,6,6", "-o", tmp_path / "o.snnc"),
                    "SNN form", "ReLU")
 
 
