@@ -97,6 +97,15 @@ class Lowering:
         self.shapes["input"] = tuple(shape)
         return Act("input")
 
+    def residual_add(self, x: Act, y: Act) -> Act:
+        """A residual sum of two distinct activations of one shape (what every frontend lowers ``+`` to)."""
+        if x == y:
+            self.fail("adding a tensor to itself (x + x) is not supported")
+        if self.shape(x) != self.shape(y):
+            self.fail(f"residual add of different shapes {self.shape(x)} and {self.shape(y)} (broadcasting) "
+                      f"is not supported")
+        return self.emit(O.Add(), [x, y])
+
     def emit(self, op, inputs, suffix: str = "") -> Act:
         """Add ``op`` reading ``inputs`` (Acts); refuses non-finite values and shapes the op cannot take."""
         name = ir.unique_name(self.g, self.base_name() + suffix)
