@@ -50,11 +50,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .streams import chunk_steps, poisson_uniform_chunks
 from .timesteps import (DEFAULT_TIMESTEPS, MAX_TIMESTEPS, SEQUENCE_ENCODINGS, check_sequence_encoding,  # noqa: F401
                         check_timesteps, run_timesteps, sequence_steps)  # (re-exported: the run's T and data layout)
-
-# Uniforms drawn at once per batch (float32 values, 4 MiB): bounds the encoder's memory.
-CHUNK_VALUES = 1 << 20
 
 # Spikes in one burst of the ``burst`` (its first burst) and ``ch`` encodings.
 BURST_SPIKES = 3
@@ -63,31 +61,6 @@ BURST_SPIKES = 3
 def quantize_input(inp, x: np.ndarray) -> np.ndarray:
     q = inp.levels
     return np.clip(np.rint(np.asarray(x, np.float64) / inp.scale * q), -q if inp.signed else 0, q).astype(np.int64)
-
-
-def chunk_steps(batch: int, shape, budget: int = CHUNK_VALUES) -> int:
-    """Timesteps per chunk so that one chunk of a batch holds about ``budget`` values (at least 1)."""
-    return max(1, budget // max(1, batch * int(np.prod(shape, dtype=np.int64))))
-
-
-def poisson_uniform_chunks(seed: int, sample_ids, timesteps: int, shape, chunk: int = None):
-    """Yield (B, c, *shape) float32 uniforms for consecutive chunks of c <= ``chunk`` steps (T in all),
-    one independent stream per sample index; concatenated they equal :func:`poisson_uniforms`."""
-    shape = tuple(shape)
-    gens = [np.random.default_rng([seed, int(i)]) for i in sample_ids]
-    chunk = chunk or chunk_steps(len(gens), shape)
-    for t0 in range(0, timesteps, chunk):
-        u = np.empty((len(gens), min(chunk, timesteps - t0)) + shape, np.float32)
-        for g, row in zip(gens, u):
-            g.random(out=row, dtype=np.float32)
-        yield u
-
-
-def poisson_uniforms(seed: int, sample_ids, timesteps: int, shape) -> np.ndarray:
-    """(B, T, *shape) float32 uniforms, one independent stream per sample index (O(T) memory:
-    the simulators stream :func:`poisson_uniform_chunks` instead)."""
-    parts = list(poisson_uniform_chunks(seed, sample_ids, timesteps, shape, max(1, timesteps)))
-    return np.concatenate(parts, axis=1) if parts else np.zeros((len(sample_ids), 0) + tuple(shape), np.float32)
 
 
 # ---- the encoders --------------------------------------------------------------------------------
@@ -384,7 +357,7 @@ def input_chunks(inp, x, timesteps: int, encoding: str = "constant", seed: int =
         yield from _sequence_chunks(inp, x, timesteps, encoding, seed, sample_ids, mode, chunk, dtype)
         return
     src = _source(inp, x, mode, dtype, seed, sample_ids)
-    chunk = chunk or chunk_steps(len(src.value), src.batch_shape[1:])
+    chunk = chunk_steps(len(src.value), src.batch_shape[1:]) if chunk is None else chunk
     yield from ENCODINGS[encoding](src, timesteps, chunk)
 
 
@@ -403,7 +376,7 @@ def _sequence_chunks(inp, x, timesteps, encoding, seed, sample_ids, mode, chunk,
     n, shape = len(x), x.shape[2:]
     if timesteps > T:
         raise ValueError(f"the input is a sequence of {T} steps per sample; {timesteps} steps cannot be run from it")
-    chunk = chunk or chunk_steps(n, shape)
+    chunk = chunk_steps(n, shape) if chunk is None else chunk
     ids = range(n) if sample_ids is None else sample_ids
     uniforms = poisson_uniform_chunks(seed, ids, timesteps, shape, chunk) if encoding == "poisson" else None
     for t0, c in _spans(timesteps, chunk):
