@@ -142,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--timeout", type=float, default=None,
                    help="seconds the lava backend may run (default: scaled to the work, capped; see README)")
     s.add_argument("--output", help="RESULTS.npz to write (scores, predictions) for the last T")
+    s.add_argument("--record", default=None, metavar="LAYER[,LAYER]",
+                   help="with --output (reference, float): also save these layers' spikes at every step of the last "
+                        "T as spikes/LAYER, (N, T, neurons) uint8, neurons in (C, H, W) order")
     s.add_argument("--plot", help="PNG: accuracy vs T (several T) or per-layer firing rates (one T)")
 
     b = sub.add_parser("bin-events", help="bin event streams (x, y, t, p) into frames: a sequence DATA.npz",

@@ -171,15 +171,17 @@ def cmd_simulate(args) -> int:
         if args.k is None or args.k < 1:
             raise ValueError(f"--readout k-spikes needs --k K, a whole number >= 1 (got {args.k})")
         extra["k"] = args.k
+    record = _record_layers(args)
     accs, lats, result, rows = [], [], None, []
     if args.backend == "reference" and len(x):  # compile the numba kernels first: the figures exclude JIT warm-up
         warm = x[:1, :1] if x.ndim == len(q.nodes[input_node(q)]["shape"]) + 2 else x[:1]  # a sequence: 1 frame
         run(q, warm, timesteps=1, encoding=args.encoding, seed=args.seed, readout=args.readout, k=extra.get("k"),
             **{k: v for k, v in extra.items() if k in ("engine", "device")})
-    for T in ts:
+    for i, T in enumerate(ts):
         t0 = time.perf_counter()
+        rec = {"record_steps": record} if record and i == len(ts) - 1 else {}  # the last T's: what --output saves
         result = run(q, x, timesteps=T, encoding=args.encoding, seed=args.seed, readout=args.readout,
-                     batch_size=args.batch_size, progress=not args.no_progress and sys.stderr.isatty(), **extra)
+                     batch_size=args.batch_size, progress=not args.no_progress and sys.stderr.isatty(), **extra, **rec)
         dt = time.perf_counter() - t0
         row = {"backend": args.backend, "timesteps": T, "samples": len(x), "seconds": round(dt, 4)}
         line = f"{args.backend}{'' if args.backend == 'ann' else f' T={T}'}: {len(x)} samples in {dt:.2f} s"
@@ -224,6 +226,20 @@ def cmd_simulate(args) -> int:
     for path in written:
         print(f"wrote {path}")
     return 0
+
+
+def _record_layers(args):
+    """``--record LAYER[,LAYER]`` as a list of layer names (simulate checks them), or None."""
+    if args.record is None:
+        return None
+    if args.backend not in ("reference", "float"):
+        raise ValueError(f"--record applies to the reference and float backends (got --backend {args.backend})")
+    if not args.output:
+        raise ValueError("--record saves spikes into RESULTS.npz: give --output RESULTS.npz")
+    layers = [n.strip() for n in args.record.split(",")]
+    if not all(layers):
+        raise ValueError(f"--record takes layer names separated by commas, got {args.record!r}")
+    return layers
 
 
 def _ann_accuracy(q, x, y):

@@ -175,9 +175,11 @@ def results_bytes(scores, predictions, decision_time=None, tied=None, **extra) -
 
 
 def result_bytes(result, **extra) -> bytes:
-    """RESULTS.npz of a SimResult: its scores and predictions, and its decision_time and tied when set."""
+    """RESULTS.npz of a SimResult: its scores and predictions, its decision_time and tied when set,
+    and ``spikes/LAYER`` (N, T, neurons) uint8, each step's spikes of the layers it recorded (steps)."""
+    steps = {f"spikes/{n}": a for n, a in (getattr(result, "steps", None) or {}).items()}
     return results_bytes(result.scores, result.predictions, getattr(result, "decision_time", None),
-                         getattr(result, "tied", None), **extra)
+                         getattr(result, "tied", None), **steps, **extra)
 
 
 def save_results(path, scores, predictions, decision_time=None, tied=None, **extra) -> None:

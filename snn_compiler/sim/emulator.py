@@ -22,7 +22,7 @@ from ..ir import neuron as N
 from ..progress import bar as progress_bar
 from ..ir import kernels
 from .plan import Plan
-from .readout import READOUTS, Decisions, check_readout, readout_decisions  # noqa: F401  (READOUTS: re-exported)
+from .readout import READOUTS, Decisions, check_readout, check_record_steps, readout_decisions, step_buffers  # noqa: F401  (READOUTS: re-exported)
 from .encode import ENCODINGS, MAX_TIMESTEPS, check_gain, input_steps, run_timesteps, sequence_steps  # noqa: F401  (MAX_TIMESTEPS: re-exported)
 
 MODES = ("int", "float")
@@ -37,13 +37,16 @@ class SimResult:
     ``counts``: layer -> (N, *shape) spike counts (record=True). Latency read-outs only:
     ``decision_time`` (N,) int64, the number of timesteps a sample needed to be decided (1..T; the
     deciding spike fell on 0-based step ``decision_time - 1``) or -1 when undecided after T steps;
-    ``tied`` (N,) bool, several output neurons reached K spikes at that same step."""
+    ``tied`` (N,) bool, several output neurons reached K spikes at that same step. ``steps``
+    (``record_steps``): layer -> (N, T, neurons) uint8, each step's spikes, neurons flattened in
+    torch's (C, H, W) order; summed over T they equal ``counts``."""
     scores: np.ndarray                        # (N, outputs): membrane value or spike count
     predictions: np.ndarray                   # (N,)
     rates: Dict[str, float]                   # neuron layer -> mean spikes per neuron per step
     counts: Optional[Dict[str, np.ndarray]] = None   # layer -> (N, *shape) spike counts (record=True)
     decision_time: Optional[np.ndarray] = None       # (N,) int64 steps to the decision, -1: undecided
     tied: Optional[np.ndarray] = None                # (N,) bool: the decision was a tie, broken by membrane
+    steps: Optional[Dict[str, np.ndarray]] = None    # layer -> (N, T, neurons) uint8 spikes per step (record_steps)
 
 
 # ---- ANN reading -------------------------------------------------------------------------------
@@ -147,11 +150,12 @@ class _Neurons:
             self.pre = self.pre[keep]
 
 
-def _run_batch(plan, x, ids, timesteps, encoding, seed, readout, on_step=None, dec=None, on_tick=None):
+def _run_batch(plan, x, ids, timesteps, encoding, seed, readout, on_step=None, dec=None, on_tick=None, steps_out=None):
     """Run one batch step by step; returns ({layer: _Neurons}, output layer). With ``dec`` (a
     :class:`_Decisions`, latency read-outs) decisions are recorded after every step and, with
     ``dec.stop``, decided samples leave the batch (the returned states hold ``dec.rows`` only) and
-    the run ends once every sample is decided."""
+    the run ends once every sample is decided. ``steps_out`` ({layer: (N, T, neurons) uint8},
+    every sample run for all T steps) receives each step's spikes."""
     out = next(n for n, op in plan.ops.items() if O.is_readout(op))
     neurons = {n: _Neurons(plan, n, op, len(x), spiking=not (n == out and readout == "membrane"))
                for n, op in plan.ops.items() if isinstance(op, O.NEURONS)}
@@ -187,6 +191,8 @@ def _run_batch(plan, x, ids, timesteps, encoding, seed, readout, on_step=None, d
                 cache[n] = vals[n]
         if on_step is not None:
             on_step(vals)
+        for n, buf in (steps_out or {}).items():
+            buf[:, t] = vals[n].reshape(len(buf), -1)
         if on_tick is not None:
             on_tick(len(dec.rows) if dec is not None else len(x))
         if dec is not None:
@@ -233,7 +239,8 @@ ENGINES = ("auto", "numba", "numpy", "torch")
 
 
 def simulate(graph, x, *, mode="int", timesteps=None, encoding="constant", seed=0, readout="membrane", k=None,
-             batch_size=256, progress=False, record=False, engine="auto", info=None, device=None) -> SimResult:
+             batch_size=256, progress=False, record=False, engine="auto", info=None, device=None,
+             record_steps=None) -> SimResult:
     """Run the graph as an SNN (``mode`` int or float) for ``timesteps`` per sample.
 
     ``x``: static samples (N, *input shape), encoded for T = ``timesteps`` steps (None: 32), or a
@@ -252,7 +259,9 @@ def simulate(graph, x, *, mode="int", timesteps=None, encoding="constant", seed=
     rates count the steps each sample ran) and a batch ends once all its samples are decided;
     ``record=True`` runs every sample for all T steps instead (whole-window counts, as Lava's),
     with the same decisions. ``info``, a dict, receives ``engine`` and ``sample_steps`` (samples x
-    timesteps the engine simulated: the work done).
+    timesteps the engine simulated: the work done). ``record_steps``, a list of spiking layer
+    names: :attr:`SimResult.steps` holds their spikes at every step (every sample runs all T steps,
+    as with ``record``; refused beyond :data:`.readout.RECORD_STEPS_MAX_BYTES`).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -268,6 +277,9 @@ def simulate(graph, x, *, mode="int", timesteps=None, encoding="constant", seed=
         raise ValueError("the integer SNN needs a quantized graph (run the compile pipeline)")
     if mode == "int":
         check_gain(graph, encoding)
+    if record_steps is not None:
+        record_steps = check_record_steps(graph, record_steps, readout, len(x), timesteps)
+    stop = not record and record_steps is None  # a latency read-out's early stop: off when every step is kept
     from . import fast
     if engine == "numba" and (mode != "int" or not fast.available()):
         raise ValueError("the numba engine runs the integer mode and needs numba installed")
@@ -287,7 +299,7 @@ def simulate(graph, x, *, mode="int", timesteps=None, encoding="constant", seed=
     fp = fast.FastPlan(plan) if mode == "int" and engine in ("auto", "numba") and fast.available() else None
     out = next(n for n, op in plan.ops.items() if O.is_readout(op))
     n_out = int(np.prod(graph.nodes[out]["shape"]))
-    scores, preds, counts, totals = [], [], {}, {}
+    scores, preds, counts, totals, steps = [], [], {}, {}, []
     times, ties, ran, work = [], [], 0, 0
     bar = progress_bar(len(x) * timesteps, "simulate", unit="sample-step", enabled=progress)
     done = [0]
@@ -299,13 +311,16 @@ def simulate(graph, x, *, mode="int", timesteps=None, encoding="constant", seed=
         xb = x[start:start + batch_size]
         ids = range(start, start + len(xb))
         states = None
+        bufs = step_buffers(graph, record_steps, len(xb), timesteps) if record_steps is not None else None
         if tp is not None:
-            dec = Decisions(len(xb), n_out, K, not record, timesteps) if K else None
-            states, _ = torch_engine.run_batch(tp, xb, ids, timesteps, encoding, seed, readout, dec=dec, on_tick=tick)
+            dec = Decisions(len(xb), n_out, K, stop, timesteps) if K else None
+            states, _ = torch_engine.run_batch(tp, xb, ids, timesteps, encoding, seed, readout, dec=dec, on_tick=tick,
+                                               steps_out=bufs)
         if fp is not None:
-            dec = Decisions(len(xb), n_out, K, not record, timesteps) if K else None
+            dec = Decisions(len(xb), n_out, K, stop, timesteps) if K else None
             try:
-                states, _ = fast.run_batch(fp, xb, ids, timesteps, encoding, seed, readout, dec=dec, on_chunk=tick)
+                states, _ = fast.run_batch(fp, xb, ids, timesteps, encoding, seed, readout, dec=dec, on_chunk=tick,
+                                           steps_out=bufs)
             except fast.NUMBA_ERRORS as e:
                 msg = f"the numba engine failed ({type(e).__name__}: {fast.first_line(e)})"
                 if engine == "numba":
@@ -314,10 +329,13 @@ def simulate(graph, x, *, mode="int", timesteps=None, encoding="constant", seed=
                 warnings.warn(f"{msg}; finishing on the numpy engine (identical results)", RuntimeWarning, stacklevel=2)
                 fp = None
         if states is None:
-            dec = Decisions(len(xb), n_out, K, not record, timesteps, mode) if K else None
-            neurons, _ = _run_batch(plan, xb, ids, timesteps, encoding, seed, readout, dec=dec, on_tick=tick)
+            dec = Decisions(len(xb), n_out, K, stop, timesteps, mode) if K else None
+            neurons, _ = _run_batch(plan, xb, ids, timesteps, encoding, seed, readout, dec=dec, on_tick=tick,
+                                    steps_out=bufs)
             states = {n: (st.v, st.count, st.spiking) for n, st in neurons.items()}
         v, c, spiking = states[out]
+        if bufs is not None:
+            steps.append(bufs)
         if dec is not None:
             scores.append(dec.counts.astype(np.float64).reshape((len(xb),) + graph.nodes[out]["shape"]))
             p, tie, dt = readout_decisions(dec.counts, dec.membrane, dec.step, K)
@@ -356,6 +374,9 @@ def simulate(graph, x, *, mode="int", timesteps=None, encoding="constant", seed=
         counts={n: np.concatenate(c) for n, c in counts.items()} if record else None,
         decision_time=(np.concatenate(times) if times else np.zeros(0, np.int64)) if K else None,
         tied=(np.concatenate(ties) if ties else np.zeros(0, bool)) if K else None,
+        steps=None if record_steps is None else {
+            n: np.concatenate([b[n] for b in steps]) if steps else step_buffers(graph, [n], 0, timesteps)[n]
+            for n in record_steps},
     )
 
 

@@ -132,7 +132,7 @@ class _StepReader:
         return out
 
 
-def run_batch(fp, x, ids, timesteps, encoding, seed, readout, dec=None, on_chunk=None):
+def run_batch(fp, x, ids, timesteps, encoding, seed, readout, dec=None, on_chunk=None, steps_out=None):
     """One batch through the whole graph, a chunk of steps at a time, each chunk layer by layer.
     Returns per neuron layer (v, counts, spiking), v and counts in torch's (N, *shape) layout.
 
@@ -140,7 +140,8 @@ def run_batch(fp, x, ids, timesteps, encoding, seed, readout, dec=None, on_chunk
     sample's decision (step, counts, membrane before reset); with ``dec.stop`` chunks double in
     length from one step, decided samples leave the batch after each chunk (the returned states
     hold ``dec.rows`` only; ``dec.totals`` counts every layer's spikes up to each sample's
-    decision step exactly) and the run ends once all are decided."""
+    decision step exactly) and the run ends once all are decided. ``steps_out`` ({layer: (N, T,
+    neurons) uint8}, no early stop) receives every step's spikes in torch's (C, H, W) order."""
     plan, g = fp.plan, fp.plan.graph
     n_f = len(x)
     out_node = next(n for n, op in plan.ops.items() if O.is_readout(op))
@@ -223,6 +224,9 @@ def run_batch(fp, x, ids, timesteps, encoding, seed, readout, dec=None, on_chunk
                     sums[n] = np.empty((c, fa), np.int64)
                     K.step_sums(spikes, sums[n])
                 seq[n] = spikes.reshape((c, fa) + _hwc(shape))
+                if steps_out and n in steps_out:  # (steps, samples, H, W, C) -> (samples, steps, C*H*W)
+                    s = seq[n].transpose(1, 0, 4, 2, 3) if len(shape) == 3 else seq[n].swapaxes(0, 1)
+                    steps_out[n][rows, t0:t0 + c] = s.reshape(fa, c, -1)
             else:
                 raise TypeError(f"the numba engine does not know op {O.kind(op)} ({n!r})")
             if static[n]:

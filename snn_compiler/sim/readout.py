@@ -3,6 +3,7 @@
 ``membrane`` and ``count`` read the output after T steps; under the latency read-outs
 ``first-spike`` and ``k-spikes`` the first output neuron to reach K spikes decides a sample
 (:func:`decides`, :func:`readout_decisions`) and a decided sample is simulated no further.
+Per-step records (``record_steps``, :func:`step_buffers`): chosen layers' spikes at every step.
 """
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ import numpy as np
 
 READOUTS = ("membrane", "count", "first-spike", "k-spikes")
 DECISION_READOUTS = ("first-spike", "k-spikes")  # latency read-outs: a sample is decided by its first K output spikes
+# Per-step spike records hold N x T x neurons bytes in memory at once (one uint8 per spike slot);
+# beyond this bound a run is refused instead of allocated: record fewer layers, samples or steps.
+RECORD_STEPS_MAX_BYTES = 2 << 30
 
 
 def decides(counts, k):
@@ -110,3 +114,32 @@ class Decisions:
             drop(~new)
             self.rows = self.rows[~new]
         return len(self.rows) > 0
+
+
+def check_record_steps(graph, layers, readout, n_samples, timesteps) -> tuple:
+    """The layers whose per-step spikes a run records (``record_steps``), validated: spiking
+    neuron layers of ``graph``, their N x T x neurons bytes within :data:`RECORD_STEPS_MAX_BYTES`;
+    else a one-line ValueError."""
+    from ..ir import op_of
+    from ..ir import ops as O
+    if isinstance(layers, str) or not all(isinstance(n, str) for n in layers):
+        raise ValueError(f"record_steps must be a list of layer names, got {layers!r}")
+    spiking = [n for n in graph if isinstance(op_of(graph, n), O.NEURONS)
+               and not (O.is_readout(op_of(graph, n)) and readout == "membrane")]
+    for n in layers:
+        if n not in spiking:
+            why = ("is the membrane read-out (it does not spike)" if n in graph and O.is_readout(op_of(graph, n))
+                   else "is not a neuron layer" if n in graph else "is not in the network")
+            raise ValueError(f"cannot record layer {n!r}: it {why}; spiking layers: {', '.join(spiking)}")
+    size = n_samples * timesteps * sum(int(np.prod(graph.nodes[n]["shape"])) for n in set(layers))
+    if size > RECORD_STEPS_MAX_BYTES:
+        raise ValueError(f"recording {', '.join(layers)} for {n_samples} samples x {timesteps} steps needs "
+                         f"{size / 2**30:.1f} GiB, over the {RECORD_STEPS_MAX_BYTES / 2**30:g} GiB bound: record "
+                         f"fewer layers, samples or steps")
+    return tuple(dict.fromkeys(layers))
+
+
+def step_buffers(graph, layers, n_samples, timesteps) -> dict:
+    """``{layer: (N, T, neurons) uint8}`` zeros an engine fills with each step's spikes, neurons
+    flattened in torch's (C, H, W) order."""
+    return {n: np.zeros((n_samples, timesteps, int(np.prod(graph.nodes[n]["shape"]))), np.uint8) for n in layers}

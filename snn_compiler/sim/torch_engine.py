@@ -124,6 +124,9 @@ class TorchKernels:
     def avg_pool2d(self, x, kernel, stride, padding=(0, 0)):
         return self.F.avg_pool2d(x, tuple(kernel), tuple(stride), tuple(padding), count_include_pad=True)
 
+    def adaptive_avg_pool2d(self, x, output_size):
+        return self.F.adaptive_avg_pool2d(x, tuple(output_size))
+
     def max_pool2d(self, x, kernel, stride, padding=(0, 0), dilation=(1, 1)):
         return self.F.max_pool2d(x, tuple(kernel), tuple(stride), tuple(padding), tuple(dilation))
 
@@ -317,15 +320,15 @@ def _value(tp, n, op, xs):
     raise TypeError(f"the torch engine does not know op {O.kind(op)} ({n!r})")
 
 
-def run_batch(tp, x, ids, timesteps, encoding, seed, readout, dec=None, on_tick=None):
+def run_batch(tp, x, ids, timesteps, encoding, seed, readout, dec=None, on_tick=None, steps_out=None):
     """One batch, step by step, as :func:`.emulator._run_batch` (same read-outs, same early stop
-    with ``dec``). Returns ({layer: (v, counts, spiking)} as int64 numpy arrays of the rows still
+    with ``dec``, same per-step spikes into ``steps_out``). Returns ({layer: (v, counts, spiking)} as int64 numpy arrays of the rows still
     simulated, output layer)."""
     with exact_kernels(tp.dev):
-        return _run(tp, x, ids, timesteps, encoding, seed, readout, dec, on_tick)
+        return _run(tp, x, ids, timesteps, encoding, seed, readout, dec, on_tick, steps_out or {})
 
 
-def _run(tp, x, ids, timesteps, encoding, seed, readout, dec, on_tick):
+def _run(tp, x, ids, timesteps, encoding, seed, readout, dec, on_tick, steps_out):
     torch, plan, dev = tp.torch, tp.plan, tp.dev
     out = next(n for n, op in plan.ops.items() if O.is_readout(op))
     inp = next(n for n, op in plan.ops.items() if isinstance(op, O.Input))
@@ -347,6 +350,8 @@ def _run(tp, x, ids, timesteps, encoding, seed, readout, dec, on_tick):
                 vals[n] = torch.from_numpy(np.array(xin, copy=True)).to(dev)  # the encoder may repeat a read-only array
             elif isinstance(op, O.NEURONS):
                 vals[n] = layers[n].step(vals[plan.inputs[n][0]])
+                if n in steps_out:
+                    steps_out[n][:, t] = vals[n].reshape(len(vals[n]), -1).cpu().numpy()
             else:
                 vals[n] = _value(tp, n, op, [vals[p] for p in plan.inputs[n]])
             if plan.static[n]:
