@@ -198,6 +198,4 @@ def unsupported() -> dict:
         "avgpool_exclude_pad": (_seeded(17, lambda: _Features(nn.AvgPool2d(3, stride=1, padding=1,
                                                                             count_include_pad=False))),
                                 (1, 8, 8), "avg_pool2d", "features.3"),
-        "adaptive_uneven": (_seeded(18, lambda: _Features(nn.AdaptiveAvgPool2d(3))), (1, 8, 8),
-                            "adaptive_avg_pool2d", "features.3"),
     }

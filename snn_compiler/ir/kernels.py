@@ -81,6 +81,21 @@ def max_pool2d(x, kernel, stride, padding=(0, 0), dilation=(1, 1)):
     return win[:, :, ::sh, ::sw, ::dh, ::dw].max(axis=(4, 5))
 
 
+def adaptive_windows(n_in: int, n_out: int) -> list:
+    """torch's adaptive pool windows along one axis: [start, end) of output cell i."""
+    return [(i * n_in // n_out, -(-(i + 1) * n_in // n_out)) for i in range(n_out)]
+
+
+def adaptive_avg_pool2d(x, output_size):
+    """torch's adaptive_avg_pool2d: x (B, C, H, W) -> (B, C, oh, ow)."""
+    rows, cols = adaptive_windows(x.shape[2], output_size[0]), adaptive_windows(x.shape[3], output_size[1])
+    out = np.empty(x.shape[:2] + tuple(output_size), np.result_type(x.dtype, np.float32))
+    for i, (r0, r1) in enumerate(rows):
+        for j, (c0, c1) in enumerate(cols):
+            out[:, :, i, j] = x[:, :, r0:r1, c0:c1].mean(axis=(2, 3))
+    return out
+
+
 def relu(x):
     return np.maximum(x, 0.0)
 

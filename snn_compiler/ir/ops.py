@@ -131,6 +131,29 @@ class AvgPool2d:
 
 
 @dataclass
+class AdaptiveAvgPool2d:
+    """``y = adaptive_avg_pool2d(x, output_size)`` as in torch: output cell ``(i, j)`` averages input
+    rows ``floor(i H / oh) .. ceil((i + 1) H / oh) - 1`` and the columns alike (windows of uneven
+    size that may overlap, or repeat input cells when the output is larger than the input).
+
+    Only where ``output_size`` does not divide the input (else the frontends emit an AvgPool2d),
+    and never in SNN form: fold_adaptive_pools composes it into the Linear that reads it.
+    """
+    output_size: Pair
+
+    def infer_shape(self, in_shapes):
+        (shape,) = in_shapes
+        if len(shape) != 3:
+            raise ValueError(f"AdaptiveAvgPool2d needs a (C, H, W) input, got {shape}")
+        if min(self.output_size) < 1:
+            raise ValueError(f"AdaptiveAvgPool2d output size must be positive, got {tuple(self.output_size)}")
+        return (shape[0],) + tuple(int(v) for v in self.output_size)
+
+    def ann(self, xs, k=kernels):
+        return k.adaptive_avg_pool2d(xs[0], self.output_size)
+
+
+@dataclass
 class MaxPool2d:
     """``y = max_pool2d(x, kernel_size, stride, padding, dilation)`` as in torch (padding is -inf).
 
@@ -213,7 +236,7 @@ class Add:
         return sum(xs[1:], xs[0])
 
 
-OP_KINDS = (Input, Dense, Conv2d, AvgPool2d, MaxPool2d, BatchNorm, Affine, Flatten, Add, Neuron)
+OP_KINDS = (Input, Dense, Conv2d, AvgPool2d, AdaptiveAvgPool2d, MaxPool2d, BatchNorm, Affine, Flatten, Add, Neuron)
 WEIGHTED = (Dense, Conv2d)
 NEURONS = (Neuron,)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from ..ir import IRError, verify
 from .fold_batchnorm import fold_batchnorm
+from .fold_adaptive_pools import fold_adaptive_pools
 from .lower_maxpool import lower_maxpool
 from .lower_avgpool import lower_avgpool
 from .materialize_skips import materialize_skips
@@ -24,7 +25,7 @@ class PassError(RuntimeError):
 # STRUCTURAL passes bring the graph into SNN form without looking at calibration data; every check
 # that does not need quantized values (the target's structural check, the core-count lower bound)
 # runs after them, so a refusal comes before normalize (calibration) and the partitioner.
-STRUCTURAL = [fold_batchnorm, lower_maxpool, lower_avgpool, materialize_skips, compose_linear, check_snn_form]
+STRUCTURAL = [fold_batchnorm, fold_adaptive_pools, lower_maxpool, lower_avgpool, materialize_skips, compose_linear, check_snn_form]
 NUMERIC = [normalize, quantize]
 PIPELINE = STRUCTURAL + NUMERIC
 
@@ -46,5 +47,6 @@ def run_pipeline(graph, config, passes=None, log=None) -> None:
             log(f"{fn.__name__}: {'changed' if changed else 'no change'}")
 
 
-__all__ = ["PIPELINE", "STRUCTURAL", "NUMERIC", "PassError", "run_pass", "run_pipeline", "fold_batchnorm", "lower_maxpool", "lower_avgpool",
+__all__ = ["PIPELINE", "STRUCTURAL", "NUMERIC", "PassError", "run_pass", "run_pipeline", "fold_batchnorm",
+           "fold_adaptive_pools", "lower_maxpool", "lower_avgpool",
            "materialize_skips", "compose_linear", "check_snn_form", "normalize", "quantize"]

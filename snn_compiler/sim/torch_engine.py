@@ -54,6 +54,7 @@ from ..ir import ops as O
 from ..ir.layers import input_range, sum_abs_bound
 from ..ir.registers import INT32_MAX
 from .encode import input_steps
+from .readout import MEMBRANE_READOUTS, OVER_TIME, fold_membrane, fold_start
 
 ANN_DTYPE = "float32"
 CALIBRATION_ENV = "SNNC_CALIBRATION_ENGINE"   # auto (default) | torch | numpy
@@ -332,8 +333,11 @@ def _run(tp, x, ids, timesteps, encoding, seed, readout, dec, on_tick, steps_out
     torch, plan, dev = tp.torch, tp.plan, tp.dev
     out = next(n for n, op in plan.ops.items() if O.is_readout(op))
     inp = next(n for n, op in plan.ops.items() if isinstance(op, O.Input))
-    layers = {n: _Layer(tp, n, op, len(x), not (n == out and readout == "membrane"), dec is not None and n == out)
+    layers = {n: _Layer(tp, n, op, len(x), not (n == out and readout in MEMBRANE_READOUTS), dec is not None and n == out)
               for n, op in plan.ops.items() if isinstance(op, O.NEURONS)}
+    fold = None  # an over-time read-out's fold of the output membrane (int64: a sum of int32 steps may not fit)
+    if readout in OVER_TIME:
+        fold = torch.full(layers[out].v.shape, fold_start(readout, True), dtype=torch.int64, device=dev)
     steps = input_steps(plan.ops[inp], x, timesteps, encoding, seed, ids, "int")
     consumers = {n: plan.graph.out_degree(n) for n in plan.order}
     cache = {}
@@ -352,6 +356,8 @@ def _run(tp, x, ids, timesteps, encoding, seed, readout, dec, on_tick, steps_out
                 vals[n] = layers[n].step(vals[plan.inputs[n][0]])
                 if n in steps_out:
                     steps_out[n][:, t] = vals[n].reshape(len(vals[n]), -1).cpu().numpy()
+                if n == out and fold is not None:
+                    fold_membrane(readout, fold, layers[n].v.to(torch.int64))
             else:
                 vals[n] = _value(tp, n, op, [vals[p] for p in plan.inputs[n]])
             if plan.static[n]:
@@ -369,6 +375,8 @@ def _run(tp, x, ids, timesteps, encoding, seed, readout, dec, on_tick, steps_out
                                st.pre.reshape(len(st.count), -1).cpu().numpy(),
                                lambda keep: _drop_rows(keep, layers, cache, dec)):
                 break
+    if fold is not None:  # the read-out's membrane (simulate's scores)
+        layers[out].v = fold
     states = {n: (st.v.cpu().numpy().astype(np.int64), st.count.cpu().numpy().astype(np.int64), st.spiking)
               for n, st in layers.items()}
     if dec is not None:

@@ -77,7 +77,14 @@ def adaptive_max_pool2d(ctx, a):
 
 
 def adaptive_avg_pool2d(ctx, a):
-    x, k = _adaptive_window(ctx, a, "AvgPool2d")
+    """An AvgPool2d where the output size divides the input; else the uneven (or repeating) windows
+    as they are, which fold_adaptive_pools composes into the Linear that reads them."""
+    x, shape = _map_input(ctx, a)
+    out = _pair(a["output_size"], "output_size")
+    h, w = shape[1:]
+    if h % out[0] or w % out[1]:
+        return ctx.emit(O.AdaptiveAvgPool2d(output_size=out), [x])
+    k = (h // out[0], w // out[1])
     return ctx.emit(O.AvgPool2d(kernel_size=k, stride=k), [x])
 
 

@@ -1,0 +1,62 @@
+"""Fold an adaptive average pool with uneven windows into the Linear that reads it.
+
+torchvision's AlexNet and VGG end their features with ``AdaptiveAvgPool2d((6, 6))`` or ``(7, 7)``;
+on a small input (64 px) the map is smaller than that or does not divide it, so the windows are
+uneven, overlap, or repeat input cells, which no AvgPool2d (one kernel, one stride) expresses.
+But the pool is linear and the classifier reads it through a Flatten, so
+
+    W flatten(P x) + b = (W P) flatten(x) + b
+
+with ``P`` the pool's matrix ((C oh ow) x (C h w), read off by sending the unit vectors of the
+input through the op's own ANN reading). The Dense then reads the pool's input through a Flatten
+and the pool goes. A pool read by anything else stops the compile naming what reads it.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir import add_op, inputs_of, op_of, topo_order, unique_name
+from ..ir import ops as O
+
+MAX_PROBE = 1 << 16  # input values a pool may be folded over (the probe's batch)
+
+
+def _pool_matrix(op, shape) -> np.ndarray:
+    """(out features, in features): flatten(pool(x)) = P @ flatten(x), in torch's (C, H, W) order."""
+    size = int(np.prod(shape))
+    if size > MAX_PROBE:
+        raise ValueError(f"an adaptive average pool over {size} values is too large to fold (at most {MAX_PROBE})")
+    eye = np.eye(size).reshape((size,) + tuple(shape))
+    return op.ann([eye]).reshape(size, -1).T
+
+
+def fold_adaptive_pools(graph, config) -> bool:
+    changed = False
+    for n in topo_order(graph):
+        if n not in graph:  # a node this pass removed
+            continue
+        op = op_of(graph, n)
+        if not isinstance(op, O.AdaptiveAvgPool2d):
+            continue
+        readers = list(graph.successors(n))
+        flat = readers[0] if len(readers) == 1 and isinstance(op_of(graph, readers[0]), O.Flatten) else None
+        dense = list(graph.successors(flat)) if flat is not None else []
+        if flat is None or not dense or not all(isinstance(op_of(graph, d), O.Dense) for d in dense):
+            what = ", ".join(f"{d!r} ({O.kind(op_of(graph, d))})" for d in (dense or readers)) or "nothing"
+            raise ValueError(f"adaptive average pool {n!r} (output {tuple(op.output_size)} of a "
+                             f"{tuple(graph.nodes[inputs_of(graph, n)[0]]['shape'][1:])} map: uneven windows) can "
+                             f"only be folded into a Linear that reads it through a flatten; it feeds {what}")
+        (src,) = inputs_of(graph, n)
+        P = _pool_matrix(op, graph.nodes[src]["shape"])
+        new_flat = add_op(graph, unique_name(graph, f"{flat}.of.{src}"), O.Flatten(), [src])
+        for d in dense:
+            dop = op_of(graph, d)
+            consumers = [(c, graph.edges[d, c]["port"]) for c in graph.successors(d)]
+            graph.remove_node(d)
+            add_op(graph, d, O.Dense(weight=dop.weight @ P, bias=dop.bias), [new_flat])
+            for c, port in consumers:
+                graph.add_edge(d, c, port=port)
+        graph.remove_node(flat)
+        graph.remove_node(n)
+        changed = True
+    return changed
