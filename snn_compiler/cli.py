@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     p.add_argument("--version", action="version", version=f"snnc {_version()}")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{compile,export,simulate,inspect,check,report,bin-events,setup-lava}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{compile,export,simulate,inspect,check,report,sweep,bin-events,setup-lava}")
 
     c = sub.add_parser("compile", help="compile a model file into an snnc artifact",
                        description="Lower a TorchScript (.pt) or torch.export (.pt2) model to the IR, fold BatchNorm, "
@@ -220,6 +220,24 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--timesteps", default=None, help="comma list of T for the accuracy curve (default: T/8 .. 2T of the artifact's T)")
     _run_options(r, readout=False, batch=False)
     r.add_argument("--samples", type=int, default=500, help="samples used, from the start of the data (default 500)")
+    w = sub.add_parser("sweep", help="run a grid of compile and run settings; one table of accuracy and throughput",
+                       description="Run every combination of the --grid values on the reference backend and write "
+                       "OUTDIR/sweep.csv (one row per run, appended as each finishes), OUTDIR/sweep.json and "
+                       "OUTDIR/accuracy.png. Compile keys (bits, norm) compile a model file once per setting into "
+                       "OUTDIR/artifacts/; run keys (timesteps, encoding, seed, readout) reuse it. A rerun skips "
+                       "the rows already in sweep.csv for the same input files.")
+    w.add_argument("model", help="a model file (as for snnc compile) or a compiled artifact (.snnc: run keys only)")
+    w.add_argument("--data", required=True, help="DATA.npz with x (N, ...) and labels y (N,)")
+    w.add_argument("--calibration", help="DATA.npz for compiling a model file (as snnc compile's)")
+    w.add_argument("--input-shape", type=_shape, help="C,H,W or F of one sample, for compiling a model file")
+    w.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                   help="one key's values, repeatable: bits, norm (model file only), timesteps, encoding, seed, "
+                        "readout (membrane, count, first-spike); a key not given keeps its default")
+    w.add_argument("--workers", type=int, default=1, help="rows run in parallel processes (default 1)")
+    w.add_argument("--batch-size", type=int, default=256, help="samples simulated together (default 256)")
+    w.add_argument("--no-plot", action="store_true", help="no accuracy.png (no matplotlib needed)")
+    w.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="existing directory for the table and plot")
+    w.add_argument("--json", action="store_true", help="print the summary as JSON (for scripts)")
     for name, cmd in sub.choices.items():   # every command: one JSON object on stdout, success or not
         if not any("--json" in a.option_strings for a in cmd._actions):
             cmd.add_argument("--json", action="store_true",

@@ -382,6 +382,24 @@ def cmd_bin_events(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from .sweep import parse_grid, print_table, sweep, _is_artifact
+
+    grid = parse_grid(args.grid, _is_artifact(args.model))
+    if not args.no_plot:  # before the work, not after it
+        check_available("matplotlib", "snnc sweep's accuracy.png (or --no-plot)")
+    log = (lambda line: print(line, file=sys.stderr)) if args.json else print
+    summary = sweep(args.model, args.data, args.output, grid, calibration=args.calibration,
+                    input_shape=args.input_shape, workers=args.workers, batch_size=args.batch_size,
+                    plot=not args.no_plot, log=log)
+    emit(summary)
+    if not args.json:
+        print_table(summary)
+        for path in summary["wrote"]:
+            print(f"wrote {path}")
+    return 0
+
+
 def cmd_setup_lava(args) -> int:
     from .backends.lava.environment import main_setup
     emit(main_setup(args.python, args.dir))
@@ -389,4 +407,4 @@ def cmd_setup_lava(args) -> int:
 
 
 COMMANDS = {"setup-lava": cmd_setup_lava, "compile": cmd_compile, "export": cmd_export, "simulate": cmd_simulate, "inspect": cmd_inspect, "check": cmd_check,
-            "report": cmd_report, "bin-events": cmd_bin_events}
+            "report": cmd_report, "bin-events": cmd_bin_events, "sweep": cmd_sweep}
