@@ -11,9 +11,9 @@ from __future__ import annotations
 import hashlib
 import inspect
 import os
+import sys
 
 import numba as nb
-import numpy as np
 from numba.extending import register_jitable
 
 from ..ir import neuron as N
@@ -157,12 +157,13 @@ def step_sums(spikes, out):
         out[t, f] = s
 
 
-def _drop_stale_step_cache():
+def _drop_stale_step_cache() -> bool:
     """numba keys a cached kernel by the source of this file alone, but the step and the decision
     rule the neuron kernels inline live in ir/neuron.py and sim/readout.py: when their source
     changes, the kernels' cache is flushed, so a changed rule is never run from an old compilation."""
     step = "".join(inspect.getsource(f) for f in (N.tz_decay, N.saturate, N.int_update, readout.decides))
     digest = hashlib.sha256(step.encode()).hexdigest()
+    flushed = False
     for kernel in (neuron_layer,):
         cache = kernel._cache
         stamp = os.path.join(cache.cache_path, f"{kernel.__name__}.snnc-step")
@@ -173,12 +174,29 @@ def _drop_stale_step_cache():
         except OSError:
             pass
         cache.flush()
+        flushed = True
         try:
             os.makedirs(cache.cache_path, exist_ok=True)
             with open(stamp, "w") as f:
                 f.write(digest)
         except OSError:  # a read-only install: numba compiles in memory there anyway
             pass
+    return flushed
 
 
-_drop_stale_step_cache()
+def _cached() -> bool:
+    try:
+        return os.path.exists(neuron_layer._cache._cache_file._index_path)
+    except AttributeError:  # another numba's cache layout: do not guess
+        return True
+
+
+_will_compile = not _cached()
+_will_compile = _drop_stale_step_cache() or _will_compile
+
+
+# A first call then takes 10-20 s of JIT (a new install, or the step's source changed), which
+# otherwise looks like a hang: say so to a person at a terminal (a script's stderr stays its own).
+if _will_compile and sys.stderr.isatty():
+    print("snnc: compiling the numba engine's kernels for this installation (10-20 s, once; cached after)",
+          file=sys.stderr, flush=True)
