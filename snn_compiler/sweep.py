@@ -254,12 +254,21 @@ def sweep(model, data, outdir, grid, *, calibration=None, input_shape=None, work
             compile_setting(model, calibration, input_shape, r["bits"], r["norm"], path)
         artifacts[setting] = path
     jobs = [(artifacts[(r["bits"], r["norm"])], data, r, batch_size) for r in todo]
-    for r in _run_all(jobs, workers):
-        r["fingerprint"] = fp
-        append_row(table, r)
-        done[row_key(fp, r)] = r
-        log(f"  {_label(r, [k for k in KEYS if k in grid])}: accuracy {100 * r['accuracy']:.2f}% "
-            f"({r['samples']} samples, {r['seconds']:.2f} s)")
+    finished = 0
+    try:
+        for r in _run_all(jobs, workers):
+            r["fingerprint"] = fp
+            append_row(table, r)
+            done[row_key(fp, r)] = r
+            finished += 1
+            log(f"  {_label(r, [k for k in KEYS if k in grid])}: accuracy {100 * r['accuracy']:.2f}% "
+                f"({r['samples']} samples, {r['seconds']:.2f} s)")
+    except BaseException:   # an error, an interrupt, SIGTERM: what is kept, and how to go on
+        print(f"snnc sweep: {finished} of {len(todo)} rows finished and are kept in {table}; the same command "
+              f"runs the rest", file=sys.stderr)
+        raise
+    finally:
+        _CACHE.clear()   # a later sweep in this process may find other files at the same paths
     results = [_typed(done[row_key(fp, r)]) for r in rows]
     summary = {"model": model, "data": data, "fingerprint": fp, "grid": grid, "ran": len(todo),
                "skipped": len(rows) - len(todo), "rows": results}
@@ -279,10 +288,13 @@ def _run_all(jobs, workers):
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn")) as pool:
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn"))
+    try:
         futures = [pool.submit(run_row, *job) for job in jobs]
         for f in as_completed(futures):
             yield f.result()
+    finally:   # on an error or an interrupt the queued rows are dropped, not run to the end
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _typed(r) -> dict:

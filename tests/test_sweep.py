@@ -153,3 +153,37 @@ def test_compile_keys_refused_for_an_artifact(files, tmp_path, capsys):
     assert run(["compile", files / "model.pt", "--calibration", files / "calib.npz", "-o", art], capsys)[0] == 0
     code, _, err = run(["sweep", art, "--data", files / "data.npz", "--grid", "bits=4", "-o", tmp_path], capsys)
     assert code == 1 and "only run parameters" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_killed_sweep_keeps_its_finished_rows(files, tmp_path, capsys):
+    """SIGTERM in the middle: the finished rows stay in sweep.csv, whole; the rerun runs only the rest."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    art = files / "killed.snnc"
+    assert run(["compile", files / "model.pt", "--calibration", files / "calib.npz", "-o", art], capsys)[0] == 0
+    out = tmp_path / "k"
+    out.mkdir()
+    argv = ["sweep", str(art), "--data", str(files / "data.npz"), "--grid",
+            "timesteps=" + ",".join(str(t) for t in range(1000, 1008)), "--no-plot", "-o", str(out)]
+    p = subprocess.Popen([sys.executable, "-m", "snn_compiler.cli", *argv], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    table = out / "sweep.csv"
+    deadline = time.time() + 120
+    while p.poll() is None and time.time() < deadline:
+        if table.exists() and len(table.read_text().splitlines()) >= 2:   # header and one row
+            p.send_signal(signal.SIGTERM)
+            break
+        time.sleep(0.02)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 128 + signal.SIGTERM, err
+    assert "rows finished and are kept" in err
+    kept = rows_of(table)
+    assert 1 <= len(kept) < 8 and table.read_text().endswith("\n")
+    assert not (out / "sweep.json").exists()
+    code, stdout, err = run([*argv, "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(stdout)["ran"] == 8 - len(kept) and len(rows_of(table)) == 8
+    assert os.listdir(out) == ["sweep.csv"] or sorted(os.listdir(out)) == ["sweep.csv", "sweep.json"]
