@@ -52,13 +52,15 @@ def _layer_scale(text):
 def _run_options(p, readout=True, batch=True):
     """The options of every command that runs a network: encoding, seed, read-out, batch, progress."""
     from .sim.encode import ENCODINGS
+    from .sim.readout import READOUTS
     p.add_argument("--encoding", default="constant", choices=tuple(ENCODINGS),
                    help="input encoding: constant (default), poisson, pso (needs a net compiled with --encoding pso), "
                         "burst, ch")
     p.add_argument("--seed", type=int, default=0, help="seed of the poisson encoding (the others are deterministic)")
     if readout:
-        p.add_argument("--readout", default="membrane", choices=("membrane", "count", "first-spike", "k-spikes"),
-                       help="membrane: accumulated output potential (default); count: output spike counts; "
+        p.add_argument("--readout", default="membrane", choices=READOUTS,
+                       help="membrane: accumulated output potential (default); membrane-sum, membrane-max: its sum "
+                            "or maximum over all steps (reference and float backends); count: output spike counts; "
                             "first-spike: the output neuron that spikes first decides (a sample stops once decided); "
                             "k-spikes: the first output neuron to reach --k spikes decides")
         p.add_argument("--k", type=int, default=None, metavar="K",

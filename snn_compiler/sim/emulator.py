@@ -22,7 +22,8 @@ from ..ir import neuron as N
 from ..progress import bar as progress_bar
 from ..ir import kernels
 from .plan import Plan
-from .readout import READOUTS, Decisions, check_readout, check_record_steps, readout_decisions, step_buffers  # noqa: F401  (READOUTS: re-exported)
+from .readout import (READOUTS, MEMBRANE_READOUTS, OVER_TIME, Decisions, check_readout, check_record_steps,  # noqa: F401
+                      fold_membrane, fold_start, readout_decisions, step_buffers)  # noqa: F401  (READOUTS: re-exported)
 from .encode import ENCODINGS, MAX_TIMESTEPS, check_gain, input_steps, run_timesteps, sequence_steps  # noqa: F401  (MAX_TIMESTEPS: re-exported)
 
 MODES = ("int", "float")
@@ -157,8 +158,11 @@ def _run_batch(plan, x, ids, timesteps, encoding, seed, readout, on_step=None, d
     the run ends once every sample is decided. ``steps_out`` ({layer: (N, T, neurons) uint8},
     every sample run for all T steps) receives each step's spikes."""
     out = next(n for n, op in plan.ops.items() if O.is_readout(op))
-    neurons = {n: _Neurons(plan, n, op, len(x), spiking=not (n == out and readout == "membrane"))
+    neurons = {n: _Neurons(plan, n, op, len(x), spiking=not (n == out and readout in MEMBRANE_READOUTS))
                for n, op in plan.ops.items() if isinstance(op, O.NEURONS)}
+    fold = None  # an over-time read-out's fold of the output membrane
+    if readout in OVER_TIME:
+        fold = np.full_like(neurons[out].v, fold_start(readout, plan.mode == "int"))
     neurons[out].track = dec is not None
     inp = next(n for n, op in plan.ops.items() if isinstance(op, O.Input))
     steps = input_steps(plan.ops[inp], x, timesteps, encoding, seed, ids, plan.mode)
@@ -191,6 +195,8 @@ def _run_batch(plan, x, ids, timesteps, encoding, seed, readout, on_step=None, d
                 cache[n] = vals[n]
         if on_step is not None:
             on_step(vals)
+        if fold is not None:
+            fold_membrane(readout, fold, neurons[out].v)
         for n, buf in (steps_out or {}).items():
             buf[:, t] = vals[n].reshape(len(buf), -1)
         if on_tick is not None:
@@ -201,6 +207,8 @@ def _run_batch(plan, x, ids, timesteps, encoding, seed, readout, on_step=None, d
             if not dec.observe(t, st.count.reshape(len(st.count), -1), st.pre.reshape(len(st.count), -1),
                                lambda keep: _drop_rows(keep, neurons, cache, dec)):
                 break
+    if fold is not None:  # the read-out's membrane (simulate's scores)
+        neurons[out].v = fold
     if dec is not None:
         st = neurons[out]
         dec.finish(st.count, st.v)
@@ -265,7 +273,7 @@ def simulate(graph, x, *, mode="int", timesteps=None, encoding="constant", seed=
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    K = check_readout(readout, k)
+    K = check_readout(readout, k, over_time=True)
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     if encoding not in ENCODINGS:
@@ -349,7 +357,7 @@ def simulate(graph, x, *, mode="int", timesteps=None, encoding="constant", seed=
         else:
             ran += len(xb) * timesteps
             work += len(xb) * timesteps
-            if readout == "membrane":
+            if readout in MEMBRANE_READOUTS:  # v: v[T-1], or its fold over time (the engines put it there)
                 scores.append(v.astype(np.float64))
                 preds.append(np.argmax(v, axis=1))
             else:

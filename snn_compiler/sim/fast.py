@@ -29,6 +29,7 @@ from ..ir import ops as O
 from ..ir.layers import value_range
 from ..ir.registers import INT32_MAX
 from .encode import input_chunks
+from .readout import MEMBRANE_READOUTS, OVER_TIME, fold_membrane, fold_start
 
 FRAMES = 4096  # timesteps x samples per kernel call
 # One chunk of a run spans at most STEP_FRAMES timesteps x samples and STEP_VALUES values of its
@@ -162,12 +163,15 @@ def run_batch(fp, x, ids, timesteps, encoding, seed, readout, dec=None, on_chunk
         if isinstance(op, O.NEURONS):
             shape = g.nodes[n]["shape"]
             nn = int(np.prod(shape))
-            spiking = not (n == out_node and readout == "membrane")
+            spiking = not (n == out_node and readout in MEMBRANE_READOUTS)
             p = N.IntParams.of(op, shape)
             layers[n] = dict(v=np.full((n_f, nn), N.initial_v(op, "int", False, spiking), np.int64),
                              counts=np.zeros((n_f, nn), np.int64), bias=_flat_hwc(p.bias, shape),
                              spiking=spiking, p=p, decay_v=_flat_hwc(p.decay_v, shape),
                              u=np.zeros((n_f, nn if p.decays else 0), np.int64))
+    fold = None  # an over-time read-out's fold of the output membrane, (H, W, C) order as v
+    if readout in OVER_TIME:
+        fold = np.full_like(layers[out_node]["v"], fold_start(readout, True))
     if dec is not None:  # the read-out's decision records, per sample still in the batch (Lava's layout)
         nn = layers[out_node]["v"].shape[1]
         d_step = np.full(n_f, -1, np.int64)
@@ -217,9 +221,16 @@ def run_batch(fp, x, ids, timesteps, encoding, seed, readout, dec=None, on_chunk
                 spikes = np.zeros((c,) + st["v"].shape, np.uint8)
                 p = st["p"]
                 decide = dec is not None and n == out_node
-                K.neuron_layer(cur, static[srcs[0]], st["bias"], st["decay_v"], p.decay_u, p.decays, p.threshold,
-                               st["v"], st["u"], p.v_max, p.subtract, st["spiking"], spikes, st["counts"],
-                               dec.k if decide else 0, t0, stop, *(decision if decide else NO_DECISION))
+                # an over-time read-out folds the output membrane after every step: its layer runs one step a call
+                folding = fold is not None and n == out_node
+                runs = [(cur if static[srcs[0]] else cur[t:t + 1], spikes[t:t + 1]) for t in range(c)] \
+                    if folding else [(cur, spikes)]
+                for cur_t, spikes_t in runs:
+                    K.neuron_layer(cur_t, static[srcs[0]], st["bias"], st["decay_v"], p.decay_u, p.decays, p.threshold,
+                                   st["v"], st["u"], p.v_max, p.subtract, st["spiking"], spikes_t, st["counts"],
+                                   dec.k if decide else 0, t0, stop, *(decision if decide else NO_DECISION))
+                    if folding:
+                        fold_membrane(readout, fold, st["v"])
                 if stop and st["spiking"]:
                     sums[n] = np.empty((c, fa), np.int64)
                     K.step_sums(spikes, sums[n])
@@ -262,6 +273,8 @@ def run_batch(fp, x, ids, timesteps, encoding, seed, readout, dec=None, on_chunk
         if on_chunk is not None:  # sample-steps done (progress)
             on_chunk(fa * c)
         t0 += c
+    if fold is not None:  # the read-out's membrane (simulate's scores)
+        layers[out_node]["v"] = fold
     states = {n: (_torch_layout(st["v"], g.nodes[n]["shape"]), _torch_layout(st["counts"], g.nodes[n]["shape"]),
                   st["spiking"]) for n, st in layers.items()}
     if dec is not None:

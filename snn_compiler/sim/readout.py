@@ -1,6 +1,7 @@
 """Read-outs: what a run's output layer decides, the same for every engine and for Lava.
 
-``membrane`` and ``count`` read the output after T steps; under the latency read-outs
+``membrane`` and ``count`` read the output after T steps, ``membrane-sum`` and ``membrane-max``
+fold a non-spiking output's membrane over every step (:func:`fold_membrane`); under the latency read-outs
 ``first-spike`` and ``k-spikes`` the first output neuron to reach K spikes decides a sample
 (:func:`decides`, :func:`readout_decisions`) and a decided sample is simulated no further.
 Per-step records (``record_steps``, :func:`step_buffers`): chosen layers' spikes at every step.
@@ -11,7 +12,9 @@ from typing import Optional
 
 import numpy as np
 
-READOUTS = ("membrane", "count", "first-spike", "k-spikes")
+READOUTS = ("membrane", "count", "first-spike", "k-spikes", "membrane-sum", "membrane-max")
+MEMBRANE_READOUTS = ("membrane", "membrane-sum", "membrane-max")  # the output layer does not spike: its membrane is read
+OVER_TIME = ("membrane-sum", "membrane-max")  # folded over all T steps: the reference engines (numpy, numba, torch) only
 DECISION_READOUTS = ("first-spike", "k-spikes")  # latency read-outs: a sample is decided by its first K output spikes
 # Per-step spike records hold N x T x neurons bytes in memory at once (one uint8 per spike slot);
 # beyond this bound a run is refused instead of allocated: record fewer layers, samples or steps.
@@ -26,11 +29,34 @@ def decides(counts, k):
     return (counts >= k).sum(-1) > 0
 
 
-def check_readout(readout, k=None) -> Optional[int]:
+def fold_start(readout, integer):
+    """The value an over-time read-out's fold starts from (before step 0): 0 for a sum, the
+    lowest value of the membrane's type for a maximum."""
+    if readout == "membrane-sum":
+        return 0
+    return int(np.iinfo(np.int64).min) if integer else -np.inf
+
+
+def fold_membrane(readout, acc, v):
+    """``acc`` (the fold so far, int64 or float64) takes in one more step's output membrane ``v``,
+    in place: ``membrane-sum`` adds it, ``membrane-max`` keeps the larger. Written with operators
+    numpy and torch share (``v`` of ``acc``'s dtype): every engine calls it after every step."""
+    if readout == "membrane-sum":
+        acc += v
+    else:
+        up = v > acc
+        acc[up] = v[up]
+
+
+def check_readout(readout, k=None, over_time=False) -> Optional[int]:
     """The output spike count K that decides a sample: 1 for ``first-spike``, ``k`` for
-    ``k-spikes``, None for ``membrane`` and ``count``; else a one-line ValueError."""
+    ``k-spikes``, None for the others; else a one-line ValueError. ``over_time``: the caller
+    folds the membrane over every step (:data:`OVER_TIME`); a backend that does not is refused them."""
     if readout not in READOUTS:
         raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
+    if readout in OVER_TIME and not over_time:
+        raise ValueError(f"readout {readout!r} runs on the reference engines (numpy, numba, torch) only so far; "
+                         f"this backend reads {', '.join(r for r in READOUTS if r not in OVER_TIME)}")
     if readout == "k-spikes":
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"readout 'k-spikes' needs k, a whole number >= 1, got {k!r}")
@@ -125,7 +151,7 @@ def check_record_steps(graph, layers, readout, n_samples, timesteps) -> tuple:
     if isinstance(layers, str) or not all(isinstance(n, str) for n in layers):
         raise ValueError(f"record_steps must be a list of layer names, got {layers!r}")
     spiking = [n for n in graph if isinstance(op_of(graph, n), O.NEURONS)
-               and not (O.is_readout(op_of(graph, n)) and readout == "membrane")]
+               and not (O.is_readout(op_of(graph, n)) and readout in MEMBRANE_READOUTS)]
     for n in layers:
         if n not in spiking:
             why = ("is the membrane read-out (it does not spike)" if n in graph and O.is_readout(op_of(graph, n))
