@@ -51,8 +51,12 @@ def _check_value(key, text):
         raise ValueError(f"--grid encoding: {text!r} is not one of {', '.join(ENCODINGS)}")
     if key == "readout" and text not in READOUTS:
         raise ValueError(f"--grid readout: {text!r} is not one of {', '.join(READOUTS)}")
-    if key == "norm" and not text:
-        raise ValueError("--grid norm: an empty value")
+    if key == "norm":
+        from .config import parse_norm
+        try:
+            parse_norm(text)
+        except ValueError as e:
+            raise ValueError(f"--grid norm: {e}") from None
     return text
 
 

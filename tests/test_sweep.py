@@ -137,6 +137,7 @@ def test_artifact_input_reuses_it(files, tmp_path, capsys):
     (["--grid", "bits=x"], "not a whole number"),
     (["--grid", "encoding=morse"], "not one of"),
     (["--grid", "readout=k-spikes"], "not one of"),
+    (["--grid", "norm=max,bogus"], "--grid norm: --norm must be"),
     (["--grid", "timesteps"], "KEY=V1,V2"),
     (["--workers", "0"], "--workers must be >= 1"),
 ])
@@ -187,3 +188,10 @@ def test_a_killed_sweep_keeps_its_finished_rows(files, tmp_path, capsys):
     assert code == 0, err
     assert json.loads(stdout)["ran"] == 8 - len(kept) and len(rows_of(table)) == 8
     assert os.listdir(out) == ["sweep.csv"] or sorted(os.listdir(out)) == ["sweep.csv", "sweep.json"]
+
+
+def test_norm_is_compiled_once_per_setting(files, tmp_path, capsys):
+    s = sweep(files, tmp_path / "n", capsys, "--no-plot", "--grid", "norm=max,percentile:99")
+    assert s["ran"] == 16
+    assert len(list((tmp_path / "n" / "artifacts").iterdir())) == 4   # 2 bits x 2 norms
+    assert {r["norm"] for r in s["rows"]} == {"max", "percentile:99"}
