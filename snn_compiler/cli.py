@@ -146,7 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--output", help="RESULTS.npz to write (scores, predictions) for the last T")
     s.add_argument("--record", default=None, metavar="LAYER[,LAYER]",
                    help="with --output (reference, float): also save these layers' spikes at every step of the last "
-                        "T as spikes/LAYER, (N, T, neurons) uint8, neurons in (C, H, W) order")
+                        "T as spikes/LAYER, (N, T, neurons) uint8, neurons in (C, H, W) order; a membrane read-out's "
+                        "layer: its membrane after each step as membrane/LAYER")
     s.add_argument("--plot", help="PNG: accuracy vs T (several T) or per-layer firing rates (one T)")
 
     b = sub.add_parser("bin-events", help="bin event streams (x, y, t, p) into frames: a sequence DATA.npz",

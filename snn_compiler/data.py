@@ -176,8 +176,10 @@ def results_bytes(scores, predictions, decision_time=None, tied=None, **extra) -
 
 def result_bytes(result, **extra) -> bytes:
     """RESULTS.npz of a SimResult: its scores and predictions, its decision_time and tied when set,
-    and ``spikes/LAYER`` (N, T, neurons) uint8, each step's spikes of the layers it recorded (steps)."""
-    steps = {f"spikes/{n}": a for n, a in (getattr(result, "steps", None) or {}).items()}
+    and ``spikes/LAYER`` (N, T, neurons) uint8, each step's spikes of the layers it recorded (steps),
+    or ``membrane/LAYER`` for a membrane read-out's layer (its membrane after each step)."""
+    steps = {f"{'spikes' if a.dtype == np.uint8 else 'membrane'}/{n}": a
+             for n, a in (getattr(result, "steps", None) or {}).items()}
     return results_bytes(result.scores, result.predictions, getattr(result, "decision_time", None),
                          getattr(result, "tied", None), **steps, **extra)
 

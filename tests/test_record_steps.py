@@ -26,7 +26,7 @@ except ImportError:  # the core without torch
 
 def _spiking_layers(g, readout_name):
     return [n for n in g if isinstance(g.nodes[n]["op"], O.NEURONS)
-            and not (O.is_readout(g.nodes[n]["op"]) and readout_name == "membrane")]
+            and not (O.is_readout(g.nodes[n]["op"]) and readout_name.startswith("membrane"))]
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -76,10 +76,8 @@ def test_a_latency_readout_records_every_step_without_early_stop():
 def test_bad_layers_and_too_much_memory_are_refused_in_one_line(monkeypatch):
     g = int_chain([np.eye(2, dtype=np.int64), np.eye(2, dtype=np.int64)], [1, 1])
     x = np.ones((2, 2))
-    with pytest.raises(ValueError, match=r"cannot record layer 'nope': it is not in the network; spiking layers: if0$"):
+    with pytest.raises(ValueError, match=r"cannot record layer 'nope': it is not in the network; neuron layers: if0, out$"):
         simulate(g, x, timesteps=3, record_steps=["nope"])
-    with pytest.raises(ValueError, match=r"'out': it is the membrane read-out"):
-        simulate(g, x, timesteps=3, record_steps=["out"])
     with pytest.raises(ValueError, match=r"'fc0': it is not a neuron layer"):
         simulate(g, x, timesteps=3, readout="count", record_steps=["fc0"])
     with pytest.raises(ValueError, match="list of layer names"):
@@ -88,6 +86,8 @@ def test_bad_layers_and_too_much_memory_are_refused_in_one_line(monkeypatch):
     with pytest.raises(ValueError, match=r"^recording if0 for 2 samples x 3 steps needs .* GiB bound"):
         simulate(g, x, timesteps=3, record_steps=["if0"])
     assert simulate(g, x[:1], timesteps=3, record_steps=["if0"]).steps["if0"].shape == (1, 3, 2)
+    with pytest.raises(ValueError, match=r"^recording out for 1 samples"):  # a membrane: 8 bytes a value
+        simulate(g, x[:1], timesteps=3, record_steps=["out"])
 
 
 def test_the_cli_writes_the_spikes_of_the_last_timesteps(tmp_path):
@@ -106,7 +106,36 @@ def test_the_cli_writes_the_spikes_of_the_last_timesteps(tmp_path):
     for n in ("if0", "out"):
         assert got[f"spikes/{n}"].dtype == np.uint8 and np.array_equal(got[f"spikes/{n}"], want.steps[n])
         assert np.array_equal(got[f"spikes/{n}"].sum(1), want.counts[n])
+    r = run_in_process(base[:-1] + ["membrane", "--timesteps", "4", "--record", "out", "--output", tmp_path / "m.npz"])
+    assert r.returncode == 0, r.stderr
+    with np.load(tmp_path / "m.npz", allow_pickle=False) as z:
+        assert z["membrane/out"].shape == (7, 4, 3) and np.array_equal(z["membrane/out"][:, -1], z["scores"])
     r = run_in_process(base + ["--record", "if9", "--output", tmp_path / "r2.npz"])
     assert r.returncode != 0 and "cannot record layer 'if9'" in r.stderr and not (tmp_path / "r2.npz").exists()
     r = run_in_process(base + ["--record", "if0"])
     assert r.returncode != 0 and "give --output" in r.stderr
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(net=quantized_nets(), timesteps=st.integers(1, 10), sequence=st.booleans(),
+       readout_name=st.sampled_from(["membrane", "membrane-sum", "membrane-max"]), batch_size=st.integers(1, 9),
+       seed=st.integers(0, 3), step_frames=st.sampled_from([fast.STEP_FRAMES, 1, 7]))
+def test_a_membrane_readout_records_its_membrane_every_step(net, timesteps, sequence, readout_name, batch_size, seed,
+                                                           step_frames):
+    """Per-step outputs for sequence tasks: the non-spiking read-out's v[t], equal across engines;
+    its last step, sum and maximum are the membrane, membrane-sum and membrane-max read-outs."""
+    g, x = net
+    if sequence:
+        x = sequence_of(x, timesteps, np.random.default_rng(seed), seed % 2 == 0)
+    kw = dict(timesteps=None if sequence else timesteps, batch_size=batch_size, seed=seed)
+    saved, fast.STEP_FRAMES = fast.STEP_FRAMES, step_frames
+    try:
+        results = {e: simulate(g, x, engine=e, readout=readout_name, record_steps=["out"], **kw) for e in ENGINES}
+    finally:
+        fast.STEP_FRAMES = saved
+    v = results["numpy"].steps["out"]
+    assert v.dtype == np.int64 and v.shape == (len(x), timesteps, int(np.prod(g.nodes["out"]["shape"])))
+    for e, r in results.items():
+        assert np.array_equal(r.steps["out"], v), e
+    fold = {"membrane": v[:, -1], "membrane-sum": v.sum(1), "membrane-max": v.max(1)}[readout_name]
+    assert np.array_equal(results["numpy"].scores.reshape(len(x), -1), fold)

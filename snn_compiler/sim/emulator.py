@@ -40,7 +40,8 @@ class SimResult:
     deciding spike fell on 0-based step ``decision_time - 1``) or -1 when undecided after T steps;
     ``tied`` (N,) bool, several output neurons reached K spikes at that same step. ``steps``
     (``record_steps``): layer -> (N, T, neurons) uint8, each step's spikes, neurons flattened in
-    torch's (C, H, W) order; summed over T they equal ``counts``."""
+    torch's (C, H, W) order (summed over T they equal ``counts``); a membrane read-out's layer:
+    its membrane after each step (int64; float64 in float mode)."""
     scores: np.ndarray                        # (N, outputs): membrane value or spike count
     predictions: np.ndarray                   # (N,)
     rates: Dict[str, float]                   # neuron layer -> mean spikes per neuron per step
@@ -197,8 +198,8 @@ def _run_batch(plan, x, ids, timesteps, encoding, seed, readout, on_step=None, d
             on_step(vals)
         if fold is not None:
             fold_membrane(readout, fold, neurons[out].v)
-        for n, buf in (steps_out or {}).items():
-            buf[:, t] = vals[n].reshape(len(buf), -1)
+        for n, buf in (steps_out or {}).items():  # spikes, or a membrane read-out's v
+            buf[:, t] = (vals[n] if neurons[n].spiking else neurons[n].v).reshape(len(buf), -1)
         if on_tick is not None:
             on_tick(len(dec.rows) if dec is not None else len(x))
         if dec is not None:
@@ -319,7 +320,7 @@ def simulate(graph, x, *, mode="int", timesteps=None, encoding="constant", seed=
         xb = x[start:start + batch_size]
         ids = range(start, start + len(xb))
         states = None
-        bufs = step_buffers(graph, record_steps, len(xb), timesteps) if record_steps is not None else None
+        bufs = step_buffers(graph, record_steps, len(xb), timesteps, readout, mode) if record_steps is not None else None
         if tp is not None:
             dec = Decisions(len(xb), n_out, K, stop, timesteps) if K else None
             states, _ = torch_engine.run_batch(tp, xb, ids, timesteps, encoding, seed, readout, dec=dec, on_tick=tick,
@@ -383,7 +384,7 @@ def simulate(graph, x, *, mode="int", timesteps=None, encoding="constant", seed=
         decision_time=(np.concatenate(times) if times else np.zeros(0, np.int64)) if K else None,
         tied=(np.concatenate(ties) if ties else np.zeros(0, bool)) if K else None,
         steps=None if record_steps is None else {
-            n: np.concatenate([b[n] for b in steps]) if steps else step_buffers(graph, [n], 0, timesteps)[n]
+            n: np.concatenate([b[n] for b in steps]) if steps else step_buffers(graph, [n], 0, timesteps, readout, mode)[n]
             for n in record_steps},
     )
 

@@ -221,21 +221,23 @@ def run_batch(fp, x, ids, timesteps, encoding, seed, readout, dec=None, on_chunk
                 spikes = np.zeros((c,) + st["v"].shape, np.uint8)
                 p = st["p"]
                 decide = dec is not None and n == out_node
-                # an over-time read-out folds the output membrane after every step: its layer runs one step a call
-                folding = fold is not None and n == out_node
+                # a fold or a per-step record of the output membrane: its layer runs one step a call
+                trace = n == out_node and not st["spiking"] and (fold is not None or n in (steps_out or {}))
                 runs = [(cur if static[srcs[0]] else cur[t:t + 1], spikes[t:t + 1]) for t in range(c)] \
-                    if folding else [(cur, spikes)]
-                for cur_t, spikes_t in runs:
+                    if trace else [(cur, spikes)]
+                for t, (cur_t, spikes_t) in enumerate(runs):
                     K.neuron_layer(cur_t, static[srcs[0]], st["bias"], st["decay_v"], p.decay_u, p.decays, p.threshold,
                                    st["v"], st["u"], p.v_max, p.subtract, st["spiking"], spikes_t, st["counts"],
                                    dec.k if decide else 0, t0, stop, *(decision if decide else NO_DECISION))
-                    if folding:
+                    if trace and fold is not None:
                         fold_membrane(readout, fold, st["v"])
+                    if trace and n in (steps_out or {}):
+                        steps_out[n][rows, t0 + t] = _torch_layout(st["v"], shape).reshape(fa, -1)
                 if stop and st["spiking"]:
                     sums[n] = np.empty((c, fa), np.int64)
                     K.step_sums(spikes, sums[n])
                 seq[n] = spikes.reshape((c, fa) + _hwc(shape))
-                if steps_out and n in steps_out:  # (steps, samples, H, W, C) -> (samples, steps, C*H*W)
+                if steps_out and n in steps_out and st["spiking"]:  # (steps, samples, H, W, C) -> (samples, steps, C*H*W)
                     s = seq[n].transpose(1, 0, 4, 2, 3) if len(shape) == 3 else seq[n].swapaxes(0, 1)
                     steps_out[n][rows, t0:t0 + c] = s.reshape(fa, c, -1)
             else:

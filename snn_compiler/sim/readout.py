@@ -143,21 +143,20 @@ class Decisions:
 
 
 def check_record_steps(graph, layers, readout, n_samples, timesteps) -> tuple:
-    """The layers whose per-step spikes a run records (``record_steps``), validated: spiking
-    neuron layers of ``graph``, their N x T x neurons bytes within :data:`RECORD_STEPS_MAX_BYTES`;
-    else a one-line ValueError."""
+    """The layers whose per-step spikes a run records (``record_steps``), validated: neuron
+    layers of ``graph`` (the read-out under a membrane read-out: its membrane, 8 bytes a value),
+    their N x T x neurons values within :data:`RECORD_STEPS_MAX_BYTES`; else a one-line ValueError."""
     from ..ir import op_of
     from ..ir import ops as O
     if isinstance(layers, str) or not all(isinstance(n, str) for n in layers):
         raise ValueError(f"record_steps must be a list of layer names, got {layers!r}")
-    spiking = [n for n in graph if isinstance(op_of(graph, n), O.NEURONS)
-               and not (O.is_readout(op_of(graph, n)) and readout in MEMBRANE_READOUTS)]
+    neurons = [n for n in graph if isinstance(op_of(graph, n), O.NEURONS)]
     for n in layers:
-        if n not in spiking:
-            why = ("is the membrane read-out (it does not spike)" if n in graph and O.is_readout(op_of(graph, n))
-                   else "is not a neuron layer" if n in graph else "is not in the network")
-            raise ValueError(f"cannot record layer {n!r}: it {why}; spiking layers: {', '.join(spiking)}")
-    size = n_samples * timesteps * sum(int(np.prod(graph.nodes[n]["shape"])) for n in set(layers))
+        if n not in neurons:
+            why = "is not a neuron layer" if n in graph else "is not in the network"
+            raise ValueError(f"cannot record layer {n!r}: it {why}; neuron layers: {', '.join(neurons)}")
+    size = n_samples * timesteps * sum(int(np.prod(graph.nodes[n]["shape"])) * _step_dtype(graph, n, readout).itemsize
+                                       for n in set(layers))
     if size > RECORD_STEPS_MAX_BYTES:
         raise ValueError(f"recording {', '.join(layers)} for {n_samples} samples x {timesteps} steps needs "
                          f"{size / 2**30:.1f} GiB, over the {RECORD_STEPS_MAX_BYTES / 2**30:g} GiB bound: record "
@@ -165,7 +164,19 @@ def check_record_steps(graph, layers, readout, n_samples, timesteps) -> tuple:
     return tuple(dict.fromkeys(layers))
 
 
-def step_buffers(graph, layers, n_samples, timesteps) -> dict:
-    """``{layer: (N, T, neurons) uint8}`` zeros an engine fills with each step's spikes, neurons
-    flattened in torch's (C, H, W) order."""
-    return {n: np.zeros((n_samples, timesteps, int(np.prod(graph.nodes[n]["shape"]))), np.uint8) for n in layers}
+def _step_dtype(graph, n, readout, mode="int"):
+    """What a per-step record of layer ``n`` holds: spikes (uint8), or the membrane of a read-out
+    that does not spike (int64; float64 in the float SNN)."""
+    from ..ir import op_of
+    from ..ir import ops as O
+    if O.is_readout(op_of(graph, n)) and readout in MEMBRANE_READOUTS:
+        return np.dtype(np.int64 if mode == "int" else np.float64)
+    return np.dtype(np.uint8)
+
+
+def step_buffers(graph, layers, n_samples, timesteps, readout, mode) -> dict:
+    """``{layer: (N, T, neurons)}`` zeros an engine fills with each step's spikes (uint8), or
+    the membrane after each step of a read-out that does not spike, neurons flattened in torch's
+    (C, H, W) order."""
+    return {n: np.zeros((n_samples, timesteps, int(np.prod(graph.nodes[n]["shape"]))),
+                        _step_dtype(graph, n, readout, mode)) for n in layers}

@@ -354,8 +354,9 @@ def _run(tp, x, ids, timesteps, encoding, seed, readout, dec, on_tick, steps_out
                 vals[n] = torch.from_numpy(np.array(xin, copy=True)).to(dev)  # the encoder may repeat a read-only array
             elif isinstance(op, O.NEURONS):
                 vals[n] = layers[n].step(vals[plan.inputs[n][0]])
-                if n in steps_out:
-                    steps_out[n][:, t] = vals[n].reshape(len(vals[n]), -1).cpu().numpy()
+                if n in steps_out:  # spikes, or a membrane read-out's v
+                    s = vals[n] if layers[n].spiking else layers[n].v
+                    steps_out[n][:, t] = s.reshape(len(s), -1).cpu().numpy()
                 if n == out and fold is not None:
                     fold_membrane(readout, fold, layers[n].v.to(torch.int64))
             else:
