@@ -5,7 +5,8 @@ t flows through the whole graph in topological order; neurons follow the one upd
 :mod:`snn_compiler.ir.neuron` (its ``int_step`` and ``float_step``). Integer weighted ops run through BLAS in the narrowest float
 type proved exact for their worst-case sums (see :mod:`.kernels`).
 
-Read-outs (:data:`READOUTS`): ``membrane`` and ``count`` after T steps, and the latency read-outs
+Read-outs (:data:`READOUTS`): ``membrane`` and ``count`` after T steps, ``membrane-sum`` and
+``membrane-max`` over all T steps (:func:`.readout.fold_membrane`), and the latency read-outs
 ``first-spike`` and ``k-spikes``, where the first output neuron to reach K spikes decides a sample
 (:func:`readout_decisions`) and a decided sample is simulated no further.
 """
@@ -32,7 +33,7 @@ MODES = ("int", "float")
 @dataclass
 class SimResult:
     """What a backend returns. ``scores`` (N, outputs) float64: the read-out's quantity
-    (``membrane``: v[T-1]; ``count``: spike counts; ``first-spike``/``k-spikes``: the output spike
+    (``membrane``: v[T-1]; ``membrane-sum``/``-max``: sum/max of v over T; ``count``: spike counts; ``first-spike``/``k-spikes``: the output spike
     counts at the step the sample was decided, or over all T steps when it was not).
     ``predictions`` (N,) int64. ``rates``: neuron layer -> mean spikes per neuron per simulated step.
     ``counts``: layer -> (N, *shape) spike counts (record=True). Latency read-outs only:
@@ -48,7 +49,7 @@ class SimResult:
     counts: Optional[Dict[str, np.ndarray]] = None   # layer -> (N, *shape) spike counts (record=True)
     decision_time: Optional[np.ndarray] = None       # (N,) int64 steps to the decision, -1: undecided
     tied: Optional[np.ndarray] = None                # (N,) bool: the decision was a tie, broken by membrane
-    steps: Optional[Dict[str, np.ndarray]] = None    # layer -> (N, T, neurons) uint8 spikes per step (record_steps)
+    steps: Optional[Dict[str, np.ndarray]] = None    # layer -> (N, T, neurons) spikes (or membrane) per step
 
 
 # ---- ANN reading -------------------------------------------------------------------------------
@@ -156,8 +157,8 @@ def _run_batch(plan, x, ids, timesteps, encoding, seed, readout, on_step=None, d
     """Run one batch step by step; returns ({layer: _Neurons}, output layer). With ``dec`` (a
     :class:`_Decisions`, latency read-outs) decisions are recorded after every step and, with
     ``dec.stop``, decided samples leave the batch (the returned states hold ``dec.rows`` only) and
-    the run ends once every sample is decided. ``steps_out`` ({layer: (N, T, neurons) uint8},
-    every sample run for all T steps) receives each step's spikes."""
+    the run ends once every sample is decided. ``steps_out`` ({layer: (N, T, neurons)}, every
+    sample run for all T steps) receives each step's spikes (a membrane read-out: its v)."""
     out = next(n for n, op in plan.ops.items() if O.is_readout(op))
     neurons = {n: _Neurons(plan, n, op, len(x), spiking=not (n == out and readout in MEMBRANE_READOUTS))
                for n, op in plan.ops.items() if isinstance(op, O.NEURONS)}
@@ -261,16 +262,18 @@ def simulate(graph, x, *, mode="int", timesteps=None, encoding="constant", seed=
     ``numba`` raises a one-line RuntimeError. ``torch`` runs the numpy engine's steps in torch
     on ``device`` (cpu, cuda; :mod:`.torch_engine`), bit-identical as well.
 
-    ``readout``: ``membrane`` (v[T-1] of a non-spiking output), ``count`` (output spike counts),
+    ``readout``: ``membrane`` (v[T-1] of a non-spiking output; ``membrane-sum``/``membrane-max``:
+    its sum/maximum over the T steps), ``count`` (output spike counts),
     ``first-spike`` (the output neuron that spikes first) or ``k-spikes`` (the first to reach
     ``k`` spikes); see :func:`readout_decisions` for ties and undecided samples. Under the latency
     read-outs a sample stops being simulated once decided (its later steps are never run; the
     rates count the steps each sample ran) and a batch ends once all its samples are decided;
     ``record=True`` runs every sample for all T steps instead (whole-window counts, as Lava's),
     with the same decisions. ``info``, a dict, receives ``engine`` and ``sample_steps`` (samples x
-    timesteps the engine simulated: the work done). ``record_steps``, a list of spiking layer
-    names: :attr:`SimResult.steps` holds their spikes at every step (every sample runs all T steps,
-    as with ``record``; refused beyond :data:`.readout.RECORD_STEPS_MAX_BYTES`).
+    timesteps the engine simulated: the work done). ``record_steps``, a list of neuron layer
+    names: :attr:`SimResult.steps` holds their spikes at every step, or a membrane read-out's
+    membrane (every sample runs all T steps, as with ``record``; refused beyond
+    :data:`.readout.RECORD_STEPS_MAX_BYTES`).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
