@@ -153,7 +153,7 @@ class _Neurons:
             self.pre = self.pre[keep]
 
 
-def _run_batch(plan, x, ids, timesteps, encoding, seed, readout, on_step=None, dec=None, on_tick=None, steps_out=None):
+def _run_batch(plan, x, ids, timesteps, encoding, seed, readout, dec=None, on_tick=None, steps_out=None):
     """Run one batch step by step; returns ({layer: _Neurons}, output layer). With ``dec`` (a
     :class:`_Decisions`, latency read-outs) decisions are recorded after every step and, with
     ``dec.stop``, decided samples leave the batch (the returned states hold ``dec.rows`` only) and
@@ -195,8 +195,6 @@ def _run_batch(plan, x, ids, timesteps, encoding, seed, readout, on_step=None, d
                 raise TypeError(f"the numpy engine does not know op {O.kind(op)} ({n!r})")
             if plan.static[n]:
                 cache[n] = vals[n]
-        if on_step is not None:
-            on_step(vals)
         if fold is not None:
             fold_membrane(readout, fold, neurons[out].v)
         for n, buf in (steps_out or {}).items():  # spikes, or a membrane read-out's v
@@ -231,18 +229,13 @@ def _drop_rows(keep, neurons, cache, dec):
 
 
 def spike_trace(graph, x, timesteps, layers, *, encoding="constant", seed=0, mode="int") -> dict:
-    """``{layer: (T, N, *shape) bool}``: every step's spikes of ``layers`` for the few samples
-    ``x`` (memory grows with T: for rasters, not for accuracy runs), from the numpy engine.
-    ``timesteps``: as :func:`simulate`'s (None for a sequence ``x``)."""
-    x, timesteps, seq = _check_data(graph, x, timesteps, encoding)
-    plan = Plan(graph, mode, encoding, seq)
-    trace = {n: [] for n in layers}
-
-    def keep(vals):
-        for n in layers:
-            trace[n].append(np.asarray(vals[n], bool).copy())
-    _run_batch(plan, x, range(len(x)), timesteps, encoding, seed, "count", on_step=keep)
-    return {n: np.stack(v) for n, v in trace.items()}
+    """``{layer: (T, N, *shape) bool}``: every step's spikes of the neuron ``layers`` for the few
+    samples ``x`` (memory grows with T: for rasters, not for accuracy runs); :func:`simulate`'s
+    ``record_steps`` under the ``count`` read-out, reshaped. ``timesteps``: as :func:`simulate`'s."""
+    steps = simulate(graph, x, mode=mode, timesteps=timesteps, encoding=encoding, seed=seed, readout="count",
+                     record_steps=list(layers)).steps
+    return {n: np.moveaxis(s, 1, 0).reshape(s.shape[1::-1] + tuple(graph.nodes[n]["shape"])).astype(bool)
+            for n, s in steps.items()}
 
 
 ENGINES = ("auto", "numba", "numpy", "torch")
