@@ -139,3 +139,13 @@ def test_a_membrane_readout_records_its_membrane_every_step(net, timesteps, sequ
         assert np.array_equal(r.steps["out"], v), e
     fold = {"membrane": v[:, -1], "membrane-sum": v.sum(1), "membrane-max": v.max(1)}[readout_name]
     assert np.array_equal(results["numpy"].scores.reshape(len(x), -1), fold)
+
+
+def test_the_float_snn_records_spikes_and_membrane_too():
+    rng = np.random.default_rng(0)
+    g = int_chain([rng.integers(-3, 8, (5, 4)), rng.integers(-3, 8, (3, 5))], [40, 30])
+    x = rng.integers(0, 256, (4, 4)).astype(float)
+    r = simulate(g, x, mode="float", timesteps=6, record=True, record_steps=["if0", "out"])
+    assert r.steps["if0"].dtype == np.uint8 and r.steps["out"].dtype == np.float64
+    assert r.counts["if0"].sum() > 0 and np.array_equal(r.steps["if0"].sum(1), r.counts["if0"])
+    assert np.array_equal(r.steps["out"][:, -1], r.scores)
