@@ -9,6 +9,7 @@ import warnings
 
 from .extras import check_available
 from .json_output import emit
+from .run_inputs import data_shape, load_data_for, sequence_timesteps, timesteps_option
 
 
 def cmd_compile(args) -> int:
@@ -32,12 +33,12 @@ def cmd_compile(args) -> int:
     except NeedsInputShape:
         if args.input_shape or not args.calibration:
             raise
-        graph = load_file(args.model, input_shape=_data_shape(args.calibration), **load)
+        graph = load_file(args.model, input_shape=data_shape(args.calibration), **load)
     calib = None
     if args.calibration:
         from .ir import verify
         verify(graph)
-        calib, _ = _load_data_for(graph, args.calibration)
+        calib, _ = load_data_for(graph, args.calibration)
     config = CompileConfig(bits=target.weight_bits(args.bits), norm=args.norm, layer_scales=dict(args.layer_scale),
                            layer_factors=dict(args.layer_factor), calibration=calib,
                            timesteps=args.timesteps, reset=args.reset, v_init=args.v_init, input_bits=args.input_bits, pool=args.pool,
@@ -73,67 +74,6 @@ def cmd_compile(args) -> int:
     return 0
 
 
-def _load_data_for(graph, path, **kw):
-    """DATA.npz for ``graph``'s input: its shape and declared layout (channels-last data is
-    transposed once, said on stderr); a warning when the input layer would clip some values.
-    ``sequences=True`` (simulate, check): x may also be a sequence (N, T, *shape)."""
-    from .data import load_data
-    from .input_range import clipped_input_warning
-    from .ir import input_node, op_of
-    notes = []
-    x, y = load_data(path, graph.nodes[input_node(graph)]["shape"], layout=graph.graph["snnc"].get("input_layout"),
-                     notes=notes, **kw)
-    for note in notes:
-        print(f"note: {note}", file=sys.stderr)
-    clipped = clipped_input_warning(op_of(graph, input_node(graph)), x)  # None before normalisation (compile)
-    if clipped:
-        warnings.warn(clipped, UserWarning, stacklevel=1)
-    return x, y
-
-
-def _data_shape(path) -> tuple:
-    """The per-sample shape of DATA.npz's ``x`` (read from the .npy header, not the data)."""
-    import zipfile
-
-    import numpy as np
-    try:
-        with zipfile.ZipFile(path) as z, z.open("x.npy") as f:
-            version = np.lib.format.read_magic(f)
-            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape = read(f)[0]
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
-        raise ValueError(f"{path}: cannot read the shape of its x ({e}); pass --input-shape") from None
-    if len(shape) < 2:
-        raise ValueError(f"{path}: x has shape {shape}, not (N, ...) samples; pass --input-shape")
-    return tuple(int(d) for d in shape[1:])
-
-
-def _sequence_timesteps(args, q, x, ts):
-    """``ts`` for static samples; for a sequence (N, T, *input shape) its own [T], which
-    --timesteps may repeat but not contradict (sim.encode.run_timesteps, one rule)."""
-    from .ir import input_node
-    from .sim.encode import sequence_steps
-    T = sequence_steps(q.nodes[input_node(q)]["shape"], x)
-    if T is None:
-        return ts
-    if args.timesteps is not None and ts != [T]:
-        raise ValueError(f"--timesteps {args.timesteps}: {args.data} holds sequences of {T} steps per sample, which "
-                         f"set T; leave --timesteps out")
-    return [T]
-
-
-def _timesteps(text, default):
-    from .sim import check_timesteps
-    try:
-        ts = [default] if text is None else [int(t) for t in text.split(",")]  # "" is given: refused, not the default
-    except ValueError:
-        raise ValueError(f"--timesteps must be T or a comma list of T like 8,16,32, got {text!r}") from None
-    try:
-        return [check_timesteps(t) for t in ts]
-    except ValueError as e:
-        raise ValueError(f"--timesteps: {e}") from None
-
-
 def cmd_simulate(args) -> int:
     from . import artifact
     from .activity import activity_warnings, checked_rates
@@ -151,9 +91,9 @@ def cmd_simulate(args) -> int:
     if args.plot:  # before the sweep, not after it
         check_available("matplotlib", "--plot")
     q = artifact.load(args.artifact)
-    ts = _timesteps(args.timesteps, q.graph["snnc"].get("timesteps", 32))
-    x, y = _load_data_for(q, args.data, n_outputs=q.nodes[output_node(q)]["shape"][0], sequences=True)
-    ts = _sequence_timesteps(args, q, x, ts)
+    ts = timesteps_option(args.timesteps, q.graph["snnc"].get("timesteps", 32))
+    x, y = load_data_for(q, args.data, n_outputs=q.nodes[output_node(q)]["shape"][0], sequences=True)
+    ts = sequence_timesteps(args, q, x, ts)
     run = get_backend(args.backend)
     extra = {}
     if args.timeout is not None:
@@ -279,11 +219,11 @@ def cmd_check(args) -> int:
     if args.timeout is not None and "lava" not in backends:
         raise ValueError("--timeout applies to the lava backend only")
     q = artifact.load(args.artifact)
-    ts = _timesteps(args.timesteps, q.graph["snnc"].get("timesteps", 32))
+    ts = timesteps_option(args.timesteps, q.graph["snnc"].get("timesteps", 32))
     if len(ts) != 1:
         raise ValueError(f"check runs one T; got --timesteps {args.timesteps}")
-    x, _ = _load_data_for(q, args.data, n_outputs=q.nodes[output_node(q)]["shape"][0], sequences=True)
-    ts = _sequence_timesteps(args, q, x, ts)
+    x, _ = load_data_for(q, args.data, n_outputs=q.nodes[output_node(q)]["shape"][0], sequences=True)
+    ts = sequence_timesteps(args, q, x, ts)
     options = {b: {} for b in backends}
     if args.readout == "k-spikes":
         if args.k is None or args.k < 1:
@@ -317,8 +257,8 @@ def cmd_report(args) -> int:
     if args.samples < 1:
         raise ValueError(f"--samples must be >= 1, got {args.samples}")
     q = artifact.load(args.artifact)
-    ts = _timesteps(args.timesteps, q.graph["snnc"].get("timesteps", 32)) if args.timesteps is not None else None
-    x, y = _load_data_for(q, args.data, n_outputs=q.nodes[output_node(q)]["shape"][0])  # static: its ANN reads no frames
+    ts = timesteps_option(args.timesteps, q.graph["snnc"].get("timesteps", 32)) if args.timesteps is not None else None
+    x, y = load_data_for(q, args.data, n_outputs=q.nodes[output_node(q)]["shape"][0])  # static: its ANN reads no frames
     info = build_report(q, x, y, timesteps=ts, samples=args.samples, encoding=args.encoding, seed=args.seed,
                         artifact=args.artifact, data=args.data, progress=not args.no_progress and sys.stderr.isatty())
     outputs.add(args.output, render(info).encode())

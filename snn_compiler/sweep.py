@@ -164,7 +164,7 @@ def _loaded(artifact_path, data_path):
     key = (artifact_path, data_path)
     if key not in _CACHE:
         from . import artifact
-        from .commands import _load_data_for
+        from .run_inputs import load_data_for as _load_data_for
         from .ir import output_node
         q = artifact.load(artifact_path)
         x, y = _load_data_for(q, data_path, n_outputs=q.nodes[output_node(q)]["shape"][0])
