@@ -25,7 +25,8 @@ from ..ir import kernels
 from .plan import Plan
 from .readout import (READOUTS, MEMBRANE_READOUTS, OVER_TIME, Decisions, check_readout, check_record_steps,  # noqa: F401
                       fold_membrane, fold_start, readout_decisions, step_buffers)  # noqa: F401  (READOUTS: re-exported)
-from .encode import ENCODINGS, MAX_TIMESTEPS, check_gain, input_steps, run_timesteps, sequence_steps  # noqa: F401  (MAX_TIMESTEPS: re-exported)
+from .encode import ENCODINGS, MAX_TIMESTEPS, check_gain, input_steps  # noqa: F401  (MAX_TIMESTEPS: re-exported)
+from .timesteps import check_run_data
 
 MODES = ("int", "float")
 
@@ -275,7 +276,7 @@ def simulate(graph, x, *, mode="int", timesteps=None, encoding="constant", seed=
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     if encoding not in ENCODINGS:
         raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
-    x, timesteps, seq = _check_data(graph, x, timesteps, encoding)
+    x, timesteps, seq = check_run_data(tuple(graph.nodes[input_node(graph)]["shape"]), x, timesteps, encoding)
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
     if mode == "int" and not graph.graph.get("snnc", {}).get("quantized"):
@@ -383,20 +384,3 @@ def simulate(graph, x, *, mode="int", timesteps=None, encoding="constant", seed=
             n: np.concatenate([b[n] for b in steps]) if steps else step_buffers(graph, [n], 0, timesteps, readout, mode)[n]
             for n in record_steps},
     )
-
-
-def _check_data(graph, x, timesteps, encoding):
-    """(x, T, sequence): ``x`` a finite numeric array of static samples (N, *input shape) or a
-    sequence (N, T, *input shape), and the run's T (:func:`.encode.run_timesteps`), else a
-    one-line ValueError."""
-    shape = tuple(graph.nodes[input_node(graph)]["shape"])
-    x = np.asarray(x)
-    if x.size == 0 and x.ndim != len(shape) + 2:
-        x = x.reshape((0,) + shape)
-    if x.size and x.dtype.kind not in "biuf":
-        raise ValueError(f"input data must be numbers, got dtype {x.dtype}")
-    T = run_timesteps(shape, x, timesteps, encoding)
-    if x.dtype.kind == "f":
-        from ..data import check_values  # the one rule for data values, files and arrays alike
-        check_values("input data", x)
-    return x, T, sequence_steps(shape, x) is not None

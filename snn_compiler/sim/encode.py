@@ -362,8 +362,7 @@ def input_chunks(inp, x, timesteps: int, encoding: str = "constant", seed: int =
 
 
 def _is_sequence(inp, x) -> bool:
-    """The encoders' test, by the number of axes alone (the engines check whole shapes first,
-    :func:`sequence_steps`; the encoders themselves take any static sample shape)."""
+    """By the number of axes alone (the engines check whole shapes first: :func:`sequence_steps`)."""
     return np.ndim(x) == len(inp.shape) + 2
 
 

@@ -67,3 +67,18 @@ def check_sequence_encoding(encoding) -> None:
     if not isinstance(encoding, str) or encoding not in SEQUENCE_ENCODINGS:
         raise ValueError(f"encoding {encoding!r} cannot take a sequence, one frame per step (pso, burst and ch code "
                          f"one value over several steps); use one of {SEQUENCE_ENCODINGS}")
+
+
+def check_run_data(shape, x, timesteps, encoding):
+    """(x, T, sequence): ``x`` a finite numeric array of static samples (N, *shape) or a sequence
+    (N, T, *shape), and the run's T (:func:`run_timesteps`), else a one-line ValueError."""
+    x = np.asarray(x)
+    if x.size == 0 and x.ndim != len(shape) + 2:
+        x = x.reshape((0,) + tuple(shape))
+    if x.size and x.dtype.kind not in "biuf":
+        raise ValueError(f"input data must be numbers, got dtype {x.dtype}")
+    T = run_timesteps(shape, x, timesteps, encoding)
+    if x.dtype.kind == "f":
+        from ..data import check_values  # the one rule for data values, files and arrays alike
+        check_values("input data", x)
+    return x, T, sequence_steps(shape, x) is not None
