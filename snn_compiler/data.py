@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import io
 import os
-import zipfile
-import zlib
 
 import numpy as np
 
@@ -112,20 +110,13 @@ def _in_layout(path, x, shape, layout, notes):
 def _read_npz(path):
     """(x, y or None) of DATA.npz, each member's declared shape and size checked (against the zip's
     sizes and :data:`MAX_ARRAY_BYTES`) before anything is inflated."""
+    numeric_x = lambda declared: "x" not in declared or declared["x"][1].kind in "fiub"  # noqa: E731  (else refused by dtype, below)
     try:
-        with zipfile.ZipFile(path) as z:
-            members = {i.filename[:-4] if i.filename.endswith(".npy") else i.filename: i for i in z.infolist()}
-            if "x" not in members:
-                raise DataError(f"{path}: no array 'x' (found: {', '.join(members) or 'none'})")
-            wanted = [k for k in ("x", "y") if k in members]
-            declared = {k: zipped.header(z, members[k], f"{path}: '{k}'") for k in wanted}
-            if declared["x"][1].kind in "fiub":   # a non-numeric x is refused by its dtype, below
-                zipped.check_budget(declared, path, "the data")
-            arrays = {k: zipped.read(z, members[k], f"{path}: '{k}'") for k in wanted}
+        arrays, members = zipped.read_npz(path, ("x", "y"), ".npz data file", "the data", numeric_x)
     except zipped.ZipArrayError as e:
         raise DataError(str(e)) from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
-        raise DataError(f"{path}: not a readable .npz data file ({_one_line(e)})") from None
+    if "x" not in arrays:
+        raise DataError(f"{path}: no array 'x' (found: {', '.join(members) or 'none'})")
     return arrays["x"], arrays.get("y")
 
 

@@ -23,8 +23,6 @@ bin-events`` stores the counts in the narrowest unsigned integer type that holds
 from __future__ import annotations
 
 import io
-import zipfile
-import zlib
 
 import numpy as np
 
@@ -115,16 +113,9 @@ def save_events(streams, sensor_size, labels=None) -> bytes:
 def read_events(path):
     """(streams as dicts of the four fields, sensor (W, H), labels or None) of EVENTS.npz."""
     try:  # the data files' guarded reader: shapes and sizes checked before anything is inflated
-        with zipfile.ZipFile(path) as z:
-            members = {i.filename[:-4] if i.filename.endswith(".npy") else i.filename: i for i in z.infolist()}
-            wanted = [k for k in FIELDS + ("offsets", "sensor_size", "labels") if k in members]
-            declared = {k: zipped.header(z, members[k], f"{path}: '{k}'") for k in wanted}
-            zipped.check_budget(declared, path, "the events")
-            arrays = {k: zipped.read(z, members[k], f"{path}: '{k}'") for k in wanted}
+        arrays, _ = zipped.read_npz(path, FIELDS + ("offsets", "sensor_size", "labels"), "EVENTS.npz", "the events")
     except zipped.ZipArrayError as e:
         raise EventError(str(e)) from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
-        raise EventError(f"{path}: not a readable EVENTS.npz ({' '.join(str(e).split()) or type(e).__name__})") from None
     for key in FIELDS + ("sensor_size",):
         if key not in arrays:
             raise EventError(f"{path}: no array {key!r} (EVENTS.npz holds x, y, t, p, sensor_size and "

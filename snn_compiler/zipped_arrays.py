@@ -104,3 +104,22 @@ def read(z: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -> np.ndarray:
                             "altered") from None
     except (ValueError, OSError, NotImplementedError) as e:
         raise ZipArrayError(f"{where} is not a readable .npy array ({_one_line(e)})") from None
+
+
+def read_npz(path, keys, readable_as: str, budget_as: str, budget_applies=None):
+    """({key: array} for the ``keys`` the .npz at ``path`` holds, the names of all its members):
+    every wanted member's header checked against its zip size and all of them against the budget
+    (``budget_applies(declared)`` may waive it) before anything is inflated. Any failure is a
+    ZipArrayError naming the file (``readable_as``: what a readable one is called)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            members = {i.filename[:-4] if i.filename.endswith(".npy") else i.filename: i for i in z.infolist()}
+            wanted = [k for k in keys if k in members]
+            declared = {k: header(z, members[k], f"{path}: '{k}'") for k in wanted}
+            if budget_applies is None or budget_applies(declared):
+                check_budget(declared, path, budget_as)
+            return {k: read(z, members[k], f"{path}: '{k}'") for k in wanted}, list(members)
+    except ZipArrayError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise ZipArrayError(f"{path}: not a readable {readable_as} ({_one_line(e)})") from None
