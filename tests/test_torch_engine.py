@@ -10,7 +10,7 @@ from snn_compiler.compile import compile_model  # noqa: E402
 from snn_compiler.config import CompileConfig  # noqa: E402
 from snn_compiler.ir import neuron as N  # noqa: E402
 from snn_compiler.ir import ops as O  # noqa: E402
-from snn_compiler.sim import emulator, plan, readout, torch_engine  # noqa: E402
+from snn_compiler.sim import emulator, plan, readout, torch_ann, torch_engine  # noqa: E402
 from snn_compiler.sim.emulator import simulate  # noqa: E402
 from snn_compiler.sim.encode import ENCODINGS, SEQUENCE_ENCODINGS, input_gain  # noqa: E402
 
@@ -231,7 +231,7 @@ def test_ann_reading_matches_numpy_within_float32(which):
     keep = list(g)
     clip = [n for n in g if O.is_hidden_neuron(g.nodes[n]["op"])][:1]
     ref = list(emulator.iter_ann(g, x, keep=keep, batch_size=4, clip=clip))
-    got = list(torch_engine.iter_ann(g, x, keep=keep, batch_size=4, clip=clip))
+    got = list(torch_ann.iter_ann(g, x, keep=keep, batch_size=4, clip=clip))
     assert len(ref) == len(got) == 3
     for r, t in zip(ref, got):
         assert r.keys() == t.keys()
@@ -261,20 +261,20 @@ def test_calibration_through_torch_matches_numpy(monkeypatch, norm):
     verify(g)
     x = rng.normal(size=(40, 3, 8, 8))
     scales, calls = {}, []
-    read = torch_engine.iter_ann
-    monkeypatch.setattr(torch_engine, "iter_ann", lambda *a, **kw: calls.append(1) or read(*a, **kw))
+    read = torch_ann.iter_ann
+    monkeypatch.setattr(torch_ann, "iter_ann", lambda *a, **kw: calls.append(1) or read(*a, **kw))
     for engine in ("numpy", "torch"):
-        monkeypatch.setenv(torch_engine.CALIBRATION_ENV, engine)
-        assert torch_engine.calibration_engine() == engine
+        monkeypatch.setenv(torch_ann.CALIBRATION_ENV, engine)
+        assert torch_ann.calibration_engine() == engine
         q = compile_model(g, CompileConfig(bits=8, calibration=x, norm=norm))
         assert len(calls) == (engine == "torch"), engine
         scales[engine] = {n: q.nodes[n]["op"].scale for n in q if isinstance(q.nodes[n]["op"], O.Neuron)}
     assert scales["numpy"].keys() == scales["torch"].keys() and len(scales["numpy"]) >= 3
     for n, lam in scales["numpy"].items():
         assert scales["torch"][n] == pytest.approx(lam, rel=1e-4), n
-    monkeypatch.setenv(torch_engine.CALIBRATION_ENV, "gpu")
-    with pytest.raises(ValueError, match=torch_engine.CALIBRATION_ENV):
-        torch_engine.calibration_engine()
+    monkeypatch.setenv(torch_ann.CALIBRATION_ENV, "gpu")
+    with pytest.raises(ValueError, match=torch_ann.CALIBRATION_ENV):
+        torch_ann.calibration_engine()
 
 
 def test_cli_simulate_engine_torch(tmp_path, capsys):

@@ -2,7 +2,7 @@
 the numpy engine multiplies with, exact on integers.
 
 A reading is written once, in each op's ``ann(xs, k)``, against a namespace ``k`` of array
-functions: this module (numpy, float64) or ``sim.torch_engine.TorchKernels`` (torch, any device),
+functions: this module (numpy, float64) or ``sim.torch_ann.TorchKernels`` (torch, any device),
 so a new op needs one ``ann`` and, if it uses a new array function, that function in both.
 
 Integer operands are multiplied in floating point through BLAS: every product and partial sum of
@@ -69,7 +69,7 @@ def avg_pool2d(x, kernel, stride, padding=(0, 0)):
     return win.mean(axis=(4, 5))
 
 
-# ---- the rest of the array namespace every op's ``ann`` reads (torch_engine.TorchKernels is the other)
+# ---- the rest of the array namespace every op's ``ann`` reads (torch_ann.TorchKernels is the other)
 
 def max_pool2d(x, kernel, stride, padding=(0, 0), dilation=(1, 1)):
     """torch's max_pool2d: padding counts as -inf."""

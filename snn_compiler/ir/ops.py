@@ -23,6 +23,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 from . import kernels
+from .routing import ROUTING_KINDS
 from .registers import signed_max, unsigned_max
 from .neuron import IF, LIF, Neuron, Output  # noqa: F401  (re-exported: ops.IF(), ops.Neuron ...)
 
@@ -236,7 +237,7 @@ class Add:
         return sum(xs[1:], xs[0])
 
 
-OP_KINDS = (Input, Dense, Conv2d, AvgPool2d, AdaptiveAvgPool2d, MaxPool2d, BatchNorm, Affine, Flatten, Add, Neuron)
+OP_KINDS = (Input, Dense, Conv2d, AvgPool2d, AdaptiveAvgPool2d, MaxPool2d, BatchNorm, Affine, Flatten, Add, Neuron) + ROUTING_KINDS
 WEIGHTED = (Dense, Conv2d)
 NEURONS = (Neuron,)
 

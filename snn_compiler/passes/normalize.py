@@ -53,7 +53,7 @@ from ..config import parse_norm
 from ..progress import bar
 from ..ir import input_node, op_of, topo_order
 from ..ir import ops as O
-from ..sim import torch_engine
+from ..sim import torch_ann
 from ..sim.emulator import iter_ann
 from ..ir.layers import incoming, neuron_layers, source_of
 from . import datafree
@@ -99,8 +99,8 @@ def _activation_scales(graph, layers, config, out, norm, factors):
     chunks = {n: [] for n in layers}
     progress = bar(len(config.calibration), "calibrate", enabled=config.progress)
     # the ANN reading through torch where it is installed (float32, the same scales to 1e-4; see
-    # sim/torch_engine.py), else numpy's; $SNNC_CALIBRATION_ENGINE forces one
-    read = torch_engine.iter_ann if torch_engine.calibration_engine() == "torch" else iter_ann
+    # sim/torch_ann.py), else numpy's; $SNNC_CALIBRATION_ENGINE forces one
+    read = torch_ann.iter_ann if torch_ann.calibration_engine() == "torch" else iter_ann
     for acts in read(graph, config.calibration, keep=layers, batch_size=CALIBRATION_BATCH):
         for n in layers:
             a = acts[n] if n != out else np.maximum(acts[n], 0.0)  # the output scale sizes its positive range

@@ -1,15 +1,8 @@
-"""The graph in torch: its ANN reading (calibration) and the bit-exact integer SNN on CPU or CUDA.
+"""The graph in torch: the bit-exact integer SNN on CPU or CUDA.
 
 torch is imported lazily (the core runs without it: the Lava environment has none).
 
-**ANN reading** (:func:`iter_ann`): the same values as :func:`.emulator.iter_ann`, computed in
-float32 (:data:`ANN_DTYPE`) with torch's kernels, batched. Against the float64 numpy reading each
-value differs by float32 rounding and summation order only: |torch - numpy| <= 1e-4 * (1 + max|a|)
-per layer (tests/test_torch_engine.py), and the calibration scales lambda agree to a relative
-1e-4 (normalize keeps activations as float32 either way). (A QCFS staircase, computed in float64
-from float32 inputs, may put a value lying within float32 rounding of a step edge on the other
-step: a percentile over many values does not notice.) normalize uses it when torch is
-importable; ``SNNC_CALIBRATION_ENGINE=numpy`` (or ``torch``) in the environment forces a path.
+The ANN reading in torch (calibration) is :mod:`.torch_ann`.
 
 **Integer SNN** (``simulate(..., engine="torch", device=...)``, :func:`run_batch`): the numpy
 engine's step-by-step schedule (:func:`.emulator._run_batch`: logical step t through the whole
@@ -44,21 +37,15 @@ benchmarks/resnet18_sim.py).
 from __future__ import annotations
 
 import contextlib
-import os
 
 import numpy as np
 
-from ..ir import inputs_of, op_of, topo_order
 from ..ir import neuron as N
 from ..ir import ops as O
 from ..ir.layers import input_range, sum_abs_bound
 from ..ir.registers import INT32_MAX
 from .encode import input_steps
 from .readout import MEMBRANE_READOUTS, OVER_TIME, fold_membrane, fold_start
-
-ANN_DTYPE = "float32"
-CALIBRATION_ENV = "SNNC_CALIBRATION_ENGINE"   # auto (default) | torch | numpy
-
 
 def _torch():
     import torch
@@ -73,17 +60,6 @@ def available() -> bool:
     return True
 
 
-def calibration_engine() -> str:
-    """``torch`` or ``numpy``: what normalize reads the ANN with (``$SNNC_CALIBRATION_ENGINE``:
-    auto, the default, takes torch when it is importable)."""
-    want = os.environ.get(CALIBRATION_ENV, "auto").strip().lower() or "auto"
-    if want not in ("auto", "torch", "numpy"):
-        raise ValueError(f"{CALIBRATION_ENV} must be auto, torch or numpy, got {want!r}")
-    if want == "torch" and not available():
-        raise ValueError(f"{CALIBRATION_ENV}=torch but torch is not installed")
-    return "numpy" if want == "numpy" or not available() else "torch"
-
-
 def device_of(device):
     """A torch.device from ``cpu``, ``cuda`` or ``cuda:N`` (None: cpu); a one-line ValueError else."""
     torch = _torch()
@@ -96,80 +72,6 @@ def device_of(device):
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device cuda: no CUDA GPU is available to torch here; use --device cpu")
     return dev
-
-
-# ---- ANN reading -------------------------------------------------------------------------------
-
-class TorchKernels:
-    """The array namespace of the ops' ``ann`` readings (ir/kernels.py is numpy's) in torch, on one
-    device and dtype; parameters become tensors once per graph (kept by the arrays' identity)."""
-
-    def __init__(self, dtype, dev):
-        self.torch, self.F = _torch(), _torch().nn.functional
-        self.dtype, self.dev, self._consts = dtype, dev, {}
-
-    def const(self, a):
-        key = id(a)
-        if key not in self._consts:  # the array is kept too, so its id cannot be reused meanwhile
-            t = self.torch.as_tensor(np.asarray(a, np.float64), dtype=self.dtype, device=self.dev)
-            self._consts[key] = (a, t)
-        return self._consts[key][1]
-
-    def dense(self, x, w):
-        return self.F.linear(x, w)
-
-    def conv2d(self, x, w, stride, padding, dilation, groups):
-        return self.F.conv2d(x, w, stride=tuple(stride), padding=tuple(padding), dilation=tuple(dilation),
-                             groups=groups)
-
-    def avg_pool2d(self, x, kernel, stride, padding=(0, 0)):
-        return self.F.avg_pool2d(x, tuple(kernel), tuple(stride), tuple(padding), count_include_pad=True)
-
-    def adaptive_avg_pool2d(self, x, output_size):
-        return self.F.adaptive_avg_pool2d(x, tuple(output_size))
-
-    def max_pool2d(self, x, kernel, stride, padding=(0, 0), dilation=(1, 1)):
-        return self.F.max_pool2d(x, tuple(kernel), tuple(stride), tuple(padding), tuple(dilation))
-
-    def relu(self, x):
-        return self.torch.relu(x)
-
-    def in_float64(self, fn, x):
-        return fn(x.double()).to(x.dtype)
-
-
-def iter_ann(graph, x, keep=(), batch_size=256, clip=(), device=None, dtype=ANN_DTYPE):
-    """:func:`.emulator.iter_ann` in torch: per batch ``{node: activation}`` (numpy arrays of
-    ``dtype``) for the nodes in ``keep`` plus the Output node; tolerance in the module docstring."""
-    torch = _torch()
-    dev = device_of(device)
-    tdtype = getattr(torch, dtype)
-    order = topo_order(graph)
-    keep, clip = set(keep), set(clip)
-    ops = {n: op_of(graph, n) for n in order}
-    srcs = {n: inputs_of(graph, n) for n in order}
-    k = TorchKernels(tdtype, dev)
-    wanted = {n for n in order if n in keep or O.is_readout(ops[n])}
-    with torch.inference_mode():
-        for start in range(0, len(x), batch_size):
-            left = {n: graph.out_degree(n) for n in order}
-            vals, got = {}, {}
-            for n in order:
-                op = ops[n]
-                if isinstance(op, O.Input):
-                    xb = torch.as_tensor(np.asarray(x[start:start + batch_size], np.float64)).to(dev, tdtype)
-                    vals[n] = xb / op.scale if op.scale else xb
-                else:
-                    vals[n] = op.ann([vals[p] for p in srcs[n]], k)
-                    if n in clip:
-                        vals[n] = torch.clamp(vals[n], max=1.0)
-                    for p in srcs[n]:  # free an activation once its last consumer has read it
-                        left[p] -= 1
-                        if left[p] == 0 and p not in wanted:
-                            del vals[p]
-                if n in wanted:
-                    got[n] = vals[n].cpu().numpy()
-            yield got
 
 
 # ---- integer SNN -------------------------------------------------------------------------------

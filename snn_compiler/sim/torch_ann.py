@@ -1,0 +1,106 @@
+"""The graph's ANN reading in torch: what normalize calibrates with when torch is importable.
+
+The ANN reading (:func:`iter_ann`): the same values as :func:`.emulator.iter_ann`, computed in
+float32 (:data:`ANN_DTYPE`) with torch's kernels, batched. Against the float64 numpy reading each
+value differs by float32 rounding and summation order only: |torch - numpy| <= 1e-4 * (1 + max|a|)
+per layer (tests/test_torch_engine.py), and the calibration scales lambda agree to a relative
+1e-4 (normalize keeps activations as float32 either way). (A QCFS staircase, computed in float64
+from float32 inputs, may put a value lying within float32 rounding of a step edge on the other
+step: a percentile over many values does not notice.) normalize uses it when torch is
+importable; ``SNNC_CALIBRATION_ENGINE=numpy`` (or ``torch``) in the environment forces a path.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ..ir import inputs_of, op_of, topo_order
+from ..ir import ops as O
+from .torch_engine import _torch, available, device_of
+
+ANN_DTYPE = "float32"
+CALIBRATION_ENV = "SNNC_CALIBRATION_ENGINE"   # auto (default) | torch | numpy
+
+
+def calibration_engine() -> str:
+    """``torch`` or ``numpy``: what normalize reads the ANN with (``$SNNC_CALIBRATION_ENGINE``:
+    auto, the default, takes torch when it is importable)."""
+    want = os.environ.get(CALIBRATION_ENV, "auto").strip().lower() or "auto"
+    if want not in ("auto", "torch", "numpy"):
+        raise ValueError(f"{CALIBRATION_ENV} must be auto, torch or numpy, got {want!r}")
+    if want == "torch" and not available():
+        raise ValueError(f"{CALIBRATION_ENV}=torch but torch is not installed")
+    return "numpy" if want == "numpy" or not available() else "torch"
+
+
+class TorchKernels:
+    """The array namespace of the ops' ``ann`` readings (ir/kernels.py is numpy's) in torch, on one
+    device and dtype; parameters become tensors once per graph (kept by the arrays' identity)."""
+
+    def __init__(self, dtype, dev):
+        self.torch, self.F = _torch(), _torch().nn.functional
+        self.dtype, self.dev, self._consts = dtype, dev, {}
+
+    def const(self, a):
+        key = id(a)
+        if key not in self._consts:  # the array is kept too, so its id cannot be reused meanwhile
+            t = self.torch.as_tensor(np.asarray(a, np.float64), dtype=self.dtype, device=self.dev)
+            self._consts[key] = (a, t)
+        return self._consts[key][1]
+
+    def dense(self, x, w):
+        return self.F.linear(x, w)
+
+    def conv2d(self, x, w, stride, padding, dilation, groups):
+        return self.F.conv2d(x, w, stride=tuple(stride), padding=tuple(padding), dilation=tuple(dilation),
+                             groups=groups)
+
+    def avg_pool2d(self, x, kernel, stride, padding=(0, 0)):
+        return self.F.avg_pool2d(x, tuple(kernel), tuple(stride), tuple(padding), count_include_pad=True)
+
+    def adaptive_avg_pool2d(self, x, output_size):
+        return self.F.adaptive_avg_pool2d(x, tuple(output_size))
+
+    def max_pool2d(self, x, kernel, stride, padding=(0, 0), dilation=(1, 1)):
+        return self.F.max_pool2d(x, tuple(kernel), tuple(stride), tuple(padding), tuple(dilation))
+
+    def relu(self, x):
+        return self.torch.relu(x)
+
+    def in_float64(self, fn, x):
+        return fn(x.double()).to(x.dtype)
+
+
+def iter_ann(graph, x, keep=(), batch_size=256, clip=(), device=None, dtype=ANN_DTYPE):
+    """:func:`.emulator.iter_ann` in torch: per batch ``{node: activation}`` (numpy arrays of
+    ``dtype``) for the nodes in ``keep`` plus the Output node; tolerance in the module docstring."""
+    torch = _torch()
+    dev = device_of(device)
+    tdtype = getattr(torch, dtype)
+    order = topo_order(graph)
+    keep, clip = set(keep), set(clip)
+    ops = {n: op_of(graph, n) for n in order}
+    srcs = {n: inputs_of(graph, n) for n in order}
+    k = TorchKernels(tdtype, dev)
+    wanted = {n for n in order if n in keep or O.is_readout(ops[n])}
+    with torch.inference_mode():
+        for start in range(0, len(x), batch_size):
+            left = {n: graph.out_degree(n) for n in order}
+            vals, got = {}, {}
+            for n in order:
+                op = ops[n]
+                if isinstance(op, O.Input):
+                    xb = torch.as_tensor(np.asarray(x[start:start + batch_size], np.float64)).to(dev, tdtype)
+                    vals[n] = xb / op.scale if op.scale else xb
+                else:
+                    vals[n] = op.ann([vals[p] for p in srcs[n]], k)
+                    if n in clip:
+                        vals[n] = torch.clamp(vals[n], max=1.0)
+                    for p in srcs[n]:  # free an activation once its last consumer has read it
+                        left[p] -= 1
+                        if left[p] == 0 and p not in wanted:
+                            del vals[p]
+                if n in wanted:
+                    got[n] = vals[n].cpu().numpy()
+            yield got
