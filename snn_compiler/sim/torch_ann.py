@@ -68,6 +68,9 @@ class TorchKernels:
     def relu(self, x):
         return self.torch.relu(x)
 
+    def concat(self, xs):
+        return self.torch.cat(list(xs), dim=1)
+
     def in_float64(self, fn, x):
         return fn(x.double()).to(x.dtype)
 
