@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import origins
 from .ir import op_of, topo_order
 from .ir import ops as O
 
@@ -34,6 +35,9 @@ def _decays(op, rounding, current) -> dict:
 def _layer_row(graph, n):
     op, meta = op_of(graph, n), graph.graph.get("snnc", {})
     row = {"name": n, "op": O.kind(op), "shape": list(graph.nodes[n]["shape"])}
+    module = origins.label(graph, n)   # the user's layer this node lowers: "features.3 (MaxPool2d)"
+    if module:
+        row["module"] = module
     if isinstance(op, O.WEIGHTED):
         row["weight_bits"] = meta.get("bits")
         if op.weight_int is not None:
@@ -83,7 +87,7 @@ def _fmt(v):
 _shape = lambda v: "x".join(map(str, v))
 _range = lambda v: f"[{v[0]}, {v[1]}]"
 _exp = lambda v: f"<<{v}" if v else ""
-COLUMNS = [("name", "layer", _fmt), ("op", "op", _fmt), ("shape", "shape", _shape), ("weight_bits", "w bits", _fmt),
+COLUMNS = [("name", "layer", _fmt), ("module", "from module", _fmt), ("op", "op", _fmt), ("shape", "shape", _shape), ("weight_bits", "w bits", _fmt),
            ("weight_range", "w range", _range), ("weight_exp", "w exp", _exp), ("scale", "scale", _fmt), ("threshold", "threshold", _fmt),
            ("expected_rate", "exp. rate", _fmt), ("decay", "decay /4096", _fmt),
            ("current_range", "current range", _range)]

@@ -14,7 +14,7 @@ from typing import NoReturn, Optional
 import networkx as nx
 import numpy as np
 
-from .. import ir
+from .. import ir, origins
 from ..ir import ops as O
 from .errors import FrontendError
 
@@ -76,6 +76,10 @@ class Lowering:
     def base_name(self) -> str:
         raise NotImplementedError
 
+    def origin(self):
+        """(path, kind) of the user's layer being lowered, for :mod:`snn_compiler.origins`; None: unknown."""
+        return None
+
     def fail(self, msg: str) -> NoReturn:
         raise FrontendError(f"{self.label()}: {msg}")
 
@@ -119,6 +123,9 @@ class Lowering:
             self.fail(str(e))
         ir.add_op(self.g, name, op, in_names)
         self.shapes[name] = tuple(int(s) for s in shape)
+        where = self.origin()
+        if where is not None:
+            origins.record(self.g, name, *where)
         return Act(name)
 
 

@@ -10,6 +10,7 @@ import warnings
 
 import numpy as np
 
+from .. import origins
 from ..activity import activity_warnings
 from ..ir import op_of, topo_order
 from ..ir import ops as O
@@ -32,7 +33,8 @@ def raster(graph, x1, T, layers, encoding="constant", seed=0) -> dict:
     for n in layers:
         s = trace[n].reshape(T, -1)                       # (T, neurons) of the one sample
         top = np.argsort(-s.sum(axis=0), kind="stable")[:RASTER_NEURONS]
-        out.append({"name": n, "neurons": [int(i) for i in top], "spikes": [s[:, i] for i in top]})
+        out.append({"name": n, "module": origins.label(graph, n), "neurons": [int(i) for i in top],
+                    "spikes": [s[:, i] for i in top]})
     return {"T": T, "layers": out}
 
 
@@ -79,6 +81,7 @@ def build_report(graph, x, y=None, *, timesteps=None, samples=500, encoding="con
     stats["activity"] = analysis.neuron_activity(counts, T)
     from ..summary import layer_table, summary
     return {"artifact": str(artifact), "data": str(data), "samples": len(x), "labelled": labelled,
+            "modules": origins.labels(graph, list(graph)),   # IR name -> the user's layer it lowers
             "layer_table": layer_table(summary(graph)),
             "summary": (f"{meta.get('bits')}-bit weights, target {meta.get('target')}, reset {meta.get('reset')}, "
                         f"T = {T}" + ("" if labelled else "; no labels: accuracy is agreement with the ANN")),

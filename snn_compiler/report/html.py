@@ -130,7 +130,7 @@ def fig_raster(raster) -> str:
             ax.scatter(t, np.full(len(t), row), marker="|", s=40, color=f"C{len(ticks) % 10}")
             row += 1
         ticks.append(row - len(layer["neurons"]) / 2 - 0.5)
-        labels.append(layer["name"])
+        labels.append(layer["name"] + (f"\n{layer['module']}" if layer.get("module") else ""))
         ax.axhline(row - 0.5, color="#ddd", lw=0.8)
     ax.set(yticks=ticks, yticklabels=labels, xlabel="timestep", xlim=(-0.5, raster["T"] - 0.5),
            title=f"Spikes of a few neurons per layer (sample {raster['sample']})")
@@ -150,11 +150,16 @@ def fig_cores(cores) -> str:
     return _png(fig)
 
 
+def _from(mods, n) -> str:
+    return f", from {mods[n]}" if n in mods else ""
+
+
 def render(info: dict) -> str:
     s, st, e = info["sweep"], info["stats"], info["energy"]
     names = list(st["layers"])
     worst = names.index(st["worst_layer"]) if st["worst_layer"] in names else -1
     causes = st["causes"]
+    mods = info.get("modules", {})   # IR name -> the user's module ("features.3 (MaxPool2d)")
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>snnc report: {html.escape(info['artifact'])}"
              f"</title><style>{CSS}</style></head><body>",
              f"<h1>Conversion report: {html.escape(info['artifact'])}</h1>",
@@ -172,12 +177,13 @@ def render(info: dict) -> str:
                     [["clipping at the threshold", causes["clipping"], "ANN - ANN with activations clipped at 1"],
                      ["too few timesteps", causes["timesteps"], "clipped ANN - float SNN"],
                      ["quantization", causes["quantization"], "float SNN - integer SNN"]]),
-             f"<p>The layer that introduces most rate error: <b>{html.escape(str(st['worst_layer']))}</b> "
+             f"<p>The layer that introduces most rate error: <b>{html.escape(str(st['worst_layer']))}</b>"
+             f"{html.escape(_from(mods, st['worst_layer']))} "
              f"(highlighted below; the first silent or saturated layer, if any).</p>",
-             _table(["layer", "neurons", "corr(rate, ANN)", "clipped", "timestep err", "quant. err", "rate",
+             _table(["layer", "from module", "neurons", "corr(rate, ANN)", "clipped", "timestep err", "quant. err", "rate",
                      "expected rate", "activity", "dead neurons", "saturated neurons", "clip-only loss (pt)",
                      "introduced err"],
-                    [[n, L["neurons"], L["correlation"], L["clipped"], L["timestep_error"], L["quantization_error"],
+                    [[n, mods.get(n, "-"), L["neurons"], L["correlation"], L["clipped"], L["timestep_error"], L["quantization_error"],
                       L["rate"], L["expected_rate"], L.get("activity") or "ok", st["activity"][n]["dead"],
                       st["activity"][n]["saturated"], L["clip_loss"], L["introduced_error"]]
                      for n, L in st["layers"].items()], marked=[worst]),

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from ... import ir
+from ... import ir, origins
 from ...ir import ops as O
 from ..lowering import refuse_non_finite
 from ..unconverted import why_keras
@@ -46,6 +46,8 @@ class _Lower:
         except ValueError as e:
             self.fail(str(e))
         ir.add_op(self.g, name, op, [self.cur] if self.cur is not None else [])
+        if hasattr(self.layer, "cls"):  # a Keras layer (not "the input"): its name and class, for reports
+            origins.record(self.g, name, self.layer.name, self.layer.cls)
         self.cur, self.shape = name, tuple(int(d) for d in shape)
 
     # -- helpers

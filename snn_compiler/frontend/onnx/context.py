@@ -85,6 +85,10 @@ class OnnxLowering(Lowering):
     def base_name(self) -> str:
         return _base_name(self.node, self.index)
 
+    def origin(self) -> tuple:
+        """The ONNX node's own name (``#<index>`` when it has none) and op type."""
+        return self.node.name or f"#{self.index}", self.node.op_type
+
 
 def _base_name(node, index) -> str:
     """A readable IR node name from the node's scope path: torch's exporter names a node

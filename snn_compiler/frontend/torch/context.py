@@ -64,6 +64,21 @@ def _base_name(node) -> str:
 _FX_SUFFIX = re.compile(r"(_+\d*)+$")
 
 
+def _origin(node) -> tuple:
+    """(module path, kind) for :mod:`snn_compiler.origins`: a torch.nn leaf module's class
+    (``features.3``, ``MaxPool2d``), else the op and the module whose forward calls it."""
+    op = _FX_SUFFIX.sub("", node.name) or node.name
+    stack = module_stack(node)
+    inner = [(p, t) for p, t in stack if p]
+    if not inner:
+        top = stack[0][1].rpartition(".")[2] + ".forward" if stack else "forward"
+        return top, op
+    path, t = inner[-1]
+    if t.startswith("torch.nn.modules.") and ".container." not in t:
+        return path, t.rpartition(".")[2]
+    return path, f"{op} in {t.rpartition('.')[2]}"
+
+
 def _op_name(target) -> str:
     return str(target) if isinstance(target, torch._ops.OpOverload) else getattr(target, "__name__", str(target))
 
@@ -82,6 +97,9 @@ class Lowering(BaseLowering):
 
     def base_name(self) -> str:
         return _base_name(self.node)
+
+    def origin(self) -> tuple:
+        return _origin(self.node)
 
     # -- values
     def value(self, a):
