@@ -2,7 +2,7 @@
 
 The core needs numpy, networkx, pyyaml, tqdm and numba; everything else comes with an extra
 (pyproject.toml): ``torch``, ``plot`` (matplotlib), ``interop`` (onnx, nir, h5py), ``demo``
-(scikit-learn, matplotlib), ``all``. A missing package is named with the extra that brings it
+(scikit-learn, matplotlib), ``ray`` (``--ray``: runs on a Ray cluster), ``all``. A missing package is named with the extra that brings it
 and with everything else that extra brings, so one install fixes the command.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ import importlib
 import importlib.util
 
 EXTRA_OF = {"torch": "torch", "matplotlib": "plot", "onnx": "interop", "nir": "interop", "h5py": "interop",
-            "sklearn": "demo"}
+            "sklearn": "demo", "ray": "ray"}
 PIP_NAME = {"sklearn": "scikit-learn"}
 
 
