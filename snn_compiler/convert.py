@@ -6,6 +6,7 @@
     snn.classify(x)           # (N,) predicted classes
     snn.accuracy(x, y)        # fraction correct
     snn.save("net.snnc")      # the artifact `snnc simulate` / `snnc inspect` read
+    snn.run(x, progress=False)  # runs draw a progress bar when stderr is a terminal; False: never
     snn                       # a readable per-layer summary; snn.graph is the compiled IR
 
 ``model``: an ``nn.Module`` or a model file (as ``snnc compile`` reads it); numpy arrays and
@@ -29,6 +30,7 @@ import numpy as np
 from . import artifact
 from .compile import compile_model
 from .config import CompileConfig
+from .progress import wanted as progress_wanted
 from .sim.emulator import simulate
 
 
@@ -38,11 +40,19 @@ def _numpy(x) -> np.ndarray:
     return np.asarray(x)
 
 
+_BARS = ("reference", "float", "lava")   # the built-in backends that draw a progress bar
+
+
 class SNN:
     """A compiled integer SNN and the settings it runs with (see the module docstring)."""
 
-    def __init__(self, graph, timesteps: int = 16, readout: str = "membrane", engine: str = "auto"):
+    def __init__(self, graph, timesteps: int = 16, readout: str = "membrane", engine: str = "auto",
+                 progress: Optional[bool] = None):
         self.graph, self.timesteps, self.readout, self.engine = graph, timesteps, readout, engine
+        # None: a progress bar on runs when stderr is a terminal; True/False: always/never (see
+        # progress.wanted); each call's progress= overrides it
+        progress_wanted(progress)
+        self.progress = progress
 
     @classmethod
     def load(cls, path, **kw) -> "SNN":
@@ -58,19 +68,23 @@ class SNN:
         # None means "the SNN's own" (a sequence's own T); any value given (0 included) goes to the
         # run, which checks it (and refuses one that contradicts a sequence's T)
         x = _numpy(x)
+        asked = kw.pop("progress", None)
+        show = progress_wanted(self.progress if asked is None else asked)
         if timesteps is None and not self._is_sequence(x):
             timesteps = self.timesteps
         common = dict(timesteps=timesteps,
                       encoding=self.encoding if encoding is None else encoding, readout=readout)
         if backend is None:
             return simulate(self.graph, x, mode=mode, engine=self.engine if mode == "int" else "auto",
-                            **common, **kw)
+                            progress=show, **common, **kw)
         if mode != "int":
             raise ValueError(f"give backend= or mode=, not both (backend {backend!r}, mode {mode!r})")
         from .targets import get_backend
         run = get_backend(backend)  # an unknown name is refused, listing the available ones
         if backend == "reference":
             kw.setdefault("engine", self.engine)
+        if backend in _BARS:   # a plugin's backend may not take progress=
+            kw["progress"] = show
         return run(self.graph, x, **common, **kw)
 
     def _is_sequence(self, x) -> bool:
@@ -110,7 +124,8 @@ class SNN:
 
 def convert(model, calibration_data=None, *, timesteps: Optional[int] = None, percentile: Optional[float] = 99.9,
             norm: Optional[str] = None, bits: Optional[int] = None, target: str = "reference",
-            scale_factors=None, input_shape=None, readout: Optional[str] = None, **options) -> SNN:
+            scale_factors=None, input_shape=None, readout: Optional[str] = None, progress: Optional[bool] = None,
+            **options) -> SNN:
     """Compile ``model`` into an :class:`SNN` (see the module docstring).
 
     ``timesteps`` and ``readout`` default to the model's ``num_timesteps`` and ``snn_readout``
@@ -122,6 +137,8 @@ def convert(model, calibration_data=None, *, timesteps: Optional[int] = None, pe
     ``options``: a model file's load options (``dt`` and ``discretization`` for a NIR file,
     ``allow_pickle``, ``trust_code``: :func:`snn_compiler.frontend.load_file`), else any other
     :class:`CompileConfig` field (``reset``, ``v_init``, ``input_bits``, ``profile``, ``chips``, ...).
+    ``progress``: the SNN's runs draw a progress bar on stderr when it is a terminal (None, the
+    default), always (True) or never (False); each run's ``progress=`` overrides it.
     """
     from .targets import get_target
     model_t, model_r = getattr(model, "num_timesteps", None), getattr(model, "snn_readout", None)
@@ -139,7 +156,8 @@ def convert(model, calibration_data=None, *, timesteps: Optional[int] = None, pe
     tgt = get_target(target)
     config = CompileConfig(bits=tgt.weight_bits(bits), norm=norm, calibration=calib, timesteps=timesteps,
                            target=target, layer_factors=_factors(scale_factors), **options)
-    return SNN(compile_model(graph, config, target=tgt), timesteps=timesteps, readout=readout)
+    progress_wanted(progress)   # a bad value refused before the compile, not at the first run
+    return SNN(compile_model(graph, config, target=tgt), timesteps=timesteps, readout=readout, progress=progress)
 
 
 def _lower(model, input_shape, load: dict):

@@ -1,6 +1,8 @@
 """Progress bars for the steps that can take more than a few seconds (tqdm when installed and asked for)."""
 from __future__ import annotations
 
+import sys
+
 
 class _Null:
     def update(self, n=1):
@@ -8,6 +10,18 @@ class _Null:
 
     def close(self):
         pass
+
+
+def wanted(progress) -> bool:
+    """Whether to draw a bar: ``None`` (the Python API's default) draws one when stderr is a
+    terminal, so a script's run shows it and a log, a pipe or a test stays clean; True or False
+    decide. Anything else is refused: ``progress="no"`` must not quietly mean yes."""
+    if progress is None:
+        isatty = getattr(sys.stderr, "isatty", None)
+        return bool(isatty is not None and isatty())
+    if not isinstance(progress, bool):
+        raise ValueError(f"progress must be True, False or None (a bar when stderr is a terminal), got {progress!r}")
+    return progress
 
 
 def bar(total: int, desc: str, unit: str = "sample", enabled: bool = True):
