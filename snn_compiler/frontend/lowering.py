@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import ir, origins
 from ..ir import ops as O
+from ..ir.routing import Concat
 from .errors import FrontendError
 
 
@@ -171,14 +172,22 @@ def ceil_out_hw(hw, k, s, p, d=(1, 1)):
     return tuple(out)
 
 
+def _relu_output(g, name) -> bool:
+    """``name`` is a converted ReLU's IF layer, or a concatenation of such layers (GoogLeNet's pools
+    after an Inception block): non-negative."""
+    op = ir.op_of(g, name)
+    if isinstance(op, Concat):
+        return all(_relu_output(g, p) for p in ir.inputs_of(g, name))
+    return O.is_hidden_neuron(op) and op.spike_value is None
+
+
 def ceil_mode_rows(ctx, x, shape, ceil, k, s, p, d):
     """ceil_mode's partial windows (GoogLeNet): the map gets e zero rows/columns at its bottom/right, so
     that the floor-mode pool has the ceil-mode output. Zeros are the max pool's -inf padding for a
     non-negative input holding one element per window (torch's rule for the last window), so the source
     must be a ReLU's IF layer; the rows come from a depthwise conv whose one-hot kernel, (e+1) wide
     with padding e, keeps every element in place, then an IF layer (relu of non-negative values: a copy)."""
-    src = ir.op_of(ctx.g, x.name)
-    if not (O.is_hidden_neuron(src) and src.spike_value is None):
+    if not _relu_output(ctx.g, x.name):
         ctx.fail(f"ceil_mode=True adds partial windows on input {shape} (output {ceil} instead of "
                  f"{O.conv_out_hw(shape[1:], k, s, p, d)}), which snnc pads with zeros: only on a ReLU's output "
                  f"(non-negative), and this pool does not read one: put it after the activation")

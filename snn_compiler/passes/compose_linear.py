@@ -23,9 +23,13 @@ affine map ``A s + c``, whose matrix is read off by sending the source's unit ve
 (every op's own ANN reading, biases left out) and ``c`` by sending zeros with the biases (a
 matrix of (features, source size): sources up to MAX_PROBE values).
 
-A Conv2d ``W`` with a spatial kernel, stride or padding (a 3x3 conv after a linear sum) is left
-alone: its composition is a larger kernel whose padding would have to carry C's bias, which the
-IR's zero padding does not; check_snn_form then names both ops.
+A Conv2d ``W`` of any kernel, stride, padding and groups reading pointwise convs ``C`` (DenseNet's
+transition: a 1x1 conv, then a 2x2 average pool, which lower_avgpool leaves as a linear depthwise
+conv) composes the same way, ``W o C`` being one Conv2d with W's geometry and weight
+``sum_c W_dense[o, c, :, :] C[c, i]``, provided W has no padding or C no bias (a padded W reads
+zeros where C's bias would have been). A spatial ``W`` over a spatial ``C`` (a 3x3 conv after a
+linear sum) is left alone: its composition is a larger kernel whose padding would have to carry
+C's bias, which the IR's zero padding does not; check_snn_form then names both ops.
 """
 from __future__ import annotations
 
@@ -74,11 +78,21 @@ def _dense_kernel(op) -> np.ndarray:
     return full
 
 
+def _over_pointwise(outer, inner) -> bool:
+    """A spatial Conv2d ``outer`` reading pointwise ``inner`` with no bias its padding would drop."""
+    return (isinstance(outer, O.Conv2d) and isinstance(inner, O.Conv2d) and _pointwise(inner)
+            and (not any(outer.padding) or inner.bias is None or not np.any(inner.bias)))
+
+
 def _compose(outer, inner):
     """``outer o inner`` (no biases: see :func:`compose_linear`), or None when the kinds do not compose."""
     if isinstance(outer, O.Dense) and isinstance(inner, O.Dense):
         return O.Dense(weight=outer.weight @ inner.weight)
-    if isinstance(outer, O.Conv2d) and isinstance(inner, O.Conv2d):
+    if not _pointwise(outer) and _over_pointwise(outer, inner):
+        w = np.einsum("ockl,ci->oikl", _dense_kernel(outer), _dense_kernel(inner)[:, :, 0, 0])
+        return O.Conv2d(weight=w, stride=tuple(outer.stride), padding=tuple(outer.padding),
+                        dilation=tuple(outer.dilation), groups=1)
+    if _pointwise(outer) and isinstance(inner, O.Conv2d):
         w_out = _dense_kernel(outer)[:, :, 0, 0]  # (o, c)
         w = np.einsum("oc,cikl->oikl", w_out, _dense_kernel(inner))
         return O.Conv2d(weight=w, stride=tuple(inner.stride), padding=tuple(inner.padding),
@@ -93,7 +107,7 @@ def _bias_through(outer, inner) -> np.ndarray:
         return np.zeros(n_out)
     if isinstance(outer, O.Dense):
         return outer.weight @ inner.bias
-    return _dense_kernel(outer)[:, :, 0, 0] @ inner.bias
+    return _dense_kernel(outer).sum(axis=(2, 3)) @ inner.bias  # every tap reads the bias (no padding)
 
 
 def compose_linear(graph, config) -> bool:
@@ -101,7 +115,7 @@ def compose_linear(graph, config) -> bool:
     changed = False
     for n in topo_order(graph):
         op = op_of(graph, n)
-        if not _pointwise(op):
+        if not (_pointwise(op) or isinstance(op, O.Conv2d)):
             continue
         (src,) = inputs_of(graph, n)
         if isinstance(op, O.Dense) and isinstance(op_of(graph, src), O.Flatten):

@@ -15,6 +15,7 @@ from ...ir import ops as O
 from ..lowering import Act, Unavailable, ceil_mode_rows, ceil_out_hw, describe
 from .context import FLOAT_TYPES
 from .folding import BATCH, reshape_dims
+from .routing import ROUTING
 
 
 def _vector_input(ctx, x, what="input"):
@@ -339,4 +340,5 @@ HANDLERS = {
     "Dropout": dropout,
     "Identity": identity,
     "Cast": cast,
+    **ROUTING,
 }

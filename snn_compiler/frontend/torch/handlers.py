@@ -14,6 +14,7 @@ from ...ir.neuron import QCFS, RESETS
 from ..lowering import Act, Unavailable, describe
 from .activations import ACTIVATIONS
 from .one_d import ONE_D
+from .routing import ROUTING
 from .pools import (adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d, max_pool2d,
                     max_pool2d_with_indices, mean_dim)
 from .context import _pair
@@ -281,9 +282,10 @@ HANDLERS = {
     aten.view.default: reshape,
     aten.reshape.default: reshape,
     aten._unsafe_view.default: reshape,
-    # residual join
+    # residual join, concatenation
     aten.add.Tensor: add,
     aten.add_.Tensor: add,
+    **ROUTING,                                   # torch.cat on channels (routing.py)
     # no computation in eval mode
     aten.dropout.default: dropout,
     aten.dropout_.default: dropout,

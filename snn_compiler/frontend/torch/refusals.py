@@ -19,7 +19,8 @@ LOWERS = {
     "adaptive_max_pool2d": "AdaptiveMaxPool2d", "conv1d": "Conv1d", "avg_pool1d": "AvgPool1d",
     "max_pool1d": "MaxPool1d", "max_pool1d_with_indices": "MaxPool1d", "adaptive_avg_pool1d": "AdaptiveAvgPool1d",
     "adaptive_max_pool1d": "AdaptiveMaxPool1d",
-    "flatten": "flatten", "reshape": "flatten-like view/reshape", "add": "residual add", "dropout": "Dropout",
+    "flatten": "flatten", "reshape": "flatten-like view/reshape", "add": "residual add",
+    "cat": "torch.cat on channels", "dropout": "Dropout",
     "identity": "clone/contiguous/detach", "cast": "float casts", "assert_metadata": None, "shape_query": None,
 }
 
