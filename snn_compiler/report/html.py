@@ -11,7 +11,7 @@ CSS = """body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;c
 h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
 table{border-collapse:collapse;margin:.6em 0;font-size:.92em}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.worst{background:#fde2e1}
-img{max-width:100%;display:block;margin:.6em 0}.note{color:#555;font-size:.9em}"""
+img{max-width:100%;display:block;margin:.6em 0}.note{color:#555;font-size:.9em}.wide,pre{overflow-x:auto}"""
 
 
 def _pyplot():
@@ -36,11 +36,13 @@ def _fmt(v, digits=3):
 
 
 def _table(head, rows, marked=()):
-    out = ["<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
+    # in a box that scrolls sideways: the layer table's 14 columns are wider than a narrow window,
+    # and the page itself should never need a sideways scroll
+    out = ["<div class='wide'><table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
     for i, r in enumerate(rows):
         cls = ' class="worst"' if i in marked else ""
         out.append(f"<tr{cls}>" + "".join(f"<td>{_fmt(c)}</td>" for c in r) + "</tr>")
-    return "".join(out) + "</table>"
+    return "".join(out) + "</table></div>"
 
 
 def _yerr(values, intervals):
