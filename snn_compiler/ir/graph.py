@@ -44,9 +44,27 @@ def inputs_of(g: nx.DiGraph, name: str) -> list:
     return [s for s, _ in sorted(((s, g.edges[s, name]["port"]) for s in g.predecessors(name)), key=lambda p: p[1])]
 
 
+def feedforward_view(g: nx.DiGraph) -> nx.DiGraph:
+    """``g`` without the edges into Delay nodes: acyclic in a valid graph (every cycle passes
+    through a Delay), the order in which one timestep runs (a Delay sends what it stored)."""
+    delayed = [(s, d) for d in g if isinstance(g.nodes[d].get("op"), O.Delay) for s in g.predecessors(d)]
+    return nx.restricted_view(g, [], delayed) if delayed else g
+
+
 def topo_order(g: nx.DiGraph) -> list:
-    # Sorted tie-break keeps the order (and so any output) independent of insertion history.
-    return list(nx.lexicographical_topological_sort(g))
+    """The order one timestep runs the nodes in: topological over :func:`feedforward_view`.
+    Sorted tie-break keeps the order (and so any output) independent of insertion history."""
+    return list(nx.lexicographical_topological_sort(feedforward_view(g)))
+
+
+def is_recurrent(g: nx.DiGraph) -> bool:
+    """Whether the graph has a cycle (through a Delay: a recurrent connection)."""
+    return not nx.is_directed_acyclic_graph(g)
+
+
+def delays(g: nx.DiGraph) -> list:
+    """The Delay nodes, in :func:`topo_order`."""
+    return [n for n in topo_order(g) if isinstance(g.nodes[n]["op"], O.Delay)]
 
 
 def input_node(g: nx.DiGraph) -> str:
@@ -113,8 +131,10 @@ def verify(g: nx.DiGraph) -> None:
     Stages are read from ``g.graph['snnc']``: after ``normalized`` every neuron has a scale; after
     ``quantized`` the graph is in SNN form with integer fields everywhere the integer SNN reads.
     """
-    if not nx.is_directed_acyclic_graph(g):
-        raise IRError("the graph has a cycle")
+    if not nx.is_directed_acyclic_graph(feedforward_view(g)):
+        cycle = " -> ".join(a for a, _ in nx.find_cycle(feedforward_view(g)))
+        raise IRError(f"the graph has a cycle without a Delay ({cycle}): a recurrent connection must read the "
+                      "previous step")
     ins = [n for n in g if isinstance(g.nodes[n].get("op"), O.Input)]
     outs = [n for n in g if O.is_readout(g.nodes[n].get("op"))]
     if len(ins) != 1 or len(outs) != 1:
@@ -130,11 +150,17 @@ def verify(g: nx.DiGraph) -> None:
             raise IRError(f"node {n!r}: {O.kind(op)} cannot take {len(preds)} inputs")
         if g.out_degree(n) == 0 and not O.is_readout(op):
             raise IRError(f"node {n!r}: {O.kind(op)} output is not used")
-        try:
-            g.nodes[n]["shape"] = O.infer_shape(op, [g.nodes[p]["shape"] for p in preds])
+        try:  # a Delay declares its shape: its source may come later in the order (a cycle)
+            g.nodes[n]["shape"] = O.infer_shape(op, [] if isinstance(op, O.Delay) else
+                                                [g.nodes[p]["shape"] for p in preds])
         except ValueError as e:
             raise IRError(f"node {n!r}: {e}") from None
         _verify_fields(g, n, op)
+    for n in delays(g):
+        (src,) = inputs_of(g, n)
+        if tuple(g.nodes[src]["shape"]) != tuple(g.nodes[n]["shape"]):
+            raise IRError(f"node {n!r}: Delay declares shape {tuple(g.nodes[n]['shape'])}, its source {src!r} sends "
+                          f"{tuple(g.nodes[src]['shape'])}")
 
 
 def _verify_fields(g, n, op) -> None:

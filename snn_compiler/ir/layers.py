@@ -16,16 +16,29 @@ def source_of(graph, name: str) -> str:
 
 
 def source_and_area(graph, name: str):
-    """(source, pool area): the neuron layer or Input a weighted op reads, and how many source
-    values each of its integer inputs sums (the product of the synaptic pools' window sizes)."""
+    """(source, pool area): the neuron layer or Input a weighted op reads (through Flatten,
+    synaptic pools and a Delay), and how many source values each of its integer inputs sums (the
+    product of the synaptic pools' window sizes)."""
     (src,) = inputs_of(graph, name)
     area = 1
-    while isinstance(op_of(graph, src), (O.Flatten, O.AvgPool2d)):
+    while isinstance(op_of(graph, src), (O.Flatten, O.AvgPool2d, O.Delay)):
         op = op_of(graph, src)
         if isinstance(op, O.AvgPool2d):
             area *= op.kernel_size[0] * op.kernel_size[1]
         (src,) = inputs_of(graph, src)
     return src, area
+
+
+def delay_steps(graph, name: str) -> int:
+    """How many whole steps late weighted op ``name`` reads its source (the Delays on its way; 0
+    for a connection within the step)."""
+    (src,) = inputs_of(graph, name)
+    steps = 0
+    while isinstance(op_of(graph, src), (O.Flatten, O.AvgPool2d, O.Delay)):
+        if isinstance(op_of(graph, src), O.Delay):
+            steps += int(op_of(graph, src).steps)
+        (src,) = inputs_of(graph, src)
+    return steps
 
 
 def is_synaptic_pool(graph, name: str) -> bool:
@@ -94,7 +107,7 @@ def value_range(graph, name):
         return op.levels, op.signed
     if isinstance(op, O.NEURONS):
         return 1, False
-    if isinstance(op, (O.Flatten, O.AvgPool2d)):
+    if isinstance(op, (O.Flatten, O.AvgPool2d, O.Delay)):
         (src,) = inputs_of(graph, name)
         r = value_range(graph, src)
         area = op.kernel_size[0] * op.kernel_size[1] if isinstance(op, O.AvgPool2d) else 1
@@ -111,11 +124,13 @@ def input_range(graph, name):
 
 def layer_depths(graph) -> dict:
     """``{node: depth}`` for the Input (0) and every neuron layer (1 + its deepest source): the
-    hardware step at which a pipelined layer (one step per connection) sees logical step 0."""
+    hardware step at which a pipelined layer (one step per connection) sees logical step 0; delayed
+    (recurrent) connections do not count: their source runs ahead of them by their delay."""
     from .graph import input_node, topo_order
     depth = {input_node(graph): 0}
     for n in neuron_layers(graph, topo_order(graph)):
-        depth[n] = 1 + max(depth[source_of(graph, k)] for k in incoming(graph, n))
+        depth[n] = 1 + max((depth[source_of(graph, k)] for k in incoming(graph, n) if not delay_steps(graph, k)),
+                           default=0)
     return depth
 
 

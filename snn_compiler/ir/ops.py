@@ -237,7 +237,35 @@ class Add:
         return sum(xs[1:], xs[0])
 
 
-OP_KINDS = (Input, Dense, Conv2d, AvgPool2d, AdaptiveAvgPool2d, MaxPool2d, BatchNorm, Affine, Flatten, Add, Neuron) + ROUTING_KINDS
+@dataclass
+class Delay:
+    """``y[t] = x[t - steps]``, and ``y[t] = 0`` for ``t < steps``: a connection that arrives
+    ``steps`` whole timesteps later (Loihi 2's axonal delay; NIR's Delay of whole steps).
+
+    The only way the graph may close a cycle (NIR's rule: a recurrent connection reads the previous
+    step): a layer's spikes feed back into itself or an earlier layer through a Delay, then a
+    weighted op. :func:`snn_compiler.ir.graph.topo_order` orders the graph without the edges into
+    Delays, so a Delay's value at step t, the stored ``x[t - steps]``, is ready before its source
+    runs step t. ``shape`` is the delayed value's shape (declared, as its source is ordered after
+    it inside a cycle; :func:`verify` checks it against the source). ANN reading: the identity (a
+    constant input delayed is that constant once the delay has passed); a graph with a cycle has
+    no ANN reading.
+    """
+    shape: Tuple[int, ...]
+    steps: int = 1
+
+    def infer_shape(self, in_shapes):
+        if isinstance(self.steps, bool) or not isinstance(self.steps, (int, np.integer)) or self.steps < 1:
+            raise ValueError(f"Delay steps must be a whole number >= 1, got {self.steps!r}")
+        if in_shapes and tuple(in_shapes[0]) != tuple(self.shape):
+            raise ValueError(f"Delay declares shape {tuple(self.shape)}, its source sends {tuple(in_shapes[0])}")
+        return tuple(int(v) for v in self.shape)
+
+    def ann(self, xs, k=kernels):
+        return xs[0]
+
+
+OP_KINDS = (Input, Dense, Conv2d, AvgPool2d, AdaptiveAvgPool2d, MaxPool2d, BatchNorm, Affine, Flatten, Add, Delay, Neuron) + ROUTING_KINDS
 WEIGHTED = (Dense, Conv2d)
 NEURONS = (Neuron,)
 

@@ -2,7 +2,7 @@
 
 SNN form (docs/DESIGN.md): every path between neuron layers is
 
-    (IF | Input) -> [Flatten] -> (Dense | Conv2d) -> [Add] -> (IF | Output)
+    (IF | Input) -> [Delay] -> [Flatten] -> (Dense | Conv2d) -> [Add] -> (IF | Output)
 
 so that each neuron layer N integrates ``I = sum_k W_k (*) s_k + b`` over its connections k, each
 a weighted op reading the spikes ``s_k`` of one IF layer or of the Input. Checked locally, on
@@ -15,7 +15,9 @@ every node's inputs (every node kind is covered, so this implies the path rule):
 - an Add's inputs are weighted ops or Adds (identity skips were made explicit by
   ``materialize_skips``);
 - an IF/Output reads a weighted op or an Add;
-- a Flatten feeds only Dense ops (or another Flatten); its source is checked by the Dense rule.
+- a Flatten feeds only Dense ops (or another Flatten); its source is checked by the Dense rule;
+- a Delay (a recurrent or delayed connection) reads a neuron layer's spikes or the Input and
+  feeds Dense/Conv2d ops (through Flatten): it delays spikes, never currents.
 
 Raises ``ValueError`` listing every problem, each naming its nodes.
 """
@@ -31,7 +33,7 @@ def _is_if(op) -> bool:
 
 
 def _through_flatten(g, src):
-    while isinstance(op_of(g, src), (O.Flatten, O.AvgPool2d)):
+    while isinstance(op_of(g, src), (O.Flatten, O.AvgPool2d, O.Delay)):
         (src,) = inputs_of(g, src)
     return src
 
@@ -83,6 +85,13 @@ def _problems(g, n) -> list:
         return [f"Flatten {n} feeds {O.kind(op_of(g, d))} {d}; a Flatten must sit between an IF layer (or the "
                 "Input) and a Dense" for d in sorted(g.successors(n))
                 if not isinstance(op_of(g, d), (O.Dense, O.Flatten))]
+    if isinstance(op, O.Delay):
+        (src,) = ins
+        sop = op_of(g, src)
+        out = [] if _is_if(sop) or isinstance(sop, O.Input) else [
+            f"Delay {n} reads {O.kind(sop)} {src}; a delay must carry the spikes of a neuron layer (or the Input)"]
+        return out + [f"Delay {n} feeds {O.kind(op_of(g, d))} {d}; a delay must feed Dense/Conv2d ops" for d in
+                      sorted(g.successors(n)) if not isinstance(op_of(g, d), (O.Dense, O.Conv2d, O.Flatten))]
     if isinstance(op, O.AvgPool2d):
         return [f"AvgPool2d {n} feeds {O.kind(op_of(g, d))} {d}; a pool must feed Dense/Conv2d ops" for d in
                 sorted(g.successors(n)) if not isinstance(op_of(g, d), (O.Dense, O.Conv2d, O.Flatten))]

@@ -17,12 +17,12 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from ..ir import input_node, inputs_of, op_of, topo_order
+from ..ir import input_node, inputs_of, is_recurrent, op_of, topo_order
 from ..ir import ops as O
 from ..ir import neuron as N
 from ..progress import bar as progress_bar
 from ..ir import kernels
-from .plan import Plan
+from .plan import Plan, delay_lines
 from .readout import (READOUTS, MEMBRANE_READOUTS, OVER_TIME, Decisions, check_readout, check_record_steps,  # noqa: F401
                       fold_membrane, fold_start, readout_decisions, step_buffers)  # noqa: F401  (READOUTS: re-exported)
 from .encode import ENCODINGS, MAX_TIMESTEPS, check_gain, input_steps  # noqa: F401  (MAX_TIMESTEPS: re-exported)
@@ -62,6 +62,7 @@ def iter_ann(graph, x, keep=(), batch_size=256, clip=()):
     Input.scale once normalisation has set it. Nodes in ``clip`` are clipped at 1 (an IF
     layer's threshold in normalised units: what a rate can reach).
     """
+    check_ann_reading(graph)
     order = topo_order(graph)
     keep, clip = set(keep), set(clip)
     for start in range(0, len(x), batch_size):
@@ -76,6 +77,14 @@ def iter_ann(graph, x, keep=(), batch_size=256, clip=()):
                 if n in clip:
                     vals[n] = np.minimum(vals[n], 1.0)
         yield {n: vals[n] for n in vals if n in keep or O.is_readout(op_of(graph, n))}
+
+
+def check_ann_reading(graph) -> None:
+    """A recurrent graph has no ANN reading (its cycle is a state over time): a one-line ValueError."""
+    if is_recurrent(graph):
+        raise ValueError("the network is recurrent (a layer reads its own or a later layer's spikes of the previous "
+                         "step): it has no ANN reading; run it as an SNN (int or float), and give its layers their "
+                         "scale (a trained SNN's thresholds) instead of calibrating them")
 
 
 def run_ann(graph, x, batch_size=256) -> np.ndarray:
@@ -170,6 +179,7 @@ def _run_batch(plan, x, ids, timesteps, encoding, seed, readout, dec=None, on_ti
     inp = next(n for n, op in plan.ops.items() if isinstance(op, O.Input))
     steps = input_steps(plan.ops[inp], x, timesteps, encoding, seed, ids, plan.mode)
     cache = {}
+    held = delay_lines(plan, len(x))
     for t in range(timesteps):
         vals = {inp: next(steps)}
         if dec is not None and inp not in cache and len(dec.rows) < len(x):
@@ -177,6 +187,9 @@ def _run_batch(plan, x, ids, timesteps, encoding, seed, readout, dec=None, on_ti
         for n in plan.order:
             if n in cache:
                 vals[n] = cache[n]
+                continue
+            if n in held:  # what its source sent `steps` steps ago (the source may run later in this step)
+                vals[n] = held[n][t % len(held[n])]
                 continue
             op, xs = plan.ops[n], [vals[p] for p in plan.inputs[n]]
             if isinstance(op, O.Input):
@@ -196,6 +209,8 @@ def _run_batch(plan, x, ids, timesteps, encoding, seed, readout, dec=None, on_ti
                 raise TypeError(f"the numpy engine does not know op {O.kind(op)} ({n!r})")
             if plan.static[n]:
                 cache[n] = vals[n]
+        for n, line in held.items():
+            line[t % len(line)] = vals[plan.inputs[n][0]]
         if fold is not None:
             fold_membrane(readout, fold, neurons[out].v)
         for n, buf in (steps_out or {}).items():  # spikes, or a membrane read-out's v
@@ -206,7 +221,7 @@ def _run_batch(plan, x, ids, timesteps, encoding, seed, readout, dec=None, on_ti
             dec.sample_steps += len(dec.rows)
             st = neurons[out]
             if not dec.observe(t, st.count.reshape(len(st.count), -1), st.pre.reshape(len(st.count), -1),
-                               lambda keep: _drop_rows(keep, neurons, cache, dec)):
+                               lambda keep: _drop_rows(keep, neurons, cache, dec, held)):
                 break
     if fold is not None:  # the read-out's membrane (simulate's scores)
         neurons[out].v = fold
@@ -219,7 +234,7 @@ def _run_batch(plan, x, ids, timesteps, encoding, seed, readout, dec=None, on_ti
     return neurons, out
 
 
-def _drop_rows(keep, neurons, cache, dec):
+def _drop_rows(keep, neurons, cache, dec, held):
     """The numpy engine's part of a latency read-out's early stop: only rows ``keep`` go on."""
     for n, s in neurons.items():
         if s.spiking:
@@ -227,6 +242,8 @@ def _drop_rows(keep, neurons, cache, dec):
         s.select(keep)
     for n in cache:
         cache[n] = cache[n][keep]
+    for line in held.values():
+        line[:] = [v[keep] for v in line]
 
 
 def spike_trace(graph, x, timesteps, layers, *, encoding="constant", seed=0, mode="int") -> dict:

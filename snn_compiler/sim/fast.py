@@ -157,8 +157,11 @@ def run_batch(fp, x, ids, timesteps, encoding, seed, readout, dec=None, on_chunk
     for n in plan.order:
         op = plan.ops[n]
         static[n] = const if isinstance(op, O.Input) else (
-            not isinstance(op, O.NEURONS) and all(static[p] for p in plan.inputs[n]))
+            not isinstance(op, (O.NEURONS, O.Delay)) and all(static[p] for p in plan.inputs[n]))
+    held = _delay_lines(fp, n_f)  # Delay -> (steps, F, ...) what its source sent in the last `steps` steps
+    shortest = min((plan.ops[n].steps for n in held), default=timesteps)  # a chunk reads only stored steps
     cache, layers = {}, {}
+    delayed = {plan.inputs[n][0] for n in held}
     for n, op in plan.ops.items():
         if isinstance(op, O.NEURONS):
             shape = g.nodes[n]["shape"]
@@ -184,12 +187,15 @@ def run_batch(fp, x, ids, timesteps, encoding, seed, readout, dec=None, on_chunk
         c = max(1, min(timesteps - t0, STEP_FRAMES // fa, STEP_VALUES // (fa * widest)))
         if stop:  # chunks double (steps 0, 1, 2-3, 4-7, ...): a sample decided after t steps runs < 2t
             c = max(1, min(c, t0))
+        c = min(c, shortest)
         seq, left, sums = {}, {n: g.out_degree(n) for n in plan.order}, {}
         for n in plan.order:
             op, srcs = plan.ops[n], plan.inputs[n]
             shape = g.nodes[n]["shape"]
             if n in cache:
                 seq[n] = cache[n]
+            elif n in held:  # steps t0 - steps .. t0 + c - 1 - steps of its source, stored (c <= steps)
+                seq[n] = held[n][:c]
             elif isinstance(op, O.Input):
                 arr = inputs.take(1 if const else c, (n_f,) + tuple(shape), in_dtype)
                 if fa < n_f:  # the encoder's streams are per sample: drop the decided ones' rows
@@ -244,10 +250,13 @@ def run_batch(fp, x, ids, timesteps, encoding, seed, readout, dec=None, on_chunk
                 raise TypeError(f"the numba engine does not know op {O.kind(op)} ({n!r})")
             if static[n]:
                 cache[n] = seq[n]
-            for s in srcs:  # free a sequence once its last consumer has run
+            for s in srcs:  # free a sequence once its last consumer has run (a Delay's source: after the chunk)
                 left[s] -= 1
-                if left[s] == 0:
+                if left[s] == 0 and s not in delayed:
                     seq.pop(s, None)
+        for n, line in held.items():  # the chunk's values of each Delay's source join its line
+            new = seq[plan.inputs[n][0]]
+            held[n] = np.concatenate([line[c:], np.broadcast_to(new, (c,) + new.shape[1:])])
         if dec is not None:
             dec.sample_steps += c * fa
             out_shape = g.nodes[out_node]["shape"]
@@ -268,6 +277,8 @@ def run_batch(fp, x, ids, timesteps, encoding, seed, readout, dec=None, on_chunk
                                 st[key] = np.ascontiguousarray(st[key][keep])
                     for n in cache:
                         cache[n] = np.ascontiguousarray(cache[n][:, keep])
+                    for n in held:
+                        held[n] = np.ascontiguousarray(held[n][:, keep])
                     d_step, d_counts, d_pre = d_step[keep], d_counts[keep], d_pre[keep]
                     decision = (d_step, d_counts, d_pre)
                     rows = rows[keep]
@@ -287,6 +298,19 @@ def run_batch(fp, x, ids, timesteps, encoding, seed, readout, dec=None, on_chunk
                 if sp:
                     dec.add_total(n, cn.sum())
     return states, out_node
+
+
+def _delay_lines(fp, batch) -> dict:
+    """Each Delay's line: (steps, batch, *shape in (H, W, C) order) zeros, of what its source sends
+    (spikes as uint8, the Input's values in its dtype)."""
+    plan = fp.plan
+    lines = {}
+    for n, op in plan.ops.items():
+        if isinstance(op, O.Delay):
+            src = plan.inputs[n][0]
+            dtype = np.uint8 if isinstance(plan.ops[src], O.NEURONS) else fp.int_dtype(src)
+            lines[n] = np.zeros((op.steps, batch) + _hwc(tuple(op.shape)), dtype)
+    return lines
 
 
 def _flat_hwc(a, shape):

@@ -28,6 +28,8 @@ class Plan:
         for n, op in self.ops.items():
             if isinstance(op, O.Input):
                 self.static[n] = is_static(encoding) and not sequence  # a sequence's frames change
+            elif isinstance(op, O.Delay):
+                self.static[n] = False  # zeros for its first steps, whatever it carries
             else:
                 self.static[n] = not isinstance(op, O.NEURONS) and all(self.static[p] for p in self.inputs[n])
         self.v_half = graph.graph.get("snnc", {}).get("v_init", "half") == "half"
@@ -64,3 +66,15 @@ class Plan:
             b = np.asarray(op.bias)
             if b.size and (b.dtype.kind not in "iu" or int(b.min()) < -lim or int(b.max()) > lim):
                 raise ValueError(f"layer {n!r}: bias must be integers within +-2**62; recompile the model")
+
+
+def delay_lines(plan, batch) -> dict:
+    """``{Delay node: its line}``, a list of ``steps`` slots, slot ``t % steps`` holding what the
+    source sent at step ``t - steps`` (zeros before the first: no spikes, or a zero input)."""
+    lines = {}
+    for n, op in plan.ops.items():
+        if isinstance(op, O.Delay):
+            src = plan.ops[plan.inputs[n][0]]
+            dtype = bool if isinstance(src, O.NEURONS) else np.int64 if plan.mode == "int" else np.float64
+            lines[n] = [np.zeros((batch,) + tuple(op.shape), dtype) for _ in range(op.steps)]
+    return lines

@@ -243,6 +243,10 @@ def _run(tp, x, ids, timesteps, encoding, seed, readout, dec, on_tick, steps_out
     steps = input_steps(plan.ops[inp], x, timesteps, encoding, seed, ids, "int")
     consumers = {n: plan.graph.out_degree(n) for n in plan.order}
     cache = {}
+    held = {n: [torch.zeros((len(x),) + tuple(op.shape), device=dev, dtype=torch.bool if isinstance(
+                plan.ops[plan.inputs[n][0]], O.NEURONS) else torch.int64) for _ in range(op.steps)]
+            for n, op in plan.ops.items() if isinstance(op, O.Delay)}  # as emulator.delay_lines
+    delayed = {plan.inputs[n][0] for n in held}
     for t in range(timesteps):
         xin = next(steps)
         if dec is not None and inp not in cache and len(dec.rows) < len(x):
@@ -252,6 +256,8 @@ def _run(tp, x, ids, timesteps, encoding, seed, readout, dec, on_tick, steps_out
             op = plan.ops[n]
             if n in cache:
                 vals[n] = cache[n]
+            elif n in held:  # what its source sent `steps` steps ago (the source may run later in this step)
+                vals[n] = held[n][t % op.steps]
             elif isinstance(op, O.Input):
                 vals[n] = torch.from_numpy(np.array(xin, copy=True)).to(dev)  # the encoder may repeat a read-only array
             elif isinstance(op, O.NEURONS):
@@ -267,8 +273,10 @@ def _run(tp, x, ids, timesteps, encoding, seed, readout, dec, on_tick, steps_out
                 cache[n] = vals[n]
             for p in plan.inputs[n]:  # free a value once its last consumer has read it
                 left[p] -= 1
-                if left[p] == 0:
+                if left[p] == 0 and p not in delayed:
                     del vals[p]
+        for n, line in held.items():
+            line[t % len(line)] = vals[plan.inputs[n][0]].to(line[0].dtype)
         if on_tick is not None:
             on_tick(len(dec.rows) if dec is not None else len(x))
         if dec is not None:
@@ -276,7 +284,7 @@ def _run(tp, x, ids, timesteps, encoding, seed, readout, dec, on_tick, steps_out
             st = layers[out]
             if not dec.observe(t, st.count.reshape(len(st.count), -1).cpu().numpy(),
                                st.pre.reshape(len(st.count), -1).cpu().numpy(),
-                               lambda keep: _drop_rows(keep, layers, cache, dec)):
+                               lambda keep: _drop_rows(keep, layers, cache, dec, held)):
                 break
     if fold is not None:  # the read-out's membrane (simulate's scores)
         layers[out].v = fold
@@ -291,7 +299,7 @@ def _run(tp, x, ids, timesteps, encoding, seed, readout, dec, on_tick, steps_out
     return states, out
 
 
-def _drop_rows(keep, layers, cache, dec):
+def _drop_rows(keep, layers, cache, dec, held):
     """The torch engine's part of a latency read-out's early stop: only rows ``keep`` go on."""
     keep_t = _torch().from_numpy(keep).to(next(iter(layers.values())).v.device)
     for n, s in layers.items():
@@ -300,3 +308,5 @@ def _drop_rows(keep, layers, cache, dec):
         s.select(keep_t)
     for n in cache:
         cache[n] = cache[n][keep_t]
+    for line in held.values():
+        line[:] = [v[keep_t] for v in line]

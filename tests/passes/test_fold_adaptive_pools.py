@@ -56,7 +56,7 @@ def test_a_pool_read_by_anything_else_is_refused_naming_it():
 
 def test_the_torch_reading_matches_numpy():
     torch = pytest.importorskip("torch")
-    from snn_compiler.sim.torch_engine import TorchKernels
+    from snn_compiler.sim.torch_ann import TorchKernels
     x = np.random.default_rng(2).random((2, 3, 5, 7))
     k = TorchKernels(torch.float64, torch.device("cpu"))
     got = k.adaptive_avg_pool2d(torch.from_numpy(x), (3, 4)).numpy()

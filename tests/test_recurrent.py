@@ -1,0 +1,177 @@
+"""Recurrent and delayed connections: the IR's Delay (cycles only through it), the float SNN against
+the equations stepped by hand, the integer SNN on every engine bit for bit, quantization of a cycle."""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from recurrent_nets import float_reference, recurrent_cuba
+from snn_compiler import artifact
+from snn_compiler.compile import compile_model
+from snn_compiler.config import CompileConfig
+from snn_compiler.ir import IRError, add_op, is_recurrent, new_graph, topo_order, verify
+from snn_compiler.ir import ops as O
+from snn_compiler.passes import check_snn_form
+from snn_compiler.sim import fast
+from snn_compiler.sim.emulator import run_ann, simulate
+
+T = 40
+
+
+def _spikes(seed=1, n=32, steps=T, n_in=12, p=0.3):
+    return (np.random.default_rng(seed).random((n, steps, n_in)) < p).astype(float)
+
+
+def _compiled(steps=T, bits=8, **kw):
+    g = recurrent_cuba(**kw)
+    return g, compile_model(g, CompileConfig(bits=bits, calibration=_spikes()[:, 0], timesteps=steps))
+
+
+# ---- the IR --------------------------------------------------------------------------------------
+
+def test_a_cycle_is_ordered_without_the_edges_into_its_delay():
+    g = recurrent_cuba()
+    assert is_recurrent(g)
+    order = topo_order(g)
+    assert order.index("hid.delay") < order.index("rec") < order.index("hid") < order.index("fc_out")
+
+
+def test_a_cycle_without_a_delay_is_refused_naming_it():
+    g = new_graph()
+    add_op(g, "in", O.Input((3,)))
+    add_op(g, "fc", O.Dense(np.ones((3, 3))), ["in"])
+    add_op(g, "rec", O.Dense(np.ones((3, 3))))
+    add_op(g, "sum", O.Add(), ["fc", "rec"])
+    add_op(g, "hid", O.IF(), ["sum"])
+    g.add_edge("hid", "rec", port=0)
+    add_op(g, "out", O.Output(), ["hid"])
+    with pytest.raises(IRError, match=r"cycle without a Delay \(.*hid.*\): a recurrent connection must read the "
+                                      r"previous step"):
+        verify(g)
+
+
+def test_a_delay_declaring_the_wrong_shape_is_refused():
+    g = recurrent_cuba(n_hid=16)
+    g.nodes["hid.delay"]["op"].shape = (15,)
+    g.nodes["rec"]["op"].weight = np.ones((16, 15))  # consistent downstream: only the source disagrees
+    with pytest.raises(IRError, match=r"node 'hid.delay': Delay declares shape \(15,\), its source 'hid' sends "
+                                      r"\(16,\)"):
+        verify(g)
+
+
+@pytest.mark.parametrize("steps", [0, -1, 1.5, True])
+def test_a_delay_of_no_whole_step_is_refused(steps):
+    g = recurrent_cuba()
+    g.nodes["hid.delay"]["op"].steps = steps
+    with pytest.raises(IRError, match="Delay steps must be a whole number >= 1"):
+        verify(g)
+
+
+def test_a_delay_must_carry_spikes_into_a_weighted_op():
+    g = recurrent_cuba()
+    g.nodes["hid.delay"]["op"].shape = (16,)
+    g.remove_edge("hid", "hid.delay")
+    g.add_edge("hid.sum", "hid.delay", port=0)  # a current delayed: not SNN form
+    verify(g)
+    with pytest.raises(ValueError, match="Delay hid.delay reads Add hid.sum; a delay must carry the spikes"):
+        check_snn_form(g, None)
+
+
+def test_a_recurrent_network_has_no_ann_reading():
+    _, q = _compiled()
+    with pytest.raises(ValueError, match="recurrent .* no ANN reading; run it as an SNN"):
+        run_ann(q, _spikes()[:, 0])
+
+
+def test_a_recurrent_network_survives_save_and_load(tmp_path):
+    _, q = _compiled(delay=3)
+    artifact.save(q, tmp_path / "net.snnc")
+    back = artifact.load(tmp_path / "net.snnc")
+    op = back.nodes["hid.delay"]["op"]
+    assert isinstance(op, O.Delay) and op.steps == 3 and tuple(op.shape) == (16,)
+    x = _spikes()
+    a, b = (simulate(h, x, readout="count", engine="numpy") for h in (q, back))
+    assert np.array_equal(a.scores, b.scores)
+
+
+# ---- the float and integer SNN -----------------------------------------------------------------
+
+@pytest.mark.parametrize("kw", [dict(), dict(reset="subtract"), dict(delay=3), dict(second=True),
+                                dict(second=True, delay=2, reset="subtract"), dict(alpha=0.0, beta=1.0)])
+def test_the_float_snn_is_the_recurrent_equations_spike_for_spike(kw):
+    """Threshold 1 and float64: the compiled float SNN (normalised weights, ir/neuron.float_step,
+    Delays) gives exactly the spike counts of the equations stepped by hand."""
+    g, q = _compiled(**kw)
+    x = _spikes()
+    count, _ = float_reference(g, x)
+    fl = simulate(q, x, mode="float", readout="count")
+    assert np.array_equal(fl.scores, count)
+    assert 0 < count.mean() < T  # neither silent nor saturated: the recurrence matters
+    _, v = float_reference(g, x, membrane=True)
+    assert np.allclose(simulate(q, x, mode="float", readout="membrane").scores, v, rtol=1e-9, atol=1e-9)
+
+
+def test_the_recurrence_changes_the_output():
+    """The recurrent weights are used: zeroing them changes the spikes."""
+    g, q = _compiled()
+    x = _spikes()
+    g.nodes["rec"]["op"].weight = np.zeros_like(g.nodes["rec"]["op"].weight)
+    q0 = compile_model(g, CompileConfig(bits=8, calibration=x[:, 0], timesteps=T))
+    a, b = (simulate(h, x, readout="count", record=True).counts["hid"] for h in (q, q0))
+    assert not np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("reset", ["zero", "subtract"])
+def test_int8_keeps_the_float_snns_predictions_with_a_slow_synapse(reset):
+    """decay_u = 41 (the issue's slow synapse) in a recurrent layer: int8 predicts as the float SNN
+    on at least 85% of samples (the issue's bar), and its current register holds the worst case."""
+    _, q = _compiled(reset=reset, second=True)
+    assert q.nodes["hid"]["op"].decay_u == 41
+    x = _spikes(seed=3, n=200)
+    fl = simulate(q, x, mode="float", readout="count")
+    it = simulate(q, x, mode="int", readout="count")
+    assert np.mean(fl.predictions == it.predictions) >= 0.85
+    assert all(r["current_fits"] for r in q.graph["snnc"]["ranges"].values())
+
+
+# ---- every engine bit for bit -------------------------------------------------------------------
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n_in=st.integers(1, 10), n_hid=st.integers(1, 12), n_out=st.integers(1, 5),
+       alpha=st.sampled_from([0.0, 0.5, 1 - 41 / 4096, 1.0]), beta=st.sampled_from([0.8, 0.95, 1.0]),
+       reset=st.sampled_from(["zero", "subtract"]), second=st.booleans(), delay=st.integers(1, 4),
+       bits=st.sampled_from([3, 8, 12]), threshold=st.sampled_from([0.3, 1.0, 2.5]), net_seed=st.integers(0, 99),
+       steps=st.integers(1, 20), batch_size=st.integers(1, 7),
+       readout=st.sampled_from(["count", "membrane", "membrane-sum", "first-spike", "k-spikes"]),
+       record=st.booleans(), static=st.booleans(), encoding=st.sampled_from(["constant", "poisson"]),
+       step_frames=st.sampled_from([fast.STEP_FRAMES, 1, 5]))
+def test_engines_agree_on_random_recurrent_cuba_networks(n_in, n_hid, n_out, alpha, beta, reset, second, delay, bits,
+                                                         threshold, net_seed, steps, batch_size, readout, record,
+                                                         static, encoding, step_frames):
+    """numpy == numba == torch, bit for bit, on random recurrent CUBA nets: sequences and static
+    input, every read-out (latency read-outs' early stop drops rows of the delay lines too), time
+    cut into many chunks (the numba engine's chunks never exceed the shortest delay)."""
+    g = recurrent_cuba(n_in, n_hid, n_out, alpha=alpha, beta=beta, reset=reset, second=second, delay=delay,
+                       threshold=threshold, seed=net_seed)
+    rng = np.random.default_rng(net_seed)
+    x = rng.random((9, steps, n_in)) < 0.4 if not static else rng.random((9, n_in))
+    x = x.astype(float)
+    q = compile_model(g, CompileConfig(bits=bits, calibration=x[:, 0] if not static else x, timesteps=steps))
+    kw = dict(readout=readout, k=2 if readout == "k-spikes" else None, record=record, batch_size=batch_size,
+              timesteps=steps if static else None, encoding=encoding if static else "constant", seed=net_seed)
+    a = simulate(q, x, engine="numpy", **kw)
+    saved, fast.STEP_FRAMES = fast.STEP_FRAMES, step_frames
+    try:
+        b = simulate(q, x, engine="numba", **kw)
+    finally:
+        fast.STEP_FRAMES = saved
+    c = simulate(q, x, engine="torch", **kw)
+    for r in (b, c):
+        assert np.array_equal(a.scores, r.scores)
+        assert np.array_equal(a.predictions, r.predictions)
+        assert a.rates == r.rates
+        for f in ("decision_time", "tied"):
+            assert np.array_equal(getattr(a, f), getattr(r, f))
+        for k in (a.counts or {}):
+            assert np.array_equal(a.counts[k], r.counts[k]), k
+    assert all(r["current_fits"] for r in q.graph["snnc"]["ranges"].values())
