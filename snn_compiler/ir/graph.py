@@ -6,6 +6,7 @@ import numpy as np
 
 from . import ops as O
 from .neuron import RESETS
+from .routing import JOIN_KINDS
 
 
 class IRError(ValueError):
@@ -120,7 +121,7 @@ def sources_through(g: nx.DiGraph, name: str, kinds) -> list:
 def _arity_ok(op, n: int) -> bool:
     if isinstance(op, O.Input):
         return n == 0
-    if isinstance(op, O.Add):
+    if isinstance(op, (O.Add,) + JOIN_KINDS):
         return n >= 2
     return n == 1
 

@@ -17,12 +17,13 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from ..ir import input_node, inputs_of, is_recurrent, op_of, topo_order
+from ..ir import input_node
 from ..ir import ops as O
 from ..ir import neuron as N
 from ..progress import bar as progress_bar
 from ..ir import kernels
 from .plan import Plan, delay_lines
+from .ann_reading import check_ann_reading, iter_ann, run_ann  # noqa: F401  (re-exported: the ANN reading)
 from .readout import (READOUTS, MEMBRANE_READOUTS, OVER_TIME, Decisions, check_readout, check_record_steps,  # noqa: F401
                       fold_membrane, fold_start, readout_decisions, step_buffers)  # noqa: F401  (READOUTS: re-exported)
 from .encode import ENCODINGS, MAX_TIMESTEPS, check_gain, input_steps  # noqa: F401  (MAX_TIMESTEPS: re-exported)
@@ -51,56 +52,6 @@ class SimResult:
     decision_time: Optional[np.ndarray] = None       # (N,) int64 steps to the decision, -1: undecided
     tied: Optional[np.ndarray] = None                # (N,) bool: the decision was a tie, broken by membrane
     steps: Optional[Dict[str, np.ndarray]] = None    # layer -> (N, T, neurons) spikes (or membrane) per step
-
-
-# ---- ANN reading -------------------------------------------------------------------------------
-
-def iter_ann(graph, x, keep=(), batch_size=256, clip=()):
-    """Yield, per batch, ``{node: activation}`` for the nodes in ``keep`` plus the Output node.
-
-    Activations are in the graph's current (possibly normalised) units; the input is divided by
-    Input.scale once normalisation has set it. Nodes in ``clip`` are clipped at 1 (an IF
-    layer's threshold in normalised units: what a rate can reach).
-    """
-    check_ann_reading(graph)
-    order = topo_order(graph)
-    keep, clip = set(keep), set(clip)
-    for start in range(0, len(x), batch_size):
-        vals = {}
-        for n in order:
-            op = op_of(graph, n)
-            if isinstance(op, O.Input):
-                xb = np.asarray(x[start:start + batch_size], np.float64)
-                vals[n] = xb / op.scale if op.scale else xb
-            else:
-                vals[n] = op.ann([vals[p] for p in inputs_of(graph, n)])
-                if n in clip:
-                    vals[n] = np.minimum(vals[n], 1.0)
-        yield {n: vals[n] for n in vals if n in keep or O.is_readout(op_of(graph, n))}
-
-
-def check_ann_reading(graph) -> None:
-    """A recurrent graph has no ANN reading (its cycle is a state over time): a one-line ValueError."""
-    if is_recurrent(graph):
-        raise ValueError("the network is recurrent (a layer reads its own or a later layer's spikes of the previous "
-                         "step): it has no ANN reading; run it as an SNN (int or float), and give its layers their "
-                         "scale (a trained SNN's thresholds) instead of calibrating them")
-
-
-def run_ann(graph, x, batch_size=256) -> np.ndarray:
-    """The graph read as the ANN; output in the original network's units (times Output.scale)."""
-    from ..data import check_values
-    out = next(n for n in graph if O.is_readout(op_of(graph, n)))
-    scale = op_of(graph, out).scale
-    x = np.asarray(x)
-    if x.ndim == len(graph.nodes[input_node(graph)]["shape"]) + 2:
-        raise ValueError(f"input data has shape {x.shape}, a sequence (N, T, ...): the ANN reading takes static "
-                         f"samples; run a sequence as an SNN (int or float)")
-    if x.dtype.kind == "f":
-        check_values("input data", x)
-    parts = [acts[out] for acts in iter_ann(graph, x, batch_size=batch_size)]
-    scale = 1.0 if scale is None else scale  # None: not normalised yet, already the network's units
-    return np.concatenate(parts) * scale if parts else np.zeros((0,) + graph.nodes[out]["shape"])
 
 
 # ---- SNN readings ------------------------------------------------------------------------------
@@ -261,7 +212,7 @@ ENGINES = ("auto", "numba", "numpy", "torch")
 
 def simulate(graph, x, *, mode="int", timesteps=None, encoding="constant", seed=0, readout="membrane", k=None,
              batch_size=256, progress=False, record=False, engine="auto", info=None, device=None,
-             record_steps=None) -> SimResult:
+             record_steps=None, first_sample=0) -> SimResult:
     """Run the graph as an SNN (``mode`` int or float) for ``timesteps`` per sample.
 
     ``x``: static samples (N, *input shape), encoded for T = ``timesteps`` steps (None: 32), or a
@@ -284,7 +235,8 @@ def simulate(graph, x, *, mode="int", timesteps=None, encoding="constant", seed=
     timesteps the engine simulated: the work done). ``record_steps``, a list of neuron layer
     names: :attr:`SimResult.steps` holds their spikes at every step, or a membrane read-out's
     membrane (every sample runs all T steps, as with ``record``; refused beyond
-    :data:`.readout.RECORD_STEPS_MAX_BYTES`).
+    :data:`.readout.RECORD_STEPS_MAX_BYTES`). ``first_sample``: the index of ``x[0]`` in a whole
+    run of which ``x`` is a shard (Poisson streams are keyed by the sample's index in the run).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -296,6 +248,8 @@ def simulate(graph, x, *, mode="int", timesteps=None, encoding="constant", seed=
     x, timesteps, seq = check_run_data(tuple(graph.nodes[input_node(graph)]["shape"]), x, timesteps, encoding)
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
+    if isinstance(first_sample, bool) or not isinstance(first_sample, (int, np.integer)) or first_sample < 0:
+        raise ValueError(f"first_sample must be a whole number >= 0, got {first_sample!r}")
     if mode == "int" and not graph.graph.get("snnc", {}).get("quantized"):
         raise ValueError("the integer SNN needs a quantized graph (run the compile pipeline)")
     if mode == "int":
@@ -332,7 +286,7 @@ def simulate(graph, x, *, mode="int", timesteps=None, encoding="constant", seed=
         bar.update(n)
     for start in range(0, len(x), batch_size):
         xb = x[start:start + batch_size]
-        ids = range(start, start + len(xb))
+        ids = range(first_sample + start, first_sample + start + len(xb))  # a shard draws the whole run's streams
         states = None
         bufs = step_buffers(graph, record_steps, len(xb), timesteps, readout, mode) if record_steps is not None else None
         if tp is not None:

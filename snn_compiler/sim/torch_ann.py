@@ -78,7 +78,7 @@ class TorchKernels:
 def iter_ann(graph, x, keep=(), batch_size=256, clip=(), device=None, dtype=ANN_DTYPE):
     """:func:`.emulator.iter_ann` in torch: per batch ``{node: activation}`` (numpy arrays of
     ``dtype``) for the nodes in ``keep`` plus the Output node; tolerance in the module docstring."""
-    from .emulator import check_ann_reading
+    from .ann_reading import check_ann_reading
     check_ann_reading(graph)
     torch = _torch()
     dev = device_of(device)
