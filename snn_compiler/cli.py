@@ -70,6 +70,15 @@ def _run_options(p, readout=True, batch=True):
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _ray_options(p, what, workers=True):
+    p.add_argument("--ray", default=None, metavar="local|auto|ADDRESS",
+                   help=f"split {what} across a Ray cluster (pip install 'snnc[ray]'): local starts one here, auto "
+                        f"joins the running one, HOST:PORT that one; results identical to a local run")
+    if workers:
+        p.add_argument("--workers", type=int, default=None,
+                       help="with --ray: the Ray workers used (default: every CPU of the cluster)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .sim.encode import ENCODINGS
     from .targets import BACKENDS, TARGETS, get_target
@@ -132,7 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
                        " (reference = the bit-exact integer SNN, float = the float SNN, ann = the network as an ANN).")
     s.add_argument("artifact", help="the compiled network (.snnc, from snnc compile)")
     s.add_argument("--data", required=True, help="DATA.npz with x (N, ...) and optional integer labels y (N,); x of "
-                   "shape (N, T, *input shape) is a sequence, one frame per step, and sets T")
+                   "shape (N, T, *input shape) is a sequence, one frame per step, and sets T. A directory of .npz "
+                   "shards, a directory with x.npy (and y.npy) or X.npy[,Y.npy] is read a batch at a time")
     s.add_argument("--backend", default="reference", help="reference (default), float, ann, lava, or an installed plugin")
     s.add_argument("--timesteps", default=None, help="T, or a comma list of T to sweep (default: the artifact's)")
     s.add_argument("--engine", default=None, choices=("auto", "numba", "numpy", "torch"),
@@ -149,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "T as spikes/LAYER, (N, T, neurons) uint8, neurons in (C, H, W) order; a membrane read-out's "
                         "layer: its membrane after each step as membrane/LAYER")
     s.add_argument("--plot", help="PNG: accuracy vs T (several T) or per-layer firing rates (one T)")
+    _ray_options(s, "the run's samples")
 
     b = sub.add_parser("bin-events", help="bin event streams (x, y, t, p) into frames: a sequence DATA.npz",
                        description="Bin event-camera streams (tonic's x, y, t, p layout) into T frames per sample "
@@ -230,13 +241,16 @@ def build_parser() -> argparse.ArgumentParser:
                        "OUTDIR/artifacts/; run keys (timesteps, encoding, seed, readout) reuse it. A rerun skips "
                        "the rows already in sweep.csv for the same input files.")
     w.add_argument("model", help="a model file (as for snnc compile) or a compiled artifact (.snnc: run keys only)")
-    w.add_argument("--data", required=True, help="DATA.npz with x (N, ...) and labels y (N,)")
+    w.add_argument("--data", required=True, help="DATA.npz with x (N, ...) and labels y (N,), or a streamed data set "
+                   "as for snnc simulate (a directory of .npz shards, x.npy and y.npy)")
     w.add_argument("--calibration", help="DATA.npz for compiling a model file (as snnc compile's)")
     w.add_argument("--input-shape", type=_shape, help="C,H,W or F of one sample, for compiling a model file")
     w.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
                    help="one key's values, repeatable: bits, norm (model file only), timesteps, encoding, seed, "
                         "readout (membrane, count, first-spike); a key not given keeps its default")
-    w.add_argument("--workers", type=int, default=1, help="rows run in parallel processes (default 1)")
+    w.add_argument("--workers", type=int, default=None, help="rows run in parallel processes (default 1); with "
+                   "--ray: the Ray workers that split each row's samples (default: every CPU of the cluster)")
+    _ray_options(w, "each row's samples", workers=False)
     w.add_argument("--batch-size", type=int, default=256, help="samples simulated together (default 256)")
     w.add_argument("--no-plot", action="store_true", help="no accuracy.png (no matplotlib needed)")
     w.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="existing directory for the table and plot")

@@ -10,6 +10,7 @@ import warnings
 from .extras import check_available
 from .json_output import emit
 from .run_inputs import data_shape, load_data_for, sequence_timesteps, timesteps_option
+from .runs import Runner, check_ray_options, open_data_for
 
 
 def cmd_compile(args) -> int:
@@ -76,10 +77,9 @@ def cmd_compile(args) -> int:
 
 def cmd_simulate(args) -> int:
     from . import artifact
-    from .activity import activity_warnings, checked_rates
     from .targets import get_backend
     from .data import result_bytes
-    from .ir import input_node, output_node
+    from .ir import output_node
     from .outputs import PendingOutputs
 
     outputs = PendingOutputs(inputs=[args.artifact, args.data])
@@ -90,11 +90,13 @@ def cmd_simulate(args) -> int:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.plot:  # before the sweep, not after it
         check_available("matplotlib", "--plot")
+    check_ray_options(args.ray, args.workers, args.backend)
     q = artifact.load(args.artifact)
     ts = timesteps_option(args.timesteps, q.graph["snnc"].get("timesteps", 32))
-    x, y = load_data_for(q, args.data, n_outputs=q.nodes[output_node(q)]["shape"][0], sequences=True)
-    ts = sequence_timesteps(args, q, x, ts)
-    run = get_backend(args.backend)
+    src = open_data_for(q, args.data, n_outputs=q.nodes[output_node(q)]["shape"][0], sequences=True)
+    x, y = src.x, src.y   # x: None for a streamed data set (read a batch at a time)
+    ts = sequence_timesteps(args, q, src.peek(), ts)
+    get_backend(args.backend)   # an unknown backend is refused before any run
     extra = {}
     if args.timeout is not None:
         if args.backend != "lava":
@@ -113,38 +115,15 @@ def cmd_simulate(args) -> int:
         extra["k"] = args.k
     record = _record_layers(args)
     accs, lats, result, rows = [], [], None, []
-    if args.backend == "reference" and len(x):  # compile the numba kernels first: the figures exclude JIT warm-up
-        warm = x[:1, :1] if x.ndim == len(q.nodes[input_node(q)]["shape"]) + 2 else x[:1]  # a sequence: 1 frame
-        run(q, warm, timesteps=1, encoding=args.encoding, seed=args.seed, readout=args.readout, k=extra.get("k"),
-            **{k: v for k, v in extra.items() if k in ("engine", "device")})
-    for i, T in enumerate(ts):
-        t0 = time.perf_counter()
-        rec = {"record_steps": record} if record and i == len(ts) - 1 else {}  # the last T's: what --output saves
-        result = run(q, x, timesteps=T, encoding=args.encoding, seed=args.seed, readout=args.readout,
-                     batch_size=args.batch_size, progress=not args.no_progress and sys.stderr.isatty(), **extra, **rec)
-        dt = time.perf_counter() - t0
-        row = {"backend": args.backend, "timesteps": T, "samples": len(x), "seconds": round(dt, 4)}
-        line = f"{args.backend}{'' if args.backend == 'ann' else f' T={T}'}: {len(x)} samples in {dt:.2f} s"
-        if args.backend != "ann":  # the ANN reading has no timesteps to count
-            row["sample_timesteps_per_s"] = round(len(x) * T / max(dt, 1e-9), 1)
-            line += f" ({row['sample_timesteps_per_s']:,.0f} sample*timesteps/s)"
-        if y is not None:
-            accs.append(float((result.predictions == y).mean()))
-            row["accuracy"] = accs[-1]
-            line += f"  accuracy {100 * accs[-1]:.2f}%"
-        dtime = getattr(result, "decision_time", None)
-        if dtime is not None:  # a latency read-out (first-spike, k-spikes)
-            from .plots import mean_latency
-            lats.append(mean_latency(dtime, T))
-            row.update(decided=float((dtime > 0).mean()) if len(dtime) else 0.0, mean_latency=lats[-1],
-                       ties=int(result.tied.sum()))
-            line += (f"  decided {100 * row['decided']:.1f}% after {lats[-1]:.2f} steps on average"
-                     f" ({row['ties']} ties)")
-        rows.append(row)
-        if not args.json:
-            print(line)
-        for warning in activity_warnings(checked_rates(q, result.rates, args.readout), T, "measured on the data"):
-            warnings.warn(warning, UserWarning, stacklevel=1)  # a silent or saturated layer, named
+    with Runner(q, src, args.backend, ray=args.ray, workers=args.workers, batch_size=args.batch_size) as runner:
+        opts = dict(encoding=args.encoding, seed=args.seed, readout=args.readout, **extra)
+        runner.warm(opts)   # compile the numba kernels first: the figures exclude JIT warm-up
+        for i, T in enumerate(ts):
+            t0 = time.perf_counter()
+            rec = {"record_steps": record} if record and i == len(ts) - 1 else {}  # the last T's: what --output saves
+            result, _ = runner.run(dict(opts, timesteps=T, progress=not args.no_progress and sys.stderr.isatty(), **rec))
+            dt = time.perf_counter() - t0
+            rows.append(_result_row(args, q, T, src.n, dt, result, y, accs, lats))
     if args.output:
         outputs.add(args.output, result_bytes(result))
     if args.plot:
@@ -155,7 +134,8 @@ def cmd_simulate(args) -> int:
         elif latency and y is not None:
             png = plot_latency(None, ts[-1], {args.backend: (result.decision_time, result.predictions == y)})
         elif len(ts) > 1 and accs:
-            png = plot_accuracy(None, ts, {args.backend: [100 * a for a in accs]}, ann=_ann_accuracy(q, x, y))
+            png = plot_accuracy(None, ts, {args.backend: [100 * a for a in accs]},
+                                ann=None if x is None else _ann_accuracy(q, x, y))   # streamed: no ANN line
         else:
             png = plot_rates(None, result.rates)
         outputs.add(args.plot, png)
@@ -166,6 +146,34 @@ def cmd_simulate(args) -> int:
     for path in written:
         print(f"wrote {path}")
     return 0
+
+
+def _result_row(args, q, T, n, dt, result, y, accs, lats) -> dict:
+    """One T's row of simulate's results (printed unless --json), its warnings raised; appends to
+    ``accs`` and ``lats`` what the plot draws."""
+    from .activity import activity_warnings, checked_rates
+    row = {"backend": args.backend, "timesteps": T, "samples": n, "seconds": round(dt, 4)}
+    line = f"{args.backend}{'' if args.backend == 'ann' else f' T={T}'}: {n} samples in {dt:.2f} s"
+    if args.backend != "ann":  # the ANN reading has no timesteps to count
+        row["sample_timesteps_per_s"] = round(n * T / max(dt, 1e-9), 1)
+        line += f" ({row['sample_timesteps_per_s']:,.0f} sample*timesteps/s)"
+    if y is not None:
+        accs.append(float((result.predictions == y).mean()))
+        row["accuracy"] = accs[-1]
+        line += f"  accuracy {100 * accs[-1]:.2f}%"
+    dtime = getattr(result, "decision_time", None)
+    if dtime is not None:  # a latency read-out (first-spike, k-spikes)
+        from .plots import mean_latency
+        lats.append(mean_latency(dtime, T))
+        row.update(decided=float((dtime > 0).mean()) if len(dtime) else 0.0, mean_latency=lats[-1],
+                   ties=int(result.tied.sum()))
+        line += (f"  decided {100 * row['decided']:.1f}% after {lats[-1]:.2f} steps on average"
+                 f" ({row['ties']} ties)")
+    if not args.json:
+        print(line)
+    for warning in activity_warnings(checked_rates(q, result.rates, args.readout), T, "measured on the data"):
+        warnings.warn(warning, UserWarning, stacklevel=1)  # a silent or saturated layer, named
+    return row
 
 
 def _record_layers(args):
@@ -331,7 +339,7 @@ def cmd_sweep(args) -> int:
     log = (lambda line: print(line, file=sys.stderr)) if args.json else print
     summary = sweep(args.model, args.data, args.output, grid, calibration=args.calibration,
                     input_shape=args.input_shape, workers=args.workers, batch_size=args.batch_size,
-                    plot=not args.no_plot, log=log)
+                    plot=not args.no_plot, log=log, ray=args.ray)
     emit(summary)
     if not args.json:
         print_table(summary)

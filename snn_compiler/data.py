@@ -127,7 +127,8 @@ def load_data(path, shape=None, n_outputs=None, layout=None, notes=None, sequenc
     model's): (N, H, W, C) data is transposed once, with a line in ``notes``."""
     path = str(path)
     if os.path.isdir(path):
-        raise DataError(f"{path}: is a directory, not a DATA.npz file (np.savez(path, x=x, y=y) writes one)")
+        raise DataError(f"{path}: is a directory, not a DATA.npz file (np.savez(path, x=x, y=y) writes one; "
+                        f"snnc simulate and snnc sweep also stream a directory of .npz shards or of x.npy and y.npy)")
     if not os.path.isfile(path):
         raise DataError(f"{path}: no such file")
     why = _not_npz(path)
@@ -138,17 +139,31 @@ def load_data(path, shape=None, n_outputs=None, layout=None, notes=None, sequenc
         raise DataError(f"{path}: 'x' must be numeric, got {x.dtype}")
     if x.ndim < 1 or len(x) == 0:
         raise DataError(f"{path}: 'x' holds no samples")
+    x = fit_samples(path, x, shape, layout, notes, sequences)
+    check_labels(path, y, len(x), n_outputs)
+    return x, y
+
+
+def fit_samples(path, x, shape=None, layout=None, notes=None, sequences=False):
+    """Numeric samples ``x`` (N, ...) read from ``path`` as float64 (N, *shape): put in the IR's
+    layout, shaped for the input and checked finite (the rules of every DATA file and of each
+    batch of a streamed one, :mod:`snn_compiler.data_stream`)."""
     if shape is not None:
         x = _fit_shape(path, _in_layout(path, x, shape, layout, notes), shape, sequences)
-    x = x.astype(np.float64)
+    x = np.asarray(x, dtype=np.float64)
     check_values(path, x)
-    if y is not None:
-        if y.shape != (len(x),) or y.dtype.kind not in "iu":
-            raise DataError(f"{path}: 'y' must be {len(x)} integer labels, got {y.dtype} {y.shape}")
-        if n_outputs is not None and (y.min() < 0 or y.max() >= n_outputs):
-            raise DataError(f"{path}: labels 'y' must be in 0..{n_outputs - 1} (the network has {n_outputs} "
-                            f"outputs), found {int(y.min())}..{int(y.max())}")
-    return x, y
+    return x
+
+
+def check_labels(path, y, n, n_outputs=None) -> None:
+    """``y`` (None: no labels) must be ``n`` integer labels in 0..n_outputs-1."""
+    if y is None:
+        return
+    if y.shape != (n,) or y.dtype.kind not in "iu":
+        raise DataError(f"{path}: 'y' must be {n} integer labels, got {y.dtype} {y.shape}")
+    if n_outputs is not None and n and (y.min() < 0 or y.max() >= n_outputs):
+        raise DataError(f"{path}: labels 'y' must be in 0..{n_outputs - 1} (the network has {n_outputs} "
+                        f"outputs), found {int(y.min())}..{int(y.max())}")
 
 
 def _one_line(e) -> str:

@@ -157,43 +157,42 @@ def compile_setting(model, calibration, input_shape, bits, norm, path) -> None:
     cmd_compile(build_parser().parse_args(argv))
 
 
-_CACHE = {}   # per process: (artifact, data) -> (graph, x, y); a worker loads each once
+_CACHE = {}   # per process: (artifact, data) -> (graph, data source); a worker loads each once
 
 
 def _loaded(artifact_path, data_path):
     key = (artifact_path, data_path)
     if key not in _CACHE:
         from . import artifact
-        from .run_inputs import load_data_for as _load_data_for
         from .ir import output_node
+        from .runs import open_data_for
         q = artifact.load(artifact_path)
-        x, y = _load_data_for(q, data_path, n_outputs=q.nodes[output_node(q)]["shape"][0])
+        src = open_data_for(q, data_path, n_outputs=q.nodes[output_node(q)]["shape"][0])
         _CACHE.clear()
-        _CACHE[key] = (q, x, y)
+        _CACHE[key] = (q, src)
     return _CACHE[key]
 
 
-def run_row(artifact_path, data_path, row, batch_size) -> dict:
-    """One run of the grid: the row with its results (accuracy as a fraction, like simulate's)."""
+def run_row(artifact_path, data_path, row, batch_size, cluster=None) -> dict:
+    """One run of the grid: the row with its results (accuracy as a fraction, like simulate's);
+    on ``cluster`` (an open :class:`.distributed.Cluster`) its samples split across the workers."""
     import numpy as np
 
-    from .report.analysis import events_per_inference
     from .report.energy import energy
-    from .targets import get_backend
-    q, x, y = _loaded(artifact_path, data_path)
-    run = get_backend("reference")
+    from .runs import Runner
+    q, src = _loaded(artifact_path, data_path)
+    runner = Runner(q, src, "reference", batch_size=batch_size, cluster=cluster)
     T, seed = int(row["timesteps"]), int(row["seed"])
     opts = dict(encoding=row["encoding"], seed=seed, readout=row["readout"])
-    run(q, x[:1], timesteps=1, **opts)   # the numba kernels compile outside the timed run
+    runner.warm(opts)   # the numba kernels compile outside the timed run
     record = row["readout"] in ("membrane", "count")   # record would run latency read-outs for all T
     t0 = time.perf_counter()
-    result = run(q, x, timesteps=T, batch_size=batch_size, record=record, **opts)
+    result, events = runner.run(dict(opts, timesteps=T, record=record), events=record)
     dt = time.perf_counter() - t0
     out = dict(row)
-    out.update(accuracy=float((result.predictions == y).mean()), samples=len(x), seconds=round(dt, 4),
-               sample_timesteps_per_s=round(len(x) * T / max(dt, 1e-9), 1), sops_per_inference=None)
-    if record and len(x):
-        events = events_per_inference(q, x, result.counts, T, row["encoding"], seed)
+    out.update(accuracy=float((result.predictions == src.y).mean()), samples=src.n, seconds=round(dt, 4),
+               sample_timesteps_per_s=round(src.n * T / max(dt, 1e-9), 1), sops_per_inference=None)
+    if record:
         out["sops_per_inference"] = round(float(energy(q, events)["sops"]), 3)
     return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in out.items()}
 
@@ -213,13 +212,20 @@ def accuracy_png(rows, grid) -> bytes:
     return plot_accuracy(None, ts, {k: [c[t] for t in ts] for k, c in curves.items()}, title="snnc sweep: accuracy")
 
 
-def sweep(model, data, outdir, grid, *, calibration=None, input_shape=None, workers=1, batch_size=256,
-          plot=True, log=print) -> dict:
-    """Run every row of ``grid`` not yet in OUTDIR/sweep.csv; returns the summary (rows of this grid)."""
+def sweep(model, data, outdir, grid, *, calibration=None, input_shape=None, workers=None, batch_size=256,
+          plot=True, log=print, ray=None) -> dict:
+    """Run every row of ``grid`` not yet in OUTDIR/sweep.csv; returns the summary (rows of this grid).
+    ``workers``: processes running rows (None: 1); with ``ray`` (a cluster's address, local or
+    auto) the rows run one after another, each split across ``workers`` Ray workers (None: all)."""
     from . import artifact
     from .outputs import PendingOutputs
-    if workers < 1:
-        raise ValueError(f"--workers must be >= 1, got {workers}")
+    from .runs import check_ray_options
+    if ray is not None:
+        check_ray_options(ray, workers, "reference")
+    else:
+        workers = 1 if workers is None else workers
+        if workers < 1:
+            raise ValueError(f"--workers must be >= 1, got {workers}")
     if batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
     if not os.path.isdir(outdir):
@@ -232,7 +238,8 @@ def sweep(model, data, outdir, grid, *, calibration=None, input_shape=None, work
     for name in ("sweep.json", "accuracy.png") if plot else ("sweep.json",):
         outputs.reserve(os.path.join(outdir, name))
     _check_labels(data)
-    fp = fingerprint([model, data, calibration])
+    from .data_stream import data_files
+    fp = fingerprint([model, *data_files(data), calibration])   # a streamed data set: each of its files
     if is_artifact:
         meta = artifact.load(model).graph["snnc"]
         fixed = {"bits": str(meta["bits"]), "norm": str(meta.get("norm") or ""), "timesteps": str(meta.get("timesteps", 32))}
@@ -259,8 +266,13 @@ def sweep(model, data, outdir, grid, *, calibration=None, input_shape=None, work
         artifacts[setting] = path
     jobs = [(artifacts[(r["bits"], r["norm"])], data, r, batch_size) for r in todo]
     finished = 0
+    cluster = None
     try:
-        for r in _run_all(jobs, workers):
+        if ray is not None and jobs:
+            from .distributed import Cluster
+            cluster = Cluster(ray, workers).__enter__()
+            log(f"sweep: on Ray ({ray}), {len(cluster.actors)} workers")
+        for r in _run_all(jobs, workers, cluster):
             r["fingerprint"] = fp
             append_row(table, r)
             done[row_key(fp, r)] = r
@@ -273,6 +285,8 @@ def sweep(model, data, outdir, grid, *, calibration=None, input_shape=None, work
         raise
     finally:
         _CACHE.clear()   # a later sweep in this process may find other files at the same paths
+        if cluster is not None:
+            cluster.__exit__(None, None, None)
     results = [_typed(done[row_key(fp, r)]) for r in rows]
     summary = {"model": model, "data": data, "fingerprint": fp, "grid": grid, "ran": len(todo),
                "skipped": len(rows) - len(todo), "rows": results}
@@ -283,9 +297,14 @@ def sweep(model, data, outdir, grid, *, calibration=None, input_shape=None, work
     return summary
 
 
-def _run_all(jobs, workers):
-    """Each job's row as it finishes: here, or in a pool of ``workers`` processes (spawned: a
-    forked numba or torch thread pool can deadlock)."""
+def _run_all(jobs, workers, cluster=None):
+    """Each job's row as it finishes: here, on a Ray ``cluster`` (one row at a time, its samples
+    split), or in a pool of ``workers`` processes (spawned: a forked numba or torch thread pool
+    can deadlock)."""
+    if cluster is not None:
+        for job in jobs:
+            yield run_row(*job, cluster=cluster)
+        return
     if workers == 1 or len(jobs) <= 1:
         for job in jobs:
             yield run_row(*job)
@@ -330,12 +349,17 @@ def _is_artifact(path) -> bool:
 def _check_labels(data) -> None:
     """The table's accuracy needs labels: refused before any compile or run when DATA has no y."""
     import zipfile
-    try:
-        with zipfile.ZipFile(data) as z:
-            names = z.namelist()
-    except (OSError, zipfile.BadZipFile) as e:
-        raise ValueError(f"{data}: not a DATA.npz ({e})") from None
-    if "y.npy" not in names:
+    if os.path.isfile(data) and not data.endswith(".npy"):
+        try:
+            with zipfile.ZipFile(data) as z:
+                names = z.namelist()
+        except (OSError, zipfile.BadZipFile) as e:
+            raise ValueError(f"{data}: not a DATA.npz ({e})") from None
+        has = "y.npy" in names
+    else:   # a streamed data set: its labels are read (small), not its samples
+        from .data_stream import open_source
+        has = open_source(data).y is not None
+    if not has:
         raise ValueError(f"{data}: has no labels y; a sweep reports accuracy, so it needs them")
 
 
