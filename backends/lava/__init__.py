@@ -112,7 +112,7 @@ def step_seconds(plan, timesteps: int, neurons: str = "auto") -> float:
     from .plan import lif_fit
     lif = sum(1 for n in plan.layers if neurons != "snnc" and lif_fit(plan, n, timesteps) is None)
     # source, one process per layer (a stock LIF layer: 3 more), synapses, delays
-    procs = 1 + len(plan.layers) + 3 * lif + len(plan.conns) + len({(c.src, c.delay) for c in plan.conns if c.delay})
+    procs = 1 + len(plan.layers) + 3 * lif + len(plan.conns) + len({(c.src, c.delay, c.steps) for c in plan.conns if c.delay or c.steps})
     s = procs * STEP_S_PER_PROCESS
     for c in plan.conns:
         if c.kind == "conv":

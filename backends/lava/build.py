@@ -23,6 +23,13 @@ scipy CSR matrix (:func:`.plan.conv_matrix`: memory follows the synapse count). 
 :class:`~.procs.process.SnncNeuron` (the snnc integer IF, reset by subtraction or to zero).
 Residual joins: every connection into a layer lands on its one ``a_in`` port; shorter branches
 go through :class:`~.procs.process.SnncDelay` so all of them deliver the same logical step.
+Recurrent and delayed connections (the IR's Delay): a layer's spikes go through an ``SnncDelay``
+relay (zero or more extra hardware steps, :func:`.plan.lava_depths`) into a stock Dense or Conv
+and back into a layer's ``a_in``: a self-recurrent connection of one step is the layer's own
+output through a Dense into its input, the Dense's one hardware step being the Delay's one step.
+The relay also stops spikes at a sample window's end from reaching the next sample (the
+reference starts each sample's delay lines empty). Lava 0.10.0's ``DelayDense`` would give the
+extra steps for Dense only and not the window guard, so the relay does both, for Conv too.
 """
 from __future__ import annotations
 
@@ -178,10 +185,13 @@ def build_network(graph, x=None, *, timesteps: int, encoding: str = "constant", 
         if c.src != plan.input:
             port = procs[c.src].s_out
         src_shape = plan.input_lshape if c.src == plan.input else plan.layers[c.src].lshape
-        if c.delay:
-            key = f"{c.src}.delay{c.delay}"
+        if c.delay or c.steps:
+            # a relay: extra hardware steps, and for the IR's Delays the window guard (SnncDelay)
+            key = f"{c.src}.delay{c.delay}" + (f".steps{c.steps}" if c.steps else "")
             if key not in delays:
-                delays[key] = SnncDelay(shape=src_shape, delay=c.delay, name=key)
+                src_depth = 0 if c.src == plan.input else plan.layers[c.src].depth
+                delays[key] = SnncDelay(shape=src_shape, delay=c.delay, steps=c.steps, depth=src_depth, window=T,
+                                        n_samples=n_samples, name=key)
                 if port is not None:
                     port.connect(delays[key].s_in)
                 else:

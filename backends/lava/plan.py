@@ -13,7 +13,7 @@ import numpy as np
 
 from snn_compiler.ir import inputs_of, op_of, topo_order, verify
 from snn_compiler.ir import ops as O
-from snn_compiler.ir.layers import incoming, input_range, layer_depths, weight_bounds
+from snn_compiler.ir.layers import incoming, input_range, weight_bounds
 from snn_compiler.ir.neuron import decays_of
 from snn_compiler.ir.registers import REFERENCE, Registers
 
@@ -131,7 +131,8 @@ class ConnPlan:
     kind: str                      # "dense", "conv", or "sparse" (a conv Lava's Conv cannot run: see why_sparse)
     weight: object                 # int64 array, Lava form; sparse: scipy CSR (int32), Lava's flatten orders
     graded: bool                   # source is the (graded) Input
-    delay: int                     # extra hardware steps so every branch delivers the same logical step
+    delay: int                     # extra hardware steps (relay) so the connection delivers the logical step it reads
+    steps: int = 0                 # the IR's Delay (logical steps late, 0: within the step); see lava_depths
     flatten: bool = False          # a Dense reading a map (port flattened in Lava's order)
     stride: Tuple[int, int] = (1, 1)     # (W, H) order
     padding: Tuple[int, int] = (0, 0)
@@ -156,12 +157,66 @@ class NetPlan:
 
 
 def _source(graph, name):
+    """(source, flat, steps): what weighted op ``name`` reads through Flatten and Delays, whether it
+    reads it flattened, and how many logical steps late (the Delays' sum)."""
     (src,) = inputs_of(graph, name)
-    flat = False
-    while isinstance(op_of(graph, src), O.Flatten):
-        flat = True
+    flat, steps = False, 0
+    while isinstance(op_of(graph, src), (O.Flatten, O.Delay)):
+        flat = flat or isinstance(op_of(graph, src), O.Flatten)
+        steps += int(op_of(graph, src).steps) if isinstance(op_of(graph, src), O.Delay) else 0
         (src,) = inputs_of(graph, src)
-    return src, flat
+    return src, flat, steps
+
+
+class DelayError(ValueError):
+    """A recurrent or delayed connection that Lava cannot deliver on time (it would arrive late)."""
+
+
+def lava_depths(graph) -> Dict[str, int]:
+    """``{node: depth}`` for the Input (0) and every neuron layer: the hardware step (after a sample
+    window starts) at which the layer runs its logical step 0, the smallest depths such that every
+    connection can be delivered on time.
+
+    Every Lava connection takes one hardware step, so a connection from ``s`` into ``t`` that reads
+    ``D`` steps late (D = 0: within the step) needs ``depth[t] + D >= depth[s] + 1``; the rest,
+    ``D + depth[t] - depth[s] - 1`` steps, a relay adds (``ConnPlan.delay``). Longest paths over
+    these constraints (Bellman-Ford: weights 1 - D) give the depths. A loop whose connections
+    outnumber its Delays' steps (a feedback from a deeper layer through too short a Delay) has no
+    depths: DelayError names its layers and both counts. Feed-forward graphs get the depths of
+    :func:`snn_compiler.ir.layers.layer_depths` (one step per connection on the longest path).
+    """
+    order = topo_order(graph)
+    inp = next(n for n in order if isinstance(op_of(graph, n), O.Input))
+    layers = [n for n in order if isinstance(op_of(graph, n), O.NEURONS)]
+    edges = []  # (source, target, weight 1 - D, op)
+    for n in layers:
+        for k in _incoming(graph, n):
+            src, _, steps = _source(graph, k)
+            if src != inp and src not in layers:
+                raise ValueError(f"layer {n!r}: op {k!r} reads {src!r}, which is not a neuron layer or the Input")
+            edges.append((src, n, 1 - steps, k))
+    depth = {n: 1 for n in layers}  # a layer never runs before the input it may read
+    depth[inp] = 0
+    pred = {}
+    for _ in range(len(layers) + 1):
+        changed = None
+        for s, t, w, k in edges:
+            if depth[s] + w > depth[t]:
+                depth[t], pred[t], changed = depth[s] + w, (s, k), t
+        if changed is None:
+            return depth
+    # still growing after |layers| rounds: a loop with more connections than steps of delay
+    seen, n = [], changed
+    while n not in seen:
+        seen.append(n)
+        n = pred[n][0]
+    loop = seen[seen.index(n):][::-1]  # in data-flow order
+    ops = [pred[loop[(i + 1) % len(loop)]][1] for i in range(len(loop))]  # the op into each next layer
+    steps = sum(1 - w for s, t, w, k in edges if k in ops)
+    raise DelayError(
+        f"the loop {' -> '.join(loop + [loop[0]])} (through {', '.join(repr(k) for k in ops)}) takes {len(ops)} "
+        f"hardware steps on Lava (every connection adds one) but its Delays give {steps} step{'s' * (steps != 1)}: "
+        f"a feedback into an earlier layer needs a Delay of at least 1 + the layers it spans ({len(ops)} here)")
 
 
 def _incoming(graph, layer):
@@ -182,34 +237,28 @@ def make_plan(graph, readout: str = "membrane") -> NetPlan:
     order = topo_order(graph)
     inp = next(n for n in order if isinstance(op_of(graph, n), O.Input))
     out = next(n for n in order if O.is_readout(op_of(graph, n)))
-    depth = {inp: 0}
+    depth = lava_depths(graph)
     layers, conns = {}, []
-    known = layer_depths(graph)
     for n in order:
         op = op_of(graph, n)
         if not isinstance(op, O.NEURONS):
             continue
         shape = tuple(graph.nodes[n]["shape"])
-        feeds = []
-        for k in _incoming(graph, n):
-            src, flat = _source(graph, k)
-            if src not in depth:
-                raise ValueError(f"layer {n!r}: op {k!r} reads {src!r}, which is not a neuron layer or the Input")
-            feeds.append((k, src, flat))
-        depth[n] = known[n]
+        feeds = [(k,) + _source(graph, k) for k in _incoming(graph, n)]
         spiking = not (n == out and readout == "membrane")
         layers[n] = LayerPlan(
             name=n, kind=O.kind(op), shape=shape, lshape=lava_shape(shape), theta=int(op.threshold),
             bias=to_lava(np.broadcast_to(np.asarray(op.bias, np.int64), shape), len(shape)).copy(),
             v_init=int(op.v_init) if spiking else 0, depth=depth[n], spiking=spiking, reset=op.reset, vmax=op.v_max,
             decay_v=to_lava(decays_of(op, shape), len(shape)).copy() if op.leaky else None, decay_u=int(op.decay_u))
-        for k, src, flat in feeds:
+        for k, src, flat, steps in feeds:
             kop = op_of(graph, k)
             src_shape = tuple(graph.nodes[src]["shape"])
             w = np.asarray(kop.weight_int, np.int64)
             c = ConnPlan(name=k, src=src, dst=n, kind="dense" if isinstance(kop, O.Dense) else "conv",
                          weight=None, graded=isinstance(op_of(graph, src), O.Input),
-                         delay=depth[n] - depth[src] - 1, weight_exp=int(getattr(kop, "weight_exp", 0) or 0))
+                         delay=steps + depth[n] - depth[src] - 1, steps=steps,
+                         weight_exp=int(getattr(kop, "weight_exp", 0) or 0))
             lo, hi = weight_bounds(O.effective_weights(kop), *input_range(graph, k))
             c.bounds = (int(lo.min(initial=0)), int(hi.max(initial=0)))
             c.why = why_sparse(kop) if c.kind == "conv" else None

@@ -16,7 +16,12 @@ the compiler refuses, naming the layer and the register, whatever would not arri
   exactly as the reference does, so saturation is semantics, not an error.
 - Conv geometry is no limit: a conv whose groups, kernel size, stride, padding or dilation would
   wrap Lava Conv's int8 Vars (a 1x1 depthwise skip on 128+ channels) runs as a ``Sparse`` matrix
-  (``plan.why_sparse``), which holds any geometry; so this target has no structural check.
+  (``plan.why_sparse``), which holds any geometry.
+- recurrent and delayed connections (the IR's Delay): every Lava connection takes one hardware
+  step, so a loop of connections must carry at least as many steps of Delay as it has
+  connections (a layer's own recurrence: one; a feedback from a deeper layer: 1 + the layers it
+  spans); a shorter loop is refused naming its layers and both counts (``plan.lava_depths``).
+  Longer Delays, and Delays on feed-forward paths, become relays of extra hardware steps.
 """
 from __future__ import annotations
 
@@ -69,6 +74,11 @@ def check(graph, config) -> None:
     if not state.get("quantized"):
         raise TargetError("lava target: the graph is not quantized")
     verify(graph)
+    from .plan import DelayError, lava_depths
+    try:
+        lava_depths(graph)  # every recurrent or delayed connection arrives on time
+    except DelayError as e:
+        raise TargetError(f"lava target: {e}") from None
     mb = int(state.get("membrane_bits", regs.membrane_bits))
     if mb != regs.membrane_bits:
         raise TargetError(f"graph: membrane register is {mb} bits, {profile.get('name')} has {regs.membrane_bits}")

@@ -119,6 +119,11 @@ def supports(op):
     if isinstance(op, O.Neuron) and op.leaky:
         return ("a TrueNorth neuron's leak is a constant per step, not a fraction of its membrane, so it cannot "
                 "run a LIF layer: use --target reference or lava")
+    if isinstance(op, O.Delay):
+        return (f"a Delay of {op.steps} step{'s' * (op.steps != 1)} (a recurrent or delayed connection): TrueNorth's "
+                "axons have delays of 1..15 ticks, but snnc's corelet exporter does not model them (its cores run "
+                "a layer per tick, feed-forward), and a recurrent connection would route a core's output back "
+                "into itself: use --target reference or lava")
     if isinstance(op, O.Neuron) and op.decays:
         return (f"a TrueNorth neuron has no synaptic current that decays (this layer's decay_u is {op.decay_u}, "
                 "4096 = none), so it cannot run a current-based (CUBA) layer: use --target reference or lava")
@@ -132,6 +137,9 @@ def export_corelet(graph, config=None) -> dict:
         raise TrueNorthError("the corelet needs a quantized graph (run the compile pipeline)")
     from snn_compiler.passes.compose_pools import without_pools
     graph = without_pools(graph)  # cores have no pooling synapse: a pool joins the next connection
+    for n in graph:  # a graph compiled for another target: its Delays are refused as compile refuses them
+        if isinstance(op_of(graph, n), O.Delay):
+            raise TrueNorthError(f"layer {n!r}: {supports(op_of(graph, n))}")
     net = build_net(graph)
     inp = op_of(graph, net.input)
     if inp.signed:

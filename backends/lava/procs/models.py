@@ -148,12 +148,25 @@ class PySnncDelayModel(PyLoihiProcessModel):
 
     def __init__(self, proc_params):
         super().__init__(proc_params)
-        shape, delay = proc_params["shape"], proc_params["delay"]
+        p = self.proc_params
+        shape, delay = p["shape"], p["delay"]
         self.ring = np.zeros((delay,) + tuple(shape), np.int32)
+        self.steps, self.depth, self.window = p.get("steps", 0), p.get("depth", 0), p.get("window", 1)
+        self.n_samples = p.get("n_samples", 0)
+        self.zeros = np.zeros(shape, np.int32)
 
     @reports_faults
     def run_spk(self):
-        x = self.s_in.recv()
+        x = self.s_in.recv()  # always drain the port
+        if self.steps:
+            # the source's logical step t of sample k; it may pass only if it lands in the same window
+            h = self.time_step - 1 - self.depth
+            k, t = divmod(h, self.window)
+            if h < 0 or k >= self.n_samples or t + self.steps >= self.window:
+                x = self.zeros
+        if not len(self.ring):  # no extra hardware step: pass it on now
+            self.s_out.send(x)
+            return
         i = self.time_step % len(self.ring)
         self.s_out.send(self.ring[i].copy())
         self.ring[i] = x

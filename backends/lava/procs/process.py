@@ -70,12 +70,22 @@ class SnncSource(AbstractProcess):
 
 
 class SnncDelay(AbstractProcess):
-    """Delays (graded or binary) spikes by ``delay`` >= 1 hardware steps (balances residual joins)."""
+    """Delays (graded or binary) spikes by ``delay`` hardware steps: >= 1 to balance residual
+    joins; any (0 too) for a connection the IR delays by ``steps`` >= 1 logical steps (a Delay:
+    recurrent, feedback or feed-forward), which also keeps each sample's spikes inside its window.
 
-    def __init__(self, *, shape, delay: int, name=None):
+    With ``steps``, the relay reads a source at pipeline depth ``depth`` and passes its logical
+    step ``t`` of a sample only when ``t + steps < window``: later spikes would arrive in the next
+    sample's window, where the reference's delay line starts empty. Spikes the source sends
+    outside its sample windows (a stock LIF integrates during the pipeline fill) never pass.
+    """
+
+    def __init__(self, *, shape, delay: int, steps: int = 0, depth: int = 0, window: int = 1, n_samples: int = 0,
+                 name=None):
         shape = tuple(int(s) for s in shape)
-        if delay < 1:
-            raise ValueError(f"delay must be >= 1, got {delay}")
-        super().__init__(shape=shape, delay=int(delay), name=name)
+        if delay < 0 or (delay < 1 and steps < 1) or steps < 0:
+            raise ValueError(f"delay must be >= 1 (>= 0 for a Delay of steps >= 1), got delay {delay}, steps {steps}")
+        super().__init__(shape=shape, delay=int(delay), steps=int(steps), depth=int(depth), window=int(window),
+                         n_samples=int(n_samples), name=name)
         self.s_in = InPort(shape=shape)
         self.s_out = OutPort(shape=shape)
