@@ -227,6 +227,10 @@ def check_state(state, where) -> hardware.Registers:
     rates = state.get("expected_rates", {})
     if not isinstance(rates, dict) or not all(_is_num(v) for v in rates.values()):
         _fail(g, "expected_rates must map layers to finite numbers")
+    mods = state.get("modules", {})
+    if not (isinstance(mods, dict) and all(isinstance(k, str) and isinstance(v, list) and len(v) == 2 and all(
+            isinstance(p, str) and len(p) <= 200 for p in v) for k, v in mods.items())):
+        _fail(g, "modules must be a mapping of layer -> [module path, kind] strings")
     return regs
 
 

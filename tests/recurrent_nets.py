@@ -83,3 +83,44 @@ def float_reference(g, x_seq, membrane=False):
             spikes[n] = spikes[n][1:] + [now[n]]
         count += now["out"]
     return count, st["out"]["v"]
+
+
+def to_nir(g, dt=1e-3, li_readout=False):
+    """The nets above as a NIR graph the way Norse writes one: CubaLIF layers (w_in = tau_syn/dt and
+    r = tau_mem/dt, so forward Euler gives exactly u = alpha u + I, v = beta v + u), recurrent
+    Linears closing cycles, and the read-out a CubaLIF or (``li_readout``) a CubaLI. The Delays are
+    not written: NIR's cycles read the previous step. Resets are NIR's: to zero."""
+    import nir
+    ops = {n: g.nodes[n]["op"] for n in g}
+    nodes, edges = {"input": nir.Input(input_type=np.array(g.nodes["in"]["shape"]))}, []
+
+    def neuron(n):
+        op, size = ops[n], g.nodes[n]["shape"][0]
+        ks, km = op.decay_u / N.DECAY_ONE, 1.0 - float(op.beta[0])
+        full = lambda v: np.full(size, v, np.float64)  # noqa: E731
+        if li_readout and n == "out":
+            return nir.CubaLI(tau_syn=full(dt / ks), tau_mem=full(dt / km), r=full(1 / km), v_leak=full(0.0),
+                              w_in=full(1 / ks))
+        return nir.CubaLIF(tau_syn=full(dt / ks), tau_mem=full(dt / km), r=full(1 / km), v_leak=full(0.0),
+                           v_threshold=full(op.scale), v_reset=full(0.0), w_in=full(1 / ks))
+
+    for n, op in ops.items():
+        if isinstance(op, O.Dense):
+            nodes[n] = nir.Linear(weight=op.weight.copy())
+        elif isinstance(op, O.Neuron):
+            nodes[n] = neuron(n)
+    nodes["output"] = nir.Output(output_type=np.array(g.nodes["out"]["shape"]))
+    rename = {"in": "input"}
+    for a, b in g.edges:
+        if isinstance(ops[b], (O.Delay, O.Add)):
+            continue
+        src = rename.get(a, a)
+        if isinstance(ops[a], O.Delay):
+            (src,) = list(g.predecessors(a))
+        if isinstance(ops[a], O.Add):  # an Add's inputs go straight into the neuron (NIR sums edges)
+            for p in g.predecessors(a):
+                edges.append((p, b))
+            continue
+        edges.append((src, b))
+    edges.append(("out", "output"))
+    return nir.NIRGraph(nodes=nodes, edges=edges)

@@ -228,16 +228,17 @@ def test_what_does_not_map_is_refused_with_the_reason(graph, dt, match):
         snnc_nir.from_nir(graph(), dt=dt)
 
 
-def test_recurrent_and_unsupported_graphs_are_refused():
+def test_recurrent_graphs_compile_and_a_delayed_current_is_refused():
+    """(tests/test_nir_recurrent.py checks what recurrent graphs compute.)"""
     g = _lif_graph()
     g.nodes["rec"] = nir.Linear(weight=np.eye(3))
     g.edges += [("lif", "rec"), ("rec", "lif")]
-    with pytest.raises(snnc_nir.NIRError, match="recurrent"):
-        snnc_nir.from_nir(g, dt=DT)
+    ir_graph = snnc_nir.from_nir(g, dt=DT)
+    assert list(ir_graph.predecessors("lif.delay")) == ["lif"] and list(ir_graph.successors("lif.delay")) == ["rec"]
     g = _lif_graph()
-    g.nodes["delay"] = nir.Delay(delay=np.ones(3))
+    g.nodes["delay"] = nir.Delay(delay=np.full(3, 2 * DT))
     g.edges = [("input", "fc"), ("fc", "delay"), ("delay", "lif"), ("lif", "output")]
-    with pytest.raises(snnc_nir.NIRError, match="Delay is not supported"):
+    with pytest.raises(snnc_nir.NIRError, match="'fc'.*delayed .* sends currents, not spikes"):
         snnc_nir.from_nir(g, dt=DT)
 
 

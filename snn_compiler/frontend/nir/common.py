@@ -35,7 +35,7 @@ READOUT_ONLY = ("LI", "I", "CubaLI")
 WEIGHTED_NIR = ("Affine", "Linear", "Conv2d")
 
 
-SUPPORTED = ("Input", "Output", "Affine", "Linear", "Conv2d", "AvgPool2d", "SumPool2d", "Flatten", "Scale") \
+SUPPORTED = ("Input", "Output", "Affine", "Linear", "Conv2d", "AvgPool2d", "SumPool2d", "Flatten", "Scale", "Delay") \
     + SPIKING + READOUT_ONLY
 
 

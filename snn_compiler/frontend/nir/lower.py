@@ -39,8 +39,9 @@ whole sample; ``start_dim=1`` is read as including the batch axis, as sinabs wri
 it), AvgPool2d/SumPool2d: between a neuron layer (or the Input) and weighted ops a synaptic pool
 (kernel = stride, no padding, the map divisible); into a neuron, a depthwise Conv2d; after a
 Conv2d, composed into it. Several edges into a neuron are summed; a neuron fed straight by the
-Input or another neuron gets an identity synapse. Refused with the reason: recurrent graphs and
-subgraphs, Delay, Threshold, Conv1d, several inputs or outputs.
+Input or another neuron gets an identity synapse. Recurrent graphs (cycles) and Delay nodes of
+whole steps: :mod:`.cycles` (a cycle reads the previous step's spikes). Refused with the reason:
+nested subgraphs, Threshold, Conv1d, several inputs or outputs.
 
 A graph snnc exported (``metadata['snnc']['format'] == 'snnc-nir'``) comes back with what its
 metadata records: the input scale, bits and sign, ``dt``, each layer's reset, and (float form)
@@ -59,11 +60,11 @@ from typing import Optional
 import networkx as nx
 import numpy as np
 
-from ... import ir
+from ... import ir, origins
 from ...ir import neuron as N
 from ...ir import ops as O
 from ..lowering import refuse_non_finite
-from . import layers, neurons
+from . import cycles, layers, neurons
 from .common import (DISCRETIZATIONS, FORMAT, FORMS, NEEDS_DT, READOUT_ONLY, SPIKING, SUPPORTED, NIRError, _plain,
                      check_dt, nir_package)
 from .read import read_nir
@@ -88,6 +89,8 @@ class _Importer:
         self.sum_area = {}     # IR AvgPool2d from a NIR SumPool2d -> its window area
         self.lost_v_init = []
         self.readout_only = set()
+        self.gains = {}        # NIR neuron -> the input gain folded into its weighted ops (cycles.attach)
+        self.cut = set()       # NIR edges read one step (or a Delay's steps) late (cycles.feedback_edges)
 
     # -- helpers
     def kind(self, name) -> str:
@@ -100,8 +103,13 @@ class _Importer:
         bad = refuse_non_finite(op)
         if bad:
             raise NIRError(f"NIR node {name!r}: {bad}")
-        name = ir.unique_name(self.g, str(name))
+        orig = str(name)
+        name = ir.unique_name(self.g, orig)
         ir.add_op(self.g, name, op, list(inputs))
+        while orig not in self.ng.nodes and "." in orig:  # a node made for one (hid.sum, hid.delay): its layer's
+            orig = orig.rsplit(".", 1)[0]
+        node = self.ng.nodes.get(orig)
+        origins.record(self.g, name, orig, type(node).__name__ if node is not None else "NIR node")
         try:
             self.g.nodes[name]["shape"] = O.infer_shape(op, [self.shape(i) for i in inputs])
         except ValueError as e:
@@ -168,9 +176,6 @@ class _Importer:
             if a not in nodes or b not in nodes:
                 raise NIRError(f"NIR edge ({a!r}, {b!r}) names a node the graph does not have")
             d.add_edge(a, b)
-        if not nx.is_directed_acyclic_graph(d):
-            cycle = " -> ".join(a for a, _ in nx.find_cycle(d))
-            raise NIRError(f"the NIR graph is recurrent ({cycle}); snnc compiles feed-forward networks only")
         self.d = d
         ins = [n for n in nodes if self.kind(n) == "Input"]
         outs = [n for n in nodes if self.kind(n) == "Output"]
@@ -179,8 +184,11 @@ class _Importer:
         needs_dt = [n for n in nodes if self.kind(n) in ("LIF", "CubaLIF", "LI", "CubaLI")]
         if needs_dt and self.dt is None:
             raise NIRError(NEEDS_DT)
-        for name in nx.lexicographical_topological_sort(d):
+        self.cut = cycles.feedback_edges(self, d, ins[0])
+        order = list(nx.lexicographical_topological_sort(nx.restricted_view(d, [], self.cut)))
+        for name in order:
             self.node(name)
+        cycles.close(self, order, self.cut)
         out_src = self.finish(outs[0])
         g = self.g
         keep = nx.ancestors(g, out_src) | {out_src}
@@ -203,12 +211,17 @@ class _Importer:
                           "float form keeps them converted, so --v-init applies again)", UserWarning, stacklevel=3)
         return g
 
-    def node(self, name):
-        k = self.kind(name)
+    def preds(self, name) -> list:
+        """The NIR nodes feeding ``name``, in the file's edge order."""
         preds = [p for p, _ in sorted(((p, i) for i, (p, q) in enumerate(self.ng.edges) if str(q) == name),
                                       key=lambda t: t[1])]
-        preds = list(dict.fromkeys(str(p) for p in preds))
-        ins = [self.map[p] for p in preds if p in self.map]
+        return list(dict.fromkeys(str(p) for p in preds))
+
+    def node(self, name):
+        """Lower NIR node ``name`` from its inputs within the step (the cut edges come in cycles.close)."""
+        k = self.kind(name)
+        preds = self.preds(name)
+        ins = [self.map[p] for p in preds if p in self.map and (p, name) not in self.cut]
         if k == "Input":
             if preds:
                 self.fail(name, "an Input cannot have inputs")
@@ -216,7 +229,11 @@ class _Importer:
         if k == "Output":
             return None
         if not ins:
-            return None  # fed by nothing reachable: pruned with the dead code
+            return None  # fed by nothing reachable (yet: cycles.close lowers what a cut edge feeds)
+        return self.lower(name, ins)
+
+    def lower(self, name, ins):
+        k = self.kind(name)
         if len(ins) > 1 and k not in SPIKING + READOUT_ONLY:
             self.fail(name, f"it sums {len(ins)} inputs; snnc sums currents only into neurons")
         if k in ("Affine", "Linear"):

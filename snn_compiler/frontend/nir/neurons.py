@@ -91,6 +91,7 @@ def neuron(imp, name, ins):
         scale = float(thr.flat[0])
     else:
         scale, gain = 1.0, gain / thr  # v / threshold: threshold 1, the same spikes
+    imp.gains[name] = gain  # what a recurrent input, added later (cycles.attach), is folded with too
     if np.any(np.abs(gain - 1.0) > UNIT_TOL):
         fold(imp, name, x, gain)
     if beta is not None:
