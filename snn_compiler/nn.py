@@ -11,21 +11,21 @@
 
 Export: under ``torch.export.export`` each ``LIF`` becomes ONE node, the custom op
 ``torch.ops.snnc.lif.default(x, beta, threshold, reset)`` (``CubaLIF``:
-``torch.ops.snnc.cubalif.default(x, alpha, beta, threshold, reset)``), and each ``QCFS`` the custom op
+``torch.ops.snnc.cubalif.default(x, alpha, beta, threshold, reset)``; a recurrent one
+``torch.ops.snnc.rcubalif.default(x, w_rec, alpha, beta, threshold, reset)``), and each ``QCFS`` the custom op
 ``torch.ops.snnc.qcfs.default(x, theta, levels)``, so the compiler sees the layer and its
 parameters rather than unrolled arithmetic. Importing this module registers these ops; it must be
 imported before ``torch.export.load`` of a program that contains them.
 
 Torch is required here only; the rest of ``snn_compiler`` does not import this module.
 """
-import math
-from typing import Callable, Iterable, Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .ir.neuron import RESETS, qcfs_staircase
+from .ir.neuron import RESETS
 
 
 class _Spike(torch.autograd.Function):
@@ -153,6 +153,17 @@ def _cubalif_fake(x, alpha, beta, threshold, reset):
     return torch.empty_like(x)
 
 
+# A recurrent CubaLIF at export: one node carrying its recurrent weights (the compiler makes the cycle).
+@torch.library.custom_op("snnc::rcubalif", mutates_args=())
+def rcubalif(x: Tensor, w_rec: Tensor, alpha: float, beta: Tensor, threshold: float, reset: str) -> Tensor:
+    return (x >= threshold).to(x.dtype)
+
+
+@rcubalif.register_fake
+def _rcubalif_fake(x, w_rec, alpha, beta, threshold, reset):
+    return torch.empty_like(x)
+
+
 class CubaLIF(LIF):
     """Current-based LIF neurons (NIR ``CubaLIF``; snnTorch's ``Synaptic``), one timestep per call:
     the input ``x`` (the weighted synaptic drive) charges a synaptic current ``i`` that decays by
@@ -168,28 +179,52 @@ class CubaLIF(LIF):
     other is rounded with a warning. ``beta``, ``threshold``, ``reset``, ``surrogate`` and
     ``learn_beta`` are LIF's; the surrogate gradient flows through both decays. Under
     ``torch.export`` the layer emits the single op ``torch.ops.snnc.cubalif``.
+
+    ``recurrent=N`` (the layer's N neurons, vector input (B, N)): each neuron also reads the
+    layer's own spikes of the previous step through the learned weights ``rec.weight`` (N, N),
+    as snnTorch's ``RSynaptic`` and NIR's cycles do:
+
+        i[t] = alpha * i[t-1] + x[t] + rec.weight @ s[t-1]          s[-1] = 0
+
+    exported as ``torch.ops.snnc.rcubalif`` with those weights; the compiler makes the cycle
+    (a one-step Delay of the spikes, then a Dense, into the layer).
     """
 
     def __init__(self, alpha: float, beta: Union[float, Sequence[float], Tensor], threshold: float = 1.0,
                  reset: str = "subtract", surrogate: Optional[Callable[[Tensor], Tensor]] = None,
-                 learn_beta: bool = False):
+                 learn_beta: bool = False, recurrent: int = 0):
         super().__init__(beta, threshold=threshold, reset=reset, surrogate=surrogate, learn_beta=learn_beta)
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= float(alpha) <= 1.0:
             raise ValueError(f"alpha must be one number in [0, 1] (one current decay per layer), got {alpha!r}")
+        if isinstance(recurrent, bool) or not isinstance(recurrent, int) or recurrent < 0:
+            raise ValueError(f"recurrent must be the layer's number of neurons (0: no recurrence), got {recurrent!r}")
         self.alpha = float(alpha)
+        self.rec = nn.Linear(recurrent, recurrent, bias=False) if recurrent else None
+        if self.rec is not None:
+            nn.init.normal_(self.rec.weight, 0.0, 0.5 / recurrent ** 0.5)  # weak: the feed-forward drive leads
         self.i: Optional[Tensor] = None
+        self.s: Optional[Tensor] = None
 
     def forward(self, x: Tensor) -> Tensor:
         if torch.compiler.is_exporting():
+            if self.rec is not None:
+                return torch.ops.snnc.rcubalif(x, self.rec.weight, self.alpha, self.beta, self.threshold, self.reset)
             return torch.ops.snnc.cubalif(x, self.alpha, self.beta, self.threshold, self.reset)
+        if self.rec is not None and (x.dim() != 2 or x.shape[1] != self.rec.in_features):
+            raise ValueError(f"a recurrent CubaLIF of {self.rec.in_features} neurons takes (B, "
+                             f"{self.rec.in_features}) inputs, got {tuple(x.shape)}")
         fresh = self.i is None or self.i.shape != x.shape
+        if self.rec is not None and not fresh:
+            x = x + self.rec(self.s)
         self.i = x if fresh else self.alpha * self.i + x
         if fresh:
             self.v = None  # both states restart together
-        return super().forward(self.i)
+        self.s = super().forward(self.i)
+        return self.s
 
     def extra_repr(self) -> str:
-        return f"alpha={self.alpha}, " + super().extra_repr()
+        rec = f", recurrent={self.rec.in_features}" if self.rec is not None else ""
+        return f"alpha={self.alpha}, " + super().extra_repr() + rec
 
 
 def reset(net: nn.Module) -> nn.Module:
@@ -199,7 +234,7 @@ def reset(net: nn.Module) -> nn.Module:
         if isinstance(m, LIF):
             m.v = None
         if isinstance(m, CubaLIF):
-            m.i = None
+            m.i = m.s = None
     return net
 
 
@@ -254,141 +289,5 @@ def rate_loss(counts: Tensor, target: Tensor, timesteps: int, kind: str = "ce", 
     raise ValueError(f"kind must be 'ce' or 'mse', got {kind!r}")
 
 
-# ---- QCFS: the quantization-clip-floor-shift activation --------------------------------------------
-
-# The one QCFS computation, eager and exported alike (export keeps it as ONE node with theta, so the
-# compiler reads the trained threshold); its gradient is the straight-through one registered below.
-@torch.library.custom_op("snnc::qcfs", mutates_args=())
-def qcfs(x: Tensor, theta: Tensor, levels: int) -> Tensor:
-    return qcfs_staircase(x, theta, levels)  # ir.neuron's: the compiled layer's ANN reading, exactly
-
-
-@qcfs.register_fake
-def _qcfs_fake(x, theta, levels):
-    return torch.empty_like(x)
-
-
-def _qcfs_setup(ctx, inputs, output):
-    x, theta, _ = inputs
-    ctx.save_for_backward(x, theta, output)
-
-
-def _qcfs_backward(ctx, grad):
-    x, theta, y = ctx.saved_tensors
-    inside = (x > 0) & (x < theta)
-    gx = grad * inside.to(grad.dtype) if ctx.needs_input_grad[0] else None
-    gt = None
-    if ctx.needs_input_grad[1]:
-        d = torch.where(inside, (y - x) / theta, (x >= theta).to(x.dtype))
-        gt = (grad * d).sum_to_size(theta.shape)
-    return gx, gt, None
-
-
-qcfs.register_autograd(_qcfs_backward, setup_context=_qcfs_setup)
-
-
-class QCFS(nn.Module):
-    """Quantization-clip-floor-shift activation (Bu et al., "Optimal ANN-SNN conversion for high-accuracy
-    and ultra-low-latency spiking neural networks", ICLR 2022), a ReLU replacement:
-
-        y = theta / L * clip(floor(x * L / theta + 1/2), 0, L)          (L = ``levels``)
-
-    a staircase of L steps of height theta/L, each shifted by half a step: it is what an IF neuron
-    with threshold theta and initial membrane theta/2 emits, averaged over L timesteps, for a
-    constant input x (so an ANN fine-tuned with it converts with little error at T ~ L).
-
-    Gradient (straight-through, as in the paper: floor passes gradient 1):
-
-        dy/dx     = 1                     if 0 < x < theta, else 0
-        dy/dtheta = (y - x) / theta       if 0 < x < theta   (d/dtheta of theta/L * (x L/theta + 1/2 + e)
-                                                              with the floor's residue e held fixed)
-                  = 1                     if x >= theta      (y = theta)
-                  = 0                     if x <= 0          (y = 0)
-
-    ``theta`` (shape (1,)) is a Parameter when ``learn_theta`` (trained, the paper's lambda) else a
-    buffer. The compiler lowers the layer to an IF layer with activation scale theta (no calibration
-    needed for it) and initial membrane theta/2, whose ANN reading is this staircase.
-    """
-
-    def __init__(self, levels: int = 8, theta: float = 1.0, learn_theta: bool = True):
-        super().__init__()
-        if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
-            raise ValueError(f"levels must be an int >= 1, got {levels!r}")
-        if not (math.isfinite(float(theta)) and float(theta) > 0):
-            raise ValueError(f"theta must be a finite number > 0, got {theta!r}")
-        t = torch.tensor([float(theta)], dtype=torch.float32)
-        if learn_theta:
-            self.theta = nn.Parameter(t)
-        else:
-            self.register_buffer("theta", t)
-        self.levels = levels
-
-    def forward(self, x: Tensor) -> Tensor:
-        return torch.ops.snnc.qcfs(x, self.theta, self.levels)
-
-    def extra_repr(self) -> str:
-        learned = isinstance(self.theta, nn.Parameter)
-        return f"levels={self.levels}, theta={float(self.theta.detach()):.4g}, learn_theta={learned}"
-
-
-def _batches(calibration) -> Iterable[Tensor]:
-    """A tensor, or an iterable of tensors / (x, y) batches (a DataLoader), as input batches."""
-    if isinstance(calibration, Tensor):
-        yield calibration
-        return
-    for b in calibration:
-        yield b[0] if isinstance(b, (tuple, list)) else b
-
-
-def _relu_percentiles(model: nn.Module, relus, calibration, q: float = 99.9) -> dict:
-    """The q-th percentile of each ReLU module's outputs over the calibration data."""
-    outs = {id(m): [] for _, m in relus}
-    hooks = [m.register_forward_hook(lambda mod, i, o: outs[id(mod)].append(o.detach().float().reshape(-1)))
-             for _, m in relus]
-    training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for xb in _batches(calibration):
-                model(xb)
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(training)
-    found = {}
-    for name, m in relus:
-        if not outs[id(m)]:
-            raise ValueError(f"replace_relu: ReLU {name!r} was not called on the calibration data")
-        v = torch.cat(outs[id(m)])
-        if v.numel() > 10_000_000:  # torch.quantile's size limit: a fixed random subsample
-            v = v[torch.randperm(v.numel(), generator=torch.Generator().manual_seed(0))[:10_000_000]]
-        found[id(m)] = float(torch.quantile(v.double(), q / 100.0))
-    return found
-
-
-def replace_relu(model: nn.Module, levels: int, theta: float = 1.0, learn_theta: bool = True,
-                 calibration=None) -> nn.Module:
-    """Swap every ``nn.ReLU`` module of ``model`` (nested ones too) for a ``QCFS(levels, ...)``, in place;
-    returns ``model``, ready for QCFS fine-tuning.
-
-    Each QCFS's theta starts at ``theta``, or, with ``calibration`` (a tensor of inputs, or an
-    iterable of input batches / (x, y) batches), at the 99.9th percentile of that ReLU's outputs on
-    those inputs (a common initialisation; a ReLU that never fires keeps ``theta``). Functional
-    ``F.relu`` / ``torch.relu`` calls are not modules and stay ReLUs.
-    """
-    relus = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.ReLU)]
-    init = _relu_percentiles(model, relus, calibration) if calibration is not None else {}
-
-    def make(m):
-        t = init.get(id(m), theta)
-        return QCFS(levels, theta=t if t > 0 else theta, learn_theta=learn_theta)
-
-    if isinstance(model, nn.ReLU):
-        return make(model)
-    made = {}  # a ReLU module used twice becomes one QCFS used twice
-    for name, m in relus:
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        made.setdefault(id(m), make(m))
-        setattr(parent, child, made[id(m)])
-    return model
+# QCFS lives in its own module; its names belong to this one (snn.QCFS, snn.replace_relu)
+from .nn_qcfs import QCFS, qcfs, replace_relu  # noqa: E402,F401

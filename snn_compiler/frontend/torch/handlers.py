@@ -14,6 +14,7 @@ from ...ir.neuron import QCFS, RESETS
 from ..lowering import Act, Unavailable, describe
 from .activations import ACTIVATIONS
 from .one_d import ONE_D
+from .recurrent import RECURRENT
 from .routing import ROUTING
 from .pools import (adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d, max_pool2d,
                     max_pool2d_with_indices, mean_dim)
@@ -269,6 +270,7 @@ HANDLERS = {
     **ACTIVATIONS,                               # ReLU and the clipped ReLUs (activations.py)
     torch.ops.snnc.lif.default: lif,
     torch.ops.snnc.cubalif.default: cubalif,
+    **RECURRENT,                                 # CubaLIF(recurrent=N): the layer and its cycle (recurrent.py)
     torch.ops.snnc.qcfs.default: qcfs,
     aten.avg_pool2d.default: avg_pool2d,
     aten.adaptive_avg_pool2d.default: adaptive_avg_pool2d,

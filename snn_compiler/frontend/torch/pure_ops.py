@@ -13,7 +13,7 @@ torch.export (``torch.ops.aten.relu.default``) write them.
 """
 
 # snnc's own ops (snn_compiler.nn): one LIF / CubaLIF step and the QCFS staircase, pure tensor computations.
-SNNC_OPS = frozenset({"lif", "cubalif", "qcfs"})
+SNNC_OPS = frozenset({"lif", "cubalif", "rcubalif", "qcfs"})
 
 PURE_OPS = frozenset("""
 abs abs_ neg neg_ add add_ sub sub_ rsub mul mul_ div div_ true_divide floor_divide remainder fmod

@@ -13,6 +13,7 @@ LOWERS = {
     "batch_norm": "BatchNorm2d", "native_batch_norm_no_training": "BatchNorm2d", "relu": "ReLU",
     "relu6": "ReLU6", "hardtanh": "Hardtanh(0, a)", "clamp": "clamp(x, 0, a)", "clamp_min": "clamp_min(x, 0)",
     "clamp_max": "clamp_max after a ReLU", "lif": "snn_compiler.nn.LIF", "cubalif": "snn_compiler.nn.CubaLIF",
+    "rcubalif": "snn_compiler.nn.CubaLIF(recurrent=N)",
     "qcfs": "snn_compiler.nn.QCFS",
     "avg_pool2d": "AvgPool2d", "adaptive_avg_pool2d": "AdaptiveAvgPool2d", "mean_dim": "mean over H and W",
     "max_pool2d": "MaxPool2d", "max_pool2d_with_indices": "MaxPool2d",
