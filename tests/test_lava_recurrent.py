@@ -69,9 +69,31 @@ def _delayed_ff(n_in=12, n=10, n_out=4, seed=0, reset="subtract"):
     return g
 
 
+def _conv_recurrent(delay=1, seed=0, reset="subtract"):
+    """A recurrent map: in (2, 6, 6) -> conv -> h (4, 6, 6) with a 3x3 conv from its own spikes
+    ``delay`` steps late -> flatten -> fc -> out."""
+    rng = np.random.default_rng(seed)
+    g = new_graph()
+
+    def layer(read=False):
+        return N.Neuron(scale=1.0, spike_value=1.0, beta=np.array([0.9]), decay_u=41, reset=reset, readout=read)
+
+    add_op(g, "in", O.Input((2, 6, 6)))
+    add_op(g, "conv", O.Conv2d(rng.normal(0, 0.5, (4, 2, 3, 3)), padding=(1, 1)), ["in"])
+    add_op(g, "h.delay", O.Delay((4, 6, 6), steps=delay))
+    add_op(g, "rec", O.Conv2d(rng.normal(0, 0.3, (4, 4, 3, 3)), padding=(1, 1)), ["h.delay"])
+    add_op(g, "h", layer(), [add_op(g, "h.sum", O.Add(), ["conv", "rec"])])
+    add_op(g, "fc", O.Dense(rng.normal(0, 0.2, (3, 144))), [add_op(g, "flat", O.Flatten(), ["h"])])
+    add_op(g, "out", layer(read=True), ["fc"])
+    g.add_edge("h", "h.delay", port=0)
+    verify(g)
+    return g
+
+
 def _compile(g, target="lava", steps=T, bits=8, **kw):
-    return compile_model(g, CompileConfig(bits=bits, calibration=_spikes(n=32)[:, 0], timesteps=steps, target=target,
-                                          **kw))
+    n_in = g.nodes["in"]["shape"]
+    calib = (np.random.default_rng(0).random((32,) + tuple(n_in)) < 0.3).astype(float)
+    return compile_model(g, CompileConfig(bits=bits, calibration=calib, timesteps=steps, target=target, **kw))
 
 
 def _relays(plan):
@@ -198,9 +220,32 @@ def test_lava_runs_recurrent_nets_spike_for_spike(build, kw, bits, readout):
 
 
 @needs_lava
-@pytest.mark.parametrize("reset", ["subtract", "zero"])
-def test_lava_runs_a_feedback_from_the_second_layer(reset):
-    _check(_compile(_feedback(fb_steps=2, reset=reset)), _spikes(seed=2))
+def test_lava_runs_a_feedback_from_the_second_layer():
+    _check(_compile(_feedback(fb_steps=2, reset="zero")), _spikes(seed=2))
+
+
+@needs_lava
+@pytest.mark.parametrize("build,readout", [
+    (lambda: _feedback(fb_steps=2, reset="subtract"), "count"),
+    (lambda: recurrent_cuba(reset="zero", delay=3), "membrane"),  # the read-out's membrane at every step
+    (lambda: _conv_recurrent(delay=1), "count"),                   # a conv from a map's own spikes
+], ids=["feedback", "delay3-membrane", "conv"])
+def test_lava_gives_every_step_of_every_layer_as_the_reference(build, readout):
+    """record_steps: each step's spikes of every layer (the membrane of a read-out that does not
+    spike), not only their counts, equal on Lava and the reference."""
+    q = _compile(build())
+    layers = [n for n in ("hid", "hid2", "h", "out") if n in q]
+    shape = q.nodes["in"]["shape"]
+    x = (np.random.default_rng(6).random((4, T) + tuple(shape)) < 0.3).astype(float)
+    ref = simulate(q, x, readout=readout, record_steps=layers)
+    got = lava.run(q, x, readout=readout, record_steps=layers)
+    assert set(got.steps) == set(layers)
+    for n in layers:
+        assert got.steps[n].dtype == ref.steps[n].dtype and got.steps[n].shape == ref.steps[n].shape, n
+        bad = np.argwhere(got.steps[n] != ref.steps[n])
+        assert not len(bad), f"layer {n}: first differing (sample, step, neuron) {tuple(bad[0])}"
+        assert ref.steps[n].any(), n
+    assert np.array_equal(got.scores, ref.scores)
 
 
 @needs_lava

@@ -124,17 +124,21 @@ def step_seconds(plan, timesteps: int, neurons: str = "auto") -> float:
     return s
 
 
-def expected_seconds(plan, n_samples: int, timesteps: int, record: bool = False, neurons: str = "auto") -> float:
-    """Expected run time (no start-up): N*T + depth hardware steps, then the read-out."""
+def expected_seconds(plan, n_samples: int, timesteps: int, record: bool = False, neurons: str = "auto",
+                     record_steps=()) -> float:
+    """Expected run time (no start-up): N*T + depth hardware steps, then the read-out (each
+    recorded step of the ``record_steps`` layers is read too)."""
     steps = n_samples * timesteps + plan.depth
     read = n_samples * sum(int(np.prod(lp.lshape)) for n, lp in plan.layers.items() if record or n == plan.output)
+    read += n_samples * timesteps * sum(int(np.prod(plan.layers[n].lshape)) for n in record_steps)
     return steps * step_seconds(plan, timesteps, neurons) + 2 * read / READ_VALUES_PER_S
 
 
-def default_timeout(plan, n_samples: int, timesteps: int, record: bool = False, neurons: str = "auto") -> float:
+def default_timeout(plan, n_samples: int, timesteps: int, record: bool = False, neurons: str = "auto",
+                    record_steps=()) -> float:
     """START_S + TIMEOUT_MARGIN x the expected time, at most MAX_LAVA_TIMEOUT (seconds)."""
     return min(MAX_LAVA_TIMEOUT,
-               START_S + TIMEOUT_MARGIN * expected_seconds(plan, n_samples, timesteps, record, neurons))
+               START_S + TIMEOUT_MARGIN * expected_seconds(plan, n_samples, timesteps, record, neurons, record_steps))
 
 
 def _duration(s: float) -> str:
@@ -234,7 +238,7 @@ def _update(bar, job, shown):
 
 
 def run(graph, x, *, timesteps=None, encoding="constant", seed=0, readout="membrane", k=None, batch_size=256,
-        progress=False, record=False, timeout=None, fault=None, neurons="auto", info=None):
+        progress=False, record=False, timeout=None, fault=None, neurons="auto", info=None, record_steps=None):
     """Run ``graph`` on Lava's bit-accurate fixed-point simulator; returns the reference's SimResult.
 
     ``readout`` first-spike / k-spikes (``k``): the Output process records each sample's decision
@@ -253,6 +257,8 @@ def run(graph, x, *, timesteps=None, encoding="constant", seed=0, readout="membr
     ``fault=(layer, hardware_step)`` makes a neuron process raise (tests only).
     ``neurons``: "auto" (stock LIF for reset-to-zero layers where exact), "snnc" or "lif".
     ``info``, a dict, receives facts about the run: per-layer neuron kind, timings (s).
+    ``record_steps``: neuron layers whose every step is returned in ``SimResult.steps`` as the
+    reference returns them ((N, T, neurons) spikes; a membrane read-out's layer: its membrane).
     """
     from snn_compiler import artifact
     from snn_compiler.passes.compose_pools import without_pools
@@ -275,18 +281,25 @@ def run(graph, x, *, timesteps=None, encoding="constant", seed=0, readout="membr
     plan = make_plan(graph, readout)
     x = np.asarray(x)
     timesteps = run_timesteps(plan.input_shape, x, timesteps, encoding)
+    if record_steps is not None:
+        from snn_compiler.sim.readout import check_record_steps
+        record_steps = list(check_record_steps(graph, record_steps, readout, len(x), timesteps))
     out_shape = plan.layers[plan.output].shape
     if len(x) == 0:
         return SimResult(scores=np.zeros((0,) + out_shape), predictions=np.zeros(0, np.int64), rates={},
                          counts={} if record else None, decision_time=np.zeros(0, np.int64) if K else None,
-                         tied=np.zeros(0, bool) if K else None)
+                         tied=np.zeros(0, bool) if K else None,
+                         steps=None if record_steps is None else {
+                             n: np.zeros((0, timesteps, int(np.prod(plan.layers[n].shape))),
+                                         np.uint8 if plan.layers[n].spiking else np.int64) for n in record_steps})
     if timeout is None:
-        expected = expected_seconds(plan, len(x), timesteps, record, neurons)
+        rec_steps = () if record_steps is None else record_steps
+        expected = expected_seconds(plan, len(x), timesteps, record, neurons, rec_steps)
         if expected > MAX_LAVA_TIMEOUT:
             raise ValueError(f"this Lava run would take about {_duration(expected)} ({len(x)} samples x {timesteps} "
                              f"timesteps), over the {_duration(MAX_LAVA_TIMEOUT)} cap (MAX_LAVA_TIMEOUT): pass "
                              "timeout=SECONDS (snnc simulate --timeout) to allow it, or run fewer samples or timesteps")
-        timeout = default_timeout(plan, len(x), timesteps, record, neurons)
+        timeout = default_timeout(plan, len(x), timesteps, record, neurons, rec_steps)
         advice = (f"that is the {_duration(MAX_LAVA_TIMEOUT)} cap (MAX_LAVA_TIMEOUT)" if timeout >= MAX_LAVA_TIMEOUT
                   else "that is the default for this run's size") + \
             "; pass timeout=SECONDS (snnc simulate --timeout) to allow longer"
@@ -295,7 +308,8 @@ def run(graph, x, *, timesteps=None, encoding="constant", seed=0, readout="membr
     python = lava_python()
     params = dict(timesteps=int(timesteps), encoding=encoding, seed=int(seed), readout=readout, k=K,
                   record=bool(record), progress=bool(progress), chunk_samples=max(1, len(x) // 100),
-                  fault=list(fault) if fault else None, neurons=neurons, parent_pid=os.getpid())
+                  fault=list(fault) if fault else None, neurons=neurons, parent_pid=os.getpid(),
+                  record_steps=[] if record_steps is None else record_steps)
     with tempfile.TemporaryDirectory(prefix="snnc-lava-") as job:
         artifact.save(graph, os.path.join(job, "graph.snnc"))
         np.save(os.path.join(job, "x.npy"), x, allow_pickle=False)
@@ -305,7 +319,12 @@ def run(graph, x, *, timesteps=None, encoding="constant", seed=0, readout="membr
     if info is not None:
         info["kinds"] = dict(zip((str(s) for s in res["layers"]), (str(k) for k in res["kinds"])))
         info.update(zip(("build_s", "run_s", "read_s", "hardware_steps"), (float(v) for v in res["timing"])))
-    return to_simresult(res, plan, len(x), timesteps, readout, record, K)
+    result = to_simresult(res, plan, len(x), timesteps, readout, record, K)
+    if record_steps is not None:
+        i = {n: j for j, n in enumerate(str(s) for s in res["layers"])}
+        result.steps = {n: res[f"steps/{i[n]}"].astype(np.uint8 if plan.layers[n].spiking else np.int64)
+                        for n in record_steps}
+    return result
 
 
 def check_graph(graph, profile=None) -> None:

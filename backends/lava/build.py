@@ -114,6 +114,12 @@ class LavaNetwork:
         """(n_samples, *shape) spike counts of a layer built with ``record=True``."""
         return self._torch_layout(layer, self.counters[layer].counts.get())
 
+    def layer_steps(self, layer) -> np.ndarray:
+        """(n_samples, T, neurons) each step's spikes (a non-spiking read-out: its membrane) of a
+        layer built with it in ``record_steps``; neurons flattened in torch's order."""
+        flat = np.rint(self.counters[layer].steps.get()).astype(np.int64)
+        return self._torch_layout(layer, flat).reshape(self.n_samples, self.timesteps, -1)
+
     def total_spikes(self, layer) -> int:
         return int(self.counters[layer].total.get()[0])
 
@@ -128,7 +134,8 @@ class LavaNetwork:
 
 def build_network(graph, x=None, *, timesteps: int, encoding: str = "constant", seed: int = 0,
                   readout: str = "membrane", record: bool = False, n_samples: Optional[int] = None,
-                  fault: Optional[tuple] = None, neurons: str = "auto", k: Optional[int] = None) -> LavaNetwork:
+                  fault: Optional[tuple] = None, neurons: str = "auto", k: Optional[int] = None,
+                  record_steps=()) -> LavaNetwork:
     """The Lava process graph of a quantized SNN-form ``graph``.
 
     ``x`` (N, *input shape) or a sequence (N, T, *input shape) with T = ``timesteps``, float, is
@@ -138,6 +145,7 @@ def build_network(graph, x=None, *, timesteps: int, encoding: str = "constant", 
     (layer, step) makes that layer's process raise at that hardware step (for tests).
     ``readout`` first-spike or k-spikes (with ``k``): the Output process also records each
     sample's decision (:meth:`LavaNetwork.output_decisions`); every window still runs T steps.
+    ``record_steps``: layers whose every step is kept (:meth:`LavaNetwork.layer_steps`).
     """
     from snn_compiler.config import CompileConfig
     from snn_compiler.sim.readout import check_readout
@@ -162,7 +170,8 @@ def build_network(graph, x=None, *, timesteps: int, encoding: str = "constant", 
         if neurons == "lif" and why and lp.kind == "IF":
             raise ValueError(f"layer {name!r}: stock LIF cannot run it exactly: {why}")
         if why is None:
-            procs[name], counters[name] = _lif_layer(lp, T, n_samples, lp.vmax, record, fault_step, processes)
+            procs[name], counters[name] = _lif_layer(lp, T, n_samples, lp.vmax, record, fault_step, processes,
+                                                     name in record_steps)
             kinds[name] = "lif"
         else:
             procs[name] = counters[name] = SnncNeuron(
@@ -170,7 +179,7 @@ def build_network(graph, x=None, *, timesteps: int, encoding: str = "constant", 
                 decay_v=lp.decay_v, decay_u=lp.decay_u,
                 spiking=lp.spiking, depth=lp.depth, window=T, n_samples=n_samples, record=record,
                 readout=name == plan.output, fault_step=fault_step, name=name,
-                decide_k=decide_k if name == plan.output else 0)
+                decide_k=decide_k if name == plan.output else 0, record_steps=name in record_steps)
             kinds[name] = "snnc"
     source = None
     if x is not None:
@@ -248,7 +257,7 @@ def _encoder(inp, x, T, encoding, seed, ndim):
     return steps
 
 
-def _lif_layer(lp, T, n_samples, vmax, record, fault_step, processes):
+def _lif_layer(lp, T, n_samples, vmax, record, fault_step, processes, record_steps=False):
     """Stock LIFReset as the snnc IF with reset to zero (exact where plan.lif_fit says so)."""
     mant, exp = STOCK_LIF_BIAS.split_bias(lp.bias)
     # LIFReset zeroes u and v when time_step % T == offset (1-based steps), before integrating:
@@ -272,7 +281,7 @@ def _lif_layer(lp, T, n_samples, vmax, record, fault_step, processes):
     # Counting relay: an snnc neuron with threshold 1 and reset to zero spikes exactly when LIF did.
     counter = SnncNeuron(shape=lp.lshape, theta=1, bias=0, v_init=0, vmax=vmax, reset="zero", spiking=True,
                          depth=lp.depth, window=T, n_samples=n_samples, record=record, readout=False,
-                         fault_step=fault_step, name=f"{lp.name}.count")
+                         fault_step=fault_step, record_steps=record_steps, name=f"{lp.name}.count")
     lif.s_out.connect(counter.a_in)
     processes[counter.name] = counter
     return lif, counter

@@ -71,7 +71,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     net = build_network(graph, x, timesteps=p["timesteps"], encoding=p["encoding"], seed=p["seed"],
                         readout=p["readout"], record=p["record"], fault=fault,
-                        neurons=p.get("neurons", "auto"), k=p.get("k"))
+                        neurons=p.get("neurons", "auto"), k=p.get("k"), record_steps=p.get("record_steps", []))
     t_build = time.perf_counter() - t0
     total = net.hardware_steps
     chunk = max(1, int(p.get("chunk_samples", 1))) * net.timesteps if p.get("progress") else total
@@ -94,6 +94,8 @@ def main(argv=None) -> int:
                 out[f"total/{i}"] = np.array(net.total_spikes(layer))
                 if p["record"]:
                     out[f"counts/{i}"] = net.layer_counts(layer)
+            if layer in p.get("record_steps", []):
+                out[f"steps/{i}"] = net.layer_steps(layer)
         t_read = time.perf_counter() - t0
     finally:
         net.stop()

@@ -18,7 +18,8 @@ HELP = ("truenorth: writes <output>.corelet.json, TrueNorth-style cores of 256 a
         "crossbar and 4 axon types. Exact when each layer's weights take <= 4 distinct nonzero values (one type "
         "per value) or are 4-bit multiples of one step (--bits 4 or lower: types are the bit planes g, 2g, 4g, -8g); "
         "otherwise refused. Fan-in over 256 axons is refused (no partial-sum cores); fan-out goes through copy "
-        "neurons; bias becomes leak; input must be unsigned spikes (Poisson, or --input-bits 1); read-out count.")
+        "neurons; bias becomes leak; input must be unsigned spikes (Poisson, or --input-bits 1); read-out count. "
+        "LIF, CUBA and recurrent or delayed connections (Delay) are refused.")
 
 
 def prepare(config):

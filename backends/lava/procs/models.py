@@ -62,6 +62,7 @@ class PySnncNeuronModel(PyLoihiProcessModel):
     d_step: np.ndarray = LavaPyType(np.ndarray, np.int32)
     d_counts: np.ndarray = LavaPyType(np.ndarray, np.int32)
     d_pre: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+    steps: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
 
     def __init__(self, proc_params):
         super().__init__(proc_params)
@@ -73,6 +74,7 @@ class PySnncNeuronModel(PyLoihiProcessModel):
         self.n_samples, self.record, self.readout = p["n_samples"], p["record"], p["readout"]
         self.fault_step = p["fault_step"]
         self.decide_k = p.get("decide_k", 0)
+        self.record_steps = p.get("record_steps", False)
         self.zeros = np.zeros(self.shape, bool)
 
     @reports_faults
@@ -107,6 +109,8 @@ class PySnncNeuronModel(PyLoihiProcessModel):
         else:
             s = self.zeros
         self.v[...] = v
+        if self.record_steps:  # h = k * window + t: this sample's logical step
+            self.steps[h] = (s if self.spiking else v).reshape(-1)
         if self.readout and t == self.window - 1:
             self.v_final[k] = v.reshape(-1)
         self.s_out.send(s)

@@ -21,7 +21,9 @@ class SnncNeuron(AbstractProcess):
     The neuron holds off (sends nothing, integrates nothing) before hardware step ``depth`` and
     after ``n_samples`` windows. Vars: ``v``; ``total`` (spikes over the whole run);
     ``counts`` ((n_samples, n) spikes per sample and neuron, when ``record`` or ``readout``);
-    ``v_final`` ((n_samples, n) membrane at each window's last step, when ``readout``).
+    ``v_final`` ((n_samples, n) membrane at each window's last step, when ``readout``);
+    ``steps`` ((n_samples * window, n), when ``record_steps``: each logical step's spikes, or the
+    membrane after it for a layer that does not spike).
     A read-out with ``decide_k`` >= 1 (latency read-outs: first-spike is 1) also records, per
     sample, the first window step at which some neuron's count reaches ``decide_k``
     (``d_step``, -1 until then) and that step's counts (``d_counts``) and membranes before reset
@@ -32,7 +34,7 @@ class SnncNeuron(AbstractProcess):
     def __init__(self, *, shape, theta: int, bias, v_init: int, vmax: int, reset: str = "subtract",
                  spiking: bool = True, depth: int, window: int, n_samples: int, record: bool = False,
                  readout: bool = False, fault_step: int = -1, decay_v=None, decay_u: int = 4096, decide_k: int = 0,
-                 name=None):
+                 record_steps: bool = False, name=None):
         shape = tuple(int(s) for s in shape)
         n = int(np.prod(shape))
         rec = record or readout
@@ -41,7 +43,7 @@ class SnncNeuron(AbstractProcess):
                          spiking=bool(spiking), depth=int(depth), window=int(window), n_samples=int(n_samples),
                          record=bool(rec), readout=bool(readout), fault_step=int(fault_step),
                          decay_v=None if decay_v is None else np.asarray(decay_v, np.int64), decay_u=int(decay_u),
-                         decide_k=int(decide_k) if decide else 0, name=name)
+                         decide_k=int(decide_k) if decide else 0, record_steps=bool(record_steps), name=name)
         self.a_in = InPort(shape=shape)
         self.s_out = OutPort(shape=shape)
         self.v = Var(shape=shape, init=int(v_init))
@@ -53,6 +55,7 @@ class SnncNeuron(AbstractProcess):
         self.d_step = Var(shape=(int(n_samples),) if decide else (1,), init=-1)
         self.d_counts = Var(shape=(int(n_samples), n) if decide else (1, 1), init=0)
         self.d_pre = Var(shape=(int(n_samples), n) if decide else (1, 1), init=0)
+        self.steps = Var(shape=(int(n_samples) * int(window), n) if record_steps else (1, 1), init=0)
 
 
 class SnncSource(AbstractProcess):
