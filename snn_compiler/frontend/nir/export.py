@@ -17,7 +17,9 @@ r = tau/dt, v_leak = 0)`` (snnTorch's convention; the int form uses ``beta = 1 -
 one with current memory (``decay_u < 4096``) is ``CubaLIF`` with ``tau_syn = dt/(decay_u/4096)``,
 ``w_in = tau_syn/dt``. Forward-Euler with the same ``dt`` gives back exactly ``v = beta v + I``
 (and ``u = alpha u + I``). ``dt`` defaults to 1e-4 (snnTorch's) and is recorded in the graph's
-metadata; other tools must be told it.
+metadata; other tools must be told it. A recurrent connection is a cycle (NIR's cycles read the
+previous step, so a 1-step Delay closing one is not written); any other Delay is a NIR ``Delay``
+of ``steps * dt``.
 
 What NIR cannot say is recorded, per node, in ``metadata['snnc']`` (read back by snnc) and
 warned about (``strict=True`` refuses instead):
@@ -48,6 +50,7 @@ import io
 import os
 import warnings
 
+import networkx as nx
 import numpy as np
 
 from ... import ir
@@ -185,10 +188,15 @@ def export_nir(graph, form: str = "float", dt: float = DEFAULT_DT, strict: bool 
     half = state.get("v_init", "half") == "half"
     notes = {"reset by subtraction": [], "an initial membrane": [], "integer decays rounded toward zero": []}
     nodes, edges = {}, []
+    cyclic = {n for scc in nx.strongly_connected_components(graph) if len(scc) > 1 for n in scc}
+    for n in order:  # NIR's cycles read the previous step: a 1-step Delay closing one is the cycle itself
+        op = ir.op_of(graph, n)
+        if isinstance(op, O.Delay) and op.steps == 1 and n in cyclic:
+            names[n] = names[ir.inputs_of(graph, n)[0]]
     for n in order:
         op, shape = ir.op_of(graph, n), graph.nodes[n]["shape"]
-        if isinstance(op, O.Add):
-            continue  # NIR sums the edges into a node
+        if isinstance(op, O.Add) or (isinstance(op, O.Delay) and op.steps == 1 and n in cyclic):
+            continue  # NIR sums the edges into a node; and see above
         if isinstance(op, O.Input):
             node = nir.Input(input_type=np.array(shape))
         elif isinstance(op, O.WEIGHTED):
@@ -201,6 +209,8 @@ def export_nir(graph, form: str = "float", dt: float = DEFAULT_DT, strict: bool 
             node = nir.Flatten(input_type={"input": np.array(src_shape)}, start_dim=0, end_dim=-1)
         elif isinstance(op, O.Neuron):
             node = _neuron_node(nir, graph, n, op, shape, form, dt, half, notes)
+        elif isinstance(op, O.Delay):  # whole steps, in NIR's time units
+            node = nir.Delay(delay=np.full(shape, op.steps * dt))
         else:
             raise NIRError(f"node {n!r}: {O.kind(op)} has no NIR form; export a compiled graph")
         nodes[names[n]] = node
