@@ -7,11 +7,13 @@ compile time. The Lava runs (marked ``lava``) compare every layer's spike counts
 with the reference, exactly, through ``snnc check``'s comparison; they are few and small (each
 Lava run costs seconds).
 """
+import re
+
 import numpy as np
 import pytest
 
 from recurrent_nets import recurrent_cuba
-from snn_compiler import artifact
+from snn_compiler import artifact, cli
 from snn_compiler.backends import lava
 from snn_compiler.backends.lava.plan import DelayError, lava_depths, lif_fit, make_plan
 from snn_compiler.compile import compile_model
@@ -151,7 +153,7 @@ def test_the_plan_refuses_a_graph_compiled_elsewhere_with_a_short_loop():
 # ---- the core mapper counts recurrent synapses --------------------------------------------------
 
 @pytest.mark.parametrize("second", [False, True])
-def test_the_core_map_counts_recurrent_and_feedback_synapses(second):
+def test_the_core_map_counts_recurrent_and_feedback_synapses(second, tmp_path, capsys):
     """hid's fan-in is its input, its own recurrence and (second) the feedback; its fan-out feeds
     itself too; a core with too few input axons for the recurrent fan-in is refused saying so."""
     n_in, n_hid = 12, 16
@@ -164,6 +166,11 @@ def test_the_core_map_counts_recurrent_and_feedback_synapses(second):
     if second:
         assert cm["layer_bounds"]["hid2"]["demand"]["output_axons"] == 2 * n_hid  # the feedback and the read-out
     assert len(cm["cores"]) == len(cm["layers"]) == (3 if second else 2)
+    # the per-core recount from the weights (snnc inspect --cores) agrees: hid's core has 28 (44) input axons
+    artifact.save(q, tmp_path / "net.snnc")
+    assert cli.main(["inspect", str(tmp_path / "net.snnc"), "--cores"]) == 0
+    row = next(ln for ln in capsys.readouterr().out.splitlines() if re.match(r"^0\s+0\s+hid\s", ln))
+    assert f"{hid['input_axons']}/8192" in row.split()
     small = dict(cm["profile_spec"], name="loihi2-small")
     small["core"] = dict(small["core"], input_axons=n_in + n_hid - 1)  # the feed-forward fan-in (12) would fit
     with pytest.raises(PassError, match=rf"layer 'hid' does not fit a core of profile 'loihi2-small': one neuron "
@@ -249,16 +256,29 @@ def test_lava_gives_every_step_of_every_layer_as_the_reference(build, readout):
 
 
 @needs_lava
+def test_lava_windows_shorter_than_the_delays_and_the_pipeline():
+    """T = 2 < the Delays (3) and the depth (3): windows overlap in the pipeline and every delayed
+    spike would land in a later sample's window; the relays drop them all, as the reference's
+    fresh delay lines do. A latency read-out's decisions agree too."""
+    q = _compile(_feedback(fb_steps=3, delay=3), steps=2)
+    x = (np.random.default_rng(2).random((6, 2, 12)) < 0.5).astype(float)
+    kw = dict(readout="first-spike", record_steps=["hid", "hid2", "out"])
+    ref, got = simulate(q, x, **kw), lava.run(q, x, **kw)
+    assert all(np.array_equal(ref.steps[n], got.steps[n]) for n in ref.steps)
+    assert np.array_equal(ref.decision_time, got.decision_time) and np.array_equal(ref.predictions, got.predictions)
+    assert ref.steps["hid"].any() and ref.steps["out"].any()
+
+
+@needs_lava
 def test_lava_runs_feed_forward_delays():
     _check(_compile(_delayed_ff()), _spikes(seed=3), "membrane")
 
 
 @needs_lava
 def test_cli_check_reference_lava_on_a_recurrent_artifact(tmp_path, capsys):
-    from snn_compiler.cli import main
     artifact.save(_compile(recurrent_cuba(reset="subtract", delay=2)), tmp_path / "net.snnc")
     np.savez(tmp_path / "x.npz", x=_spikes(seed=4))  # a sequence (N, T, 12): T from the file
-    rc = main(["check", str(tmp_path / "net.snnc"), "--data", str(tmp_path / "x.npz"), "--backends",
+    rc = cli.main(["check", str(tmp_path / "net.snnc"), "--data", str(tmp_path / "x.npz"), "--backends",
                "reference,lava", "--readout", "count", "--no-progress"])
     out = capsys.readouterr()
     assert rc == 0, out
