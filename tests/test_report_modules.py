@@ -113,3 +113,17 @@ def test_keras_nodes_keep_their_layer_names(tmp_path):
     mods = origins.labels(g, list(g))
     assert "conv_a (Conv2D)" in mods.values() and "head (Dense)" in mods.values()
     assert "pool_a (MaxPooling2D)" in mods.values()
+
+
+def test_nir_nodes_keep_their_ids(pooled, tmp_path):
+    """A NIR file snnc wrote, read back: each node names the NIR node (id and type) it came from."""
+    pytest.importorskip("nir")
+    from snn_compiler.frontend.nir import from_nir
+    from snn_compiler.frontend.nir.export import write_nir
+    snn, _ = pooled
+    with pytest.warns(UserWarning, match="NIR cannot express reset by subtraction"):
+        write_nir(snn.graph, tmp_path / "m.nir")
+    g = from_nir(str(tmp_path / "m.nir"))
+    mods = origins.labels(g, list(g))
+    assert "fc (Affine)" in mods.values(), mods
+    assert any(v.startswith("features.2.max1") and v.endswith("(IF)") for v in mods.values()), mods
