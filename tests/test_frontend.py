@@ -290,7 +290,7 @@ def test_non_flatten_reshapes_are_refused():
 def test_other_refusals():
     _refused(lambda m, x: nn.functional.linear(m.conv(x), torch.ones(3, 4)), (1, 4, 4), "flatten first")
     _refused(lambda m, x: m.conv(x) + 1.0, (1, 4, 4), "constant")
-    _refused(lambda m, x: m.conv(x) + m.conv(x)[:, :1], (1, 4, 4), r"aten\.(slice|select)")
+    _refused(lambda m, x: m.conv(x) + m.conv(x)[:, :, :1], (1, 4, 4), r"aten\.(slice|select)")
     _refused(lambda m, x: (m.conv(x), m.conv(x)), (1, 4, 4), "exactly one tensor")
     _refused(lambda m, x: m.conv(torch.ones(1, 1, 4, 4)), (1, 4, 4), "does not depend on")
     _refused(lambda m, x: m.conv(x), (1, 4, 4), "same",

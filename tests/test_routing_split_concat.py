@@ -89,14 +89,14 @@ def test_a_concat_of_a_concat_and_a_concat_read_by_add_and_by_the_read_out():
         ir.add_op(g, "conv12", O.Conv2d(weight=_w(12, 6, 1, 1)), ["c"])  # a residual sum of the concat
         return ir.add_op(g, "sum", O.Add(), ["conv12", outer])
     g = _same_reading(_graph(build), [split_concat])
-    assert isinstance(ir.op_of(g, "outer.sum"), O.Add) and len(ir.inputs_of(g, "outer.sum")) == 3
+    assert isinstance(ir.op_of(g, "outer.sum"), O.Add) and len(ir.inputs_of(g, "outer.sum")) == 2
     g2 = _same_reading(_graph(lambda g: _cat(g)), [split_concat])  # the read-out reads the concat
     assert ir.inputs_of(g2, ir.output_node(g2)) == ["cat.sum"]
     run_pipeline(g, CompileConfig(), STRUCTURAL)
     run_pipeline(g2, CompileConfig(), STRUCTURAL)
 
 
-def test_a_grouped_conv_splits_where_parts_hold_whole_groups_and_is_refused_otherwise():
+def test_a_grouped_conv_splits_where_parts_hold_whole_groups_and_composes_embeddings_otherwise():
     def build(groups):
         def fn(g):
             ir.add_op(g, "dw", O.Conv2d(weight=_w(12, 6 // groups, 3, 3), bias=_w(12), padding=(1, 1),
@@ -106,8 +106,11 @@ def test_a_grouped_conv_splits_where_parts_hold_whole_groups_and_is_refused_othe
     for groups in (6, 3):  # depthwise; and groups of two channels (parts of 4 and 2 hold whole groups)
         g = _same_reading(_graph(build(groups)), [split_concat])
         assert ir.op_of(g, "dw.part0").groups == 4 // (6 // groups)
-    with pytest.raises(ValueError, match=r"Conv2d dw \(groups 2, 3 input channels each\) reads Concat cat"):
-        split_concat(_graph(build(2)), CompileConfig())
+    g = _same_reading(_graph(build(2)), [split_concat])  # groups of 3 straddle the parts (4 + 2 channels)
+    assert ir.inputs_of(g, "dw") == ["cat.sum"]
+    _same_reading(g, STRUCTURAL)  # compose_linear composes the grouped conv with the 0/1 embeddings
+    assert isinstance(ir.op_of(g, "dw"), O.Add)  # one groups=1 conv per part, reading the part's spikes
+    assert [ir.inputs_of(g, t) for t in ir.inputs_of(g, "dw")] == [["a"], ["b"]]
 
 
 def test_concat_of_vectors_read_by_a_dense():

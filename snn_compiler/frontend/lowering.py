@@ -32,6 +32,23 @@ class Unavailable:
     what: str
 
 
+@dataclass(frozen=True)
+class GroupedChannels(Unavailable):
+    """A (C, H, W) map viewed with 5 axes, its channels as ``groups`` = (g1, g2) (axes 1 and 2 swapped
+    when ``swapped``): a channel shuffle half done (ShuffleNet's ``view(b, g, c/g, h, w)`` then
+    ``transpose(1, 2)``). Only a view back to (C, H, W) reads it, as :func:`grouping_order`."""
+    act: Optional[Act] = None
+    groups: tuple = ()
+    swapped: bool = False
+
+
+def grouping_order(x: GroupedChannels) -> np.ndarray:
+    """The channels a grouping read back as (C, H, W) holds, in order: g1-major, g2-major when swapped."""
+    g1, g2 = x.groups
+    order = np.arange(g1 * g2).reshape(g1, g2)
+    return (order.T if x.swapped else order).ravel()
+
+
 def describe(v) -> str:
     """A constant as messages show it: a tensor by its shape, anything else by its repr."""
     if hasattr(v, "shape") and hasattr(v, "dtype"):

@@ -101,6 +101,11 @@ def concat(xs):
     return np.concatenate(xs, axis=1)
 
 
+def take_channels(x, index):
+    """Batched samples' channels (axis 1) in the order of ``index`` (integers)."""
+    return x[:, np.asarray(index)]
+
+
 def relu(x):
     return np.maximum(x, 0.0)
 

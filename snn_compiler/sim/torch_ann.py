@@ -71,6 +71,9 @@ class TorchKernels:
     def concat(self, xs):
         return self.torch.cat(list(xs), dim=1)
 
+    def take_channels(self, x, index):
+        return x.index_select(1, self.torch.as_tensor(np.asarray(index, np.int64), device=x.device))
+
     def in_float64(self, fn, x):
         return fn(x.double()).to(x.dtype)
 

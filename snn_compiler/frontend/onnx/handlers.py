@@ -15,7 +15,7 @@ from ...ir import ops as O
 from ..lowering import Act, Unavailable, ceil_mode_rows, ceil_out_hw, describe
 from .context import FLOAT_TYPES
 from .folding import BATCH, reshape_dims
-from .routing import ROUTING
+from .routing import routing_handlers
 
 
 def _vector_input(ctx, x, what="input"):
@@ -340,5 +340,5 @@ HANDLERS = {
     "Dropout": dropout,
     "Identity": identity,
     "Cast": cast,
-    **ROUTING,
 }
+HANDLERS.update(routing_handlers(reshape))  # Concat, Split, Slice, Gather, channel shuffles (routing.py)

@@ -15,7 +15,7 @@ from ..lowering import Act, Unavailable, describe
 from .activations import ACTIVATIONS
 from .one_d import ONE_D
 from .recurrent import RECURRENT
-from .routing import ROUTING
+from .routing import routing_handlers
 from .pools import (adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d, max_pool2d,
                     max_pool2d_with_indices, mean_dim)
 from .context import _pair
@@ -284,10 +284,9 @@ HANDLERS = {
     aten.view.default: reshape,
     aten.reshape.default: reshape,
     aten._unsafe_view.default: reshape,
-    # residual join, concatenation
+    # residual join
     aten.add.Tensor: add,
     aten.add_.Tensor: add,
-    **ROUTING,                                   # torch.cat on channels (routing.py)
     # no computation in eval mode
     aten.dropout.default: dropout,
     aten.dropout_.default: dropout,
@@ -314,6 +313,9 @@ HANDLERS = {
     aten.sym_numel.default: shape_query,
     aten.numel.default: shape_query,
 }
+# concatenation, channel slices and shuffles (routing.py); views, clones and flattens of anything but a
+# channel grouping stay the handlers above
+HANDLERS.update(routing_handlers(reshape, identity, flatten))
 
 
 def _getitem(ctx, node, seq, idx):

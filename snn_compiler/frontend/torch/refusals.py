@@ -21,7 +21,11 @@ LOWERS = {
     "max_pool1d": "MaxPool1d", "max_pool1d_with_indices": "MaxPool1d", "adaptive_avg_pool1d": "AdaptiveAvgPool1d",
     "adaptive_max_pool1d": "AdaptiveMaxPool1d",
     "flatten": "flatten", "reshape": "flatten-like view/reshape", "add": "residual add",
-    "cat": "torch.cat on channels", "dropout": "Dropout",
+    "cat": "torch.cat on channels", "chunk": "chunk/split/slice of channels", "split": "chunk/split/slice of channels",
+    "split_with_sizes": "chunk/split/slice of channels", "slice_": "chunk/split/slice of channels",
+    "narrow": "chunk/split/slice of channels", "index_select": "chunk/split/slice of channels",
+    "channel_shuffle": "channel shuffle", "transpose": "channel shuffle", "permute": "channel shuffle",
+    "dropout": "Dropout",
     "identity": "clone/contiguous/detach", "cast": "float casts", "assert_metadata": None, "shape_query": None,
 }
 
