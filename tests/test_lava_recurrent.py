@@ -269,6 +269,37 @@ def test_lava_windows_shorter_than_the_delays_and_the_pipeline():
     assert ref.steps["hid"].any() and ref.steps["out"].any()
 
 
+def _random_net(seed):
+    """A random recurrent net (seeded): sizes, delays, a feedback (seed even) of 2-4 steps, reset,
+    current and membrane decays, weight bits, threshold, T and read-out."""
+    r = np.random.default_rng(seed)
+    pick = lambda *v: v[int(r.integers(len(v)))]  # noqa: E731
+    sizes = tuple(int(r.integers(2, m)) for m in (10, 13, 5))
+    kw = dict(alpha=pick(0.0, 0.5, 1 - 41 / 4096), beta=pick(0.8, 1.0), reset=pick("zero", "subtract"),
+              second=seed % 2 == 0, delay=int(r.integers(1, 4)), threshold=pick(0.3, 1.0), seed=seed)
+    g = recurrent_cuba(*sizes, **kw)
+    if kw["second"]:
+        g.nodes["hid2.delay"]["op"].steps = int(r.integers(2, 5))  # 2 connections: >= 2 steps on Lava
+        verify(g)
+    steps = int(r.integers(2, 13))
+    x = (r.random((4, steps, sizes[0])) < 0.4).astype(float)
+    return g, x, steps, pick(3, 8, 9), pick("count", "membrane", "k-spikes")
+
+
+@needs_lava
+@pytest.mark.parametrize("seed", [0, 5, 6])  # 3- and 8-bit, with and without a feedback, count and k-spikes
+def test_lava_equals_the_reference_at_every_step_on_random_recurrent_nets(seed):
+    g, x, steps, bits, readout = _random_net(seed)
+    q = _compile(g, steps=steps, bits=bits)
+    layers = [n for n in ("hid", "hid2", "out") if n in q]
+    kw = dict(readout=readout, k=2 if readout == "k-spikes" else None, record_steps=layers)
+    ref, got = simulate(q, x, **kw), lava.run(q, x, **kw)
+    for n in layers:
+        assert np.array_equal(ref.steps[n], got.steps[n]), n
+    assert np.array_equal(ref.scores, got.scores) and np.array_equal(ref.predictions, got.predictions)
+    assert ref.steps["hid"].any(), "a silent recurrent layer: the test would prove little"
+
+
 @needs_lava
 def test_lava_runs_feed_forward_delays():
     _check(_compile(_delayed_ff()), _spikes(seed=3), "membrane")
