@@ -9,6 +9,8 @@ import warnings
 
 from .extras import check_available
 
+STREAM_BATCHES = 16   # batches of a streamed data set read at once
+
 
 def open_data_for(graph, path, **kw):
     """The data source at ``path`` for ``graph``'s input (:func:`.data_stream.open_source`), with
@@ -100,7 +102,9 @@ class Runner:
             return self.cluster.run(self.graph, self.source, self.backend, opts, shard, events)
         if self.source.streamed:
             opts = {k: v for k, v in options.items() if k != "progress"}
-            return run_local(self.graph, self.source, self.backend, opts, self.batch_size, events)
+            # reads of 16 batches (simulate batches them): fewer calls, each with its own plan set-up;
+            # an .npy read is capped by data_stream.READ_BYTES however many samples that is
+            return run_local(self.graph, self.source, self.backend, opts, STREAM_BATCHES * self.batch_size, events)
         if events:
             opts = {k: v for k, v in options.items() if k != "progress"}
             return merge(self.graph, [run_shard(self.graph, self.source.x, 0, self.backend, opts, True)])
