@@ -7,13 +7,15 @@ What differs from a user's machine, and why:
 - PIP_CONSTRAINT pins every package to requirements/main.lock (without its hashes: a checkout
   install cannot carry them), so the install is reproducible and comes from pip's cache and the
   machine's local wheels instead of whatever the index has newest today; PIP_NO_COMPILE skips
-  byte-compiling torch (half the install time).
+  byte-compiling torch (which doubles the install time, as scripts/check_wheel.sh notes).
 - The checkout is copied first (the files git knows), since pip builds in the source tree.
 - The README's `model`, `x_train`, `y_train`, `x_test`, `y_test` and `x_calib` are a small
   seeded CNN (with a max pool) trained for a few seconds on synthetic 8x8 digits-like data.
 - `snnc setup-lava` is left to tests/test_lava_setup.py: it needs a Python 3.10 and lava-nc.
 
-Slow (4-7 min on 2 shared cores, 6.5 min measured beside other test runs; it prints each step's time): marked `slow`, deselect with -m "not slow".
+Slow: 6.5-7.5 min measured on 2 cores shared with other test runs (pip install torch 147 s, the
+`[all]` install 134 s, the quick start 2.5 min of which 53 s is simulate's first numba JIT); it
+prints each step's time: marked `slow`, deselect with -m "not slow".
 """
 import json
 import os
