@@ -274,10 +274,11 @@ def cmd_report(args) -> int:
     st = info["stats"]
     emit({"output": args.output, "accuracy": st["accuracy"], "causes": st["causes"], "worst_layer": st["worst_layer"],
           "timesteps": info["sweep"]["timesteps"], "int": info["sweep"]["int"], "energy_nJ": info["sweep"]["energy_nJ"],
-          "energy_balance": info["energy"]["balance"]})
+          "energy_balance": info["energy"]["balance"], "worst_module": info["modules"].get(st["worst_layer"])})
     print(f"integer SNN {st['accuracy']['int']:.2f}% vs ANN {st['accuracy']['ann']:.2f}% at T={st['T']}; lost to "
           + ", ".join(f"{k} {v:+.2f} pt" for k, v in st["causes"].items())
-          + f"; layer introducing most error: {st['worst_layer']}")
+          + f"; layer introducing most error: {st['worst_layer']}"
+          + (f" (from {info['modules'][st['worst_layer']]})" if st["worst_layer"] in info["modules"] else ""))
     print(f"wrote {args.output}")
     return 0
 

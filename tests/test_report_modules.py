@@ -1,6 +1,8 @@
 """The user's module names beside the IR's: every node a frontend lowers remembers the layer it came
 from (torch module path, ONNX node name, Keras layer name), nodes the passes split off inherit it,
 and the table survives the artifact, `snnc inspect` and the report."""
+import json
+import re
 import warnings
 
 import numpy as np
@@ -74,6 +76,19 @@ def test_inspect_and_the_report_show_the_module(pooled, tmp_path, capsys):
     page = render(info)
     assert "<th>from module</th>" in page and "<td>features.2 (MaxPool2d)</td>" in page
     assert {L["module"] for L in info["raster"]["layers"]} >= {"features.1 (ReLU)", "features.2 (MaxPool2d)"}
+    # the CLI's one-line summary and its JSON name the worst layer's module too
+    np.savez(tmp_path / "data.npz", x=x[:20])
+    args = ["report", str(tmp_path / "net.snnc"), "--data", str(tmp_path / "data.npz"), "--timesteps", "8",
+            "-o", str(tmp_path / "r.html")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(args) == 0
+        line = capsys.readouterr().out.splitlines()[0]
+        assert main(args + ["--json"]) == 0
+    worst = re.search(r"layer introducing most error: (\S+) \(from (.+)\)$", line)
+    assert worst and worst.group(2) == info["modules"][worst.group(1)], line
+    obj = json.loads(capsys.readouterr().out)
+    assert obj["worst_module"] == info["modules"][obj["worst_layer"]]
 
 
 def test_an_edited_table_is_ignored_not_trusted(pooled):
