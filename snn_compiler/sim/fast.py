@@ -2,7 +2,8 @@
 
 Two facts make it fast. A feed-forward network with zero-delay timesteps can be run layer by
 layer: a layer's input spike train over a chunk of steps is known once its sources have run
-that chunk, so each op sees steps x batch frames at once. And spikes are sparse: a weighted op
+that chunk, so each op sees steps x batch frames at once (a recurrent layer's cycle steps one
+step at a time inside the chunk: :mod:`.fast_run`, the schedule). And spikes are sparse: a weighted op
 adds a weight column per spike instead of multiplying a mostly-zero matrix
 (:mod:`.numba_kernels`, whose neuron kernel compiles ``ir.neuron.int_update``, the one step).
 Maps are kept channels-last (H, W, C) inside so a spike's fan-out is a contiguous run of output
@@ -24,12 +25,9 @@ try:
 except ImportError:  # the core also runs without numba (the Lava environment): numpy engine only
     nb = K = None
 
-from ..ir import neuron as N
 from ..ir import ops as O
 from ..ir.layers import value_range
 from ..ir.registers import INT32_MAX
-from .encode import input_chunks
-from .readout import MEMBRANE_READOUTS, OVER_TIME, fold_membrane, fold_start
 
 FRAMES = 4096  # timesteps x samples per kernel call
 # One chunk of a run spans at most STEP_FRAMES timesteps x samples and STEP_VALUES values of its
@@ -101,11 +99,21 @@ class FastPlan:
         return np.int32 if b is not None and b <= INT32_MAX else np.int64
 
 
+# A Dense whose input is busier than this (nonzero fraction) runs as one BLAS product instead of a
+# scatter per spike: about rate x fan-out adds per input against a blocked GEMM's few cycles per
+# multiply-add; both give the exact integer sums (the plan's float dtype is proved exact).
+DENSE_GEMM_RATE = 0.08
+
+
 def _apply(fp, n, op, x, out_shape):
     """x: (T', F, *in_hwc) integers -> (T', F, *out_hwc) currents."""
     spec = fp.ops[n]
     t, f = x.shape[:2]
     flat = x.reshape((t * f,) + x.shape[2:])
+    if spec[0] == "dense" and flat.size and np.count_nonzero(flat) > DENSE_GEMM_RATE * flat.size:
+        w = fp.plan.weights[n]  # float32 or float64, exact for every partial sum (Plan._weights)
+        y = flat.reshape(t * f, -1).astype(w.dtype) @ w.T
+        return y.astype(spec[2]).reshape((t, f) + _hwc(out_shape))
     out = np.zeros((t * f,) + _hwc(out_shape), spec[2])
     for s in range(0, t * f, FRAMES):
         if spec[0] == "dense":
@@ -134,7 +142,7 @@ class _StepReader:
 
 
 def run_batch(fp, x, ids, timesteps, encoding, seed, readout, dec=None, on_chunk=None, steps_out=None):
-    """One batch through the whole graph, a chunk of steps at a time, each chunk layer by layer.
+    """One batch through the whole graph, a chunk of steps at a time (the schedule: :mod:`.fast_run`).
     Returns per neuron layer (v, counts, spiking), v and counts in torch's (N, *shape) layout.
 
     ``dec`` (a ``readout.Decisions``, latency read-outs): the read-out layer records each
@@ -143,128 +151,23 @@ def run_batch(fp, x, ids, timesteps, encoding, seed, readout, dec=None, on_chunk
     hold ``dec.rows`` only; ``dec.totals`` counts every layer's spikes up to each sample's
     decision step exactly) and the run ends once all are decided. ``steps_out`` ({layer: (N, T,
     neurons) uint8}, no early stop) receives every step's spikes in torch's (C, H, W) order."""
-    plan, g = fp.plan, fp.plan.graph
-    n_f = len(x)
-    out_node = next(n for n, op in plan.ops.items() if O.is_readout(op))
-    inp = next(n for n, op in plan.ops.items() if isinstance(op, O.Input))
-    widest = max(int(np.prod(g.nodes[n]["shape"])) for n in plan.order)
-    stop = dec is not None and dec.stop
-    const = plan.static[inp]  # a constant encoding of static samples (not of a sequence)
-    in_dtype = fp.int_dtype(inp)
-    inputs = _StepReader(input_chunks(plan.ops[inp], x, 1 if const else timesteps, encoding, seed, ids, "int",
-                                      1 if const else None, in_dtype))
-    static = {}  # node -> its (1, F, ...) value, the same every step (constant input, and ops only it feeds)
-    for n in plan.order:
-        op = plan.ops[n]
-        static[n] = const if isinstance(op, O.Input) else (
-            not isinstance(op, (O.NEURONS, O.Delay)) and all(static[p] for p in plan.inputs[n]))
-    held = _delay_lines(fp, n_f)  # Delay -> (steps, F, ...) what its source sent in the last `steps` steps
-    shortest = min((plan.ops[n].steps for n in held), default=timesteps)  # a chunk reads only stored steps
-    cache, layers = {}, {}
-    delayed = {plan.inputs[n][0] for n in held}
-    for n, op in plan.ops.items():
-        if isinstance(op, O.NEURONS):
-            shape = g.nodes[n]["shape"]
-            nn = int(np.prod(shape))
-            spiking = not (n == out_node and readout in MEMBRANE_READOUTS)
-            p = N.IntParams.of(op, shape)
-            layers[n] = dict(v=np.full((n_f, nn), N.initial_v(op, "int", False, spiking), np.int64),
-                             counts=np.zeros((n_f, nn), np.int64), bias=_flat_hwc(p.bias, shape),
-                             spiking=spiking, p=p, decay_v=_flat_hwc(p.decay_v, shape),
-                             u=np.zeros((n_f, nn if p.decays else 0), np.int64))
-    fold = None  # an over-time read-out's fold of the output membrane, (H, W, C) order as v
-    if readout in OVER_TIME:
-        fold = np.full_like(layers[out_node]["v"], fold_start(readout, True))
-    if dec is not None:  # the read-out's decision records, per sample still in the batch (Lava's layout)
-        nn = layers[out_node]["v"].shape[1]
-        d_step = np.full(n_f, -1, np.int64)
-        d_counts, d_pre = np.zeros((n_f, nn), np.int64), np.zeros((n_f, nn), np.int64)
-        decision = (d_step, d_counts, d_pre)
-    rows = np.arange(n_f)  # batch rows still simulated
+    from .fast_run import BatchRun
+    run = BatchRun(fp, x, ids, timesteps, encoding, seed, readout, dec, steps_out)
+    g, out_node, layers = fp.plan.graph, run.out_node, run.layers
     t0 = 0
-    while t0 < timesteps and len(rows):
-        fa = len(rows)
-        c = max(1, min(timesteps - t0, STEP_FRAMES // fa, STEP_VALUES // (fa * widest)))
-        if stop:  # chunks double (steps 0, 1, 2-3, 4-7, ...): a sample decided after t steps runs < 2t
-            c = max(1, min(c, t0))
-        c = min(c, shortest)
-        seq, left, sums = {}, {n: g.out_degree(n) for n in plan.order}, {}
-        for n in plan.order:
-            op, srcs = plan.ops[n], plan.inputs[n]
-            shape = g.nodes[n]["shape"]
-            if n in cache:
-                seq[n] = cache[n]
-            elif n in held:  # steps t0 - steps .. t0 + c - 1 - steps of its source, stored (c <= steps)
-                seq[n] = held[n][:c]
-            elif isinstance(op, O.Input):
-                arr = inputs.take(1 if const else c, (n_f,) + tuple(shape), in_dtype)
-                if fa < n_f:  # the encoder's streams are per sample: drop the decided ones' rows
-                    arr = arr[:, rows]
-                seq[n] = arr.transpose(0, 1, 3, 4, 2) if arr.ndim == 5 else arr
-            elif isinstance(op, O.WEIGHTED):
-                seq[n] = _apply(fp, n, op, seq[srcs[0]], shape)
-            elif isinstance(op, O.Flatten):  # back to torch's (C, H, W) flatten order
-                s = seq[srcs[0]]
-                s = s.transpose(0, 1, 4, 2, 3) if s.ndim == 5 else s
-                seq[n] = s.reshape(s.shape[:2] + (-1,))
-            elif isinstance(op, O.AvgPool2d):  # window sums (a synaptic pool; any stride or padding)
-                s = seq[srcs[0]]
-                t, f = s.shape[:2]
-                pooled = np.zeros((t * f,) + _hwc(shape), fp.int_dtype(n))
-                K.sum_pool(np.ascontiguousarray(s).reshape((t * f,) + s.shape[2:]), op.kernel_size[0], op.kernel_size[1],
-                          op.stride[0], op.stride[1], op.padding[0], op.padding[1], pooled)
-                seq[n] = pooled.reshape((t, f) + pooled.shape[1:])
-            elif isinstance(op, O.Add):
-                parts = [seq[s] for s in srcs]
-                total = parts[0].astype(np.int64)
-                for p in parts[1:]:
-                    total = total + p
-                seq[n] = total
-            elif isinstance(op, O.NEURONS):
-                st = layers[n]
-                cur = seq[srcs[0]]
-                cur = cur.reshape(cur.shape[:2] + (-1,))
-                spikes = np.zeros((c,) + st["v"].shape, np.uint8)
-                p = st["p"]
-                decide = dec is not None and n == out_node
-                # a fold or a per-step record of the output membrane: its layer runs one step a call
-                trace = n == out_node and not st["spiking"] and (fold is not None or n in (steps_out or {}))
-                runs = [(cur if static[srcs[0]] else cur[t:t + 1], spikes[t:t + 1]) for t in range(c)] \
-                    if trace else [(cur, spikes)]
-                for t, (cur_t, spikes_t) in enumerate(runs):
-                    K.neuron_layer(cur_t, static[srcs[0]], st["bias"], st["decay_v"], p.decay_u, p.decays, p.threshold,
-                                   st["v"], st["u"], p.v_max, p.subtract, st["spiking"], spikes_t, st["counts"],
-                                   dec.k if decide else 0, t0, stop, *(decision if decide else NO_DECISION))
-                    if trace and fold is not None:
-                        fold_membrane(readout, fold, st["v"])
-                    if trace and n in (steps_out or {}):
-                        steps_out[n][rows, t0 + t] = _torch_layout(st["v"], shape).reshape(fa, -1)
-                if stop and st["spiking"]:
-                    sums[n] = np.empty((c, fa), np.int64)
-                    K.step_sums(spikes, sums[n])
-                seq[n] = spikes.reshape((c, fa) + _hwc(shape))
-                if steps_out and n in steps_out and st["spiking"]:  # (steps, samples, H, W, C) -> (samples, steps, C*H*W)
-                    s = seq[n].transpose(1, 0, 4, 2, 3) if len(shape) == 3 else seq[n].swapaxes(0, 1)
-                    steps_out[n][rows, t0:t0 + c] = s.reshape(fa, c, -1)
-            else:
-                raise TypeError(f"the numba engine does not know op {O.kind(op)} ({n!r})")
-            if static[n]:
-                cache[n] = seq[n]
-            for s in srcs:  # free a sequence once its last consumer has run (a Delay's source: after the chunk)
-                left[s] -= 1
-                if left[s] == 0 and s not in delayed:
-                    seq.pop(s, None)
-        for n, line in held.items():  # the chunk's values of each Delay's source join its line
-            new = seq[plan.inputs[n][0]]
-            held[n] = np.concatenate([line[c:], np.broadcast_to(new, (c,) + new.shape[1:])])
+    while t0 < timesteps and len(run.rows):
+        fa = len(run.rows)
+        c = run.chunk_length(t0, timesteps)
+        sums = run.chunk(t0, c)
         if dec is not None:
             dec.sample_steps += c * fa
             out_shape = g.nodes[out_node]["shape"]
-            new = (d_step >= 0) & (dec.step[rows] < 0)
+            d_step, d_counts, d_pre = run.decision
+            new = (d_step >= 0) & (dec.step[run.rows] < 0)
             if new.any():
-                dec.record(rows[new], d_step[new], _torch_layout(d_counts[new], out_shape),
+                dec.record(run.rows[new], d_step[new], _torch_layout(d_counts[new], out_shape),
                            _torch_layout(d_pre[new], out_shape))
-            if stop:  # spikes up to each sample's decision step (a chunk runs on past it)
+            if run.stop:  # spikes up to each sample's decision step (a chunk runs on past it)
                 last = np.where(d_step >= 0, d_step - t0, c - 1)
                 upto = np.arange(c)[:, None] <= last[None, :]
                 for n, sm in sums.items():
@@ -273,27 +176,25 @@ def run_batch(fp, x, ids, timesteps, encoding, seed, readout, dec=None, on_chunk
                 if not keep.all():
                     for st in layers.values():
                         for key in ("v", "counts", "u"):
-                            if st[key] is not None:
-                                st[key] = np.ascontiguousarray(st[key][keep])
-                    for n in cache:
-                        cache[n] = np.ascontiguousarray(cache[n][:, keep])
-                    for n in held:
-                        held[n] = np.ascontiguousarray(held[n][:, keep])
-                    d_step, d_counts, d_pre = d_step[keep], d_counts[keep], d_pre[keep]
-                    decision = (d_step, d_counts, d_pre)
-                    rows = rows[keep]
-                    dec.rows = rows
+                            st[key] = np.ascontiguousarray(st[key][keep])
+                    for n in run.cache:
+                        run.cache[n] = np.ascontiguousarray(run.cache[n][:, keep])
+                    for n in run.held:
+                        run.held[n] = np.ascontiguousarray(run.held[n][:, keep])
+                    run.decision = (d_step[keep], d_counts[keep], d_pre[keep])
+                    run.rows = run.rows[keep]
+                    dec.rows = run.rows
         if on_chunk is not None:  # sample-steps done (progress)
             on_chunk(fa * c)
         t0 += c
-    if fold is not None:  # the read-out's membrane (simulate's scores)
-        layers[out_node]["v"] = fold
+    if run.fold is not None:  # the read-out's membrane (simulate's scores)
+        layers[out_node]["v"] = run.fold
     states = {n: (_torch_layout(st["v"], g.nodes[n]["shape"]), _torch_layout(st["counts"], g.nodes[n]["shape"]),
                   st["spiking"]) for n, st in layers.items()}
     if dec is not None:
         _, cn, _ = states[out_node]
         dec.finish(cn, states[out_node][0])
-        if not stop:  # (with stop, the chunks' step sums counted them)
+        if not run.stop:  # (with stop, the chunks' step sums counted them)
             for n, (_, cn, sp) in states.items():
                 if sp:
                     dec.add_total(n, cn.sum())

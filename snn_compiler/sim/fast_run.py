@@ -1,0 +1,235 @@
+"""The event-driven engine's schedule for one batch (:mod:`.fast` has the plan and the kernels' calls).
+
+Time is cut into chunks of steps; within a chunk the graph runs block by block in the order of
+its condensation (strongly connected components). A block without a cycle is one node, run for
+the whole chunk at once: its inputs' values for every step of the chunk are known (a Delay
+outside any cycle reads its source's chunk, run before it). A cyclic block (a recurrent layer,
+or a feedback loop over several layers, closed through Delays) runs step by step inside the
+chunk, each node on one step's values; its Delays read their stored line or the block's own
+earlier steps. So the feed-forward work into and out of a recurrent layer keeps the whole
+chunk's frames per kernel call, and only the cycle itself steps.
+"""
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+
+from ..ir import feedforward_view
+from ..ir import neuron as N
+from ..ir import ops as O
+from .fast import K, NO_DECISION, STEP_FRAMES, STEP_VALUES, _apply, _delay_lines, _flat_hwc, _hwc, _StepReader, \
+    _torch_layout
+from .encode import input_chunks
+from .readout import MEMBRANE_READOUTS, OVER_TIME, fold_membrane, fold_start
+
+
+def blocks(plan) -> list:
+    """[(nodes in step order, cyclic)] in an order where every block's inputs come from earlier
+    blocks or itself (condensation order; ties broken by the nodes' names, so runs repeat)."""
+    g = plan.graph
+    cond = nx.condensation(g)
+    members = cond.graph["mapping"]
+    comps = {}
+    for n, c in members.items():
+        comps.setdefault(c, []).append(n)
+    key = {c: min(ns) for c, ns in comps.items()}
+    rank = {n: i for i, n in enumerate(plan.order)}
+    out = []
+    for c in nx.lexicographical_topological_sort(cond, key=lambda c: key[c]):
+        ns = sorted(comps[c], key=rank.__getitem__)
+        out.append((ns, len(ns) > 1))
+    return out
+
+
+class BatchRun:
+    """The state of one batch: neuron registers, delay lines, static values, decision records."""
+
+    def __init__(self, fp, x, ids, timesteps, encoding, seed, readout, dec, steps_out):
+        plan, g = fp.plan, fp.plan.graph
+        self.fp, self.plan, self.g, self.readout, self.dec = fp, plan, g, readout, dec
+        self.steps_out = steps_out or {}
+        self.n_f = len(x)
+        self.out_node = next(n for n, op in plan.ops.items() if O.is_readout(op))
+        self.inp = next(n for n, op in plan.ops.items() if isinstance(op, O.Input))
+        self.stop = dec is not None and dec.stop
+        self.const = plan.static[self.inp]  # a constant encoding of static samples (not of a sequence)
+        self.in_dtype = fp.int_dtype(self.inp)
+        self.inputs = _StepReader(input_chunks(plan.ops[self.inp], x, 1 if self.const else timesteps, encoding, seed,
+                                               ids, "int", 1 if self.const else None, self.in_dtype))
+        self.static = {}  # node -> its value is (1, F, ...), the same every step
+        for n in plan.order:
+            op = plan.ops[n]
+            self.static[n] = self.const if isinstance(op, O.Input) else (
+                not isinstance(op, (O.NEURONS, O.Delay)) and all(self.static[p] for p in plan.inputs[n]))
+        self.held = _delay_lines(fp, self.n_f)  # Delay -> (steps, F, ...): its source's last `steps` steps
+        self.cache, self.layers = {}, {}
+        for n, op in plan.ops.items():
+            if isinstance(op, O.NEURONS):
+                shape = g.nodes[n]["shape"]
+                nn = int(np.prod(shape))
+                spiking = not (n == self.out_node and readout in MEMBRANE_READOUTS)
+                p = N.IntParams.of(op, shape)
+                self.layers[n] = dict(v=np.full((self.n_f, nn), N.initial_v(op, "int", False, spiking), np.int64),
+                                      counts=np.zeros((self.n_f, nn), np.int64), bias=_flat_hwc(p.bias, shape),
+                                      spiking=spiking, p=p, decay_v=_flat_hwc(p.decay_v, shape),
+                                      u=np.zeros((self.n_f, nn if p.decays else 0), np.int64))
+        self.fold = None  # an over-time read-out's fold of the output membrane, (H, W, C) order as v
+        if readout in OVER_TIME:
+            self.fold = np.full_like(self.layers[self.out_node]["v"], fold_start(readout, True))
+        if dec is not None:  # the read-out's decision records, per sample still in the batch (Lava's layout)
+            nn = self.layers[self.out_node]["v"].shape[1]
+            self.decision = (np.full(self.n_f, -1, np.int64), np.zeros((self.n_f, nn), np.int64),
+                             np.zeros((self.n_f, nn), np.int64))
+        self.rows = np.arange(self.n_f)  # batch rows still simulated
+        self.widest = max(int(np.prod(g.nodes[n]["shape"])) for n in plan.order)
+        self.blocks = blocks(plan)
+        ff = feedforward_view(g)  # a cyclic block's step order: its Delays first
+        self.step_order = {tuple(ns): [n for n in nx.lexicographical_topological_sort(ff.subgraph(ns))]
+                           for ns, cyclic in self.blocks if cyclic}
+
+    # ---- one node on a slab of steps ------------------------------------------------------------
+
+    def value(self, n, op, xs, c):
+        """A non-neuron op's values for ``c`` steps (or 1, static) from its inputs' slabs ``xs``."""
+        shape = self.g.nodes[n]["shape"]
+        if isinstance(op, O.Input):
+            arr = self.inputs.take(1 if self.const else c, (self.n_f,) + tuple(shape), self.in_dtype)
+            if len(self.rows) < self.n_f:  # the encoder's streams are per sample: drop the decided ones' rows
+                arr = arr[:, self.rows]
+            return arr.transpose(0, 1, 3, 4, 2) if arr.ndim == 5 else arr
+        if isinstance(op, O.WEIGHTED):
+            return _apply(self.fp, n, op, xs[0], shape)
+        if isinstance(op, O.Flatten):  # back to torch's (C, H, W) flatten order
+            s = xs[0].transpose(0, 1, 4, 2, 3) if xs[0].ndim == 5 else xs[0]
+            return s.reshape(s.shape[:2] + (-1,))
+        if isinstance(op, O.AvgPool2d):  # window sums (a synaptic pool; any stride or padding)
+            s = xs[0]
+            t, f = s.shape[:2]
+            pooled = np.zeros((t * f,) + _hwc(shape), self.fp.int_dtype(n))
+            K.sum_pool(np.ascontiguousarray(s).reshape((t * f,) + s.shape[2:]), op.kernel_size[0], op.kernel_size[1],
+                       op.stride[0], op.stride[1], op.padding[0], op.padding[1], pooled)
+            return pooled.reshape((t, f) + pooled.shape[1:])
+        if isinstance(op, O.Add):
+            total = xs[0].astype(np.int64)
+            for p in xs[1:]:
+                total = total + p
+            return total
+        raise TypeError(f"the numba engine does not know op {O.kind(op)} ({n!r})")
+
+    def neurons(self, n, cur, cur_static, spikes, t0):
+        """Step layer ``n`` over ``len(spikes)`` steps from step ``t0``: ``cur`` (steps or 1, F, ...)
+        currents in, ``spikes`` (steps, F, neurons) written."""
+        st, shape = self.layers[n], self.g.nodes[n]["shape"]
+        cur = cur.reshape(cur.shape[:2] + (-1,))
+        p = st["p"]
+        decide = self.dec is not None and n == self.out_node
+        # a fold or a per-step record of the output membrane: its layer runs one step a call
+        trace = n == self.out_node and not st["spiking"] and (self.fold is not None or n in self.steps_out)
+        c = len(spikes)
+        runs = [(cur if cur_static else cur[t:t + 1], spikes[t:t + 1]) for t in range(c)] if trace else [(cur, spikes)]
+        for t, (cur_t, spikes_t) in enumerate(runs):
+            K.neuron_layer(cur_t, cur_static, st["bias"], st["decay_v"], p.decay_u, p.decays, p.threshold,
+                           st["v"], st["u"], p.v_max, p.subtract, st["spiking"], spikes_t, st["counts"],
+                           self.dec.k if decide else 0, t0 + (t if trace else 0), self.stop,
+                           *(self.decision if decide else NO_DECISION))
+            if trace and self.fold is not None:
+                fold_membrane(self.readout, self.fold, st["v"])
+            if trace and n in self.steps_out:
+                self.steps_out[n][self.rows, t0 + t] = _torch_layout(st["v"], shape).reshape(len(self.rows), -1)
+
+    # ---- a chunk --------------------------------------------------------------------------------
+
+    def chunk(self, t0, c) -> dict:
+        """Run steps ``t0 .. t0 + c - 1``; returns {spiking layer: (c, F) spikes per step} for the early stop."""
+        plan, seq = self.plan, {}
+        fa = len(self.rows)
+        left = {n: self.g.out_degree(n) for n in plan.order}
+        spikes = {}
+        for nodes, cyclic in self.blocks:
+            for n in nodes:
+                if n in self.layers:
+                    spikes[n] = np.zeros((c, fa, self.layers[n]["v"].shape[1]), np.uint8)
+            if not cyclic:
+                (n,) = nodes
+                op, srcs = plan.ops[n], plan.inputs[n]
+                if n in self.cache:
+                    seq[n] = self.cache[n]
+                elif n in self.held:  # a Delay on a feed-forward path: its source ran before it
+                    full = np.concatenate([self.held[n], np.broadcast_to(seq[srcs[0]], (c,) + seq[srcs[0]].shape[1:])])
+                    seq[n], self.held[n] = full[:c], full[c:]
+                elif isinstance(op, O.NEURONS):
+                    self.neurons(n, seq[srcs[0]], self.static[srcs[0]], spikes[n], t0)
+                    seq[n] = spikes[n].reshape((c, fa) + _hwc(self.g.nodes[n]["shape"]))
+                else:
+                    seq[n] = self.value(n, op, [seq[s] for s in srcs], c)
+                if self.static[n]:
+                    self.cache[n] = seq[n]
+                self._free(nodes, seq, left, spikes)
+                continue
+            order = self.step_order[tuple(nodes)]
+            for n in nodes:
+                if isinstance(plan.ops[n], O.NEURONS):
+                    seq[n] = spikes[n].reshape((c, fa) + _hwc(self.g.nodes[n]["shape"]))
+                else:
+                    seq[n] = None  # allocated at the first step, shaped by it
+            for t in range(c):
+                now = {}
+
+                def at(p):  # input p's values at step t: from this step (inside the block) or the chunk
+                    if p in now:
+                        return now[p]
+                    return seq[p] if self.static[p] else seq[p][t:t + 1]
+                for n in order:
+                    op, srcs = plan.ops[n], plan.inputs[n]
+                    if n in self.held:
+                        d = op.steps  # step t reads step t - d: stored, or this chunk's
+                        src = srcs[0]
+                        now[n] = self.held[n][t:t + 1] if t < d else seq[src][t - d:t - d + 1]
+                        continue
+                    if isinstance(op, O.NEURONS):
+                        (s,) = srcs
+                        self.neurons(n, at(s), False if s in now else self.static[s], spikes[n][t:t + 1], t0 + t)
+                        now[n] = seq[n][t:t + 1]
+                        continue
+                    now[n] = self.value(n, op, [at(s) for s in srcs], 1)
+                    if seq[n] is None:
+                        seq[n] = np.empty((c,) + now[n].shape[1:], now[n].dtype)
+                    seq[n][t] = now[n][0]
+            for n in nodes:
+                if n in self.held:  # the line after this chunk: its source's last `steps` steps
+                    src = plan.inputs[n][0]
+                    full = np.concatenate([self.held[n], seq[src]])
+                    seq[n], self.held[n] = full[:c], full[c:]
+            self._free(nodes, seq, left, spikes)
+        for n in self.steps_out:  # (steps, samples, H, W, C) -> (samples, steps, C*H*W)
+            if self.layers[n]["spiking"]:
+                s = seq[n].transpose(1, 0, 4, 2, 3) if seq[n].ndim == 5 else seq[n].swapaxes(0, 1)
+                self.steps_out[n][self.rows, t0:t0 + c] = s.reshape(fa, c, -1)
+        sums = {}
+        if self.stop:
+            for n, st in self.layers.items():
+                if st["spiking"]:
+                    sums[n] = np.empty((c, fa), np.int64)
+                    K.step_sums(spikes[n], sums[n])
+        return sums
+
+    def _free(self, nodes, seq, left, spikes):
+        """Drop a value once its last consumer has run (a recorded layer's stays for the record, and
+        a spiking layer's spike counts per step stay for the early stop's sums)."""
+        inside = set(nodes)
+        for n in nodes:
+            for s in self.plan.inputs[n]:
+                if s in inside:
+                    continue
+                left[s] -= 1
+                if left[s] == 0 and s not in self.steps_out:
+                    seq.pop(s, None)
+                    if not self.stop:
+                        spikes.pop(s, None)
+
+    def chunk_length(self, t0, timesteps) -> int:
+        fa = len(self.rows)
+        c = max(1, min(timesteps - t0, STEP_FRAMES // fa, STEP_VALUES // (fa * self.widest)))
+        if self.stop:  # chunks double (steps 0, 1, 2-3, 4-7, ...): a sample decided after t steps runs < 2t
+            c = max(1, min(c, t0))
+        return c
