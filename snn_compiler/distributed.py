@@ -38,9 +38,13 @@ class Worker:
     def __init__(self):
         self.graphs = {}
 
-    def run(self, digest, blob, x, first, backend, options, events):
+    def run(self, digest, blob, x, first, backend, options):
         from .shards import run_shard
-        return run_shard(self._graph(digest, blob), x, first, backend, options, events)
+        return run_shard(self._graph(digest, blob), x, first, backend, options)
+
+    def input_events(self, digest, blob, x, first, T, encoding, seed):
+        from .shards import input_events
+        return input_events(self._graph(digest, blob), x, first, T, encoding, seed)
 
     def warm(self, digest, blob, x, backend, options):
         """Compile the engine's kernels (numba JIT) before a timed run: one sample, one step."""
@@ -125,12 +129,25 @@ class Cluster:
         for ref in [a.warm.remote(digest, blob, x, backend, options) for a in self.actors]:
             self._get(ref)
 
-    def run(self, graph, source, backend, options, shard, events=False):
-        """(SimResult, events) of the whole source, in shards of ``shard`` samples over the workers."""
+    def run(self, graph, source, backend, options, shard):
+        """(SimResult, spike totals) of the whole source (:func:`.shards.merge`), in shards of
+        ``shard`` samples over the workers."""
         from .shards import merge
-        ray = self.ray
         digest, blob = self.blob(graph)
-        parts, pending, idle = [], {}, list(self.actors) * 2   # two shards a worker in flight
+        return merge(graph, self._map(source, shard, lambda a, first, x: a.run.remote(digest, blob, x, first, backend,
+                                                                                    options)))
+
+    def input_events(self, graph, source, shard, T, encoding, seed) -> int:
+        """The input's events over the whole source (:func:`.shards.input_events`), on the workers."""
+        digest, blob = self.blob(graph)
+        return sum(self._map(source, shard, lambda a, first, x: a.input_events.remote(digest, blob, x, first, T,
+                                                                                     encoding, seed)))
+
+    def _map(self, source, shard, submit) -> list:
+        """``submit(actor, first, x)`` for every shard of the source, two a worker in flight; the
+        results as they come back."""
+        ray = self.ray
+        results, pending, idle = [], {}, list(self.actors) * 2
         batches = source.batches(shard)
         more = True
         try:
@@ -140,15 +157,14 @@ class Cluster:
                     if got is None:
                         more = False
                         break
-                    first, x = got
                     a = idle.pop()
-                    pending[a.run.remote(digest, blob, x, first, backend, options, events)] = a
+                    pending[submit(a, *got)] = a
                 if not pending:
                     break
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 for ref in ready:
                     idle.append(pending.pop(ref))
-                    parts.append(self._get(ref))
+                    results.append(self._get(ref))
         except Exception:   # the shards in flight end (small); their errors are this one, not Ray's "unhandled" log
             for ref in pending:
                 try:
@@ -156,7 +172,7 @@ class Cluster:
                 except Exception:
                     pass
             raise
-        return merge(graph, parts)
+        return results
 
     def _get(self, ref):
         """A shard's result; its error raised as the worker raised it (one line, not Ray's traceback)."""

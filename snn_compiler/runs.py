@@ -89,27 +89,35 @@ class Runner:
         opts = {k: v for k, v in options.items() if k not in ("batch_size", "record", "record_steps", "progress")}
         get_backend(self.backend)(self.graph, x[:1], **dict(opts, timesteps=1))
 
-    def run(self, options, events=False):
-        """(SimResult, events per inference or None) of the whole data set; ``options``:
-        simulate's, ``timesteps`` given. ``events``: the sweep's synaptic-operation counts (needs
-        ``record``)."""
-        from .shards import run_local, run_shard, merge
+    def run(self, options, totals=False):
+        """(SimResult, {spiking layer: whole-run spike total} or None) of the whole data set;
+        ``options``: simulate's, ``timesteps`` given. ``totals``: wanted (a sweep's synaptic
+        operations), so an in-memory run goes through the shards' path too."""
+        from .shards import run_local
         options = dict(options, batch_size=self.batch_size)
+        opts = {k: v for k, v in options.items() if k != "progress"}
         if self.cluster is not None:
-            from .distributed import shard_size
-            opts = {k: v for k, v in options.items() if k != "progress"}
-            shard = shard_size(self.source.n, len(self.cluster.actors), self.batch_size)
-            return self.cluster.run(self.graph, self.source, self.backend, opts, shard, events)
-        if self.source.streamed:
-            opts = {k: v for k, v in options.items() if k != "progress"}
-            # reads of 16 batches (simulate batches them): fewer calls, each with its own plan set-up;
-            # an .npy read is capped by data_stream.READ_BYTES however many samples that is
-            return run_local(self.graph, self.source, self.backend, opts, STREAM_BATCHES * self.batch_size, events)
-        if events:
-            opts = {k: v for k, v in options.items() if k != "progress"}
-            return merge(self.graph, [run_shard(self.graph, self.source.x, 0, self.backend, opts, True)])
+            return self.cluster.run(self.graph, self.source, self.backend, opts, self._shard())
+        if self.source.streamed or totals:
+            return run_local(self.graph, self.source, self.backend, opts, self._shard())
         from .targets import get_backend
         return get_backend(self.backend)(self.graph, self.source.x, **options), None
+
+    def input_events(self, T, encoding, seed) -> int:
+        """The input's nonzero values over T steps, all samples (:func:`.shards.input_events`)."""
+        from .shards import input_events
+        if self.cluster is not None:
+            return self.cluster.input_events(self.graph, self.source, self._shard(), T, encoding, seed)
+        return sum(input_events(self.graph, x, first, T, encoding, seed) for first, x in self.source.batches(self._shard()))
+
+    def _shard(self) -> int:
+        """Samples a shard: spread over a cluster's workers; here all of an in-memory data set, or
+        16 batches of a streamed one (simulate batches them; an .npy read is capped by
+        data_stream.READ_BYTES however many that is)."""
+        if self.cluster is not None:
+            from .distributed import shard_size
+            return shard_size(self.source.n, len(self.cluster.actors), self.batch_size)
+        return STREAM_BATCHES * self.batch_size if self.source.streamed else max(1, self.source.n)
 
 
 def _input(graph):

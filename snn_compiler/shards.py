@@ -5,8 +5,8 @@ A shard of samples [first, first + n) runs with ``first_sample=first``, so Poiss
 streams of sample indices first.. (:mod:`.sim.streams` keys them by seed and index), exactly as in
 the whole run. Everything simulate returns is per sample (concatenated in order) except the
 rates, which are merged from each shard's integer spike totals and simulated sample-steps with the
-division simulate itself makes. A sweep's synaptic operations are merged the same way: integer
-event totals per shard, divided by N once (:func:`.report.analysis.events_per_inference`'s rule).
+division simulate itself makes. A sweep's synaptic operations come from the same integer spike
+totals and the input's event total, divided by N once (:func:`events_per_inference`).
 """
 from __future__ import annotations
 
@@ -31,10 +31,10 @@ def _steps_run(result, T: int, stopped: bool) -> int:
     return int(np.where(dt > 0, dt, T).sum())
 
 
-def run_shard(graph, x, first: int, backend: str, options: dict, events=False) -> dict:
+def run_shard(graph, x, first: int, backend: str, options: dict) -> dict:
     """Samples ``x`` (indices ``first``.. of the whole run) on ``backend`` with simulate's
     ``options`` (``timesteps`` given): the per-sample results, per-layer spike totals and the
-    sample-steps run; with ``events``, integer event totals (counts themselves left out)."""
+    sample-steps run."""
     from .targets import get_backend
     T = int(options["timesteps"])
     r = get_backend(backend)(graph, x, **({"first_sample": first} if first else {}), **options)   # 0: any backend
@@ -43,28 +43,32 @@ def run_shard(graph, x, first: int, backend: str, options: dict, events=False) -
     sizes = {n: int(np.prod(graph.nodes[n]["shape"])) for n in r.rates}
     # rate = total / (ran * size) in float64: an exact integer total comes back by rounding
     totals = {n: int(round(rate * ran * sizes[n])) for n, rate in r.rates.items()}
-    part = dict(first=first, n=len(x), scores=r.scores, predictions=r.predictions, decision_time=r.decision_time,
-                tied=r.tied, counts=r.counts, steps=r.steps, totals=totals, ran=ran, events=None)
-    if events:
-        part["events"] = event_totals(graph, x, first, r.counts, T, options["encoding"], options["seed"])
-        part["counts"] = None
-    return part
+    return dict(first=first, n=len(x), scores=r.scores, predictions=r.predictions, decision_time=r.decision_time,
+                tied=r.tied, counts=r.counts, steps=r.steps, totals=totals, ran=ran)
 
 
-def event_totals(graph, x, first, counts, T, encoding, seed) -> dict:
-    """{source: events of these samples}: every neuron layer's spikes and the input's nonzero values
-    per step, with the input streams of sample indices ``first``.."""
+def input_events(graph, x, first, T, encoding, seed) -> int:
+    """The input's nonzero values over T steps for samples ``x`` (indices ``first``..): graded
+    values with the constant encoding, spikes with Poisson (the streams of those indices)."""
     from .ir import input_node, op_of
     from .sim.encode import input_steps
-    ev = {n: int(c.sum()) for n, c in counts.items()}
-    inp = input_node(graph)
     ids = range(first, first + len(x))
-    ev[inp] = sum(int(np.count_nonzero(s)) for s in input_steps(op_of(graph, inp), x, T, encoding, seed, ids, "int"))
+    inp = op_of(graph, input_node(graph))
+    return sum(int(np.count_nonzero(s)) for s in input_steps(inp, x, T, encoding, seed, ids, "int"))
+
+
+def events_per_inference(graph, totals, input_total, n) -> dict:
+    """{source: mean events per inference} from whole-run integer totals: each neuron layer's
+    spikes and the input's nonzero values, divided by N once (the rule of
+    :func:`.report.analysis.events_per_inference`, which reads them from recorded counts)."""
+    from .ir import input_node
+    ev = {layer: t / n for layer, t in totals.items()}
+    ev[input_node(graph)] = input_total / n
     return ev
 
 
 def merge(graph, parts):
-    """(SimResult of the whole run, {source: mean events per inference} or None) from its shards'
+    """(SimResult of the whole run, {spiking layer: its whole-run spike total}) from its shards'
     parts, in any order."""
     from .sim.emulator import SimResult
     parts = sorted((p for p in parts if p["n"]), key=lambda p: p["first"])
@@ -86,14 +90,10 @@ def merge(graph, parts):
     rates = {n: totals[n] / (ran * int(np.prod(graph.nodes[n]["shape"]))) for n in totals}
     result = SimResult(scores=cat("scores"), predictions=cat("predictions"), rates=rates, counts=cat_dict("counts"),
                        decision_time=cat("decision_time"), tied=cat("tied"), steps=cat_dict("steps"))
-    events = None
-    if parts[0]["events"] is not None:
-        n = sum(p["n"] for p in parts)
-        events = {k: sum(p["events"][k] for p in parts) / n for k in parts[0]["events"]}
-    return result, events
+    return result, totals
 
 
-def run_local(graph, source, backend: str, options: dict, batch: int, events=False):
+def run_local(graph, source, backend: str, options: dict, batch: int):
     """:func:`merge` of the source's batches run here one after another (a streamed data set: one
     batch of x in memory at a time)."""
-    return merge(graph, [run_shard(graph, x, first, backend, options, events) for first, x in source.batches(batch)])
+    return merge(graph, [run_shard(graph, x, first, backend, options) for first, x in source.batches(batch)])

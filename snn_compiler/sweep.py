@@ -180,19 +180,20 @@ def run_row(artifact_path, data_path, row, batch_size, cluster=None) -> dict:
 
     from .report.energy import energy
     from .runs import Runner
+    from .shards import events_per_inference
     q, src = _loaded(artifact_path, data_path)
     runner = Runner(q, src, "reference", batch_size=batch_size, cluster=cluster)
     T, seed = int(row["timesteps"]), int(row["seed"])
     opts = dict(encoding=row["encoding"], seed=seed, readout=row["readout"])
     runner.warm(opts)   # the numba kernels compile outside the timed run
-    record = row["readout"] in ("membrane", "count")   # record would run latency read-outs for all T
     t0 = time.perf_counter()
-    result, events = runner.run(dict(opts, timesteps=T, record=record), events=record)
+    result, totals = runner.run(dict(opts, timesteps=T), totals=True)
     dt = time.perf_counter() - t0
     out = dict(row)
     out.update(accuracy=float((result.predictions == src.y).mean()), samples=src.n, seconds=round(dt, 4),
                sample_timesteps_per_s=round(src.n * T / max(dt, 1e-9), 1), sops_per_inference=None)
-    if record:
+    if row["readout"] in ("membrane", "count"):   # whole windows: latency read-outs' stopped samples would skew it
+        events = events_per_inference(q, totals, runner.input_events(T, row["encoding"], seed), src.n)
         out["sops_per_inference"] = round(float(energy(q, events)["sops"]), 3)
     return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in out.items()}
 

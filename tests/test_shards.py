@@ -98,6 +98,15 @@ def test_sweep_over_shards_gives_the_in_memory_rows(net, tmp_path, capsys):
             rows[name] = sorted(tuple((k, v) for k, v in r.items() if k not in TIMING + ("fingerprint",))
                                 for r in csv.DictReader(f))
     assert rows["memory"] == rows["shards"] and len(rows["memory"]) == 4
+    # the synaptic operations are report.analysis's, read from a whole run's recorded counts
+    from snn_compiler.report.analysis import events_per_inference
+    from snn_compiler.report.energy import energy
+    q = artifact.load(str(d / "net.snnc"))
+    for row in map(dict, rows["shards"]):
+        T, enc = int(row["timesteps"]), row["encoding"]
+        r = simulate(q, x, timesteps=T, encoding=enc, seed=0, record=True)
+        want = round(float(energy(q, events_per_inference(q, x, r.counts, T, enc, 0))["sops"]), 3)
+        assert float(row["sops_per_inference"]) == want, row
 
 
 def test_peak_memory_of_a_batch_is_bounded(net, monkeypatch):
