@@ -184,6 +184,56 @@ class _Lower:
                                      stride=stride, padding=pad, dilation=dil, groups=groups))
         self.activation(cfg.get("activation"), f"{lay.name}.relu")
 
+    def _depthwise(self, k, name, bias):
+        """A DepthwiseConv2D kernel (kH, kW, in, multiplier) as the IR's grouped Conv2d: output channel
+        ``c * multiplier + m`` filters input channel c with ``k[:, :, c, m]`` (Keras' order)."""
+        if k.ndim != 4 or k.shape[2] != self.shape[0]:
+            self.fail(f"depthwise kernel of shape {k.shape} is not (kH, kW, {self.shape[0]}, multiplier)")
+        stride, dil = self.pairs("strides", 1), self.pairs("dilation_rate", 1)
+        kernel = (int(k.shape[0]), int(k.shape[1]))
+        c, m = int(k.shape[2]), int(k.shape[3])
+        weight = np.ascontiguousarray(k.transpose(2, 3, 0, 1)).reshape(c * m, 1, *kernel)
+        self.emit(name, O.Conv2d(weight=weight, bias=bias, stride=stride, padding=self.padding(kernel, stride, dil),
+                                 dilation=dil, groups=c))
+
+    def _DepthwiseConv2D(self, lay, cfg):
+        self.map_input()
+        w = self.weights(["depthwise_kernel"] + (["bias"] if cfg.get("use_bias", True) else []))
+        self._depthwise(w["depthwise_kernel"], lay.name, w.get("bias"))
+        self.activation(cfg.get("activation"), f"{lay.name}.relu")
+
+    def _SeparableConv2D(self, lay, cfg):
+        """A depthwise conv then a pointwise one, no activation between (compose_linear makes them one conv)."""
+        self.map_input()
+        w = self.weights(["depthwise_kernel", "pointwise_kernel"] + (["bias"] if cfg.get("use_bias", True) else []))
+        self._depthwise(w["depthwise_kernel"], f"{lay.name}.depthwise", None)
+        p = w["pointwise_kernel"]
+        if p.ndim != 4 or p.shape[:3] != (1, 1, self.shape[0]):
+            self.fail(f"pointwise kernel of shape {p.shape} is not (1, 1, {self.shape[0]}, filters)")
+        self.emit(lay.name, O.Conv2d(weight=np.ascontiguousarray(p.transpose(3, 2, 0, 1)), bias=w.get("bias")))
+        self.activation(cfg.get("activation"), f"{lay.name}.relu")
+
+    def _ZeroPadding2D(self, lay, cfg):
+        """Zeros around the map: a depthwise conv whose one-hot kernel, |top - bottom| + 1 by
+        |left - right| + 1 with symmetric padding max(top, bottom), max(left, right), keeps every value
+        in place (asymmetric padding included). After a ReLU an IF copy follows (relu of non-negative
+        values), so what reads the padded map reads spikes, as SNN form wants."""
+        self.map_input()
+        self.weights()
+        v = cfg.get("padding", 1)
+        pads = ((v, v), (v, v)) if isinstance(v, int) else tuple(
+            (int(p), int(p)) if isinstance(p, int) else tuple(int(q) for q in p) for p in v)
+        if len(pads) != 2 or any(len(p) != 2 or min(p) < 0 for p in pads):
+            self.fail(f"padding must be an int, (rows, cols) or ((top, bottom), (left, right)) of integers >= 0, got {v!r}")
+        (top, bottom), (left, right) = pads
+        c = self.shape[0]
+        w = np.zeros((c, 1, abs(top - bottom) + 1, abs(left - right) + 1))
+        w[:, 0, max(top, bottom) - top, max(left, right) - left] = 1.0
+        src = ir.op_of(self.g, self.cur)
+        self.emit(lay.name, O.Conv2d(weight=w, padding=(max(top, bottom), max(left, right)), groups=c))
+        if O.is_hidden_neuron(src) and src.spike_value is None:
+            self.emit(f"{lay.name}.if", O.IF())
+
     def _pool_args(self):
         self.map_input()
         k = self.pairs("pool_size", 2)
@@ -275,6 +325,7 @@ class _Lower:
 
 
 _FORMS = {"Activation": "Activation('relu', 'relu6' or 'softmax')", "ReLU": "ReLU (max_value too)",
+          "ZeroPadding2D": "ZeroPadding2D (after a ReLU, or before a linear op)",
           "Softmax": "Softmax (last layer)"}
 
 

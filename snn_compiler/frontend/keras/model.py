@@ -8,7 +8,8 @@ from ..errors import NeedsInputShape
 from .read import _Layer, _Reader
 
 LAYOUTS = ("channels_last", "channels_first")
-SPATIAL = ("Conv2D", "AveragePooling2D", "MaxPooling2D", "GlobalAveragePooling2D")
+SPATIAL = ("Conv2D", "DepthwiseConv2D", "SeparableConv2D", "ZeroPadding2D", "AveragePooling2D", "MaxPooling2D",
+           "GlobalAveragePooling2D")
 
 
 def _history(v, found):
