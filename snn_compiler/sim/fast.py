@@ -117,7 +117,9 @@ def _apply(fp, n, op, x, out_shape):
     out = np.zeros((t * f,) + _hwc(out_shape), spec[2])
     for s in range(0, t * f, FRAMES):
         if spec[0] == "dense":
-            K.dense_events(flat[s:s + FRAMES].reshape(min(FRAMES, t * f - s), -1), spec[1], out[s:s + FRAMES])
+            xs = flat[s:s + FRAMES].reshape(min(FRAMES, t * f - s), -1)
+            (K.dense_events_serial if out[s:s + FRAMES].size < K.SERIAL_WORK else K.dense_events)(
+                xs, spec[1], out[s:s + FRAMES])
         else:
             K.conv_events(flat[s:s + FRAMES], spec[1], out[s:s + FRAMES], spec[4][0], spec[4][1], spec[3])
     return out.reshape((t, f) + out.shape[1:])

@@ -127,8 +127,9 @@ class BatchRun:
         trace = n == self.out_node and not st["spiking"] and (self.fold is not None or n in self.steps_out)
         c = len(spikes)
         runs = [(cur if cur_static else cur[t:t + 1], spikes[t:t + 1]) for t in range(c)] if trace else [(cur, spikes)]
+        kernel = K.neuron_layer_serial if spikes.size < K.SERIAL_WORK else K.neuron_layer
         for t, (cur_t, spikes_t) in enumerate(runs):
-            K.neuron_layer(cur_t, cur_static, st["bias"], st["decay_v"], p.decay_u, p.decays, p.threshold,
+            kernel(cur_t, cur_static, st["bias"], st["decay_v"], p.decay_u, p.decays, p.threshold,
                            st["v"], st["u"], p.v_max, p.subtract, st["spiking"], spikes_t, st["counts"],
                            self.dec.k if decide else 0, t0 + (t if trace else 0), self.stop,
                            *(self.decision if decide else NO_DECISION))

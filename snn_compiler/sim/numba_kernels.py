@@ -12,6 +12,7 @@ import hashlib
 import inspect
 import os
 import sys
+import types
 
 import numba as nb
 from numba.extending import register_jitable
@@ -27,7 +28,6 @@ register_jitable(readout.decides)
 _int_update = nb.njit(inline="always")(N.int_update)
 
 
-@nb.njit(parallel=True, cache=True)
 def dense_events(x, wt, out):
     """out[f] += sum over nonzero x[f, i] of x[f, i] * wt[i]; x (F, In), wt (In, Out)."""
     for f in nb.prange(x.shape[0]):
@@ -103,7 +103,6 @@ def sum_pool(x, kh, kw, sh, sw, ph, pw, out):
                             dst[k] += src[k]
 
 
-@nb.njit(parallel=True, cache=True)
 def neuron_layer(cur, static, bias, decay_v, decay_u, decays, theta, v, u, vmax, subtract, spiking, spikes, counts,
                  k, t0, stop, d_step, d_counts, d_pre):
     """``int_update`` over T' steps for every frame: cur (T' or 1, F, N) currents, v/u/counts
@@ -144,6 +143,23 @@ def neuron_layer(cur, static, bias, decay_v, decay_u, decays, theta, v, u, vmax,
                     d_counts[f, i] = cf[i]
 
 
+# Each of these runs its frames in parallel; a call with little work (a recurrent layer stepping one
+# step at a time: a few thousand neurons) takes the serial build of the same function, as waking the
+# thread pool costs more than the work (milliseconds per call on a busy machine).
+def _renamed(fn, name):
+    """The same code as another function object (numba caches a kernel under its qualified name)."""
+    twin = types.FunctionType(fn.__code__, fn.__globals__, name, fn.__defaults__, fn.__closure__)
+    twin.__qualname__ = name
+    return twin
+
+
+dense_events_serial = nb.njit(cache=True)(_renamed(dense_events, "dense_events_serial"))
+dense_events = nb.njit(parallel=True, cache=True)(dense_events)
+neuron_layer_serial = nb.njit(cache=True)(_renamed(neuron_layer, "neuron_layer_serial"))
+neuron_layer = nb.njit(parallel=True, cache=True)(neuron_layer)
+SERIAL_WORK = 1 << 16   # values a call touches below which the serial build runs
+
+
 @nb.njit(parallel=True, cache=True)
 def step_sums(spikes, out):
     """out[t, f] = spikes of frame (t, f) (spikes (T', F, N) uint8, out (T', F) int64)."""
@@ -164,7 +180,7 @@ def _drop_stale_step_cache() -> bool:
     step = "".join(inspect.getsource(f) for f in (N.tz_decay, N.saturate, N.int_update, readout.decides))
     digest = hashlib.sha256(step.encode()).hexdigest()
     flushed = False
-    for kernel in (neuron_layer,):
+    for kernel in (neuron_layer, neuron_layer_serial):
         cache = kernel._cache
         stamp = os.path.join(cache.cache_path, f"{kernel.__name__}.snnc-step")
         try:
