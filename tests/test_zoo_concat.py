@@ -130,6 +130,31 @@ def googlenet():
     return _bn_stats(net)
 
 
+class InceptionE(nn.Module):
+    """Inception-v3's last block: branches that themselves end in a concatenation (1x3 and 3x1 convs),
+    a 3x3 average pool branch (zero padding counted, as torchvision's F.avg_pool2d(x, 3, 1, 1))."""
+
+    def __init__(self, i):
+        super().__init__()
+        self.branch1x1 = _cbr(i, 8, 1)
+        self.branch3x3_1 = _cbr(i, 8, 1)
+        self.branch3x3_2a, self.branch3x3_2b = _cbr(8, 6, (1, 3), padding=(0, 1)), _cbr(8, 6, (3, 1), padding=(1, 0))
+        self.branch_pool = _cbr(i, 4, 1)
+
+    def forward(self, x):
+        b3 = self.branch3x3_1(x)
+        b3 = torch.cat([self.branch3x3_2a(b3), self.branch3x3_2b(b3)], 1)
+        pool = self.branch_pool(F.avg_pool2d(x, 3, 1, 1))
+        return torch.cat([self.branch1x1(x), b3, pool], 1)
+
+
+def inception_v3_tail():
+    torch.manual_seed(6)
+    net = nn.Sequential(_cbr(3, 12, 3, stride=2), InceptionE(12), InceptionE(24), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                        nn.Linear(24, 10))
+    return _bn_stats(net)
+
+
 def _check_compiles(net, shape, graph=None, n=64):
     """The compiled graph reads as the torch net (ANN, 1e-4); its int8 SNN at T = 64 agrees with that
     ANN's class on >= 90% of random inputs (the issue's criterion)."""
@@ -162,6 +187,10 @@ def test_densenet_blocks_compile_through_torch_export_and_their_int8_snn_agrees(
 
 def test_googlenet_inception_blocks_compile_and_their_int8_snn_agrees_with_their_ann():
     _check_compiles(googlenet(), (3, 32, 32))
+
+
+def test_inception_v3_blocks_with_nested_concatenations_compile_and_agree():
+    _check_compiles(inception_v3_tail(), (3, 24, 24))
 
 
 def _onnx(model, shape) -> bytes:
