@@ -208,11 +208,11 @@ def test_unsupported_models_are_refused_naming_the_layer(tmp_path, layers, shape
 
 
 @pytest.mark.parametrize("keras3", [False, True], ids=["keras2", "keras3"])
-def test_functional_models_that_are_not_a_chain_are_refused(tmp_path, keras3):
-    layers = [dense("a", 4, 3), dense("b", 4, 3), ("Add", {"name": "add"}, []), dense("c", 3, 2)]
-    edges = {"a": ["input_layer"], "b": ["input_layer"], "add": ["a", "b"], "c": ["add"]}
+def test_functional_branches_joined_by_anything_but_add_or_concatenate_are_refused(tmp_path, keras3):
+    layers = [dense("a", 4, 3), dense("b", 4, 3), ("Multiply", {"name": "mul"}, []), dense("c", 3, 2)]
+    edges = {"a": ["input_layer"], "b": ["input_layer"], "mul": ["a", "b"], "c": ["mul"]}
     path = write_functional(tmp_path / "branch.h5", (4,), layers, keras3=keras3, edges=edges)
-    with pytest.raises(FrontendError, match=r"layer 'add' \(Add\) takes 2 inputs \(a, b\).*single chain"):
+    with pytest.raises(FrontendError, match=r"layer 'mul' \(Multiply\) takes 2 inputs \(a, b\).*Add and Concatenate"):
         from_keras_h5(path)
 
 

@@ -113,3 +113,46 @@ def test_a_depthwise_kernel_of_the_wrong_shape_is_refused(tmp_path):
     layers = [conv("c0", 3, 4, 3, activation="relu"), depthwise("dw", 5, 3)]
     with pytest.raises(FrontendError, match=r"dw.*depthwise kernel of shape \(3, 3, 5, 1\)"):
         from_keras_h5(write_sequential(tmp_path / "m.h5", (8, 8, 3), layers))
+
+
+def _functional_ref(x, layers, edges):
+    """The numpy Keras forward of a Functional model: each layer on its inputs' outputs (Add sums,
+    Concatenate joins the last axis)."""
+    from keras_helpers import write_functional  # noqa: F401  (the writer these models go through)
+    out = {"input_layer": x}
+    for lay in layers:
+        cls, cfg, _ = lay
+        srcs = [out[s] for s in edges.get(cfg["name"], [])] or [x]
+        if cls == "Add":
+            out[cfg["name"]] = sum(srcs[1:], srcs[0])
+        elif cls == "Concatenate":
+            out[cfg["name"]] = np.concatenate(srcs, axis=-1)
+        else:
+            out[cfg["name"]] = _reference(srcs[0], [lay])
+    return out[layers[-1][1]["name"]]
+
+
+def _fire_and_residual():
+    """A SqueezeNet Fire (Concatenate) and a residual Add on a map, then flatten (Keras order) and Dense."""
+    layers = [conv("c0", 3, 4, 3, padding="same", activation="relu"),
+              conv("e1", 4, 3, 1, activation="relu"), conv("e3", 4, 3, 3, padding="same", activation="relu"),
+              simple("Concatenate", "cat", axis=-1), conv("c1", 6, 6, 1), simple("Add", "add"),
+              simple("ReLU", "relu"), simple("Flatten", "flat"), conv("v", 6, 2, 1, activation="relu"),
+              simple("Flatten", "flat2"), simple("Concatenate", "cat2", axis=-1), dense("fc", 6 * 64 + 2 * 64, 5)]
+    edges = {"c0": ["input_layer"], "e1": ["c0"], "e3": ["c0"], "cat": ["e1", "e3"], "c1": ["cat"],
+             "add": ["cat", "c1"], "relu": ["add"], "flat": ["relu"], "v": ["relu"], "flat2": ["v"],
+             "cat2": ["flat", "flat2"], "fc": ["cat2"]}
+    return layers, edges
+
+
+@pytest.mark.parametrize("keras3", [False, True], ids=["keras2", "keras3"])
+def test_keras_functional_branches_joined_by_concatenate_and_add_compile(tmp_path, keras3):
+    from keras_helpers import write_functional
+    layers, edges = _fire_and_residual()
+    g = from_keras_h5(write_functional(tmp_path / "fire.h5", (8, 8, 3), layers, keras3=keras3, edges=edges))
+    x = RNG.random((6, 8, 8, 3))
+    want = _functional_ref(x, layers, edges)
+    x_ir = to_channels_first(x, ir.op_of(g, "input").shape)
+    np.testing.assert_allclose(run_ann(g, x_ir), want, rtol=1e-9, atol=1e-9)
+    q = compile_model(g, CompileConfig(bits=8, calibration=x_ir))
+    np.testing.assert_allclose(run_ann(q, x_ir), want, rtol=0, atol=1e-6 * np.abs(want).max())

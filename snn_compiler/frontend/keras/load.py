@@ -8,8 +8,9 @@ Keras 3: ``sequential/dense/kernel`` at ``model_weights/dense/sequential/dense/k
 how Keras itself loads them; a weight is known by the last part of its name (``kernel``, ``bias``,
 ``gamma``, ``beta``, ``moving_mean``, ``moving_variance``). Nothing in the file is executed.
 
-Models: ``Sequential``, and ``Functional`` (Keras 2: ``Model``/``Functional``) models that are a
-single chain of layers; anything else (branches, joins, shared or nested models) is refused.
+Models: ``Sequential``, and ``Functional`` (Keras 2: ``Model``/``Functional``) models with one input
+and one output whose layers each read one layer, but ``Add`` (a residual sum) and ``Concatenate`` (on
+the channel axis), which join branches; shared or nested models are refused.
 Layers become the IR's own ops (``snn_compiler.ir.ops``; this module holds no copy of any op's
 arithmetic, only the weight and layout conversions):
 
@@ -27,6 +28,12 @@ GlobalAveragePooling2D       ``AvgPool2d`` over the whole map + ``Flatten``
 BatchNormalization           ``BatchNorm`` (channel axis only; folded by fold_batchnorm)
 Flatten                      ``Flatten`` (see the layout below)
 Activation('relu'), ReLU()   ``IF``; so does ``activation="relu"`` inside a layer
+DepthwiseConv2D              ``Conv2d`` with groups = channels (multiplier m: output c*m + j)
+SeparableConv2D              depthwise ``Conv2d`` then a 1x1 ``Conv2d`` (composed into one)
+ZeroPadding2D                a one-hot depthwise ``Conv2d`` (asymmetric too), then an ``IF``
+                             copy when it pads a ReLU's output
+Add                          ``Add`` of branches of one shape (a residual sum)
+Concatenate                  ``Concat`` on the channel (feature) axis (split_concat)
 Dropout, SpatialDropout2D,   nothing (identities at inference)
 GaussianNoise/-Dropout
 ============================ ==============================================================
@@ -118,8 +125,15 @@ def from_keras_h5(source, input_shape: Optional[tuple] = None, name: Optional[st
         low = _Lower(rd, layout)
         low.layer = "the input"
         low.emit("input", O.Input(shape=ir_shape))
+        values, last = {}, low.value()  # what each layer outputs: (IR node, shape, Flatten permutation)
         for lay in layers:
+            if lay.cls == "InputLayer":
+                values[lay.name] = last
+                continue
+            srcs = [last] if lay.inputs is None else [values[s] for s in lay.inputs]  # None: Sequential
+            low.enter(srcs)
             low.lower(lay)
+            values[lay.name] = last = low.value()
         low.layer = "the model's output"
         if low.cur == "input":
             rd.fail("the model computes nothing from its input (no layer snnc converts)")

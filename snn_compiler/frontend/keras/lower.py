@@ -9,6 +9,7 @@ import numpy as np
 
 from ... import ir, origins
 from ...ir import ops as O
+from ...ir.routing import Concat
 from ..lowering import refuse_non_finite
 from ..unconverted import why_keras
 from .read import _Layer, _Reader
@@ -29,11 +30,23 @@ class _Lower:
         self.perm = None           # IR feature index of each Keras feature after a Flatten of a map
         self.softmax_at = None     # the layer whose softmax was dropped (nothing may follow it)
         self.layer = None
+        self.shapes = {}           # IR node -> shape
+        self.branches = []         # the values a layer joining branches reads (Add, Concatenate)
+
+    def value(self) -> tuple:
+        """What the last layer lowered outputs: (IR node, shape, Flatten permutation)."""
+        return self.cur, self.shape, self.perm
+
+    def enter(self, values) -> None:
+        """Lower the next layer on ``values`` (one, or the branches an Add or Concatenate joins)."""
+        self.cur, self.shape, self.perm = values[0]
+        self.branches = list(values)
 
     def fail(self, msg: str):
         self.rd.fail(f"{self.layer}: {msg}")
 
-    def emit(self, name: str, op) -> None:
+    def emit(self, name: str, op, inputs=None) -> None:
+        """Add ``op`` reading ``inputs`` (IR nodes; default: the current one) and make it current."""
         if self.softmax_at is not None:
             self.fail(f"follows the softmax of {self.softmax_at}; softmax is dropped only on the last layer "
                       f"(it does not change the predicted class there), elsewhere it is not supported")
@@ -41,11 +54,13 @@ class _Lower:
         bad = refuse_non_finite(op)
         if bad:
             self.fail(bad)
+        ins = ([self.cur] if self.cur is not None else []) if inputs is None else list(inputs)
         try:
-            shape = O.infer_shape(op, [self.shape] if self.cur is not None else [])
+            shape = O.infer_shape(op, [self.shapes[i] for i in ins])
         except ValueError as e:
             self.fail(str(e))
-        ir.add_op(self.g, name, op, [self.cur] if self.cur is not None else [])
+        ir.add_op(self.g, name, op, ins)
+        self.shapes[name] = tuple(int(d) for d in shape)
         if hasattr(self.layer, "cls"):  # a Keras layer (not "the input"): its name and class, for reports
             origins.record(self.g, name, self.layer.name, self.layer.cls)
         self.cur, self.shape = name, tuple(int(d) for d in shape)
@@ -233,6 +248,40 @@ class _Lower:
         self.emit(lay.name, O.Conv2d(weight=w, padding=(max(top, bottom), max(left, right)), groups=c))
         if O.is_hidden_neuron(src) and src.spike_value is None:
             self.emit(f"{lay.name}.if", O.IF())
+
+    def _joined(self, what):
+        """The distinct IR nodes the branches end at, and their (common) Flatten permutation."""
+        nodes = [b[0] for b in self.branches]
+        if len(set(nodes)) != len(nodes):
+            self.fail(f"{what} one tensor with itself; not supported")
+        return nodes
+
+    def _Add(self, lay, cfg):
+        """A residual sum of branches of one shape (and one feature order)."""
+        self.weights()
+        nodes = self._joined("adds")
+        if len({b[1] for b in self.branches}) != 1 or any(b[2] is not None for b in self.branches):
+            self.fail(f"adds tensors of shapes {[b[1] for b in self.branches]}; snnc adds tensors of one shape, "
+                      f"not flattened maps")
+        self.emit(lay.name, O.Add(), nodes)
+
+    def _Concatenate(self, lay, cfg):
+        """Branches joined on the channel axis (the last one channels-last, axis 1 channels-first) or
+        the feature axis of vectors; flattened maps keep their Keras feature order."""
+        self.weights()
+        nodes = self._joined("concatenates")
+        rank = len(self.branches[0][1]) + 1
+        axis = cfg.get("axis", -1)
+        if not isinstance(axis, int) or isinstance(axis, bool) or not -rank <= axis < rank:
+            self.fail(f"axis must be an axis of a rank-{rank} tensor, got {axis!r}")
+        channel = 1 if rank == 4 and self.layout == "channels_first" else rank - 1
+        if axis % rank != channel:
+            self.fail(f"concatenates along axis {axis}; snnc concatenates channels (or features): axis {channel}")
+        if any(b[2] is not None for b in self.branches):  # Keras features of each part, placed after the ones before
+            offsets = np.cumsum([0] + [b[1][0] for b in self.branches])
+            self.perm = np.concatenate([(np.arange(b[1][0]) if b[2] is None else b[2]) + o
+                                        for b, o in zip(self.branches, offsets)])
+        self.emit(lay.name, Concat(), nodes)
 
     def _pool_args(self):
         self.map_input()

@@ -1,5 +1,6 @@
-"""The model's layers in order, from its config: Sequential models, and Functional models that are a
-single chain of layers (anything else is refused); its layout and input shape."""
+"""The model's layers in order, from its config: Sequential models, and Functional models whose layers
+each read one layer, except Add and Concatenate, which join branches (shared layers, several inputs or
+outputs are refused); its layout and input shape."""
 from __future__ import annotations
 
 from typing import Optional
@@ -8,6 +9,7 @@ from ..errors import NeedsInputShape
 from .read import _Layer, _Reader
 
 LAYOUTS = ("channels_last", "channels_first")
+MERGES = ("Add", "Concatenate")  # the layers that read several layers
 SPATIAL = ("Conv2D", "DepthwiseConv2D", "SeparableConv2D", "ZeroPadding2D", "AveragePooling2D", "MaxPooling2D",
            "GlobalAveragePooling2D")
 
@@ -39,8 +41,10 @@ def _endpoints(v) -> list:
     return [x[0] for x in v] if isinstance(v, list) else []
 
 
-def _chain(rd: _Reader, cfg: dict) -> list:
-    """The layers of a Functional model that is a chain, input first; refuse anything else."""
+def _graph(rd: _Reader, cfg: dict) -> list:
+    """The layers of a Functional model, each after the layers it reads (``inputs``: their names, in
+    order); refuse anything but one input and one output, each layer called once, every layer on a
+    path from the input to the output."""
     entries = cfg.get("layers") or []
     layers = {}
     for e in entries:
@@ -51,40 +55,40 @@ def _chain(rd: _Reader, cfg: dict) -> list:
     if len(ins) != 1 or len(outs) != 1:
         rd.fail(f"the model has {len(ins)} inputs and {len(outs)} outputs; snnc reads models with one input "
                 f"and one output")
-    sources = {}
     for name, lay in layers.items():
         nodes = lay.entry.get("inbound_nodes") or []
         if len(nodes) > 1:
-            rd.fail(f"{lay} is called {len(nodes)} times (a shared layer); snnc reads Sequential models and "
-                    f"Functional models that are a single chain of layers")
+            rd.fail(f"{lay} is called {len(nodes)} times (a shared layer); snnc reads Functional models whose "
+                    f"layers are each called once")
         found = []
         _history(nodes, found)
-        if lay.cls != "InputLayer" and len(found) != 1:
-            rd.fail(f"{lay} takes {len(found)} inputs ({', '.join(found) or 'none'}); snnc reads Sequential "
-                    f"models and Functional models that are a single chain of layers")
-        sources[name] = found[0] if found else None
-    consumers = {}
-    for name, src in sources.items():
-        if src is not None:
-            consumers.setdefault(src, []).append(name)
-    order, name = [], outs[0]
-    while name is not None:
+        if lay.cls != "InputLayer" and (len(found) < 2 if lay.cls in MERGES else len(found) != 1):
+            rd.fail(f"{lay} takes {len(found)} inputs ({', '.join(found) or 'none'}); snnc reads layers of one "
+                    f"input, and joins branches with {' and '.join(MERGES)} (two or more)")
+        lay.inputs = found
+    order, state = [], {}  # depth first from the output, without recursion (deep models)
+    stack = [(outs[0], False)]
+    while stack:
+        name, finished = stack.pop()
+        if finished:
+            state[name] = "done"
+            order.append(name)  # after every layer it reads
+            continue
         if name not in layers:
             rd.fail(f"the model config refers to a layer {name!r} it does not define")
-        if name in order:
+        if state.get(name) == "open":  # expanded, not finished: on the current path
             rd.fail("the model config's layers form a cycle")
-        if len(consumers.get(name, [])) > 1 and name != outs[0]:
-            rd.fail(f"{layers[name]} feeds {len(consumers[name])} layers ({', '.join(consumers[name])}); snnc "
-                    f"reads Sequential models and Functional models that are a single chain of layers")
-        order.append(name)
-        name = sources[name]
-    order.reverse()
-    if order[0] != ins[0]:
-        rd.fail(f"the model's output does not depend on its input {ins[0]!r}")
-    extra = [n for n in layers if n not in order]
+        if name in state:
+            continue
+        state[name] = "open"
+        stack.append((name, True))
+        stack.extend((src, False) for src in reversed(layers[name].inputs))
+    if order[0] != ins[0] or sum(layers[n].cls == "InputLayer" for n in order) != 1:
+        rd.fail(f"the model's output does not depend on its input {ins[0]!r} alone")
+    extra = [n for n in layers if n not in state]
     if extra:
-        rd.fail(f"layers {', '.join(extra)} are not on the path from the input to the output; snnc reads "
-                f"Sequential models and Functional models that are a single chain of layers")
+        rd.fail(f"layers {', '.join(extra)} are not on a path from the input to the output; snnc reads the "
+                f"layers the output depends on, all of them")
     return [layers[n] for n in order]
 
 
@@ -97,9 +101,8 @@ def _layers(rd: _Reader, cfg: dict) -> tuple:
             rd.fail("its Sequential config has no list of layers")
         return kind, [_Layer(e) for e in entries if isinstance(e, dict)], (inner if isinstance(inner, dict) else {})
     if kind in ("Functional", "Model"):
-        return kind, _chain(rd, inner), inner
-    rd.fail(f"holds a {kind} model; snnc reads Sequential models and Functional models that are a single "
-            f"chain of layers")
+        return kind, _graph(rd, inner), inner
+    rd.fail(f"holds a {kind} model; snnc reads Sequential and Functional models")
 
 
 def _declared_shape(layers, model_cfg) -> Optional[list]:

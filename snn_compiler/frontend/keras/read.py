@@ -149,6 +149,7 @@ class _Layer:
         self.config = entry.get("config") if isinstance(entry.get("config"), dict) else {}
         self.name = str(self.config.get("name", entry.get("name", "?")))
         self.entry = entry
+        self.inputs = None  # the layers it reads, in a Functional model; None: the layer before it
 
     def __str__(self):
         return f"layer {self.name!r} ({self.cls})"
