@@ -87,6 +87,8 @@ class Cluster:
             cpus = self.want if self.want is not None else os.cpu_count()
             ray.init(num_cpus=cpus, object_store_memory=LOCAL_OBJECT_STORE, **quiet)
         else:
+            if self.address != "auto":
+                _check_reachable(self.address)
             try:
                 ray.init(address=self.address, **{k: v for k, v in quiet.items() if k != "include_dashboard"})
             except (ConnectionError, RuntimeError, ValueError) as e:
@@ -188,6 +190,18 @@ def shard_size(n: int, workers: int, batch_size: int) -> int:
     """Samples a shard: the work spread over every worker (four shards each, so an uneven one
     does not leave the others idle at the end), at most 16 batches (the memory in flight)."""
     return max(1, min(-(-n // (4 * workers)), 16 * batch_size))
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """HOST:PORT accepts a connection within ``timeout`` seconds, or a one-line error: Ray itself
+    retries an unreachable address for minutes before it gives up."""
+    import socket
+    host, _, port = address[len("ray://"):].rpartition(":") if address.startswith("ray://") else address.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise RuntimeError(f"--ray {address}: no Ray cluster answers there ({e.strerror or e}); start one with "
+                           f"`ray start --head` or use --ray local") from None
 
 
 def _one_line(e) -> str:

@@ -56,6 +56,13 @@ def test_bad_ray_options_are_one_line(files, capsys, args, message):
     assert code == 1 and message in err and len(err.strip().splitlines()) == 1
 
 
+def test_an_address_nobody_answers_is_one_line_at_once(files, capsys):
+    """Ray would retry it for minutes; a TCP probe refuses it in one line."""
+    pytest.importorskip("ray")
+    code, _, err = run(capsys, "simulate", files / "net.snnc", "--data", files / "data.npz", "--ray", "127.0.0.1:1")
+    assert code == 1 and "no Ray cluster answers there" in err and len(err.strip().splitlines()) == 1
+
+
 def test_simulate_on_ray_equals_simulate(files, tmp_path, capsys):
     pytest.importorskip("ray")
     outs = {}
