@@ -78,3 +78,21 @@ def test_the_cli_reads_the_membrane_over_time(tmp_path):
     assert r.returncode == 0, r.stderr
     with np.load(tmp_path / "r.npz", allow_pickle=False) as z:
         assert np.array_equal(z["scores"], simulate(g, x, timesteps=7, readout="membrane-max").scores)
+
+
+@pytest.mark.lava
+@pytest.mark.parametrize("readout", ["membrane-sum", "membrane-max"])
+def test_lava_folds_the_membrane_it_records_as_the_reference(readout):
+    """Lava runs the membrane read-out and records the read-out's membrane every step; the host folds
+    it with the reference's rule: the same scores, predictions and per-step record."""
+    from snn_compiler.backends import lava
+    from lava_nets import compiled
+    if not lava.available():
+        pytest.skip("no Lava environment (.venv-lava)")
+    q, x = compiled("mlp", target=lava.TARGET)
+    out = next(n for n in q if getattr(q.nodes[n]["op"], "readout", False))
+    ref = simulate(q, x, timesteps=8, readout=readout, record_steps=[out])
+    got = lava.run(q, x, timesteps=8, readout=readout, record_steps=[out])
+    assert np.array_equal(ref.scores, got.scores) and np.array_equal(ref.predictions, got.predictions)
+    assert np.array_equal(ref.steps[out], got.steps[out])
+    assert lava.run(q, x, timesteps=8, readout=readout).steps is None

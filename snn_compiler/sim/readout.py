@@ -55,7 +55,7 @@ def check_readout(readout, k=None, over_time=False) -> Optional[int]:
     if readout not in READOUTS:
         raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
     if readout in OVER_TIME and not over_time:
-        raise ValueError(f"readout {readout!r} runs on the reference engines (numpy, numba, torch) only so far; "
+        raise ValueError(f"readout {readout!r} runs on the reference engines (numpy, numba, torch) and Lava only so far; "
                          f"this backend reads {', '.join(r for r in READOUTS if r not in OVER_TIME)}")
     if readout == "k-spikes":
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
