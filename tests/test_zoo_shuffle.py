@@ -117,6 +117,7 @@ ROUTES = {
     "split_sizes": (lambda y: torch.cat(torch.split(y, [1, 5], 1)[::-1], 1), 6),
     "split_int": (lambda y: torch.split(y, 4, 1)[1], 2),
     "slice_step": (lambda y: y[:, 1:6:2], 3),
+    "slices_keeping_other_axes_whole": (lambda y: y[:, :, :, 0:4][:, 2:], 4),
     "narrow": (lambda y: y.narrow(1, 2, 3), 3),
     "index_select_repeats": (lambda y: y.index_select(1, torch.tensor([5, 0, 0, 3])), 4),
     "channel_shuffle_module": (nn.ChannelShuffle(3), 6),

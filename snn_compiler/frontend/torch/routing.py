@@ -16,14 +16,18 @@ from ..lowering import Act, GroupedChannels, grouping_order
 aten = torch.ops.aten
 
 
-def _rank(ctx) -> int:
-    """The rank (batch axis included) of the op's first tensor argument, as export recorded it."""
+def _input_shape(ctx) -> tuple:
+    """The shape (batch axis included) of the op's first tensor argument, as export recorded it."""
     first = ctx.node.args[0]
     first = first[0] if isinstance(first, (list, tuple)) else first
     val = first.meta.get("val") if isinstance(first, torch.fx.Node) else None
     if not isinstance(val, torch.Tensor):
         ctx.fail("export recorded no shape for this op's input")
-    return val.dim()
+    return tuple(val.shape)
+
+
+def _rank(ctx) -> int:
+    return len(_input_shape(ctx))
 
 
 def _dim(ctx, dim, rank, what) -> int:
@@ -92,7 +96,8 @@ def slice_(ctx, a):
     rank = _rank(ctx)
     dim = _dim(ctx, a["dim"], rank, "slice")
     start, end, step = a["start"], a["end"], a["step"]
-    if dim == 0 and start in (None, 0) and (end is None or end >= 2 ** 62) and step == 1:
+    size = _input_shape(ctx)[dim]
+    if start in (None, 0) and (end is None or end >= size) and step == 1:  # x[:, ...], x[:, :, :]: all of it
         return x
     if dim != 1:
         ctx.fail(f"slicing axis {a['dim']} of a rank-{rank} tensor is not supported; snnc slices channels "
