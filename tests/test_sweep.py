@@ -112,6 +112,17 @@ def test_workers_give_the_same_rows(files, tmp_path, capsys):
     assert untimed(rows_of(tmp_path / "one" / "sweep.csv")) == untimed(rows_of(tmp_path / "two" / "sweep.csv"))
 
 
+def test_ray_gives_the_same_rows_over_compiled_settings(files, tmp_path, capsys):
+    """2 bit widths x 2 T x 2 encodings from the model file: on a local Ray cluster of 2 workers
+    (each reads both artifacts once) the rows are the local sweep's, timing aside."""
+    pytest.importorskip("ray")
+    local = sweep(files, tmp_path / "local", capsys, "--no-plot")
+    on_ray = sweep(files, tmp_path / "ray", capsys, "--no-plot", "--ray", "local", "--workers", "2")
+    assert local["ran"] == on_ray["ran"] == 8
+    strip = [{k: v for k, v in r.items() if k not in TIMING} for r in local["rows"]]
+    assert strip == [{k: v for k, v in r.items() if k not in TIMING} for r in on_ray["rows"]]
+
+
 def test_artifact_input_reuses_it(files, tmp_path, capsys):
     art = files / "art.snnc"
     assert run(["compile", files / "model.pt", "--calibration", files / "calib.npz", "-o", art], capsys)[0] == 0
