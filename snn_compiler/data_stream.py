@@ -150,7 +150,9 @@ class _NpySource(Source):
         _check_x(xpath, shape, self.dtype)
         y = None
         if ypath is not None:
-            npy_header(ypath)   # its size checked against its header before it is read
+            yshape, ydtype, _ = npy_header(ypath)   # its size checked against its header before it is read
+            if yshape != (shape[0],) or ydtype.kind not in "iu":   # refused before reading a y of any size
+                raise DataError(f"{ypath}: 'y' must be {shape[0]} integer labels, got {ydtype} {yshape}")
             y = np.load(ypath, allow_pickle=False)
             check_labels(ypath, y, shape[0], n_outputs)
         super().__init__(xpath, shape[0], shape[1:], y, lambda x: fit(xpath, x), True)
@@ -172,7 +174,7 @@ class _ShardSource(Source):
     def __init__(self, path, n_outputs, fit):
         names = sorted(f for f in os.listdir(path) if f.endswith(".npz"))
         if not names:
-            raise DataError(f"{path}: a directory without .npz shards or x.npy; a streamed data set is a "
+            raise DataError(f"{path}: is a directory without .npz shards or x.npy; a streamed data set is a "
                             f"directory of .npz files each with x (and y), or one holding x.npy (and y.npy)")
         self.shards, ys, sample_shape = [], [], None
         for name in names:
@@ -216,6 +218,10 @@ def _shard_header(path):
             if "x" not in members:
                 raise DataError(f"{path}: no array 'x' (found: {', '.join(members) or 'none'})")
             shape, dtype = zipped.header(z, members["x"], f"{path}: 'x'")
+            if "y" in members:   # a y of the wrong length or type is refused before it is inflated
+                yshape, ydtype = zipped.header(z, members["y"], f"{path}: 'y'")
+                if yshape != shape[:1] or ydtype.kind not in "iu":
+                    raise DataError(f"{path}: 'y' must be {shape[0] if shape else 0} integer labels, got {ydtype} {yshape}")
     except zipped.ZipArrayError as e:
         raise DataError(str(e)) from None
     except (OSError, zipfile.BadZipFile) as e:
