@@ -68,7 +68,7 @@ if [ "${SNNC_UNLOCKED:-0}" = "1" ]; then
   .venv-latest/bin/python -m pip freeze --exclude-editable >.venv-latest/freeze.txt
 else
   install_locked .venv "$py311" requirements/main.lock \
-    'torch, numba, sklearn, matplotlib, pytest, xdist, hypothesis, onnx, nir, h5py, snn_compiler.cli'
+    'torch, numba, sklearn, matplotlib, pytest, xdist, hypothesis, onnx, nir, h5py, ray, snn_compiler.cli'
 fi
 
 # Lava part (issue 3): .venv-lava with Python 3.10 (lava-nc 0.10.0 refuses 3.11), lava-nc and the
