@@ -1,8 +1,7 @@
 """Input encodings: ONE table (:data:`ENCODINGS`), used by every engine and backend.
 
-Every engine (numpy, numba), Lava's source and the TrueNorth corelet tests read the input layer's
-output through :func:`input_chunks` (or :func:`input_steps`), so an encoding added to the table
-runs everywhere, bit for bit the same.
+Every engine, Lava's source and the TrueNorth tests read the input through :func:`input_chunks`
+(or :func:`input_steps`): an encoding added to the table runs everywhere, bit for bit the same.
 
 Notation. ``L = inp.levels``; ``x_q = quantize_input(inp, x)`` (integers in ``[-L or 0, L]``);
 ``a = |x_q|`` and ``s = sign(x_q)``. Step ``t = 0..T-1``. The integer network was normalised for
@@ -31,9 +30,7 @@ code itself being the encoding); ``burst``/``ch`` run the same neuron on the rea
 ``a = min(|x / scale|, 1) * L`` and emit ``+-1``. On inputs that quantize exactly (``x / scale * L``
 an integer) the float input is the integer input divided by L, step by step.
 
-``T`` is at most :data:`MAX_TIMESTEPS` (see :func:`check_timesteps`).
-
-Sequences (time-varying input). ``x`` of shape (N, T, *input shape) is a sequence: one frame
+``T`` is at most :data:`MAX_TIMESTEPS` (:func:`check_timesteps`). Sequences (time-varying input). ``x`` of shape (N, T, *input shape) is a sequence: one frame
 per step (spikes or graded currents), and the run takes T from the data; shapes decide, never a
 guess (:mod:`.timesteps`: :func:`sequence_steps`, :func:`run_timesteps`). Frame t is quantized
 by the static rule, per frame: ``x_q[t] = quantize_input(inp, x[:, t])`` (float: ``x[:, t] /
@@ -54,13 +51,16 @@ from .streams import chunk_steps, poisson_uniform_chunks
 from .timesteps import (DEFAULT_TIMESTEPS, MAX_TIMESTEPS, SEQUENCE_ENCODINGS, check_sequence_encoding,  # noqa: F401
                         check_timesteps, run_timesteps, sequence_steps)  # (re-exported: the run's T and data layout)
 
-# Spikes in one burst of the ``burst`` (its first burst) and ``ch`` encodings.
-BURST_SPIKES = 3
+BURST_SPIKES = 3   # spikes in one burst of the ``burst`` (its first burst) and ``ch`` encodings
 
 
 def quantize_input(inp, x: np.ndarray) -> np.ndarray:
-    q = inp.levels
-    return np.clip(np.rint(np.asarray(x, np.float64) / inp.scale * q), -q if inp.signed else 0, q).astype(np.int64)
+    """``x_q`` (ops.Input's docstring), int64: float64 steps in place on one copy."""
+    q, y = inp.levels, np.array(x, np.float64)
+    y /= inp.scale
+    y *= q
+    np.clip(np.rint(y, out=y), -q if inp.signed else 0, q, out=y)
+    return y.astype(np.int64)
 
 
 # ---- the encoders --------------------------------------------------------------------------------
