@@ -202,3 +202,38 @@ def test_split_concat_composes_selections_exactly(index, reader):
     # a neuron layer moves past a permutation (no neuron added), else reads the 0/1 embedding
     if reader == "if":
         assert any(n.endswith(".embed") for n in g) == (index != [3, 1, 0, 2])
+
+
+class _Padded(nn.Module):
+    """Keras-style 'correct pad' before a strided valid conv (MobileNet in Keras): F.pad(x, (0, 1, 0, 1))."""
+
+    def __init__(self, pads):
+        super().__init__()
+        self.pads = pads
+        self.conv0, self.conv1 = nn.Conv2d(2, 4, 3, padding=1), nn.Conv2d(4, 3, 3, stride=2)
+        self.fc = nn.Linear(3 * 16, 5)
+
+    def forward(self, x):
+        y = nn.functional.pad(torch.relu(self.conv0(x)), self.pads)
+        return self.fc(torch.flatten(torch.relu(self.conv1(y)), 1))
+
+
+@pytest.mark.parametrize("pads", [(0, 1, 0, 1), (1, 1, 2, 0)], ids=["bottom_right", "asymmetric"])
+@pytest.mark.parametrize("route", ["torch", "onnx"])
+def test_zero_padding_reads_like_torch_and_compiles(pads, route):
+    from snn_compiler.frontend.onnx.graph import from_onnx
+    torch.manual_seed(5)
+    net = _Padded(pads).eval()
+    shape = (2, 8, 8) if pads == (0, 1, 0, 1) else (2, 7, 8)
+    g = from_module(net, shape) if route == "torch" else from_onnx(_onnx(net, shape))
+    x = torch.randn((16,) + shape)
+    with torch.no_grad():
+        want = net(x).numpy()
+    np.testing.assert_allclose(run_ann(g, x.numpy().astype(np.float64)), want, rtol=0, atol=1e-5)
+    run_pipeline(g, CompileConfig(), STRUCTURAL)
+    np.testing.assert_allclose(run_ann(g, x.numpy().astype(np.float64)), want, rtol=0, atol=1e-5)
+
+
+def test_padding_other_than_zeros_is_refused():
+    with pytest.raises(FrontendError, match="only zero padding"):
+        from_module(_Fn(lambda x: nn.functional.pad(torch.relu(x), (1, 1, 1, 1), mode="reflect")).eval(), (2, 4, 4))

@@ -214,3 +214,30 @@ def ceil_mode_rows(ctx, x, shape, ceil, k, s, p, d):
     w[:, 0, e[0], e[1]] = 1.0
     padded = ctx.emit(O.Conv2d(weight=w, padding=(e[0], e[1]), groups=c), [x], suffix=".ceil_pad")
     return ctx.emit(O.IF(), [padded], suffix=".ceil_pad.if")
+
+
+# ---- zero padding of a map (torch F.pad, ONNX Pad, Keras ZeroPadding2D) ----------------------------
+
+def zero_padding_conv(channels, top, bottom, left, right):
+    """Zeros around a map, asymmetric too, as a depthwise conv: a one-hot kernel |top - bottom| + 1 by
+    |left - right| + 1 with symmetric padding max(top, bottom), max(left, right) keeps every value in
+    place (output row i reads input row i - top; rows past the input read the padding's zeros)."""
+    w = np.zeros((channels, 1, abs(top - bottom) + 1, abs(left - right) + 1))
+    w[:, 0, max(top, bottom) - top, max(left, right) - left] = 1.0
+    return O.Conv2d(weight=w, padding=(max(top, bottom), max(left, right)), groups=channels)
+
+
+def zero_pad(ctx, x, pads):
+    """``x`` (a (C, H, W) Act) with ``pads`` = (top, bottom, left, right) zero rows/columns: the
+    depthwise conv of :func:`zero_padding_conv`, then an IF copy (relu of non-negative values) when
+    ``x`` is a ReLU's output, so what reads the padded map reads spikes as SNN form wants; any other
+    input stays a linear value for the conv that reads it."""
+    shape = ctx.shape(x)
+    if len(shape) != 3:
+        ctx.fail(f"zero padding needs a (C, H, W) map, got {shape}")
+    if any(p < 0 for p in pads):
+        ctx.fail(f"negative padding {tuple(pads)} (cropping) is not supported")
+    if not any(pads):
+        return x
+    padded = ctx.emit(zero_padding_conv(shape[0], *pads), [x], suffix=".pad")
+    return ctx.emit(O.IF(), [padded], suffix=".pad.if") if _relu_output(ctx.g, x.name) else padded

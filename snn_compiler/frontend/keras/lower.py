@@ -10,7 +10,7 @@ import numpy as np
 from ... import ir, origins
 from ...ir import ops as O
 from ...ir.routing import Concat
-from ..lowering import refuse_non_finite
+from ..lowering import refuse_non_finite, zero_padding_conv
 from ..unconverted import why_keras
 from .read import _Layer, _Reader
 
@@ -229,10 +229,8 @@ class _Lower:
         self.activation(cfg.get("activation"), f"{lay.name}.relu")
 
     def _ZeroPadding2D(self, lay, cfg):
-        """Zeros around the map: a depthwise conv whose one-hot kernel, |top - bottom| + 1 by
-        |left - right| + 1 with symmetric padding max(top, bottom), max(left, right), keeps every value
-        in place (asymmetric padding included). After a ReLU an IF copy follows (relu of non-negative
-        values), so what reads the padded map reads spikes, as SNN form wants."""
+        """Zeros around the map (asymmetric too): lowering.zero_padding_conv; after a ReLU an IF copy
+        follows (relu of non-negative values), so what reads the padded map reads spikes."""
         self.map_input()
         self.weights()
         v = cfg.get("padding", 1)
@@ -241,11 +239,8 @@ class _Lower:
         if len(pads) != 2 or any(len(p) != 2 or min(p) < 0 for p in pads):
             self.fail(f"padding must be an int, (rows, cols) or ((top, bottom), (left, right)) of integers >= 0, got {v!r}")
         (top, bottom), (left, right) = pads
-        c = self.shape[0]
-        w = np.zeros((c, 1, abs(top - bottom) + 1, abs(left - right) + 1))
-        w[:, 0, max(top, bottom) - top, max(left, right) - left] = 1.0
         src = ir.op_of(self.g, self.cur)
-        self.emit(lay.name, O.Conv2d(weight=w, padding=(max(top, bottom), max(left, right)), groups=c))
+        self.emit(lay.name, zero_padding_conv(self.shape[0], top, bottom, left, right))
         if O.is_hidden_neuron(src) and src.spike_value is None:
             self.emit(f"{lay.name}.if", O.IF())
 

@@ -166,6 +166,15 @@ def _fold_constant(ctx, vals):
     ctx.fail("a Constant without a numeric value (sparse or string constants are not supported)")
 
 
+def _fold_constant_of_shape(ctx, vals):
+    """A tensor of the shape in ``vals[0]`` filled with the ``value`` attribute (a 1-element tensor; 0.0)."""
+    shape = [int(d) for d in np.asarray(vals[0]).reshape(-1)]
+    _check_size(ctx, shape, [])
+    value = ctx.attr("value")
+    fill = np.zeros(1, np.float32) if value is None else np.asarray(value).reshape(-1)
+    return np.full(shape, fill[0], dtype=fill.dtype)
+
+
 def _fold_shape(ctx, vals):
     a = np.asarray(vals[0])
     return _shape_slice(ctx, np.array(a.shape, dtype=np.int64))
@@ -189,6 +198,7 @@ FOLDERS = {
     "Gather": _fold_gather,
     "Slice": _fold_slice,
     "Shape": _fold_shape,
+    "ConstantOfShape": _fold_constant_of_shape,
     "Add": _elementwise(np.add),
     "Sub": _elementwise(np.subtract),
     "Mul": _elementwise(np.multiply),

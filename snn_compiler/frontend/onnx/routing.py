@@ -9,7 +9,7 @@ from functools import partial
 import numpy as np
 
 from ...ir.routing import Concat, SelectChannels
-from ..lowering import Act, GroupedChannels, Unavailable, grouping_order
+from ..lowering import Act, GroupedChannels, Unavailable, grouping_order, zero_pad
 from .folding import reshape_dims
 
 
@@ -127,8 +127,25 @@ def transpose(ctx):
              f"shuffle (Reshape to (b, g, c/g, h, w), Transpose perm [0, 2, 1, 3, 4], Reshape back)")
 
 
+def pad(ctx):
+    """``Pad`` with zeros (mode constant, value 0) of the height and width of a map (pads as an input,
+    opset >= 11, or as an attribute)."""
+    vals = ctx.inputs() + [None] * 3
+    x = ctx.act(vals[0])
+    mode = ctx.attr("mode", "constant")
+    value = 0.0 if vals[2] is None else float(np.asarray(vals[2]).reshape(-1)[0])
+    if mode != "constant" or value != 0.0:
+        ctx.fail(f"Pad with mode={mode!r}, value {value}; only zero padding is supported")
+    pads = ctx.attr("pads") if vals[1] is None else _ints(ctx, vals[1], "pads")
+    rank = len(ctx.shape(x)) + 1
+    if vals[3] is not None or pads is None or len(pads) != 2 * rank or rank != 4 \
+            or any(pads[i] or pads[i + rank] for i in (0, 1)):
+        ctx.fail(f"Pad {pads} of a rank-{rank} tensor; only padding the height and width of a map is supported")
+    return zero_pad(ctx, x, (int(pads[2]), int(pads[6]), int(pads[3]), int(pads[7])))
+
+
 def routing_handlers(reshape_flatten_like) -> dict:
     """The handler table's routing entries; a Reshape of anything but a channel grouping goes to the
     given handler."""
-    return {"Concat": concat, "Split": split, "Slice": slice_, "Gather": gather, "Transpose": transpose,
+    return {"Concat": concat, "Split": split, "Slice": slice_, "Gather": gather, "Transpose": transpose, "Pad": pad,
             "Reshape": partial(reshape, flatten_like=reshape_flatten_like)}

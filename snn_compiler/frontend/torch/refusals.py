@@ -25,6 +25,7 @@ LOWERS = {
     "split_with_sizes": "chunk/split/slice of channels", "slice_": "chunk/split/slice of channels",
     "narrow": "chunk/split/slice of channels", "index_select": "chunk/split/slice of channels",
     "channel_shuffle": "channel shuffle", "transpose": "channel shuffle", "permute": "channel shuffle",
+    "pad": "zero padding (F.pad)",
     "dropout": "Dropout",
     "identity": "clone/contiguous/detach", "cast": "float casts", "assert_metadata": None, "shape_query": None,
 }

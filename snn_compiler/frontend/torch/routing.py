@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ...ir.routing import Concat, SelectChannels
-from ..lowering import Act, GroupedChannels, grouping_order
+from ..lowering import Act, GroupedChannels, grouping_order, zero_pad
 
 aten = torch.ops.aten
 
@@ -184,6 +184,19 @@ def flatten(ctx, a, flatten_all):
     return flatten_all(ctx, a)
 
 
+def pad(ctx, a):
+    """``F.pad(x, (left, right, top, bottom))`` with zeros (constant mode, value 0) on a map."""
+    x = ctx.act(a["self"])
+    p = [int(v) for v in a["pad"]]
+    mode, value = a.get("mode", "constant"), a.get("value")
+    if mode != "constant" or value not in (None, 0):
+        ctx.fail(f"padding with mode={mode!r}, value={value!r}; only zero padding is supported")
+    if len(p) not in (2, 4):
+        ctx.fail(f"padding {p} pads more than the last two axes; only the height and width are supported")
+    left, right, top, bottom = p + [0, 0] * (len(p) == 2)
+    return zero_pad(ctx, x, (top, bottom, left, right))
+
+
 def routing_handlers(reshape, identity, flatten_all) -> dict:
     """The handler table's routing entries; views, clones and flattens of anything but a channel
     grouping go to the given handlers."""
@@ -203,4 +216,5 @@ def routing_handlers(reshape, identity, flatten_all) -> dict:
         aten.view.default: views, aten.reshape.default: views, aten._unsafe_view.default: views,
         aten.transpose.int: transpose, aten.permute.default: permute,
         aten.contiguous.default: keep, aten.clone.default: keep, aten.flatten.using_ints: flat,
+        aten.pad.default: pad, aten.constant_pad_nd.default: pad,
     }
