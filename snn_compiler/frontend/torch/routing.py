@@ -12,6 +12,7 @@ import torch
 
 from ...ir.routing import Concat, SelectChannels
 from ..lowering import Act, GroupedChannels, grouping_order, zero_pad
+from .refusals import why_not
 
 aten = torch.ops.aten
 
@@ -151,13 +152,20 @@ def view(ctx, a, reshape):
     return reshape(ctx, a)
 
 
+def _refuse(ctx, msg):
+    """Refuse with why the layer holding the op is not converted (attention's transposes are attention),
+    else with ``msg``."""
+    why = why_not(ctx.node)
+    ctx.fail(f"unsupported op: {why}" if why else msg)
+
+
 def transpose(ctx, a):
     """Swapping the two channel axes of a grouping (the middle step of a channel shuffle)."""
     x = a["self"]
     if isinstance(x, GroupedChannels) and sorted(_dim(ctx, d, 5, "transpose") for d in (a["dim0"], a["dim1"])) == [1, 2]:
         return GroupedChannels(what=x.what, act=x.act, groups=x.groups, swapped=not x.swapped)
-    ctx.fail("transposing activations is not supported, except the channel axes of a channel shuffle "
-             "(x.view(b, g, c // g, h, w).transpose(1, 2))")
+    _refuse(ctx, "transposing activations is not supported, except the channel axes of a channel shuffle "
+                 "(x.view(b, g, c // g, h, w).transpose(1, 2))")
 
 
 def permute(ctx, a):
@@ -167,8 +175,8 @@ def permute(ctx, a):
         return GroupedChannels(what=x.what, act=x.act, groups=x.groups, swapped=not x.swapped)
     if dims == [0, 1, 2, 3, 4]:
         return x
-    ctx.fail("permuting the axes of activations is not supported, except the channel axes of a channel "
-             "shuffle (x.view(b, g, c // g, h, w).permute(0, 2, 1, 3, 4))")
+    _refuse(ctx, "permuting the axes of activations is not supported, except the channel axes of a channel "
+                 "shuffle (x.view(b, g, c // g, h, w).permute(0, 2, 1, 3, 4))")
 
 
 def keep_grouping(ctx, a, identity):
