@@ -95,6 +95,8 @@ def nmnist_events(images, seed: int = 0, first_index: int = 0, threshold: float 
     for name, v in (("threshold", threshold), ("floor", floor), ("saccade_us", saccade_us), ("step_us", step_us)):
         if not v > 0:
             raise ValueError(f"{name} must be > 0, got {v!r}")
+    if 3 * saccade_us >= 2**31:  # the sort key below keeps 31 bits of time
+        raise ValueError(f"saccade_us must be below {2**31 // 3} (microseconds), got {saccade_us!r}")
     if not (mismatch >= 0 and noise_hz >= 0 and floor < 1):
         raise ValueError(f"need mismatch >= 0, noise_hz >= 0 and floor < 1, got {mismatch}, {noise_hz}, {floor}")
     if isinstance(first_index, bool) or not isinstance(first_index, (int, np.integer)) or first_index < 0:
