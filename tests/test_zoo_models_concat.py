@@ -126,11 +126,8 @@ NETS = {"densenet121": DenseNet121, "googlenet": GoogLeNet, "squeezenet1_1": Squ
 
 
 # GoogLeNet at 64 px: its last Inception's pool branch max-pools a 2x2 map with 3x3 windows, where one
-# layer of lower_maxpool's tree only ever sees float32 rounding (scale 6e-8), and quantize refuses the
-# connection out of it; normalize counting such a layer as silent is with the lead (team notes, Requests)
-_CASES = [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="a max-pool tree layer calibrated on "
-                                                  "float32 rounding noise")) if n == "googlenet" else n
-          for n in NETS]
+# layer of lower_maxpool's tree only ever sees float32 rounding; normalize counts it silent (ROUNDING_NOISE)
+_CASES = list(NETS)
 
 
 @pytest.mark.parametrize("name", _CASES)

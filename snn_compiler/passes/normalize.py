@@ -61,6 +61,9 @@ from ..activity import activity_warnings, checked_rates
 
 CALIBRATION_BATCH = 64      # samples per ANN pass: the progress bar moves every few seconds on large nets
 MAX_SAMPLES = 20_000_000  # activation values kept per layer for percentiles (subsampled beyond)
+# A layer whose calibrated scale is below this fraction of the network's largest holds nothing but
+# the float32 rounding of the ANN reading (2**-24 relative, summed over many terms): it is dead.
+ROUNDING_NOISE = 2.0 ** -20
 
 
 def _pooling_gain(graph, layer):
@@ -119,8 +122,14 @@ def _activation_scales(graph, layers, config, out, norm, factors):
         if not lam > 0:  # a dead layer (or an all-negative output): any positive scale is exact
             lam = float(np.abs(values).max(initial=0.0)) or 1.0
         # mean of min(v / lam, 1) as mean(min(v, lam)) / lam, in float64 (a small lam is no float32)
-        final = lam * factors.get(n, 1.0)
-        scales[n], means[n] = lam, float(np.minimum(values, final, dtype=np.float64).mean() / final)
+        cands = (lam, 1.0) if lam < 1e-4 else (lam,)  # 1.0: in case it is rounding noise (below)
+        scales[n], means[n] = lam, [float(np.minimum(values, c * factors.get(n, 1.0), dtype=np.float64).mean()
+                                          / (c * factors.get(n, 1.0))) for c in cands]
+    top = max(scales.values(), default=0.0)
+    for n in scales:
+        if scales[n] < ROUNDING_NOISE * top:  # only float32 rounding (a max-pool tree's u - v with u == v):
+            scales[n] = 1.0                    # a dead layer, as above, not one scaled up 10**7
+        means[n] = means[n][-1] if scales[n] == 1.0 else means[n][0]
     return scales, means
 
 
