@@ -130,14 +130,23 @@ NETS = {"densenet121": DenseNet121, "googlenet": GoogLeNet, "squeezenet1_1": Squ
 _CASES = list(NETS)
 
 
+@pytest.mark.parametrize("route", ["torch", "onnx"])
 @pytest.mark.parametrize("name", _CASES)
-def test_concatenating_zoo_nets_compile_at_64px_and_their_int8_snn_agrees(name):
+def test_concatenating_zoo_nets_compile_at_64px_and_their_int8_snn_agrees(name, route):
+    if route == "onnx" and name not in ("squeezenet1_1", "shufflenet_v2_x0_5"):
+        pytest.skip("through ONNX at full size: SqueezeNet and ShuffleNet (DenseNet's blocks: test_zoo_concat.py)")
     net = _randomised(NETS[name], 0)
     x = torch.rand(32, 3, 64, 64) * 2 - 1
     with torch.no_grad():
         want = net(x).numpy()
     t0 = time.perf_counter()
-    q = compile_model(from_module(net, (3, 64, 64)), CompileConfig(bits=8, calibration=x.numpy()))
+    if route == "onnx":
+        from snn_compiler.frontend.onnx.graph import from_onnx
+        from test_zoo_concat import _onnx
+        graph = from_onnx(_onnx(net, (3, 64, 64)))
+    else:
+        graph = from_module(net, (3, 64, 64))
+    q = compile_model(graph, CompileConfig(bits=8, calibration=x.numpy()))
     print(f"{name} 64 px: compile {time.perf_counter() - t0:.2f} s, {len(q)} nodes")
     ann = run_ann(q, x.numpy())  # int8 weights
     np.testing.assert_allclose(ann, want, rtol=0, atol=0.01 * np.abs(want).max())
