@@ -13,6 +13,7 @@ from snn_compiler.sim.emulator import simulate
 from snn_compiler.sim.encode import SEQUENCE_ENCODINGS
 
 from builders import int_chain
+from engine_runs import numba_in_chunks
 
 pytestmark = pytest.mark.skipif(not fast.available(), reason="numba is not installed")
 
@@ -224,11 +225,7 @@ def test_engines_agree_on_random_networks_with_extreme_registers(net, timesteps,
     g, x = net
     kw = dict(timesteps=timesteps, encoding=encoding, readout=readout, record=True, batch_size=batch_size, seed=seed)
     a = simulate(g, x, engine="numpy", **kw)
-    saved, fast.STEP_FRAMES = fast.STEP_FRAMES, step_frames
-    try:
-        b = simulate(g, x, engine="numba", **kw)
-    finally:
-        fast.STEP_FRAMES = saved
+    b = numba_in_chunks(g, x, step_frames, **kw)
     assert np.array_equal(a.scores, b.scores), (a.scores, b.scores)
     assert np.array_equal(a.predictions, b.predictions)
     assert a.rates == b.rates
@@ -261,11 +258,7 @@ def test_engines_agree_on_random_sequences(net, timesteps, encoding, readout, re
     kw = dict(encoding=encoding, readout=readout, k=2 if readout == "k-spikes" else None, record=record,
               batch_size=batch_size, seed=seed)
     a = simulate(g, seq, engine="numpy", **kw)
-    saved, fast.STEP_FRAMES = fast.STEP_FRAMES, step_frames
-    try:
-        b = simulate(g, seq, engine="numba", **kw)
-    finally:
-        fast.STEP_FRAMES = saved
+    b = numba_in_chunks(g, seq, step_frames, **kw)
     assert np.array_equal(a.scores, b.scores), (a.scores, b.scores)
     assert np.array_equal(a.predictions, b.predictions)
     assert a.rates == b.rates

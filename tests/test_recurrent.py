@@ -5,6 +5,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from engine_runs import numba_in_chunks
 from recurrent_nets import float_reference, recurrent_cuba
 from snn_compiler import artifact
 from snn_compiler.compile import compile_model
@@ -160,11 +161,7 @@ def test_engines_agree_on_random_recurrent_cuba_networks(n_in, n_hid, n_out, alp
     kw = dict(readout=readout, k=2 if readout == "k-spikes" else None, record=record, batch_size=batch_size,
               timesteps=steps if static else None, encoding=encoding if static else "constant", seed=net_seed)
     a = simulate(q, x, engine="numpy", **kw)
-    saved, fast.STEP_FRAMES = fast.STEP_FRAMES, step_frames
-    try:
-        b = simulate(q, x, engine="numba", **kw)
-    finally:
-        fast.STEP_FRAMES = saved
+    b = numba_in_chunks(q, x, step_frames, **kw)
     c = simulate(q, x, engine="torch", **kw)
     for r in (b, c):
         assert np.array_equal(a.scores, r.scores)
