@@ -83,16 +83,11 @@ class Cluster:
         if ray.is_initialized():
             raise RuntimeError("this process is already connected to a Ray cluster; --ray opens its own connection")
         quiet = dict(include_dashboard=False, log_to_driver=False, logging_level="ERROR", configure_logging=False)
-        if self.address == "local":
-            cpus = self.want if self.want is not None else os.cpu_count()
-            ray.init(num_cpus=cpus, object_store_memory=LOCAL_OBJECT_STORE, **quiet)
-        else:
-            if self.address != "auto":
-                _check_reachable(self.address)
-            try:
-                ray.init(address=self.address, **{k: v for k, v in quiet.items() if k != "include_dashboard"})
-            except (ConnectionError, RuntimeError, ValueError) as e:
-                raise RuntimeError(f"--ray {self.address}: cannot connect to a Ray cluster ({_one_line(e)})") from None
+        kept = _signal_handlers()   # ray.init sets its own SIGTERM handler (sys.exit): the command's goes back after
+        try:
+            self._init(ray, quiet)
+        finally:
+            _restore(kept)
         self.started = True
         try:
             cpus = int(ray.cluster_resources().get("CPU", 0))
@@ -105,6 +100,18 @@ class Cluster:
             self.__exit__(None, None, None)
             raise
         return self
+
+    def _init(self, ray, quiet):
+        if self.address == "local":
+            cpus = self.want if self.want is not None else os.cpu_count()
+            ray.init(num_cpus=cpus, object_store_memory=LOCAL_OBJECT_STORE, **quiet)
+            return
+        if self.address != "auto":
+            _check_reachable(self.address)
+        try:
+            ray.init(address=self.address, **{k: v for k, v in quiet.items() if k != "include_dashboard"})
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            raise RuntimeError(f"--ray {self.address}: cannot connect to a Ray cluster ({_one_line(e)})") from None
 
     def __exit__(self, *exc):
         if self.started:
@@ -163,7 +170,7 @@ class Cluster:
                     pending[submit(a, *got)] = a
                 if not pending:
                     break
-                ready, _ = ray.wait(list(pending), num_returns=1)
+                ready, _ = _interruptible(ray.wait, list(pending), num_returns=1)
                 for ref in ready:
                     idle.append(pending.pop(ref))
                     results.append(self._get(ref))
@@ -179,7 +186,7 @@ class Cluster:
     def _get(self, ref):
         """A shard's result; its error raised as the worker raised it (one line, not Ray's traceback)."""
         try:
-            return self.ray.get(ref)
+            return _interruptible(self.ray.get, ref)
         except self.ray.exceptions.RayTaskError as e:
             if isinstance(e.cause, Exception):
                 raise e.cause from None
@@ -190,6 +197,37 @@ def shard_size(n: int, workers: int, batch_size: int) -> int:
     """Samples a shard: the work spread over every worker (four shards each, so an uneven one
     does not leave the others idle at the end), at most 16 batches (the memory in flight)."""
     return max(1, min(-(-n // (4 * workers)), 16 * batch_size))
+
+
+def _interruptible(call, *args, **kw):
+    """``call`` (Ray's wait or get), with an interrupt or SIGTERM that arrives inside it raised as
+    itself: the signal handler's exception comes out of Ray's compiled code wrapped in a SystemError."""
+    try:
+        return call(*args, **kw)
+    except SystemError as e:
+        if isinstance(e.__cause__, BaseException) and not isinstance(e.__cause__, Exception):
+            raise e.__cause__ from None
+        raise
+
+
+_SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP")
+
+
+def _signal_handlers() -> dict:
+    """This process's handlers of the signals a command unwinds on (main thread only: elsewhere
+    neither Ray nor snnc sets them)."""
+    import signal
+    import threading
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {s: signal.getsignal(getattr(signal, s)) for s in _SIGNALS if hasattr(signal, s)}
+
+
+def _restore(handlers: dict) -> None:
+    import signal
+    for name, h in handlers.items():
+        if h is not None:
+            signal.signal(getattr(signal, name), h)
 
 
 def _check_reachable(address: str, timeout: float = 5.0) -> None:

@@ -106,3 +106,40 @@ def test_sweep_on_ray_gives_the_local_rows_and_resumes(files, tmp_path, capsys):
     with open(table) as f:
         again = sorted(tuple((k, v) for k, v in r.items() if k not in TIMING) for r in csv.DictReader(f))
     assert again == rows["local"]
+
+
+def test_a_killed_ray_sweep_keeps_its_rows_and_leaves_no_cluster(files, tmp_path, capsys):
+    """SIGTERM mid-sweep (Ray sets its own SIGTERM handler, which snnc's replaces again): exit 143
+    with the usual lines, the finished rows kept, the local cluster's processes gone; the rerun
+    runs only the rest."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    pytest.importorskip("ray")
+    out = tmp_path / "k"
+    out.mkdir()
+    argv = ["sweep", str(files / "net.snnc"), "--data", str(files / "data.npz"), "--grid",
+            "timesteps=" + ",".join(str(t) for t in range(3000, 3008)), "--no-plot", "-o", str(out),
+            "--ray", "local", "--workers", "2"]
+    p = subprocess.Popen([sys.executable, "-m", "snn_compiler.cli", *argv], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, start_new_session=True)
+    table = out / "sweep.csv"
+    deadline = time.time() + 180
+    while p.poll() is None and time.time() < deadline:
+        if table.exists() and len(table.read_text().splitlines()) >= 2:   # header and one row
+            p.send_signal(signal.SIGTERM)
+            break
+        time.sleep(0.05)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 128 + signal.SIGTERM, err
+    assert "rows finished and are kept" in err and "terminated by signal 15" in err
+    kept = len(table.read_text().splitlines()) - 1
+    assert 1 <= kept < 8
+    time.sleep(2)
+    left = subprocess.run(["pgrep", "-g", str(p.pid)], capture_output=True, text=True).stdout.split()
+    assert not left, f"processes of the killed sweep's cluster are still running: {left}"
+    code, stdout, err = run(capsys, *argv, "--json")
+    assert code == 0, err
+    assert json.loads(stdout)["ran"] == 8 - kept
