@@ -54,13 +54,13 @@ from .timesteps import (DEFAULT_TIMESTEPS, MAX_TIMESTEPS, SEQUENCE_ENCODINGS, ch
 BURST_SPIKES = 3   # spikes in one burst of the ``burst`` (its first burst) and ``ch`` encodings
 
 
-def quantize_input(inp, x: np.ndarray) -> np.ndarray:
-    """``x_q`` (ops.Input's docstring), int64: float64 steps in place on one copy."""
+def quantize_input(inp, x: np.ndarray, dtype=np.int64) -> np.ndarray:
+    """``x_q`` (ops.Input's docstring) as ``dtype`` (holding +-levels): float64 steps in place on one copy."""
     q, y = inp.levels, np.array(x, np.float64)
     y /= inp.scale
     y *= q
     np.clip(np.rint(y, out=y), -q if inp.signed else 0, q, out=y)
-    return y.astype(np.int64)
+    return y.astype(dtype)
 
 
 # ---- the encoders --------------------------------------------------------------------------------
@@ -381,7 +381,7 @@ def _sequence_chunks(inp, x, timesteps, encoding, seed, sample_ids, mode, chunk,
     for t0, c in _spans(timesteps, chunk):
         frames = np.swapaxes(np.asarray(x[:, t0:t0 + c]), 0, 1)  # (c, N, *shape)
         if uniforms is None:  # the value alone (Source's other fields serve the coded encodings)
-            value = _value(inp, frames, mode)
+            value = quantize_input(inp, frames, dtype or np.int64) if mode == "int" else _value(inp, frames, mode)
             yield np.ascontiguousarray(value, dtype=value.dtype if dtype is None else dtype)
         else:  # the static poisson's test, u < a / L, with this step's a
             src = _source(inp, frames, mode, dtype, seed, ids)

@@ -86,6 +86,38 @@ class BatchRun:
         ff = feedforward_view(g)  # a cyclic block's step order: its Delays first
         self.step_order = {tuple(ns): [n for n in nx.lexicographical_topological_sort(ff.subgraph(ns))]
                            for ns, cyclic in self.blocks if cyclic}
+        self.fused = {key: f for key in self.step_order if (f := self._self_recurrent(key))}
+
+    def _self_recurrent(self, nodes):
+        """(delay, dense, add, layer) when a cyclic block is one vector layer reading its own spikes
+        one step late (``layer -> Delay(1) -> Dense -> Add -> layer``; not the read-out): the fused
+        kernel runs it, every step of a chunk in one call."""
+        ops = {n: self.plan.ops[n] for n in nodes}
+        by = {kind: [n for n in nodes if isinstance(ops[n], kind)] for kind in (O.Delay, O.Dense, O.Add, O.NEURONS)}
+        if len(nodes) != 4 or any(len(v) != 1 for v in by.values()):
+            return None
+        (d,), (r,), (a,), (n,) = by[O.Delay], by[O.Dense], by[O.Add], by[O.NEURONS]
+        inputs = self.plan.inputs
+        ok = (ops[d].steps == 1 and inputs[d] == [n] and inputs[r] == [d] and inputs[n] == [a] and r in inputs[a]
+              and len(self.g.nodes[n]["shape"]) == 1 and n != self.out_node and self.g.out_degree(r) == 1
+              and self.g.out_degree(a) == 1 and self.fp.ops[r][0] == "dense")
+        return (d, r, a, n) if ok else None
+
+    def _run_fused(self, parts, seq, spikes, c):
+        """A self-recurrent layer over the chunk (:meth:`_self_recurrent`) in one kernel call."""
+        d, r, a, n = parts
+        others = [p for p in self.plan.inputs[a] if p != r]
+        static = all(self.static[p] for p in others)
+        ext = seq[others[0]].astype(np.int64)
+        for p in others[1:]:
+            ext = ext + seq[p]
+        st, p = self.layers[n], self.layers[n]["p"]
+        prev = np.ascontiguousarray(self.held[d][0])
+        K.recurrent_layer(ext.reshape(ext.shape[:2] + (-1,)), static, self.fp.ops[r][1], st["bias"], st["decay_v"],
+                          p.decay_u, p.decays, p.threshold, st["v"], st["u"], p.v_max, p.subtract, st["spiking"],
+                          spikes[n], st["counts"], prev, np.empty_like(st["v"]))
+        self.held[d] = prev[None]
+        seq[n] = spikes[n].reshape((c, len(self.rows)) + _hwc(self.g.nodes[n]["shape"]))
 
     # ---- one node on a slab of steps ------------------------------------------------------------
 
@@ -165,6 +197,10 @@ class BatchRun:
                     seq[n] = self.value(n, op, [seq[s] for s in srcs], c)
                 if self.static[n]:
                     self.cache[n] = seq[n]
+                self._free(nodes, seq, left, spikes)
+                continue
+            if tuple(nodes) in self.fused:
+                self._run_fused(self.fused[tuple(nodes)], seq, spikes, c)
                 self._free(nodes, seq, left, spikes)
                 continue
             order = self.step_order[tuple(nodes)]

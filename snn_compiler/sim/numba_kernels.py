@@ -143,6 +143,38 @@ def neuron_layer(cur, static, bias, decay_v, decay_u, decays, theta, v, u, vmax,
                     d_counts[f, i] = cf[i]
 
 
+def recurrent_layer(ext, static, wt, bias, decay_v, decay_u, decays, theta, v, u, vmax, subtract, spiking, spikes,
+                    counts, prev, acc):
+    """A layer reading its own spikes one step late, over T' steps for every frame: ``int_update``
+    (the one step) on ``ext[t] + wt^T prev`` (``ext`` (T' or 1, F, N) int64, the currents from
+    outside the cycle; ``wt`` (N, N), row j the fan-out of neuron j; ``prev`` (F, N) the last
+    step's spikes, the one-step delay line, updated in place; ``acc`` (F, N) int64 scratch).
+    v/u/counts updated and spikes (T', F, N) written as ``neuron_layer`` does."""
+    n_t, n_f, n = spikes.shape[0], v.shape[0], v.shape[1]
+    for f in nb.prange(n_f):
+        vf, uf, cf, pf, af = v[f], u[f], counts[f], prev[f], acc[f]
+        for t in range(n_t):
+            e = ext[0 if static else t, f]
+            for i in range(n):
+                af[i] = e[i]
+            for j in range(n):
+                if pf[j]:
+                    row = wt[j]
+                    for i in range(n):
+                        af[i] += row[i]
+            s_t = spikes[t, f]
+            for i in range(n):
+                vn, un, sp, w = _int_update(vf[i], uf[i] if decays else 0, af[i], bias[i], decay_v[i], decay_u, vmax,
+                                            theta, subtract, spiking, decays)
+                vf[i] = vn
+                if decays:
+                    uf[i] = un
+                s_t[i] = sp
+                cf[i] += sp
+            for i in range(n):
+                pf[i] = s_t[i]
+
+
 # Each of these runs its frames in parallel; a call with little work (a recurrent layer stepping one
 # step at a time: a few thousand neurons) takes the serial build of the same function, as waking the
 # thread pool costs more than the work (milliseconds per call on a busy machine).
@@ -157,6 +189,7 @@ dense_events_serial = nb.njit(cache=True)(_renamed(dense_events, "dense_events_s
 dense_events = nb.njit(parallel=True, cache=True)(dense_events)
 neuron_layer_serial = nb.njit(cache=True)(_renamed(neuron_layer, "neuron_layer_serial"))
 neuron_layer = nb.njit(parallel=True, cache=True)(neuron_layer)
+recurrent_layer = nb.njit(parallel=True, cache=True)(recurrent_layer)
 SERIAL_WORK = 1 << 16   # values a call touches below which the serial build runs
 
 
@@ -180,7 +213,7 @@ def _drop_stale_step_cache() -> bool:
     step = "".join(inspect.getsource(f) for f in (N.tz_decay, N.saturate, N.int_update, readout.decides))
     digest = hashlib.sha256(step.encode()).hexdigest()
     flushed = False
-    for kernel in (neuron_layer, neuron_layer_serial):
+    for kernel in (neuron_layer, neuron_layer_serial, recurrent_layer):
         cache = kernel._cache
         stamp = os.path.join(cache.cache_path, f"{kernel.__name__}.snnc-step")
         try:
