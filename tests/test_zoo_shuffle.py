@@ -237,3 +237,9 @@ def test_zero_padding_reads_like_torch_and_compiles(pads, route):
 def test_padding_other_than_zeros_is_refused():
     with pytest.raises(FrontendError, match="only zero padding"):
         from_module(_Fn(lambda x: nn.functional.pad(torch.relu(x), (1, 1, 1, 1), mode="reflect")).eval(), (2, 4, 4))
+
+
+def test_a_traced_channel_shuffle_that_torch_cannot_convert_says_to_export_instead(tmp_path):
+    """torch's TorchScript converter turns ShuffleNet's c // groups of x.size() into a data-dependent value."""
+    with pytest.raises(FrontendError, match=r"torch\.export \(\.pt2\)"):
+        _lower(shufflenet(), (3, 32, 32), "trace", tmp_path)

@@ -208,6 +208,11 @@ def from_torchscript(ts, input_shape: Optional[tuple] = None) -> nx.DiGraph:
         except FrontendError:
             raise
         except Exception as e:  # noqa: BLE001
+            hint = ""
+            if "data-dependent" in str(e) or "DataDependent" in type(e).__name__ + str(e):
+                hint = ("; its forward computes a size with arithmetic on x.size() (ShuffleNet's c // groups), which "
+                        "torch's TorchScript converter turns into a value it cannot follow: save the model with "
+                        "torch.export (.pt2), or pass the nn.Module")
             raise FrontendError(f"could not convert the TorchScript module on an input of shape "
-                                f"{(1,) + shape}: {_first_line(e)}") from e
+                                f"{(1,) + shape}: {_first_line(e)}{hint}") from e
     return from_exported_program(ep, shape)
