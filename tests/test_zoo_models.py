@@ -83,3 +83,22 @@ def test_mobilenetv2_compiles_at_64px_and_its_int8_snn_follows_its_ann():
     snn = simulate(q, x[:16].numpy(), timesteps=64)
     assert np.corrcoef(snn.scores.ravel(), ann[:16].ravel())[0, 1] > 0.99
     assert (snn.predictions == want[:16].argmax(1)).mean() >= 0.9
+
+
+def test_mobilenetv2_compiles_through_onnx_and_its_int8_snn_follows_its_ann():
+    import io
+    import warnings
+    from snn_compiler.frontend.onnx.graph import from_onnx
+    net = _randomised(MobileNetV2, 0)
+    f = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (torch.zeros(1, 3, 64, 64),), f, dynamo=False, opset_version=17)
+    x = torch.rand(32, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        want = net(x).numpy()
+    q = compile_model(from_onnx(f.getvalue()), CompileConfig(bits=8, calibration=x.numpy()))
+    ann = run_ann(q, x.numpy())
+    np.testing.assert_allclose(ann, want, rtol=0, atol=0.01 * np.abs(want).max())
+    snn = simulate(q, x[:16].numpy(), timesteps=64)
+    assert (snn.predictions == ann[:16].argmax(1)).mean() >= 0.9
