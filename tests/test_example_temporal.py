@@ -37,6 +37,7 @@ def digits_as_mnist(tmp_path):
     return tmp_path
 
 
+@pytest.mark.slow  # 10-20 s on 2 shared cores
 def test_nmnist_saccades_quick(digits_as_mnist, tmp_path, capsys):
     spec = importlib.util.spec_from_file_location("nmnist_saccades", EXAMPLE)
     example = importlib.util.module_from_spec(spec)
