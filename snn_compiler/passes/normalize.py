@@ -57,10 +57,10 @@ from ..sim import torch_ann
 from ..sim.emulator import iter_ann
 from ..ir.layers import incoming, neuron_layers, source_of
 from . import datafree
+from .calibration_stats import LayerStats
 from ..activity import activity_warnings, checked_rates
 
 CALIBRATION_BATCH = 64      # samples per ANN pass: the progress bar moves every few seconds on large nets
-MAX_SAMPLES = 20_000_000  # activation values kept per layer for percentiles (subsampled beyond)
 # A layer whose calibrated scale is below this fraction of the network's largest holds nothing but
 # the float32 rounding of the ANN reading (2**-24 relative, summed over many terms): it is dead.
 ROUNDING_NOISE = 2.0 ** -20
@@ -79,17 +79,6 @@ def _pooling_gain(graph, layer):
     return float(op.weight[0].sum())
 
 
-def _statistic(values: np.ndarray, norm) -> float:
-    name, arg = norm
-    if name == "max":
-        return float(values.max(initial=0.0))
-    if name == "scale":
-        return arg * float(values.max(initial=0.0))
-    # float64 (as the numpy ANN reading's values were): the same interpolated value on either path;
-    # the copy is ours, so numpy may partition it in place
-    return float(np.percentile(values.astype(np.float64), arg, overwrite_input=True))
-
-
 DEFAULT_NORM = "percentile:99.9"
 
 
@@ -99,37 +88,33 @@ def _activation_scales(graph, layers, config, out, norm, factors):
         raise ValueError(f"--norm {norm} needs calibration data (--calibration DATA.npz); without it use --norm "
                          f"model or give a scale for every layer; missing: {', '.join(layers)}")
     norm = parse_norm(norm)
-    chunks = {n: [] for n in layers}
+    sizes = {n: len(config.calibration) * int(np.prod(graph.nodes[n]["shape"])) for n in layers}
+    low = norm[0] == "scale" and norm[1] < 1  # lambda below the largest value: the rate needs more than the top
+    stats = {n: LayerStats(sizes[n], norm, keep_all=low or factors.get(n, 1.0) < 1) for n in layers}
     progress = bar(len(config.calibration), "calibrate", enabled=config.progress)
     # the ANN reading through torch where it is installed (float32, the same scales to 1e-4; see
     # sim/torch_ann.py), else numpy's; $SNNC_CALIBRATION_ENGINE forces one
     read = torch_ann.iter_ann if torch_ann.calibration_engine() == "torch" else iter_ann
     for acts in read(graph, config.calibration, keep=layers, batch_size=CALIBRATION_BATCH):
         for n in layers:
-            a = acts[n] if n != out else np.maximum(acts[n], 0.0)  # the output scale sizes its positive range
-            chunks[n].append(np.asarray(a, np.float32).ravel())
+            stats[n].add(acts[n] if n != out else np.maximum(acts[n], 0.0))  # the output's scale: its positive range
         progress.update(len(acts[out]))
     progress.close()
-    rng = np.random.default_rng(0)
-    scales, means = {}, {}
-    for n, parts in chunks.items():
-        values = np.concatenate(parts)
-        if values.size > MAX_SAMPLES:
-            values = rng.choice(values, MAX_SAMPLES, replace=False)
-        if not np.isfinite(values.sum(dtype=np.float64)):  # (a sum is finite iff every value is: a fast check)
+    scales = {}
+    for n, st in stats.items():
+        if not st.finite:
             raise ValueError(f"layer {n!r}: its activations on the calibration data are not finite")
-        lam = _statistic(values, norm)
+        lam = st.statistic(norm)
         if not lam > 0:  # a dead layer (or an all-negative output): any positive scale is exact
-            lam = float(np.abs(values).max(initial=0.0)) or 1.0
-        # mean of min(v / lam, 1) as mean(min(v, lam)) / lam, in float64 (a small lam is no float32)
-        cands = (lam, 1.0) if lam < 1e-4 else (lam,)  # 1.0: in case it is rounding noise (below)
-        scales[n], means[n] = lam, [float(np.minimum(values, c * factors.get(n, 1.0), dtype=np.float64).mean()
-                                          / (c * factors.get(n, 1.0))) for c in cands]
+            lam = float(np.abs(st.top).max(initial=0.0)) or 1.0
+        scales[n] = lam
     top = max(scales.values(), default=0.0)
-    for n in scales:
+    means = {}
+    for n, st in stats.items():
         if scales[n] < ROUNDING_NOISE * top:  # only float32 rounding (a max-pool tree's u - v with u == v):
             scales[n] = 1.0                    # a dead layer, as above, not one scaled up 10**7
-        means[n] = means[n][-1] if scales[n] == 1.0 else means[n][0]
+        final = scales[n] * factors.get(n, 1.0)   # the expected rate: mean(min(v, lam)) / lam
+        means[n] = float(st.clipped_mean(final) / final)
     return scales, means
 
 

@@ -1,0 +1,72 @@
+"""The statistics normalize takes of one layer's activations, kept while the batches stream past.
+
+A percentile P of n values needs only the two order statistics around position ``(n - 1) P/100``,
+which lie among the largest ``n - floor((n - 1) P/100)`` values; the maximum needs the largest. So a
+layer keeps its count, its float64 sum and its top K values (a partition per batch), not every
+activation: memory is K values per layer whatever the calibration set's size, every value counts
+(no subsampling), and the expected rate ``mean(min(v, lambda)) / lambda`` follows from the sum and
+the values above lambda, which the top K hold whenever lambda is at least the K-th largest value.
+The percentile interpolates as numpy's default (``linear``) method does.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+class LayerStats:
+    """Count, float64 sum and largest values of one layer's activations (module docstring)."""
+
+    def __init__(self, total: int, norm, keep_all: bool = False):
+        """``keep_all``: lambda may end below the statistic (a factor < 1, ``scale:F`` with F < 1),
+        where the expected rate needs values the top K would not hold."""
+        name, arg = norm
+        keep = total - math.floor((total - 1) * arg / 100.0) + 1 if name == "percentile" else 1
+        self.k = int(total) if keep_all else max(1, min(int(total), int(keep)))
+        self.top = np.zeros(0, np.float32)
+        self.count, self.sum = 0, 0.0
+
+    def add(self, values: np.ndarray) -> None:
+        """Take in a batch of activations (any shape; float32 is kept)."""
+        a = np.asarray(values, np.float32).ravel()
+        self.count += a.size
+        self.sum += float(a.sum(dtype=np.float64))
+        cand = np.concatenate([self.top, a]) if self.top.size else a.copy()
+        if cand.size > self.k:
+            cand = np.partition(cand, cand.size - self.k)[cand.size - self.k:]
+        self.top = cand
+
+    @property
+    def finite(self) -> bool:
+        return math.isfinite(self.sum)  # a sum is finite iff every value is
+
+    def statistic(self, norm) -> float:
+        """The layer's lambda under ``norm`` (max, scale:F or percentile:P) before the dead-layer rule."""
+        name, arg = norm
+        if not self.count:
+            return 0.0
+        top = float(self.top.max())
+        if name == "max":
+            return top
+        if name == "scale":
+            return arg * top
+        q = arg / 100.0
+        index = self.count * q + (1.0 - q) - 1.0   # numpy's virtual index for the linear method
+        lo = math.floor(index)
+        t = index - lo
+        ranked = np.sort(self.top.astype(np.float64))
+        first = self.count - ranked.size              # the global rank of ranked[0]
+        a = ranked[max(lo - first, 0)]
+        b = ranked[min(lo + 1, self.count - 1) - first]
+        return float(b - (b - a) * (1.0 - t)) if t >= 0.5 else float(a + (b - a) * t)  # numpy's _lerp
+
+    def clipped_mean(self, ceiling: float) -> float:
+        """``mean(min(v, ceiling))`` in float64: exact when every value above ``ceiling`` is kept
+        (``ceiling`` at least the statistic, or ``keep_all``)."""
+        if not self.count:
+            return 0.0
+        if self.top.size < self.count and ceiling < float(self.top.min()):
+            raise AssertionError("clipped_mean below the values kept: construct with keep_all")
+        above = self.top[self.top > ceiling].astype(np.float64)
+        return (self.sum - float(above.sum()) + ceiling * above.size) / self.count

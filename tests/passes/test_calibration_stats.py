@@ -1,0 +1,37 @@
+"""passes/calibration_stats.py: the streamed statistics equal numpy's on all the values at once."""
+import numpy as np
+import pytest
+
+from snn_compiler.passes.calibration_stats import LayerStats
+
+
+@pytest.mark.parametrize("norm", [("max", None), ("scale", 0.5), ("scale", 2.0), ("percentile", 99.9),
+                                  ("percentile", 99.0), ("percentile", 50.0), ("percentile", 100.0)])
+@pytest.mark.parametrize("sizes", [[1], [7, 3], [1000, 1000, 37], [5000] * 6])
+def test_streamed_statistics_equal_numpys_on_every_value(norm, sizes):
+    rng = np.random.default_rng(len(sizes) * 7 + sum(sizes))
+    batches = [np.maximum(rng.normal(0, 1, n), 0).astype(np.float32) for n in sizes]
+    everything = np.concatenate(batches).astype(np.float64)
+    st = LayerStats(everything.size, norm, keep_all=norm == ("scale", 0.5))
+    for b in batches:
+        st.add(b)
+    assert st.top.size <= max(st.k, 1) and st.count == everything.size
+    name, arg = norm
+    want = {"max": everything.max(), "scale": (arg or 0) * everything.max(),
+            "percentile": np.percentile(everything, arg if arg is not None else 0)}[name]
+    assert st.statistic(norm) == pytest.approx(want, rel=1e-12, abs=1e-12)
+    lam = max(st.statistic(norm), 1e-3)
+    assert st.clipped_mean(lam) == pytest.approx(np.minimum(everything, lam).mean(), rel=1e-9)
+
+
+def test_a_percentile_keeps_only_the_tail_it_needs():
+    st = LayerStats(1_000_000, ("percentile", 99.9))
+    for _ in range(10):
+        st.add(np.random.default_rng(0).random(100_000, dtype=np.float32))
+    assert st.top.size <= 1002  # not a million values
+
+
+def test_non_finite_values_are_seen():
+    st = LayerStats(4, ("max", None))
+    st.add(np.array([1.0, np.inf, 0.0, 2.0], np.float32))
+    assert not st.finite
