@@ -240,11 +240,21 @@ def test_numba_failure_is_one_line_and_auto_finishes_on_numpy(monkeypatch):
     def broken(x, wt, out):
         return x.no_such_attribute
 
+    @numba.njit
+    def broken_neurons(cur, static, bias, decay_v, decay_u, decays, theta, v, u, vmax, subtract, spiking, spikes,
+                       counts, k, t0, stop, d_step, d_counts, d_pre):
+        return cur.no_such_attribute
+
     q, x = mlp(n_in=6)
     want = simulate(q, x, timesteps=5, engine="numpy")
     kernels = getattr(fast, "K", None)   # the kernels live in sim.numba_kernels (fast.K) since the engines' split
     if kernels is not None and hasattr(kernels, "dense_events"):
-        monkeypatch.setattr(kernels, "dense_events", broken)
+        for name in ("dense_events", "dense_events_serial"):  # (a call with little work takes the serial build,
+            if hasattr(kernels, name):                          # a busy input a BLAS product: the neurons always run)
+                monkeypatch.setattr(kernels, name, broken)
+        for name in ("neuron_layer", "neuron_layer_serial"):
+            if hasattr(kernels, name):
+                monkeypatch.setattr(kernels, name, broken_neurons)
     else:
         monkeypatch.setattr(fast, "_dense_events", broken)
     with pytest.raises(RuntimeError) as e:
