@@ -71,6 +71,15 @@ else
     'torch, numba, sklearn, matplotlib, pytest, xdist, hypothesis, onnx, nir, h5py, ray, snn_compiler.cli'
 fi
 
+# The report's browser test (tests/test_report_browser.py) needs a headless Chromium: Debian's, where
+# apt is ours to use (root); SNNC_SKIP_BROWSER=1 skips. Without one that test skips, and fails under CI.
+if ! command -v chromium >/dev/null 2>&1 && [ "${SNNC_SKIP_BROWSER:-0}" != "1" ] \
+   && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "snnc setup: installing Debian's chromium (the report's browser test; about a minute)" >&2
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null 2>&1 \
+    || echo "snnc setup: could not install chromium; tests/test_report_browser.py skips (and fails under CI)" >&2
+fi
+
 # Lava part (issue 3): .venv-lava with Python 3.10 (lava-nc 0.10.0 refuses 3.11), lava-nc and the
 # torch-free snnc core. SNNC_PYTHON310 picks the interpreter that creates it; SNNC_SKIP_LAVA=1 skips.
 # (SNNC_LAVA_PYTHON is the *environment's* interpreter the Lava backend runs, default .venv-lava/bin/python.)
