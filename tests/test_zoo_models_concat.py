@@ -133,8 +133,9 @@ _CASES = list(NETS)
 @pytest.mark.parametrize("route", ["torch", "onnx"])
 @pytest.mark.parametrize("name", _CASES)
 def test_concatenating_zoo_nets_compile_at_64px_and_their_int8_snn_agrees(name, route):
-    if route == "onnx" and name not in ("squeezenet1_1", "shufflenet_v2_x0_5"):
-        pytest.skip("through ONNX at full size: SqueezeNet and ShuffleNet (DenseNet's blocks: test_zoo_concat.py)")
+    if route == "onnx" and name == "googlenet":
+        pytest.skip("through ONNX at full size: DenseNet, SqueezeNet and ShuffleNet (the issue's list; Inception "
+                    "blocks through ONNX: test_zoo_concat.py)")
     net = _randomised(NETS[name], 0)
     x = torch.rand(32, 3, 64, 64) * 2 - 1
     with torch.no_grad():
