@@ -2,7 +2,6 @@
 digits (the test reads nothing from ../shared): events -> frames -> a recurrent CUBA network trained
 -> exported .pt2 -> int8 SNN; the integer engines agree, the float SNN is torch's own run and the
 int8 SNN keeps the float SNN's predictions."""
-import gzip
 import importlib.util
 import re
 from pathlib import Path
@@ -14,27 +13,9 @@ from snn_compiler import artifact, events
 from snn_compiler.cli import main as cli_main
 from snn_compiler.ir import is_recurrent
 
+from mnist_files import digits_as_mnist  # noqa: F401  (the fixture)
+
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "nmnist_saccades.py"
-
-
-def _write_idx(path, array):
-    """IDX: magic 0x0000 08 (uint8) ndim, big-endian int32 dims, then the bytes (benchmarks/mnist.py)."""
-    head = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, ">i4").tobytes()
-    with gzip.open(path, "wb") as f:
-        f.write(head + np.ascontiguousarray(array, np.uint8).tobytes())
-
-
-@pytest.fixture
-def digits_as_mnist(tmp_path):
-    from sklearn.datasets import load_digits
-    d = load_digits()
-    images = np.kron(d.images / 16.0 * 255, np.ones((3, 3)))                     # 8x8 -> 24x24
-    images = np.pad(images, ((0, 0), (2, 2), (2, 2))).round().astype(np.uint8)  # -> 28x28
-    labels = d.target.astype(np.uint8)
-    for prefix, sl in (("train", slice(0, 1400)), ("t10k", slice(1400, None))):
-        _write_idx(tmp_path / f"{prefix}-images.idx3-ubyte.gz", images[sl])
-        _write_idx(tmp_path / f"{prefix}-labels.idx1-ubyte.gz", labels[sl])
-    return tmp_path
 
 
 @pytest.mark.slow  # 10-20 s on 2 shared cores

@@ -103,6 +103,22 @@ def sum_pool(x, kh, kw, sh, sw, ph, pw, out):
                             dst[k] += src[k]
 
 
+@register_jitable
+def _step_row(vf, uf, cf, i_t, s_t, pre, track, bias, decay_v, decay_u, vmax, theta, subtract, spiking, decays):
+    """One step of one frame's neurons: ``int_update`` on each, state, spikes and counts written
+    in place (``track``: each membrane before reset into ``pre``)."""
+    for i in range(len(vf)):
+        vn, un, s, w = _int_update(vf[i], uf[i] if decays else 0, i_t[i], bias[i], decay_v[i], decay_u, vmax,
+                                   theta, subtract, spiking, decays)
+        vf[i] = vn
+        if decays:
+            uf[i] = un
+        if track:
+            pre[i] = w
+        s_t[i] = s
+        cf[i] += s
+
+
 def neuron_layer(cur, static, bias, decay_v, decay_u, decays, theta, v, u, vmax, subtract, spiking, spikes, counts,
                  k, t0, stop, d_step, d_counts, d_pre):
     """``int_update`` over T' steps for every frame: cur (T' or 1, F, N) currents, v/u/counts
@@ -125,18 +141,8 @@ def neuron_layer(cur, static, bias, decay_v, decay_u, decays, theta, v, u, vmax,
             undecided = deciding and d_step[f] < 0
             if deciding and stop and not undecided:
                 break
-            i_t = cur[0 if static else t, f]
-            s_t = spikes[t, f]
-            for i in range(n):
-                vn, un, s, w = _int_update(vf[i], uf[i] if decays else 0, i_t[i], bias[i], decay_v[i], decay_u, vmax,
-                                           theta, subtract, spiking, decays)
-                vf[i] = vn
-                if decays:
-                    uf[i] = un
-                if undecided:
-                    d_pre[f, i] = w
-                s_t[i] = s
-                cf[i] += s
+            _step_row(vf, uf, cf, cur[0 if static else t, f], spikes[t, f], d_pre[f] if undecided else vf, undecided,
+                      bias, decay_v, decay_u, vmax, theta, subtract, spiking, decays)
             if undecided and readout.decides(cf, k):
                 d_step[f] = t0 + t
                 for i in range(n):
@@ -163,14 +169,7 @@ def recurrent_layer(ext, static, wt, bias, decay_v, decay_u, decays, theta, v, u
                     for i in range(n):
                         af[i] += row[i]
             s_t = spikes[t, f]
-            for i in range(n):
-                vn, un, sp, w = _int_update(vf[i], uf[i] if decays else 0, af[i], bias[i], decay_v[i], decay_u, vmax,
-                                            theta, subtract, spiking, decays)
-                vf[i] = vn
-                if decays:
-                    uf[i] = un
-                s_t[i] = sp
-                cf[i] += sp
+            _step_row(vf, uf, cf, af, s_t, vf, False, bias, decay_v, decay_u, vmax, theta, subtract, spiking, decays)
             for i in range(n):
                 pf[i] = s_t[i]
 
