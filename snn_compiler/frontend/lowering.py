@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import ir, origins
 from ..ir import ops as O
-from ..ir.routing import Concat
+from ..ir.routing import Concat, SelectChannels
 from .errors import FrontendError
 
 
@@ -127,6 +127,14 @@ class Lowering:
             self.fail(f"residual add of different shapes {self.shape(x)} and {self.shape(y)} (broadcasting) "
                       f"is not supported")
         return self.emit(O.Add(), [x, y])
+
+    def select_channels(self, x: Act, index, suffix: str = "") -> Act:
+        """The channels ``index`` of ``x`` (every frontend's chunk/split/slice/shuffle): ``x`` itself
+        when that is all of them in order."""
+        index = np.asarray(index, np.int64)
+        if len(index) == self.shape(x)[0] and np.array_equal(index, np.arange(len(index))):
+            return x
+        return self.emit(SelectChannels(index=index), [x], suffix=suffix)
 
     def emit(self, op, inputs, suffix: str = "") -> Act:
         """Add ``op`` reading ``inputs`` (Acts); refuses non-finite values and shapes the op cannot take."""

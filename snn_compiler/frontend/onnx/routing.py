@@ -8,7 +8,7 @@ from functools import partial
 
 import numpy as np
 
-from ...ir.routing import Concat, SelectChannels
+from ...ir.routing import Concat
 from ..lowering import Act, GroupedChannels, Unavailable, grouping_order, zero_pad
 from .folding import reshape_dims
 
@@ -22,14 +22,6 @@ def _axis(ctx, x, given, what) -> None:
     if axis != 1:
         ctx.fail(f"{what} along axis {given} of a rank-{rank} tensor is not supported; snnc routes channels "
                  f"(or features) only: axis=1")
-
-
-def _select(ctx, x, index, suffix=""):
-    """The channels ``index`` of ``x``: ``x`` itself when that is all of them in order."""
-    index = np.asarray(index, np.int64)
-    if len(index) == ctx.shape(x)[0] and np.array_equal(index, np.arange(len(index))):
-        return x
-    return ctx.emit(SelectChannels(index=index), [x], suffix=suffix)
 
 
 def _ints(ctx, v, what):
@@ -60,7 +52,7 @@ def split(ctx):
     starts = np.cumsum([0] + [int(s) for s in sizes])
     if starts[-1] != c or len(sizes) != n:
         ctx.fail(f"split sizes {list(sizes)} do not give {n} parts of the {c} channels")
-    return tuple(_select(ctx, x, np.arange(lo, hi), suffix=f".{i}") for i, (lo, hi) in enumerate(zip(starts, starts[1:])))
+    return tuple(ctx.select_channels(x, np.arange(lo, hi), suffix=f".{i}") for i, (lo, hi) in enumerate(zip(starts, starts[1:])))
 
 
 def slice_(ctx):
@@ -82,7 +74,7 @@ def slice_(ctx):
         index = index[slice(st, en, sp)]  # numpy clamps like ONNX
     if not len(index):
         ctx.fail("the slice selects no channel")
-    return _select(ctx, x, index)
+    return ctx.select_channels(x, index)
 
 
 def gather(ctx):
@@ -93,7 +85,7 @@ def gather(ctx):
     index = np.asarray(_ints(ctx, idx, "indices"))
     if np.asarray(idx).ndim != 1:
         ctx.fail("Gather with scalar indices drops the channel axis; only a list of channels is supported")
-    return _select(ctx, x, index % ctx.shape(x)[0])
+    return ctx.select_channels(x, index % ctx.shape(x)[0])
 
 
 def reshape(ctx, flatten_like):
@@ -110,7 +102,7 @@ def reshape(ctx, flatten_like):
     if isinstance(x, GroupedChannels):
         if out is None or tuple(out[1:]) != shape:
             ctx.fail(f"a channel grouping {x.groups} is read back as {out}; only (batch, C, H, W) is supported")
-        return _select(ctx, base, grouping_order(x))
+        return ctx.select_channels(base, grouping_order(x))
     if out is not None and len(out) == 5 and len(shape) == 3 and out[0] == ctx.batch \
             and out[1] * out[2] == shape[0] and tuple(out[3:]) == shape[1:]:
         return GroupedChannels(what=f"a {shape} map reshaped to {out[1:]}", act=x, groups=(out[1], out[2]))

@@ -10,7 +10,7 @@ from functools import partial
 import numpy as np
 import torch
 
-from ...ir.routing import Concat, SelectChannels
+from ...ir.routing import Concat
 from ..lowering import Act, GroupedChannels, grouping_order, zero_pad
 from .refusals import why_not
 
@@ -56,14 +56,6 @@ def cat(ctx, a):
     return xs[0] if len(xs) == 1 else ctx.emit(Concat(), xs)
 
 
-def _select(ctx, x, index, suffix=""):
-    """The channels ``index`` of ``x``: ``x`` itself when that is all of them in order."""
-    index = np.asarray(index, np.int64)
-    if len(index) == ctx.shape(x)[0] and np.array_equal(index, np.arange(len(index))):
-        return x
-    return ctx.emit(SelectChannels(index=index), [x], suffix=suffix)
-
-
 def _pieces(ctx, a, sizes):
     """Consecutive channel ranges of ``sizes`` (what chunk and split return)."""
     x = ctx.act(a["self"])
@@ -71,7 +63,7 @@ def _pieces(ctx, a, sizes):
     starts = np.cumsum([0] + list(sizes))
     if starts[-1] != ctx.shape(x)[0]:
         ctx.fail(f"split sizes {list(sizes)} do not add up to the {ctx.shape(x)[0]} channels")
-    return [_select(ctx, x, np.arange(lo, hi), suffix=f".{i}") for i, (lo, hi) in enumerate(zip(starts, starts[1:]))]
+    return [ctx.select_channels(x, np.arange(lo, hi), suffix=f".{i}") for i, (lo, hi) in enumerate(zip(starts, starts[1:]))]
 
 
 def chunk(ctx, a):
@@ -106,7 +98,7 @@ def slice_(ctx, a):
     index = np.arange(ctx.shape(x)[0])[slice(start, end, step)]
     if not len(index):
         ctx.fail("the slice selects no channel")
-    return _select(ctx, x, index)
+    return ctx.select_channels(x, index)
 
 
 def narrow(ctx, a):
@@ -114,14 +106,14 @@ def narrow(ctx, a):
     _channel_axis(ctx, a["dim"], "narrowing")
     start, length = int(a["start"]), int(a["length"])
     start = start % ctx.shape(x)[0]
-    return _select(ctx, x, np.arange(start, start + length))
+    return ctx.select_channels(x, np.arange(start, start + length))
 
 
 def index_select(ctx, a):
     x = ctx.act(a["self"])
     _channel_axis(ctx, a["dim"], "index_select")
     index = ctx.const(a["index"], "index", ndim=1)
-    return _select(ctx, x, index.astype(np.int64) % ctx.shape(x)[0])
+    return ctx.select_channels(x, index.astype(np.int64) % ctx.shape(x)[0])
 
 
 def channel_shuffle(ctx, a):
@@ -130,7 +122,7 @@ def channel_shuffle(ctx, a):
     c, g = ctx.shape(x)[0], int(a["groups"])
     if g < 1 or c % g:
         ctx.fail(f"channel shuffle with {g} groups of {c} channels")
-    return _select(ctx, x, grouping_order(GroupedChannels(what="", groups=(g, c // g), swapped=True)))
+    return ctx.select_channels(x, grouping_order(GroupedChannels(what="", groups=(g, c // g), swapped=True)))
 
 
 def view(ctx, a, reshape):
@@ -142,7 +134,7 @@ def view(ctx, a, reshape):
         c, hw = ctx.shape(x.act)[0], ctx.shape(x.act)[1:]
         if tuple(int(d) for d in out[1:]) != (c,) + tuple(hw):
             ctx.fail(f"a channel grouping {x.groups} is read back as {tuple(out[1:])}; only (C, H, W) is supported")
-        return _select(ctx, x.act, grouping_order(x))
+        return ctx.select_channels(x.act, grouping_order(x))
     if isinstance(x, Act) and len(out) == 5 and len(ctx.shape(x)) == 3:
         c, hw = ctx.shape(x)[0], ctx.shape(x)[1:]
         g1, g2, h, w = (int(d) for d in out[1:])
@@ -188,7 +180,7 @@ def flatten(ctx, a, flatten_all):
     """``flatten(1, 2)`` of a channel grouping reads it back as channels; anything else is ``flatten_all``'s."""
     x = a["self"]
     if isinstance(x, GroupedChannels) and (int(a["start_dim"]) % 5, int(a["end_dim"]) % 5) == (1, 2):
-        return _select(ctx, x.act, grouping_order(x))
+        return ctx.select_channels(x.act, grouping_order(x))
     return flatten_all(ctx, a)
 
 
