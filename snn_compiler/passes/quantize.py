@@ -87,6 +87,7 @@ def _check_levels(op, k, layer, theta, limit, per_unit, src_levels, regs, layer_
                      f"{per_unit:.3g} thresholds, below one integer unit (1/{theta}){memory}; {fix}")
 
 
+CURRENT_FIT_TRIES = 32  # thresholds tried, each lower, until a current memory's worst case fits its register
 DECAY_WARN = 0.01   # a membrane decay that 12-bit rounding moves by more than this (relative) is warned about
 
 
@@ -172,11 +173,12 @@ def quantize(graph, config) -> bool:
         limit = f"the largest the {regs.threshold_bits}-bit threshold register holds" if theta == theta_max else None
         bias, lo, hi = _connections(graph, n, ops, units, mk, theta, limit, regs, wmax)
         if layer.decay_u != N.DECAY_ONE:  # what the current memory sums must fit the current register
-            for _ in range(8):
+            for _ in range(CURRENT_FIT_TRIES):
                 top = _current_top(lo, hi, regs.round_bias(bias, n), layer.decay_u, config.timesteps)
                 if top <= regs.current_max or theta == 1:
                     break
-                theta = max(1, min(theta - 1, int(theta * regs.current_max / top)))
+                # a little under the proportional step: rounded weights need not shrink in proportion
+                theta = max(1, min(theta - 1, int(theta * regs.current_max / top * (1 - 2.0 ** -8))))
                 limit = (f"the largest at which the {regs.current_bits}-bit current register holds what its current "
                          f"memory (decay_u {int(layer.decay_u)}) sums over {config.timesteps} steps")
                 bias, lo, hi = _connections(graph, n, ops, units, mk, theta, limit, regs, wmax)
