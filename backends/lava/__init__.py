@@ -264,7 +264,8 @@ def run(graph, x, *, timesteps=None, encoding="constant", seed=0, readout="membr
     """
     from snn_compiler.sim.readout import OVER_TIME
     if readout in OVER_TIME:
-        return _folded(graph, x, readout, k, record_steps, dict(
+        from .over_time import folded
+        return folded(graph, x, readout, k, record_steps, dict(
             timesteps=timesteps, encoding=encoding, seed=seed, batch_size=batch_size, progress=progress,
             record=record, timeout=timeout, fault=fault, neurons=neurons, info=info))
     from snn_compiler import artifact
@@ -332,24 +333,6 @@ def run(graph, x, *, timesteps=None, encoding="constant", seed=0, readout="membr
         result.steps = {n: res[f"steps/{i[n]}"].astype(np.uint8 if plan.layers[n].spiking else np.int64)
                         for n in record_steps}
     return result
-
-
-def _folded(graph, x, readout, k, record_steps, kw):
-    """An over-time read-out (``run``'s docstring): the membrane run, its per-step record folded."""
-    from snn_compiler.ir import output_node
-    from snn_compiler.sim.readout import check_readout, fold_membrane, fold_start
-    check_readout(readout, k, over_time=True)
-    out = output_node(graph)
-    wanted = None if record_steps is None else list(record_steps)
-    res = run(graph, x, readout="membrane", record_steps=list(dict.fromkeys((wanted or []) + [out])), **kw)
-    steps = res.steps[out]  # (N, T, outputs) int64: v after each step
-    fold = np.full(steps.shape[:1] + steps.shape[2:], fold_start(readout, True), np.int64)
-    for t in range(steps.shape[1]):
-        fold_membrane(readout, fold, steps[:, t])
-    res.scores = fold.astype(np.float64).reshape(res.scores.shape)
-    res.predictions = np.argmax(fold, axis=1).astype(np.int64)
-    res.steps = None if wanted is None else {n: res.steps[n] for n in wanted}
-    return res
 
 
 def check_graph(graph, profile=None) -> None:
