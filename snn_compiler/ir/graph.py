@@ -63,11 +63,6 @@ def is_recurrent(g: nx.DiGraph) -> bool:
     return not nx.is_directed_acyclic_graph(g)
 
 
-def delays(g: nx.DiGraph) -> list:
-    """The Delay nodes, in :func:`topo_order`."""
-    return [n for n in topo_order(g) if isinstance(g.nodes[n]["op"], O.Delay)]
-
-
 def input_node(g: nx.DiGraph) -> str:
     return next(n for n in g if isinstance(op_of(g, n), O.Input))
 
@@ -157,7 +152,7 @@ def verify(g: nx.DiGraph) -> None:
         except ValueError as e:
             raise IRError(f"node {n!r}: {e}") from None
         _verify_fields(g, n, op)
-    for n in delays(g):
+    for n in (n for n in g if isinstance(g.nodes[n]["op"], O.Delay)):  # their sources have shapes now
         (src,) = inputs_of(g, n)
         if tuple(g.nodes[src]["shape"]) != tuple(g.nodes[n]["shape"]):
             raise IRError(f"node {n!r}: Delay declares shape {tuple(g.nodes[n]['shape'])}, its source {src!r} sends "

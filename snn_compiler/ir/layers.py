@@ -19,26 +19,29 @@ def source_and_area(graph, name: str):
     """(source, pool area): the neuron layer or Input a weighted op reads (through Flatten,
     synaptic pools and a Delay), and how many source values each of its integer inputs sums (the
     product of the synaptic pools' window sizes)."""
-    (src,) = inputs_of(graph, name)
-    area = 1
-    while isinstance(op_of(graph, src), (O.Flatten, O.AvgPool2d, O.Delay)):
-        op = op_of(graph, src)
-        if isinstance(op, O.AvgPool2d):
-            area *= op.kernel_size[0] * op.kernel_size[1]
-        (src,) = inputs_of(graph, src)
+    src, area, _ = _walk_back(graph, name)
     return src, area
 
 
 def delay_steps(graph, name: str) -> int:
     """How many whole steps late weighted op ``name`` reads its source (the Delays on its way; 0
     for a connection within the step)."""
+    return _walk_back(graph, name)[2]
+
+
+def _walk_back(graph, name: str):
+    """(source, pool area, delay steps) of weighted op ``name``, walking back through Flatten,
+    synaptic pools and Delays."""
     (src,) = inputs_of(graph, name)
-    steps = 0
+    area, steps = 1, 0
     while isinstance(op_of(graph, src), (O.Flatten, O.AvgPool2d, O.Delay)):
-        if isinstance(op_of(graph, src), O.Delay):
-            steps += int(op_of(graph, src).steps)
+        op = op_of(graph, src)
+        if isinstance(op, O.AvgPool2d):
+            area *= op.kernel_size[0] * op.kernel_size[1]
+        elif isinstance(op, O.Delay):
+            steps += int(op.steps)
         (src,) = inputs_of(graph, src)
-    return steps
+    return src, area, steps
 
 
 def is_synaptic_pool(graph, name: str) -> bool:

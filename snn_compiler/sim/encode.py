@@ -89,10 +89,10 @@ class Source:
         return self.value.shape
 
 
-def _value(inp, x, mode) -> np.ndarray:
-    """What the constant encoding emits: ``x_q`` (int64), or ``x / scale`` (float64) in float mode."""
+def _value(inp, x, mode, dtype=None) -> np.ndarray:
+    """What the constant encoding emits: ``x_q`` (int64, or ``dtype``), or ``x / scale`` (float64) in float mode."""
     if mode == "int":
-        return quantize_input(inp, x)
+        return quantize_input(inp, x, np.int64 if dtype is None else dtype)
     if mode == "float":
         return np.asarray(x, np.float64) / inp.scale
     raise ValueError(f"mode must be int or float, got {mode!r}")
@@ -381,7 +381,7 @@ def _sequence_chunks(inp, x, timesteps, encoding, seed, sample_ids, mode, chunk,
     for t0, c in _spans(timesteps, chunk):
         frames = np.swapaxes(np.asarray(x[:, t0:t0 + c]), 0, 1)  # (c, N, *shape)
         if uniforms is None:  # the value alone (Source's other fields serve the coded encodings)
-            value = quantize_input(inp, frames, dtype or np.int64) if mode == "int" else _value(inp, frames, mode)
+            value = _value(inp, frames, mode, dtype)
             yield np.ascontiguousarray(value, dtype=value.dtype if dtype is None else dtype)
         else:  # the static poisson's test, u < a / L, with this step's a
             src = _source(inp, frames, mode, dtype, seed, ids)

@@ -73,6 +73,7 @@ class FastPlan:
 
     def __init__(self, plan):
         self.plan = plan
+        self.schedule = None  # fast_run.Schedule, made at the first batch
         g = plan.graph
         self.ops = {}
         for n, op in plan.ops.items():

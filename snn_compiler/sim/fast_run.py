@@ -23,22 +23,52 @@ from .encode import input_chunks
 from .readout import MEMBRANE_READOUTS, OVER_TIME, fold_membrane, fold_start
 
 
-def blocks(plan) -> list:
-    """[(nodes in step order, cyclic)] in an order where every block's inputs come from earlier
-    blocks or itself (condensation order; ties broken by the nodes' names, so runs repeat)."""
-    g = plan.graph
-    cond = nx.condensation(g)
-    members = cond.graph["mapping"]
-    comps = {}
-    for n, c in members.items():
-        comps.setdefault(c, []).append(n)
-    key = {c: min(ns) for c, ns in comps.items()}
-    rank = {n: i for i, n in enumerate(plan.order)}
-    out = []
-    for c in nx.lexicographical_topological_sort(cond, key=lambda c: key[c]):
-        ns = sorted(comps[c], key=rank.__getitem__)
-        out.append((ns, len(ns) > 1))
-    return out
+class Schedule:
+    """What the graph's shape decides for every batch, found once per plan (:func:`schedule`):
+    ``blocks`` [(nodes in step order, cyclic)] in an order where every block's inputs come from
+    earlier blocks or itself (condensation order; ties broken by the nodes' names, so runs repeat);
+    ``step_order`` a cyclic block's nodes in the order one step runs them (its Delays first);
+    ``fused`` the cyclic blocks the recurrent kernel runs whole (:func:`_self_recurrent`)."""
+
+    def __init__(self, fp):
+        plan, g = fp.plan, fp.plan.graph
+        cond = nx.condensation(g)
+        comps = {}
+        for n, c in cond.graph["mapping"].items():
+            comps.setdefault(c, []).append(n)
+        key = {c: min(ns) for c, ns in comps.items()}
+        rank = {n: i for i, n in enumerate(plan.order)}
+        self.blocks = [(sorted(comps[c], key=rank.__getitem__), len(comps[c]) > 1)
+                       for c in nx.lexicographical_topological_sort(cond, key=lambda c: key[c])]
+        ff = feedforward_view(g)
+        self.step_order = {tuple(ns): list(nx.lexicographical_topological_sort(ff.subgraph(ns)))
+                           for ns, cyclic in self.blocks if cyclic}
+        out_node = next(n for n, op in plan.ops.items() if O.is_readout(op))
+        self.fused = {key: f for key in self.step_order if (f := _self_recurrent(fp, key, out_node))}
+
+
+def schedule(fp) -> Schedule:
+    """``fp``'s :class:`Schedule`, made at its first batch."""
+    if getattr(fp, "schedule", None) is None:
+        fp.schedule = Schedule(fp)
+    return fp.schedule
+
+
+def _self_recurrent(fp, nodes, out_node):
+    """(delay, dense, add, layer) when a cyclic block is one vector layer reading its own spikes
+    one step late (``layer -> Delay(1) -> Dense -> Add -> layer``; not the read-out): the fused
+    kernel runs it, every step of a chunk in one call."""
+    plan, g = fp.plan, fp.plan.graph
+    ops = {n: plan.ops[n] for n in nodes}
+    by = {kind: [n for n in nodes if isinstance(ops[n], kind)] for kind in (O.Delay, O.Dense, O.Add, O.NEURONS)}
+    if len(nodes) != 4 or any(len(v) != 1 for v in by.values()):
+        return None
+    (d,), (r,), (a,), (n,) = by[O.Delay], by[O.Dense], by[O.Add], by[O.NEURONS]
+    inputs = plan.inputs
+    ok = (ops[d].steps == 1 and inputs[d] == [n] and inputs[r] == [d] and inputs[n] == [a] and r in inputs[a]
+          and len(g.nodes[n]["shape"]) == 1 and n != out_node and g.out_degree(r) == 1 and g.out_degree(a) == 1
+          and fp.ops[r][0] == "dense")
+    return (d, r, a, n) if ok else None
 
 
 class BatchRun:
@@ -82,29 +112,11 @@ class BatchRun:
                              np.zeros((self.n_f, nn), np.int64))
         self.rows = np.arange(self.n_f)  # batch rows still simulated
         self.widest = max(int(np.prod(g.nodes[n]["shape"])) for n in plan.order)
-        self.blocks = blocks(plan)
-        ff = feedforward_view(g)  # a cyclic block's step order: its Delays first
-        self.step_order = {tuple(ns): [n for n in nx.lexicographical_topological_sort(ff.subgraph(ns))]
-                           for ns, cyclic in self.blocks if cyclic}
-        self.fused = {key: f for key in self.step_order if (f := self._self_recurrent(key))}
-
-    def _self_recurrent(self, nodes):
-        """(delay, dense, add, layer) when a cyclic block is one vector layer reading its own spikes
-        one step late (``layer -> Delay(1) -> Dense -> Add -> layer``; not the read-out): the fused
-        kernel runs it, every step of a chunk in one call."""
-        ops = {n: self.plan.ops[n] for n in nodes}
-        by = {kind: [n for n in nodes if isinstance(ops[n], kind)] for kind in (O.Delay, O.Dense, O.Add, O.NEURONS)}
-        if len(nodes) != 4 or any(len(v) != 1 for v in by.values()):
-            return None
-        (d,), (r,), (a,), (n,) = by[O.Delay], by[O.Dense], by[O.Add], by[O.NEURONS]
-        inputs = self.plan.inputs
-        ok = (ops[d].steps == 1 and inputs[d] == [n] and inputs[r] == [d] and inputs[n] == [a] and r in inputs[a]
-              and len(self.g.nodes[n]["shape"]) == 1 and n != self.out_node and self.g.out_degree(r) == 1
-              and self.g.out_degree(a) == 1 and self.fp.ops[r][0] == "dense")
-        return (d, r, a, n) if ok else None
+        sched = schedule(fp)
+        self.blocks, self.step_order, self.fused = sched.blocks, sched.step_order, sched.fused
 
     def _run_fused(self, parts, seq, spikes, c):
-        """A self-recurrent layer over the chunk (:meth:`_self_recurrent`) in one kernel call."""
+        """A self-recurrent layer over the chunk (:func:`_self_recurrent`) in one kernel call."""
         d, r, a, n = parts
         others = [p for p in self.plan.inputs[a] if p != r]
         static = all(self.static[p] for p in others)

@@ -28,21 +28,26 @@ register_jitable(readout.decides)
 _int_update = nb.njit(inline="always")(N.int_update)
 
 
+@register_jitable
+def _add_events(x_row, wt, dst):
+    """dst += sum over nonzero x_row[i] of x_row[i] * wt[i] (a spike adds its weight row unmultiplied)."""
+    for i in range(x_row.shape[0]):
+        v = x_row[i]
+        if v == 0:
+            continue
+        src = wt[i]
+        if v == 1:
+            for o in range(src.shape[0]):
+                dst[o] += src[o]
+        else:
+            for o in range(src.shape[0]):
+                dst[o] += v * src[o]
+
+
 def dense_events(x, wt, out):
     """out[f] += sum over nonzero x[f, i] of x[f, i] * wt[i]; x (F, In), wt (In, Out)."""
     for f in nb.prange(x.shape[0]):
-        dst = out[f]
-        for i in range(x.shape[1]):
-            v = x[f, i]
-            if v == 0:
-                continue
-            src = wt[i]
-            if v == 1:
-                for o in range(src.shape[0]):
-                    dst[o] += src[o]
-            else:
-                for o in range(src.shape[0]):
-                    dst[o] += v * src[o]
+        _add_events(x[f], wt, out[f])
 
 
 @nb.njit(parallel=True, cache=True)
@@ -163,11 +168,7 @@ def recurrent_layer(ext, static, wt, bias, decay_v, decay_u, decays, theta, v, u
             e = ext[0 if static else t, f]
             for i in range(n):
                 af[i] = e[i]
-            for j in range(n):
-                if pf[j]:
-                    row = wt[j]
-                    for i in range(n):
-                        af[i] += row[i]
+            _add_events(pf, wt, af)
             s_t = spikes[t, f]
             _step_row(vf, uf, cf, af, s_t, vf, False, bias, decay_v, decay_u, vmax, theta, subtract, spiking, decays)
             for i in range(n):
