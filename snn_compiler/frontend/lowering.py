@@ -167,12 +167,18 @@ def finish(g: nx.DiGraph, result, where: str) -> str:
     if "input" not in keep:
         raise FrontendError(f"{where}: its output does not depend on its input")
     g.remove_nodes_from([n for n in list(g) if n not in keep])  # dead code
+    verify_lowered(g, where)
+    return out_name
+
+
+def verify_lowered(g: nx.DiGraph, where: str) -> None:
+    """A frontend's last check of the graph it lowered: finite values (the model's problem, named),
+    then the IR's invariants (a failure there is a frontend bug)."""
     check_finite(g, where)
     try:
         ir.verify(g)
     except ir.IRError as e:  # pragma: no cover - a frontend bug, not a model problem
         raise FrontendError(f"internal error: the lowered graph is invalid: {e}") from e
-    return out_name
 
 
 def check_finite(g: nx.DiGraph, where: str) -> None:

@@ -67,7 +67,7 @@ import numpy as np
 from ... import ir
 from ...ir import ops as O
 from ..errors import FrontendError
-from ..lowering import check_finite
+from ..lowering import verify_lowered
 from .lower import _Lower
 from .model import _declared_shape, _input_shape, _layers, _layout
 from .read import _Reader
@@ -152,9 +152,5 @@ def from_keras_h5(source, input_shape: Optional[tuple] = None, name: Optional[st
             meta["input_layout"] = layout
         if low.softmax_at is not None:
             meta["dropped"] = [f"softmax of {low.softmax_at}"]
-    check_finite(g, where)
-    try:
-        ir.verify(g)
-    except ir.IRError as e:  # pragma: no cover - a frontend bug, not a model problem
-        raise FrontendError(f"internal error: the lowered graph is invalid: {e}") from e
+    verify_lowered(g, where)
     return g
