@@ -114,7 +114,8 @@ _WEIGHTED = {"weight_exp": _int_in(0, hardware.WIDTHS["weight_exp_max"][1])}
 ATTRS = {
     "Input": {"shape": _shape, "scale": _opt(_float_pos), "bits": _int_in(*INPUT_BITS), "signed": _bool},
     "Dense": _WEIGHTED,
-    "Conv2d": dict(_WEIGHTED, stride=_pair(1), padding=_pair(0), dilation=_pair(1), groups=_int_in(1, MAX_DIM)),
+    "Conv2d": dict(_WEIGHTED, stride=_pair(1), padding=_pair(0), dilation=_pair(1), groups=_int_in(1, MAX_DIM),
+                   input_dilation=_pair(1)),
     "AvgPool2d": {"kernel_size": _pair(1), "stride": _pair(1), "padding": _pair(0)},
     "BatchNorm": {"eps": _float_nonneg},
     "Affine": {}, "Flatten": {}, "Add": {},

@@ -6,6 +6,7 @@ import numpy as np
 from . import origins
 from .ir import op_of, topo_order
 from .ir import ops as O
+from .report.energy import synapses
 
 
 def _decays(op, rounding, current) -> dict:
@@ -43,10 +44,10 @@ def _layer_row(graph, n):
         if op.weight_int is not None:
             row["weight_range"] = [int(op.weight_int.min()), int(op.weight_int.max())]
             row["weight_exp"] = int(op.weight_exp)
-        row["synapses"] = int(op.weight.size * (np.prod(graph.nodes[n]["shape"][1:]) if isinstance(op, O.Conv2d) else 1))
+        row["synapses"] = synapses(graph, n)
         if isinstance(op, O.Conv2d):
             row["detail"] = f"k{op.weight.shape[2]}x{op.weight.shape[3]} s{op.stride[0]} p{op.padding[0]}" + (
-                f" g{op.groups}" if op.groups > 1 else "")
+                f" g{op.groups}" if op.groups > 1 else "") + (f" up{op.input_dilation[0]}" if op.dilates_input else "")
     if isinstance(op, O.NEURONS):
         row.update(scale=op.scale, threshold=None if op.threshold is None else int(op.threshold),
                    v_init=None if op.v_init is None else int(op.v_init),

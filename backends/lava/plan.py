@@ -67,10 +67,12 @@ def why_sparse(op) -> Optional[str]:
     big = [f"{reg} {val}" for reg, val in conv_geometry(op).items() if val > LAVA_CONV_INT8_MAX]
     if big:
         why.append(f"{', '.join(big)} beyond Lava Conv's int8 registers (max {LAVA_CONV_INT8_MAX})")
+    if tuple(getattr(op, "input_dilation", (1, 1))) != (1, 1):
+        why.append("input dilation (a transposed conv or upsampling; Lava's Conv has none)")
     return "; ".join(why) or None
 
 
-def conv_matrix(w, in_shape, out_shape, stride, padding, dilation, groups):
+def conv_matrix(w, in_shape, out_shape, stride, padding, dilation, groups, input_dilation=(1, 1)):
     """torch's conv2d (weight ``w`` (O, I/g, kH, kW)) as a scipy CSR matrix (out, in) between maps
     flattened in Lava's (W, H, C) order. Built one kernel tap at a time from the non-zero weights,
     so memory follows the synapse count: never the dense (out x in) matrix (a 256-channel 8x8
@@ -85,18 +87,19 @@ def conv_matrix(w, in_shape, out_shape, stride, padding, dilation, groups):
     idx = np.int32 if max(shape) < (1 << 31) else np.int64
     rows, cols, vals = [], [], []
     oy, ox = np.arange(Ho), np.arange(Wo)
+    (dy, dx) = input_dilation  # input row i sits at dy * i of the zero-inserted map the conv reads
     for ky in range(kh):
         y = oy * stride[0] - padding[0] + ky * dilation[0]
-        ys = np.flatnonzero((y >= 0) & (y < H))
+        ys = np.flatnonzero((y >= 0) & (y < dy * (H - 1) + 1) & (y % dy == 0))
         for kx in range(kw):
             x = ox * stride[1] - padding[1] + kx * dilation[1]
-            xs = np.flatnonzero((x >= 0) & (x < W))
+            xs = np.flatnonzero((x >= 0) & (x < dx * (W - 1) + 1) & (x % dx == 0))
             o, ci = np.nonzero(w[:, :, ky, kx])
             if not (o.size and xs.size and ys.size):
                 continue
             c = (o // og) * cg + ci
             out_pos = (xs[:, None] * Ho + ys[None, :]).reshape(-1, 1)        # Lava flatten order of (W, H, C)
-            in_pos = (x[xs][:, None] * H + y[ys][None, :]).reshape(-1, 1)
+            in_pos = (x[xs][:, None] // dx * H + y[ys][None, :] // dy).reshape(-1, 1)
             rows.append((out_pos * O_ + o).astype(idx).reshape(-1))
             cols.append((in_pos * C + c).astype(idx).reshape(-1))
             vals.append(np.broadcast_to(w[o, ci, ky, kx].astype(np.int32), (len(out_pos), o.size)).reshape(-1))
@@ -266,7 +269,8 @@ def make_plan(graph, readout: str = "membrane") -> NetPlan:
                 # A weight exponent (which Lava's Conv ignores) or a geometry beyond its int8 Vars:
                 # the conv becomes a Sparse matrix, which holds any geometry and applies the exponent.
                 c.kind = "sparse"
-                c.weight = conv_matrix(w, src_shape, shape, kop.stride, kop.padding, kop.dilation, kop.groups)
+                c.weight = conv_matrix(w, src_shape, shape, kop.stride, kop.padding, kop.dilation, kop.groups,
+                                       tuple(kop.input_dilation))
                 c.flatten = True
             elif c.kind == "dense":
                 c.weight = dense_weight(w, src_shape)

@@ -80,8 +80,8 @@ def _incoming(net, graph, name, levels):
             ci = src // (hi * wi)
             y, x = np.divmod(src % (hi * wi), wi)
             oy, ox = np.divmod(pos % (ho * wo), wo)
-            i = (y - oy * conn.op.stride[0] + conn.op.padding[0]) // conn.op.dilation[0]
-            j = (x - ox * conn.op.stride[1] + conn.op.padding[1]) // conn.op.dilation[1]
+            i = (y * conn.op.input_dilation[0] - oy * conn.op.stride[0] + conn.op.padding[0]) // conn.op.dilation[0]
+            j = (x * conn.op.input_dilation[1] - ox * conn.op.stride[1] + conn.op.padding[1]) // conn.op.dilation[1]
             val = w[c, ci - (c // (co // conn.op.groups)) * cg, i, j]
         for s, p, v in zip(src.tolist(), pos.tolist(), (val * scale).tolist()):
             key = (conn.src, s)

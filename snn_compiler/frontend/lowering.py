@@ -255,3 +255,56 @@ def zero_pad(ctx, x, pads):
         return x
     padded = ctx.emit(zero_padding_conv(shape[0], *pads), [x], suffix=".pad")
     return ctx.emit(O.IF(), [padded], suffix=".pad.if") if _relu_output(ctx.g, x.name) else padded
+
+
+# ---- transposed convolution and nearest upsampling (torch, ONNX, Keras) ---------------------------
+
+def transposed_conv(ctx, w, bias, stride, padding, dilation, groups, output_padding=(0, 0)):
+    """``conv_transpose2d(x, w, bias, stride, padding, output_padding, groups, dilation)`` (torch's
+    weight layout (in, out/groups, kH, kW)) as the IR's Conv2d with input dilation ``stride``: the
+    kernel flipped, in and out swapped per group, padding ``dilation * (k - 1) - padding``. Refused
+    where that padding would be negative (a crop) or uneven (``output_padding``: one more row at the
+    bottom/right only, where the IR pads symmetrically)."""
+    w = np.asarray(w, np.float64)
+    if w.ndim != 4:
+        ctx.fail(f"only 2-D transposed convolutions are supported (weight {w.shape})")
+    if any(output_padding):
+        ctx.fail(f"a transposed convolution with output_padding {tuple(output_padding)} adds a row/column at the "
+                 f"bottom/right only, and the IR pads symmetrically: use kernel_size = stride + 2 * padding "
+                 f"(e.g. kernel 4, stride 2, padding 1) or nearest upsampling then a conv")
+    pad = tuple(dilation[i] * (w.shape[2 + i] - 1) - padding[i] for i in range(2))
+    if min(pad) < 0:
+        ctx.fail(f"a transposed convolution with padding {tuple(padding)} beyond its kernel's reach crops its "
+                 f"output, which snnc does not lower")
+    i_all, og = w.shape[:2]
+    ig = i_all // groups
+    flipped = w[:, :, ::-1, ::-1].reshape(groups, ig, og, *w.shape[2:]).transpose(0, 2, 1, 3, 4)
+    return O.Conv2d(weight=np.ascontiguousarray(flipped.reshape(groups * og, ig, *w.shape[2:])),
+                    bias=bias, stride=(1, 1), padding=pad, dilation=tuple(dilation), groups=groups,
+                    input_dilation=tuple(int(s) for s in stride))
+
+
+def nearest_upsampling_conv(channels, scale):
+    """Nearest upsampling by whole factors ``scale`` as a depthwise Conv2d with input dilation
+    ``scale``, a kernel of ones ``scale`` wide and padding ``scale - 1``: output row ``y`` sees exactly
+    one input row, ``y // scale``."""
+    sh, sw = scale
+    return O.Conv2d(weight=np.ones((channels, 1, sh, sw)), padding=(sh - 1, sw - 1), groups=channels,
+                    input_dilation=(sh, sw))
+
+
+def upsample_nearest(ctx, x, out_hw):
+    """``x`` (a (C, H, W) Act) upsampled to ``out_hw`` by nearest neighbour, whole factors only; an IF
+    copy follows a ReLU's output, as for zero padding, so that what reads it reads spikes."""
+    shape = ctx.shape(x)
+    if len(shape) != 3:
+        ctx.fail(f"upsampling needs a (C, H, W) map, got {shape}")
+    out_hw = tuple(int(v) for v in out_hw)
+    if any(o % i or o < i for o, i in zip(out_hw, shape[1:])):
+        ctx.fail(f"nearest upsampling {tuple(shape[1:])} -> {out_hw} is not by whole factors, which snnc "
+                 f"does not lower (each output must copy one input pixel a whole number of times)")
+    scale = tuple(o // i for o, i in zip(out_hw, shape[1:]))
+    if scale == (1, 1):
+        return x
+    up = ctx.emit(nearest_upsampling_conv(shape[0], scale), [x], suffix=".up")
+    return ctx.emit(O.IF(), [up], suffix=".up.if") if _relu_output(ctx.g, x.name) else up

@@ -63,6 +63,14 @@ def conv2d(x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1):
     return out.reshape(groups, b, ho, wo, og).transpose(1, 0, 4, 2, 3).reshape(b, o, ho, wo)
 
 
+def zero_insert(x, dilation):
+    """(B, C, H, W) -> (B, C, d0*(H-1)+1, d1*(W-1)+1): ``d - 1`` zeros between neighbouring values."""
+    b, c, h, w = x.shape
+    out = np.zeros((b, c, dilation[0] * (h - 1) + 1, dilation[1] * (w - 1) + 1), x.dtype)
+    out[:, :, ::dilation[0], ::dilation[1]] = x
+    return out
+
+
 def avg_pool2d(x, kernel, stride, padding=(0, 0)):
     """torch's avg_pool2d with count_include_pad=True."""
     win = _im2col(x, kernel, stride, padding, (1, 1))

@@ -76,10 +76,16 @@ class Dense:
 
 @dataclass
 class Conv2d:
-    """``y = conv2d(x, weight, bias, stride, padding, dilation, groups)`` as in torch.
+    """``y = conv2d(x', weight, bias, stride, padding, dilation, groups)`` as in torch, where ``x'`` is
+    ``x`` with ``input_dilation - 1`` zeros inserted between neighbouring values along each axis
+    (``x'[c, d*i, d*j] = x[c, i, j]``, size ``d*(H-1)+1``; XLA's lhs dilation).
 
     weight ``(out_channels, in_channels // groups, kH, kW)``. Integer SNN:
-    ``y = conv2d(x, weight_int, ...) * 2**weight_exp``, as for Dense.
+    ``y = conv2d(x', weight_int, ...) * 2**weight_exp``, as for Dense. With ``input_dilation`` ``s``
+    the op is a transposed convolution: ``conv_transpose2d(x, w, stride=s, padding=q)`` equals it with
+    weight ``w`` flipped and in/out swapped and padding ``kernel - 1 - q``; nearest upsampling by
+    ``s`` is its depthwise case with an ``s x s`` kernel of ones and padding ``s - 1``. A spike's
+    fan-out is still a kernel's worth of synapses, so the connection stays conv-structured.
     """
     weight: np.ndarray
     bias: Optional[np.ndarray] = None
@@ -89,10 +95,26 @@ class Conv2d:
     groups: int = 1
     weight_int: Optional[np.ndarray] = None
     weight_exp: int = 0
+    input_dilation: Pair = (1, 1)
+
+    @property
+    def dilates_input(self) -> bool:
+        return tuple(self.input_dilation) != (1, 1)
+
+    def apply(self, x, w, k=kernels):
+        """The convolution without bias, with weight ``w`` (the float, scaled or integer one)."""
+        if self.dilates_input:
+            x = k.zero_insert(x, self.input_dilation)
+        return k.conv2d(x, w, self.stride, self.padding, self.dilation, self.groups)
 
     def infer_shape(self, in_shapes):
         (shape,) = in_shapes
         w = self.weight
+        d = self.input_dilation
+        if len(d) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in d):
+            raise ValueError(f"Conv2d input_dilation must be two whole numbers >= 1, got {d!r}")
+        if len(shape) == 3:
+            shape = (shape[0], d[0] * (shape[1] - 1) + 1, d[1] * (shape[2] - 1) + 1)
         if len(shape) != 3 or w.ndim != 4 or w.shape[1] * self.groups != shape[0]:
             raise ValueError(f"Conv2d weight {w.shape} (groups {self.groups}) does not take input {shape}")
         if w.shape[0] % self.groups:
@@ -103,8 +125,7 @@ class Conv2d:
         return (w.shape[0],) + hw
 
     def ann(self, xs, k=kernels):
-        return add_bias(self, k.conv2d(xs[0], k.const(self.weight), self.stride, self.padding, self.dilation,
-                                       self.groups), k)
+        return add_bias(self, self.apply(xs[0], k.const(self.weight), k), k)
 
 
 @dataclass
@@ -295,6 +316,22 @@ def arrays_of(op) -> dict:
 
 def conv_out_hw(hw: Pair, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair = (1, 1)) -> Pair:
     return tuple((hw[i] + 2 * padding[i] - dilation[i] * (kernel[i] - 1) - 1) // stride[i] + 1 for i in range(2))
+
+
+def conv_taps(op, in_hw, out_hw) -> int:
+    """(output position, kernel tap) pairs of a Conv2d per (out, in) channel pair: what its synapse
+    count and its ANN's multiply-accumulates scale with. Every pair for an ordinary conv (padding
+    included: a dense implementation multiplies it); for an input-dilated one only the pairs that land
+    on a real input (the inserted zeros are not inputs)."""
+    if not op.dilates_input:
+        return int(np.prod(op.weight.shape[2:]) * np.prod(out_hw))
+    count = 1
+    for a in range(2):
+        di = op.input_dilation[a]
+        pos = (np.arange(out_hw[a])[:, None] * op.stride[a] - op.padding[a]
+               + np.arange(op.weight.shape[2 + a])[None, :] * op.dilation[a])
+        count *= int(np.count_nonzero((pos >= 0) & (pos < di * (in_hw[a] - 1) + 1) & (pos % di == 0)))
+    return count
 
 
 def _channel(v, x):

@@ -56,10 +56,12 @@ def _whole_layer(net, name, offsets, n):
     return key
 
 
-def _axis_count(n_in, n_out, k, s, p, d):
-    """Per input position along one axis: how many (output position, kernel tap) pairs read it."""
+def _axis_count(n_in, n_out, k, s, p, d, di=1):
+    """Per input position along one axis: how many (output position, kernel tap) pairs read it (input
+    ``i`` sits at ``di * i`` of the zero-inserted map an input-dilated conv reads)."""
     pos = (np.arange(n_out, dtype=np.int64)[:, None] * s - p + np.arange(k, dtype=np.int64)[None, :] * d).ravel()
-    return np.bincount(pos[(pos >= 0) & (pos < n_in)], minlength=n_in)
+    pos = pos[(pos >= 0) & (pos < di * (n_in - 1) + 1) & (pos % di == 0)] // di
+    return np.bincount(pos, minlength=n_in)
 
 
 def conv_fanout(conn) -> np.ndarray:
@@ -71,7 +73,8 @@ def conv_fanout(conn) -> np.ndarray:
     ci, hi, wi = conn.src_shape
     _, ho, wo = conn.dst_shape
     (sh, sw), (ph, pw), (dh, dw) = op.stride, op.padding, op.dilation
-    per_pixel = np.outer(_axis_count(hi, ho, kh, sh, ph, dh), _axis_count(wi, wo, kw, sw, pw, dw))
+    (ih, iw) = op.input_dilation
+    per_pixel = np.outer(_axis_count(hi, ho, kh, sh, ph, dh, ih), _axis_count(wi, wo, kw, sw, pw, dw, iw))
     return np.broadcast_to((co // op.groups) * per_pixel, (ci, hi, wi)).reshape(-1)
 
 

@@ -34,12 +34,12 @@ def _pairs(conn):
     srcs, dsts = [], []
     for i in range(kh):
         y = np.arange(hi)
-        ny = y + op.padding[0] - i * op.dilation[0]
+        ny = y * op.input_dilation[0] + op.padding[0] - i * op.dilation[0]
         oky = (ny % op.stride[0] == 0) & (ny // op.stride[0] >= 0) & (ny // op.stride[0] < ho)
         ys, oys = y[oky], ny[oky] // op.stride[0]
         for j in range(kw):
             x = np.arange(wi)
-            nx_ = x + op.padding[1] - j * op.dilation[1]
+            nx_ = x * op.input_dilation[1] + op.padding[1] - j * op.dilation[1]
             okx = (nx_ % op.stride[1] == 0) & (nx_ // op.stride[1] >= 0) & (nx_ // op.stride[1] < wo)
             xs, oxs = x[okx], nx_[okx] // op.stride[1]
             if not len(ys) or not len(xs):

@@ -93,8 +93,9 @@ def gather_sources(conn: Conn, targets: np.ndarray) -> Tuple[np.ndarray, np.ndar
     xs = ox[:, None, None, None] * sw - pw + j[None] * dw          # (T, 1, 1, kw)
     chans = base_ci[:, None, None, None] + k[None]                  # (T, cg, 1, 1)
     ys, xs, chans = np.broadcast_arrays(ys, xs, chans)
-    ok = (ys >= 0) & (ys < hi) & (xs >= 0) & (xs < wi)
-    src = (chans * hi + ys) * wi + xs
+    (ih, iw) = op.input_dilation  # a tap reads the zero-inserted map: only its every ih-th row is real
+    ok = (ys >= 0) & (ys < ih * (hi - 1) + 1) & (ys % ih == 0) & (xs >= 0) & (xs < iw * (wi - 1) + 1) & (xs % iw == 0)
+    src = (chans * hi + ys // ih) * wi + xs // iw
     p = np.broadcast_to(pos[:, None, None, None], src.shape)
     return src[ok], p[ok]
 

@@ -21,7 +21,9 @@ from .network import run_cost_table
 
 def applies(net, name) -> bool:
     conns = net.conns[name]
-    return (len(net.shapes[name]) == 3 and bool(conns) and all(isinstance(c.op, O.Conv2d) for c in conns)
+    # (an input-dilated conv's tap pattern is not a window sliding over its source: the generic mapper)
+    return (len(net.shapes[name]) == 3 and bool(conns)
+            and all(isinstance(c.op, O.Conv2d) and not c.op.dilates_input for c in conns)
             and len({c.src for c in conns}) == len(conns))
 
 

@@ -45,7 +45,7 @@ def _pointwise(op) -> bool:
     if isinstance(op, O.Dense):
         return True
     return (isinstance(op, O.Conv2d) and op.weight.shape[2:] == (1, 1) and tuple(op.stride) == (1, 1)
-            and tuple(op.padding) == (0, 0))
+            and tuple(op.padding) == (0, 0) and not op.dilates_input)
 
 
 def _terms(g, n):
@@ -81,7 +81,7 @@ def _dense_kernel(op) -> np.ndarray:
 def _over_pointwise(outer, inner) -> bool:
     """A spatial Conv2d ``outer`` reading pointwise ``inner`` with no bias its padding would drop."""
     return (isinstance(outer, O.Conv2d) and isinstance(inner, O.Conv2d) and _pointwise(inner)
-            and (not any(outer.padding) or inner.bias is None or not np.any(inner.bias)))
+            and (not (any(outer.padding) or outer.dilates_input) or inner.bias is None or not np.any(inner.bias)))
 
 
 def _compose(outer, inner):
@@ -91,12 +91,12 @@ def _compose(outer, inner):
     if not _pointwise(outer) and _over_pointwise(outer, inner):
         w = np.tensordot(_dense_kernel(outer), _dense_kernel(inner)[:, :, 0, 0], axes=(1, 0)).transpose(0, 3, 1, 2)
         return O.Conv2d(weight=w, stride=tuple(outer.stride), padding=tuple(outer.padding),
-                        dilation=tuple(outer.dilation), groups=1)
+                        dilation=tuple(outer.dilation), groups=1, input_dilation=tuple(outer.input_dilation))
     if _pointwise(outer) and isinstance(inner, O.Conv2d):
         w_out = _dense_kernel(outer)[:, :, 0, 0]  # (o, c)
         w = np.tensordot(w_out, _dense_kernel(inner), axes=(1, 0))  # BLAS: einsum's loop took seconds on DenseNet
         return O.Conv2d(weight=w, stride=tuple(inner.stride), padding=tuple(inner.padding),
-                        dilation=tuple(inner.dilation), groups=1)
+                        dilation=tuple(inner.dilation), groups=1, input_dilation=tuple(inner.input_dilation))
     return None
 
 

@@ -62,6 +62,9 @@ def compose_pools(graph, config=None) -> bool:
                              "lower_avgpool should have made it a spiking layer")
         for d in list(graph.successors(p)):
             dop = op_of(graph, d)
+            if isinstance(dop, O.Conv2d) and dop.dilates_input:
+                raise ValueError(f"AvgPool2d {p} feeds Conv2d {d}, which dilates its input (a transposed conv or "
+                                 f"upsampling): a pool's window sum does not compose into it")
             if isinstance(dop, O.Conv2d):
                 graph.nodes[d]["op"] = _compose_conv(dop, kh, kw)
             elif isinstance(dop, O.Flatten):

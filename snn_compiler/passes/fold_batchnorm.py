@@ -113,7 +113,7 @@ def _fold_forward(g, n, s, t) -> bool:
         w2 = w * s_in[None, :]
         b2 = _bias(op) + w @ t_in
     elif (isinstance(op, O.Conv2d) and not through_flatten and op.groups == 1
-          and tuple(op.padding) == (0, 0)):
+          and tuple(op.padding) == (0, 0) and not op.dilates_input):  # inserted zeros would need the shift
         w2 = w * s[None, :, None, None]
         b2 = _bias(op) + w.sum(axis=(2, 3)) @ t
     else:

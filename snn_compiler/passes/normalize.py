@@ -51,7 +51,7 @@ import numpy as np
 
 from ..config import parse_norm
 from ..progress import bar
-from ..ir import input_node, op_of, topo_order
+from ..ir import input_node, inputs_of, op_of, topo_order
 from ..ir import ops as O
 from ..sim import torch_ann
 from ..sim.emulator import iter_ann
@@ -76,6 +76,11 @@ def _pooling_gain(graph, layer):
         return None
     if op.groups != op.weight.shape[0] or not np.all(op.weight == op.weight.flat[0]) or op.weight.flat[0] <= 0:
         return None
+    if op.dilates_input:  # nearest upsampling: of its kernel's taps, only those on real inputs count
+        (src,) = inputs_of(graph, ops[0])
+        ones = np.ones((1, 1) + tuple(graph.nodes[src]["shape"][1:]))
+        return float(O.Conv2d(weight=op.weight[:1], padding=op.padding, input_dilation=op.input_dilation,
+                              stride=op.stride, dilation=op.dilation).apply(ones, op.weight[:1]).max())
     return float(op.weight[0].sum())
 
 

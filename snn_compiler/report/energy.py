@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir import op_of
+from ..ir import inputs_of, op_of
 from ..ir import ops as O
 from ..ir.layers import source_and_area
 
@@ -31,15 +31,20 @@ def synapses(graph, name) -> int:
     """Synapses (= MACs per inference in the ANN) of a weighted op."""
     op = op_of(graph, name)
     if isinstance(op, O.Conv2d):
-        return int(op.weight.size * np.prod(graph.nodes[name]["shape"][1:]))
+        return int(op.weight.shape[0] * op.weight.shape[1]) * _taps(graph, name, op)
     return int(op.weight.size)
+
+
+def _taps(graph, name, op) -> int:
+    src = inputs_of(graph, name)[0]
+    return O.conv_taps(op, graph.nodes[src]["shape"][1:], graph.nodes[name]["shape"][1:])
 
 
 def _nonzero_synapses(graph, name) -> int:
     op = op_of(graph, name)
     w = op.weight_int if op.weight_int is not None else op.weight
     if isinstance(op, O.Conv2d):
-        return int(np.count_nonzero(w) * np.prod(graph.nodes[name]["shape"][1:]))
+        return int(np.count_nonzero(w) * _taps(graph, name, op) // int(np.prod(w.shape[2:])))
     return int(np.count_nonzero(w))
 
 

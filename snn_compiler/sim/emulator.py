@@ -62,7 +62,7 @@ def _weighted(plan, n, op, x):
     if isinstance(op, O.Dense):
         y = kernels.dense(x, w)
     else:
-        y = kernels.conv2d(x, w, op.stride, op.padding, op.dilation, op.groups)
+        y = op.apply(x, w)
     if plan.mode == "int":
         return y.astype(np.int64)
     return O.add_bias(op, y)

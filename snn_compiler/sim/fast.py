@@ -53,12 +53,13 @@ def first_line(err) -> str:
 NO_DECISION = (np.zeros(0, np.int64), np.zeros((0, 0), np.int64), np.zeros((0, 0), np.int64))
 
 
-def _reach(n_in, k, stride, pad, dil, n_out):
-    """tab[i, j]: the output index input i reaches through kernel tap j, or -1."""
+def _reach(n_in, k, stride, pad, dil, n_out, in_dil=1):
+    """tab[i, j]: the output index input i reaches through kernel tap j, or -1 (input i sits at
+    ``in_dil * i`` of the zero-inserted input a Conv2d with input dilation reads)."""
     tab = np.full((n_in, k), -1, np.int64)
     for i in range(n_in):
         for j in range(k):
-            o, r = divmod(i + pad - j * dil, stride)
+            o, r = divmod(in_dil * i + pad - j * dil, stride)
             if r == 0 and 0 <= o < n_out:
                 tab[i, j] = o
     return tab
@@ -89,8 +90,8 @@ class FastPlan:
                 og = o // op.groups
                 wr = w.reshape(op.groups, og, cg, kh, kw).transpose(0, 2, 3, 4, 1).reshape(op.groups * cg, kh, kw, og)
                 (hi, wi), (ho, wo) = g.nodes[plan.inputs[n][0]]["shape"][1:], g.nodes[n]["shape"][1:]
-                tabs = (_reach(hi, kh, op.stride[0], op.padding[0], op.dilation[0], ho),
-                        _reach(wi, kw, op.stride[1], op.padding[1], op.dilation[1], wo))
+                tabs = tuple(_reach((hi, wi)[a], (kh, kw)[a], op.stride[a], op.padding[a], op.dilation[a], (ho, wo)[a],
+                                    op.input_dilation[a]) for a in range(2))
                 self.ops[n] = ("conv", np.ascontiguousarray(wr), dtype, cg, tabs)
         # largest |value| each node emits where it is proved (Input, spikes, pools of them): picks
         # int32 or int64 for graded values and pool sums

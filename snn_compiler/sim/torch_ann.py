@@ -56,6 +56,12 @@ class TorchKernels:
         return self.F.conv2d(x, w, stride=tuple(stride), padding=tuple(padding), dilation=tuple(dilation),
                              groups=groups)
 
+    def zero_insert(self, x, dilation):
+        b, c, h, w = x.shape
+        out = x.new_zeros((b, c, dilation[0] * (h - 1) + 1, dilation[1] * (w - 1) + 1))
+        out[:, :, ::dilation[0], ::dilation[1]] = x
+        return out
+
     def avg_pool2d(self, x, kernel, stride, padding=(0, 0)):
         return self.F.avg_pool2d(x, tuple(kernel), tuple(stride), tuple(padding), count_include_pad=True)
 

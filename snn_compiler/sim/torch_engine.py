@@ -135,6 +135,8 @@ class TorchPlan:
         torch = _torch()
         self.plan, self.torch, self.dev = plan, torch, device_of(device)
         self.weights = {n: torch.from_numpy(np.ascontiguousarray(w)).to(self.dev) for n, w in plan.weights.items()}
+        from .torch_ann import TorchKernels  # (it imports this module)
+        self.kernels = TorchKernels(None, self.dev)  # the convolution's one definition: O.Conv2d.apply
         self.state_dtype, self.params = {}, {}
         for n, op in plan.ops.items():
             if isinstance(op, O.NEURONS):
@@ -206,7 +208,7 @@ def _value(tp, n, op, xs):
         if isinstance(op, O.Dense):
             y = F.linear(x, w)
         else:
-            y = F.conv2d(x, w, None, tuple(op.stride), tuple(op.padding), tuple(op.dilation), op.groups)
+            y = op.apply(x, w, tp.kernels)
         # integer valued and exact (module docstring), so the conversion is exact; a float32 sum is
         # below 2**24 and fits int32
         return y.to(torch.int32 if w.dtype == torch.float32 else torch.int64)

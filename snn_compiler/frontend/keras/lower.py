@@ -11,6 +11,7 @@ from ... import ir, origins
 from ...ir import ops as O
 from ...ir.routing import Concat
 from ..lowering import refuse_non_finite, zero_padding_conv
+from .upsampling import conv_2d_transpose, up_sampling_2d
 from ..unconverted import why_keras
 from .read import _Layer, _Reader
 
@@ -366,6 +367,9 @@ class _Lower:
     def _Softmax(self, lay, cfg):
         self.weights()
         self.activation(_SOFTMAX, lay.name)
+
+    _UpSampling2D = up_sampling_2d
+    _Conv2DTranspose = conv_2d_transpose
 
 
 _FORMS = {"Activation": "Activation('relu', 'relu6' or 'softmax')", "ReLU": "ReLU (max_value too)",

@@ -107,6 +107,9 @@ def _weighted_node(nir, graph, n, op, form, in_name, in_scale, int_bias):
         b = int_bias.get(n)
     if isinstance(op, O.Dense):
         return nir.Linear(weight=w) if b is None else nir.Affine(weight=w, bias=b)
+    if op.dilates_input:
+        raise NIRError(f"Conv2d {n!r} dilates its input (a transposed conv or nearest upsampling), which NIR "
+                         f"1.0 has no node for; export the network to another format")
     if b is None:
         b = np.zeros(w.shape[0], w.dtype)
     in_shape = graph.nodes[ir.inputs_of(graph, n)[0]]["shape"]

@@ -16,6 +16,7 @@ from ..lowering import Act, Unavailable, ceil_mode_rows, ceil_out_hw, describe
 from .context import FLOAT_TYPES
 from .folding import BATCH, reshape_dims
 from .routing import routing_handlers
+from .upsampling import conv_transpose, resize
 
 
 def _vector_input(ctx, x, what="input"):
@@ -340,5 +341,8 @@ HANDLERS = {
     "Dropout": dropout,
     "Identity": identity,
     "Cast": cast,
+    "ConvTranspose": conv_transpose,
+    "Resize": resize,
+    "Upsample": resize,  # opset < 10's name (its scales input is Resize's third)
 }
 HANDLERS.update(routing_handlers(reshape))  # Concat, Split, Slice, Gather, channel shuffles (routing.py)

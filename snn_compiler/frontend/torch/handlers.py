@@ -11,13 +11,14 @@ from ...ir import ops as O
 from ...ir import neuron as N
 from ...ir.neuron import QCFS, RESETS
 
-from ..lowering import Act, Unavailable, describe
+from ..lowering import Act, Unavailable, describe, transposed_conv
 from .activations import ACTIVATIONS
 from .one_d import ONE_D
 from .recurrent import RECURRENT
 from .routing import routing_handlers
 from .pools import (adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d, max_pool2d,
                     max_pool2d_with_indices, mean_dim)
+from .upsampling import UPSAMPLING
 from .context import _pair
 
 aten = torch.ops.aten
@@ -29,9 +30,13 @@ aten = torch.ops.aten
 
 def _conv(ctx, a, padding, transposed=False):
     x = ctx.act(a["input"])
-    if transposed:
-        ctx.fail("transposed convolution (ConvTranspose2d) is not supported")
     w = ctx.const(a["weight"], "weight")
+    if transposed:
+        if len(ctx.shape(x)) != 3:
+            ctx.fail(f"only 2-D transposed convolutions on (C, H, W) maps are supported (input {ctx.shape(x)})")
+        return ctx.emit(transposed_conv(ctx, w, ctx.const(a["bias"], "bias", ndim=1), _pair(a["stride"], "stride"),
+                                        padding, _pair(a["dilation"], "dilation"), int(a["groups"]),
+                                        _pair(a["output_padding"], "output_padding")), [x])
     if w.ndim != 4 or len(ctx.shape(x)) != 3:
         ctx.fail(f"only 2-D convolutions on (C, H, W) maps are supported (weight {w.shape}, "
                  f"input {ctx.shape(x)})")
@@ -61,6 +66,10 @@ def conv2d(ctx, a):
 
 def convolution(ctx, a):
     return _conv(ctx, a, _pair(a["padding"], "padding"), transposed=bool(a["transposed"]))
+
+
+def conv_transpose2d(ctx, a):
+    return _conv(ctx, a, _pair(a["padding"], "padding"), transposed=True)
 
 
 def linear(ctx, a):
@@ -259,6 +268,7 @@ HANDLERS = {
     aten._convolution_mode.default: conv2d,      # the same, as traced TorchScript records it
     aten.convolution.default: convolution,
     aten._convolution.default: convolution,
+    aten.conv_transpose2d.input: conv_transpose2d,
     aten.linear.default: linear,
     aten.addmm.default: addmm,                   # Linear in decomposed (core aten) programs
     aten.addmm_.default: addmm,
@@ -279,6 +289,7 @@ HANDLERS = {
     aten.max_pool2d.default: max_pool2d,
     aten.max_pool2d_with_indices.default: max_pool2d_with_indices,
     aten.adaptive_max_pool2d.default: adaptive_max_pool2d,
+    **UPSAMPLING,                                # nearest by whole factors (upsampling.py)
     # shape
     aten.flatten.using_ints: flatten,
     aten.view.default: reshape,

@@ -25,7 +25,8 @@ LOWERS = {
     "split_with_sizes": "chunk/split/slice of channels", "slice_": "chunk/split/slice of channels",
     "narrow": "chunk/split/slice of channels", "index_select": "chunk/split/slice of channels",
     "channel_shuffle": "channel shuffle", "transpose": "channel shuffle", "permute": "channel shuffle",
-    "pad": "zero padding (F.pad)",
+    "pad": "zero padding (F.pad)", "conv_transpose2d": "ConvTranspose2d", "nearest": "Upsample (nearest)",
+    "interpolating": None,  # refuses bilinear/bicubic with its reason
     "dropout": "Dropout",
     "identity": "clone/contiguous/detach", "cast": "float casts", "assert_metadata": None, "shape_query": None,
 }
