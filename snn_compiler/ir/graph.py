@@ -162,7 +162,7 @@ def verify(g: nx.DiGraph) -> None:
 def _verify_fields(g, n, op) -> None:
     state = g.graph.get("snnc", {})
     for name, arr in O.arrays_of(op).items():
-        if not np.all(np.isfinite(arr)):
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():  # (integers are always finite)
             raise IRError(f"node {n!r}: {name} has non-finite values")
     if isinstance(op, O.Dense) and op.bias is not None and op.bias.shape != (op.weight.shape[0],):
         raise IRError(f"node {n!r}: bias shape {op.bias.shape} does not match weight {op.weight.shape}")

@@ -78,6 +78,11 @@ def _dense_kernel(op) -> np.ndarray:
     return full
 
 
+def _depthwise(op) -> bool:
+    """One filter per channel (a lowered average pool): its dense kernel is diagonal in channels."""
+    return op.groups == op.weight.shape[0] and op.weight.shape[1] == 1
+
+
 def _over_pointwise(outer, inner) -> bool:
     """A spatial Conv2d ``outer`` reading pointwise ``inner`` with no bias its padding would drop."""
     return (isinstance(outer, O.Conv2d) and isinstance(inner, O.Conv2d) and _pointwise(inner)
@@ -89,12 +94,18 @@ def _compose(outer, inner):
     if isinstance(outer, O.Dense) and isinstance(inner, O.Dense):
         return O.Dense(weight=outer.weight @ inner.weight)
     if not _pointwise(outer) and _over_pointwise(outer, inner):
-        w = np.tensordot(_dense_kernel(outer), _dense_kernel(inner)[:, :, 0, 0], axes=(1, 0)).transpose(0, 3, 1, 2)
+        if _depthwise(outer):  # w[o, i] = outer[o] * inner[o, i]: no sum over channels (DenseNet's transition pool)
+            w = outer.weight[:, 0][:, None] * _dense_kernel(inner)[:, :, 0, 0][:, :, None, None]
+        else:
+            w = np.tensordot(_dense_kernel(outer), _dense_kernel(inner)[:, :, 0, 0], axes=(1, 0)).transpose(0, 3, 1, 2)
         return O.Conv2d(weight=w, stride=tuple(outer.stride), padding=tuple(outer.padding),
                         dilation=tuple(outer.dilation), groups=1, input_dilation=tuple(outer.input_dilation))
     if _pointwise(outer) and isinstance(inner, O.Conv2d):
-        w_out = _dense_kernel(outer)[:, :, 0, 0]  # (o, c)
-        w = np.tensordot(w_out, _dense_kernel(inner), axes=(1, 0))  # BLAS: einsum's loop took seconds on DenseNet
+        if _depthwise(outer):  # a per-channel scale (a BatchNorm as a conv): w[o] = s[o] * inner[o]
+            w = outer.weight[:, 0, 0, 0][:, None, None, None] * _dense_kernel(inner)
+        else:
+            w_out = _dense_kernel(outer)[:, :, 0, 0]  # (o, c)
+            w = np.tensordot(w_out, _dense_kernel(inner), axes=(1, 0))  # BLAS: einsum's loop took seconds on DenseNet
         return O.Conv2d(weight=w, stride=tuple(inner.stride), padding=tuple(inner.padding),
                         dilation=tuple(inner.dilation), groups=1, input_dilation=tuple(inner.input_dilation))
     return None

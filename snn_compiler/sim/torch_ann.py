@@ -17,6 +17,7 @@ import numpy as np
 
 from ..ir import inputs_of, op_of, topo_order
 from ..ir import ops as O
+from . import ann_sharing
 from .torch_engine import _torch, available, device_of
 
 ANN_DTYPE = "float32"
@@ -53,6 +54,9 @@ class TorchKernels:
         return self.F.linear(x, w)
 
     def conv2d(self, x, w, stride, padding, dilation, groups):
+        if groups == w.shape[0] == x.shape[1] and w.shape[1:] == (1, 1, 1) and tuple(stride) == (1, 1) \
+                and not any(padding):
+            return x * w.view(1, -1, 1, 1)  # a per-channel scale (a folded BN, a skip): torch's depthwise conv is slower
         return self.F.conv2d(x, w, stride=tuple(stride), padding=tuple(padding), dilation=tuple(dilation),
                              groups=groups)
 
@@ -98,23 +102,50 @@ def iter_ann(graph, x, keep=(), batch_size=256, clip=(), device=None, dtype=ANN_
     srcs = {n: inputs_of(graph, n) for n in order}
     k = TorchKernels(tdtype, dev)
     wanted = {n for n in order if n in keep or O.is_readout(ops[n])}
+    units, inside = ann_sharing.plan(graph, order, ops, srcs, wanted | clip)
+    copies = {}  # base unit -> how many units scale its raw output
+    for u in units.values():
+        if u.base is not None:
+            copies[u.base] = copies.get(u.base, 0) + 1
     with torch.inference_mode():
         for start in range(0, len(x), batch_size):
             left = {n: graph.out_degree(n) for n in order}
-            vals, got = {}, {}
+            vals, got, raw, owed = {}, {}, {}, dict(copies)
             for n in order:
                 op = ops[n]
+                if n in inside:
+                    continue  # computed by the sum it feeds, as one conv
                 if isinstance(op, O.Input):
                     xb = torch.as_tensor(np.asarray(x[start:start + batch_size], np.float64)).to(dev, tdtype)
                     vals[n] = xb / op.scale if op.scale else xb
+                    reads = ()
+                elif n in units:
+                    u = units[n]
+                    if u.base is None:
+                        xs = [vals[p] for p in u.reads]
+                        y = u.conv.apply(xs[0] if len(xs) == 1 else torch.cat(xs, 1), k.const(u.conv.weight), k)
+                        if n in owed:
+                            raw[n] = y
+                        vals[n] = O.add_bias(u.conv, y, k)
+                    else:
+                        f = k.const(u.factor).view(1, -1, 1, 1)
+                        b = u.conv.bias
+                        vals[n] = raw[u.base] * f if b is None else torch.addcmul(k.const(b).view(1, -1, 1, 1),
+                                                                                  raw[u.base], f)
+                        owed[u.base] -= 1
+                        if owed[u.base] == 0:
+                            del raw[u.base]
+                    reads = u.reads
                 else:
                     vals[n] = op.ann([vals[p] for p in srcs[n]], k)
-                    if n in clip:
-                        vals[n] = torch.clamp(vals[n], max=1.0)
-                    for p in srcs[n]:  # free an activation once its last consumer has read it
-                        left[p] -= 1
-                        if left[p] == 0 and p not in wanted:
-                            del vals[p]
+                    reads = srcs[n]
+                if n in clip:
+                    vals[n] = torch.clamp(vals[n], max=1.0)
+                for p in reads:  # free an activation once its last consumer has read it
+                    left[p] -= 1
+                    if left[p] == 0 and p not in wanted:
+                        del vals[p]
                 if n in wanted:
                     got[n] = vals[n].cpu().numpy()
             yield got
+
