@@ -127,7 +127,8 @@ ARRAYS = {
     "Dense": dict(_W, weight=("f", (2,))), "Conv2d": dict(_W, weight=("f", (4,))),
     "BatchNorm": {k: ("f", (1,)) for k in ("mean", "var", "weight", "bias")},
     "Affine": {"scale": ("f", (1,)), "shift": ("f", (1,))},
-    "Neuron": {"bias": ("i", (0, 1, 2, 3)), "beta": ("f", (1,)), "decay_v": ("i", (1,))},
+    "Neuron": {"bias": ("i", (0, 1, 2, 3)), "beta": ("f", (1,)), "decay_v": ("i", (1,)),
+               "clip": ("f", (1,))},  # per channel after channel-wise normalization, else a number
 }
 
 
@@ -157,7 +158,8 @@ def node_fields(cls, name, attrs, array_names, where):
         if f in arr_spec:
             if v is None and f not in required:
                 continue  # an optional array that is absent
-            _fail(node, f"{f} must be an array, not {short(v)}")
+            if f not in attr_spec:  # (a field that is an array or a number, like a clip, is checked below)
+                _fail(node, f"{f} must be an array, not {short(v)}")
         problem = attr_spec[f](v) if f in attr_spec else None
         if problem:
             _fail(node, f"{f} {problem}, got {short(v)}")

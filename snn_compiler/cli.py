@@ -105,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--layer-scale", type=_layer_scale, action="append", default=[], metavar="LAYER=SCALE",
                    help="set one layer's activation scale by hand; LAYER is a name or an index (neuron layers "
                         "in order, from 0); repeatable")
+    c.add_argument("--channel-wise", action="store_true",
+                   help="one activation scale per channel of each hidden layer (from the calibration data), not one "
+                        "per layer: depthwise/MobileNet-style layers whose channels differ in range spike far more")
     c.add_argument("--layer-factor", type=_layer_scale, action="append", default=[], metavar="LAYER=F",
                    help="multiply one layer's normalization scale by F (> 1: fewer spikes, less clipping); "
                         "LAYER a name or an index; repeatable")

@@ -44,7 +44,8 @@ def cmd_compile(args) -> int:
                            layer_factors=dict(args.layer_factor), calibration=calib,
                            timesteps=args.timesteps, reset=args.reset, v_init=args.v_init, input_bits=args.input_bits, pool=args.pool,
                            target=args.target, profile=args.profile, chips=args.chips,
-                           progress=not args.no_progress and sys.stderr.isatty(), encoding=args.encoding)
+                           progress=not args.no_progress and sys.stderr.isatty(), encoding=args.encoding,
+                           channel_wise=args.channel_wise)
     config = target.prepare(config)  # the registers and profile extra_outputs read too
     t0 = time.perf_counter()
     q = compile_model(graph, config, target=target)

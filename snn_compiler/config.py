@@ -53,6 +53,7 @@ class CompileConfig:
     chips: Optional[int] = None     # --chips N: overrides the profile's ``chips`` (partitioner and core bound)
     progress: bool = False          # progress bars for calibration and mapping (stderr)
     encoding: str = "constant"      # the input encoding it will run with (pso needs its gain in the weights)
+    channel_wise: bool = False      # one activation scale per channel of each hidden layer (passes/normalize.py)
 
     def __post_init__(self):
         # every value given is checked, none replaced: 0 is a value (refused), not "use the default"
@@ -71,6 +72,8 @@ class CompileConfig:
             raise ValueError(f"--v-init must be one of {V_INITS}, got {self.v_init!r}")
         if self.norm is not None:
             parse_norm(self.norm)
+        if not isinstance(self.channel_wise, bool):
+            raise ValueError(f"--channel-wise must be true or false, got {self.channel_wise!r}")
         from .sim.encode import ENCODINGS
         if self.encoding not in ENCODINGS:
             raise ValueError(f"--encoding must be one of {', '.join(ENCODINGS)}, got {self.encoding!r}")

@@ -178,3 +178,15 @@ def test_the_targets_default_bits_apply_only_when_none_are_given():
     from snn_compiler.targets import get_target
     assert get_target("reference").weight_bits(None) == 8 and get_target("truenorth").weight_bits(None) == 4
     assert get_target("reference").weight_bits(0) == 0  # passed on, for CompileConfig to refuse
+
+
+def test_compile_channel_wise_from_the_cli(files, capsys):
+    art = files / "cw.snnc"
+    code, out, err = run(["compile", files / "model.pt2", "--calibration", files / "calib.npz", "--channel-wise",
+                          "-o", art], capsys)
+    assert code == 0, err
+    from snn_compiler import artifact
+    g = artifact.load(art)
+    assert g.graph["snnc"]["channel_wise"] is True
+    code, out, err = run(["simulate", art, "--data", files / "data.npz", "--timesteps", "64"], capsys)
+    assert code == 0, err

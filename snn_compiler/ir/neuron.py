@@ -122,7 +122,11 @@ class Neuron:
             raise ValueError(f"levels (QCFS) apply to a converted IF layer only, not to {self.label} "
                              f"{'(trained)' if self.spike_value is not None else ''}".rstrip())
         if self.clip is not None:
-            if not (isinstance(self.clip, (int, float, np.floating)) and np.isfinite(self.clip) and self.clip > 0):
+            if isinstance(self.clip, np.ndarray):  # per channel (channel-wise normalization)
+                if not (self.clip.ndim == 1 and len(self.clip) == shape[0] and np.all(np.isfinite(self.clip))
+                        and np.all(self.clip > 0)):
+                    raise ValueError(f"a clipped ReLU's per-channel clip must be {shape[0]} finite numbers > 0")
+            elif not (isinstance(self.clip, (int, float, np.floating)) and np.isfinite(self.clip) and self.clip > 0):
                 raise ValueError(f"a clipped ReLU's clip must be a finite number > 0, got {self.clip!r}")
             if self.readout or self.spike_value is not None or self.leaky or self.levels is not None:
                 raise ValueError(f"clip (a clipped ReLU) applies to a converted IF layer only, not to {self.label}"
@@ -139,7 +143,10 @@ class Neuron:
         if self.levels is not None:  # in float64 wherever x is narrower: a step edge lands where numpy's does
             return k.in_float64(lambda x: qcfs_staircase(x, self.qcfs_theta, self.levels), xs[0])
         if self.clip is not None:  # .clip means the same on numpy arrays and torch tensors
-            return k.relu(xs[0]).clip(None, self.clip)
+            x = xs[0]
+            c = self.clip if not isinstance(self.clip, np.ndarray) else \
+                k.const(self.clip).reshape((-1,) + (1,) * (x.ndim - 2))
+            return k.relu(x).clip(None, c)
         return k.relu(xs[0])
 
 

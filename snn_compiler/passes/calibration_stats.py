@@ -61,6 +61,10 @@ class LayerStats:
         b = ranked[min(lo + 1, self.count - 1) - first]
         return float(b - (b - a) * (1.0 - t)) if t >= 0.5 else float(a + (b - a) * t)  # numpy's _lerp
 
+    def rate(self, ceiling: float) -> float:
+        """The layer's expected rate at scale ``ceiling``: ``mean(min(v, ceiling)) / ceiling``."""
+        return self.clipped_mean(ceiling) / ceiling
+
     def clipped_mean(self, ceiling: float) -> float:
         """``mean(min(v, ceiling))`` in float64: exact when every value above ``ceiling`` is kept
         (``ceiling`` at least the statistic, or ``keep_all``)."""
@@ -70,3 +74,40 @@ class LayerStats:
             raise AssertionError("clipped_mean below the values kept: construct with keep_all")
         above = self.top[self.top > ceiling].astype(np.float64)
         return (self.sum - float(above.sum()) + ceiling * above.size) / self.count
+
+
+class ChannelStats:
+    """:class:`LayerStats` per channel (axis 1 of a batch), for channel-wise normalization: each
+    channel's count, sum and largest values, kept with one partition per batch for all channels."""
+
+    def __init__(self, channels: int, per_channel: int, norm, keep_all: bool = False):
+        self.norm, self.keep_all, self.total = norm, keep_all, per_channel
+        self.k = LayerStats(per_channel, norm, keep_all).k
+        self.top = np.zeros((channels, 0), np.float32)
+        self.count, self.sum = 0, np.zeros(channels)
+
+    def add(self, values: np.ndarray) -> None:
+        a = np.asarray(values, np.float32)
+        a = np.moveaxis(a, 1, 0).reshape(a.shape[1], -1)
+        self.count += a.shape[1]
+        self.sum += a.sum(axis=1, dtype=np.float64)
+        cand = np.concatenate([self.top, a], axis=1) if self.top.shape[1] else a.copy()
+        if cand.shape[1] > self.k:
+            cand = np.partition(cand, cand.shape[1] - self.k, axis=1)[:, cand.shape[1] - self.k:]
+        self.top = cand
+
+    def channel(self, c) -> LayerStats:
+        st = LayerStats(self.total, self.norm, self.keep_all)
+        st.top, st.count, st.sum = self.top[c], self.count, float(self.sum[c])
+        return st
+
+    @property
+    def finite(self) -> bool:
+        return bool(np.all(np.isfinite(self.sum)))
+
+    def statistic(self, norm) -> np.ndarray:
+        return np.array([self.channel(c).statistic(norm) for c in range(len(self.sum))])
+
+    def rate(self, ceilings) -> float:
+        """The layer's expected rate, each channel at its own ceiling (channels hold equally many neurons)."""
+        return float(np.mean([self.channel(c).clipped_mean(ceilings[c]) / ceilings[c] for c in range(len(self.sum))]))

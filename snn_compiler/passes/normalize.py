@@ -57,7 +57,7 @@ from ..sim import torch_ann
 from ..sim.emulator import iter_ann
 from ..ir.layers import incoming, neuron_layers, source_of
 from . import datafree
-from .calibration_stats import LayerStats
+from .calibration_stats import ChannelStats, LayerStats
 from ..activity import activity_warnings, checked_rates
 
 CALIBRATION_BATCH = 64      # samples per ANN pass: the progress bar moves every few seconds on large nets
@@ -84,18 +84,40 @@ def _pooling_gain(graph, layer):
     return float(op.weight[0].sum())
 
 
+def _per_output(op, lam):
+    """``lam`` (a number, or one per output channel) shaped to divide ``op``'s weight row by row."""
+    return np.reshape(lam, (-1,) + (1,) * (op.weight.ndim - 1)) if np.ndim(lam) else lam
+
+
+def _per_input(op, value):
+    """What one unit of each input of ``op`` is worth: ``value`` (a number, or one per channel of the
+    source layer) shaped to multiply ``op``'s weight column by column (a grouped conv reads its group's
+    channels; a Dense reads a flattened map, each channel's H x W values in a row)."""
+    if not np.ndim(value):
+        return value
+    v = np.asarray(value, np.float64)
+    if isinstance(op, O.Dense):
+        return np.repeat(v, op.weight.shape[1] // len(v))[None, :]
+    o, cg = op.weight.shape[:2]
+    idx = (np.arange(o)[:, None] // (o // op.groups)) * cg + np.arange(cg)[None, :]
+    return v[idx][:, :, None, None]
+
+
 DEFAULT_NORM = "percentile:99.9"
 
 
-def _activation_scales(graph, layers, config, out, norm, factors):
-    """lambda per layer from the calibration set, and the expected rate at lambda times its factor."""
+def _activation_scales(graph, layers, config, out, norm, factors, channel_wise=()):
+    """lambda per layer from the calibration set, and the expected rate at lambda times its factor;
+    for the layers in ``channel_wise`` lambda is a vector, one per channel."""
     if config.calibration is None:
         raise ValueError(f"--norm {norm} needs calibration data (--calibration DATA.npz); without it use --norm "
                          f"model or give a scale for every layer; missing: {', '.join(layers)}")
     norm = parse_norm(norm)
     sizes = {n: len(config.calibration) * int(np.prod(graph.nodes[n]["shape"])) for n in layers}
     low = norm[0] == "scale" and norm[1] < 1  # lambda below the largest value: the rate needs more than the top
-    stats = {n: LayerStats(sizes[n], norm, keep_all=low or factors.get(n, 1.0) < 1) for n in layers}
+    stats = {n: (ChannelStats(graph.nodes[n]["shape"][0], sizes[n] // graph.nodes[n]["shape"][0], norm,
+                              keep_all=low or factors.get(n, 1.0) < 1) if n in channel_wise else
+                 LayerStats(sizes[n], norm, keep_all=low or factors.get(n, 1.0) < 1)) for n in layers}
     progress = bar(len(config.calibration), "calibrate", enabled=config.progress)
     # the ANN reading through torch where it is installed (float32, the same scales to 1e-4; see
     # sim/torch_ann.py), else numpy's; $SNNC_CALIBRATION_ENGINE forces one
@@ -110,16 +132,23 @@ def _activation_scales(graph, layers, config, out, norm, factors):
         if not st.finite:
             raise ValueError(f"layer {n!r}: its activations on the calibration data are not finite")
         lam = st.statistic(norm)
-        if not lam > 0:  # a dead layer (or an all-negative output): any positive scale is exact
+        if np.ndim(lam):  # per channel: a dead channel takes its layer's scale (any positive one is exact)
+            lam = np.where(lam > 0, lam, lam.max() if lam.max() > 0 else float(np.abs(st.top).max(initial=0.0)) or 1.0)
+        elif not lam > 0:  # a dead layer (or an all-negative output): any positive scale is exact
             lam = float(np.abs(st.top).max(initial=0.0)) or 1.0
         scales[n] = lam
-    top = max(scales.values(), default=0.0)
+    top = max((float(np.max(v)) for v in scales.values()), default=0.0)
     means = {}
     for n, st in stats.items():
-        if scales[n] < ROUNDING_NOISE * top:  # only float32 rounding (a max-pool tree's u - v with u == v):
-            scales[n] = 1.0                    # a dead layer, as above, not one scaled up 10**7
+        # only float32 rounding (a max-pool tree's u - v with u == v): a dead layer (or channel), as above,
+        # not one scaled up 10**7
+        noise = scales[n] < ROUNDING_NOISE * top
+        if np.ndim(noise):
+            scales[n] = np.where(noise, scales[n].max() if not noise.all() else 1.0, scales[n])
+        elif noise:
+            scales[n] = 1.0
         final = scales[n] * factors.get(n, 1.0)   # the expected rate: mean(min(v, lam)) / lam
-        means[n] = float(st.clipped_mean(final) / final)
+        means[n] = st.rate(final)
     return scales, means
 
 
@@ -169,8 +198,12 @@ def normalize(graph, config) -> bool:
     preset = {n: op_of(graph, n).scale for n in layers if op_of(graph, n).scale is not None}
     need = [n for n in layers if n not in layer_scales and n not in pools and n not in preset]
     pre = datafree.preactivations(graph) if by_model and need else None  # in the trained units, before any scaling
+    if config.channel_wise and by_model:
+        raise ValueError(f"--channel-wise takes each channel's scale from calibration data; --norm {norm} has none")
+    channel_wise = [n for n in need if config.channel_wise and O.is_hidden_neuron(op_of(graph, n))
+                    and op_of(graph, n).levels is None and op_of(graph, n).spike_value is None]
     if need and not by_model:
-        scales, rates = _activation_scales(graph, need, config, out, norm, factors)
+        scales, rates = _activation_scales(graph, need, config, out, norm, factors, channel_wise)
     elif pre is not None and norm == "model":
         scales = {n: v for n in need if (v := datafree.positive_quantile(*pre[n], MODEL_PERCENTILE)) > 0}
         rates = {}  # set at the end; a layer estimated silent (no positive mass) falls back to the bound
@@ -210,13 +243,13 @@ def normalize(graph, config) -> bool:
             lam[n] = value(source_of(graph, incoming(graph, n)[0])) * pools[n]
         elif lam[n] is None:
             lam[n] = _model_scale(graph, n, value)
-        lam[n] *= factors.get(n, 1.0)
+        lam[n] = lam[n] * factors.get(n, 1.0)
         layer = op_of(graph, n)
         if layer.clip is not None and n not in layer_scales:  # a clipped ReLU never exceeds its clip
-            lam[n] = min(lam[n], layer.clip)
-        if not (np.isfinite(lam[n]) and lam[n] > 0):
+            lam[n] = np.minimum(lam[n], layer.clip) if np.ndim(lam[n]) else min(lam[n], layer.clip)
+        if not (np.all(np.isfinite(lam[n])) and np.all(np.asarray(lam[n]) > 0)):
             raise ValueError(f"layer {n!r}: activation scale {lam[n]!r} is not a finite positive number")
-        layer.scale = lam[n]
+        layer.scale = float(np.max(lam[n]))  # (per channel: the largest; the weights hold each channel's)
         if layer.levels is not None:  # a QCFS staircase reads its input in the same units as the weights
             layer.qcfs_theta = layer.qcfs_theta / lam[n]
         if layer.clip is not None:  # so does a clipped ReLU's ceiling
@@ -224,12 +257,12 @@ def normalize(graph, config) -> bool:
         for k in incoming(graph, n):
             op = op_of(graph, k)
             with np.errstate(over="ignore"):
-                op.weight = op.weight * (value(source_of(graph, k)) / lam[n])
+                op.weight = op.weight * _per_input(op, value(source_of(graph, k))) / _per_output(op, lam[n])
                 if op.bias is not None:
                     op.bias = op.bias / lam[n]
             if not (np.all(np.isfinite(op.weight)) and (op.bias is None or np.all(np.isfinite(op.bias)))):
-                raise ValueError(f"layer {n!r}: activation scale {lam[n]:.3g} (source {source_of(graph, k)!r}: "
-                                 f"{lam[source_of(graph, k)]:.3g}) makes the weights of {k!r} overflow; check "
+                raise ValueError(f"layer {n!r}: activation scale {np.max(lam[n]):.3g} (source {source_of(graph, k)!r}: "
+                                 f"{np.max(lam[source_of(graph, k)]):.3g}) makes the weights of {k!r} overflow; check "
                                  "--norm / --layer-scale")
     if pre is not None:  # the data-free estimate's rates at the scales chosen (the bound's, factors included)
         rates = {n: datafree.expected_rate(*pre[n], lam[n]) for n in need}
@@ -238,5 +271,6 @@ def normalize(graph, config) -> bool:
         warnings.warn(line, UserWarning, stacklevel=2)
     state["normalized"] = True
     state["norm"] = norm
+    state["channel_wise"] = bool(channel_wise)
     state["expected_rates"] = rates
     return True
