@@ -23,6 +23,18 @@ def early_checks(graph, config, target, log=None) -> None:
             log(f"core lower bound: {bound}")
 
 
+def working_copy(graph):
+    """A copy of ``graph`` the passes may change without touching ``graph``: new node and graph
+    dicts and a shallow copy of every op, whose arrays are shared. Passes give an op new arrays and
+    never write into one (``op.weight = op.weight * s``, not ``op.weight *= s``), so sharing them is
+    safe, and it spares a deep copy of every weight (VGG-11's 133 M parameters: 4 s)."""
+    g = graph.copy()
+    g.graph.update(copy.deepcopy(graph.graph))
+    for n in g:
+        g.nodes[n]["op"] = copy.copy(g.nodes[n]["op"])
+    return g
+
+
 def compile_model(graph, config: CompileConfig, log=None, target=None):
     """Run the pass pipeline (and the target's own passes and checks) on a copy of ``graph``.
 
@@ -41,7 +53,7 @@ def compile_model(graph, config: CompileConfig, log=None, target=None):
     if config.chips is not None and config.profile is None:
         raise ValueError(f"--chips applies to a hardware profile: give --profile (target {target.name} maps no cores "
                          f"without one)")
-    g = copy.deepcopy(graph)
+    g = working_copy(graph)
     run_pipeline(g, config, STRUCTURAL, log=log)
     early_checks(g, config, target, log=log)
     run_pipeline(g, config, NUMERIC + list(target.passes), log=log)

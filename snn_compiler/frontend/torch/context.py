@@ -120,7 +120,10 @@ class Lowering(BaseLowering):
                       f"network's input; weights that depend on the input are not supported")
         if not isinstance(v, torch.Tensor):
             self.fail(f"{what} must be a tensor, got {v!r}")
-        arr = v.detach().cpu().to(torch.float64).numpy().copy()
+        t = v.detach().cpu()
+        arr = t.to(torch.float64).numpy()  # a new array, unless the tensor is float64 already:
+        if t.dtype == torch.float64:       # never share the model's memory
+            arr = arr.copy()
         if ndim is not None and arr.ndim != ndim:
             self.fail(f"{what} has shape {tuple(arr.shape)}, expected {ndim} dimensions")
         return arr
