@@ -97,6 +97,7 @@ class ChannelStats:
         self.top = cand
 
     def channel(self, c) -> LayerStats:
+        """Channel ``c``'s statistics as a :class:`LayerStats` (what the vectorised methods equal)."""
         st = LayerStats(self.total, self.norm, self.keep_all)
         st.top, st.count, st.sum = self.top[c], self.count, float(self.sum[c])
         return st
@@ -106,8 +107,32 @@ class ChannelStats:
         return bool(np.all(np.isfinite(self.sum)))
 
     def statistic(self, norm) -> np.ndarray:
-        return np.array([self.channel(c).statistic(norm) for c in range(len(self.sum))])
+        """:meth:`LayerStats.statistic` of every channel at once (each channel holds equally many values)."""
+        name, arg = norm
+        if not self.count:
+            return np.zeros(len(self.sum))
+        ranked = np.sort(self.top.astype(np.float64), axis=1)
+        if name == "max":
+            return ranked[:, -1]
+        if name == "scale":
+            return arg * ranked[:, -1]
+        q = arg / 100.0
+        index = self.count * q + (1.0 - q) - 1.0
+        lo = math.floor(index)
+        t = index - lo
+        first = self.count - ranked.shape[1]
+        a = ranked[:, max(lo - first, 0)]
+        b = ranked[:, min(lo + 1, self.count - 1) - first]
+        return b - (b - a) * (1.0 - t) if t >= 0.5 else a + (b - a) * t
 
     def rate(self, ceilings) -> float:
         """The layer's expected rate, each channel at its own ceiling (channels hold equally many neurons)."""
-        return float(np.mean([self.channel(c).clipped_mean(ceilings[c]) / ceilings[c] for c in range(len(self.sum))]))
+        if not self.count:
+            return 0.0
+        ceilings = np.broadcast_to(np.asarray(ceilings, np.float64), self.sum.shape)
+        if self.top.shape[1] < self.count and np.any(ceilings < self.top.min(axis=1)):
+            raise AssertionError("clipped_mean below the values kept: construct with keep_all")
+        above = self.top > ceilings[:, None]
+        kept = np.where(above, self.top, 0.0).sum(axis=1, dtype=np.float64)
+        mean = (self.sum - kept + ceilings * above.sum(axis=1)) / self.count
+        return float(np.mean(mean / ceilings))

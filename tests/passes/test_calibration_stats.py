@@ -35,3 +35,25 @@ def test_non_finite_values_are_seen():
     st = LayerStats(4, ("max", None))
     st.add(np.array([1.0, np.inf, 0.0, 2.0], np.float32))
     assert not st.finite
+
+
+@pytest.mark.parametrize("norm", [("max", None), ("scale", 0.5), ("percentile", 99.0), ("percentile", 99.9),
+                                  ("percentile", 50.0)])
+def test_channel_stats_equal_one_layer_stats_per_channel(norm):
+    """The vectorised per-channel statistic and rate are each channel's LayerStats."""
+    from snn_compiler.passes.calibration_stats import ChannelStats
+    rng = np.random.default_rng(4)
+    batches = [rng.gamma(1.0, size=(8, 5, 3, 3)) * np.array([1, 10, 0.1, 3, 0])[None, :, None, None] for _ in range(3)]
+    keep_all = norm[0] == "scale"  # lambda below the top: normalize keeps every value (as here)
+    cs = ChannelStats(5, 3 * 8 * 9, norm, keep_all)
+    for b in batches:
+        cs.add(b)
+    lam = cs.statistic(norm)
+    for c in range(5):
+        ref = LayerStats(3 * 8 * 9, norm, keep_all)
+        for b in batches:
+            ref.add(b[:, c])
+        assert lam[c] == pytest.approx(ref.statistic(norm), rel=1e-12, abs=1e-12)
+    ceil = np.where(lam > 0, lam, 1.0)
+    want = np.mean([cs.channel(c).clipped_mean(ceil[c]) / ceil[c] for c in range(5)])
+    assert cs.rate(ceil) == pytest.approx(want, rel=1e-12)
