@@ -101,6 +101,15 @@ class FastPlan:
         b = self.bound[n]
         return np.int32 if b is not None and b <= INT32_MAX else np.int64
 
+    def input_dtype(self, n):
+        """The narrowest integer type that holds the Input's levels (int8 for 8-bit signed input): the
+        encoder writes, and the first layer reads, a quarter of int32's bytes per value."""
+        b = self.bound[n]
+        for dtype in (np.int8, np.int16):
+            if b is not None and b <= np.iinfo(dtype).max:
+                return dtype
+        return self.int_dtype(n)
+
 
 # A Dense whose input is busier than this (nonzero fraction) runs as one BLAS product instead of a
 # scatter per spike: about rate x fan-out adds per input against a blocked GEMM's few cycles per

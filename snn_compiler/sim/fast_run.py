@@ -83,7 +83,7 @@ class BatchRun:
         self.inp = next(n for n, op in plan.ops.items() if isinstance(op, O.Input))
         self.stop = dec is not None and dec.stop
         self.const = plan.static[self.inp]  # a constant encoding of static samples (not of a sequence)
-        self.in_dtype = fp.int_dtype(self.inp)
+        self.in_dtype = fp.input_dtype(self.inp)
         self.inputs = _StepReader(input_chunks(plan.ops[self.inp], x, 1 if self.const else timesteps, encoding, seed,
                                                ids, "int", 1 if self.const else None, self.in_dtype))
         self.static = {}  # node -> its value is (1, F, ...), the same every step

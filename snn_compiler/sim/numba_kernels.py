@@ -15,10 +15,11 @@ import sys
 import types
 
 import numba as nb
+import numpy as np
 from numba.extending import register_jitable
 
 from ..ir import neuron as N
-from . import readout
+from . import encode, readout
 
 # The step's helpers become callable from compiled code as they are (the same function objects
 # the numpy and torch engines call), so int_update compiles without a copy of its equations.
@@ -26,6 +27,7 @@ register_jitable(N.tz_decay)
 register_jitable(N.saturate)
 register_jitable(readout.decides)
 _int_update = nb.njit(inline="always")(N.int_update)
+_input_levels = nb.njit(inline="always")(encode.input_levels)
 
 
 @register_jitable
@@ -249,3 +251,18 @@ _will_compile = _drop_stale_step_cache() or _will_compile
 if _will_compile and sys.stderr.isatty():
     print("snnc: compiling the numba engine's kernels for this installation (10-20 s, once; cached after)",
           file=sys.stderr, flush=True)
+
+
+@nb.njit(parallel=True, cache=True)
+def quantize_frames(x, scale, levels, lowest, out):
+    """``out = encode.input_levels(x)`` in one pass, value by value (x, out: (A, B, F)); a value equal
+    to the one before reuses its level (events: mostly zeros, so the division is mostly skipped)."""
+    for a in nb.prange(x.shape[0]):
+        last = np.float64(x[a, 0, 0]) if x.size else 0.0
+        level = _input_levels(last, scale, levels, lowest)
+        for b in range(x.shape[1]):
+            for f in range(x.shape[2]):
+                v = np.float64(x[a, b, f])
+                if v != last:
+                    last, level = v, _input_levels(v, scale, levels, lowest)
+                out[a, b, f] = level

@@ -1,0 +1,40 @@
+"""The Input's value rule (encode.input_levels) is written once; numba's one-pass kernel
+(numba_kernels.quantize_frames, what quantize_input takes for large inputs) gives numpy's levels
+bit for bit: every input dtype, exact ties (x / scale * L = k + 1/2), both signs, views in any order."""
+import numpy as np
+import pytest
+
+from snn_compiler.ir import ops as O
+from snn_compiler.sim import encode
+
+pytest.importorskip("numba")
+
+
+def _numpy_levels(inp, x, dtype):
+    return encode.input_levels(np.asarray(x).astype(np.float64), inp.scale, inp.levels,
+                               -inp.levels if inp.signed else 0).astype(dtype)
+
+
+@pytest.mark.parametrize("signed", [True, False])
+@pytest.mark.parametrize("bits", [2, 8, 12])
+@pytest.mark.parametrize("kind", ["float32", "float64", "bool", "uint8", "int16", "ties", "swapped"])
+def test_the_fused_kernel_gives_numpys_levels(kind, bits, signed):
+    rng = np.random.default_rng(bits)
+    inp = O.Input((50,), scale=0.73, bits=bits, signed=signed)
+    shape = (16, 48, 50)  # 38,400 values: above FUSED_VALUES, so quantize_input takes the kernel
+    assert np.prod(shape) >= encode.FUSED_VALUES
+    if kind == "bool":
+        x = rng.random(shape) < 0.05
+    elif kind in ("uint8", "int16"):
+        x = rng.integers(0 if kind == "uint8" else -300, 256 if kind == "uint8" else 300, shape).astype(kind)
+    elif kind == "ties":  # values whose scaled level is exactly k + 1/2: rint rounds half to even
+        k = rng.integers(-inp.levels, inp.levels, shape) + 0.5
+        x = k / inp.levels * inp.scale
+    elif kind == "swapped":  # a sequence chunk as the encoder slices it: (steps, N, F) of an (N, T, F) array
+        x = np.swapaxes(rng.normal(size=(shape[1], shape[0], shape[2])), 0, 1)
+    else:
+        x = (rng.normal(size=shape) * 2).astype(kind)
+    for dtype in (np.int8 if inp.levels <= 127 else np.int16, np.int32, np.int64):  # (each holds +-levels)
+        got = encode.quantize_input(inp, x, dtype)
+        assert got.dtype == dtype and got.shape == x.shape
+        np.testing.assert_array_equal(got, _numpy_levels(inp, x, dtype))
