@@ -120,14 +120,20 @@ class BatchRun:
         d, r, a, n = parts
         others = [p for p in self.plan.inputs[a] if p != r]
         static = all(self.static[p] for p in others)
-        ext = seq[others[0]].astype(np.int64)
-        for p in others[1:]:
-            ext = ext + seq[p]
+        wt = self.fp.ops[r][1]
+        if len(others) == 1 and seq[others[0]].dtype == np.int32 and wt.dtype == np.int32:
+            # both sums are float32-exact (below 2**24: FastPlan's dtype rule), so theirs fits int32:
+            # half the bytes per add, and no int64 copy of the external currents
+            ext, acc_dtype = seq[others[0]], np.int32
+        else:
+            ext, acc_dtype = seq[others[0]].astype(np.int64), np.int64
+            for p in others[1:]:
+                ext = ext + seq[p]
         st, p = self.layers[n], self.layers[n]["p"]
         prev = np.ascontiguousarray(self.held[d][0])
-        K.recurrent_layer(ext.reshape(ext.shape[:2] + (-1,)), static, self.fp.ops[r][1], st["bias"], st["decay_v"],
+        K.recurrent_layer(ext.reshape(ext.shape[:2] + (-1,)), static, wt, st["bias"], st["decay_v"],
                           p.decay_u, p.decays, p.threshold, st["v"], st["u"], p.v_max, p.subtract, st["spiking"],
-                          spikes[n], st["counts"], prev, np.empty_like(st["v"]))
+                          spikes[n], st["counts"], prev, np.empty(st["v"].shape, acc_dtype))
         self.held[d] = prev[None]
         seq[n] = spikes[n].reshape((c, len(self.rows)) + _hwc(self.g.nodes[n]["shape"]))
 
