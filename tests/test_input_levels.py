@@ -38,3 +38,22 @@ def test_the_fused_kernel_gives_numpys_levels(kind, bits, signed):
         got = encode.quantize_input(inp, x, dtype)
         assert got.dtype == dtype and got.shape == x.shape
         np.testing.assert_array_equal(got, _numpy_levels(inp, x, dtype))
+
+
+def test_the_density_estimate_picks_the_method_and_both_are_exact():
+    """fast._busy estimates an input's density on sampled frames; whichever method it picks (BLAS
+    product or scatter per spike), the numba engine equals numpy's bit for bit."""
+    from snn_compiler.compile import compile_model
+    from snn_compiler.config import CompileConfig
+    from snn_compiler.sim import fast
+    from snn_compiler.sim.emulator import simulate
+    from recurrent_nets import recurrent_cuba
+    rng = np.random.default_rng(0)
+    assert fast._busy((rng.random((4000, 300)) < 0.3).astype(np.int8))
+    assert not fast._busy((rng.random((4000, 300)) < 0.01).astype(np.int8))
+    g = recurrent_cuba(40, 24, 5, reset="subtract", seed=1)
+    for rate in (0.02, 0.5):
+        x = (rng.random((8, 30, 40)) < rate).astype(np.float32)
+        q = compile_model(g, CompileConfig(bits=8, calibration=x[:, 0], timesteps=30))
+        a, b = (simulate(q, x, engine=e, record=True) for e in ("numpy", "numba"))
+        assert np.array_equal(a.scores, b.scores) and all(np.array_equal(a.counts[k], b.counts[k]) for k in a.counts)
