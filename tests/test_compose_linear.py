@@ -96,46 +96,37 @@ def test_two_linears_with_no_activation_between_compose_into_one():
         np.testing.assert_allclose(run_ann(g, x.numpy()), net(x).numpy(), rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("inner_groups", [1, 2])
-def test_a_depthwise_pool_over_pointwise_convs_composes_channel_by_channel(inner_groups):
-    """DenseNet's transition (1x1 conv, then a 2x2 average pool lowered to a depthwise conv): the composed
-    weight is outer[o] * inner[o, i] (a diagonal outer, no sum over channels); the ANN is unchanged."""
+def _composes_exactly(rng, inner, outer, features):
+    """in -> IF -> ``inner`` -> ``outer`` (two linear convs, no activation between) -> IF -> classifier;
+    compose_linear makes the pair one Conv2d and the ANN reading stays what it was."""
     from snn_compiler.passes.compose_linear import compose_linear
-    rng = np.random.default_rng(inner_groups)
     g = ir.new_graph()
     x = ir.add_op(g, "in", O.Input((4, 6, 6)))
     r = ir.add_op(g, "r", O.IF(), [ir.add_op(g, "c0", O.Conv2d(rng.normal(size=(4, 4, 3, 3)), padding=(1, 1)), [x])])
-    pw = ir.add_op(g, "pw", O.Conv2d(rng.normal(size=(6, 4 // inner_groups, 1, 1)), bias=None, groups=inner_groups), [r])
-    pool = ir.add_op(g, "pool", O.Conv2d(rng.uniform(0.1, 1, size=(6, 1, 2, 2)), stride=(2, 2), groups=6), [pw])
-    r2 = ir.add_op(g, "r2", O.IF(), [pool])
-    ir.add_op(g, "out", O.Output(), [ir.add_op(g, "fc", O.Dense(rng.normal(size=(3, 6 * 9))),
+    r2 = ir.add_op(g, "r2", O.IF(), [ir.add_op(g, "outer", outer, [ir.add_op(g, "inner", inner, [r])])])
+    ir.add_op(g, "out", O.Output(), [ir.add_op(g, "fc", O.Dense(rng.normal(size=(3, features))),
                                                 [ir.add_op(g, "flat", O.Flatten(), [r2])])])
     ir.verify(g)
     xs = rng.normal(size=(5, 4, 6, 6))
     before = run_ann(g, xs)
     assert compose_linear(g, CompileConfig())
     ir.verify(g)
-    assert "pw" not in g and O.kind(ir.op_of(g, ir.inputs_of(g, "r2")[0])) == "Conv2d"
+    assert "inner" not in g and O.kind(ir.op_of(g, ir.inputs_of(g, "r2")[0])) == "Conv2d"
     np.testing.assert_allclose(run_ann(g, xs), before, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("inner_groups", [1, 2])
+def test_a_depthwise_pool_over_pointwise_convs_composes_channel_by_channel(inner_groups):
+    """DenseNet's transition (1x1 conv, then a 2x2 average pool lowered to a depthwise conv): the composed
+    weight is outer[o] * inner[o, i] (a diagonal outer, no sum over channels)."""
+    rng = np.random.default_rng(inner_groups)
+    _composes_exactly(rng, O.Conv2d(rng.normal(size=(6, 4 // inner_groups, 1, 1)), bias=None, groups=inner_groups),
+                      O.Conv2d(rng.uniform(0.1, 1, size=(6, 1, 2, 2)), stride=(2, 2), groups=6), 6 * 9)
 
 
 def test_a_per_channel_scale_over_a_spatial_conv_composes_row_by_row():
     """A BatchNorm turned into a depthwise 1x1 conv (affine_as_conv) over a linear 3x3 conv (DenseNet's
-    pre-activation BN over an earlier layer's output): w[o] = s[o] * inner[o]; the ANN is unchanged."""
-    from snn_compiler.passes.compose_linear import compose_linear
+    pre-activation BN over an earlier layer's output): w[o] = s[o] * inner[o]."""
     rng = np.random.default_rng(3)
-    g = ir.new_graph()
-    x = ir.add_op(g, "in", O.Input((4, 6, 6)))
-    r = ir.add_op(g, "r", O.IF(), [ir.add_op(g, "c0", O.Conv2d(rng.normal(size=(4, 4, 1, 1))), [x])])
-    c3 = ir.add_op(g, "c3", O.Conv2d(rng.normal(size=(6, 4, 3, 3)), bias=rng.normal(size=6), padding=(1, 1)), [r])
-    bn = ir.add_op(g, "bn", O.Conv2d(rng.uniform(0.5, 2, size=(6, 1, 1, 1)), bias=rng.normal(size=6), groups=6), [c3])
-    r2 = ir.add_op(g, "r2", O.IF(), [bn])
-    ir.add_op(g, "out", O.Output(), [ir.add_op(g, "fc", O.Dense(rng.normal(size=(3, 6 * 36))),
-                                                [ir.add_op(g, "flat", O.Flatten(), [r2])])])
-    ir.verify(g)
-    xs = rng.normal(size=(5, 4, 6, 6))
-    before = run_ann(g, xs)
-    assert compose_linear(g, CompileConfig())
-    ir.verify(g)
-    assert "c3" not in g
-    np.testing.assert_allclose(run_ann(g, xs), before, rtol=1e-12, atol=1e-12)
+    _composes_exactly(rng, O.Conv2d(rng.normal(size=(6, 4, 3, 3)), bias=rng.normal(size=6), padding=(1, 1)),
+                      O.Conv2d(rng.uniform(0.5, 2, size=(6, 1, 1, 1)), bias=rng.normal(size=6), groups=6), 6 * 36)
