@@ -249,7 +249,7 @@ PARAMETERS = {"alexnet": 61_100_840, "vgg11_bn": 132_868_840, "resnet18": 11_689
               "resnext50_32x4d": 25_028_904, "wide_resnet50_2": 68_883_240, "regnet_x_400mf": 5_495_976,
               "mnasnet0_5": 2_218_512}
 N_CALIBRATION = 32   # the calibration batch, also the images torch's forward is timed on
-N_SIMULATED = 10     # >= 90% then allows one disagreement in 10 (16 in benchmarks/zoo.py)
+N_SIMULATED = 16     # as benchmarks/zoo.py; >= 90% then allows one disagreement in 16
 
 
 def compile_and_time(net, x, px=64):
@@ -283,6 +283,9 @@ KNOWN_FAILURES = {
         "random AlexNet (no BatchNorm, torch's default init) is nearly input-blind: past conv3 the images move "
         "each layer by 1-3% of its scale, its top two logits differ by ~1.5% of their range, below what 64 "
         "steps of rate code resolve (the SNN's scores still correlate 0.9998 with the ANN's)",
+    ("resnet50", "agreement"):
+        "14 of 16: 14 images' ANN class is 330, two's 233, with top-2 margins of 0.03-0.5% of the logit range; "
+        "the SNN says 330 for all 16 at T = 64 (15 of 16 at T = 128)",
     ("regnet_x_400mf", "agreement"):
         "every image's ANN class is the same (757) with a top-2 margin of ~1% of the logit range; at T = 64 a "
         "few images flip to the runner-up, at T = 128 all agree",
