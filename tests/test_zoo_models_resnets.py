@@ -321,10 +321,10 @@ def compiled(request):
 
 
 def test_zoo_net_compiles_at_64px_and_its_int8_snn_agrees_with_its_ann(compiled, request):
-    _expect_failure(request, compiled["name"], "agreement")
     x, q, want = compiled["x"], compiled["q"], compiled["want"]
     ann = run_ann(q, x)  # int8 weights
     np.testing.assert_allclose(ann, want, rtol=0, atol=0.01 * np.abs(want).max())
+    _expect_failure(request, compiled["name"], "agreement")  # after the ANN check: that one must always hold
     snn = simulate(q, x[:N_SIMULATED], timesteps=64)
     agree = (snn.predictions == ann[:N_SIMULATED].argmax(1)).mean()
     print(f"{compiled['name']}: int8 SNN agrees with the ANN on {agree:.0%} at T = 64")
