@@ -27,14 +27,17 @@ Steps:
    ``mnist_mobilenet_relu.pt``), so the default run trains nothing.
 2. ANN accuracy (torch, float32) on the first ``--test-n`` test images.
 3. ``snn_compiler.convert(net, calibration, bits=8)``: the int8 SNN, calibrated on ``--calib-n``
-   seeded training images (99.9th percentile of each layer's activations), then its accuracy at
-   each T in ``--timesteps`` (constant input current, membrane read-out of the last Linear).
+   seeded training images (99.9th percentile of the activations), then its accuracy at each T in
+   ``--timesteps`` (constant input current, membrane read-out of the last Linear). Twice: one
+   activation scale per layer (snnc's default) and one per channel (``channel_wise=True``). Why
+   both: a depthwise conv's channels differ widely in range, so with one scale per layer most of
+   them fire at a few % and need hundreds of steps; per channel, each fires at its own rate.
 4. SpikingJelly (``--no-spikingjelly`` skips it): ``ann2snn.Converter`` with its
-   ``RateCodingRecipe`` in mode ``"99.9%"`` on the same calibration images, twice: one threshold
-   per layer (its default, as snnc; what benchmarks/mnist_vs_spikingjelly.py runs) and one per
-   channel (``channel_wise=True``, which snnc does not have). Each runs T steps on the same test
-   images, the last Linear's output summed over the steps (the membrane read-out). Both are float
-   SNNs (float weights and membranes).
+   ``RateCodingRecipe`` in mode ``"99.9%"`` on the same calibration images, likewise twice: one
+   threshold per layer (its default; what benchmarks/mnist_vs_spikingjelly.py runs) and one per
+   channel (``channel_wise=True``). Each runs T steps on the same test images, the last Linear's
+   output summed over the steps (the membrane read-out). Both are float SNNs (float weights and
+   membranes).
 
 Data: the MNIST IDX files in ``--data-dir`` (default ../shared/data/mnist), read by
 benchmarks/mnist.py. tests/test_example_zoo.py checks the shipped ReLU6 weights on 500 real test
@@ -60,7 +63,7 @@ from snn_compiler import convert  # noqa: E402
 
 WEIGHTS = {act: REPO / "benchmarks" / "weights" / f"mnist_mobilenet_{act}.pt" for act in ("relu6", "relu")}
 ACTIVATIONS = {"relu6": nn.ReLU6, "relu": nn.ReLU}
-SJ_NORMS = ("layer", "channel")  # SpikingJelly's thresholds: one per layer (its default), one per channel
+NORMS = ("layer", "channel")  # one activation scale (threshold) per layer (both defaults), or per channel
 
 
 # ---- the network --------------------------------------------------------------------------------
@@ -145,10 +148,10 @@ def train(net, x, y, a):
 
 # ---- evaluation ---------------------------------------------------------------------------------
 
-def snnc_accuracies(net, calib, x, y, timesteps, batch_size):
+def snnc_accuracies(net, calib, x, y, timesteps, batch_size, channel_wise):
     """The int8 SNN's accuracy (%) and seconds of simulation at each T (one run per T)."""
     t0 = time.perf_counter()
-    snn = convert(net, calib, bits=8, progress=False)
+    snn = convert(net, calib, bits=8, channel_wise=channel_wise, progress=False)
     compile_s = time.perf_counter() - t0
     acc, seconds = {}, {}
     for t in timesteps:
@@ -235,13 +238,14 @@ def main(argv=None):
         r = results[act] = {"ann": mnist.ann_accuracy(net, x_test, y_test)}
         print(f"{act} net: ANN {r['ann']:.2f}%", flush=True)
 
-        snn, compile_s, r["snnc"], r["snnc_s"] = snnc_accuracies(net, calib, x_test, y_test, a.timesteps,
-                                                                 a.sim_batch)
-        print(f"  snnc: compiled to int8 in {compile_s:.1f} s; " + ", ".join(
-            f"T={t} {r['snnc'][t]:.2f}% ({r['snnc_s'][t]:.1f} s)" for t in a.timesteps), flush=True)
+        for norm in NORMS:
+            _, compile_s, r[f"snnc {norm}"], seconds = snnc_accuracies(
+                net, calib, x_test, y_test, a.timesteps, a.sim_batch, channel_wise=norm == "channel")
+            print(f"  snnc {norm}-wise: compiled to int8 in {compile_s:.1f} s; " + ", ".join(
+                f"T={t} {r[f'snnc {norm}'][t]:.2f}% ({seconds[t]:.1f} s)" for t in a.timesteps), flush=True)
 
         if not a.no_spikingjelly:
-            for norm in SJ_NORMS:
+            for norm in NORMS:
                 try:
                     t0 = time.perf_counter()
                     sj = spikingjelly_convert(net, calib, channel_wise=norm == "channel")
@@ -260,7 +264,8 @@ def main(argv=None):
 
 def print_table(results, timesteps, n):
     """Accuracy (%) against T, one row per net and converter; a converter that refused the net says why."""
-    names = {"snnc": "snnc int8", "sj layer": "SpikingJelly layer-wise", "sj channel": "SpikingJelly channel-wise"}
+    names = {"snnc layer": "snnc int8 layer-wise", "snnc channel": "snnc int8 channel-wise",
+             "sj layer": "SpikingJelly layer-wise", "sj channel": "SpikingJelly channel-wise"}
     print(f"\naccuracy on the first {n} MNIST test images (%)")
     print(f"{'net':<6} {'converter':<26} {'ANN':>6} " + " ".join(f"{f'T={t}':>6}" for t in timesteps))
     for act, r in results.items():
