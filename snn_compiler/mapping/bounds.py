@@ -6,8 +6,10 @@ Lower bound (what ``lower_bound`` means everywhere in snnc): the sum over neuron
 - ``neurons``: its neurons;
 - ``input_axons``: the distinct presynaptic sources of the whole layer (each core counts the
   sources it reads, and together the cores read all of them);
-- ``output_axons``: for each neuron, the number of consumer layers that read it (each consumer
-  layer sits on cores of its own, so each needs at least one output axon);
+- ``output_axons``: for each neuron and each consumer layer that reads it, the destination cores
+  it must reach (an output axon is a (neuron, destination core) pair): every core of a layer that
+  reads it through a Dense (at least that layer's own bound, every core holding one of its
+  targets), else at least ``ceil(targets / neurons per core)``;
 - ``synapse_bits``: for each source, the least memory its synapses into the layer can take in
   the profile's encoding, whatever the split: at least one group (a 1-synapse group, e.g. one
   64-bit word on Loihi) and at least its synapse count times the lowest bits per synapse any
@@ -111,29 +113,41 @@ def layer_bounds(net, profile, weight_bits, offsets=None) -> dict:
     offsets = offsets or _offsets(net)
     density = best_bits_per_synapse(profile.encoding, weight_bits)
     one = int(group_cost_bits(1, profile.encoding, weight_bits))
-    reads = {name: np.zeros(net.size(name), np.int64) for name in net.layers}
-    for name in net.layers:          # how many consumer layers read each neuron
-        seen = {}
-        for conn in net.conns[name]:
-            if conn.src in reads:
-                m = seen.setdefault(conn.src, np.zeros(net.size(conn.src), bool))
-                if isinstance(conn.op, O.Dense):
-                    m[:] = True
-                else:
-                    m |= conv_fanout(conn) > 0
-        for src, m in seen.items():
-            reads[src] += m
+    per_core = profile.limit("neurons")
     out = {}
-    for name in net.layers:
+    for name in reversed(net.layers):  # consumers first: a Dense reader's own bound is known (cycles aside)
         n = net.size(name)
         k = _fanouts(net, name, offsets)
         demand = {"neurons": n, "input_axons": int(len(k)),
-                  "output_axons": int(reads[name].sum()),
+                  "output_axons": int(_destination_cores(net, name, out, per_core).sum()),
                   "synapse_bits": int(np.ceil(np.maximum(k * density, one)).sum())}
         ratio = {r: demand[r] / profile.limit(r) for r in LIMITS}
         binding = max(LIMITS, key=lambda r: ratio[r])
         out[name] = {"demand": demand, "binding": binding, "cores": max(1, math.ceil(ratio[binding] - 1e-12))}
-    return out
+    return {name: out[name] for name in net.layers}
+
+
+def _destination_cores(net, name, bounds, per_core) -> np.ndarray:
+    """Per neuron of ``name``: the fewest destination cores its spikes must reach, summed over the layers
+    that read it (``bounds``: the lower bounds found so far; a layer in a cycle with ``name`` is not
+    among them and counts its neuron limit's share instead)."""
+    need = np.zeros(net.size(name), np.int64)
+    for reader in net.consumers[name]:
+        targets = np.zeros(net.size(name), np.int64)  # per source neuron: its targets in `reader` (a bound)
+        dense = False
+        for conn in net.conns[reader]:
+            if conn.src != name:
+                continue
+            if isinstance(conn.op, O.Dense):
+                dense = True
+            else:
+                targets = np.maximum(targets, conv_fanout(conn))
+        if dense:  # it reaches every core of the reader, and each core holds at least one neuron
+            cores = bounds[reader]["cores"] if reader in bounds else math.ceil(net.size(reader) / per_core)
+            need += cores
+        else:
+            need += -(-targets // per_core)  # ceil: its targets fill at least this many cores
+    return need
 
 
 def lower_bound(graph, profile, weight_bits: int) -> int:
