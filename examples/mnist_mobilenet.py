@@ -148,10 +148,11 @@ def train(net, x, y, a):
 
 # ---- evaluation ---------------------------------------------------------------------------------
 
-def snnc_accuracies(net, calib, x, y, timesteps, batch_size, channel_wise):
+def snnc_accuracies(net, calib, x, y, timesteps, batch_size, channel_wise, v_init=None):
     """The int8 SNN's accuracy (%) and seconds of simulation at each T (one run per T)."""
     t0 = time.perf_counter()
-    snn = convert(net, calib, bits=8, channel_wise=channel_wise, progress=False)
+    options = {"v_init": v_init} if v_init else {}  # None: snnc's default (half a threshold)
+    snn = convert(net, calib, bits=8, channel_wise=channel_wise, progress=False, **options)
     compile_s = time.perf_counter() - t0
     acc, seconds = {}, {}
     for t in timesteps:
@@ -191,6 +192,8 @@ def parse(argv=None):
     p.add_argument("--test-n", type=int, default=2000, help="test images (the first N; default 2000)")
     p.add_argument("--calib-n", type=int, default=2000, help="seeded calibration images from the training set")
     p.add_argument("--timesteps", default="16,32,64", help="comma-separated T (default 16,32,64)")
+    p.add_argument("--v-init", default=None, choices=("half", "zero"),
+                   help="snnc's initial membrane, in thresholds (default snnc's: half)")
     p.add_argument("--sim-batch", type=int, default=500, help="simulation batch, both libraries")
     p.add_argument("--no-spikingjelly", action="store_true", help="skip SpikingJelly")
     p.add_argument("--threads", type=int, default=1, help="torch, BLAS and numba threads (default 1)")
@@ -240,7 +243,7 @@ def main(argv=None):
 
         for norm in NORMS:
             _, compile_s, r[f"snnc {norm}"], seconds = snnc_accuracies(
-                net, calib, x_test, y_test, a.timesteps, a.sim_batch, channel_wise=norm == "channel")
+                net, calib, x_test, y_test, a.timesteps, a.sim_batch, channel_wise=norm == "channel", v_init=a.v_init)
             print(f"  snnc {norm}-wise: compiled to int8 in {compile_s:.1f} s; " + ", ".join(
                 f"T={t} {r[f'snnc {norm}'][t]:.2f}% ({seconds[t]:.1f} s)" for t in a.timesteps), flush=True)
 
