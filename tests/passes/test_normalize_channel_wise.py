@@ -9,14 +9,15 @@ from snn_compiler.config import CompileConfig
 from snn_compiler.ir import add_op, new_graph, verify
 from snn_compiler.ir import ops as O
 from snn_compiler.passes import normalize
+from snn_compiler.passes.normalize import channel_spread
 from snn_compiler.sim.emulator import run_ann, simulate
 
 
 def uneven_cnn(rng, clip=None):
-    """A conv whose 4 channels span 1000x in range, a grouped conv reading them, then a pooled classifier."""
+    """A conv whose 4 channels span 50x in range, a grouped conv reading them, then a pooled classifier."""
     g = new_graph()
     add_op(g, "in", O.Input((2, 6, 6)))
-    w = rng.normal(size=(4, 2, 3, 3)) * np.array([1.0, 0.1, 0.01, 0.001])[:, None, None, None]
+    w = rng.normal(size=(4, 2, 3, 3)) * np.array([1.0, 0.3, 0.1, 0.02])[:, None, None, None]
     add_op(g, "c1", O.Conv2d(w, np.zeros(4), padding=(1, 1)), ["in"])
     add_op(g, "r1", O.IF(clip=clip), ["c1"])
     add_op(g, "c2", O.Conv2d(rng.normal(size=(6, 2, 3, 3)), rng.normal(size=6) * 0.01, padding=(1, 1), groups=2), ["r1"])
@@ -42,6 +43,8 @@ def test_each_channel_gets_its_own_scale_and_the_ann_reading_is_unchanged(clip):
     assert normalize(g, CompileConfig(norm="max", calibration=x, channel_wise=True))
     r1 = g.nodes["r1"]["op"]
     per_channel = acts["c1"].max(axis=(0, 2, 3))
+    # no channel's scale below the layer's largest / channel_spread (the integer weights share one threshold)
+    per_channel = np.maximum(per_channel, per_channel.max() / channel_spread(8))
     if clip is not None:
         per_channel = np.minimum(per_channel, clip)
         np.testing.assert_allclose(r1.clip, clip / per_channel, rtol=1e-5)  # the clip in each channel's own units
@@ -63,8 +66,8 @@ def test_channel_wise_spikes_more_where_channels_differ_and_every_engine_agrees(
         runs = [simulate(q, x[:8], timesteps=32, engine=e, record=True) for e in ("numpy", "numba", "torch")]
         assert all(np.array_equal(r.scores, runs[0].scores) for r in runs)
         rates[cw] = runs[0].counts["r1"].reshape(8, 4, -1).sum(axis=(0, 2))
-    # layer-wise, the 0.001x channel is silent; channel-wise every channel fires
-    assert rates[False][3] == 0 and (rates[True] > 0).all()
+    # the weak channels fire more channel-wise, each at a rate of its own
+    assert (rates[True][1:] > rates[False][1:]).all() and (rates[True] > 0).all()
 
 
 def test_channel_wise_needs_calibration_data():
