@@ -39,7 +39,7 @@ from snn_compiler.sim.emulator import run_ann, simulate  # noqa: E402
 
 from test_zoo_models import MobileNetV2, _randomised  # noqa: E402
 from test_zoo_models_concat import NETS as CONCAT_NETS, SIZE  # noqa: E402
-from test_zoo_models_resnets import NETS as RESNET_NETS, compile_and_time  # noqa: E402
+from test_zoo_models_resnets import CHANNEL_WISE, NETS as RESNET_NETS, compile_and_time  # noqa: E402
 
 # the order
 ORDER = ["alexnet", "vgg11_bn", "resnet18", "resnet50", "resnext50_32x4d", "wide_resnet50_2", "mobilenet_v2",
@@ -79,7 +79,7 @@ def measure(name, n_sim, timesteps, skip_sim=False, skip_map=False, n_calibratio
     net = _randomised(NETS[name], 0)
     torch.manual_seed(1)
     x = torch.rand(n_calibration, 3, px, px) * 2 - 1
-    q, want, torch_s, compile_s = compile_and_time(net, x, px)  # the test's timing, the same way
+    q, want, torch_s, compile_s = compile_and_time(net, x, px, channel_wise=name in CHANNEL_WISE)  # as the test
     bound_s = 2 * torch_s + 5
     row = {"net": name, "px": px, "torch_s": round(torch_s, 3), "compile_s": round(compile_s, 2),
            "bound_s": round(bound_s, 2), "time_ratio": round(compile_s / bound_s, 2), "nodes": len(q)}
