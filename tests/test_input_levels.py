@@ -1,6 +1,6 @@
-"""The Input's value rule (encode.input_levels) is written once; numba's one-pass kernel
-(numba_kernels.quantize_frames, what quantize_input takes for large inputs) gives numpy's levels
-bit for bit: every input dtype, exact ties (x / scale * L = k + 1/2), both signs, views in any order."""
+"""The Input's value rule (sim/input_rule.input_levels, re-exported by encode) is written once;
+numba's one-pass kernel (numba_kernels.quantize_frames, what quantize_input takes for large inputs)
+gives numpy's levels bit for bit: every input dtype, exact ties (x / scale * L = k + 1/2), both signs, views in any order."""
 import numpy as np
 import pytest
 

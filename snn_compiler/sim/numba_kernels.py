@@ -19,7 +19,8 @@ import numpy as np
 from numba.extending import register_jitable
 
 from ..ir import neuron as N
-from . import encode, readout
+from . import readout
+from .input_rule import input_levels
 
 # The step's helpers become callable from compiled code as they are (the same function objects
 # the numpy and torch engines call), so int_update compiles without a copy of its equations.
@@ -27,7 +28,7 @@ register_jitable(N.tz_decay)
 register_jitable(N.saturate)
 register_jitable(readout.decides)
 _int_update = nb.njit(inline="always")(N.int_update)
-_input_levels = nb.njit(inline="always")(encode.input_levels)
+_input_levels = nb.njit(inline="always")(input_levels)
 
 
 @register_jitable
@@ -255,7 +256,7 @@ if _will_compile and sys.stderr.isatty():
 
 @nb.njit(parallel=True, cache=True)
 def quantize_frames(x, scale, levels, lowest, out):
-    """``out = encode.input_levels(x)`` in one pass, value by value (x, out: (A, B, F)); a value equal
+    """``out = input_rule.input_levels(x)`` in one pass, value by value (x, out: (A, B, F)); a value equal
     to the one before reuses its level (events: mostly zeros, so the division is mostly skipped)."""
     for a in nb.prange(x.shape[0]):
         last = np.float64(x[a, 0, 0]) if x.size else 0.0
