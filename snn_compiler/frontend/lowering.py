@@ -212,6 +212,13 @@ def _relu_output(g, name) -> bool:
     return O.is_hidden_neuron(op) and op.spike_value is None
 
 
+def _spiking_copy(ctx, x, moved, suffix):
+    """``moved`` (``x``'s values moved by a one-hot conv: padding, upsampling), then an IF copy where
+    ``x`` is a ReLU's output (relu of non-negative values), so what reads it reads spikes as SNN form
+    wants; any other ``x`` stays a linear value for the conv that reads it."""
+    return ctx.emit(O.IF(), [moved], suffix=suffix) if _relu_output(ctx.g, x.name) else moved
+
+
 def ceil_mode_rows(ctx, x, shape, ceil, k, s, p, d):
     """ceil_mode's partial windows (GoogLeNet): the map gets e zero rows/columns at its bottom/right, so
     that the floor-mode pool has the ceil-mode output. Zeros are the max pool's -inf padding for a
@@ -254,7 +261,7 @@ def zero_pad(ctx, x, pads):
     if not any(pads):
         return x
     padded = ctx.emit(zero_padding_conv(shape[0], *pads), [x], suffix=".pad")
-    return ctx.emit(O.IF(), [padded], suffix=".pad.if") if _relu_output(ctx.g, x.name) else padded
+    return _spiking_copy(ctx, x, padded, ".pad.if")
 
 
 # ---- transposed convolution and nearest upsampling (torch, ONNX, Keras) ---------------------------
@@ -307,4 +314,4 @@ def upsample_nearest(ctx, x, out_hw):
     if scale == (1, 1):
         return x
     up = ctx.emit(nearest_upsampling_conv(shape[0], scale), [x], suffix=".up")
-    return ctx.emit(O.IF(), [up], suffix=".up.if") if _relu_output(ctx.g, x.name) else up
+    return _spiking_copy(ctx, x, up, ".up.if")

@@ -325,13 +325,17 @@ def conv_taps(op, in_hw, out_hw) -> int:
     on a real input (the inserted zeros are not inputs)."""
     if not op.dilates_input:
         return int(np.prod(op.weight.shape[2:]) * np.prod(out_hw))
-    count = 1
-    for a in range(2):
-        di = op.input_dilation[a]
-        pos = (np.arange(out_hw[a])[:, None] * op.stride[a] - op.padding[a]
-               + np.arange(op.weight.shape[2 + a])[None, :] * op.dilation[a])
-        count *= int(np.count_nonzero((pos >= 0) & (pos < di * (in_hw[a] - 1) + 1) & (pos % di == 0)))
-    return count
+    return int(np.prod([axis_reads(in_hw[a], out_hw[a], op.weight.shape[2 + a], op.stride[a], op.padding[a],
+                                   op.dilation[a], op.input_dilation[a]).sum() for a in range(2)]))
+
+
+def axis_reads(n_in, n_out, k, s, p, d, di=1) -> np.ndarray:
+    """Along one axis of a Conv2d: per input position, how many (output position, kernel tap) pairs
+    read it. Output ``o`` reads tap ``j`` at ``o*s - p + j*d`` of the input with ``di - 1`` zeros
+    inserted between its values, where input ``i`` sits at ``di*i`` (padding and zeros read nothing)."""
+    pos = (np.arange(n_out, dtype=np.int64)[:, None] * s - p + np.arange(k, dtype=np.int64)[None, :] * d).ravel()
+    pos = pos[(pos >= 0) & (pos < di * (n_in - 1) + 1) & (pos % di == 0)] // di
+    return np.bincount(pos, minlength=n_in)
 
 
 def _channel(v, x):

@@ -58,14 +58,6 @@ def _whole_layer(net, name, offsets, n):
     return key
 
 
-def _axis_count(n_in, n_out, k, s, p, d, di=1):
-    """Per input position along one axis: how many (output position, kernel tap) pairs read it (input
-    ``i`` sits at ``di * i`` of the zero-inserted map an input-dilated conv reads)."""
-    pos = (np.arange(n_out, dtype=np.int64)[:, None] * s - p + np.arange(k, dtype=np.int64)[None, :] * d).ravel()
-    pos = pos[(pos >= 0) & (pos < di * (n_in - 1) + 1) & (pos % di == 0)] // di
-    return np.bincount(pos, minlength=n_in)
-
-
 def conv_fanout(conn) -> np.ndarray:
     """Synapses of one Conv2d connection per source neuron (flat C, H, W order), in closed form:
     ``out channels per group x rows that read the source's row x columns that read its column``
@@ -76,7 +68,7 @@ def conv_fanout(conn) -> np.ndarray:
     _, ho, wo = conn.dst_shape
     (sh, sw), (ph, pw), (dh, dw) = op.stride, op.padding, op.dilation
     (ih, iw) = op.input_dilation
-    per_pixel = np.outer(_axis_count(hi, ho, kh, sh, ph, dh, ih), _axis_count(wi, wo, kw, sw, pw, dw, iw))
+    per_pixel = np.outer(O.axis_reads(hi, ho, kh, sh, ph, dh, ih), O.axis_reads(wi, wo, kw, sw, pw, dw, iw))
     return np.broadcast_to((co // op.groups) * per_pixel, (ci, hi, wi)).reshape(-1)
 
 

@@ -78,9 +78,7 @@ def _pooling_gain(graph, layer):
         return None
     if op.dilates_input:  # nearest upsampling: of its kernel's taps, only those on real inputs count
         (src,) = inputs_of(graph, ops[0])
-        ones = np.ones((1, 1) + tuple(graph.nodes[src]["shape"][1:]))
-        return float(O.Conv2d(weight=op.weight[:1], padding=op.padding, input_dilation=op.input_dilation,
-                              stride=op.stride, dilation=op.dilation).apply(ones, op.weight[:1]).max())
+        return float(op.apply(np.ones((1,) + tuple(graph.nodes[src]["shape"])), op.weight).max())
     return float(op.weight[0].sum())
 
 

@@ -11,7 +11,7 @@ from ... import ir, origins
 from ...ir import ops as O
 from ...ir.routing import Concat
 from ..lowering import refuse_non_finite, zero_padding_conv
-from .upsampling import conv_2d_transpose, up_sampling_2d
+from .upsampling import conv_2d_transpose, moved, up_sampling_2d
 from ..unconverted import why_keras
 from .read import _Layer, _Reader
 
@@ -240,10 +240,7 @@ class _Lower:
         if len(pads) != 2 or any(len(p) != 2 or min(p) < 0 for p in pads):
             self.fail(f"padding must be an int, (rows, cols) or ((top, bottom), (left, right)) of integers >= 0, got {v!r}")
         (top, bottom), (left, right) = pads
-        src = ir.op_of(self.g, self.cur)
-        self.emit(lay.name, zero_padding_conv(self.shape[0], top, bottom, left, right))
-        if O.is_hidden_neuron(src) and src.spike_value is None:
-            self.emit(f"{lay.name}.if", O.IF())
+        moved(self, lay.name, zero_padding_conv(self.shape[0], top, bottom, left, right))
 
     def _joined(self, what):
         """The distinct IR nodes the branches end at, and their (common) Flatten permutation."""

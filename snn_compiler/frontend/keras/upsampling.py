@@ -15,11 +15,16 @@ def up_sampling_2d(self, lay, cfg):
     if cfg.get("interpolation", "nearest") != "nearest":
         self.fail(f"interpolation {cfg.get('interpolation')!r} interpolates with weights that change at the map's "
                   f"borders, which is not one convolution; use 'nearest' (then a conv), or Conv2DTranspose")
-    size = self.pairs("size", 2)
+    moved(self, lay.name, nearest_upsampling_conv(self.shape[0], self.pairs("size", 2)))
+
+
+def moved(self, name, conv):
+    """Emit ``conv`` (a one-hot conv that moves values: ZeroPadding2D, UpSampling2D), then an IF copy
+    where it reads a converted ReLU, so what reads it reads spikes."""
     src = self.g.nodes[self.cur]["op"]
-    self.emit(lay.name, nearest_upsampling_conv(self.shape[0], size))
+    self.emit(name, conv)
     if O.is_hidden_neuron(src) and src.spike_value is None:
-        self.emit(f"{lay.name}.if", O.IF())
+        self.emit(f"{name}.if", O.IF())
 
 
 def conv_2d_transpose(self, lay, cfg):
