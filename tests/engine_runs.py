@@ -3,10 +3,12 @@ from snn_compiler.sim import fast
 from snn_compiler.sim.emulator import simulate
 
 
-def numba_in_chunks(graph, x, step_frames, **kw):
-    """``simulate(engine="numba")`` with at most ``step_frames`` timesteps x samples per chunk."""
-    saved, fast.STEP_FRAMES = fast.STEP_FRAMES, step_frames
+def numba_in_chunks(graph, x, step_frames, method="auto", **kw):
+    """``simulate(engine="numba")`` with at most ``step_frames`` timesteps x samples per chunk, its
+    weighted ops run by ``method`` (fast.METHOD: "auto", "scatter" or "product" where one applies)."""
+    saved = fast.STEP_FRAMES, fast.METHOD
+    fast.STEP_FRAMES, fast.METHOD = step_frames, method
     try:
         return simulate(graph, x, engine="numba", **kw)
     finally:
-        fast.STEP_FRAMES = saved
+        fast.STEP_FRAMES, fast.METHOD = saved

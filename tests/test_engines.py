@@ -15,6 +15,8 @@ from snn_compiler.sim.encode import SEQUENCE_ENCODINGS
 from builders import int_chain
 from engine_runs import numba_in_chunks
 
+METHODS = ("auto", "scatter", "product")  # how the numba engine's weighted ops run (fast.METHOD)
+
 pytestmark = pytest.mark.skipif(not fast.available(), reason="numba is not installed")
 
 
@@ -62,11 +64,13 @@ def test_engines_agree_on_convs(stride, padding, dilation, groups, encoding, rea
     x = rng.random((13, 4, 9, 9))
     q = compile_model(g, CompileConfig(bits=6, calibration=x, reset=reset))
     kw = dict(timesteps=11, encoding=encoding, readout=readout, record=True, batch_size=5)
-    a, b = simulate(q, x, engine="numpy", **kw), simulate(q, x, engine="numba", **kw)
-    assert np.array_equal(a.scores, b.scores) and np.array_equal(a.predictions, b.predictions)
-    assert a.counts.keys() == b.counts.keys()
-    for k in a.counts:
-        assert np.array_equal(a.counts[k], b.counts[k]), k
+    a = simulate(q, x, engine="numpy", **kw)
+    for method in METHODS:
+        b = numba_in_chunks(q, x, fast.STEP_FRAMES, method, **kw)
+        assert np.array_equal(a.scores, b.scores) and np.array_equal(a.predictions, b.predictions), method
+        assert a.counts.keys() == b.counts.keys()
+        for k in a.counts:
+            assert np.array_equal(a.counts[k], b.counts[k]), (method, k)
     assert sum(c.sum() for c in a.counts.values()) > 0  # the comparison saw spikes
 
 
@@ -78,9 +82,10 @@ def test_engines_agree_on_residual_and_signed_input():
     assert q.nodes["in"]["op"].signed
     for enc in ("constant", "poisson"):
         a = simulate(q, x, engine="numpy", timesteps=9, encoding=enc, record=True)
-        b = simulate(q, x, engine="numba", timesteps=9, encoding=enc, record=True)
-        assert np.array_equal(a.scores, b.scores)
-        assert all(np.array_equal(a.counts[k], b.counts[k]) for k in a.counts)
+        for method in METHODS:
+            b = numba_in_chunks(q, x, fast.STEP_FRAMES, method, timesteps=9, encoding=enc, record=True)
+            assert np.array_equal(a.scores, b.scores), method
+            assert all(np.array_equal(a.counts[k], b.counts[k]) for k in a.counts), method
 
 
 # ---- random quantized networks with extreme register values ------------------------------------
@@ -218,14 +223,15 @@ def quantized_nets(draw):
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(net=quantized_nets(), timesteps=st.integers(1, 24), encoding=st.sampled_from(["constant", "poisson"]),
        readout=st.sampled_from(["membrane", "count"]), batch_size=st.integers(1, 9), seed=st.integers(0, 3),
-       step_frames=st.sampled_from([fast.STEP_FRAMES, 1, 7]))
+       step_frames=st.sampled_from([fast.STEP_FRAMES, 1, 7]), method=st.sampled_from(METHODS))
 def test_engines_agree_on_random_networks_with_extreme_registers(net, timesteps, encoding, readout, batch_size, seed,
-                                                                 step_frames):
-    """``step_frames`` small: the numba engine runs time in many chunks (state carried across)."""
+                                                                 step_frames, method):
+    """``step_frames`` small: the numba engine runs time in many chunks (state carried across);
+    ``method``: its weighted ops as a scatter per spike, as int8 products, or the cheaper."""
     g, x = net
     kw = dict(timesteps=timesteps, encoding=encoding, readout=readout, record=True, batch_size=batch_size, seed=seed)
     a = simulate(g, x, engine="numpy", **kw)
-    b = numba_in_chunks(g, x, step_frames, **kw)
+    b = numba_in_chunks(g, x, step_frames, method, **kw)
     assert np.array_equal(a.scores, b.scores), (a.scores, b.scores)
     assert np.array_equal(a.predictions, b.predictions)
     assert a.rates == b.rates
@@ -247,9 +253,9 @@ def sequence_of(x, timesteps, rng, events):
 @given(net=quantized_nets(), timesteps=st.integers(1, 16), encoding=st.sampled_from(SEQUENCE_ENCODINGS),
        readout=st.sampled_from(["membrane", "count", "first-spike", "k-spikes"]), record=st.booleans(),
        batch_size=st.integers(1, 9), seed=st.integers(0, 3), step_frames=st.sampled_from([fast.STEP_FRAMES, 1, 7]),
-       events=st.booleans())
+       events=st.booleans(), method=st.sampled_from(METHODS))
 def test_engines_agree_on_random_sequences(net, timesteps, encoding, readout, record, batch_size, seed, step_frames,
-                                           events):
+                                           events, method):
     """Time-varying input (N, T, *shape), T from the data: the numba engine cuts the frames into
     its chunks of steps (``step_frames`` small: many chunks; a latency read-out without ``record``
     drops decided samples' frames) and equals the numpy engine."""
@@ -258,7 +264,7 @@ def test_engines_agree_on_random_sequences(net, timesteps, encoding, readout, re
     kw = dict(encoding=encoding, readout=readout, k=2 if readout == "k-spikes" else None, record=record,
               batch_size=batch_size, seed=seed)
     a = simulate(g, seq, engine="numpy", **kw)
-    b = numba_in_chunks(g, seq, step_frames, **kw)
+    b = numba_in_chunks(g, seq, step_frames, method, **kw)
     assert np.array_equal(a.scores, b.scores), (a.scores, b.scores)
     assert np.array_equal(a.predictions, b.predictions)
     assert a.rates == b.rates

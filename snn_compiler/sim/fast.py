@@ -29,6 +29,7 @@ except ImportError:  # the core also runs without numba (the Lava environment): 
 from ..ir import ops as O
 from ..ir.layers import value_range
 from ..ir.registers import INT32_MAX
+from . import int_gemm
 
 FRAMES = 4096  # timesteps x samples per kernel call
 # One chunk of a run spans at most STEP_FRAMES timesteps x samples and STEP_VALUES values of its
@@ -65,6 +66,17 @@ def _reach(n_in, k, stride, pad, dil, n_out, in_dil=1):
     return tab
 
 
+def _narrowest(w, dtype):
+    """The narrowest integer type holding every weight (int8 for 8-bit synapses): the kernels add them
+    into ``dtype`` sums, and a quarter of int32's bytes per weight keeps a big layer's weights in cache
+    (ResNet-18's 512-channel 3x3 conv: 2.4 MB as int8, 9.4 MB as int32)."""
+    hi = int(np.abs(w).max()) if w.size else 0
+    for narrow in (np.int8, np.int16, np.int32):
+        if hi <= np.iinfo(narrow).max:
+            return narrow
+    return dtype
+
+
 def _hwc(shape):
     return (shape[1], shape[2], shape[0]) if len(shape) == 3 else tuple(shape)
 
@@ -77,14 +89,20 @@ class FastPlan:
         self.schedule = None  # fast_run.Schedule, made at the first batch
         g = plan.graph
         self.ops = {}
+        self.product = {}  # node: (int_gemm.int8_parts of its (K, N) weight matrix, conv geometry or None)
+        self.channel_scale = {}  # node: per-channel weights of a depthwise 1x1 conv (out = x * scale)
         for n, op in plan.ops.items():
             if not isinstance(op, O.WEIGHTED):
                 continue
             w = plan.weights[n]
             dtype = np.int32 if w.dtype == np.float32 else np.int64  # float32-exact bound < 2**24
-            w = w.astype(np.int64).astype(dtype)
+            w = w.astype(np.int64).astype(_narrowest(w, dtype))
+            # int8 x int8 products sum exactly in int32 (int32 sums: the bound is below 2**24)
+            productive = dtype == np.int32 and w.dtype in (np.int8, np.int16)
             if isinstance(op, O.Dense):  # its input is in torch's order (a Flatten restores it)
                 self.ops[n] = ("dense", np.ascontiguousarray(w.T), dtype)
+                if productive:
+                    self._add_product(n, self.ops[n][1], None)
             else:
                 o, cg, kh, kw = w.shape
                 og = o // op.groups
@@ -93,9 +111,21 @@ class FastPlan:
                 tabs = tuple(_reach((hi, wi)[a], (kh, kw)[a], op.stride[a], op.padding[a], op.dilation[a], (ho, wo)[a],
                                     op.input_dilation[a]) for a in range(2))
                 self.ops[n] = ("conv", np.ascontiguousarray(wr), dtype, cg, tabs)
+                if op.groups == o == cg * op.groups and (kh, kw) == (1, 1) and tuple(op.stride) == (1, 1) \
+                        and tuple(op.padding) == (0, 0) and tuple(op.input_dilation) == (1, 1):
+                    # a per-channel scale (a residual's identity path): one multiply per value, no scan
+                    self.channel_scale[n] = wr.reshape(o).astype(dtype)
+                elif productive and op.groups == 1 and tuple(op.input_dilation) == (1, 1):
+                    self._add_product(n, wr.transpose(1, 2, 0, 3).reshape(kh * kw * cg, og),
+                                      (kh, kw, tuple(op.stride), tuple(op.padding), tuple(op.dilation)))
         # largest |value| each node emits where it is proved (Input, spikes, pools of them): picks
         # int32 or int64 for graded values and pool sums
         self.bound = {n: (value_range(g, n) or (None,))[0] for n in plan.ops}
+
+    def _add_product(self, n, matrix, geometry):
+        parts = int_gemm.int8_parts(matrix)
+        if parts is not None:
+            self.product[n] = (parts, geometry)
 
     def int_dtype(self, n):
         b = self.bound[n]
@@ -122,11 +152,31 @@ DENSE_GEMM_RATE = 0.08
 DENSITY_SAMPLE = 1 << 16
 
 
-def _busy(flat) -> bool:
-    """The frames' nonzero fraction is above DENSE_GEMM_RATE (estimated on evenly spaced frames)."""
+def _density(flat) -> float:
+    """The frames' nonzero fraction, estimated on evenly spaced frames."""
     step = max(1, flat.size // DENSITY_SAMPLE // max(1, flat[0].size))
     sample = flat[::step]
-    return np.count_nonzero(sample) > DENSE_GEMM_RATE * sample.size
+    return np.count_nonzero(sample) / max(1, sample.size)
+
+
+# Which exact method a weighted op runs where both can: "auto" (the cheaper, :func:`_product_pays`),
+# "scatter" or "product" (tests run each; a benchmark compares them). Results are the same integers.
+METHOD = "auto"
+
+
+def _product_pays(fp, n, flat, density, out_hwc) -> bool:
+    """The int8 product (:mod:`.int_gemm`) runs op ``n`` on these frames for less than the scatter."""
+    if n not in fp.product or flat.dtype not in (np.int8, np.uint8) or METHOD == "scatter":
+        return False
+    if METHOD == "product":
+        return int_gemm.available()
+    parts, geometry = fp.product[n]
+    k, n_out = parts[0][0].shape
+    positions = int(np.prod(out_hwc[:-1])) if geometry else 1
+    inputs = flat[0].size
+    taps = positions * (k // flat.shape[-1]) / (inputs // flat.shape[-1]) if geometry else 1
+    return (int_gemm.cheaper(density, taps, inputs, n_out, positions, k, n_out, geometry is not None, len(parts))
+            and int_gemm.available())
 
 
 def _apply(fp, n, op, x, out_shape):
@@ -134,7 +184,18 @@ def _apply(fp, n, op, x, out_shape):
     spec = fp.ops[n]
     t, f = x.shape[:2]
     flat = x.reshape((t * f,) + x.shape[2:])
-    if spec[0] == "dense" and flat.size and _busy(flat):
+    if n in fp.channel_scale:
+        return np.multiply(x, fp.channel_scale[n], dtype=spec[2])
+    density = _density(flat) if flat.size else 0.0
+    if flat.size and _product_pays(fp, n, flat, density, _hwc(out_shape)):
+        out = np.empty((t * f,) + _hwc(out_shape), np.int32)
+        parts, geometry = fp.product[n]
+        if geometry is None:
+            int_gemm.matmul(np.ascontiguousarray(flat.reshape(t * f, -1)), parts, out)
+        else:
+            int_gemm.conv(np.ascontiguousarray(flat), parts, out, geometry)
+        return out.reshape((t, f) + out.shape[1:])
+    if spec[0] == "dense" and density > DENSE_GEMM_RATE:
         w = fp.plan.weights[n]  # float32 or float64, exact for every partial sum (Plan._weights)
         y = flat.reshape(t * f, -1).astype(w.dtype) @ w.T
         return y.astype(spec[2]).reshape((t, f) + _hwc(out_shape))

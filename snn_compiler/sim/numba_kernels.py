@@ -90,6 +90,29 @@ def conv_events(x, wr, out, ytab, xtab, cg):
 
 
 @nb.njit(parallel=True, cache=True)
+def im2col_hwc(x, kh, kw, sh, sw, ph, pw, dh, dw, cols):
+    """cols[f, oy, ox, (ky * kw + kx) * C + c] = x[f, oy*sh - ph + ky*dh, ox*sw - pw + kx*dw, c], or 0
+    outside the input (x (F, H, W, C), cols (F, Ho, Wo, kh*kw*C)): a conv's input as rows of a product."""
+    n_f, ho, wo = cols.shape[0], cols.shape[1], cols.shape[2]
+    h, w, c_in = x.shape[1], x.shape[2], x.shape[3]
+    for j in nb.prange(n_f * ho):
+        f, oy = j // ho, j % ho
+        for ox in range(wo):
+            row = cols[f, oy, ox]
+            for ky in range(kh):
+                y = oy * sh - ph + ky * dh
+                for kx in range(kw):
+                    xx = ox * sw - pw + kx * dw
+                    dst = row[(ky * kw + kx) * c_in:(ky * kw + kx + 1) * c_in]
+                    if y < 0 or y >= h or xx < 0 or xx >= w:
+                        dst[:] = 0
+                    else:
+                        src = x[f, y, xx]
+                        for c in range(c_in):
+                            dst[c] = src[c]
+
+
+@nb.njit(parallel=True, cache=True)
 def sum_pool(x, kh, kw, sh, sw, ph, pw, out):
     """Window sums (zero padding, as count_include_pad) of x (F, H, W, C) into out (F, Ho, Wo, C)."""
     n_f, ho, wo, c = out.shape
