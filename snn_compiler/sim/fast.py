@@ -96,7 +96,7 @@ class FastPlan:
                 continue
             w = plan.weights[n]
             dtype = np.int32 if w.dtype == np.float32 else np.int64  # float32-exact bound < 2**24
-            w = w.astype(np.int64).astype(_narrowest(w, dtype))
+            w = w.astype(_narrowest(w, dtype))  # integer-valued floats, within the narrow type: exact
             # int8 x int8 products sum exactly in int32 (int32 sums: the bound is below 2**24)
             productive = dtype == np.int32 and w.dtype in (np.int8, np.int16)
             if isinstance(op, O.Dense):  # its input is in torch's order (a Flatten restores it)
@@ -131,9 +131,11 @@ class FastPlan:
         b = self.bound[n]
         return np.int32 if b is not None and b <= INT32_MAX else np.int64
 
-    def input_dtype(self, n):
-        """The narrowest integer type that holds the Input's levels (int8 for 8-bit signed input): the
-        encoder writes, and the first layer reads, a quarter of int32's bytes per value."""
+    def narrow_dtype(self, n):
+        """The narrowest integer type that holds node ``n``'s proved values: int8 for 8-bit signed input
+        levels and for a small pool's sums of spikes (a 2x2 pool: 0..4). The encoder or pool writes, and
+        the next layer reads, a quarter of int32's bytes per value, and an int8 input lets that layer
+        run as int8 products (:mod:`.int_gemm`)."""
         b = self.bound[n]
         for dtype in (np.int8, np.int16):
             if b is not None and b <= np.iinfo(dtype).max:

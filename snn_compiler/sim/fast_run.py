@@ -83,7 +83,7 @@ class BatchRun:
         self.inp = next(n for n, op in plan.ops.items() if isinstance(op, O.Input))
         self.stop = dec is not None and dec.stop
         self.const = plan.static[self.inp]  # a constant encoding of static samples (not of a sequence)
-        self.in_dtype = fp.input_dtype(self.inp)
+        self.in_dtype = fp.narrow_dtype(self.inp)
         self.inputs = _StepReader(input_chunks(plan.ops[self.inp], x, 1 if self.const else timesteps, encoding, seed,
                                                ids, "int", 1 if self.const else None, self.in_dtype))
         self.static = {}  # node -> its value is (1, F, ...), the same every step
@@ -155,7 +155,7 @@ class BatchRun:
         if isinstance(op, O.AvgPool2d):  # window sums (a synaptic pool; any stride or padding)
             s = xs[0]
             t, f = s.shape[:2]
-            pooled = np.zeros((t * f,) + _hwc(shape), self.fp.int_dtype(n))
+            pooled = np.zeros((t * f,) + _hwc(shape), self.fp.narrow_dtype(n))
             K.sum_pool(np.ascontiguousarray(s).reshape((t * f,) + s.shape[2:]), op.kernel_size[0], op.kernel_size[1],
                        op.stride[0], op.stride[1], op.padding[0], op.padding[1], pooled)
             return pooled.reshape((t, f) + pooled.shape[1:])

@@ -37,15 +37,20 @@ class Plan:
     def _weights(self, n, op):
         if self.mode == "float":
             return op.weight
-        w = O.effective_weights(op)
+        # the weights are weight_int * 2**weight_exp: bounded and converted from the narrow integers
+        # directly (no int64 copy of a big layer's weights on every simulate call)
+        w, scale = np.asarray(op.weight_int), 2.0 ** op.weight_exp
         reads = input_range(self.graph, n)  # None: not SNN form (an op reading currents), nothing proved
-        bound = sum_abs_bound(w, 1 if reads is None else reads[0])
+        bound = sum_abs_bound(w, 1 if reads is None else reads[0]) * scale
         try:
             dtype = kernels.exact_dtype(bound if reads is not None else max(bound, kernels.F32_EXACT))
         except OverflowError:
             raise ValueError(f"op {n!r}: its integer sums reach {bound:.3g}, beyond float64's exact range "
                              f"(2**53), so no simulator can run it exactly; recompile with fewer weight bits") from None
-        return w.astype(dtype)
+        out = w.astype(dtype)
+        if op.weight_exp:
+            out *= dtype(scale)  # exact: every weight's magnitude is within the bound, below dtype's exact range
+        return out
 
     def check_registers(self):
         """Integer fields within the int64 arithmetic both engines use (no wrap-around anywhere),
