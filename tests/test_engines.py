@@ -11,6 +11,7 @@ from snn_compiler.ir import ops as O
 from snn_compiler.sim import fast
 from snn_compiler.sim.emulator import simulate
 from snn_compiler.sim.encode import SEQUENCE_ENCODINGS
+from snn_compiler.sim.plan import Plan
 
 from builders import int_chain
 from engine_runs import numba_in_chunks
@@ -364,3 +365,22 @@ def test_numpy_engine_adds_spikes_as_integers():
     for engine in ("numpy", "numba"):
         r = simulate(g, np.ones((1, 1)), timesteps=4, readout="membrane", engine=engine)
         assert r.scores.tolist() == [[8.0]], engine
+
+
+def test_the_engine_splits_a_batch_whose_chunks_would_be_short(monkeypatch):
+    """With little room per chunk (STEP_VALUES) the numba engine runs a caller's batch as smaller
+    ones (fast.samples_per_batch); samples are independent, so every result equals numpy's."""
+    rng = np.random.default_rng(11)
+    g = conv_net(rng, (1, 1), (1, 1), (1, 1), 1)
+    x = rng.random((13, 4, 9, 9))
+    q = compile_model(g, CompileConfig(bits=8, calibration=x))
+    monkeypatch.setattr(fast, "STEP_VALUES", 6 * 81 * 16 * 3)  # the widest layer: 6 x 9 x 9
+    plan = fast.FastPlan(Plan(q, "int", "poisson"))
+    assert fast.samples_per_batch(plan, 13, 20) == 3 and fast.samples_per_batch(plan, 2, 20) == 2
+    for readout, record in (("count", True), ("first-spike", False)):
+        kw = dict(timesteps=20, encoding="poisson", readout=readout, record=record, batch_size=13, seed=2)
+        a, b = simulate(q, x, engine="numpy", **kw), simulate(q, x, engine="numba", **kw)
+        assert np.array_equal(a.scores, b.scores) and np.array_equal(a.predictions, b.predictions)
+        assert a.rates == b.rates
+        for f in ("decision_time", "tied"):
+            assert (getattr(a, f) is None) == (getattr(b, f) is None) and np.array_equal(getattr(a, f), getattr(b, f))

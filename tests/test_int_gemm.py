@@ -46,6 +46,18 @@ def test_the_product_equals_int64_arithmetic(bits):
     assert np.array_equal(out, spikes.astype(np.int64) @ w.astype(np.int64))
 
 
+def test_matrices_with_a_length_1_axis_keep_their_layout():
+    """A transposed (2, 1) weight is a (1, 2) matrix numpy calls contiguous with strides (1, 1); the
+    product must still read it by rows (it once summed into the wrong output: hypothesis found it)."""
+    w = np.array([[3], [-5]], np.int8)          # Dense(1 -> 2) weights, (out, in)
+    wt = np.ascontiguousarray(w.T)              # the engine's (in, out) matrix
+    assert wt.strides != (2, 1)
+    for a in (np.array([[1]], np.uint8), np.array([[1], [0], [2]], np.int8)):
+        out = np.empty((len(a), 2), np.int32)
+        int_gemm.matmul(a, int_gemm.int8_parts(wt), out)
+        assert np.array_equal(out, a.astype(np.int64) @ wt.astype(np.int64))
+
+
 @pytest.mark.parametrize("stride,padding,dilation,size", [(1, 1, 1, 9), (2, 0, 1, 10), (1, 2, 2, 8), (3, 1, 1, 11)])
 def test_a_conv_as_products_equals_the_scatter(stride, padding, dilation, size):
     rng = np.random.default_rng(size)

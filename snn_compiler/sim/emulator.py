@@ -284,6 +284,8 @@ def simulate(graph, x, *, mode="int", timesteps=None, encoding="constant", seed=
     def tick(n):  # the engines report every chunk of steps, so a long batch shows progress too
         done[0] += n
         bar.update(n)
+    if fp is not None:
+        batch_size = fast.samples_per_batch(fp, batch_size, timesteps)
     for start in range(0, len(x), batch_size):
         xb = x[start:start + batch_size]
         ids = range(first_sample + start, first_sample + start + len(xb))  # a shard draws the whole run's streams

@@ -230,6 +230,20 @@ class _StepReader:
         return out
 
 
+# A batch whose chunks would span fewer steps than this (STEP_VALUES over its widest layer) runs as
+# several smaller batches: each layer's state is then read and written once per MIN_CHUNK_STEPS steps
+# instead of every step or two (the MNIST CNN at batch 256: 2 steps a chunk, 16% slower).
+MIN_CHUNK_STEPS = 16
+
+
+def samples_per_batch(fp, batch_size: int, timesteps: int) -> int:
+    """How many of a caller's ``batch_size`` samples the engine runs together. Samples are independent
+    (each draws its own streams by its id), so any split gives the same results."""
+    widest = max(int(np.prod(fp.plan.graph.nodes[n]["shape"])) for n in fp.plan.order)
+    steps = max(1, min(timesteps, MIN_CHUNK_STEPS))
+    return max(1, min(batch_size, STEP_VALUES // (steps * widest)))
+
+
 def run_batch(fp, x, ids, timesteps, encoding, seed, readout, dec=None, on_chunk=None, steps_out=None):
     """One batch through the whole graph, a chunk of steps at a time (the schedule: :mod:`.fast_run`).
     Returns per neuron layer (v, counts, spiking), v and counts in torch's (N, *shape) layout.

@@ -163,8 +163,8 @@ class BatchRun:
             # int32 sums of int32 terms stay int32 while they cannot wrap: each term's proved bound is
             # below 2**24 (FastPlan's dtype rule), so up to 127 of them (a residual add has two)
             narrow = all(p.dtype == np.int32 for p in xs) and len(xs) < 128
-            total = xs[0].astype(np.int32 if narrow else np.int64)
-            for p in xs[1:]:
+            total = np.zeros(np.broadcast_shapes(*(p.shape for p in xs)), np.int32 if narrow else np.int64)
+            for p in xs:  # (a static term has one step: it broadcasts over the others' steps)
                 np.add(total, p, out=total)
             return total
         raise TypeError(f"the numba engine does not know op {O.kind(op)} ({n!r})")

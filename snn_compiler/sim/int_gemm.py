@@ -62,7 +62,7 @@ def int8_parts(w: np.ndarray):
     if w.shape[0] * 128 * 128 >= 1 << 31:
         return None
     if w.dtype == np.int8:
-        return [(w, 1)]
+        return [(np.ascontiguousarray(w), 1)]
     low = ((w.astype(np.int32) + 128) % 256 - 128).astype(np.int8)
     high = (w.astype(np.int32) - low) // 256
     if high.min(initial=0) < -128 or high.max(initial=0) > 127:
@@ -76,13 +76,24 @@ def matmul(a: np.ndarray, parts, out: np.ndarray) -> None:
     import torch
     if a.dtype == np.uint8:
         a = a.view(np.int8)
-    ta, to = torch.from_numpy(a), torch.from_numpy(out)
+    ta, to = _rows(a), _rows(out)
     (first, mult), rest = parts[0], parts[1:]
-    torch._int_mm(ta, torch.from_numpy(first), out=to)
+    torch._int_mm(ta, _rows(first), out=to)
     if mult != 1:
         to.mul_(mult)
     for part, mult in rest:
-        to.add_(torch._int_mm(ta, torch.from_numpy(part)), alpha=mult)
+        to.add_(torch._int_mm(ta, _rows(part)), alpha=mult)
+
+
+def _rows(x: np.ndarray):
+    """``x`` (a C-ordered matrix) as a torch tensor with the canonical row strides. numpy calls a
+    matrix with a length-1 axis contiguous whatever that axis's stride (a transposed (2, 1) weight
+    is (1, 2) with strides (1, 1)), and ``_int_mm`` reads such strides as a transposed layout: wrong
+    sums (found by the engines' hypothesis test on a 1-input Dense)."""
+    import torch
+    if not x.flags.c_contiguous:
+        raise ValueError("the int8 product takes C-ordered matrices")
+    return torch.from_numpy(x).as_strided(x.shape, (x.shape[1], 1))
 
 
 def cheaper(density: float, taps_per_input: float, inputs: int, outputs_per_tap: int, positions: int,
