@@ -143,10 +143,13 @@ def child(job, a, d: Path) -> dict:
         with PeakRSS() as m:
             sec = float("inf")
             for _ in range(a.repeat):
+                info = {}
                 t0 = time.perf_counter()
-                r = simulate(q, xb, **kw)
+                r = simulate(q, xb, info=info, **kw)
                 sec = min(sec, time.perf_counter() - t0)
         np.save(d / f"{a.net}-{job}-scores.npy", r.scores)
+        if "methods" in info:  # the exact method each weighted op ran (kernel calls)
+            return dict(seconds=sec, sample_steps_per_s=B * T / sec, peak_mb=m.mb, methods=info["methods"])
     return dict(seconds=sec, sample_steps_per_s=B * T / sec, peak_mb=m.mb)
 
 
@@ -281,6 +284,13 @@ def print_table(results, a):
             print(f"{net:<9} {names[job]:<44} {r['seconds']:>9.2f} {tp} {r['peak_mb']:>9.0f}{extra}")
         print(f"{net:<9} {'ANN activations of the batch (float32)':<44} {'':>9} {'':>11} {res['ann_activations_mb']:>9.0f}"
               f"   engines bit-identical: {res['engines_identical']}")
+        methods = res.get("numba", {}).get("methods")
+        if methods:  # each weighted op: the exact method(s) the numba engine chose, by kernel calls
+            tally = {}
+            for calls in methods.values():
+                key = " + ".join(sorted(calls))
+                tally[key] = tally.get(key, 0) + 1
+            print(f"{net:<9} numba methods per weighted op: " + ", ".join(f"{k}: {v}" for k, v in sorted(tally.items())))
 
 
 if __name__ == "__main__":

@@ -232,7 +232,8 @@ def simulate(graph, x, *, mode="int", timesteps=None, encoding="constant", seed=
     rates count the steps each sample ran) and a batch ends once all its samples are decided;
     ``record=True`` runs every sample for all T steps instead (whole-window counts, as Lava's),
     with the same decisions. ``info``, a dict, receives ``engine`` and ``sample_steps`` (samples x
-    timesteps the engine simulated: the work done). ``record_steps``, a list of neuron layer
+    timesteps the engine simulated: the work done), and from the numba engine ``methods``: per
+    weighted op, how many kernel calls ran each exact method (scatter, int8 product, ...). ``record_steps``, a list of neuron layer
     names: :attr:`SimResult.steps` holds their spikes at every step, or a membrane read-out's
     membrane (every sample runs all T steps, as with ``record``; refused beyond
     :data:`.readout.RECORD_STEPS_MAX_BYTES`). ``first_sample``: the index of ``x[0]`` in a whole
@@ -345,6 +346,8 @@ def simulate(graph, x, *, mode="int", timesteps=None, encoding="constant", seed=
     bar.close()
     if info is not None:
         info.update(engine="torch" if tp is not None else "numba" if fp is not None else "numpy", sample_steps=work)
+        if fp is not None:
+            info["methods"] = {n: dict(m) for n, m in fp.methods.items()}
     rates = {n: totals[n] / (ran * int(np.prod(graph.nodes[n]["shape"]))) for n in totals} if len(x) else {}
     return SimResult(
         scores=np.concatenate(scores) if scores else np.zeros((0,) + graph.nodes[out]["shape"]),

@@ -91,6 +91,7 @@ class FastPlan:
         self.ops = {}
         self.product = {}  # node: (int_gemm.int8_parts of its (K, N) weight matrix, conv geometry or None)
         self.channel_scale = {}  # node: per-channel weights of a depthwise 1x1 conv (out = x * scale)
+        self.methods = {}  # node: {method: kernel calls} (simulate's info["methods"]; benchmarks print it)
         for n, op in plan.ops.items():
             if not isinstance(op, O.WEIGHTED):
                 continue
@@ -181,15 +182,22 @@ def _product_pays(fp, n, flat, density, out_hwc) -> bool:
             and int_gemm.available())
 
 
+def _count(fp, n, method):
+    calls = fp.methods.setdefault(n, {})
+    calls[method] = calls.get(method, 0) + 1
+
+
 def _apply(fp, n, op, x, out_shape):
     """x: (T', F, *in_hwc) integers -> (T', F, *out_hwc) currents."""
     spec = fp.ops[n]
     t, f = x.shape[:2]
     flat = x.reshape((t * f,) + x.shape[2:])
     if n in fp.channel_scale:
+        _count(fp, n, "channel scale")
         return np.multiply(x, fp.channel_scale[n], dtype=spec[2])
     density = _density(flat) if flat.size else 0.0
     if flat.size and _product_pays(fp, n, flat, density, _hwc(out_shape)):
+        _count(fp, n, "int8 product")
         out = np.empty((t * f,) + _hwc(out_shape), np.int32)
         parts, geometry = fp.product[n]
         if geometry is None:
@@ -198,9 +206,11 @@ def _apply(fp, n, op, x, out_shape):
             int_gemm.conv(np.ascontiguousarray(flat), parts, out, geometry)
         return out.reshape((t, f) + out.shape[1:])
     if spec[0] == "dense" and density > DENSE_GEMM_RATE:
+        _count(fp, n, "float product")
         w = fp.plan.weights[n]  # float32 or float64, exact for every partial sum (Plan._weights)
         y = flat.reshape(t * f, -1).astype(w.dtype) @ w.T
         return y.astype(spec[2]).reshape((t, f) + _hwc(out_shape))
+    _count(fp, n, "scatter")
     out = np.zeros((t * f,) + _hwc(out_shape), spec[2])
     for s in range(0, t * f, FRAMES):
         if spec[0] == "dense":
