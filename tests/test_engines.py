@@ -384,3 +384,31 @@ def test_the_engine_splits_a_batch_whose_chunks_would_be_short(monkeypatch):
         assert a.rates == b.rates
         for f in ("decision_time", "tied"):
             assert (getattr(a, f) is None) == (getattr(b, f) is None) and np.array_equal(getattr(a, f), getattr(b, f))
+
+
+def test_engines_agree_on_an_add_of_a_static_and_a_changing_current():
+    """Under constant encoding a Dense on the Input is the same every step (one static step) while
+    one on spikes changes: their Add broadcasts the static term over the chunk's steps, whatever
+    the order or number of its terms."""
+    rng = np.random.default_rng(4)
+    for order in (("skip", "fc2", "fc3"), ("fc2", "skip"), ("fc2", "fc3", "skip")):
+        g = new_graph()
+        add_op(g, "in", O.Input((6,)))
+        add_op(g, "fc1", O.Dense(rng.normal(size=(5, 6)), rng.normal(size=5)), ["in"])
+        add_op(g, "r1", O.IF(), ["fc1"])
+        add_op(g, "fc2", O.Dense(rng.normal(size=(5, 5))), ["r1"])
+        if "fc3" in order:
+            add_op(g, "fc3", O.Dense(rng.normal(size=(5, 5))), ["r1"])
+        add_op(g, "skip", O.Dense(rng.normal(size=(5, 6))), ["in"])
+        add_op(g, "add", O.Add(), list(order))
+        add_op(g, "r2", O.IF(), ["add"])
+        add_op(g, "out_fc", O.Dense(rng.normal(size=(3, 5))), ["r2"])
+        add_op(g, "out", O.Output(), ["out_fc"])
+        x = rng.random((9, 6))
+        q = compile_model(g, CompileConfig(bits=8, calibration=x))
+        kw = dict(timesteps=12, encoding="constant", readout="count", record=True)
+        a = simulate(q, x, engine="numpy", **kw)
+        for method in METHODS:
+            b = numba_in_chunks(q, x, fast.STEP_FRAMES, method, **kw)
+            assert np.array_equal(a.scores, b.scores), (order, method)
+            assert all(np.array_equal(a.counts[k], b.counts[k]) for k in a.counts), (order, method)

@@ -163,8 +163,10 @@ class BatchRun:
             # int32 sums of int32 terms stay int32 while they cannot wrap: each term's proved bound is
             # below 2**24 (FastPlan's dtype rule), so up to 127 of them (a residual add has two)
             narrow = all(p.dtype == np.int32 for p in xs) and len(xs) < 128
-            total = np.zeros(np.broadcast_shapes(*(p.shape for p in xs)), np.int32 if narrow else np.int64)
-            for p in xs:  # (a static term has one step: it broadcasts over the others' steps)
+            # (a static term has one step: it broadcasts over the others' steps)
+            total = np.empty(np.broadcast_shapes(*(p.shape for p in xs)), np.int32 if narrow else np.int64)
+            np.add(xs[0], xs[1], out=total) if len(xs) > 1 else np.copyto(total, xs[0])
+            for p in xs[2:]:
                 np.add(total, p, out=total)
             return total
         raise TypeError(f"the numba engine does not know op {O.kind(op)} ({n!r})")
@@ -201,8 +203,9 @@ class BatchRun:
         spikes = {}
         for nodes, cyclic in self.blocks:
             for n in nodes:
-                if n in self.layers:
-                    spikes[n] = np.zeros((c, fa, self.layers[n]["v"].shape[1]), np.uint8)
+                if n in self.layers:  # the kernels write every step's spikes, but a decided sample's stop early
+                    fill = np.zeros if self.stop or n == self.out_node else np.empty
+                    spikes[n] = fill((c, fa, self.layers[n]["v"].shape[1]), np.uint8)
             if not cyclic:
                 (n,) = nodes
                 op, srcs = plan.ops[n], plan.inputs[n]
