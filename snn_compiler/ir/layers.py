@@ -80,12 +80,22 @@ def incoming(graph, layer: str) -> list:
     return found
 
 
-def weight_bounds(w, in_max, signed_in):
+def signed_row_sums(w):
+    """(sum of the positive, sum of the negative) weights of each output row of integer weights ``w``
+    (out, ...), int64. Narrow integers are clipped in their own type and summed into int64 (no int64
+    copy of a big layer's weights); exact while a row holds fewer than 2**32 int32 weights."""
+    w = np.asarray(w)
+    w = w.reshape(len(w), -1)
+    if w.dtype.kind not in "iu" or w.dtype.itemsize > 4:
+        w = w.astype(np.int64)
+    return np.clip(w, 0, None).sum(1, dtype=np.int64), np.clip(w, None, 0).sum(1, dtype=np.int64)
+
+
+def weight_bounds(w, in_max, signed_in, sums=None):
     """(low, high) worst-case per-step sums of one connection, per output channel or neuron:
     effective integer weights ``w`` (out, ...) reading inputs in ``0..in_max`` (``±in_max`` when
-    ``signed_in``)."""
-    w = np.asarray(w, np.int64).reshape(len(w), -1)
-    pos, neg = np.where(w > 0, w, 0).sum(1), np.where(w < 0, w, 0).sum(1)
+    ``signed_in``); ``sums``: their :func:`signed_row_sums`, when known."""
+    pos, neg = signed_row_sums(w) if sums is None else sums
     if signed_in:
         return -(pos - neg) * in_max, (pos - neg) * in_max
     return neg * in_max, pos * in_max

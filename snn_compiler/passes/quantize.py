@@ -44,7 +44,7 @@ from ..ir import input_node, op_of, topo_order
 from ..sim.encode import input_gain
 from ..ir import neuron as N
 from ..ir import ops as O
-from ..ir.layers import incoming, neuron_layers, source_and_area, sum_abs_bound, weight_bounds
+from ..ir.layers import incoming, neuron_layers, signed_row_sums, source_and_area, weight_bounds
 
 
 def memory_gain(layer) -> float:
@@ -118,11 +118,13 @@ def _connections(graph, n, ops, units, mk, theta, limit, regs, wmax):
         _check_levels(op, k, n, theta, limit, mk[k], units[k][3], regs, layer)
         if op.bias is not None:
             bias = bias + op.bias.reshape(bias.shape) * theta
-        bound = sum_abs_bound(O.effective_weights(op), units[k][1])
+        # the effective weights are weight_int << weight_exp: bounded from the int32 weights' row sums
+        pos, neg = signed_row_sums(op.weight_int)
+        bound = float((pos - neg).max(initial=0)) * 2.0 ** op.weight_exp * units[k][1]
         if bound >= MAX_EXACT_SUM:
             raise ValueError(f"layer {n!r}: the worst-case sum of {k!r} ({bound:.3g}) reaches 2**53, beyond what "
                              "the simulators add exactly; use fewer --bits or a smaller weight_exp_max")
-        l, h = weight_bounds(O.effective_weights(op), units[k][1], units[k][2])
+        l, h = weight_bounds(None, units[k][1], units[k][2], sums=(pos << op.weight_exp, neg << op.weight_exp))
         lo, hi = lo + l, hi + h
     return bias, lo, hi
 

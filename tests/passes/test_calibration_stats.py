@@ -57,3 +57,29 @@ def test_channel_stats_equal_one_layer_stats_per_channel(norm):
     ceil = np.where(lam > 0, lam, 1.0)
     want = np.mean([cs.channel(c).clipped_mean(ceil[c]) / ceil[c] for c in range(5)])
     assert cs.rate(ceil) == pytest.approx(want, rel=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["relu", "ties", "one_spike", "sorted", "constant"])
+def test_the_sampled_threshold_keeps_the_k_largest_exactly(kind):
+    """calibration_stats.largest on arrays big enough for its sampled threshold equals a full
+    partition, also where the sample misses the tail (one huge value, sorted runs) or every value ties."""
+    from snn_compiler.passes.calibration_stats import SAMPLE, largest
+    rng = np.random.default_rng(3)
+    n = 9 * SAMPLE
+    a = {"relu": np.maximum(rng.normal(size=n), 0), "ties": rng.integers(0, 5, n).astype(float),
+         "one_spike": np.r_[np.zeros(n - 1), 7.0], "sorted": np.sort(rng.random(n)),
+         "constant": np.full(n, 2.5)}[kind].astype(np.float32)
+    for k in (1, 17, n // 1000, n // 9):
+        assert np.array_equal(np.sort(largest(a, k)), np.sort(a)[-k:]), k
+
+
+def test_streamed_percentiles_over_big_batches_equal_numpys():
+    rng = np.random.default_rng(8)
+    batches = [np.maximum(rng.normal(0, 1, 600_000), 0).astype(np.float32) for _ in range(3)]
+    everything = np.concatenate(batches).astype(np.float64)
+    for norm in (("percentile", 99.9), ("percentile", 99.99), ("max", None)):
+        st = LayerStats(everything.size, norm)
+        for b in batches:
+            st.add(b)
+        want = everything.max() if norm[0] == "max" else np.percentile(everything, norm[1])
+        assert st.statistic(norm) == pytest.approx(want, rel=1e-12, abs=1e-12)
