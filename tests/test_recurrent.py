@@ -2,7 +2,7 @@
 the equations stepped by hand, the integer SNN on every engine bit for bit, quantization of a cycle."""
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from engine_runs import numba_in_chunks
@@ -12,7 +12,7 @@ from snn_compiler.compile import compile_model
 from snn_compiler.config import CompileConfig
 from snn_compiler.ir import IRError, add_op, is_recurrent, new_graph, topo_order, verify
 from snn_compiler.ir import ops as O
-from snn_compiler.passes import check_snn_form
+from snn_compiler.passes import PassError, check_snn_form
 from snn_compiler.sim import fast
 from snn_compiler.sim.emulator import run_ann, simulate
 
@@ -145,10 +145,10 @@ def test_int8_keeps_the_float_snns_predictions_with_a_slow_synapse(reset):
        steps=st.integers(1, 20), batch_size=st.integers(1, 7),
        readout=st.sampled_from(["count", "membrane", "membrane-sum", "first-spike", "k-spikes"]),
        record=st.booleans(), static=st.booleans(), encoding=st.sampled_from(["constant", "poisson"]),
-       step_frames=st.sampled_from([fast.STEP_FRAMES, 1, 5]))
+       step_frames=st.sampled_from([fast.STEP_FRAMES, 1, 5]), method=st.sampled_from(["auto", "scatter", "product"]))
 def test_engines_agree_on_random_recurrent_cuba_networks(n_in, n_hid, n_out, alpha, beta, reset, second, delay, bits,
                                                          threshold, net_seed, steps, batch_size, readout, record,
-                                                         static, encoding, step_frames):
+                                                         static, encoding, step_frames, method):
     """numpy == numba == torch, bit for bit, on random recurrent CUBA nets: sequences and static
     input, every read-out (latency read-outs' early stop drops rows of the delay lines too), time
     cut into many chunks (the numba engine's chunks never exceed the shortest delay)."""
@@ -157,11 +157,17 @@ def test_engines_agree_on_random_recurrent_cuba_networks(n_in, n_hid, n_out, alp
     rng = np.random.default_rng(net_seed)
     x = rng.random((9, steps, n_in)) < 0.4 if not static else rng.random((9, n_in))
     x = x.astype(float)
-    q = compile_model(g, CompileConfig(bits=bits, calibration=x[:, 0] if not static else x, timesteps=steps))
+    try:
+        q = compile_model(g, CompileConfig(bits=bits, calibration=x[:, 0] if not static else x, timesteps=steps))
+    except PassError as e:
+        # 3-bit weights of a tiny layer can all round to one level, which quantize refuses (tested in
+        # tests/passes/test_quantize.py); this test is about the engines, so such a net is not drawn
+        assume("quantize to" not in str(e))
+        raise
     kw = dict(readout=readout, k=2 if readout == "k-spikes" else None, record=record, batch_size=batch_size,
               timesteps=steps if static else None, encoding=encoding if static else "constant", seed=net_seed)
     a = simulate(q, x, engine="numpy", **kw)
-    b = numba_in_chunks(q, x, step_frames, **kw)
+    b = numba_in_chunks(q, x, step_frames, method, **kw)
     c = simulate(q, x, engine="torch", **kw)
     for r in (b, c):
         assert np.array_equal(a.scores, r.scores)
