@@ -87,11 +87,12 @@ def _fold_backward(g, n, s, t) -> bool:
     g.nodes[src].pop(BN_STATS, None)
     if stats is not None:
         g.nodes[src][BN_STATS] = stats
-    w = np.asarray(op.weight, np.float64)
-    w2 = w * s.reshape((-1,) + (1,) * (w.ndim - 1))
+    w = np.asarray(op.weight)
+    # each product in float64, stored in the weights' float type, without a float64 copy of the weights
+    w2 = np.multiply(w, s.reshape((-1,) + (1,) * (w.ndim - 1)), dtype=np.float64,
+                     out=np.empty(w.shape, w.dtype if w.dtype.kind == "f" else np.float64), casting="same_kind")
     b2 = _bias(op) * s + t
-    g.nodes[src]["op"] = dataclasses.replace(op, weight=_like(w2, op.weight), bias=_like(b2, op.weight),
-                                             weight_int=None)
+    g.nodes[src]["op"] = dataclasses.replace(op, weight=w2, bias=_like(b2, op.weight), weight_int=None)
     splice_out(g, n)
     return True
 

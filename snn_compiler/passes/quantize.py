@@ -113,8 +113,10 @@ def _connections(graph, n, ops, units, mk, theta, limit, regs, wmax):
         op = op_of(graph, k)
         need = np.log2(mk[k] * theta / (wmax + 0.5)) if mk[k] > 0 else 0.0  # finite: mk, theta finite
         op.weight_exp = int(min(regs.weight_exp_max, max(0, np.ceil(need))))
-        op.weight_int = np.clip(np.rint(op.weight * units[k][0] * theta / 2.0 ** op.weight_exp),
-                                -wmax, wmax).astype(np.int32)
+        q = op.weight * units[k][0]  # then in place: the same float steps, no temporary per step
+        q *= theta
+        q /= 2.0 ** op.weight_exp
+        op.weight_int = np.clip(np.rint(q, out=q), -wmax, wmax, out=q).astype(np.int32)
         _check_levels(op, k, n, theta, limit, mk[k], units[k][3], regs, layer)
         if op.bias is not None:
             bias = bias + op.bias.reshape(bias.shape) * theta
