@@ -108,10 +108,10 @@ def sum_abs_bound(w, in_max) -> float:
     w = np.asarray(w)
     if not w.size:
         return 0.0
-    w = w.reshape(len(w), -1)
-    if w.dtype.kind in "iu" and w.dtype.itemsize <= 2:  # narrow integers: int64 row sums cannot wrap
-        return float(np.abs(w, dtype=np.int32).sum(axis=1, dtype=np.int64).max()) * in_max
-    return float(np.abs(w.astype(np.float64)).sum(axis=1).max()) * in_max
+    if w.dtype.kind in "iu" and w.dtype.itemsize <= 4:  # int64 row sums of int32 weights cannot wrap
+        pos, neg = signed_row_sums(w)
+        return float((pos - neg).max()) * in_max
+    return float(np.abs(w.reshape(len(w), -1).astype(np.float64)).sum(axis=1).max()) * in_max
 
 
 def value_range(graph, name):

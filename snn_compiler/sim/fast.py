@@ -70,7 +70,7 @@ def _narrowest(w, dtype):
     """The narrowest integer type holding every weight (int8 for 8-bit synapses): the kernels add them
     into ``dtype`` sums, and a quarter of int32's bytes per weight keeps a big layer's weights in cache
     (ResNet-18's 512-channel 3x3 conv: 2.4 MB as int8, 9.4 MB as int32)."""
-    hi = int(np.abs(w).max()) if w.size else 0
+    hi = max(-int(w.min()), int(w.max())) if w.size else 0
     for narrow in (np.int8, np.int16, np.int32):
         if hi <= np.iinfo(narrow).max:
             return narrow
@@ -97,7 +97,11 @@ class FastPlan:
                 continue
             w = plan.weights[n]
             dtype = np.int32 if w.dtype == np.float32 else np.int64  # float32-exact bound < 2**24
-            w = w.astype(_narrowest(w, dtype))  # integer-valued floats, within the narrow type: exact
+            wi = np.asarray(op.weight_int)
+            if not op.weight_exp and wi.dtype.kind in "iu":  # the integers themselves: no pass over floats
+                w = wi.astype(_narrowest(wi, dtype))
+            else:
+                w = w.astype(_narrowest(w, dtype))  # integer-valued floats, within the narrow type: exact
             # int8 x int8 products sum exactly in int32 (int32 sums: the bound is below 2**24)
             productive = dtype == np.int32 and w.dtype in (np.int8, np.int16)
             if isinstance(op, O.Dense):  # its input is in torch's order (a Flatten restores it)
