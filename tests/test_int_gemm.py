@@ -146,3 +146,16 @@ def test_the_switch_turns_the_product_off(monkeypatch):
         monkeypatch.delenv("SNNC_INT_GEMM")
         int_gemm.available.cache_clear()
     assert int_gemm.available()
+
+
+def test_the_product_runs_on_the_engines_thread_count():
+    """Inside int_gemm.threads(n) a product runs torch on n threads; torch's setting is restored after."""
+    import torch
+    before = torch.get_num_threads()
+    a, w = np.ones((4, 3), np.int8), np.ones((3, 2), np.int8)
+    want = 2 if before == 1 else 1  # a count other than torch's own
+    seen = []
+    with int_gemm.threads(want):
+        int_gemm.matmul(a, int_gemm.int8_parts(w), np.empty((4, 2), np.int32))
+        seen.append(torch.get_num_threads())
+    assert seen == [want] and torch.get_num_threads() == before

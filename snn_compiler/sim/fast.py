@@ -268,7 +268,7 @@ def run_batch(fp, x, ids, timesteps, encoding, seed, readout, dec=None, on_chunk
     hold ``dec.rows`` only; ``dec.totals`` counts every layer's spikes up to each sample's
     decision step exactly) and the run ends once all are decided. ``steps_out`` ({layer: (N, T,
     neurons) uint8}, no early stop) receives every step's spikes in torch's (C, H, W) order."""
-    with _blas_beside_kernels():
+    with _blas_beside_kernels(), int_gemm.threads(nb.get_num_threads() if nb is not None else 1):
         return _run_batch(fp, x, ids, timesteps, encoding, seed, readout, dec, on_chunk, steps_out)
 
 

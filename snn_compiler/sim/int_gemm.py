@@ -15,8 +15,10 @@ and a self-test against numpy's int64 product on values at int8's ends. Otherwis
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import sys
 
 import numpy as np
 
@@ -54,6 +56,31 @@ def available() -> bool:
     return bool(np.array_equal(got.astype(np.int64), a.astype(np.int64) @ b.astype(np.int64)))
 
 
+_threads = {"want": None, "before": None}
+
+
+@contextlib.contextmanager
+def threads(n: int):
+    """Products inside run on ``n`` threads (numba's count: a run limited to one thread, e.g. a Ray
+    worker's, keeps torch's pool to one too); torch's own setting is restored after, if a product
+    changed it (torch is imported by the first product, not here)."""
+    _threads["want"], _threads["before"] = max(1, n), None
+    try:
+        yield
+    finally:
+        if _threads["before"] is not None:
+            sys.modules["torch"].set_num_threads(_threads["before"])
+        _threads["want"] = _threads["before"] = None
+
+
+def _use_threads(torch) -> None:
+    want = _threads["want"]
+    if want is not None and torch.get_num_threads() != want:
+        if _threads["before"] is None:
+            _threads["before"] = torch.get_num_threads()
+        torch.set_num_threads(want)
+
+
 def int8_parts(w: np.ndarray):
     """``w`` (K, N) integers as int8 matrices ``[(part, multiplier)]`` with ``w == sum(part * multiplier)``:
     itself for int8 weights, a high and a low byte for 16-bit ones (a residual's shortcut, scaled to
@@ -74,6 +101,7 @@ def matmul(a: np.ndarray, parts, out: np.ndarray) -> None:
     """``out = a @ w`` exactly, ``w`` given as :func:`int8_parts`: a (M, K) int8 (0/1 spikes as uint8
     are viewed as int8), out (M, N) int32, contiguous rows."""
     import torch
+    _use_threads(torch)
     if a.dtype == np.uint8:
         a = a.view(np.int8)
     ta, to = _rows(a), _rows(out)
