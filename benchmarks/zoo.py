@@ -11,6 +11,8 @@ randomised BatchNorm statistics), at 64 px (Inception-v3 at 96 px). For each net
   those 32 images, no mapping), timed right after torch's forward so both see the same machine load;
   ``ratio`` = compile / (2 x torch + 5 s), the issue's bound (<= 1 meets it),
 - agreement: the int8 SNN's class vs the compiled ANN's class on the first ``--n-sim`` images at T = 64,
+  and the simulation's speed against T dense forward passes of the torch net over the same images
+  (``speed_vs_dense``, issue 23's bar; ``methods``: how many weighted ops ran each exact method),
 - mapping: ``partition_graph`` onto Loihi 2 (the profile's cores per chip, as many chips as the lower
   bound needs, with slack), timed; ``cores / lower bound`` is the issue's mapping ratio (<= 1.1 meets it).
   Every map is recounted by the independent checker (``check_core_map``).
@@ -86,9 +88,19 @@ def measure(name, n_sim, timesteps, skip_sim=False, skip_map=False, n_calibratio
     ann = run_ann(q, x.numpy())
     row["ann_err"] = float(np.abs(ann - want).max() / np.abs(want).max())   # the tests allow 0.01
     if not skip_sim:
+        info = {}
         t0 = time.perf_counter()
-        snn = simulate(q, x[:n_sim].numpy(), timesteps=timesteps)
-        row["sim_s"] = round(time.perf_counter() - t0, 1)
+        snn = simulate(q, x[:n_sim].numpy(), timesteps=timesteps, info=info)
+        row["sim_s"] = round(time.perf_counter() - t0, 2)
+        with torch.inference_mode():  # issue 23's bar: T dense forward passes of the same images
+            net(x[:n_sim])
+            t0 = time.perf_counter()
+            for _ in range(timesteps):
+                net(x[:n_sim])
+            row["dense_s"] = round(time.perf_counter() - t0, 2)
+        row["speed_vs_dense"] = round(row["dense_s"] / max(row["sim_s"], 1e-9), 2)
+        row["methods"] = {m: sum(1 for c in info.get("methods", {}).values() if m in c)
+                          for m in ("int8 product", "scatter", "channel scale", "float product")}
         row["agreement"] = float((snn.predictions == ann[:n_sim].argmax(1)).mean())
         row["n_sim"] = n_sim
     if not skip_map:
