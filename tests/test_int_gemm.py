@@ -159,3 +159,43 @@ def test_the_product_runs_on_the_engines_thread_count():
         int_gemm.matmul(a, int_gemm.int8_parts(w), np.empty((4, 2), np.int32))
         seen.append(torch.get_num_threads())
     assert seen == [want] and torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize("stride,padding,dilation,k", [(1, 1, 1, 3), (2, 1, 1, 3), (1, 2, 2, 3), (2, 2, 1, 5)])
+def test_a_depthwise_pass_equals_the_scatter(stride, padding, dilation, k):
+    rng = np.random.default_rng(k + stride)
+    n_f, c, size = 11, 7, 9
+    x = (rng.random((n_f, size, size, c)) < 0.4).astype(np.uint8) * rng.integers(1, 5, (n_f, size, size, c)).astype(np.uint8)
+    wr = rng.integers(-128, 128, (c, k, k, 1)).astype(np.int8)
+    out_size = (size + 2 * padding - dilation * (k - 1) - 1) // stride + 1
+    tab = fast._reach(size, k, stride, padding, dilation, out_size)
+    want = np.zeros((n_f, out_size, out_size, c), np.int32)
+    K.conv_events(x, wr, want, tab, tab, 1)
+    got = np.zeros_like(want)
+    K.depthwise_dense(x, np.ascontiguousarray(wr[:, :, :, 0].transpose(1, 2, 0)), got, stride, stride, padding,
+                      padding, dilation, dilation)
+    assert np.array_equal(got, want)
+
+
+def test_the_engine_runs_a_depthwise_net_densely_and_equals_numpy():
+    rng = np.random.default_rng(9)
+    g = new_graph()
+    add_op(g, "in", O.Input((4, 8, 8)))
+    add_op(g, "pw", O.Conv2d(rng.normal(size=(6, 4, 1, 1)), rng.normal(size=6)), ["in"])
+    add_op(g, "r1", O.IF(), ["pw"])
+    add_op(g, "dw", O.Conv2d(rng.normal(size=(6, 1, 3, 3)), rng.normal(size=6), stride=(2, 2), padding=(1, 1),
+                             groups=6), ["r1"])
+    add_op(g, "r2", O.IF(), ["dw"])
+    add_op(g, "f", O.Flatten(), ["r2"])
+    add_op(g, "fc", O.Dense(rng.normal(size=(3, 96))), ["f"])
+    add_op(g, "out", O.Output(), ["fc"])
+    x = rng.random((12, 4, 8, 8))
+    q = compile_model(g, CompileConfig(bits=8, calibration=x))
+    kw = dict(timesteps=10, readout="count", record=True, batch_size=12)
+    a = simulate(q, x, engine="numpy", **kw)
+    info = {}
+    for method in ("product", "scatter", "auto"):
+        b = numba_in_chunks(q, x, fast.STEP_FRAMES, method, info=info, **kw)
+        assert np.array_equal(a.scores, b.scores), method
+        assert all(np.array_equal(a.counts[k], b.counts[k]) for k in a.counts), method
+    assert "depthwise pass" in info["methods"]["dw"]

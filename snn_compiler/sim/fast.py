@@ -91,6 +91,7 @@ class FastPlan:
         self.ops = {}
         self.product = {}  # node: (int_gemm.int8_parts of its (K, N) weight matrix, conv geometry or None)
         self.channel_scale = {}  # node: per-channel weights of a depthwise 1x1 conv (out = x * scale)
+        self.depthwise = {}  # node: ((kh, kw, C) weights, (stride, padding, dilation)) of a depthwise conv
         self.methods = {}  # node: {method: kernel calls} (simulate's info["methods"]; benchmarks print it)
         for n, op in plan.ops.items():
             if not isinstance(op, O.WEIGHTED):
@@ -120,6 +121,10 @@ class FastPlan:
                         and tuple(op.padding) == (0, 0) and tuple(op.input_dilation) == (1, 1):
                     # a per-channel scale (a residual's identity path): one multiply per value, no scan
                     self.channel_scale[n] = wr.reshape(o).astype(dtype)
+                elif cg == 1 and og == 1 and tuple(op.input_dilation) == (1, 1):
+                    # depthwise: a dense pass over every value beats a scatter of one weight per spike-tap
+                    self.depthwise[n] = (np.ascontiguousarray(wr[:, :, :, 0].transpose(1, 2, 0)),
+                                         (tuple(op.stride), tuple(op.padding), tuple(op.dilation)))
                 elif productive and op.groups == 1 and tuple(op.input_dilation) == (1, 1):
                     self._add_product(n, wr.transpose(1, 2, 0, 3).reshape(kh * kw * cg, og),
                                       (kh, kw, tuple(op.stride), tuple(op.padding), tuple(op.dilation)))
@@ -167,7 +172,8 @@ def _density(flat) -> float:
 
 
 # Which exact method a weighted op runs where both can: "auto" (the cheaper, :func:`_product_pays`),
-# "scatter" or "product" (tests run each; a benchmark compares them). Results are the same integers.
+# "scatter" or "product" (the dense one: int8 product, or a depthwise conv's dense pass; tests run each,
+# a benchmark compares them). Results are the same integers.
 METHOD = "auto"
 
 
@@ -200,6 +206,16 @@ def _apply(fp, n, op, x, out_shape):
         _count(fp, n, "channel scale")
         return np.multiply(x, fp.channel_scale[n], dtype=spec[2])
     density = _density(flat) if flat.size else 0.0
+    # a depthwise conv always runs as the dense pass unless forced: its scatter adds one weight per nonzero
+    # input and tap after scanning every value, and lost at every density measured (3x3 over 256 x 16 x 16
+    # x 96 values, 1 thread: 23-52 ms against 7-9 ms from 1% to 20% nonzero)
+    if n in fp.depthwise and flat.size and METHOD != "scatter":
+        _count(fp, n, "depthwise pass")
+        w, (stride, padding, dilation) = fp.depthwise[n]
+        out = np.zeros((t * f,) + _hwc(out_shape), spec[2])
+        K.depthwise_dense(np.ascontiguousarray(flat), w, out, stride[0], stride[1], padding[0], padding[1],
+                          dilation[0], dilation[1])
+        return out.reshape((t, f) + out.shape[1:])
     if flat.size and _product_pays(fp, n, flat, density, _hwc(out_shape)):
         _count(fp, n, "int8 product")
         out = np.empty((t * f,) + _hwc(out_shape), np.int32)

@@ -113,6 +113,30 @@ def im2col_hwc(x, kh, kw, sh, sw, ph, pw, dh, dw, cols):
 
 
 @nb.njit(parallel=True, cache=True)
+def depthwise_dense(x, w, out, sh, sw, ph, pw, dh, dw):
+    """out[f, oy, ox, c] = sum over taps of x[f, oy*sh - ph + ky*dh, ox*sw - pw + kx*dw, c] * w[ky, kx, c]
+    (zeros outside the input): a depthwise conv (one input channel per output channel) on every value,
+    vectorized along the channels (x (F, H, W, C), w (kh, kw, C), out (F, Ho, Wo, C) zeroed)."""
+    n_f, ho, wo, c = out.shape
+    h, wd, kh, kw = x.shape[1], x.shape[2], w.shape[0], w.shape[1]
+    for j in nb.prange(n_f * ho):
+        f, oy = j // ho, j % ho
+        for ky in range(kh):
+            y = oy * sh - ph + ky * dh
+            if y < 0 or y >= h:
+                continue
+            for ox in range(wo):
+                dst = out[f, oy, ox]
+                for kx in range(kw):
+                    xx = ox * sw - pw + kx * dw
+                    if xx < 0 or xx >= wd:
+                        continue
+                    src, wt = x[f, y, xx], w[ky, kx]
+                    for k in range(c):
+                        dst[k] += src[k] * wt[k]
+
+
+@nb.njit(parallel=True, cache=True)
 def sum_pool(x, kh, kw, sh, sw, ph, pw, out):
     """Window sums (zero padding, as count_include_pad) of x (F, H, W, C) into out (F, Ho, Wo, C)."""
     n_f, ho, wo, c = out.shape
