@@ -205,7 +205,6 @@ def _apply(fp, n, op, x, out_shape):
     if n in fp.channel_scale:
         _count(fp, n, "channel scale")
         return np.multiply(x, fp.channel_scale[n], dtype=spec[2])
-    density = _density(flat) if flat.size else 0.0
     # a depthwise conv always runs as the dense pass unless forced: its scatter adds one weight per nonzero
     # input and tap after scanning every value, and lost at every density measured (3x3 over 256 x 16 x 16
     # x 96 values, 1 thread: 23-52 ms against 7-9 ms from 1% to 20% nonzero)
@@ -216,6 +215,7 @@ def _apply(fp, n, op, x, out_shape):
         K.depthwise_dense(np.ascontiguousarray(flat), w, out, stride[0], stride[1], padding[0], padding[1],
                           dilation[0], dilation[1])
         return out.reshape((t, f) + out.shape[1:])
+    density = _density(flat) if flat.size else 0.0
     if flat.size and _product_pays(fp, n, flat, density, _hwc(out_shape)):
         _count(fp, n, "int8 product")
         out = np.empty((t * f,) + _hwc(out_shape), np.int32)
