@@ -91,11 +91,11 @@ def signed_row_sums(w):
     return np.clip(w, 0, None).sum(1, dtype=np.int64), np.clip(w, None, 0).sum(1, dtype=np.int64)
 
 
-def weight_bounds(w, in_max, signed_in, sums=None):
-    """(low, high) worst-case per-step sums of one connection, per output channel or neuron:
-    effective integer weights ``w`` (out, ...) reading inputs in ``0..in_max`` (``±in_max`` when
-    ``signed_in``); ``sums``: their :func:`signed_row_sums`, when known."""
-    pos, neg = signed_row_sums(w) if sums is None else sums
+def weight_bounds(sums, in_max, signed_in):
+    """(low, high) worst-case per-step sums of one connection, per output channel or neuron, from the
+    :func:`signed_row_sums` of its effective integer weights, reading inputs in ``0..in_max``
+    (``±in_max`` when ``signed_in``)."""
+    pos, neg = sums
     if signed_in:
         return -(pos - neg) * in_max, (pos - neg) * in_max
     return neg * in_max, pos * in_max

@@ -126,7 +126,7 @@ def _connections(graph, n, ops, units, mk, theta, limit, regs, wmax):
         if bound >= MAX_EXACT_SUM:
             raise ValueError(f"layer {n!r}: the worst-case sum of {k!r} ({bound:.3g}) reaches 2**53, beyond what "
                              "the simulators add exactly; use fewer --bits or a smaller weight_exp_max")
-        l, h = weight_bounds(None, units[k][1], units[k][2], sums=(pos << op.weight_exp, neg << op.weight_exp))
+        l, h = weight_bounds((pos << op.weight_exp, neg << op.weight_exp), units[k][1], units[k][2])
         lo, hi = lo + l, hi + h
     return bias, lo, hi
 

@@ -117,7 +117,7 @@ class FastPlan:
                 tabs = tuple(_reach((hi, wi)[a], (kh, kw)[a], op.stride[a], op.padding[a], op.dilation[a], (ho, wo)[a],
                                     op.input_dilation[a]) for a in range(2))
                 self.ops[n] = ("conv", np.ascontiguousarray(wr), dtype, cg, tabs)
-                if op.groups == o == cg * op.groups and (kh, kw) == (1, 1) and tuple(op.stride) == (1, 1) \
+                if cg == og == 1 and (kh, kw) == (1, 1) and tuple(op.stride) == (1, 1) \
                         and tuple(op.padding) == (0, 0) and tuple(op.input_dilation) == (1, 1):
                     # a per-channel scale (a residual's identity path): one multiply per value, no scan
                     self.channel_scale[n] = wr.reshape(o).astype(dtype)

@@ -160,9 +160,11 @@ class BatchRun:
                        op.stride[0], op.stride[1], op.padding[0], op.padding[1], pooled)
             return pooled.reshape((t, f) + pooled.shape[1:])
         if isinstance(op, O.Add):
-            # int32 sums of int32 terms stay int32 while they cannot wrap: each term's proved bound is
-            # below 2**24 (FastPlan's dtype rule), so up to 127 of them (a residual add has two)
-            narrow = all(p.dtype == np.int32 for p in xs) and len(xs) < 128
+            # int32 sums of int32 terms stay int32 while they cannot wrap: a weighted op's int32 currents are
+            # proved below 2**24 (FastPlan's dtype rule), so up to 127 of them (a residual add has two); an
+            # Add's own int32 sum carries no such proof, so an Add reading an Add sums in int64
+            narrow = (all(p.dtype == np.int32 for p in xs) and len(xs) < 128
+                      and not any(isinstance(self.plan.ops[p], O.Add) for p in self.plan.inputs[n]))
             # (a static term has one step: it broadcasts over the others' steps)
             total = np.empty(np.broadcast_shapes(*(p.shape for p in xs)), np.int32 if narrow else np.int64)
             np.add(xs[0], xs[1], out=total) if len(xs) > 1 else np.copyto(total, xs[0])
