@@ -13,7 +13,7 @@ import numpy as np
 
 from snn_compiler.ir import inputs_of, op_of, topo_order, verify
 from snn_compiler.ir import ops as O
-from snn_compiler.ir.layers import incoming, input_range, weight_bounds
+from snn_compiler.ir.layers import incoming, input_range, signed_row_sums, weight_bounds
 from snn_compiler.ir.neuron import decays_of
 from snn_compiler.ir.registers import REFERENCE, Registers
 
@@ -262,7 +262,7 @@ def make_plan(graph, readout: str = "membrane") -> NetPlan:
                          weight=None, graded=isinstance(op_of(graph, src), O.Input),
                          delay=steps + depth[n] - depth[src] - 1, steps=steps,
                          weight_exp=int(getattr(kop, "weight_exp", 0) or 0))
-            lo, hi = weight_bounds(O.effective_weights(kop), *input_range(graph, k))
+            lo, hi = weight_bounds(signed_row_sums(O.effective_weights(kop)), *input_range(graph, k))
             c.bounds = (int(lo.min(initial=0)), int(hi.max(initial=0)))
             c.why = why_sparse(kop) if c.kind == "conv" else None
             if c.why:

@@ -33,7 +33,7 @@ import numpy as np
 from snn_compiler.ir.registers import registers_of, signed_max
 from snn_compiler.ir import op_of, topo_order, verify
 from snn_compiler.ir import ops as O
-from snn_compiler.ir.layers import input_range, weight_bounds
+from snn_compiler.ir.layers import input_range, signed_row_sums, weight_bounds
 from snn_compiler.passes.partition import partition
 from snn_compiler.targets import Target, TargetError
 
@@ -60,7 +60,7 @@ def prepare(config):
 
 def op_current_bounds(graph, name) -> tuple:
     """Worst-case (low, high) per-step sum of weighted op ``name`` over its output neurons."""
-    lo, hi = weight_bounds(O.effective_weights(op_of(graph, name)), *input_range(graph, name))
+    lo, hi = weight_bounds(signed_row_sums(O.effective_weights(op_of(graph, name))), *input_range(graph, name))
     return int(lo.min(initial=0)), int(hi.max(initial=0))
 
 
