@@ -1,6 +1,7 @@
 """The Input's value rule (sim/input_rule.input_levels, re-exported by encode) is written once;
 numba's one-pass kernel (numba_kernels.quantize_frames, what quantize_input takes for large inputs)
-gives numpy's levels bit for bit: every input dtype, exact ties (x / scale * L = k + 1/2), both signs, views in any order."""
+gives numpy's levels bit for bit: every input dtype, exact ties (x / scale * L = k + 1/2), both signs, views in any order;
+so does its sequence path (encode.quantize_frames), event frames or not."""
 import numpy as np
 import pytest
 
@@ -57,3 +58,32 @@ def test_the_density_estimate_picks_the_method_and_both_are_exact():
         q = compile_model(g, CompileConfig(bits=8, calibration=x[:, 0], timesteps=30))
         a, b = (simulate(q, x, engine=e, record=True) for e in ("numpy", "numba"))
         assert np.array_equal(a.scores, b.scores) and all(np.array_equal(a.counts[k], b.counts[k]) for k in a.counts)
+
+
+@pytest.mark.parametrize("signed", [True, False])
+@pytest.mark.parametrize("kind", ["events", "two values", "graded", "mixed", "bool", "strided"])
+def test_a_sequences_frames_quantize_as_numpy_does(kind, signed):
+    """encode.quantize_frames (the sequence path: frames read in place, event frames in one pass from
+    two levels) equals numpy's rule on x[:, t0:t0 + c], time first, for frames of any content."""
+    rng = np.random.default_rng(len(kind))
+    inp = O.Input((70,), scale=0.61, bits=8, signed=signed)
+    n, t, f = 16, 40, 70  # every (t0, c) below spans FUSED_VALUES: the kernel runs
+    events = rng.random((n, t, f)) < 0.05
+    if kind == "events":  # zeros and 1.0, some -0.0
+        x = np.where(events, 1.0, np.where(rng.random((n, t, f)) < 0.1, -0.0, 0.0)).astype(np.float32)
+    elif kind == "two values":  # the other value changes from frame to frame and sample to sample
+        x = (events * rng.choice([0.25, 1.0, -0.7, 3.0], (n, t, 1))).astype(np.float32)
+    elif kind == "graded":
+        x = rng.normal(size=(n, t, f))
+    elif kind == "mixed":  # event frames, then graded frames, then event frames again
+        x = (events * 0.5).astype(np.float64)
+        x[:, 10:20] = rng.normal(size=(n, 10, f))
+    elif kind == "bool":
+        x = events
+    else:  # a view that is not C-contiguous
+        x = (events * 2.0)[:, :, ::-1]
+    for t0, c in ((0, t), (3, 35), (10, 30)):
+        for dtype in (np.int16, np.int64):
+            got = encode.quantize_frames(inp, x, t0, c, dtype)
+            assert got.dtype == dtype and got.shape == (c, n, f)
+            np.testing.assert_array_equal(got, _numpy_levels(inp, np.swapaxes(x[:, t0:t0 + c], 0, 1), dtype))

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .input_rule import FUSED_VALUES, input_levels, quantize_input  # noqa: F401  (re-exported: the value rule)
+from .input_rule import FUSED_VALUES, input_levels, quantize_frames, quantize_input  # noqa: F401  (re-exported: the value rule)
 from .streams import chunk_steps, poisson_uniform_chunks
 from .timesteps import (DEFAULT_TIMESTEPS, MAX_TIMESTEPS, SEQUENCE_ENCODINGS, check_sequence_encoding,  # noqa: F401
                         check_timesteps, run_timesteps, sequence_steps)  # (re-exported: the run's T and data layout)
@@ -371,6 +371,9 @@ def _sequence_chunks(inp, x, timesteps, encoding, seed, sample_ids, mode, chunk,
     ids = range(n) if sample_ids is None else sample_ids
     uniforms = poisson_uniform_chunks(seed, ids, timesteps, shape, chunk) if encoding == "poisson" else None
     for t0, c in _spans(timesteps, chunk):
+        if uniforms is None and mode == "int":  # the value alone, read from x in place
+            yield quantize_frames(inp, x, t0, c, np.int64 if dtype is None else dtype)
+            continue
         frames = np.swapaxes(np.asarray(x[:, t0:t0 + c]), 0, 1)  # (c, N, *shape)
         if uniforms is None:  # the value alone (Source's other fields serve the coded encodings)
             value = _value(inp, frames, mode, dtype)

@@ -243,12 +243,17 @@ def _apply(fp, n, op, x, out_shape):
 
 
 class _StepReader:
-    """Steps of an encoder's chunks, in runs of any length (the encoder keeps its own, smaller chunks)."""
+    """Steps of an encoder's chunks, in runs of any length (a run inside one chunk is a view of it)."""
 
     def __init__(self, chunks):
         self.chunks, self.left = chunks, None
 
     def take(self, c, shape, dtype):
+        if self.left is None or len(self.left) == 0:
+            self.left = next(self.chunks)
+        if len(self.left) >= c and self.left.shape[1:] == shape and self.left.dtype == dtype:
+            out, self.left = self.left[:c], self.left[c:]  # one chunk holds the steps: a view (callers read it)
+            return out
         out = np.empty((c,) + shape, dtype)
         t = 0
         while t < c:

@@ -84,8 +84,13 @@ class BatchRun:
         self.stop = dec is not None and dec.stop
         self.const = plan.static[self.inp]  # a constant encoding of static samples (not of a sequence)
         self.in_dtype = fp.narrow_dtype(self.inp)
+        self.widest = max(int(np.prod(g.nodes[n]["shape"])) for n in plan.order)
+        # a sequence's frames come in this run's chunks (a chunk then passes on uncopied: _StepReader.take);
+        # other encodings keep the encoder's own, smaller chunks (a static sample's uniforms would grow)
+        in_chunk = 1 if self.const else (self._chunk_steps(0, timesteps, self.n_f) if x.ndim == len(
+            plan.ops[self.inp].shape) + 2 else None)
         self.inputs = _StepReader(input_chunks(plan.ops[self.inp], x, 1 if self.const else timesteps, encoding, seed,
-                                               ids, "int", 1 if self.const else None, self.in_dtype))
+                                               ids, "int", in_chunk, self.in_dtype))
         self.static = {}  # node -> its value is (1, F, ...), the same every step
         for n in plan.order:
             op = plan.ops[n]
@@ -111,7 +116,6 @@ class BatchRun:
             self.decision = (np.full(self.n_f, -1, np.int64), np.zeros((self.n_f, nn), np.int64),
                              np.zeros((self.n_f, nn), np.int64))
         self.rows = np.arange(self.n_f)  # batch rows still simulated
-        self.widest = max(int(np.prod(g.nodes[n]["shape"])) for n in plan.order)
         sched = schedule(fp)
         self.blocks, self.step_order, self.fused = sched.blocks, sched.step_order, sched.fused
 
@@ -290,9 +294,11 @@ class BatchRun:
                     if not self.stop:
                         spikes.pop(s, None)
 
+    def _chunk_steps(self, t0, timesteps, fa) -> int:
+        return max(1, min(timesteps - t0, STEP_FRAMES // fa, STEP_VALUES // (fa * self.widest)))
+
     def chunk_length(self, t0, timesteps) -> int:
-        fa = len(self.rows)
-        c = max(1, min(timesteps - t0, STEP_FRAMES // fa, STEP_VALUES // (fa * self.widest)))
+        c = self._chunk_steps(t0, timesteps, len(self.rows))
         if self.stop:  # chunks double (steps 0, 1, 2-3, 4-7, ...): a sample decided after t steps runs < 2t
             c = max(1, min(c, t0))
         return c
