@@ -159,14 +159,16 @@ class FastPlan:
 DENSE_GEMM_RATE = 0.08
 
 
-# Frames sampled to estimate an input's density: which exact method runs is a matter of speed only, and
-# counting every value of an event sequence cost a quarter of the input projection's own time.
+# Values sampled (in whole frames, at least DENSITY_FRAMES of them) to estimate an input's density: which
+# exact method runs is a matter of speed only, and counting every value of an event sequence cost a
+# quarter of the input projection's own time.
 DENSITY_SAMPLE = 1 << 16
+DENSITY_FRAMES = 16
 
 
 def _density(flat) -> float:
     """The frames' nonzero fraction, estimated on evenly spaced frames."""
-    step = max(1, flat.size // DENSITY_SAMPLE // max(1, flat[0].size))
+    step = max(1, min(len(flat) // DENSITY_FRAMES, flat.size // DENSITY_SAMPLE))
     sample = flat[::step]
     return np.count_nonzero(sample) / max(1, sample.size)
 
@@ -231,7 +233,7 @@ def _apply(fp, n, op, x, out_shape):
         y = flat.reshape(t * f, -1).astype(w.dtype) @ w.T
         return y.astype(spec[2]).reshape((t, f) + _hwc(out_shape))
     _count(fp, n, "scatter")
-    out = np.zeros((t * f,) + _hwc(out_shape), spec[2])
+    out = (np.empty if spec[0] == "dense" else np.zeros)((t * f,) + _hwc(out_shape), spec[2])  # (dense_events writes)
     for s in range(0, t * f, FRAMES):
         if spec[0] == "dense":
             xs = flat[s:s + FRAMES].reshape(min(FRAMES, t * f - s), -1)

@@ -86,11 +86,13 @@ EVENT_ROWS = 64  # frames per parallel task of dense_events (each task allocates
 
 
 def dense_events(x, wt, out):
-    """out[f] += sum over nonzero x[f, i] of x[f, i] * wt[i]; x (F, In), wt (In, Out)."""
+    """out[f] = sum over nonzero x[f, i] of x[f, i] * wt[i]; x (F, In), wt (In, Out). Each row of out
+    is written (zeroed here, while it is in cache, rather than in a pass of its own)."""
     n_f, n_in = x.shape
     for b in nb.prange((n_f + EVENT_ROWS - 1) // EVENT_ROWS):
         idx, vals = np.empty(n_in, np.int64), np.empty(n_in, out.dtype)
         for f in range(b * EVENT_ROWS, min(n_f, (b + 1) * EVENT_ROWS)):
+            out[f] = 0
             _add_events(x[f], wt, out[f], idx, vals)
 
 
