@@ -34,41 +34,57 @@ _input_levels = nb.njit(inline="always")(input_levels)
 @register_jitable
 def _nonzeros(x_row, idx, vals):
     """The nonzero entries of ``x_row`` in order: their positions into ``idx[:k]``, values into
-    ``vals[:k]``; returns (k, whether all are 1). Without a branch per value: a scan that tested each
-    value mispredicted twice per event (an event stream at 5% spent more time there than adding)."""
+    ``vals[:k]``; returns (k, their common value, or 0 when they differ). Without a branch per value:
+    a scan that tested each value mispredicted twice per event (an event stream at 5% spent more time
+    there than adding)."""
     k = 0
     for i in range(x_row.shape[0]):
         idx[k] = i
         k += x_row[i] != 0
-    ones = True
+    common = x_row[idx[0]] if k else 0
     for j in range(k):
         v = x_row[idx[j]]
         vals[j] = v
-        ones &= v == 1
-    return k, ones
+        if v != common:
+            common = 0
+    return k, common
 
 
 @register_jitable
-def _add_events(x_row, wt, dst, idx, vals):
-    """dst += sum over nonzero x_row[i] of x_row[i] * wt[i] (spikes add their weight rows unmultiplied);
-    ``idx``, ``vals`` scratch of x_row's length. Four rows are summed per pass over ``dst``, which is
-    then read and written a quarter as often (the sums are exact: any partial sum is bounded by the
-    bound that chose dst's dtype)."""
-    k, ones = _nonzeros(x_row, idx, vals)
+def _add_rows(idx, k, wt, dst):
+    """dst += the sum of weight rows idx[:k], four rows per pass over ``dst`` (read and written a
+    quarter as often; exact: any partial sum is bounded by the bound that chose dst's dtype)."""
     n = dst.shape[0]
     j = 0
-    if ones:
-        while j + 4 <= k:
-            a, b, c, d = wt[idx[j]], wt[idx[j + 1]], wt[idx[j + 2]], wt[idx[j + 3]]
-            for o in range(n):
-                dst[o] += a[o] + b[o] + c[o] + d[o]
-            j += 4
-        while j < k:
-            a = wt[idx[j]]
-            for o in range(n):
-                dst[o] += a[o]
-            j += 1
+    while j + 4 <= k:
+        a, b, c, d = wt[idx[j]], wt[idx[j + 1]], wt[idx[j + 2]], wt[idx[j + 3]]
+        for o in range(n):
+            dst[o] += a[o] + b[o] + c[o] + d[o]
+        j += 4
+    while j < k:
+        a = wt[idx[j]]
+        for o in range(n):
+            dst[o] += a[o]
+        j += 1
+
+
+@register_jitable
+def _add_events(x_row, wt, dst, idx, vals, rows):
+    """dst += sum over nonzero x_row[i] of x_row[i] * wt[i]; ``idx``, ``vals`` scratch of x_row's length,
+    ``rows`` of dst's. Spikes add their weight rows unmultiplied; inputs sharing one value v (an event
+    frame's levels) sum their rows first, then add v times the sum; other inputs multiply each row."""
+    k, common = _nonzeros(x_row, idx, vals)
+    if common == 1:
+        _add_rows(idx, k, wt, dst)
         return
+    n = dst.shape[0]
+    if common != 0:
+        rows[:] = 0
+        _add_rows(idx, k, wt, rows)
+        for o in range(n):
+            dst[o] += common * rows[o]
+        return
+    j = 0
     while j + 4 <= k:
         a, b, c, d = wt[idx[j]], wt[idx[j + 1]], wt[idx[j + 2]], wt[idx[j + 3]]
         va, vb, vc, vd = vals[j], vals[j + 1], vals[j + 2], vals[j + 3]
@@ -90,10 +106,10 @@ def dense_events(x, wt, out):
     is written (zeroed here, while it is in cache, rather than in a pass of its own)."""
     n_f, n_in = x.shape
     for b in nb.prange((n_f + EVENT_ROWS - 1) // EVENT_ROWS):
-        idx, vals = np.empty(n_in, np.int64), np.empty(n_in, out.dtype)
+        idx, vals, rows = np.empty(n_in, np.int64), np.empty(n_in, out.dtype), np.empty(out.shape[1], out.dtype)
         for f in range(b * EVENT_ROWS, min(n_f, (b + 1) * EVENT_ROWS)):
             out[f] = 0
-            _add_events(x[f], wt, out[f], idx, vals)
+            _add_events(x[f], wt, out[f], idx, vals, rows)
 
 
 @nb.njit(parallel=True, cache=True)
@@ -297,12 +313,12 @@ def recurrent_layer(ext, static, wt, bias, decay_v, decay_u, decays, theta, v, u
     n_t, n_f, n = spikes.shape[0], v.shape[0], v.shape[1]
     for f in nb.prange(n_f):
         vf, uf, cf, pf, af = v[f], u[f], counts[f], prev[f], acc[f]
-        idx, vals = np.empty(n, np.int64), np.empty(n, acc.dtype)
+        idx, vals, rows = np.empty(n, np.int64), np.empty(n, acc.dtype), np.empty(n, acc.dtype)
         for t in range(n_t):
             e = ext[0 if static else t, f]
             for i in range(n):
                 af[i] = e[i]
-            _add_events(pf, wt, af, idx, vals)
+            _add_events(pf, wt, af, idx, vals, rows)
             s_t = spikes[t, f]
             _step_row(vf, uf, cf, af, s_t, vf, False, bias, decay_v, decay_u, vmax, theta, subtract, spiking, decays)
             for i in range(n):
