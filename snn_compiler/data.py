@@ -73,18 +73,10 @@ def _fit_shape(path, x, shape, sequences=False):
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-# From this many float values on, check_values' common case runs numba's one parallel pass (where installed).
-FUSED_CHECK_VALUES = 1 << 20
-
-
 def check_values(path, x):
     """Refuse (DataError naming ``path``, one line) input samples ``x`` holding NaN, infinities or
     values beyond float32's range: the one rule for data, whether read from a file or passed in."""
-    if x.dtype in (np.float32, np.float64) and x.size >= FUSED_CHECK_VALUES and x.flags.c_contiguous \
-            and (k := _numba_kernels()):
-        if k.all_within(x.reshape(-1), FLOAT32_MAX):
-            return  # (one parallel pass: an event sequence of 18 M values in a fraction of a min and a max)
-    elif x.size and np.isfinite(lo := x.min()) and np.isfinite(hi := x.max()) and max(-lo, hi) <= FLOAT32_MAX:
+    if x.size and np.isfinite(lo := x.min()) and np.isfinite(hi := x.max()) and max(-lo, hi) <= FLOAT32_MAX:
         return  # (two reductions, no temporary arrays: the common case on large data)
     bad = ~np.isfinite(x)
     if bad.any():
@@ -98,14 +90,6 @@ def check_values(path, x):
         raise DataError(f"{path}: 'x' holds {n} value{'s' if n > 1 else ''} beyond float32's range (|x| > {FLOAT32_MAX:.3g}, "
                         f"first in sample {first}, largest {float(np.abs(x).max()):.3g}), which the ANN reading "
                         f"computes in: rescale the data")
-
-
-def _numba_kernels():
-    try:
-        from .sim import numba_kernels
-    except ImportError:  # the core without numba (the Lava environment)
-        return None
-    return numba_kernels
 
 
 def _in_layout(path, x, shape, layout, notes):

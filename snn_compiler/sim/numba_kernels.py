@@ -434,21 +434,3 @@ def quantize_frames(x, t0, scale, levels, lowest, out):
                 if v != other:
                     other, other_level = v, _input_levels(np.float64(v), scale, levels, lowest)
                 dst[f] = other_level
-
-
-WITHIN_BLOCK = 1 << 16  # values per parallel task of all_within
-
-
-@nb.njit(parallel=True, cache=True)
-def all_within(flat, limit):
-    """Whether every value of ``flat`` has ``|v| <= limit`` (False at a NaN, whose comparisons are
-    false): data.check_values' common case in one parallel pass instead of a min and a max."""
-    n = flat.shape[0]
-    bad = 0
-    for b in nb.prange((n + WITHIN_BLOCK - 1) // WITHIN_BLOCK):
-        ok = True
-        for i in range(b * WITHIN_BLOCK, min(n, (b + 1) * WITHIN_BLOCK)):
-            ok &= abs(flat[i]) <= limit
-        if not ok:
-            bad += 1
-    return bad == 0
