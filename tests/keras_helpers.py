@@ -168,10 +168,11 @@ def ref_conv(x, kern, bias, stride, padding):
 def ref_pool(x, k, s, how, padding="valid"):
     if padding == "same":
         (t, b), (l, r) = _same_pads(x.shape[1], k, s), _same_pads(x.shape[2], k, s)
-        x = np.pad(x, ((0, 0), (t, b), (l, r), (0, 0)), constant_values=-np.inf)
+        # (Keras leaves the padding out: of the max, and of the average's count)
+        x = np.pad(x, ((0, 0), (t, b), (l, r), (0, 0)), constant_values=-np.inf if how == "max" else np.nan)
     oh, ow = (x.shape[1] - k) // s + 1, (x.shape[2] - k) // s + 1
     win = np.stack([x[:, i:i + s * oh:s, j:j + s * ow:s, :] for i in range(k) for j in range(k)])
-    return win.max(0) if how == "max" else win.mean(0)
+    return win.max(0) if how == "max" else np.nanmean(win, 0)
 
 
 def reference(x, layers):
@@ -186,7 +187,8 @@ def reference(x, layers):
             x = ref_conv(x, w["kernel"], w.get("bias"), cfg["strides"][0], cfg["padding"])
         elif cls in ("MaxPooling2D", "AveragePooling2D"):
             k = cfg["pool_size"][0]
-            x = ref_pool(x, k, cfg["strides"] or k, "max" if cls == "MaxPooling2D" else "avg", cfg["padding"])
+            x = ref_pool(x, k, cfg["strides"][0] if cfg["strides"] else k, "max" if cls == "MaxPooling2D" else "avg",
+                         cfg["padding"])
         elif cls == "GlobalAveragePooling2D":
             x = x.mean(axis=(1, 2))
         elif cls == "BatchNormalization":

@@ -193,9 +193,4 @@ def unsupported() -> dict:
         "mul": (_seeded(13, lambda: _Features(_Mul())), (1, 8, 8), "mul", "features.3"),
         "cat": (_seeded(14, lambda: _Features(_Cat())), (1, 8, 8), "cat", "features.3"),
         "lstm": (_seeded(15, _LSTMHead), (3, 8), "lstm", "lstm"),
-        "avgpool_ceil": (_seeded(16, lambda: _Features(nn.AvgPool2d(3, stride=2, ceil_mode=True))), (1, 8, 8),
-                         "avg_pool2d", "features.3"),
-        "avgpool_exclude_pad": (_seeded(17, lambda: _Features(nn.AvgPool2d(3, stride=1, padding=1,
-                                                                            count_include_pad=False))),
-                                (1, 8, 8), "avg_pool2d", "features.3"),
     }

@@ -322,15 +322,24 @@ def test_non_onnx_content_with_the_suffix_is_refused(tmp_path, content, text):
     assert text in str(e.value) and str(path) in str(e.value)
 
 
+@pytest.mark.parametrize("attrs, in_hw, out_hw", [
+    (dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1]), (4, 4), (4, 4)),                     # count_include_pad=0
+    (dict(kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1), (5, 5), (3, 3)),            # a partial last window
+    (dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], ceil_mode=1), (6, 7), (4, 4)),
+    (dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], ceil_mode=1, count_include_pad=1), (6, 6), (4, 4)),
+])
+def test_average_pools_with_partial_windows_equal_onnxs_reference(attrs, in_hw, out_hw):
+    """AveragePool whose border windows divide by fewer values (count_include_pad=0, ONNX's default, or
+    ceil_mode=1): a WindowAvgPool2d whose reading equals onnx's reference evaluator."""
+    pool = [helper.make_node("AveragePool", ["x"], ["y"], name="pool", **attrs)]
+    g = _check_against_reference(_model(pool, [], (2,) + in_hw, (2,) + out_hw), (2,) + in_hw)
+    assert isinstance(g.nodes["pool"]["op"], O.WindowAvgPool2d)
+
+
 def test_more_refusals_name_the_node():
     bn_nodes = [helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y"], name="bn", training_mode=1)]
     bn_inits = [_init(k, np.ones(2)) for k in "sbmv"]
     _refused(_model(bn_nodes, bn_inits, (2, 3, 3), (2, 3, 3)), "ONNX node 'bn' (BatchNormalization)", "training mode")
-    pool = [helper.make_node("AveragePool", ["x"], ["y"], name="pool", kernel_shape=[3, 3], pads=[1, 1, 1, 1])]
-    _refused(_model(pool, [], (1, 4, 4), (1, 4, 4)), "ONNX node 'pool' (AveragePool)", "count_include_pad=0")
-    ceil = [helper.make_node("AveragePool", ["x"], ["y"], name="pool", kernel_shape=[2, 2], strides=[2, 2],
-                             ceil_mode=1)]
-    _refused(_model(ceil, [], (1, 5, 5), (1, 3, 3)), "ceil_mode=1 adds partial windows")
     flat0 = [helper.make_node("Flatten", ["x"], ["y"], name="flat", axis=0)]
     _refused(_model(flat0, [], (2, 2), (1, 4), batch=1), "ONNX node 'flat' (Flatten)", "merges the batch axis")
     merge = [helper.make_node("Reshape", ["x", "s"], ["y"], name="rs")]

@@ -12,6 +12,8 @@ sufficient, so integer results are bit-exact whatever order BLAS sums in.
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
@@ -102,6 +104,25 @@ def adaptive_avg_pool2d(x, output_size):
         for j, (c0, c1) in enumerate(cols):
             out[:, :, i, j] = x[:, :, r0:r1, c0:c1].mean(axis=(2, 3))
     return out
+
+
+@lru_cache(maxsize=64)
+def window_matrices(rows, cols, h, w):
+    """The per-axis averaging matrices of a window pool (ops.WindowAvgPool2d): ``a_rows[i, r] = 1 /
+    count`` over window i's rows (oh, h), ``a_cols`` alike (ow, w); one pair per pool and map size
+    (cached: the torch kernels keep a tensor per array they are given)."""
+    mats = []
+    for windows, n in ((rows, int(h)), (cols, int(w))):
+        a = np.zeros((len(windows), n))
+        for i, (start, end, count) in enumerate(windows):
+            a[i, start:end] = 1.0 / count
+        mats.append(a)
+    return tuple(mats)
+
+
+def separable_pool(x, a_rows, a_cols):
+    """(B, C, H, W) -> (B, C, oh, ow): ``a_rows @ x @ a_cols.T`` on every map."""
+    return a_rows @ x @ a_cols.T
 
 
 def concat(xs):

@@ -176,6 +176,37 @@ class AdaptiveAvgPool2d:
 
 
 @dataclass
+class WindowAvgPool2d:
+    """``y[c, i, j] = sum of x[c, r, q] over r in rows[i], q in cols[j], / (rows[i] count * cols[j] count)``:
+    an average pool given by its windows, ``(start, end, count)`` per output row and column (input rows
+    ``start .. end - 1``, divided by ``count``). It is what a framework's partial windows compute:
+    torch's and ONNX's ``ceil_mode`` and ``count_include_pad=False``, Keras's ``padding='same'`` (which
+    leaves the padding out of the mean); the frontends emit it only where some window is partial.
+
+    Never in SNN form: fold_adaptive_pools composes it into the Linear that reads it (its divisor
+    changes with the position, which no convolution expresses).
+    """
+    rows: tuple
+    cols: tuple
+
+    def __post_init__(self):  # hashable, whatever sequence type the windows came in
+        self.rows, self.cols = (tuple(tuple(int(v) for v in w) for w in ws) for ws in (self.rows, self.cols))
+
+    def infer_shape(self, in_shapes):
+        (shape,) = in_shapes
+        if len(shape) != 3:
+            raise ValueError(f"WindowAvgPool2d needs a (C, H, W) input, got {shape}")
+        for axis, windows in ((1, self.rows), (2, self.cols)):
+            if not windows or any(len(w) != 3 or not 0 <= w[0] < w[1] <= shape[axis] or w[2] < 1 for w in windows):
+                raise ValueError(f"WindowAvgPool2d windows {windows} do not fit an axis of {shape[axis]} "
+                                 f"(each (start, end, count) with 0 <= start < end <= size, count >= 1)")
+        return (shape[0], len(self.rows), len(self.cols))
+
+    def ann(self, xs, k=kernels):
+        return k.separable_pool(xs[0], *kernels.window_matrices(self.rows, self.cols, *xs[0].shape[2:]))
+
+
+@dataclass
 class MaxPool2d:
     """``y = max_pool2d(x, kernel_size, stride, padding, dilation)`` as in torch (padding is -inf).
 
@@ -286,7 +317,7 @@ class Delay:
         return xs[0]
 
 
-OP_KINDS = (Input, Dense, Conv2d, AvgPool2d, AdaptiveAvgPool2d, MaxPool2d, BatchNorm, Affine, Flatten, Add, Delay, Neuron) + ROUTING_KINDS
+OP_KINDS = (Input, Dense, Conv2d, AvgPool2d, AdaptiveAvgPool2d, WindowAvgPool2d, MaxPool2d, BatchNorm, Affine, Flatten, Add, Delay, Neuron) + ROUTING_KINDS
 WEIGHTED = (Dense, Conv2d)
 NEURONS = (Neuron,)
 

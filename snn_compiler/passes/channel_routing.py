@@ -30,7 +30,7 @@ from ..ir import add_op, inputs_of, op_of, unique_name
 from ..ir import ops as O
 from ..ir.routing import SelectChannels
 
-PER_CHANNEL = (O.BatchNorm, O.Affine, O.AvgPool2d, O.MaxPool2d, O.AdaptiveAvgPool2d)
+PER_CHANNEL = (O.BatchNorm, O.Affine, O.AvgPool2d, O.MaxPool2d, O.AdaptiveAvgPool2d, O.WindowAvgPool2d)
 
 
 def add(g, name, op, inputs) -> str:

@@ -72,6 +72,9 @@ class TorchKernels:
     def adaptive_avg_pool2d(self, x, output_size):
         return self.F.adaptive_avg_pool2d(x, tuple(output_size))
 
+    def separable_pool(self, x, a_rows, a_cols):
+        return self.const(a_rows) @ x @ self.const(a_cols).T
+
     def max_pool2d(self, x, kernel, stride, padding=(0, 0), dilation=(1, 1)):
         return self.F.max_pool2d(x, tuple(kernel), tuple(stride), tuple(padding), tuple(dilation))
 

@@ -11,6 +11,7 @@ from ... import ir, origins
 from ...ir import ops as O
 from ...ir.routing import Concat
 from ..lowering import refuse_non_finite, zero_padding_conv
+from ..pool_windows import average_pool, keras_same_windows
 from .upsampling import conv_2d_transpose, moved, up_sampling_2d
 from ..unconverted import why_keras
 from .read import _Layer, _Reader
@@ -101,7 +102,7 @@ class _Lower:
             return (int(v[0]), int(v[1]))
         self.fail(f"{key} must be one or two positive integers, got {v!r}")
 
-    def same_padding(self, kernel, stride, dilation=(1, 1), pool=None):
+    def same_padding(self, kernel, stride, dilation=(1, 1)):
         """Keras/TensorFlow 'same': out = ceil(in / stride), total padding split with the extra
         row/column after; the IR pads symmetrically, so only even totals are taken."""
         pads, totals = [], []
@@ -111,10 +112,6 @@ class _Lower:
             total = max((out - 1) * stride[i] + (kernel[i] - 1) * dilation[i] + 1 - size, 0)
             totals.append(total)
             pads.append(total // 2)
-        if pool == "avg" and any(totals):
-            self.fail(f"padding='same' pads the {self.shape[1]}x{self.shape[2]} map by {tuple(totals)} rows/columns; "
-                      f"Keras leaves padding out of the average, the IR's AvgPool2d counts it: use padding='valid' "
-                      f"or a map size the pool divides")
         if any(t % 2 for t in totals):
             self.fail(f"padding='same' pads unevenly on the {self.shape[1]}x{self.shape[2]} map (kernel "
                       f"{tuple(kernel)}, strides {tuple(stride)}{', dilation ' + str(tuple(dilation)) if dilation != (1, 1) else ''}: "
@@ -123,12 +120,12 @@ class _Lower:
                       f"padding even")
         return tuple(pads)
 
-    def padding(self, kernel, stride, dilation=(1, 1), pool=None):
+    def padding(self, kernel, stride, dilation=(1, 1)):
         pad = str(self.layer.config.get("padding", "valid")).lower()
         if pad == "valid":
             return (0, 0)
         if pad == "same":
-            return self.same_padding(kernel, stride, dilation, pool)
+            return self.same_padding(kernel, stride, dilation)
         self.fail(f"padding={pad!r} is not supported (valid, or same when symmetric)")
 
     def activation(self, act, base):
@@ -283,9 +280,15 @@ class _Lower:
         return k, s
 
     def _AveragePooling2D(self, lay, cfg):
+        """An AvgPool2d; with padding='same' over a map it pads, a WindowAvgPool2d (Keras leaves the
+        padding out of each border window's mean), folded into the Dense after it."""
         k, s = self._pool_args()
         self.weights()
-        self.emit(lay.name, O.AvgPool2d(kernel_size=k, stride=s, padding=self.padding(k, s, pool="avg")))
+        if str(cfg.get("padding", "valid")).lower() == "same":
+            rows, cols = (keras_same_windows(self.shape[1 + i], k[i], s[i]) for i in range(2))
+            self.emit(lay.name, average_pool(rows, cols, k, s, (0, 0)))
+            return
+        self.emit(lay.name, O.AvgPool2d(kernel_size=k, stride=s, padding=self.padding(k, s)))
 
     def _MaxPooling2D(self, lay, cfg):
         if not hasattr(O, "MaxPool2d"):  # pragma: no cover - an IR without max pooling

@@ -13,6 +13,7 @@ import numpy as np
 from ... import ir
 from ...ir import ops as O
 from ..lowering import Act, Unavailable, ceil_mode_rows, ceil_out_hw, describe
+from ..pool_windows import average_pool as average_pool_op, torch_windows
 from .context import FLOAT_TYPES
 from .folding import BATCH, reshape_dims
 from .routing import routing_handlers
@@ -193,14 +194,15 @@ def _pool_params(ctx, shape, ceil_ok=False):
 
 
 def average_pool(ctx):
+    """An AvgPool2d, or a WindowAvgPool2d where ceil_mode or count_include_pad=0 (ONNX's default) divides
+    border windows by fewer values (folded into the Linear after it)."""
     x, shape = _map_input(ctx, ctx.input(0))
-    k, s, p, d = _pool_params(ctx, shape)
+    k, s, p, d = _pool_params(ctx, shape, ceil_ok=True)
     if d != (1, 1):
         ctx.fail(f"dilations {list(d)}: dilated average pooling is not supported")
-    if any(p) and not ctx.attr("count_include_pad", 0):
-        ctx.fail("count_include_pad=0 with padding divides border windows by fewer elements; the IR's "
-                 "AvgPool2d counts the padding (count_include_pad=1, torch's default)")
-    return ctx.emit(O.AvgPool2d(kernel_size=k, stride=s, padding=p), [x])
+    rows, cols = (torch_windows(shape[1 + i], k[i], s[i], p[i], bool(ctx.attr("ceil_mode", 0)),
+                                bool(ctx.attr("count_include_pad", 0))) for i in range(2))
+    return ctx.emit(average_pool_op(rows, cols, k, s, p), [x])
 
 
 def global_average_pool(ctx):

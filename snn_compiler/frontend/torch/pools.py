@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ...ir import ops as O
 from ..lowering import Unavailable, ceil_mode_rows, ceil_out_hw
+from ..pool_windows import average_pool, torch_windows
 from .context import _pair
 
 
@@ -17,22 +18,17 @@ def _map_input(ctx, a):
 
 
 def avg_pool2d(ctx, a):
+    """nn.AvgPool2d / F.avg_pool2d: an AvgPool2d, or a WindowAvgPool2d where ceil_mode or
+    count_include_pad=False divides border windows by fewer values (folded into the Linear after it)."""
     x, shape = _map_input(ctx, a)
     k = _pair(a["kernel_size"], "kernel_size")
     s = _pair(a["stride"], "stride") if a["stride"] else k
     p = _pair(a["padding"], "padding")
     if a["divisor_override"] is not None:
         ctx.fail("divisor_override is not supported")
-    if not a["count_include_pad"] and any(p):
-        ctx.fail("count_include_pad=False with padding divides border windows by fewer elements; "
-                 "only count_include_pad=True (the default) is supported")
-    if a["ceil_mode"]:
-        floor = O.conv_out_hw(shape[1:], k, s, p)
-        if ceil_out_hw(shape[1:], k, s, p) != floor:
-            ctx.fail(f"ceil_mode=True adds partial windows on input {shape} (output "
-                     f"{ceil_out_hw(shape[1:], k, s, p)} instead of {floor}); only ceil_mode=False "
-                     f"is supported")
-    return ctx.emit(O.AvgPool2d(kernel_size=k, stride=s, padding=p), [x])
+    rows, cols = (torch_windows(shape[1 + i], k[i], s[i], p[i], bool(a["ceil_mode"]), bool(a["count_include_pad"]))
+                  for i in range(2))
+    return ctx.emit(average_pool(rows, cols, k, s, p), [x])
 
 
 def _max_pool(ctx, a):
