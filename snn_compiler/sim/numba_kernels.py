@@ -68,11 +68,30 @@ def _add_rows(idx, k, wt, dst):
         j += 1
 
 
+# Rows shorter than this are scanned value by value: the branch-free scan and the four-row blocks pay
+# off on long rows (an event frame of 700 inputs: 26 -> 22 ms) and cost a fifth of the time on short
+# ones (the Braille-sized net's 12 inputs and 40 recurrent neurons).
+COMPACT_MIN = 128
+
+
 @register_jitable
 def _add_events(x_row, wt, dst, idx, vals, rows):
     """dst += sum over nonzero x_row[i] of x_row[i] * wt[i]; ``idx``, ``vals`` scratch of x_row's length,
     ``rows`` of dst's. Spikes add their weight rows unmultiplied; inputs sharing one value v (an event
     frame's levels) sum their rows first, then add v times the sum; other inputs multiply each row."""
+    if x_row.shape[0] < COMPACT_MIN:
+        for i in range(x_row.shape[0]):
+            v = x_row[i]
+            if v == 0:
+                continue
+            src = wt[i]
+            if v == 1:
+                for o in range(src.shape[0]):
+                    dst[o] += src[o]
+            else:
+                for o in range(src.shape[0]):
+                    dst[o] += v * src[o]
+        return
     k, common = _nonzeros(x_row, idx, vals)
     if common == 1:
         _add_rows(idx, k, wt, dst)
