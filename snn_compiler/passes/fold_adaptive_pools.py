@@ -63,8 +63,11 @@ def fold_adaptive_pools(graph, config) -> bool:
                     if isinstance(op, O.AdaptiveAvgPool2d) else
                     f"average pool {n!r} (on a {hw} map, with partial windows: border windows divided by their "
                     f"own counts, from ceil_mode, count_include_pad=False or Keras's padding='same')")
+            fix = ("" if isinstance(op, O.AdaptiveAvgPool2d) else
+                   "; with whole windows it would stay a pool (count_include_pad=True, ceil_mode=False, or Keras's "
+                   "padding='valid')")
             raise ValueError(f"{pool} can only be folded into a Linear that reads it through a flatten; it feeds "
-                             f"{what}")
+                             f"{what}{fix}")
         (src,) = inputs_of(graph, n)
         shape = graph.nodes[src]["shape"]
         S = _spatial_matrix(op, shape)
