@@ -73,6 +73,8 @@ def conv_fanout(conn) -> np.ndarray:
 
 
 def _conn_fanout(conn, n) -> np.ndarray:
+    if isinstance(conn.op, O.Dense) and conn.pattern is not None:  # structurally sparse: its nonzero pairs
+        return np.bincount(conn.pattern[1], minlength=conn.op.weight.shape[1]).astype(np.int64)
     if isinstance(conn.op, O.Dense):
         return np.full(conn.op.weight.shape[1], n, np.int64)
     return conv_fanout(conn)
@@ -130,10 +132,10 @@ def _destination_cores(net, name, bounds, per_core) -> np.ndarray:
         for conn in net.conns[reader]:
             if conn.src != name:
                 continue
-            if isinstance(conn.op, O.Dense):
+            if isinstance(conn.op, O.Dense) and conn.pattern is None:
                 dense = True
             else:
-                targets = np.maximum(targets, conv_fanout(conn))
+                targets = np.maximum(targets, _conn_fanout(conn, net.size(reader)))
         if dense:  # it reaches every core of the reader, and each core holds at least one neuron
             cores = bounds[reader]["cores"] if reader in bounds else math.ceil(net.size(reader) / per_core)
             need += cores

@@ -12,13 +12,16 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import ops as O
-from .network import build_net, slice_neurons
+from .network import build_net, slice_neurons, sparse_dense
 from .profile import LIMITS, load_profile
 
 
 def _pairs(conn):
     """All synapses (source flat, target flat) of one connection, enumerated source-side."""
     op = conn.op
+    if sparse_dense(op):  # only its nonzero weights are synapses (the rule network.py states)
+        dst, src = np.nonzero(op.weight)
+        return src.astype(np.int64), dst.astype(np.int64)
     if isinstance(op, O.Dense):
         n_out, n_in = op.weight.shape
         src = np.broadcast_to(np.arange(n_in, dtype=np.int64)[None, :], (n_out, n_in)).ravel()

@@ -5,7 +5,10 @@ arrive as spikes on the input axons of the cores it feeds). A *connection* is a 
 from a source (a neuron layer or the Input, looked through Flatten) into a neuron layer (looked
 through Add). Synapses are structural: a Dense op connects every source to every target, a Conv2d
 connects each target to the sources its receptive field touches (padding excluded), zero weights
-included.
+included. A *structurally sparse* Dense (at most :data:`SPARSE_DENSE` of its weights nonzero: a
+pool or an identity composed into it, a channel selection) connects only its nonzero pairs:
+SqueezeNet's read-out, a global pool composed into an identity, reads 9 of 9,000 sources per
+target, and counted dense it needed more input axons than a core has.
 """
 from __future__ import annotations
 
@@ -23,6 +26,25 @@ class MappingError(ValueError):
     """A network does not fit the profile; the message names the layer and the resource."""
 
 
+# The largest fraction of nonzero weights at which a Dense is mapped as its nonzero pairs only (the
+# partitioner, the lower bound and the checker all read synapses by this one rule).
+SPARSE_DENSE = 0.5
+
+
+def sparse_dense(op) -> bool:
+    """Whether Dense ``op`` is structurally sparse: its synapses are its nonzero weights only."""
+    return isinstance(op, O.Dense) and op.weight.size > 0 and np.count_nonzero(op.weight) <= SPARSE_DENSE * op.weight.size
+
+
+def dense_pattern(op):
+    """(indptr, columns) of a structurally sparse Dense's nonzero weights, row by row (CSR), else None."""
+    if not sparse_dense(op):
+        return None
+    rows, cols = np.nonzero(op.weight)
+    indptr = np.searchsorted(rows, np.arange(op.weight.shape[0] + 1)).astype(np.int64)
+    return indptr, cols.astype(np.int64)
+
+
 @dataclass
 class Conn:
     op_name: str
@@ -30,6 +52,7 @@ class Conn:
     op: object          # Dense or Conv2d
     src_shape: Tuple[int, ...]
     dst_shape: Tuple[int, ...]
+    pattern: object = None  # a structurally sparse Dense's nonzero weights (:func:`dense_pattern`)
 
 
 @dataclass
@@ -63,7 +86,8 @@ def build_net(graph) -> Net:
             src = source_of(graph, w)
             if src not in shapes:
                 raise MappingError(f"layer {n!r}: connection {w!r} reads {src!r}, which is not a neuron layer or the input")
-            conns[n].append(Conn(w, src, op_of(graph, w), shapes[src], shapes[n]))
+            op = op_of(graph, w)
+            conns[n].append(Conn(w, src, op, shapes[src], shapes[n], dense_pattern(op)))
             if n not in consumers[src]:
                 consumers[src].append(n)
     return Net(layers, shapes, conns, consumers, inp)
@@ -76,6 +100,12 @@ def gather_sources(conn: Conn, targets: np.ndarray) -> Tuple[np.ndarray, np.ndar
     targets = np.asarray(targets, np.int64)
     pos = np.arange(len(targets), dtype=np.int64)
     op = conn.op
+    if isinstance(op, O.Dense) and conn.pattern is not None:
+        indptr, cols = conn.pattern
+        starts, counts = indptr[targets], indptr[targets + 1] - indptr[targets]
+        first = np.cumsum(counts) - counts  # where each target's synapses start in the result
+        at = np.repeat(starts - first, counts) + np.arange(int(counts.sum()), dtype=np.int64)
+        return cols[at], np.repeat(pos, counts)
     if isinstance(op, O.Dense):
         n_in = op.weight.shape[1]
         return np.tile(np.arange(n_in, dtype=np.int64), len(targets)), np.repeat(pos, n_in)

@@ -41,7 +41,7 @@ class _Layer:
         n = len(targets)
         conns = self.net.conns[self.name]
         enc = self.profile.encoding
-        if len(conns) == 1 and isinstance(conns[0].op, O.Dense):
+        if len(conns) == 1 and isinstance(conns[0].op, O.Dense) and conns[0].pattern is None:
             # all-to-all: every source is one axon with one run over all n targets
             n_in = conns[0].op.weight.shape[1]
             use = {"neurons": n, "input_axons": n_in,
