@@ -9,7 +9,9 @@ Lower bound (what ``lower_bound`` means everywhere in snnc): the sum over neuron
 - ``output_axons``: for each neuron and each consumer layer that reads it, the destination cores
   it must reach (an output axon is a (neuron, destination core) pair): every core of a layer that
   reads it through a Dense (at least that layer's own bound, every core holding one of its
-  targets), else at least ``ceil(targets / neurons per core)``;
+  targets), else at least ``ceil(targets / m)``, ``m`` the most of the consumer's neurons one core
+  can hold: the neuron limit, and the synapse memory over the smallest fan-in of a consumer neuron
+  at the lowest bits per synapse (a core's targets store all their synapses);
 - ``synapse_bits``: for each source, the least memory its synapses into the layer can take in
   the profile's encoding, whatever the split: at least one group (a 1-synapse group, e.g. one
   64-bit word on Loihi) and at least its synapse count times the lowest bits per synapse any
@@ -108,12 +110,15 @@ def layer_bounds(net, profile, weight_bits, offsets=None) -> dict:
     density = best_bits_per_synapse(profile.encoding, weight_bits)
     one = int(group_cost_bits(1, profile.encoding, weight_bits))
     per_core = profile.limit("neurons")
+    memory = profile.limit("synapse_bits")
+    caps = {n: max(1, min(per_core, int(memory // (density * f)) if f else per_core))
+            for n, f in ((n, smallest_fan_in(net, n)) for n in net.layers)}
     out = {}
     for name in reversed(net.layers):  # consumers first: a Dense reader's own bound is known (cycles aside)
         n = net.size(name)
         k = _fanouts(net, name, offsets)
         demand = {"neurons": n, "input_axons": int(len(k)),
-                  "output_axons": int(_destination_cores(net, name, out, per_core).sum()),
+                  "output_axons": int(_destination_cores(net, name, out, per_core, caps).sum()),
                   "synapse_bits": int(np.ceil(np.maximum(k * density, one)).sum())}
         ratio = {r: demand[r] / profile.limit(r) for r in LIMITS}
         binding = max(LIMITS, key=lambda r: ratio[r])
@@ -121,7 +126,32 @@ def layer_bounds(net, profile, weight_bits, offsets=None) -> dict:
     return {name: out[name] for name in net.layers}
 
 
-def _destination_cores(net, name, bounds, per_core) -> np.ndarray:
+def _taps_min(n_in, n_out, k, s, p, d, di=1) -> int:
+    """Along one axis of a Conv2d: the fewest kernel taps of any output position that read a real input."""
+    pos = np.arange(n_out, dtype=np.int64)[:, None] * s - p + np.arange(k, dtype=np.int64)[None, :] * d
+    real = (pos >= 0) & (pos < di * (n_in - 1) + 1) & (pos % di == 0)
+    return int(real.sum(axis=1).min()) if n_out > 0 else 0
+
+
+def smallest_fan_in(net, name) -> int:
+    """A lower bound on the synapses of every neuron of layer ``name``: per connection the fewest any
+    of its targets has (a conv's corner, a sparse Dense's emptiest row), summed over connections from
+    distinct source layers (two from one source may share synapses: the larger of theirs counts)."""
+    per_src = {}
+    for conn in net.conns[name]:
+        op = conn.op
+        if isinstance(op, O.Dense):
+            f = int(np.diff(conn.pattern[0]).min()) if conn.pattern is not None else op.weight.shape[1]
+        else:
+            co, cg, kh, kw = op.weight.shape
+            (_, hi, wi), (_, ho, wo) = conn.src_shape, conn.dst_shape
+            f = cg * _taps_min(hi, ho, kh, op.stride[0], op.padding[0], op.dilation[0], op.input_dilation[0]) \
+                * _taps_min(wi, wo, kw, op.stride[1], op.padding[1], op.dilation[1], op.input_dilation[1])
+        per_src[conn.src] = max(per_src.get(conn.src, 0), f)
+    return int(sum(per_src.values()))
+
+
+def _destination_cores(net, name, bounds, per_core, caps=None) -> np.ndarray:
     """Per neuron of ``name``: the fewest destination cores its spikes must reach, summed over the layers
     that read it (``bounds``: the lower bounds found so far; a layer in a cycle with ``name`` is not
     among them and counts its neuron limit's share instead)."""
@@ -139,8 +169,8 @@ def _destination_cores(net, name, bounds, per_core) -> np.ndarray:
         if dense:  # it reaches every core of the reader, and each core holds at least one neuron
             cores = bounds[reader]["cores"] if reader in bounds else math.ceil(net.size(reader) / per_core)
             need += cores
-        else:
-            need += -(-targets // per_core)  # ceil: its targets fill at least this many cores
+        else:  # ceil: its targets fill at least this many cores, each holding at most caps[reader] of them
+            need += -(-targets // (caps[reader] if caps else per_core))
     return need
 
 
