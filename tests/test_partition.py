@@ -49,9 +49,10 @@ def test_pass_error_names_layer_and_resource():
     g = S.wide_mlp(hidden=3000)
     spec = load_profile_dict("loihi1")
     spec = dict(spec, cores_per_chip=8)
-    with pytest.raises(MappingError, match=r"layer 'if2' needs at least 19 cores \(its binding resource is "
+    with pytest.raises(MappingError, match=r"layer 'if2' needs at least 20 cores \(its binding resource is "
                                            r"synapse_bits\).*resource: cores"):
         partition(g, CompileConfig(profile=spec))
-    # the lower bound (20) fits 20 cores, the map (21) does not: found after placing
-    with pytest.raises(MappingError, match=r"layer 'output' needs 1 cores .*needs 21 cores > 20 \(resource: cores\)"):
-        partition(g, CompileConfig(profile=dict(spec, cores_per_chip=20)))
+    # a conv net's lower bound (29) fits 29 cores, its map (30) does not: found after placing
+    conv = S.build((3, 32, 32), [("conv", 16, 3, 1, 1), ("conv", 32, 3, 2, 1), ("conv", 10, 1, 1, 0)], seed=0)
+    with pytest.raises(MappingError, match=r"needs 30 cores > 29 \(resource: cores\)"):
+        partition(conv, CompileConfig(profile=dict(spec, cores_per_chip=29)))

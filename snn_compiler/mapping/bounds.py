@@ -33,7 +33,7 @@ import math
 import numpy as np
 
 from ..ir import ops as O
-from .network import best_bits_per_synapse, build_net, gather_sources, group_cost_bits, run_bits
+from .network import best_bits_per_synapse, build_net, gather_sources, group_cost_bits, run_bits, run_cost_table
 from .profile import LIMITS, load_profile
 
 
@@ -122,8 +122,27 @@ def layer_bounds(net, profile, weight_bits, offsets=None) -> dict:
                   "synapse_bits": int(np.ceil(np.maximum(k * density, one)).sum())}
         ratio = {r: demand[r] / profile.limit(r) for r in LIMITS}
         binding = max(LIMITS, key=lambda r: ratio[r])
-        out[name] = {"demand": demand, "binding": binding, "cores": max(1, math.ceil(ratio[binding] - 1e-12))}
+        cores = max(1, math.ceil(ratio[binding] - 1e-12))
+        held = _all_to_all_per_core(net, name, profile, weight_bits)
+        if held and math.ceil(n / held) > cores:  # whole runs: a dense layer's memory per core, exactly
+            binding, cores = "synapse_bits", math.ceil(n / held)
+        out[name] = {"demand": demand, "binding": binding, "cores": cores}
     return {name: out[name] for name in net.layers}
+
+
+def _all_to_all_per_core(net, name, profile, weight_bits):
+    """For a layer fed by one all-to-all Dense only: the most of its neurons one core can hold. A core
+    holding n of them stores, per source, one run of n synapses (every source reaches every target),
+    which costs at least ``run_cost_table[n]`` (the cheapest cut into groups, word-rounded: above the
+    best bits per synapse when n is not a good group size). None for any other layer, or one that no
+    core holds (the partitioner names it)."""
+    conns = net.conns[name]
+    if len(conns) != 1 or not isinstance(conns[0].op, O.Dense) or conns[0].pattern is not None:
+        return None
+    n_in, limit = conns[0].op.weight.shape[1], profile.limit("neurons")
+    cost = n_in * run_cost_table(profile.encoding, weight_bits, limit)[1:limit + 1]  # nondecreasing in n
+    held = int(np.searchsorted(cost, profile.limit("synapse_bits"), side="right"))
+    return held or None
 
 
 def _taps_min(n_in, n_out, k, s, p, d, di=1) -> int:
