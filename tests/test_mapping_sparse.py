@@ -1,7 +1,8 @@
 """Structurally sparse Dense connections (mapping/network.py: at most SPARSE_DENSE of the weights
 nonzero, e.g. a pool or an identity composed into a read-out) are mapped as their nonzero pairs: the
 partitioner, the lower bound and the independent checker count the same synapses, so a read-out whose
-every target reads a few of thousands of sources (SqueezeNet's) maps where counted dense it could not."""
+every target reads a few of thousands of sources (SqueezeNet's) maps where counted dense it could not.
+Depthwise layers are cut into channel-major runs where their sparse fan-in makes those cheaper."""
 import numpy as np
 import pytest
 
@@ -63,3 +64,17 @@ def test_a_dense_layer_with_a_few_zero_weights_stays_all_to_all():
     cm = partition_graph(g, prof, 8)
     chk = assert_map_ok(g, cm, prof)
     assert all(row["input_axons"] == 300 for row in chk["cores"] if row["layer"] == "if2")
+
+
+def test_a_depthwise_layer_is_cut_into_channel_major_runs():
+    """A 3x3 depthwise layer: in the C, H, W order a source's 9 targets form 3 runs of 3 (one word each
+    here), in a pixel-major order 9 runs of 1, so the channel-major cut needs a third of the memory."""
+    g = S.build((16, 32, 32), [("conv", 16, 1, 1, 0), ("dwconv", 3, 1, 1), ("conv", 1, 1, 1, 0), ("flatten",),
+                               ("dense", 4)], seed=3)
+    prof = small_profile(neurons=4096, input_axons=4096, output_axons=8192, synapse_bits=1 << 17, cores=256)
+    cm = partition_graph(g, prof, 8)
+    assert_map_ok(g, cm, prof)
+    dw = [n for n in cm["layers"] if cm["tilings"].get(n) == "channel-major runs"]
+    assert dw == ["if4"]
+    per_core = [c["synapse_bits"] for c in cm["cores"] if c["layer"] == "if4"]
+    assert max(per_core) <= 1 << 17 and len(per_core) <= -(-16 * 32 * 32 * 3 * 64 // (1 << 17)) + 1

@@ -2,7 +2,8 @@
 
 They need no torch and no pipeline: the shape of the network is what mapping reads. ``spec`` for
 :func:`build` is a list of layers applied in order: ``("dense", n)``, ``("conv", c, k, stride,
-pad)``, ``("pool", k)`` (a depthwise k x k conv with unit weights, as lower_avgpool makes),
+pad)``, ``("dwconv", k, stride, pad)`` (a depthwise k x k conv), ``("pool", k)`` (a depthwise k x k
+conv with unit weights, as lower_avgpool makes),
 ``("res", c)`` (a 3x3 conv block whose output joins an identity skip through Add, as
 materialize_skips makes: depthwise 1x1 conv), ``("flatten",)``. The last layer is the Output.
 """
@@ -62,6 +63,11 @@ def build(input_shape, spec, bits=8, seed=0, threshold=None, reset="subtract", i
             _, c, k, s, p = layer
             d = conv(prev, shape[0], c, k, s, p)
             shape = (c,) + O.conv_out_hw(shape[1:], (k, k), (s, s), (p, p))
+            prev = neuron([d], shape, last)
+        elif kind == "dwconv":  # depthwise: ("dwconv", kernel, stride, padding)
+            _, k, s, p = layer
+            d = conv(prev, shape[0], shape[0], k, s, p, groups=shape[0])
+            shape = (shape[0],) + O.conv_out_hw(shape[1:], (k, k), (s, s), (p, p))
             prev = neuron([d], shape, last)
         elif kind == "pool":
             k = layer[1]
