@@ -35,7 +35,9 @@ def quantize_frames(inp, x: np.ndarray, t0: int, c: int, dtype=np.int64) -> np.n
     x = np.asarray(x)
     n, shape = len(x), x.shape[2:]
     if x[:, t0:t0 + c].size >= FUSED_VALUES and (kernels := _numba_kernels()) is not None:
-        seq = np.ascontiguousarray(_numba_view(x)).reshape(n, x.shape[1], -1)
+        if not x.flags.c_contiguous:  # (a copy of these frames only, not of the whole sequence each chunk)
+            x, t0 = np.ascontiguousarray(x[:, t0:t0 + c]), 0
+        seq = _numba_view(x).reshape(n, x.shape[1], -1)
         out = np.empty((c, n, seq.shape[2]), dtype)
         kernels.quantize_frames(seq, t0, float(inp.scale), int(inp.levels), int(_lowest(inp)), out)
         return out.reshape((c, n) + shape)
