@@ -1,4 +1,4 @@
-"""The scatter kernel of Dense layers (numba_kernels.dense_events) equals numpy's integer product on
+"""The scatter kernel of Dense layers (synapse_kernels.dense_events) equals numpy's integer product on
 every kind of row it has a path for: spikes (weight rows added unmultiplied), rows whose nonzero
 values share one value (an event frame's input levels: rows summed, then multiplied once), graded
 rows (each row multiplied), empty rows; int32 and int64 sums; any row length (the four-row blocks'

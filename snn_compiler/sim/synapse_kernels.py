@@ -1,0 +1,234 @@
+"""The synaptic kernels of the event-driven engine: currents from spikes or input levels (numba;
+:mod:`.numba_kernels` re-exports them, :mod:`.fast` schedules them).
+
+A scatter adds a weight row per nonzero input (a spike adds its row without a multiply); the dense
+passes (a depthwise conv, a window sum, the im2col of an int8 product) run over every value. Maps
+are channels-last (H, W, C), so a spike's fan-out is a contiguous run of output channels that numba
+vectorizes. All are exact in the integer types the plan chose (its bound proves the sums fit).
+"""
+from __future__ import annotations
+
+import types
+
+import numba as nb
+import numpy as np
+from numba.extending import register_jitable
+
+
+@register_jitable
+def _nonzeros(x_row, idx, vals):
+    """The nonzero entries of ``x_row`` in order: their positions into ``idx[:k]``, values into
+    ``vals[:k]``; returns (k, their common value, or 0 when they differ). Without a branch per value:
+    a scan that tested each value mispredicted twice per event (an event stream at 5% spent more time
+    there than adding)."""
+    k = 0
+    for i in range(x_row.shape[0]):
+        idx[k] = i
+        k += x_row[i] != 0
+    common = x_row[idx[0]] if k else 0
+    for j in range(k):
+        v = x_row[idx[j]]
+        vals[j] = v
+        if v != common:
+            common = 0
+    return k, common
+
+
+@register_jitable
+def _add_rows(idx, k, wt, dst):
+    """dst += the sum of weight rows idx[:k], four rows per pass over ``dst`` (read and written a
+    quarter as often; exact: any partial sum is bounded by the bound that chose dst's dtype)."""
+    n = dst.shape[0]
+    j = 0
+    while j + 4 <= k:
+        a, b, c, d = wt[idx[j]], wt[idx[j + 1]], wt[idx[j + 2]], wt[idx[j + 3]]
+        for o in range(n):
+            dst[o] += a[o] + b[o] + c[o] + d[o]
+        j += 4
+    while j < k:
+        a = wt[idx[j]]
+        for o in range(n):
+            dst[o] += a[o]
+        j += 1
+
+
+# Rows shorter than this are scanned value by value: the branch-free scan and the four-row blocks pay
+# off on long rows (an event frame of 700 inputs: 26 -> 22 ms) and cost a fifth of the time on short
+# ones (the Braille-sized net's 12 inputs and 40 recurrent neurons).
+COMPACT_MIN = 128
+
+
+@register_jitable
+def _add_events(x_row, wt, dst, idx, vals, rows):
+    """dst += sum over nonzero x_row[i] of x_row[i] * wt[i]; ``idx``, ``vals`` scratch of x_row's length,
+    ``rows`` of dst's. Spikes add their weight rows unmultiplied; inputs sharing one value v (an event
+    frame's levels) sum their rows first, then add v times the sum; other inputs multiply each row."""
+    if x_row.shape[0] < COMPACT_MIN:
+        for i in range(x_row.shape[0]):
+            v = x_row[i]
+            if v == 0:
+                continue
+            src = wt[i]
+            if v == 1:
+                for o in range(src.shape[0]):
+                    dst[o] += src[o]
+            else:
+                for o in range(src.shape[0]):
+                    dst[o] += v * src[o]
+        return
+    k, common = _nonzeros(x_row, idx, vals)
+    if common == 1:
+        _add_rows(idx, k, wt, dst)
+        return
+    n = dst.shape[0]
+    if common != 0:
+        rows[:] = 0
+        _add_rows(idx, k, wt, rows)
+        for o in range(n):
+            dst[o] += common * rows[o]
+        return
+    j = 0
+    while j + 4 <= k:
+        a, b, c, d = wt[idx[j]], wt[idx[j + 1]], wt[idx[j + 2]], wt[idx[j + 3]]
+        va, vb, vc, vd = vals[j], vals[j + 1], vals[j + 2], vals[j + 3]
+        for o in range(n):
+            dst[o] += va * a[o] + vb * b[o] + vc * c[o] + vd * d[o]
+        j += 4
+    while j < k:
+        a, va = wt[idx[j]], vals[j]
+        for o in range(n):
+            dst[o] += va * a[o]
+        j += 1
+
+
+EVENT_ROWS = 64  # frames per parallel task of dense_events (each task allocates its scratch once)
+
+
+def dense_events(x, wt, out):
+    """out[f] = sum over nonzero x[f, i] of x[f, i] * wt[i]; x (F, In), wt (In, Out). Each row of out
+    is written (zeroed here, while it is in cache, rather than in a pass of its own)."""
+    n_f, n_in = x.shape
+    for b in nb.prange((n_f + EVENT_ROWS - 1) // EVENT_ROWS):
+        idx, vals, rows = np.empty(n_in, np.int64), np.empty(n_in, out.dtype), np.empty(out.shape[1], out.dtype)
+        for f in range(b * EVENT_ROWS, min(n_f, (b + 1) * EVENT_ROWS)):
+            out[f] = 0
+            _add_events(x[f], wt, out[f], idx, vals, rows)
+
+
+@nb.njit(parallel=True, cache=True)
+def conv_events(x, wr, out, ytab, xtab, cg):
+    """Scatter each nonzero input of x (F, H, W, C) through wr (C, kh, kw, og) into out (F, Ho, Wo, O).
+
+    out[oy, ox] gathers in[oy*sh - ph + ky*dh, ox*sw - pw + kx*dw]; inverted, input row y
+    reaches output row ytab[y, ky] (or nowhere, -1) through kernel row ky; xtab likewise.
+    """
+    n_f, h, w, c_in = x.shape
+    kh, kw, og = wr.shape[1], wr.shape[2], wr.shape[3]
+    for f in nb.prange(n_f):
+        o = out[f]
+        for y in range(h):
+            for xx in range(w):
+                for c in range(c_in):
+                    v = x[f, y, xx, c]
+                    if v == 0:
+                        continue
+                    g0 = (c // cg) * og
+                    for ky in range(kh):
+                        oy = ytab[y, ky]
+                        if oy < 0:
+                            continue
+                        for kx in range(kw):
+                            ox = xtab[xx, kx]
+                            if ox < 0:
+                                continue
+                            dst = o[oy, ox, g0:g0 + og]
+                            src = wr[c, ky, kx]
+                            if v == 1:
+                                for j in range(og):
+                                    dst[j] += src[j]
+                            else:
+                                for j in range(og):
+                                    dst[j] += v * src[j]
+
+
+@nb.njit(parallel=True, cache=True)
+def im2col_hwc(x, kh, kw, sh, sw, ph, pw, dh, dw, cols):
+    """cols[f, oy, ox, (ky * kw + kx) * C + c] = x[f, oy*sh - ph + ky*dh, ox*sw - pw + kx*dw, c], or 0
+    outside the input (x (F, H, W, C), cols (F, Ho, Wo, kh*kw*C)): a conv's input as rows of a product."""
+    n_f, ho, wo = cols.shape[0], cols.shape[1], cols.shape[2]
+    h, w, c_in = x.shape[1], x.shape[2], x.shape[3]
+    for j in nb.prange(n_f * ho):
+        f, oy = j // ho, j % ho
+        for ox in range(wo):
+            row = cols[f, oy, ox]
+            for ky in range(kh):
+                y = oy * sh - ph + ky * dh
+                for kx in range(kw):
+                    xx = ox * sw - pw + kx * dw
+                    dst = row[(ky * kw + kx) * c_in:(ky * kw + kx + 1) * c_in]
+                    if y < 0 or y >= h or xx < 0 or xx >= w:
+                        dst[:] = 0
+                    else:
+                        src = x[f, y, xx]
+                        for c in range(c_in):
+                            dst[c] = src[c]
+
+
+@nb.njit(parallel=True, cache=True)
+def depthwise_dense(x, w, out, sh, sw, ph, pw, dh, dw):
+    """out[f, oy, ox, c] = sum over taps of x[f, oy*sh - ph + ky*dh, ox*sw - pw + kx*dw, c] * w[ky, kx, c]
+    (zeros outside the input): a depthwise conv (one input channel per output channel) on every value,
+    vectorized along the channels (x (F, H, W, C), w (kh, kw, C), out (F, Ho, Wo, C) zeroed)."""
+    n_f, ho, wo, c = out.shape
+    h, wd, kh, kw = x.shape[1], x.shape[2], w.shape[0], w.shape[1]
+    for j in nb.prange(n_f * ho):
+        f, oy = j // ho, j % ho
+        for ky in range(kh):
+            y = oy * sh - ph + ky * dh
+            if y < 0 or y >= h:
+                continue
+            for ox in range(wo):
+                dst = out[f, oy, ox]
+                for kx in range(kw):
+                    xx = ox * sw - pw + kx * dw
+                    if xx < 0 or xx >= wd:
+                        continue
+                    src, wt = x[f, y, xx], w[ky, kx]
+                    for k in range(c):
+                        dst[k] += src[k] * wt[k]
+
+
+@nb.njit(parallel=True, cache=True)
+def sum_pool(x, kh, kw, sh, sw, ph, pw, out):
+    """Window sums (zero padding, as count_include_pad) of x (F, H, W, C) into out (F, Ho, Wo, C)."""
+    n_f, ho, wo, c = out.shape
+    h, w = x.shape[1], x.shape[2]
+    for f in nb.prange(n_f):
+        for oy in range(ho):
+            for ox in range(wo):
+                dst = out[f, oy, ox]
+                for i in range(kh):
+                    y = oy * sh - ph + i
+                    if y < 0 or y >= h:
+                        continue
+                    for j in range(kw):
+                        xx = ox * sw - pw + j
+                        if xx < 0 or xx >= w:
+                            continue
+                        src = x[f, y, xx]
+                        for k in range(c):
+                            dst[k] += src[k]
+
+
+# Each of these runs its frames in parallel; a call with little work takes the serial build of the
+# same function, as waking the thread pool costs more than the work.
+def _renamed(fn, name):
+    """The same code as another function object (numba caches a kernel under its qualified name)."""
+    twin = types.FunctionType(fn.__code__, fn.__globals__, name, fn.__defaults__, fn.__closure__)
+    twin.__qualname__ = name
+    return twin
+
+
+dense_events_serial = nb.njit(cache=True)(_renamed(dense_events, "dense_events_serial"))
+dense_events = nb.njit(parallel=True, cache=True)(dense_events)
+SERIAL_WORK = 1 << 16   # values a call touches below which the serial build runs
