@@ -59,3 +59,24 @@ def test_a_dense_layers_bound_counts_whole_runs_per_core():
     g = S.wide_mlp(hidden=3000)
     spec = load_profile_dict("loihi1")
     assert lower_bound(g, spec, 8) == 21 == len(partition_graph(g, spec, 8)["cores"])
+
+
+def test_each_sources_smallest_target_fan_in_is_the_enumerated_one():
+    """bounds._source_fan_in (per source neuron, the fewest synapses among the targets it reaches) equals
+    the enumeration, for strided, padded and sparse-Dense connections alike."""
+    from snn_compiler.mapping.bounds import NO_TARGET, _source_fan_in, target_fan_in
+    g = S.build((3, 9, 9), [("conv", 8, 3, 1, 1), ("conv", 6, 3, 2, 1), ("conv", 5, 2, 1, 0), ("flatten",),
+                            ("dense", 7)], seed=4)
+    net = build_net(g)
+    for name in net.layers:
+        n = net.size(name)
+        per_target = np.zeros(n, np.int64)
+        for conn in net.conns[name]:
+            per_target += np.bincount(gather_sources(conn, np.arange(n))[1], minlength=n)
+        for conn in net.conns[name]:
+            if type(conn.op).__name__ == "Dense":
+                continue  # all-to-all: every source reaches every target (counted as every core instead)
+            src, pos = gather_sources(conn, np.arange(n))
+            want = np.full(conn.src_shape if len(conn.src_shape) == 1 else int(np.prod(conn.src_shape)), NO_TARGET)
+            np.minimum.at(want, src, per_target[pos])
+            np.testing.assert_array_equal(_source_fan_in(conn, target_fan_in(net, name)), want)

@@ -9,9 +9,9 @@ Lower bound (what ``lower_bound`` means everywhere in snnc): the sum over neuron
 - ``output_axons``: for each neuron and each consumer layer that reads it, the destination cores
   it must reach (an output axon is a (neuron, destination core) pair): every core of a layer that
   reads it through a Dense (at least that layer's own bound, every core holding one of its
-  targets), else at least ``ceil(targets / m)``, ``m`` the most of the consumer's neurons one core
-  can hold: the neuron limit, and the synapse memory over the smallest fan-in of a consumer neuron
-  at the lowest bits per synapse (a core's targets store all their synapses);
+  targets), else at least ``ceil(targets / m)``, ``m`` the most of those targets one core can
+  hold: the neuron limit, and the synapse memory over the smallest fan-in among the neuron's own
+  targets at the lowest bits per synapse (a core stores all its targets' synapses);
 - ``synapse_bits``: for each source, the least memory its synapses into the layer can take in
   the profile's encoding, whatever the split: at least one group (a 1-synapse group, e.g. one
   64-bit word on Loihi) and at least its synapse count times the lowest bits per synapse any
@@ -110,15 +110,13 @@ def layer_bounds(net, profile, weight_bits, offsets=None) -> dict:
     density = best_bits_per_synapse(profile.encoding, weight_bits)
     one = int(group_cost_bits(1, profile.encoding, weight_bits))
     per_core = profile.limit("neurons")
-    memory = profile.limit("synapse_bits")
-    caps = {n: max(1, min(per_core, int(memory // (density * f)) if f else per_core))
-            for n, f in ((n, smallest_fan_in(net, n)) for n in net.layers)}
+    room = (profile.limit("synapse_bits"), density)
     out = {}
     for name in reversed(net.layers):  # consumers first: a Dense reader's own bound is known (cycles aside)
         n = net.size(name)
         k = _fanouts(net, name, offsets)
         demand = {"neurons": n, "input_axons": int(len(k)),
-                  "output_axons": int(_destination_cores(net, name, out, per_core, caps).sum()),
+                  "output_axons": int(_destination_cores(net, name, out, per_core, room).sum()),
                   "synapse_bits": int(np.ceil(np.maximum(k * density, one)).sum())}
         ratio = {r: demand[r] / profile.limit(r) for r in LIMITS}
         binding = max(LIMITS, key=lambda r: ratio[r])
@@ -145,38 +143,76 @@ def _all_to_all_per_core(net, name, profile, weight_bits):
     return held or None
 
 
-def _taps_min(n_in, n_out, k, s, p, d, di=1) -> int:
-    """Along one axis of a Conv2d: the fewest kernel taps of any output position that read a real input."""
+def _axis_taps(n_in, n_out, k, s, p, d, di=1) -> np.ndarray:
+    """Along one axis of a Conv2d: per output position, the kernel taps that read a real input."""
     pos = np.arange(n_out, dtype=np.int64)[:, None] * s - p + np.arange(k, dtype=np.int64)[None, :] * d
-    real = (pos >= 0) & (pos < di * (n_in - 1) + 1) & (pos % di == 0)
-    return int(real.sum(axis=1).min()) if n_out > 0 else 0
+    return ((pos >= 0) & (pos < di * (n_in - 1) + 1) & (pos % di == 0)).sum(axis=1)
 
 
-def smallest_fan_in(net, name) -> int:
-    """A lower bound on the synapses of every neuron of layer ``name``: per connection the fewest any
-    of its targets has (a conv's corner, a sparse Dense's emptiest row), summed over connections from
+def target_fan_in(net, name) -> np.ndarray:
+    """A lower bound on each target's synapses in layer ``name``: per output position (H, W) of a conv
+    layer (the same for every channel), per neuron of a vector layer; summed over connections from
     distinct source layers (two from one source may share synapses: the larger of theirs counts)."""
     per_src = {}
     for conn in net.conns[name]:
         op = conn.op
         if isinstance(op, O.Dense):
-            f = int(np.diff(conn.pattern[0]).min()) if conn.pattern is not None else op.weight.shape[1]
+            f = (np.diff(conn.pattern[0]) if conn.pattern is not None
+                 else np.full(op.weight.shape[0], op.weight.shape[1], np.int64))
         else:
             co, cg, kh, kw = op.weight.shape
             (_, hi, wi), (_, ho, wo) = conn.src_shape, conn.dst_shape
-            f = cg * _taps_min(hi, ho, kh, op.stride[0], op.padding[0], op.dilation[0], op.input_dilation[0]) \
-                * _taps_min(wi, wo, kw, op.stride[1], op.padding[1], op.dilation[1], op.input_dilation[1])
-        per_src[conn.src] = max(per_src.get(conn.src, 0), f)
-    return int(sum(per_src.values()))
+            f = cg * np.outer(_axis_taps(hi, ho, kh, op.stride[0], op.padding[0], op.dilation[0], op.input_dilation[0]),
+                              _axis_taps(wi, wo, kw, op.stride[1], op.padding[1], op.dilation[1], op.input_dilation[1]))
+        per_src[conn.src] = f if conn.src not in per_src else np.maximum(per_src[conn.src], f)
+    return sum(per_src.values()) if per_src else np.zeros(1, np.int64)
 
 
-def _destination_cores(net, name, bounds, per_core, caps=None) -> np.ndarray:
+def smallest_fan_in(net, name) -> int:
+    """The fewest synapses any neuron of layer ``name`` has (:func:`target_fan_in`'s minimum)."""
+    return int(np.min(target_fan_in(net, name)))
+
+
+NO_TARGET = np.iinfo(np.int64).max
+
+
+def _source_fan_in(conn, fan_in) -> np.ndarray:
+    """Per source neuron of ``conn``: the smallest ``fan_in`` (:func:`target_fan_in` of its reader) among
+    the targets it reaches through ``conn``, NO_TARGET where it reaches none."""
+    op = conn.op
+    if isinstance(op, O.Dense):  # a sparse one (an all-to-all Dense reaches every core instead)
+        indptr, cols = conn.pattern
+        out = np.full(op.weight.shape[1], NO_TARGET, np.int64)
+        np.minimum.at(out, cols, np.repeat(fan_in, np.diff(indptr)))
+        return out
+    co, cg, kh, kw = op.weight.shape
+    ci, hi, wi = conn.src_shape
+    _, ho, wo = conn.dst_shape
+    out = np.full((hi, wi), NO_TARGET, np.int64)
+    for i in range(kh):  # input row y reaches output row (y * di + p - i * d) / s through kernel row i
+        ny = np.arange(hi) * op.input_dilation[0] + op.padding[0] - i * op.dilation[0]
+        oky = (ny % op.stride[0] == 0) & (ny // op.stride[0] >= 0) & (ny // op.stride[0] < ho)
+        for j in range(kw):
+            nx = np.arange(wi) * op.input_dilation[1] + op.padding[1] - j * op.dilation[1]
+            okx = (nx % op.stride[1] == 0) & (nx // op.stride[1] >= 0) & (nx // op.stride[1] < wo)
+            if oky.any() and okx.any():
+                ys, xs = np.flatnonzero(oky), np.flatnonzero(okx)
+                reached = fan_in[np.ix_(ny[oky] // op.stride[0], nx[okx] // op.stride[1])]
+                out[np.ix_(ys, xs)] = np.minimum(out[np.ix_(ys, xs)], reached)
+    return np.broadcast_to(out, (ci, hi, wi)).reshape(-1)
+
+
+def _destination_cores(net, name, bounds, per_core, room=None) -> np.ndarray:
     """Per neuron of ``name``: the fewest destination cores its spikes must reach, summed over the layers
     that read it (``bounds``: the lower bounds found so far; a layer in a cycle with ``name`` is not
-    among them and counts its neuron limit's share instead)."""
+    among them and counts its neuron limit's share instead). ``room`` (synapse memory per core, lowest
+    bits per synapse): a core holds at most memory / (bits x fan-in) targets, the fan-in being the
+    smallest among the neuron's own targets, which caps how many of them one core takes."""
     need = np.zeros(net.size(name), np.int64)
     for reader in net.consumers[name]:
         targets = np.zeros(net.size(name), np.int64)  # per source neuron: its targets in `reader` (a bound)
+        fewest = np.full(net.size(name), NO_TARGET, np.int64)  # the smallest fan-in among those targets
+        fan_in = target_fan_in(net, reader) if room else None
         dense = False
         for conn in net.conns[reader]:
             if conn.src != name:
@@ -185,11 +221,18 @@ def _destination_cores(net, name, bounds, per_core, caps=None) -> np.ndarray:
                 dense = True
             else:
                 targets = np.maximum(targets, _conn_fanout(conn, net.size(reader)))
+                if room:
+                    fewest = np.minimum(fewest, _source_fan_in(conn, fan_in))
         if dense:  # it reaches every core of the reader, and each core holds at least one neuron
             cores = bounds[reader]["cores"] if reader in bounds else math.ceil(net.size(reader) / per_core)
             need += cores
-        else:  # ceil: its targets fill at least this many cores, each holding at most caps[reader] of them
-            need += -(-targets // (caps[reader] if caps else per_core))
+        else:  # ceil: its targets fill at least this many cores, each holding at most `held` of them
+            held = np.full(net.size(name), per_core, np.int64)
+            if room:
+                memory, bits = room
+                some = (fewest > 0) & (fewest < NO_TARGET)
+                held[some] = np.clip(np.floor(memory / (bits * fewest[some])), 1, per_core).astype(np.int64)
+            need += -(-targets // held)
     return need
 
 
