@@ -88,8 +88,9 @@ class SNN:
         return run(self.graph, x, **common, **kw)
 
     def _is_sequence(self, x) -> bool:
-        from .ir import input_node
-        return x.ndim == len(self.graph.nodes[input_node(self.graph)]["shape"]) + 2
+        from .ir import input_node, op_of
+        from .sim.encode import is_sequence
+        return is_sequence(op_of(self.graph, input_node(self.graph)), x)
 
     def run(self, x, encoding: Optional[str] = None, timesteps: Optional[int] = None, **kw) -> np.ndarray:
         """Output spike counts (N, outputs) over ``timesteps`` (default: the compile's; a sequence

@@ -6,7 +6,7 @@ import numpy as np
 
 from snn_compiler.mapping import check_core_map, lower_bound, partition_graph
 from snn_compiler.mapping import synthetic as S
-from snn_compiler.mapping.bounds import layer_bounds, smallest_fan_in
+from snn_compiler.mapping.bounds import layer_bounds, target_fan_in
 from snn_compiler.mapping.network import best_bits_per_synapse, build_net, gather_sources
 from snn_compiler.mapping.profile import load_profile
 
@@ -22,12 +22,12 @@ def _enumerated_fan_in(net, name):
     return int(counts.min())
 
 
-def test_smallest_fan_in_is_the_enumerated_minimum():
+def test_smallest_target_fan_in_is_the_enumerated_minimum():
     g = S.build((3, 9, 9), [("conv", 8, 3, 1, 1), ("conv", 6, 3, 2, 1), ("conv", 5, 2, 1, 0), ("flatten",),
                             ("dense", 7)], seed=0)
     net = build_net(g)
     for name in net.layers:
-        assert smallest_fan_in(net, name) == _enumerated_fan_in(net, name), name
+        assert int(np.min(target_fan_in(net, name))) == _enumerated_fan_in(net, name), name
 
 
 def test_a_big_fan_in_conv_caps_how_many_targets_a_core_holds():
@@ -40,7 +40,7 @@ def test_a_big_fan_in_conv_caps_how_many_targets_a_core_holds():
     net = build_net(g)
     first, conv = net.layers[0], net.layers[1]
     density = best_bits_per_synapse(load_profile(prof).encoding, 8)
-    cap = min(256, int(65536 // (density * smallest_fan_in(net, conv))))
+    cap = min(256, int(65536 // (density * int(np.min(target_fan_in(net, conv))))))
     assert cap < 100  # the memory, not the neuron limit, caps it
     bounds = layer_bounds(net, prof, 8)
     targets = 64 * 9  # an inner source pixel's targets in the 3x3 conv

@@ -168,11 +168,6 @@ def target_fan_in(net, name) -> np.ndarray:
     return sum(per_src.values()) if per_src else np.zeros(1, np.int64)
 
 
-def smallest_fan_in(net, name) -> int:
-    """The fewest synapses any neuron of layer ``name`` has (:func:`target_fan_in`'s minimum)."""
-    return int(np.min(target_fan_in(net, name)))
-
-
 NO_TARGET = np.iinfo(np.int64).max
 
 

@@ -345,7 +345,7 @@ def input_chunks(inp, x, timesteps: int, encoding: str = "constant", seed: int =
     which must hold every value) for consecutive chunks of c <= ``chunk`` steps, T steps in all;
     memory is independent of T. ``encoding``: a name in :data:`ENCODINGS`."""
     _check(encoding)
-    if _is_sequence(inp, x):
+    if is_sequence(inp, x):
         yield from _sequence_chunks(inp, x, timesteps, encoding, seed, sample_ids, mode, chunk, dtype)
         return
     src = _source(inp, x, mode, dtype, seed, sample_ids)
@@ -353,7 +353,7 @@ def input_chunks(inp, x, timesteps: int, encoding: str = "constant", seed: int =
     yield from ENCODINGS[encoding](src, timesteps, chunk)
 
 
-def _is_sequence(inp, x) -> bool:
+def is_sequence(inp, x) -> bool:
     """By the number of axes alone (the engines check whole shapes first: :func:`sequence_steps`)."""
     return np.ndim(x) == len(inp.shape) + 2
 
@@ -386,7 +386,7 @@ def _sequence_chunks(inp, x, timesteps, encoding, seed, sample_ids, mode, chunk,
 def input_steps(inp, x, timesteps: int, encoding: str = "constant", seed: int = 0, sample_ids=None, mode: str = "int"):
     """Yield the input layer's output for t = 0..T-1 as (B, *shape) arrays (int64 or float64)."""
     _check(encoding)
-    if is_static(encoding) and not _is_sequence(inp, x):  # one step, repeated
+    if is_static(encoding) and not is_sequence(inp, x):  # one step, repeated
         for first in input_chunks(inp, x, min(timesteps, 1), encoding, seed, sample_ids, mode, 1):
             for _ in range(timesteps):
                 yield first[0]

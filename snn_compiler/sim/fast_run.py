@@ -19,7 +19,7 @@ from ..ir import neuron as N
 from ..ir import ops as O
 from .fast import K, NO_DECISION, STEP_FRAMES, STEP_VALUES, _apply, _delay_lines, _flat_hwc, _hwc, _StepReader, \
     _torch_layout
-from .encode import input_chunks
+from .encode import input_chunks, is_sequence
 from .readout import MEMBRANE_READOUTS, OVER_TIME, fold_membrane, fold_start
 
 
@@ -87,8 +87,8 @@ class BatchRun:
         self.widest = max(int(np.prod(g.nodes[n]["shape"])) for n in plan.order)
         # a sequence's frames come in this run's chunks (a chunk then passes on uncopied: _StepReader.take);
         # other encodings keep the encoder's own, smaller chunks (a static sample's uniforms would grow)
-        in_chunk = 1 if self.const else (self._chunk_steps(0, timesteps, self.n_f) if x.ndim == len(
-            plan.ops[self.inp].shape) + 2 else None)
+        in_chunk = 1 if self.const else (self._chunk_steps(0, timesteps, self.n_f)
+                                         if is_sequence(plan.ops[self.inp], x) else None)
         self.inputs = _StepReader(input_chunks(plan.ops[self.inp], x, 1 if self.const else timesteps, encoding, seed,
                                                ids, "int", in_chunk, self.in_dtype))
         self.static = {}  # node -> its value is (1, F, ...), the same every step
