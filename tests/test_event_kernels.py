@@ -28,8 +28,37 @@ def test_dense_events_equals_the_integer_product(kind, n_in, out_dtype):
     x = _rows(kind, rng, 200, n_in)
     wt = rng.integers(-128, 128, (n_in, 37)).astype(np.int8 if n_in % 2 else np.int16)
     out = np.full((200, 37), 12345, out_dtype)  # written, not accumulated: the fill must not survive
-    K.dense_events(x, wt, out)
+    K.dense_events(x, wt, 1, out)
     np.testing.assert_array_equal(out, x.astype(np.int64) @ wt.astype(np.int64))
     serial = np.empty_like(out)
-    K.dense_events_serial(x, wt, serial)
+    K.dense_events_serial(x, wt, 1, serial)
     np.testing.assert_array_equal(serial, out)
+
+
+@pytest.mark.parametrize("kind", ["spikes", "one level", "graded"])
+@pytest.mark.parametrize("n_in", [5, 301, 700])
+def test_mantissas_with_a_gain_equal_the_integer_product(kind, n_in):
+    """Weights sharing a factor (8-bit mantissas times 4, as a recurrent layer's beside a wider input
+    projection) run as int8 rows times the gain; int8 rows sum in int16 lanes 256 at a time, exact at
+    int8's ends (700 rows of -128: -89,600, past int16 unless the blocks flush)."""
+    rng = np.random.default_rng(n_in)
+    x = _rows(kind, rng, 120, n_in)
+    x[0] = 1
+    wt = rng.integers(-128, 128, (n_in, 29)) * 4
+    wt[:, 0] = -128 * 4
+    wt[:, 1] = 127 * 4
+    m, gain = K.mantissas(wt.astype(np.int16))
+    assert m.dtype == np.int8 and gain == 4 and np.array_equal(m.astype(np.int64) * gain, wt)
+    for out_dtype in (np.int32, np.int64):
+        out = np.empty((120, 29), out_dtype)
+        K.dense_events(x, m, gain, out)
+        np.testing.assert_array_equal(out, x.astype(np.int64) @ wt)
+
+
+def test_mantissas_keep_weights_without_a_common_factor():
+    w = np.array([[3, 200], [0, -6]], np.int16)
+    assert K.mantissas(w)[1] == 1 and K.mantissas(w)[0] is w
+    odd = np.array([[6, 510], [0, -6]], np.int16)  # a factor 6, but 510 / 6 = 85: int8
+    m, gain = K.mantissas(odd)
+    assert gain == 6 and np.array_equal(m.astype(np.int64) * 6, odd)
+    assert K.mantissas(np.array([[2, 1024]], np.int16))[1] == 1  # 1024 / 2 is past int8: kept whole

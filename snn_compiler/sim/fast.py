@@ -106,9 +106,11 @@ class FastPlan:
             # int8 x int8 products sum exactly in int32 (int32 sums: the bound is below 2**24)
             productive = dtype == np.int32 and w.dtype in (np.int8, np.int16)
             if isinstance(op, O.Dense):  # its input is in torch's order (a Flatten restores it)
-                self.ops[n] = ("dense", np.ascontiguousarray(w.T), dtype)
+                wt = np.ascontiguousarray(w.T)
+                m, gain = K.mantissas(wt) if K is not None else (wt, 1)
+                self.ops[n] = ("dense", m, dtype, gain)  # wt == m * gain (the scatter's narrower rows)
                 if productive:
-                    self._add_product(n, self.ops[n][1], None)
+                    self._add_product(n, wt, None)
             else:
                 o, cg, kh, kw = w.shape
                 og = o // op.groups
@@ -238,7 +240,7 @@ def _apply(fp, n, op, x, out_shape):
         if spec[0] == "dense":
             xs = flat[s:s + FRAMES].reshape(min(FRAMES, t * f - s), -1)
             (K.dense_events_serial if out[s:s + FRAMES].size < K.SERIAL_WORK else K.dense_events)(
-                xs, spec[1], out[s:s + FRAMES])
+                xs, spec[1], spec[3], out[s:s + FRAMES])
         else:
             K.conv_events(flat[s:s + FRAMES], spec[1], out[s:s + FRAMES], spec[4][0], spec[4][1], spec[3])
     return out.reshape((t, f) + out.shape[1:])

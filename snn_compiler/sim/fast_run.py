@@ -124,7 +124,7 @@ class BatchRun:
         d, r, a, n = parts
         others = [p for p in self.plan.inputs[a] if p != r]
         static = all(self.static[p] for p in others)
-        wt, sum_dtype = self.fp.ops[r][1], self.fp.ops[r][2]
+        _, wt, sum_dtype, gain = self.fp.ops[r]
         if len(others) == 1 and seq[others[0]].dtype == np.int32 and sum_dtype == np.int32:
             # both sums are float32-exact (below 2**24: FastPlan's dtype rule), so theirs fits int32:
             # half the bytes per add, and no int64 copy of the external currents
@@ -135,7 +135,7 @@ class BatchRun:
                 ext = ext + seq[p]
         st, p = self.layers[n], self.layers[n]["p"]
         prev = np.ascontiguousarray(self.held[d][0])
-        K.recurrent_layer(ext.reshape(ext.shape[:2] + (-1,)), static, wt, st["bias"], st["decay_v"],
+        K.recurrent_layer(ext.reshape(ext.shape[:2] + (-1,)), static, wt, gain, st["bias"], st["decay_v"],
                           p.decay_u, p.decays, p.threshold, st["v"], st["u"], p.v_max, p.subtract, st["spiking"],
                           spikes[n], st["counts"], prev, np.empty(st["v"].shape, acc_dtype))
         self.held[d] = prev[None]

@@ -20,7 +20,7 @@ from ..ir import neuron as N
 from . import readout, synapse_kernels
 from .input_rule import input_levels
 from .synapse_kernels import (SERIAL_WORK, _add_events, _renamed, conv_events, dense_events,  # noqa: F401
-                              dense_events_serial, depthwise_dense, im2col_hwc, sum_pool)  # (the engine's namespace)
+                              dense_events_serial, depthwise_dense, im2col_hwc, mantissas, sum_pool)  # (the engine's namespace)
 
 # The step's helpers become callable from compiled code as they are (the same function objects
 # the numpy and torch engines call), so int_update compiles without a copy of its equations.
@@ -117,22 +117,23 @@ def neuron_layer(cur, static, bias, decay_v, decay_u, decays, theta, v, u, vmax,
                     d_counts[f, i] = cf[i]
 
 
-def recurrent_layer(ext, static, wt, bias, decay_v, decay_u, decays, theta, v, u, vmax, subtract, spiking, spikes,
+def recurrent_layer(ext, static, wt, gain, bias, decay_v, decay_u, decays, theta, v, u, vmax, subtract, spiking, spikes,
                     counts, prev, acc):
     """A layer reading its own spikes one step late, over T' steps for every frame: ``int_update``
-    (the one step) on ``ext[t] + wt^T prev`` (``ext`` (T' or 1, F, N) int64, the currents from
-    outside the cycle; ``wt`` (N, N), row j the fan-out of neuron j; ``prev`` (F, N) the last
+    (the one step) on ``ext[t] + gain * wt^T prev`` (``ext`` (T' or 1, F, N) int64, the currents from
+    outside the cycle; ``wt`` (N, N), row j the fan-out of neuron j, times ``gain``: synapse_kernels.mantissas; ``prev`` (F, N) the last
     step's spikes, the one-step delay line, updated in place; ``acc`` (F, N) int64 scratch).
     v/u/counts updated and spikes (T', F, N) written as ``neuron_layer`` does."""
     n_t, n_f, n = spikes.shape[0], v.shape[0], v.shape[1]
     for f in nb.prange(n_f):
         vf, uf, cf, pf, af = v[f], u[f], counts[f], prev[f], acc[f]
         idx, vals, rows = np.empty(n, np.int64), np.empty(n, acc.dtype), np.empty(n, acc.dtype)
+        narrow = np.empty(n, np.int16)
         for t in range(n_t):
             e = ext[0 if static else t, f]
             for i in range(n):
                 af[i] = e[i]
-            _add_events(pf, wt, af, idx, vals, rows)
+            _add_events(pf, wt, gain, af, idx, vals, rows, narrow)
             s_t = spikes[t, f]
             _step_row(vf, uf, cf, af, s_t, vf, False, bias, decay_v, decay_u, vmax, theta, subtract, spiking, decays)
             for i in range(n):
@@ -167,6 +168,7 @@ def _drop_stale_step_cache() -> bool:
     changed rule is never run from an old compilation."""
     step = "".join(inspect.getsource(f) for f in (N.tz_decay, N.saturate, N.int_update, readout.decides,
                                                    synapse_kernels._nonzeros, synapse_kernels._add_rows,
+                                                   synapse_kernels._add_rows_narrow, synapse_kernels._sum_rows,
                                                    synapse_kernels._add_events))
     digest = hashlib.sha256(step.encode()).hexdigest()
     flushed = False

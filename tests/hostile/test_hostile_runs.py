@@ -237,8 +237,8 @@ def test_numba_failure_is_one_line_and_auto_finishes_on_numpy(monkeypatch):
     import numba
 
     @numba.njit
-    def broken(x, wt, out):
-        return x.no_such_attribute
+    def broken(*args):
+        return args[0].no_such_attribute
 
     @numba.njit
     def broken_neurons(cur, static, bias, decay_v, decay_u, decays, theta, v, u, vmax, subtract, spiking, spikes,
