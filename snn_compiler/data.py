@@ -68,6 +68,17 @@ def _fit_shape(path, x, shape, sequences=False):
     raise DataError(f"{path}: samples have shape {got}, the network takes (N, {dims}){hint}")
 
 
+PARALLEL_CHECK = 1 << 20  # float32 values from which numba's one-pass check runs (where numba is installed)
+
+
+def _numba_kernels():
+    try:
+        from .sim import numba_kernels
+    except ImportError:  # the core without numba (the Lava environment)
+        return None
+    return numba_kernels
+
+
 # The largest |x| accepted: the ANN reading and the torch engine compute in float32, where a
 # larger float64 value becomes inf (and the scores NaN).
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -76,8 +87,13 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 def check_values(path, x):
     """Refuse (DataError naming ``path``, one line) input samples ``x`` holding NaN, infinities or
     values beyond float32's range: the one rule for data, whether read from a file or passed in."""
+    if x.dtype.kind in "iub":
+        return  # (every integer is finite and within float32's range)
+    if x.dtype == np.float32 and x.size >= PARALLEL_CHECK and x.flags.c_contiguous \
+            and (kernels := _numba_kernels()) is not None and kernels.finite_float32(x.reshape(-1)):
+        return  # (a finite float32 is within float32's range: one parallel pass, the common case)
     if x.size and np.isfinite(lo := x.min()) and np.isfinite(hi := x.max()) and max(-lo, hi) <= FLOAT32_MAX:
-        return  # (two reductions, no temporary arrays: the common case on large data)
+        return  # (two reductions, no temporary arrays)
     bad = ~np.isfinite(x)
     if bad.any():
         first = int(np.argmax(bad.reshape(len(x), -1).any(axis=1)))

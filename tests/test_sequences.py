@@ -269,3 +269,17 @@ def test_check_bisects_a_sequence_on_its_first_frames(monkeypatch, conv):
     fd = r["first_divergence"]
     assert r["timesteps"] == 12 and (fd["sample"], fd["layer"], fd["neuron"], fd["timestep"]) == (4, "r2", 3, 7)
     assert calls[0] == 12 and all(t < 12 for t in calls[2:])
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_large_float32_data_with_one_bad_value_is_refused(bad):
+    """From data.PARALLEL_CHECK values on, float32 data takes the one-pass check (numba's, where
+    installed): one bad value anywhere, the last included, is still found and named."""
+    from snn_compiler.data import PARALLEL_CHECK, DataError, check_values
+    x = np.zeros((8, PARALLEL_CHECK // 8 + 3), np.float32)
+    x[::3, ::7] = 1.5
+    check_values("events", x)
+    x[7, -1] = bad
+    with pytest.raises(DataError, match=r"events: 'x' holds 1 NaN or infinite values \(first in sample 7\)"):
+        check_values("events", x)
+    check_values("events", np.arange(10, dtype=np.int64))  # integers: always finite, within float32
