@@ -166,10 +166,10 @@ def _drop_stale_step_cache() -> bool:
     rule the neuron kernels inline live in ir/neuron.py and sim/readout.py, and the recurrent layer
     inlines synapse_kernels' scatter: when their source changes, the kernels' cache is flushed, so a
     changed rule is never run from an old compilation."""
-    step = "".join(inspect.getsource(f) for f in (N.tz_decay, N.saturate, N.int_update, readout.decides,
-                                                   synapse_kernels._nonzeros, synapse_kernels._add_rows,
-                                                   synapse_kernels._add_rows_narrow, synapse_kernels._sum_rows,
-                                                   synapse_kernels._add_events))
+    step = "".join(inspect.getsource(getattr(f, "py_func", f))  # (an inlined njit function: its Python source)
+                   for f in (N.tz_decay, N.saturate, N.int_update, readout.decides, synapse_kernels._nonzeros,
+                             synapse_kernels._add_rows, synapse_kernels._add_rows_narrow, synapse_kernels._sum_rows,
+                             synapse_kernels._add_events))
     digest = hashlib.sha256(step.encode()).hexdigest()
     flushed = False
     for kernel in (neuron_layer, neuron_layer_serial, recurrent_layer, _tile_steps):

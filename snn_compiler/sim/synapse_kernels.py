@@ -12,10 +12,13 @@ import types
 
 import numba as nb
 import numpy as np
-from numba.extending import register_jitable
+
+# The scatter's helpers are inlined where they are called (numba's inline="always", two kernels each):
+# as calls of their own, per row, LLVM inlined them no more once they grew the int16 blocks, and short
+# rows (12 inputs, 65,536 frames) ran in 3.3 ms against 1.0 ms inlined; 700-input event frames 18 -> 13 ms.
 
 
-@register_jitable
+@nb.njit(inline="always")
 def _nonzeros(x_row, idx, vals):
     """The nonzero entries of ``x_row`` in order: their positions into ``idx[:k]``, values into
     ``vals[:k]``; returns (k, their common value, or 0 when they differ). Without a branch per value:
@@ -35,7 +38,7 @@ def _nonzeros(x_row, idx, vals):
     return k, common
 
 
-@register_jitable
+@nb.njit(inline="always")
 def _add_rows(idx, k, wt, dst):
     """dst += the sum of weight rows idx[:k], four rows per pass over ``dst`` (read and written a
     quarter as often; exact: any partial sum is bounded by the bound that chose dst's dtype)."""
@@ -59,7 +62,7 @@ def _add_rows(idx, k, wt, dst):
 NARROW_ROWS = 256
 
 
-@register_jitable
+@nb.njit(inline="always")
 def _add_rows_narrow(idx, k, wt, dst, acc):
     """:func:`_add_rows` for int8 ``wt``: blocks of NARROW_ROWS rows summed in ``acc`` (int16 scratch of
     dst's length), each block's sum then added to ``dst``."""
@@ -82,7 +85,7 @@ def _add_rows_narrow(idx, k, wt, dst, acc):
             dst[o] += acc[o]
 
 
-@register_jitable
+@nb.njit(inline="always")
 def _sum_rows(idx, k, wt, dst, acc):
     """dst += the sum of weight rows idx[:k]: in int16 blocks for int8 weights (``wt.itemsize`` is a
     constant of the compiled type, so each build keeps one branch)."""
@@ -98,7 +101,7 @@ def _sum_rows(idx, k, wt, dst, acc):
 COMPACT_MIN = 128
 
 
-@register_jitable
+@nb.njit(inline="always")
 def _add_events(x_row, wt, gain, dst, idx, vals, rows, acc):
     """dst += sum over nonzero x_row[i] of x_row[i] * gain * wt[i] (``gain``: the factor the weights share,
     :func:`mantissas`); ``idx``, ``vals`` scratch of x_row's length, ``rows`` of dst's (dst's dtype),
@@ -107,11 +110,15 @@ def _add_events(x_row, wt, gain, dst, idx, vals, rows, acc):
     multiply each row."""
     if x_row.shape[0] < COMPACT_MIN:
         for i in range(x_row.shape[0]):
-            v = x_row[i] * gain
+            v = x_row[i]
             if v == 0:
                 continue
             src = wt[i]
-            if v == 1:
+            if gain != 1:  # (a separate name: v keeps x's narrow type, whose products vectorize narrower)
+                vg = v * gain
+                for o in range(src.shape[0]):
+                    dst[o] += vg * src[o]
+            elif v == 1:
                 for o in range(src.shape[0]):
                     dst[o] += src[o]
             else:
@@ -169,7 +176,7 @@ def dense_events(x, wt, gain, out):
     n_f, n_in = x.shape
     for b in nb.prange((n_f + EVENT_ROWS - 1) // EVENT_ROWS):
         idx, vals, rows = np.empty(n_in, np.int64), np.empty(n_in, out.dtype), np.empty(out.shape[1], out.dtype)
-        acc = np.empty(out.shape[1], np.int16)
+        acc = np.empty(out.shape[1] if n_in >= COMPACT_MIN else 0, np.int16)  # (short rows do not sum blocks)
         for f in range(b * EVENT_ROWS, min(n_f, (b + 1) * EVENT_ROWS)):
             out[f] = 0
             _add_events(x[f], wt, gain, out[f], idx, vals, rows, acc)
