@@ -157,8 +157,11 @@ class FastPlan:
 
 # A Dense whose input is busier than this (nonzero fraction) runs as one BLAS product instead of a
 # scatter per spike: about rate x fan-out adds per input against a blocked GEMM's few cycles per
-# multiply-add; both give the exact integer sums (the plan's float dtype is proved exact).
-DENSE_GEMM_RATE = 0.08
+# multiply-add; both give the exact integer sums (the plan's float dtype is proved exact). Measured
+# with the inlined int16-block scatter (8,192 frames of spikes, 1 and 2 threads): the scatter wins up
+# to 20% on 256 -> 20 (0.56-1.16x the product's time) and to 25-40% on 256 -> 256 and 1024 -> 100
+# (0.23-0.8x); at 8% it was chosen before, when the scatter was 2-3x slower.
+DENSE_GEMM_RATE = 0.25
 
 
 # Values sampled (in whole frames, at least DENSITY_FRAMES of them) to estimate an input's density: which
