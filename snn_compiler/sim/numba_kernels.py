@@ -163,16 +163,16 @@ def step_sums(spikes, out):
 
 def _drop_stale_step_cache() -> bool:
     """numba keys a cached kernel by the source of this file alone, but the step and the decision
-    rule the neuron kernels inline live in ir/neuron.py and sim/readout.py, and the recurrent layer
-    inlines synapse_kernels' scatter: when their source changes, the kernels' cache is flushed, so a
+    rule the neuron kernels inline live in ir/neuron.py and sim/readout.py, the recurrent layer inlines
+    synapse_kernels' scatter and quantize_frames input_rule's levels: when their source changes, the kernels' cache is flushed, so a
     changed rule is never run from an old compilation."""
     step = "".join(inspect.getsource(getattr(f, "py_func", f))  # (an inlined njit function: its Python source)
                    for f in (N.tz_decay, N.saturate, N.int_update, readout.decides, synapse_kernels._nonzeros,
                              synapse_kernels._add_rows, synapse_kernels._add_rows_narrow, synapse_kernels._sum_rows,
-                             synapse_kernels._add_events))
+                             synapse_kernels._add_events, input_levels))
     digest = hashlib.sha256(step.encode()).hexdigest()
     flushed = False
-    for kernel in (neuron_layer, neuron_layer_serial, recurrent_layer, _tile_steps):
+    for kernel in (neuron_layer, neuron_layer_serial, recurrent_layer, _tile_steps, quantize_frames):
         cache = kernel._cache
         stamp = os.path.join(cache.cache_path, f"{kernel.__name__}.snnc-step")
         try:
@@ -197,17 +197,6 @@ def _cached() -> bool:
         return os.path.exists(neuron_layer._cache._cache_file._index_path)
     except AttributeError:  # another numba's cache layout: do not guess
         return True
-
-
-_will_compile = not _cached()
-_will_compile = _drop_stale_step_cache() or _will_compile
-
-
-# A first call then takes 10-20 s of JIT (a new install, or the step's source changed), which
-# otherwise looks like a hang: say so to a person at a terminal (a script's stderr stays its own).
-if _will_compile and sys.stderr.isatty():
-    print("snnc: compiling the numba engine's kernels for this installation (10-20 s, once; cached after)",
-          file=sys.stderr, flush=True)
 
 
 # reassociation (and signed zeros) only: no flag lets LLVM assume finite values and fold x * 0 to 0
@@ -255,3 +244,15 @@ def quantize_frames(x, t0, scale, levels, lowest, out):
                 if v != other:
                     other, other_level = v, _input_levels(np.float64(v), scale, levels, lowest)
                 dst[f] = other_level
+
+
+# (after every kernel is defined: the stamp covers quantize_frames)
+_will_compile = not _cached()
+_will_compile = _drop_stale_step_cache() or _will_compile
+
+
+# A first call then takes 10-20 s of JIT (a new install, or the step's source changed), which
+# otherwise looks like a hang: say so to a person at a terminal (a script's stderr stays its own).
+if _will_compile and sys.stderr.isatty():
+    print("snnc: compiling the numba engine's kernels for this installation (10-20 s, once; cached after)",
+          file=sys.stderr, flush=True)
