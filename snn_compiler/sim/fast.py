@@ -154,6 +154,14 @@ class FastPlan:
                 return dtype
         return self.int_dtype(n)
 
+    def input_dtype(self, n):
+        """:meth:`narrow_dtype` of Input ``n``, or uint8 for unsigned levels up to 255 (8-bit inputs: half the
+        bytes the encoder writes and the first layer reads)."""
+        op = self.plan.ops[n]
+        if not op.signed and self.bound[n] is not None and 127 < self.bound[n] <= 255:
+            return np.uint8
+        return self.narrow_dtype(n)
+
 
 # A Dense whose input is busier than this (nonzero fraction) runs as one BLAS product instead of a
 # scatter per spike: about rate x fan-out adds per input against a blocked GEMM's few cycles per
@@ -188,6 +196,8 @@ def _product_pays(fp, n, flat, density, out_hwc) -> bool:
     """The int8 product (:mod:`.int_gemm`) runs op ``n`` on these frames for less than the scatter."""
     if n not in fp.product or flat.dtype not in (np.int8, np.uint8) or METHOD == "scatter":
         return False
+    if flat.dtype == np.uint8 and fp.bound[fp.plan.inputs[n][0]] > 127:
+        return False  # (the product reads uint8 as int8: spikes and small sums, not 8-bit input levels)
     if METHOD == "product":
         return int_gemm.available()
     parts, geometry = fp.product[n]

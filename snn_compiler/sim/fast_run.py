@@ -83,7 +83,7 @@ class BatchRun:
         self.inp = next(n for n, op in plan.ops.items() if isinstance(op, O.Input))
         self.stop = dec is not None and dec.stop
         self.const = plan.static[self.inp]  # a constant encoding of static samples (not of a sequence)
-        self.in_dtype = fp.narrow_dtype(self.inp)
+        self.in_dtype = fp.input_dtype(self.inp)
         self.widest = max(int(np.prod(g.nodes[n]["shape"])) for n in plan.order)
         # a sequence's frames come in this run's chunks (a chunk then passes on uncopied: _StepReader.take);
         # other encodings keep the encoder's own, smaller chunks (a static sample's uniforms would grow)
