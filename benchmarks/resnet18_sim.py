@@ -18,7 +18,9 @@ memory is per run:
   numpy engine (``--with-numpy``; slow). JIT / first-call warm-up runs are excluded; each simulation
   figure is the best of ``--repeat`` timed runs (the same for every job).
 
-Memory: a thread samples the process's resident set every 5 ms during the timed region; "peak +MB"
+Memory: a thread samples the process's resident set every 5 ms during a call of its own, not a timed
+one (its thread slowed the timed calls on two busy cores): the first full simulation, or the second
+compile (the first, cold, is the timed one); "peak +MB"
 is its maximum above the resident set just before (the setup's own memory excluded), next to the
 batch's ANN activations (every node of the snnc graph, float32) for scale.
 """
@@ -94,6 +96,25 @@ def _rss():
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def timed_and_peak(run, repeat, memory_first=True):
+    """(best seconds of ``repeat`` calls of ``run``, the PeakRSS of one call of its own): the sampler's
+    thread never runs in a timed call, since waking every 5 ms on two busy cores it slowed a cold VGG-11
+    compile from 0.46 to 0.67 s. The memory call comes first (the first full call, which allocates
+    afresh), or after the timed ones where the first call must be the timed one (a cold compile)."""
+    def timed():
+        sec = float("inf")
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            run()
+            sec = min(sec, time.perf_counter() - t0)
+        return sec
+    if not memory_first:
+        sec = timed()
+    with PeakRSS() as m:
+        run()
+    return (timed() if memory_first else sec), m
+
+
 # ---- one measurement (in its own process) -------------------------------------------------------
 
 def child(job, a, d: Path) -> dict:
@@ -112,10 +133,7 @@ def child(job, a, d: Path) -> dict:
                 model(torch.from_numpy(x[i:i + 64]))
             fwd = time.perf_counter() - t0
         g = from_module(model, (3, 32, 32))
-        with PeakRSS() as m:
-            t0 = time.perf_counter()
-            compile_model(g, CompileConfig(bits=8, calibration=x))
-            sec = time.perf_counter() - t0
+        sec, m = timed_and_peak(lambda: compile_model(g, CompileConfig(bits=8, calibration=x)), 1, memory_first=False)
         return dict(seconds=sec, torch_forward=fwd, peak_mb=m.mb)
     xb = images(a.batch, 1)
     T, B = a.timesteps, a.batch
@@ -123,13 +141,7 @@ def child(job, a, d: Path) -> dict:
         xt = torch.from_numpy(xb)
         with torch.inference_mode():
             model(xt)
-            with PeakRSS() as m:
-                sec = float("inf")
-                for _ in range(a.repeat):
-                    t0 = time.perf_counter()
-                    for _ in range(T):
-                        model(xt)
-                    sec = min(sec, time.perf_counter() - t0)
+            sec, m = timed_and_peak(lambda: [model(xt) for _ in range(T)], a.repeat)
     elif job == "spikingjelly":
         sec, m = _spikingjelly(model, xb, T, a)
     else:
@@ -140,13 +152,9 @@ def child(job, a, d: Path) -> dict:
         if job == "torch":
             kw["device"] = a.device
         simulate(q, xb[:1], **dict(kw, timesteps=1))  # JIT / allocator warm-up
-        with PeakRSS() as m:
-            sec = float("inf")
-            for _ in range(a.repeat):
-                info = {}
-                t0 = time.perf_counter()
-                r = simulate(q, xb, info=info, **kw)
-                sec = min(sec, time.perf_counter() - t0)
+        info, runs = {}, []
+        sec, m = timed_and_peak(lambda: runs.append(simulate(q, xb, info=info, **kw)), a.repeat)
+        r = runs[-1]
         np.save(d / f"{a.net}-{job}-scores.npy", r.scores)
         if "methods" in info:  # the exact method each weighted op ran (kernel calls)
             return dict(seconds=sec, sample_steps_per_s=B * T / sec, peak_mb=m.mb, methods=info["methods"])
@@ -168,20 +176,18 @@ def _spikingjelly(model, xb, T, a):
     snn = ann2snn.Converter(recipe=ann2snn.RateCodingRecipe(dataloader=loader, mode="99.9%")).convert(
         copy.deepcopy(model).eval())
     xt = torch.from_numpy(xb)
+    def run():
+        functional.reset_net(snn)
+        total = None
+        for _ in range(T):
+            out = snn(xt)
+            total = out.clone() if total is None else total.add_(out)
+        return total
+
     with torch.no_grad():
         functional.reset_net(snn)
         snn(xt)
-        with PeakRSS() as m:
-            sec = float("inf")
-            for _ in range(a.repeat):
-                t0 = time.perf_counter()
-                functional.reset_net(snn)
-                total = None
-                for _ in range(T):
-                    out = snn(xt)
-                    total = out.clone() if total is None else total.add_(out)
-                sec = min(sec, time.perf_counter() - t0)
-    return sec, m
+        return timed_and_peak(run, a.repeat)
 
 
 # ---- the driver ----------------------------------------------------------------------------------
