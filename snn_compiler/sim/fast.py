@@ -164,11 +164,9 @@ class FastPlan:
 
 
 # A Dense whose input is busier than this (nonzero fraction) runs as one BLAS product instead of a
-# scatter per spike: about rate x fan-out adds per input against a blocked GEMM's few cycles per
-# multiply-add; both give the exact integer sums (the plan's float dtype is proved exact). Measured
-# with the inlined int16-block scatter (8,192 frames of spikes, 1 and 2 threads): the scatter wins up
-# to 20% on 256 -> 20 (0.56-1.16x the product's time) and to 25-40% on 256 -> 256 and 1024 -> 100
-# (0.23-0.8x); at 8% it was chosen before, when the scatter was 2-3x slower.
+# scatter per spike (both exact: the plan's float dtype is proved exact). Measured on 8,192 frames of
+# spikes at 1 and 2 threads: the scatter took 0.56-1.16x the product's time at 20% on 256 -> 20, and
+# 0.23-0.8x up to 25-40% on 256 -> 256 and 1024 -> 100 (8% before the scatter's int16 blocks).
 DENSE_GEMM_RATE = 0.25
 
 
@@ -221,11 +219,8 @@ def _apply(fp, n, op, x, out_shape):
     flat = x.reshape((t * f,) + x.shape[2:])
     if n in fp.channel_scale:
         _count(fp, n, "channel scale")
-        scale = fp.channel_scale[n]
-        if not x.flags.c_contiguous:
-            return np.multiply(x, scale, dtype=spec[2])
-        out = np.empty(x.shape, spec[2])
-        K.scale_channels(x.reshape(-1, len(scale)), scale, out.reshape(-1, len(scale)))
+        scale, out = fp.channel_scale[n], np.empty(x.shape, spec[2])
+        K.scale_channels(np.ascontiguousarray(x).reshape(-1, len(scale)), scale, out.reshape(-1, len(scale)))
         return out
     # a depthwise conv always runs as the dense pass unless forced: its scatter adds one weight per nonzero
     # input and tap after scanning every value, and lost at every density measured (3x3 over 256 x 16 x 16
