@@ -20,7 +20,8 @@ from ..ir import neuron as N
 from . import readout, synapse_kernels
 from .input_rule import input_levels
 from .synapse_kernels import (SERIAL_WORK, _add_events, _renamed, conv_events, dense_events,  # noqa: F401
-                              dense_events_serial, depthwise_dense, im2col_hwc, mantissas, sum_pool)  # (the engine's namespace)
+                              dense_events_serial, depthwise_dense, im2col_hwc, mantissas,
+                              sum_pool)  # (the engine's namespace)
 
 # The step's helpers become callable from compiled code as they are (the same function objects
 # the numpy and torch engines call), so int_update compiles without a copy of its equations.
@@ -117,12 +118,13 @@ def neuron_layer(cur, static, bias, decay_v, decay_u, decays, theta, v, u, vmax,
                     d_counts[f, i] = cf[i]
 
 
-def recurrent_layer(ext, static, wt, gain, bias, decay_v, decay_u, decays, theta, v, u, vmax, subtract, spiking, spikes,
-                    counts, prev, acc):
+def recurrent_layer(ext, static, wt, gain, bias, decay_v, decay_u, decays, theta, v, u, vmax, subtract, spiking,
+                    spikes, counts, prev, acc):
     """A layer reading its own spikes one step late, over T' steps for every frame: ``int_update``
     (the one step) on ``ext[t] + gain * wt^T prev`` (``ext`` (T' or 1, F, N) int64, the currents from
-    outside the cycle; ``wt`` (N, N), row j the fan-out of neuron j, times ``gain``: synapse_kernels.mantissas; ``prev`` (F, N) the last
-    step's spikes, the one-step delay line, updated in place; ``acc`` (F, N) int64 scratch).
+    outside the cycle; ``wt`` (N, N), row j the fan-out of neuron j, times ``gain``
+    (synapse_kernels.mantissas); ``prev`` (F, N) the last step's spikes, the one-step delay line,
+    updated in place; ``acc`` (F, N) int64 scratch).
     v/u/counts updated and spikes (T', F, N) written as ``neuron_layer`` does."""
     n_t, n_f, n = spikes.shape[0], v.shape[0], v.shape[1]
     for f in nb.prange(n_f):
@@ -164,8 +166,8 @@ def step_sums(spikes, out):
 def _drop_stale_step_cache() -> bool:
     """numba keys a cached kernel by the source of this file alone, but the step and the decision
     rule the neuron kernels inline live in ir/neuron.py and sim/readout.py, the recurrent layer inlines
-    synapse_kernels' scatter and quantize_frames input_rule's levels: when their source changes, the kernels' cache is flushed, so a
-    changed rule is never run from an old compilation."""
+    synapse_kernels' scatter and quantize_frames input_rule's levels: when their source changes, the
+    kernels' cache is flushed, so a changed rule is never run from an old compilation."""
     step = "".join(inspect.getsource(getattr(f, "py_func", f))  # (an inlined njit function: its Python source)
                    for f in (N.tz_decay, N.saturate, N.int_update, readout.decides, synapse_kernels._nonzeros,
                              synapse_kernels._add_rows, synapse_kernels._add_rows_narrow, synapse_kernels._sum_rows,
