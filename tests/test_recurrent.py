@@ -178,3 +178,22 @@ def test_engines_agree_on_random_recurrent_cuba_networks(n_in, n_hid, n_out, alp
         for k in (a.counts or {}):
             assert np.array_equal(a.counts[k], r.counts[k]), k
     assert all(r["current_fits"] for r in q.graph["snnc"]["ranges"].values())
+
+
+def test_engines_agree_where_the_scatter_reads_mantissas_times_a_gain():
+    """A recurrent layer of 160 neurons (rows past the scatter's short-row scan) whose 8-bit weights carry
+    a weight exponent: the numba engine reads them as int8 mantissas times a gain (rec and read-out here)
+    and sums long rows in int16 blocks; numpy and torch read the weights whole. All three agree."""
+    from snn_compiler.sim.plan import Plan
+    g = recurrent_cuba(300, 160, 5, reset="zero", seed=0, rec_gain=0.4)
+    for n in ("fc_in", "rec"):
+        g.nodes[n]["op"].weight = g.nodes[n]["op"].weight * 0.02
+    x = (np.random.default_rng(0).random((12, 30, 300)) < 0.05).astype(np.float32)
+    q = compile_model(g, CompileConfig(bits=8, calibration=x[:, 0], timesteps=30))
+    plan = fast.FastPlan(Plan(q, "int", "constant", sequence=True))
+    assert plan.ops["rec"][3] > 1 and plan.ops["rec"][1].dtype == np.int8  # the path under test is taken
+    a = simulate(q, x, engine="numpy", readout="count", record=True)
+    assert 0 < a.rates["hid"] < 0.5
+    for engine in ("numba", "torch"):
+        r = simulate(q, x, engine=engine, readout="count", record=True)
+        assert np.array_equal(a.scores, r.scores) and a.rates == r.rates
