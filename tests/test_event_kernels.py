@@ -2,7 +2,7 @@
 every kind of row it has a path for: spikes (weight rows added unmultiplied), rows whose nonzero
 values share one value (an event frame's input levels: rows summed, then multiplied once), graded
 rows (each row multiplied), empty rows; int32 and int64 sums; any row length (the four-row blocks'
-remainders)."""
+remainders). Also the parallel element-wise kernels beside them (add_steps, scale_channels)."""
 import numpy as np
 import pytest
 
@@ -62,3 +62,21 @@ def test_mantissas_keep_weights_without_a_common_factor():
     m, gain = K.mantissas(odd)
     assert gain == 6 and np.array_equal(m.astype(np.int64) * 6, odd)
     assert K.mantissas(np.array([[2, 1024]], np.int16))[1] == 1  # 1024 / 2 is past int8: kept whole
+
+
+@pytest.mark.parametrize("steps_a,steps_b", [(5, 5), (1, 5), (5, 1), (1, 1)])
+def test_add_steps_and_scale_channels_equal_numpy(steps_a, steps_b):
+    """The engine's parallel element-wise kernels: a two-term Add (a static term, one step, broadcasts
+    over the other's steps) and a per-channel scale, equal to numpy's add and multiply."""
+    rng = np.random.default_rng(steps_a * 10 + steps_b)
+    a = rng.integers(-2**20, 2**20, (steps_a, 70001)).astype(np.int32)
+    b = rng.integers(-2**20, 2**20, (steps_b, 70001)).astype(np.int32)
+    for dtype in (np.int32, np.int64):
+        out = np.empty((max(steps_a, steps_b), 70001), dtype)
+        K.add_steps(a, b, out)
+        np.testing.assert_array_equal(out, a.astype(np.int64) + b)
+    x = rng.integers(0, 2, (3001, 37)).astype(np.uint8)
+    scale = rng.integers(-500, 500, 37).astype(np.int32)
+    out = np.empty(x.shape, np.int32)
+    K.scale_channels(x, scale, out)
+    np.testing.assert_array_equal(out, x.astype(np.int64) * scale)
