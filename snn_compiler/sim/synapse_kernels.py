@@ -66,22 +66,10 @@ NARROW_ROWS = 256
 def _add_rows_narrow(idx, k, wt, dst, acc):
     """:func:`_add_rows` for int8 ``wt``: blocks of NARROW_ROWS rows summed in ``acc`` (int16 scratch of
     dst's length), each block's sum then added to ``dst``."""
-    n = dst.shape[0]
-    j = 0
-    while j < k:
-        stop = min(k, j + NARROW_ROWS)
+    for j in range(0, k, NARROW_ROWS):
         acc[:] = 0
-        while j + 4 <= stop:
-            a, b, c, d = wt[idx[j]], wt[idx[j + 1]], wt[idx[j + 2]], wt[idx[j + 3]]
-            for o in range(n):
-                acc[o] += np.int16(a[o]) + np.int16(b[o]) + np.int16(c[o]) + np.int16(d[o])
-            j += 4
-        while j < stop:
-            a = wt[idx[j]]
-            for o in range(n):
-                acc[o] += np.int16(a[o])
-            j += 1
-        for o in range(n):
+        _add_rows(idx[j:], min(NARROW_ROWS, k - j), wt, acc)
+        for o in range(dst.shape[0]):
             dst[o] += acc[o]
 
 
