@@ -8,6 +8,7 @@ import numpy as np
 
 from . import zipped_arrays as zipped
 from .outputs import write_files
+from .sim.input_rule import numba_kernels_or_none
 
 
 class DataError(ValueError):
@@ -71,14 +72,6 @@ def _fit_shape(path, x, shape, sequences=False):
 PARALLEL_CHECK = 1 << 20  # float32 values from which numba's one-pass check runs (where numba is installed)
 
 
-def _numba_kernels():
-    try:
-        from .sim import numba_kernels
-    except ImportError:  # the core without numba (the Lava environment)
-        return None
-    return numba_kernels
-
-
 # The largest |x| accepted: the ANN reading and the torch engine compute in float32, where a
 # larger float64 value becomes inf (and the scores NaN).
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -90,7 +83,7 @@ def check_values(path, x):
     if x.dtype.kind in "iub":
         return  # (every integer is finite and within float32's range)
     if x.dtype == np.float32 and x.size >= PARALLEL_CHECK and x.flags.c_contiguous \
-            and (kernels := _numba_kernels()) is not None and kernels.finite_float32(x.reshape(-1)):
+            and (kernels := numba_kernels_or_none()) is not None and kernels.finite_float32(x.reshape(-1)):
         return  # (a finite float32 is within float32's range: one parallel pass, the common case)
     if x.size and np.isfinite(lo := x.min()) and np.isfinite(hi := x.max()) and max(-lo, hi) <= FLOAT32_MAX:
         return  # (two reductions, no temporary arrays)

@@ -19,7 +19,7 @@ def quantize_input(inp, x: np.ndarray, dtype=np.int64) -> np.ndarray:
     kernel, one pass from any input dtype to ``dtype`` (the same float64 steps per value); numpy's
     runs :func:`input_levels` on a float64 copy."""
     x = np.asarray(x)
-    if x.size >= FUSED_VALUES and x.ndim >= 2 and (kernels := _numba_kernels()) is not None:
+    if x.size >= FUSED_VALUES and x.ndim >= 2 and (kernels := numba_kernels_or_none()) is not None:
         rows = _numba_view(x).reshape(len(x), 1, -1)  # each sample one frame of a one-step sequence
         out = np.empty((1,) + rows.shape[:1] + rows.shape[2:], dtype)
         kernels.quantize_frames(rows, 0, float(inp.scale), int(inp.levels), int(_lowest(inp)), out)
@@ -34,7 +34,7 @@ def quantize_frames(inp, x: np.ndarray, t0: int, c: int, dtype=np.int64) -> np.n
     256 x 100 x 700 events)."""
     x = np.asarray(x)
     n, shape = len(x), x.shape[2:]
-    if x[:, t0:t0 + c].size >= FUSED_VALUES and (kernels := _numba_kernels()) is not None:
+    if x[:, t0:t0 + c].size >= FUSED_VALUES and (kernels := numba_kernels_or_none()) is not None:
         if not x.flags.c_contiguous:  # (a copy of these frames only, not of the whole sequence each chunk)
             x, t0 = np.ascontiguousarray(x[:, t0:t0 + c]), 0
         seq = _numba_view(x).reshape(n, x.shape[1], -1)
@@ -52,7 +52,8 @@ def _numba_view(x):
     return x.view(np.uint8) if x.dtype == bool else x
 
 
-def _numba_kernels():
+def numba_kernels_or_none():
+    """:mod:`.numba_kernels`, or None in the core without numba (input rule and data check fall back to numpy)."""
     try:
         from . import numba_kernels
     except ImportError:  # the core without numba (the Lava environment)
