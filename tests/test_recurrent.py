@@ -197,3 +197,44 @@ def test_engines_agree_where_the_scatter_reads_mantissas_times_a_gain():
     for engine in ("numba", "torch"):
         r = simulate(q, x, engine=engine, readout="count", record=True)
         assert np.array_equal(a.scores, r.scores) and a.rates == r.rates
+
+
+def _frames(kind, n_in, rng):
+    """Sequences of every kind the recurrent kernel reads in place: event frames of one value (the scan's
+    common value), graded values (a level per value), signed values, values whose level is 0, counts,
+    booleans."""
+    events = rng.random((10, 25, n_in)) < 0.1
+    if kind == "events":
+        return events.astype(np.float32)
+    if kind == "graded":
+        return np.where(events, rng.random(events.shape), 0.0)
+    if kind == "signed":
+        return np.where(events, rng.random(events.shape) * 2 - 1, 0.0)
+    if kind == "tiny":  # one common nonzero value far below a level, beside frames that carry big ones
+        x = events * 1e-6
+        x[::2, ::3] = np.where(events[::2, ::3], 1.0, 0.0)
+        return x
+    if kind == "counts":
+        return (events * rng.integers(1, 4, events.shape)).astype(np.int64)
+    return events  # bool
+
+
+@pytest.mark.parametrize("n_in", [12, 300])  # (short rows, scanned value by value; long rows)
+@pytest.mark.parametrize("kind", ["events", "graded", "signed", "tiny", "counts", "bool"])
+def test_the_recurrent_kernel_reading_a_sequences_frames_equals_the_other_engines(kind, n_in):
+    """input -> Dense -> recurrent CUBA layer: the numba engine feeds the frames straight into the recurrent
+    kernel (numba_kernels.recurrent_frames, the Input's rule per value); numpy and torch quantize the frames
+    and run the Dense on their own. Spike for spike equal, with an early-stopping read-out too (the
+    kernel then reads the rows still running)."""
+    rng = np.random.default_rng(n_in)
+    g = recurrent_cuba(n_in, 40, 5, reset="subtract", seed=1, rec_gain=0.4)
+    x = _frames(kind, n_in, rng)
+    q = compile_model(g, CompileConfig(bits=8, calibration=x[:, 0], timesteps=x.shape[1]))
+    for kw in (dict(readout="count", record=True), dict(readout="first-spike")):
+        a = simulate(q, x, engine="numpy", **kw)
+        info = {}
+        b = simulate(q, x, engine="numba", info=info, **kw)
+        assert set(info["methods"]["fc_in"]) == {"scatter (in the recurrent kernel)"}  # the path under test
+        assert np.array_equal(a.scores, b.scores) and np.array_equal(a.predictions, b.predictions)
+        assert a.rates == b.rates and np.array_equal(a.decision_time, b.decision_time)
+    assert 0 < a.rates["hid"] < 0.9

@@ -17,7 +17,7 @@ import numpy as np
 from ..ir import feedforward_view
 from ..ir import neuron as N
 from ..ir import ops as O
-from .fast import K, NO_DECISION, STEP_FRAMES, STEP_VALUES, _apply, _delay_lines, _flat_hwc, _hwc, _StepReader, \
+from .fast import K, NO_DECISION, _count, STEP_FRAMES, STEP_VALUES, _apply, _delay_lines, _flat_hwc, _hwc, _StepReader, \
     _torch_layout
 from .encode import input_chunks, is_sequence
 from .readout import MEMBRANE_READOUTS, OVER_TIME, fold_membrane, fold_start
@@ -28,7 +28,8 @@ class Schedule:
     ``blocks`` [(nodes in step order, cyclic)] in an order where every block's inputs come from
     earlier blocks or itself (condensation order; ties broken by the nodes' names, so runs repeat);
     ``step_order`` a cyclic block's nodes in the order one step runs them (its Delays first);
-    ``fused`` the cyclic blocks the recurrent kernel runs whole (:func:`_self_recurrent`)."""
+    ``fused`` the cyclic blocks the recurrent kernel runs whole (:func:`_self_recurrent`); ``frames`` those of
+    them whose currents from outside are one Dense of the Input (:func:`_dense_of_input`)."""
 
     def __init__(self, fp):
         plan, g = fp.plan, fp.plan.graph
@@ -45,6 +46,7 @@ class Schedule:
                            for ns, cyclic in self.blocks if cyclic}
         out_node = next(n for n, op in plan.ops.items() if O.is_readout(op))
         self.fused = {key: f for key in self.step_order if (f := _self_recurrent(fp, key, out_node))}
+        self.frames = {key: d for key, parts in self.fused.items() if (d := _dense_of_input(fp, parts))}
 
 
 def schedule(fp) -> Schedule:
@@ -69,6 +71,22 @@ def _self_recurrent(fp, nodes, out_node):
           and len(g.nodes[n]["shape"]) == 1 and n != out_node and g.out_degree(r) == 1 and g.out_degree(a) == 1
           and fp.ops[r][0] == "dense")
     return (d, r, a, n) if ok else None
+
+
+def _dense_of_input(fp, parts):
+    """The Dense whose currents are all a fused recurrent layer receives from outside its cycle, when that
+    Dense reads the (vector) Input and nothing else reads either: a sequence's frames then go straight
+    into the recurrent kernel (numba_kernels.recurrent_frames), never quantized nor scattered on their own."""
+    plan, g = fp.plan, fp.plan.graph
+    _, r, a, _ = parts
+    others = [p for p in plan.inputs[a] if p != r]
+    if len(others) != 1 or fp.ops[others[0]][0] != "dense":
+        return None
+    (dense,) = others
+    (inp,) = plan.inputs[dense]
+    ok = (isinstance(plan.ops[inp], O.Input) and len(g.nodes[inp]["shape"]) == 1 and g.out_degree(inp) == 1
+          and g.out_degree(dense) == 1)
+    return dense if ok else None
 
 
 class BatchRun:
@@ -118,26 +136,43 @@ class BatchRun:
         self.rows = np.arange(self.n_f)  # batch rows still simulated
         sched = schedule(fp)
         self.blocks, self.step_order, self.fused = sched.blocks, sched.step_order, sched.fused
+        # a sequence whose frames are their levels (no Poisson draws) feeds a Dense into a recurrent layer
+        # inside the recurrent kernel: that Dense and the Input run there, not as blocks of their own
+        self.frames = sched.frames if is_sequence(plan.ops[self.inp], x) and encoding == "constant" else {}
+        self.x = np.asarray(x)
+        self.inside = {n for d in self.frames.values() for n in (d, self.inp)}
 
-    def _run_fused(self, parts, seq, spikes, c):
-        """A self-recurrent layer over the chunk (:func:`_self_recurrent`) in one kernel call."""
+    def _run_fused(self, parts, seq, spikes, t0, c, dense_in):
+        """A self-recurrent layer over the chunk (:func:`_self_recurrent`) in one kernel call; with
+        ``dense_in`` (:func:`_dense_of_input`) reading the sequence's frames itself."""
         d, r, a, n = parts
         others = [p for p in self.plan.inputs[a] if p != r]
         static = all(self.static[p] for p in others)
         _, wt, sum_dtype, gain = self.fp.ops[r]
-        if len(others) == 1 and seq[others[0]].dtype == np.int32 and sum_dtype == np.int32:
-            # both sums are float32-exact (below 2**24: FastPlan's dtype rule), so theirs fits int32:
-            # half the bytes per add, and no int64 copy of the external currents
-            ext, acc_dtype = seq[others[0]], np.int32
-        else:
-            ext, acc_dtype = seq[others[0]].astype(np.int64), np.int64
-            for p in others[1:]:
-                ext = ext + seq[p]
         st, p = self.layers[n], self.layers[n]["p"]
         prev = np.ascontiguousarray(self.held[d][0])
-        K.recurrent_layer(ext.reshape(ext.shape[:2] + (-1,)), static, wt, gain, st["bias"], st["decay_v"],
-                          p.decay_u, p.decays, p.threshold, st["v"], st["u"], p.v_max, p.subtract, st["spiking"],
-                          spikes[n], st["counts"], prev, np.empty(st["v"].shape, acc_dtype))
+        state = (st["bias"], st["decay_v"], p.decay_u, p.decays, p.threshold, st["v"], st["u"], p.v_max, p.subtract,
+                 st["spiking"], spikes[n], st["counts"], prev)
+        if dense_in is not None:
+            _, w_in, in_dtype, g_in = self.fp.ops[dense_in]
+            inp = self.plan.ops[self.inp]
+            # both sums are float32-exact (below 2**24: FastPlan's dtype rule), so theirs fits int32
+            acc_dtype = np.int32 if in_dtype == sum_dtype == np.int32 else np.int64
+            _count(self.fp, dense_in, "scatter (in the recurrent kernel)")
+            K.recurrent_frames(self.x.view(np.uint8) if self.x.dtype == bool else self.x, self.rows, t0,
+                               float(inp.scale), int(inp.levels), -int(inp.levels) if inp.signed else 0, w_in, g_in,
+                               wt, gain, *state, np.empty(st["v"].shape, acc_dtype))
+        else:
+            if len(others) == 1 and seq[others[0]].dtype == np.int32 and sum_dtype == np.int32:
+                # both sums are float32-exact (below 2**24: FastPlan's dtype rule), so theirs fits int32:
+                # half the bytes per add, and no int64 copy of the external currents
+                ext, acc_dtype = seq[others[0]], np.int32
+            else:
+                ext, acc_dtype = seq[others[0]].astype(np.int64), np.int64
+                for q in others[1:]:
+                    ext = ext + seq[q]
+            K.recurrent_layer(ext.reshape(ext.shape[:2] + (-1,)), static, wt, gain, *state,
+                              np.empty(st["v"].shape, acc_dtype))
         self.held[d] = prev[None]
         seq[n] = spikes[n].reshape((c, len(self.rows)) + _hwc(self.g.nodes[n]["shape"]))
 
@@ -217,6 +252,8 @@ class BatchRun:
                     spikes[n] = fill((c, fa, self.layers[n]["v"].shape[1]), np.uint8)
             if not cyclic:
                 (n,) = nodes
+                if n in self.inside:  # (the recurrent kernel reads the frames: _run_fused)
+                    continue
                 op, srcs = plan.ops[n], plan.inputs[n]
                 if n in self.cache:
                     seq[n] = self.cache[n]
@@ -233,7 +270,7 @@ class BatchRun:
                 self._free(nodes, seq, left, spikes)
                 continue
             if tuple(nodes) in self.fused:
-                self._run_fused(self.fused[tuple(nodes)], seq, spikes, c)
+                self._run_fused(self.fused[tuple(nodes)], seq, spikes, t0, c, self.frames.get(tuple(nodes)))
                 self._free(nodes, seq, left, spikes)
                 continue
             order = self.step_order[tuple(nodes)]

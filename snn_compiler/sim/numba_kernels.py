@@ -19,8 +19,8 @@ from numba.extending import register_jitable
 from ..ir import neuron as N
 from . import readout, synapse_kernels
 from .input_rule import input_levels
-from .synapse_kernels import (SERIAL_WORK, _add_events, _renamed, conv_events, dense_events,  # noqa: F401
-                              dense_events_serial, depthwise_dense, im2col_hwc, mantissas,
+from .synapse_kernels import (COMPACT_MIN, SERIAL_WORK, _add_events, _add_indexed, _nonzeros, _renamed,  # noqa: F401
+                              conv_events, dense_events, dense_events_serial, depthwise_dense, im2col_hwc, mantissas,
                               sum_pool)  # (the engine's namespace)
 
 # The step's helpers become callable from compiled code as they are (the same function objects
@@ -135,11 +135,64 @@ def recurrent_layer(ext, static, wt, gain, bias, decay_v, decay_u, decays, theta
             e = ext[0 if static else t, f]
             for i in range(n):
                 af[i] = e[i]
-            _add_events(pf, wt, gain, af, idx, vals, rows, narrow)
-            s_t = spikes[t, f]
-            _step_row(vf, uf, cf, af, s_t, vf, False, bias, decay_v, decay_u, vmax, theta, subtract, spiking, decays)
-            for i in range(n):
-                pf[i] = s_t[i]
+            _recurrent_step(pf, wt, gain, af, spikes[t, f], idx, vals, rows, narrow, vf, uf, cf, bias, decay_v,
+                            decay_u, vmax, theta, subtract, spiking, decays)
+
+
+def recurrent_frames(x, samples, t0, scale, levels, lowest, w_in, g_in, wt, gain, bias, decay_v, decay_u, decays,
+                     theta, v, u, vmax, subtract, spiking, spikes, counts, prev, acc):
+    """:func:`recurrent_layer` whose currents from outside the cycle are one Dense (``w_in`` times ``g_in``)
+    of a sequence's frames, read where they lie: frame t of batch row f is ``x[samples[f], t0 + t]``
+    (x (N, T, In), any number type) through the Input's rule (input_rule.input_levels). The same sums as
+    quantizing the frames, then the Dense's scatter, then recurrent_layer, without writing either's
+    output (SHD-sized 700-256 layer, T = 100, batch 256, 1 thread: 45 -> 37 ms in a prototype)."""
+    n_t, n_f, n = spikes.shape[0], v.shape[0], v.shape[1]
+    n_in = x.shape[2]
+    for f in nb.prange(n_f):
+        vf, uf, cf, pf, af = v[f], u[f], counts[f], prev[f], acc[f]
+        m = max(n, n_in)
+        idx, vals, rows = np.empty(m, np.int64), np.empty(m, acc.dtype), np.empty(n, acc.dtype)
+        narrow, raw = np.empty(n, np.int16), np.empty(n_in, x.dtype)
+        for t in range(n_t):
+            af[:] = 0
+            _add_frame(x[samples[f], t0 + t], scale, levels, lowest, w_in, g_in, af, idx, raw, vals, rows, narrow)
+            _recurrent_step(pf, wt, gain, af, spikes[t, f], idx, vals, rows, narrow, vf, uf, cf, bias, decay_v,
+                            decay_u, vmax, theta, subtract, spiking, decays)
+
+
+@nb.njit(inline="always")
+def _recurrent_step(pf, wt, gain, af, s_t, idx, vals, rows, narrow, vf, uf, cf, bias, decay_v, decay_u, vmax, theta,
+                    subtract, spiking, decays):
+    """One step of one frame of a recurrent layer: ``af`` (the currents from outside) plus the last step's
+    spikes ``pf`` through ``wt``, then ``int_update``; this step's spikes ``s_t`` become ``pf``."""
+    _add_events(pf, wt, gain, af, idx, vals, rows, narrow)
+    _step_row(vf, uf, cf, af, s_t, vf, False, bias, decay_v, decay_u, vmax, theta, subtract, spiking, decays)
+    for i in range(len(pf)):
+        pf[i] = s_t[i]
+
+
+@nb.njit(inline="always")
+def _add_frame(row, scale, levels, lowest, wt, gain, dst, idx, raw, vals, rows, acc):
+    """dst += the Dense currents of one raw input frame: each nonzero value's level (``input_levels``; a
+    zero's level is 0) times ``gain`` times its weight row, as ``_add_events`` adds a frame of levels
+    (``raw`` scratch of the row's type; the others as there)."""
+    if row.shape[0] < COMPACT_MIN:
+        for i in range(row.shape[0]):
+            if row[i] != 0:
+                lv = np.int64(_input_levels(np.float64(row[i]), scale, levels, lowest)) * gain
+                src = wt[i]
+                for o in range(src.shape[0]):
+                    dst[o] += lv * src[o]
+        return
+    k, common = _nonzeros(row, idx, raw)
+    if common != 0:  # (one value: its level once)
+        lv = np.int64(_input_levels(np.float64(common), scale, levels, lowest))
+        if lv != 0:
+            _add_indexed(idx, k, vals, lv, wt, gain, dst, rows, acc)
+        return
+    for j in range(k):
+        vals[j] = np.int64(_input_levels(np.float64(raw[j]), scale, levels, lowest))
+    _add_indexed(idx, k, vals, 0, wt, gain, dst, rows, acc)
 
 
 # Each of these runs its frames in parallel; a call with little work (a recurrent layer stepping one
@@ -148,6 +201,7 @@ def recurrent_layer(ext, static, wt, gain, bias, decay_v, decay_u, decays, theta
 neuron_layer_serial = nb.njit(cache=True)(_renamed(neuron_layer, "neuron_layer_serial"))
 neuron_layer = nb.njit(parallel=True, cache=True)(neuron_layer)
 recurrent_layer = nb.njit(parallel=True, cache=True)(recurrent_layer)
+recurrent_frames = nb.njit(parallel=True, cache=True)(recurrent_frames)
 
 
 @nb.njit(parallel=True, cache=True)
@@ -171,10 +225,10 @@ def _drop_stale_step_cache() -> bool:
     step = "".join(inspect.getsource(getattr(f, "py_func", f))  # (an inlined njit function: its Python source)
                    for f in (N.tz_decay, N.saturate, N.int_update, readout.decides, synapse_kernels._nonzeros,
                              synapse_kernels._add_rows, synapse_kernels._add_rows_narrow, synapse_kernels._sum_rows,
-                             synapse_kernels._add_events, input_levels))
+                             synapse_kernels._add_events, synapse_kernels._add_indexed, input_levels))
     digest = hashlib.sha256(step.encode()).hexdigest()
     flushed = False
-    for kernel in (neuron_layer, neuron_layer_serial, recurrent_layer, _tile_steps, quantize_frames):
+    for kernel in (neuron_layer, neuron_layer_serial, recurrent_layer, recurrent_frames, _tile_steps, quantize_frames):
         cache = kernel._cache
         stamp = os.path.join(cache.cache_path, f"{kernel.__name__}.snnc-step")
         try:

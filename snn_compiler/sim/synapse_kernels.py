@@ -114,6 +114,14 @@ def _add_events(x_row, wt, gain, dst, idx, vals, rows, acc):
                     dst[o] += v * src[o]
         return
     k, common = _nonzeros(x_row, idx, vals)
+    _add_indexed(idx, k, vals, common, wt, gain, dst, rows, acc)
+
+
+@nb.njit(inline="always")
+def _add_indexed(idx, k, vals, common, wt, gain, dst, rows, acc):
+    """dst += sum over j < k of vals[j] * gain * wt[idx[j]], or, when every value is ``common`` (nonzero),
+    common * gain times the rows' sum (:func:`_add_events` after its scan; a sequence's frames reach it
+    with their levels: numba_kernels._add_frame)."""
     scale = common * gain
     if scale == 1:
         _sum_rows(idx, k, wt, dst, acc)
