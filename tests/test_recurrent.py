@@ -238,3 +238,39 @@ def test_the_recurrent_kernel_reading_a_sequences_frames_equals_the_other_engine
         assert np.array_equal(a.scores, b.scores) and np.array_equal(a.predictions, b.predictions)
         assert a.rates == b.rates and np.array_equal(a.decision_time, b.decision_time)
     assert 0 < a.rates["hid"] < 0.9
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -1e39])
+@pytest.mark.parametrize("readout", ["count", "first-spike"])
+def test_a_bad_value_read_by_the_recurrent_kernel_is_refused_as_the_data_check_refuses_it(bad, readout):
+    """simulate leaves the data check to the recurrent kernel where it reads every value (it flags what the
+    check refuses, and the check then names it); with an early stop it checks first, as before. The
+    error is the numpy engine's, word for word, wherever the bad value sits."""
+    from snn_compiler.data import DataError
+    g = recurrent_cuba(300, 40, 5, seed=1, rec_gain=0.4)
+    x = (np.random.default_rng(0).random((6, 20, 300)) < 0.1).astype(np.float64)
+    q = compile_model(g, CompileConfig(bits=8, calibration=x[:, 0], timesteps=20))
+    x[4, 17, 123] = bad
+    errors = []
+    for engine in ("numpy", "numba"):
+        with pytest.raises(DataError) as e:
+            simulate(q, x, engine=engine, readout=readout)
+        errors.append(str(e.value))
+    assert errors[0] == errors[1] and "first in sample 4" in errors[1]
+
+
+def test_the_recurrent_kernel_runs_the_dense_its_spikes_feed():
+    """The read-out's Dense reads the recurrent layer's spikes: the numba engine runs it inside the recurrent
+    kernel, on the scan of each step's spikes that the recurrence makes anyway (numba_kernels._fan_out),
+    for long rows (160 neurons) and short ones (16), with time cut into chunks; equal to the numpy engine."""
+    for n_hid in (16, 160):
+        g = recurrent_cuba(50, n_hid, 5, reset="zero", seed=2, rec_gain=0.4)
+        x = (np.random.default_rng(n_hid).random((7, 30, 50)) < 0.2).astype(np.float32)
+        q = compile_model(g, CompileConfig(bits=8, calibration=x[:, 0], timesteps=30))
+        a = simulate(q, x, engine="numpy", readout="count", record=True)
+        for frames in (fast.STEP_FRAMES, 20):
+            info = {}
+            b = numba_in_chunks(q, x, frames, readout="count", record=True, info=info)
+            assert set(info["methods"]["fc_out"]) == {"scatter (in the recurrent kernel)"}  # the path under test
+            assert np.array_equal(a.scores, b.scores) and a.rates == b.rates
+        assert 0 < a.rates["hid"] < 0.9 and 0 < a.rates["out"]

@@ -246,7 +246,8 @@ def simulate(graph, x, *, mode="int", timesteps=None, encoding="constant", seed=
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     if encoding not in ENCODINGS:
         raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
-    x, timesteps, seq = check_run_data(tuple(graph.nodes[input_node(graph)]["shape"]), x, timesteps, encoding)
+    x, timesteps, seq = check_run_data(tuple(graph.nodes[input_node(graph)]["shape"]), x, timesteps, encoding,
+                                       values=False)
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
     if isinstance(first_sample, bool) or not isinstance(first_sample, (int, np.integer)) or first_sample < 0:
@@ -275,6 +276,14 @@ def simulate(graph, x, *, mode="int", timesteps=None, encoding="constant", seed=
             raise ValueError("engine 'torch' needs torch installed")
         tp = torch_engine.TorchPlan(plan, device)
     fp = fast.FastPlan(plan) if mode == "int" and engine in ("auto", "numba") and fast.available() else None
+    # the data check: here, unless the numba engine's recurrent kernel reads every value (it flags what the
+    # check refuses, and the check then names it; an early stop leaves a decided sample's frames unread)
+    from ..data import check_values
+    from .fast_run import reads_frames
+    unchecked = x.dtype.kind == "f"
+    if unchecked and not (fp is not None and reads_frames(fp, x, encoding) and not (K and stop)):
+        check_values("input data", x)
+        unchecked = False
     out = next(n for n, op in plan.ops.items() if O.is_readout(op))
     n_out = int(np.prod(graph.nodes[out]["shape"]))
     scores, preds, counts, totals, steps = [], [], {}, {}, []
@@ -303,6 +312,8 @@ def simulate(graph, x, *, mode="int", timesteps=None, encoding="constant", seed=
                                            steps_out=bufs)
             except fast.NUMBA_ERRORS as e:
                 msg = f"the numba engine failed ({type(e).__name__}: {fast.first_line(e)})"
+                if unchecked:  # (the numpy engine does not check as it reads)
+                    check_values("input data", x)
                 if engine == "numba":
                     raise RuntimeError(f"{msg}; run with engine='numpy' (identical results) and report this") from None
                 import warnings

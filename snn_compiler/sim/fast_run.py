@@ -29,7 +29,8 @@ class Schedule:
     earlier blocks or itself (condensation order; ties broken by the nodes' names, so runs repeat);
     ``step_order`` a cyclic block's nodes in the order one step runs them (its Delays first);
     ``fused`` the cyclic blocks the recurrent kernel runs whole (:func:`_self_recurrent`); ``frames`` those of
-    them whose currents from outside are one Dense of the Input (:func:`_dense_of_input`)."""
+    them whose currents from outside are one Dense of the Input (:func:`_dense_of_input`); ``fan_out`` the
+    Dense each one's spikes feed, which the kernel runs too (:func:`_dense_reading`)."""
 
     def __init__(self, fp):
         plan, g = fp.plan, fp.plan.graph
@@ -47,6 +48,7 @@ class Schedule:
         out_node = next(n for n, op in plan.ops.items() if O.is_readout(op))
         self.fused = {key: f for key in self.step_order if (f := _self_recurrent(fp, key, out_node))}
         self.frames = {key: d for key, parts in self.fused.items() if (d := _dense_of_input(fp, parts))}
+        self.fan_out = {key: d for key, parts in self.fused.items() if (d := _dense_reading(fp, parts))}
 
 
 def schedule(fp) -> Schedule:
@@ -87,6 +89,23 @@ def _dense_of_input(fp, parts):
     ok = (isinstance(plan.ops[inp], O.Input) and len(g.nodes[inp]["shape"]) == 1 and g.out_degree(inp) == 1
           and g.out_degree(dense) == 1)
     return dense if ok else None
+
+
+def _dense_reading(fp, parts):
+    """A Dense reading a fused recurrent layer's spikes (outside the cycle; the first by name), which the
+    recurrent kernel runs on its own scan of each step's spikes."""
+    plan = fp.plan
+    _, r, _, n = parts
+    readers = sorted(o for o in plan.graph.successors(n) if o != parts[0] and fp.ops.get(o, ("",))[0] == "dense")
+    return readers[0] if readers else None
+
+
+def reads_frames(fp, x, encoding) -> bool:
+    """Whether a batch of ``x`` feeds its frames to the recurrent kernel (a sequence whose frames are their
+    levels, no Poisson draws, into a Dense of :func:`_dense_of_input`): the kernel then reads every value
+    of every sample it runs, and flags any the data check refuses."""
+    inp = next(n for n, op in fp.plan.ops.items() if isinstance(op, O.Input))
+    return bool(schedule(fp).frames) and is_sequence(fp.plan.ops[inp], x) and encoding == "constant"
 
 
 class BatchRun:
@@ -135,33 +154,47 @@ class BatchRun:
                              np.zeros((self.n_f, nn), np.int64))
         self.rows = np.arange(self.n_f)  # batch rows still simulated
         sched = schedule(fp)
-        self.blocks, self.step_order, self.fused = sched.blocks, sched.step_order, sched.fused
+        self.blocks, self.step_order, self.fused, self.fan_out = sched.blocks, sched.step_order, sched.fused, sched.fan_out
         # a sequence whose frames are their levels (no Poisson draws) feeds a Dense into a recurrent layer
         # inside the recurrent kernel: that Dense and the Input run there, not as blocks of their own
-        self.frames = sched.frames if is_sequence(plan.ops[self.inp], x) and encoding == "constant" else {}
+        self.frames = sched.frames if reads_frames(fp, x, encoding) else {}
         self.x = np.asarray(x)
-        self.inside = {n for d in self.frames.values() for n in (d, self.inp)}
+        self.inside = {n for d in self.frames.values() for n in (d, self.inp)} | set(sched.fan_out.values())
 
-    def _run_fused(self, parts, seq, spikes, t0, c, dense_in):
-        """A self-recurrent layer over the chunk (:func:`_self_recurrent`) in one kernel call; with
-        ``dense_in`` (:func:`_dense_of_input`) reading the sequence's frames itself."""
+    def _run_fused(self, parts, seq, spikes, t0, c, key):
+        """A self-recurrent layer over the chunk (:func:`_self_recurrent`) in one kernel call, with the Dense
+        reading its spikes (``Schedule.fan_out``), and reading the sequence's frames itself where its
+        currents from outside are a Dense of them (``Schedule.frames``)."""
         d, r, a, n = parts
         others = [p for p in self.plan.inputs[a] if p != r]
         static = all(self.static[p] for p in others)
         _, wt, sum_dtype, gain = self.fp.ops[r]
         st, p = self.layers[n], self.layers[n]["p"]
         prev = np.ascontiguousarray(self.held[d][0])
-        state = (st["bias"], st["decay_v"], p.decay_u, p.decays, p.threshold, st["v"], st["u"], p.v_max, p.subtract,
-                 st["spiking"], spikes[n], st["counts"], prev)
+        reader = self.fan_out.get(key)
+        if reader is not None:
+            _, w_out, out_dtype, g_out = self.fp.ops[reader]
+            out = np.empty((c, len(self.rows), w_out.shape[1]), out_dtype)
+            _count(self.fp, reader, "scatter (in the recurrent kernel)")
+        else:
+            w_out, g_out, out = np.zeros((wt.shape[0], 0), np.int8), 1, np.zeros((1, len(self.rows), 0), np.int32)
+        state = (w_out, g_out, out, st["bias"], st["decay_v"], p.decay_u, p.decays, p.threshold, st["v"], st["u"],
+                 p.v_max, p.subtract, st["spiking"], spikes[n], st["counts"], prev)
+        dense_in = self.frames.get(key)
         if dense_in is not None:
             _, w_in, in_dtype, g_in = self.fp.ops[dense_in]
             inp = self.plan.ops[self.inp]
             # both sums are float32-exact (below 2**24: FastPlan's dtype rule), so theirs fits int32
             acc_dtype = np.int32 if in_dtype == sum_dtype == np.int32 else np.int64
             _count(self.fp, dense_in, "scatter (in the recurrent kernel)")
+            bad = np.zeros(len(self.rows), np.uint8)
             K.recurrent_frames(self.x.view(np.uint8) if self.x.dtype == bool else self.x, self.rows, t0,
                                float(inp.scale), int(inp.levels), -int(inp.levels) if inp.signed else 0, w_in, g_in,
-                               wt, gain, *state, np.empty(st["v"].shape, acc_dtype))
+                               wt, gain, *state, np.empty(st["v"].shape, acc_dtype), bad)
+            if bad.any():  # (simulate left the data check to the kernel: the check names what it refuses)
+                from ..data import check_values
+                check_values("input data", self.x)
+                raise RuntimeError("the recurrent kernel flagged input values the data check accepts; report this")
         else:
             if len(others) == 1 and seq[others[0]].dtype == np.int32 and sum_dtype == np.int32:
                 # both sums are float32-exact (below 2**24: FastPlan's dtype rule), so theirs fits int32:
@@ -175,6 +208,8 @@ class BatchRun:
                               np.empty(st["v"].shape, acc_dtype))
         self.held[d] = prev[None]
         seq[n] = spikes[n].reshape((c, len(self.rows)) + _hwc(self.g.nodes[n]["shape"]))
+        if reader is not None:
+            seq[reader] = out
 
     # ---- one node on a slab of steps ------------------------------------------------------------
 
@@ -252,7 +287,7 @@ class BatchRun:
                     spikes[n] = fill((c, fa, self.layers[n]["v"].shape[1]), np.uint8)
             if not cyclic:
                 (n,) = nodes
-                if n in self.inside:  # (the recurrent kernel reads the frames: _run_fused)
+                if n in self.inside:  # (run by the recurrent kernel: _run_fused)
                     continue
                 op, srcs = plan.ops[n], plan.inputs[n]
                 if n in self.cache:
@@ -270,7 +305,7 @@ class BatchRun:
                 self._free(nodes, seq, left, spikes)
                 continue
             if tuple(nodes) in self.fused:
-                self._run_fused(self.fused[tuple(nodes)], seq, spikes, t0, c, self.frames.get(tuple(nodes)))
+                self._run_fused(self.fused[tuple(nodes)], seq, spikes, t0, c, tuple(nodes))
                 self._free(nodes, seq, left, spikes)
                 continue
             order = self.step_order[tuple(nodes)]

@@ -16,6 +16,7 @@ import numba as nb
 import numpy as np
 from numba.extending import register_jitable
 
+from ..data import FLOAT32_MAX
 from ..ir import neuron as N
 from . import readout, synapse_kernels
 from .input_rule import input_levels
@@ -118,81 +119,117 @@ def neuron_layer(cur, static, bias, decay_v, decay_u, decays, theta, v, u, vmax,
                     d_counts[f, i] = cf[i]
 
 
-def recurrent_layer(ext, static, wt, gain, bias, decay_v, decay_u, decays, theta, v, u, vmax, subtract, spiking,
-                    spikes, counts, prev, acc):
+def recurrent_layer(ext, static, wt, gain, w_out, g_out, out, bias, decay_v, decay_u, decays, theta, v, u, vmax,
+                    subtract, spiking, spikes, counts, prev, acc):
     """A layer reading its own spikes one step late, over T' steps for every frame: ``int_update``
     (the one step) on ``ext[t] + gain * wt^T prev`` (``ext`` (T' or 1, F, N) int64, the currents from
     outside the cycle; ``wt`` (N, N), row j the fan-out of neuron j, times ``gain``
     (synapse_kernels.mantissas); ``prev`` (F, N) the last step's spikes, the one-step delay line,
     updated in place; ``acc`` (F, N) int64 scratch).
-    v/u/counts updated and spikes (T', F, N) written as ``neuron_layer`` does."""
+    v/u/counts updated and spikes (T', F, N) written as ``neuron_layer`` does. ``out`` (T', F, M): the
+    currents ``g_out * w_out^T spikes[t]`` of a Dense the layer feeds, from the same scan of each step's
+    spikes (``out`` (1, F, 0): none)."""
     n_t, n_f, n = spikes.shape[0], v.shape[0], v.shape[1]
+    fan = out.shape[2] > 0
     for f in nb.prange(n_f):
         vf, uf, cf, pf, af = v[f], u[f], counts[f], prev[f], acc[f]
         idx, vals, rows = np.empty(n, np.int64), np.empty(n, acc.dtype), np.empty(n, acc.dtype)
-        narrow = np.empty(n, np.int16)
+        narrow, rows_o, narrow_o = np.empty(n, np.int16), np.empty(out.shape[2], out.dtype), np.empty(out.shape[2], np.int16)
+        _fan_out(pf, wt, gain, af, w_out, g_out, out[0, f], False, idx, vals, rows, narrow, rows_o, narrow_o)
         for t in range(n_t):
             e = ext[0 if static else t, f]
             for i in range(n):
-                af[i] = e[i]
-            _recurrent_step(pf, wt, gain, af, spikes[t, f], idx, vals, rows, narrow, vf, uf, cf, bias, decay_v,
-                            decay_u, vmax, theta, subtract, spiking, decays)
+                af[i] += e[i]
+            s_t = spikes[t, f]
+            _step_row(vf, uf, cf, af, s_t, vf, False, bias, decay_v, decay_u, vmax, theta, subtract, spiking, decays)
+            _fan_out(s_t, wt, gain, af, w_out, g_out, out[t if fan else 0, f], fan, idx, vals, rows, narrow, rows_o,
+                     narrow_o)
+        if n_t:  # (a loop: the slice copy pf[:] = spikes[n_t - 1, f] left the line stale under numba 0.68.1's
+            last = spikes[n_t - 1, f]  # parfors in a batch whose decided rows had left: the early-stop tests)
+            for i in range(n):
+                pf[i] = last[i]
 
 
-def recurrent_frames(x, samples, t0, scale, levels, lowest, w_in, g_in, wt, gain, bias, decay_v, decay_u, decays,
-                     theta, v, u, vmax, subtract, spiking, spikes, counts, prev, acc):
+def recurrent_frames(x, samples, t0, scale, levels, lowest, w_in, g_in, wt, gain, w_out, g_out, out, bias, decay_v,
+                     decay_u, decays, theta, v, u, vmax, subtract, spiking, spikes, counts, prev, acc, bad):
     """:func:`recurrent_layer` whose currents from outside the cycle are one Dense (``w_in`` times ``g_in``)
     of a sequence's frames, read where they lie: frame t of batch row f is ``x[samples[f], t0 + t]``
     (x (N, T, In), any number type) through the Input's rule (input_rule.input_levels). The same sums as
     quantizing the frames, then the Dense's scatter, then recurrent_layer, without writing either's
-    output (SHD-sized 700-256 layer, T = 100, batch 256, 1 thread: 45 -> 37 ms in a prototype)."""
+    output (SHD-sized 700-256 layer, T = 100, batch 256, 1 thread: 45 -> 37 ms in a prototype).
+    ``bad[f]`` (F,) is set where a value read is one data.check_values refuses (NaN, infinite, beyond
+    float32's range): reading every value anyway, the kernel is the data check (a pass of 4 ms saved)."""
     n_t, n_f, n = spikes.shape[0], v.shape[0], v.shape[1]
     n_in = x.shape[2]
+    fan = out.shape[2] > 0
     for f in nb.prange(n_f):
         vf, uf, cf, pf, af = v[f], u[f], counts[f], prev[f], acc[f]
         m = max(n, n_in)
         idx, vals, rows = np.empty(m, np.int64), np.empty(m, acc.dtype), np.empty(n, acc.dtype)
-        narrow, raw = np.empty(n, np.int16), np.empty(n_in, x.dtype)
+        narrow, rows_o, narrow_o = np.empty(n, np.int16), np.empty(out.shape[2], out.dtype), np.empty(out.shape[2], np.int16)
+        raw = np.empty(n_in, x.dtype)
+        _fan_out(pf, wt, gain, af, w_out, g_out, out[0, f], False, idx, vals, rows, narrow, rows_o, narrow_o)
+        refused = False
         for t in range(n_t):
-            af[:] = 0
-            _add_frame(x[samples[f], t0 + t], scale, levels, lowest, w_in, g_in, af, idx, raw, vals, rows, narrow)
-            _recurrent_step(pf, wt, gain, af, spikes[t, f], idx, vals, rows, narrow, vf, uf, cf, bias, decay_v,
-                            decay_u, vmax, theta, subtract, spiking, decays)
+            refused |= _add_frame(x[samples[f], t0 + t], scale, levels, lowest, w_in, g_in, af, idx, raw, vals, rows,
+                                  narrow)
+            s_t = spikes[t, f]
+            _step_row(vf, uf, cf, af, s_t, vf, False, bias, decay_v, decay_u, vmax, theta, subtract, spiking, decays)
+            _fan_out(s_t, wt, gain, af, w_out, g_out, out[t if fan else 0, f], fan, idx, vals, rows, narrow, rows_o,
+                     narrow_o)
+        if n_t:
+            last = spikes[n_t - 1, f]
+            for i in range(n):
+                pf[i] = last[i]
+        bad[f] = refused
 
 
 @nb.njit(inline="always")
-def _recurrent_step(pf, wt, gain, af, s_t, idx, vals, rows, narrow, vf, uf, cf, bias, decay_v, decay_u, vmax, theta,
-                    subtract, spiking, decays):
-    """One step of one frame of a recurrent layer: ``af`` (the currents from outside) plus the last step's
-    spikes ``pf`` through ``wt``, then ``int_update``; this step's spikes ``s_t`` become ``pf``."""
-    _add_events(pf, wt, gain, af, idx, vals, rows, narrow)
-    _step_row(vf, uf, cf, af, s_t, vf, False, bias, decay_v, decay_u, vmax, theta, subtract, spiking, decays)
-    for i in range(len(pf)):
-        pf[i] = s_t[i]
+def _fan_out(s, wt, gain, af, w_out, g_out, o_row, fan, idx, vals, rows, narrow, rows_o, narrow_o):
+    """A recurrent layer's spikes ``s`` of one step, scanned once: ``af = gain * wt^T s`` (the next step's
+    currents from the cycle, before those from outside are added) and, with ``fan``, ``o_row = g_out *
+    w_out^T s`` (the Dense the layer feeds: its own scatter would scan every step's spikes again)."""
+    af[:] = 0
+    if fan:
+        o_row[:] = 0
+    if s.shape[0] < COMPACT_MIN:
+        _add_events(s, wt, gain, af, idx, vals, rows, narrow)
+        if fan:
+            _add_events(s, w_out, g_out, o_row, idx, vals, rows_o, narrow_o)
+        return
+    k, common = _nonzeros(s, idx, vals)
+    _add_indexed(idx, k, vals, common, wt, gain, af, rows, narrow)
+    if fan:
+        _add_indexed(idx, k, vals, common, w_out, g_out, o_row, rows_o, narrow_o)
 
 
 @nb.njit(inline="always")
 def _add_frame(row, scale, levels, lowest, wt, gain, dst, idx, raw, vals, rows, acc):
     """dst += the Dense currents of one raw input frame: each nonzero value's level (``input_levels``; a
     zero's level is 0) times ``gain`` times its weight row, as ``_add_events`` adds a frame of levels
-    (``raw`` scratch of the row's type; the others as there)."""
+    (``raw`` scratch of the row's type; the others as there). Returns whether a value is one the data
+    check refuses (``not |v| <= FLOAT32_MAX``: NaN, infinite or too large; zeros are none of these)."""
+    refused = False
     if row.shape[0] < COMPACT_MIN:
         for i in range(row.shape[0]):
             if row[i] != 0:
+                refused |= not abs(row[i]) <= FLOAT32_MAX
                 lv = np.int64(_input_levels(np.float64(row[i]), scale, levels, lowest)) * gain
                 src = wt[i]
                 for o in range(src.shape[0]):
                     dst[o] += lv * src[o]
-        return
+        return refused
     k, common = _nonzeros(row, idx, raw)
     if common != 0:  # (one value: its level once)
         lv = np.int64(_input_levels(np.float64(common), scale, levels, lowest))
         if lv != 0:
             _add_indexed(idx, k, vals, lv, wt, gain, dst, rows, acc)
-        return
+        return not abs(common) <= FLOAT32_MAX
     for j in range(k):
+        refused |= not abs(raw[j]) <= FLOAT32_MAX
         vals[j] = np.int64(_input_levels(np.float64(raw[j]), scale, levels, lowest))
     _add_indexed(idx, k, vals, 0, wt, gain, dst, rows, acc)
+    return refused
 
 
 # Each of these runs its frames in parallel; a call with little work (a recurrent layer stepping one

@@ -69,16 +69,17 @@ def check_sequence_encoding(encoding) -> None:
                          f"one value over several steps); use one of {SEQUENCE_ENCODINGS}")
 
 
-def check_run_data(shape, x, timesteps, encoding):
+def check_run_data(shape, x, timesteps, encoding, values=True):
     """(x, T, sequence): ``x`` a finite numeric array of static samples (N, *shape) or a sequence
-    (N, T, *shape), and the run's T (:func:`run_timesteps`), else a one-line ValueError."""
+    (N, T, *shape), and the run's T (:func:`run_timesteps`), else a one-line ValueError. ``values``
+    False leaves the values' check (data.check_values) to the caller (simulate: to the kernel reading them)."""
     x = np.asarray(x)
     if x.size == 0 and x.ndim != len(shape) + 2:
         x = x.reshape((0,) + tuple(shape))
     if x.size and x.dtype.kind not in "biuf":
         raise ValueError(f"input data must be numbers, got dtype {x.dtype}")
     T = run_timesteps(shape, x, timesteps, encoding)
-    if x.dtype.kind == "f":
+    if values and x.dtype.kind == "f":
         from ..data import check_values  # the one rule for data values, files and arrays alike
         check_values("input data", x)
     return x, T, sequence_steps(shape, x) is not None
