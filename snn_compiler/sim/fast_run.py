@@ -17,8 +17,8 @@ import numpy as np
 from ..ir import feedforward_view
 from ..ir import neuron as N
 from ..ir import ops as O
-from .fast import K, NO_DECISION, _count, STEP_FRAMES, STEP_VALUES, _apply, _delay_lines, _flat_hwc, _hwc, _StepReader, \
-    _torch_layout
+from .fast import K, NO_DECISION, STEP_FRAMES, STEP_VALUES, _apply, _count, _delay_lines, _flat_hwc, _hwc, \
+    _StepReader, _torch_layout
 from .encode import input_chunks, is_sequence
 from .readout import MEMBRANE_READOUTS, OVER_TIME, fold_membrane, fold_start
 
@@ -94,9 +94,8 @@ def _dense_of_input(fp, parts):
 def _dense_reading(fp, parts):
     """A Dense reading a fused recurrent layer's spikes (outside the cycle; the first by name), which the
     recurrent kernel runs on its own scan of each step's spikes."""
-    plan = fp.plan
-    _, r, _, n = parts
-    readers = sorted(o for o in plan.graph.successors(n) if o != parts[0] and fp.ops.get(o, ("",))[0] == "dense")
+    d, _, _, n = parts
+    readers = sorted(o for o in fp.plan.graph.successors(n) if o != d and fp.ops.get(o, ("",))[0] == "dense")
     return readers[0] if readers else None
 
 
@@ -154,7 +153,8 @@ class BatchRun:
                              np.zeros((self.n_f, nn), np.int64))
         self.rows = np.arange(self.n_f)  # batch rows still simulated
         sched = schedule(fp)
-        self.blocks, self.step_order, self.fused, self.fan_out = sched.blocks, sched.step_order, sched.fused, sched.fan_out
+        self.blocks, self.step_order, self.fused = sched.blocks, sched.step_order, sched.fused
+        self.fan_out = sched.fan_out
         # a sequence whose frames are their levels (no Poisson draws) feeds a Dense into a recurrent layer
         # inside the recurrent kernel: that Dense and the Input run there, not as blocks of their own
         self.frames = sched.frames if reads_frames(fp, x, encoding) else {}

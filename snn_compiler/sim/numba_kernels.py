@@ -134,7 +134,8 @@ def recurrent_layer(ext, static, wt, gain, w_out, g_out, out, bias, decay_v, dec
     for f in nb.prange(n_f):
         vf, uf, cf, pf, af = v[f], u[f], counts[f], prev[f], acc[f]
         idx, vals, rows = np.empty(n, np.int64), np.empty(n, acc.dtype), np.empty(n, acc.dtype)
-        narrow, rows_o, narrow_o = np.empty(n, np.int16), np.empty(out.shape[2], out.dtype), np.empty(out.shape[2], np.int16)
+        narrow, rows_o = np.empty(n, np.int16), np.empty(out.shape[2], out.dtype)
+        narrow_o = np.empty(out.shape[2], np.int16)
         _fan_out(pf, wt, gain, af, w_out, g_out, out[0, f], False, idx, vals, rows, narrow, rows_o, narrow_o)
         for t in range(n_t):
             e = ext[0 if static else t, f]
@@ -166,7 +167,8 @@ def recurrent_frames(x, samples, t0, scale, levels, lowest, w_in, g_in, wt, gain
         vf, uf, cf, pf, af = v[f], u[f], counts[f], prev[f], acc[f]
         m = max(n, n_in)
         idx, vals, rows = np.empty(m, np.int64), np.empty(m, acc.dtype), np.empty(n, acc.dtype)
-        narrow, rows_o, narrow_o = np.empty(n, np.int16), np.empty(out.shape[2], out.dtype), np.empty(out.shape[2], np.int16)
+        narrow, rows_o = np.empty(n, np.int16), np.empty(out.shape[2], out.dtype)
+        narrow_o = np.empty(out.shape[2], np.int16)
         raw = np.empty(n_in, x.dtype)
         _fan_out(pf, wt, gain, af, w_out, g_out, out[0, f], False, idx, vals, rows, narrow, rows_o, narrow_o)
         refused = False
