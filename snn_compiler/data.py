@@ -77,6 +77,13 @@ PARALLEL_CHECK = 1 << 20  # float32 values from which numba's one-pass check run
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
+def refused_value(v):
+    """Whether data refuses ``v``: NaN, infinite or beyond float32's range (``not |v| <= FLOAT32_MAX``), on
+    an array (numpy) or on one value in compiled code (the recurrent kernel checks each value it reads:
+    numba_kernels.recurrent_frames). Written once; check_values' fast paths test the same for whole arrays."""
+    return np.logical_not(np.abs(v) <= FLOAT32_MAX)
+
+
 def check_values(path, x):
     """Refuse (DataError naming ``path``, one line) input samples ``x`` holding NaN, infinities or
     values beyond float32's range: the one rule for data, whether read from a file or passed in."""
@@ -87,6 +94,8 @@ def check_values(path, x):
         return  # (a finite float32 is within float32's range: one parallel pass, the common case)
     if x.size and np.isfinite(lo := x.min()) and np.isfinite(hi := x.max()) and max(-lo, hi) <= FLOAT32_MAX:
         return  # (two reductions, no temporary arrays)
+    if not refused_value(x).any():
+        return
     bad = ~np.isfinite(x)
     if bad.any():
         first = int(np.argmax(bad.reshape(len(x), -1).any(axis=1)))

@@ -16,7 +16,7 @@ import numba as nb
 import numpy as np
 from numba.extending import register_jitable
 
-from ..data import FLOAT32_MAX
+from ..data import refused_value
 from ..ir import neuron as N
 from . import readout, synapse_kernels
 from .input_rule import input_levels
@@ -31,6 +31,7 @@ register_jitable(N.saturate)
 register_jitable(readout.decides)
 _int_update = nb.njit(inline="always")(N.int_update)
 _input_levels = nb.njit(inline="always")(input_levels)
+_refused_value = nb.njit(inline="always")(refused_value)
 
 
 @nb.njit(inline="always")
@@ -210,12 +211,12 @@ def _add_frame(row, scale, levels, lowest, wt, gain, dst, idx, raw, vals, rows, 
     """dst += the Dense currents of one raw input frame: each nonzero value's level (``input_levels``; a
     zero's level is 0) times ``gain`` times its weight row, as ``_add_events`` adds a frame of levels
     (``raw`` scratch of the row's type; the others as there). Returns whether a value is one the data
-    check refuses (``not |v| <= FLOAT32_MAX``: NaN, infinite or too large; zeros are none of these)."""
+    check refuses (data.refused_value; zeros are never refused)."""
     refused = False
     if row.shape[0] < COMPACT_MIN:
         for i in range(row.shape[0]):
             if row[i] != 0:
-                refused |= not abs(row[i]) <= FLOAT32_MAX
+                refused |= _refused_value(row[i])
                 lv = np.int64(_input_levels(np.float64(row[i]), scale, levels, lowest)) * gain
                 src = wt[i]
                 for o in range(src.shape[0]):
@@ -226,9 +227,9 @@ def _add_frame(row, scale, levels, lowest, wt, gain, dst, idx, raw, vals, rows, 
         lv = np.int64(_input_levels(np.float64(common), scale, levels, lowest))
         if lv != 0:
             _add_indexed(idx, k, vals, lv, wt, gain, dst, rows, acc)
-        return not abs(common) <= FLOAT32_MAX
+        return _refused_value(common)
     for j in range(k):
-        refused |= not abs(raw[j]) <= FLOAT32_MAX
+        refused |= _refused_value(raw[j])
         vals[j] = np.int64(_input_levels(np.float64(raw[j]), scale, levels, lowest))
     _add_indexed(idx, k, vals, 0, wt, gain, dst, rows, acc)
     return refused
@@ -260,11 +261,13 @@ def _drop_stale_step_cache() -> bool:
     """numba keys a cached kernel by the source of this file alone, but the step and the decision
     rule the neuron kernels inline live in ir/neuron.py and sim/readout.py, the recurrent layer inlines
     synapse_kernels' scatter and quantize_frames input_rule's levels: when their source changes, the
-    kernels' cache is flushed, so a changed rule is never run from an old compilation."""
+    kernels' cache is flushed, so a changed rule is never run from an old compilation (the recurrent
+    kernel also inlines data.refused_value)."""
     step = "".join(inspect.getsource(getattr(f, "py_func", f))  # (an inlined njit function: its Python source)
                    for f in (N.tz_decay, N.saturate, N.int_update, readout.decides, synapse_kernels._nonzeros,
                              synapse_kernels._add_rows, synapse_kernels._add_rows_narrow, synapse_kernels._sum_rows,
-                             synapse_kernels._add_events, synapse_kernels._add_indexed, input_levels))
+                             synapse_kernels._add_events, synapse_kernels._add_indexed, input_levels,
+                             refused_value))
     digest = hashlib.sha256(step.encode()).hexdigest()
     flushed = False
     for kernel in (neuron_layer, neuron_layer_serial, recurrent_layer, recurrent_frames, _tile_steps, quantize_frames):
