@@ -185,7 +185,11 @@ class SlowRenames:   # outputs' os, with a pause after its first rename
         renames.append(dst)
         if len(renames) == 1:
             print("renamed", flush=True)
-            time.sleep(5)   # the signal arrives between the two renames
+            # the signal arrives between the two renames: wait until the test says it sent it (a fixed
+            # 5 s pause was outrun on a loaded machine: the run finished before the signal came)
+            deadline = time.monotonic() + 60
+            while not os.path.exists(os.environ["SNNC_TEST_SIGNAL_SENT"]) and time.monotonic() < deadline:
+                time.sleep(0.02)
 outputs.os = SlowRenames()
 # a thread that takes process signals while the main thread blocks them, as numba's and torch's do
 threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
@@ -199,8 +203,10 @@ def test_a_signal_during_the_renames_leaves_all_outputs_and_says_so(files, tmp_p
     them: every output is in place and the message names them (before: r.npz kept, p.png not,
     and "no output was written")."""
     out, plot = tmp_path / "r.npz", tmp_path / "p.png"
+    sent = tmp_path / "signal-sent"
     proc = subprocess.Popen([sys.executable, "-c", SIGNAL_BETWEEN_RENAMES, *SIMULATE, "--output", str(out),
-                             "--plot", str(plot)], cwd=files, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--plot", str(plot)], cwd=files, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, SNNC_TEST_SIGNAL_SENT=str(sent)))
     deadline, line = time.monotonic() + 120, ""
     while "renamed" not in line and time.monotonic() < deadline:
         line = proc.stdout.readline()
@@ -208,7 +214,8 @@ def test_a_signal_during_the_renames_leaves_all_outputs_and_says_so(files, tmp_p
             break
     assert "renamed" in line, proc.stderr.read()
     proc.send_signal(sig)
-    _, err = proc.communicate(timeout=60)
+    sent.touch()
+    _, err = proc.communicate(timeout=90)
     assert proc.returncode == (130 if sig == signal.SIGINT else 128 + sig), err
     assert out.exists() and plot.exists() and not [n for n in os.listdir(tmp_path) if n.startswith(TMP_PREFIX)]
     lines = err.strip().splitlines()
