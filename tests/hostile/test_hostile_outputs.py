@@ -173,7 +173,8 @@ def test_two_compiles_give_identical_artifacts(files, tmp_path):
 
 
 SIGNAL_BETWEEN_RENAMES = """
-import os, sys, threading, time
+import os, signal, sys, threading, time
+signal.signal(signal.SIGINT, signal.default_int_handler)  # (an xdist worker ignores SIGINT; its children inherit that)
 import snn_compiler.cli as cli
 import snn_compiler.outputs as outputs
 renames = []
