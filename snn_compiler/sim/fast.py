@@ -89,7 +89,7 @@ class FastPlan:
         self.schedule = None  # fast_run.Schedule, made at the first batch
         g = plan.graph
         self.ops = {}
-        self.product = {}  # node: (int_gemm.int8_parts of its (K, N) weight matrix, conv geometry or None)
+        self.product = {}  # node: ((K, N) weight matrix, conv geometry or None): product_parts makes its parts
         self.channel_scale = {}  # node: per-channel weights of a depthwise 1x1 conv (out = x * scale)
         self.depthwise = {}  # node: ((kh, kw, C) weights, (stride, padding, dilation)) of a depthwise conv
         self.methods = {}  # node: {method: kernel calls} (simulate's info["methods"]; benchmarks print it)
@@ -135,9 +135,18 @@ class FastPlan:
         self.bound = {n: (value_range(g, n) or (None,))[0] for n in plan.ops}
 
     def _add_product(self, n, matrix, geometry):
-        parts = int_gemm.int8_parts(matrix)
-        if parts is not None:
-            self.product[n] = (parts, geometry)
+        self.product[n] = (matrix, geometry)
+
+    def product_parts(self, n):
+        """``(int_gemm.int8_parts of op n's weight matrix, conv geometry or None)``, or None where it has no
+        int8 product. Made at the first call (a batch whose layers all scatter, as a recurrent kernel's
+        do, never pays for the split: 0.7 ms of each simulate call on an SHD-sized net)."""
+        entry = self.product.get(n)
+        if entry is None or isinstance(entry[0], list):
+            return entry
+        parts = int_gemm.int8_parts(entry[0])
+        self.product[n] = None if parts is None else (parts, entry[1])
+        return self.product[n]
 
     def int_dtype(self, n):
         b = self.bound[n]
@@ -192,13 +201,13 @@ METHOD = "auto"
 
 def _product_pays(fp, n, flat, density, out_hwc) -> bool:
     """The int8 product (:mod:`.int_gemm`) runs op ``n`` on these frames for less than the scatter."""
-    if n not in fp.product or flat.dtype not in (np.int8, np.uint8) or METHOD == "scatter":
+    if flat.dtype not in (np.int8, np.uint8) or METHOD == "scatter" or fp.product_parts(n) is None:
         return False
     if flat.dtype == np.uint8 and fp.bound[fp.plan.inputs[n][0]] > 127:
         return False  # (the product reads uint8 as int8: spikes and small sums, not 8-bit input levels)
     if METHOD == "product":
         return int_gemm.available()
-    parts, geometry = fp.product[n]
+    parts, geometry = fp.product_parts(n)
     k, n_out = parts[0][0].shape
     positions = int(np.prod(out_hwc[:-1])) if geometry else 1
     inputs = flat[0].size
@@ -236,7 +245,7 @@ def _apply(fp, n, op, x, out_shape):
     if flat.size and _product_pays(fp, n, flat, density, _hwc(out_shape)):
         _count(fp, n, "int8 product")
         out = np.empty((t * f,) + _hwc(out_shape), np.int32)
-        parts, geometry = fp.product[n]
+        parts, geometry = fp.product_parts(n)
         if geometry is None:
             int_gemm.matmul(np.ascontiguousarray(flat.reshape(t * f, -1)), parts, out)
         else:
