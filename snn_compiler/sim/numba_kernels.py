@@ -18,7 +18,7 @@ from numba.extending import register_jitable
 
 from ..data import refused_value
 from ..ir import neuron as N
-from . import readout, synapse_kernels
+from . import readout, synapse_kernels, vector_scan
 from .input_rule import input_levels
 from .synapse_kernels import (COMPACT_MIN, SERIAL_WORK, _add_events, _add_indexed, _nonzeros, _renamed,  # noqa: F401
                               conv_events, dense_events, dense_events_serial, depthwise_dense, im2col_hwc, mantissas,
@@ -293,7 +293,7 @@ def _drop_stale_step_cache() -> bool:
                    for f in (N.tz_decay, N.saturate, N.int_update, readout.decides, synapse_kernels._nonzeros,
                              synapse_kernels._add_rows, synapse_kernels._add_rows_narrow, synapse_kernels._sum_rows,
                              synapse_kernels._add_events, synapse_kernels._add_indexed, input_levels,
-                             refused_value))
+                             refused_value)) + inspect.getsource(vector_scan)
     digest = hashlib.sha256(step.encode()).hexdigest()
     flushed = False
     for kernel in (neuron_layer, neuron_layer_serial, recurrent_layer, recurrent_frames, _tile_steps, _frame_block_steps,

@@ -13,6 +13,8 @@ import types
 import numba as nb
 import numpy as np
 
+from .vector_scan import AVAILABLE as VECTOR_SCAN, LANES, compress_nonzeros
+
 # The scatter's helpers are inlined where they are called (numba's inline="always", two kernels each):
 # as calls of their own, per row, LLVM inlined them no more once they grew the int16 blocks, and short
 # rows (12 inputs, 65,536 frames) ran in 3.3 ms against 1.0 ms inlined; 700-input event frames 18 -> 13 ms.
@@ -23,10 +25,16 @@ def _nonzeros(x_row, idx, vals):
     """The nonzero entries of ``x_row`` in order: their positions into ``idx[:k]``, values into
     ``vals[:k]``; returns (k, their common value, or 0 when they differ). Without a branch per value:
     a scan that tested each value mispredicted twice per event (an event stream at 5% spent more time
-    there than adding). (A two-level scan, nonzero 8-byte words first, measured no faster on 5% event
-    frames: the adds, not the scan, bound the kernel there.)"""
+    there than adding). Contiguous rows go LANES values at a time where the CPU compresses them in one
+    instruction (:mod:`.vector_scan`), the rest value by value. (A two-level scan, nonzero 8-byte
+    words first, or a bit mask's set bits: 1.5-2x slower than the scalar scan on 5% event frames.)"""
     k = 0
-    for i in range(x_row.shape[0]):
+    start = 0
+    if VECTOR_SCAN and x_row.strides[0] == x_row.itemsize:  # (an event frame of 700 float32 values,
+        while start + LANES <= x_row.shape[0]:              # 8,192 frames: 4.8 -> 3.0 ms)
+            k += compress_nonzeros(x_row, start, idx, k)
+            start += LANES
+    for i in range(start, x_row.shape[0]):
         idx[k] = i
         k += x_row[i] != 0
     common = x_row[idx[0]] if k else 0
