@@ -19,6 +19,7 @@ from numba.extending import register_jitable
 from ..data import refused_value
 from ..ir import neuron as N
 from . import readout, synapse_kernels, vector_scan
+from .elementwise_kernels import VALUE_BLOCK, add_steps, scale_channels  # noqa: F401  (the engine's namespace)
 from .input_rule import input_levels
 from .synapse_kernels import (COMPACT_MIN, SERIAL_WORK, _add_events, _add_indexed, _nonzeros, _renamed,  # noqa: F401
                               conv_events, dense_events, dense_events_serial, depthwise_dense, im2col_hwc, mantissas,
@@ -371,34 +372,6 @@ def quantize_frames(x, t0, scale, levels, lowest, out):
                 dst[f] = other_level
 
 
-
-VALUE_BLOCK = 1 << 14  # values per parallel task of the element-wise kernels
-
-
-@nb.njit(parallel=True, cache=True)
-def add_steps(a, b, out):
-    """out[t] = a[t or 0] + b[t or 0]: two terms of an Add over T steps of V values (a (Ta, V), b (Tb, V),
-    out (T, V); a term with one step is static and broadcasts), in out's type (the engine proves the sums
-    fit). numpy's add runs on one thread: a residual net's adds were a sixth of its time at 2 threads."""
-    n_t, n_v = out.shape
-    blocks = (n_v + VALUE_BLOCK - 1) // VALUE_BLOCK
-    for j in nb.prange(n_t * blocks):
-        t, lo = j // blocks, (j % blocks) * VALUE_BLOCK
-        ra, rb, ro = a[t if a.shape[0] > 1 else 0], b[t if b.shape[0] > 1 else 0], out[t]
-        for i in range(lo, min(n_v, lo + VALUE_BLOCK)):
-            ro[i] = ra[i] + rb[i]
-
-
-@nb.njit(parallel=True, cache=True)
-def scale_channels(x, scale, out):
-    """out[r, c] = x[r, c] * scale[c] (x, out (R, C)): a depthwise 1x1 conv, a residual's identity path."""
-    n_r, n_c = out.shape
-    rows = max(1, VALUE_BLOCK // max(n_c, 1))
-    for j in nb.prange((n_r + rows - 1) // rows):
-        for r in range(j * rows, min(n_r, (j + 1) * rows)):
-            xr, orow = x[r], out[r]
-            for c in range(n_c):
-                orow[c] = xr[c] * scale[c]
 
 # (after every kernel is defined: the stamp covers quantize_frames)
 _will_compile = not _cached()
