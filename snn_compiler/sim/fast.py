@@ -383,25 +383,6 @@ def _run_batch(fp, x, ids, timesteps, encoding, seed, readout, dec, on_chunk, st
     return states, out_node
 
 
-def _delay_lines(fp, batch) -> dict:
-    """Each Delay's line: (steps, batch, *shape in (H, W, C) order) zeros, of what its source sends
-    (spikes as uint8, the Input's values in its dtype)."""
-    plan = fp.plan
-    lines = {}
-    for n, op in plan.ops.items():
-        if isinstance(op, O.Delay):
-            src = plan.inputs[n][0]
-            dtype = np.uint8 if isinstance(plan.ops[src], O.NEURONS) else fp.int_dtype(src)
-            lines[n] = np.zeros((op.steps, batch) + _hwc(tuple(op.shape)), dtype)
-    return lines
-
-
-def _flat_hwc(a, shape):
-    """A per-neuron int64 array broadcast to ``shape`` and flattened in the engine's (H, W, C) order."""
-    a = np.broadcast_to(np.asarray(a, np.int64), shape)
-    return np.ascontiguousarray(a.transpose(1, 2, 0) if len(shape) == 3 else a).ravel()
-
-
 def _torch_layout(a, shape):
     if len(shape) == 3:
         return a.reshape((len(a),) + _hwc(shape)).transpose(0, 3, 1, 2)

@@ -17,8 +17,7 @@ import numpy as np
 from ..ir import feedforward_view
 from ..ir import neuron as N
 from ..ir import ops as O
-from .fast import K, NO_DECISION, STEP_FRAMES, STEP_VALUES, _apply, _count, _delay_lines, _flat_hwc, _hwc, \
-    _StepReader, _torch_layout
+from .fast import K, NO_DECISION, STEP_FRAMES, STEP_VALUES, _apply, _count, _hwc, _StepReader, _torch_layout
 from .encode import input_chunks, is_sequence
 from .readout import MEMBRANE_READOUTS, OVER_TIME, fold_membrane, fold_start
 
@@ -377,3 +376,22 @@ class BatchRun:
         if self.stop:  # chunks double (steps 0, 1, 2-3, 4-7, ...): a sample decided after t steps runs < 2t
             c = max(1, min(c, t0))
         return c
+
+
+def _delay_lines(fp, batch) -> dict:
+    """Each Delay's line: (steps, batch, *shape in (H, W, C) order) zeros, of what its source sends
+    (spikes as uint8, the Input's values in its dtype)."""
+    plan = fp.plan
+    lines = {}
+    for n, op in plan.ops.items():
+        if isinstance(op, O.Delay):
+            src = plan.inputs[n][0]
+            dtype = np.uint8 if isinstance(plan.ops[src], O.NEURONS) else fp.int_dtype(src)
+            lines[n] = np.zeros((op.steps, batch) + _hwc(tuple(op.shape)), dtype)
+    return lines
+
+
+def _flat_hwc(a, shape):
+    """A per-neuron int64 array broadcast to ``shape`` and flattened in the engine's (H, W, C) order."""
+    a = np.broadcast_to(np.asarray(a, np.int64), shape)
+    return np.ascontiguousarray(a.transpose(1, 2, 0) if len(shape) == 3 else a).ravel()
