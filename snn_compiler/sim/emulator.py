@@ -22,7 +22,7 @@ from ..ir import ops as O
 from ..ir import neuron as N
 from ..progress import bar as progress_bar
 from ..ir import kernels
-from .plan import Plan, delay_lines
+from .plan import delay_lines
 from .ann_reading import check_ann_reading, iter_ann, run_ann  # noqa: F401  (re-exported: the ANN reading)
 from .readout import (READOUTS, MEMBRANE_READOUTS, OVER_TIME, Decisions, check_readout, check_record_steps,  # noqa: F401
                       fold_membrane, fold_start, readout_decisions, step_buffers)  # noqa: F401  (READOUTS: re-exported)
@@ -266,7 +266,9 @@ def simulate(graph, x, *, mode="int", timesteps=None, encoding="constant", seed=
         raise ValueError("the torch engine runs the integer mode")
     if device is not None and engine != "torch":
         raise ValueError(f"device applies to engine 'torch' only (engine {engine!r})")
-    plan = Plan(graph, mode, encoding, seq)
+    from .prepared import plans
+    wants_fast = mode == "int" and engine in ("auto", "numba") and fast.available()
+    plan, fp = plans(graph, mode, encoding, seq, fast.FastPlan if wants_fast else None)
     if mode == "int":
         plan.check_registers()
     tp = None
@@ -275,7 +277,6 @@ def simulate(graph, x, *, mode="int", timesteps=None, encoding="constant", seed=
         if not torch_engine.available():
             raise ValueError("engine 'torch' needs torch installed")
         tp = torch_engine.TorchPlan(plan, device)
-    fp = fast.FastPlan(plan) if mode == "int" and engine in ("auto", "numba") and fast.available() else None
     # the data check: here, unless the numba engine's recurrent kernel reads every value (it flags what the
     # check refuses, and the check then names it; an early stop leaves a decided sample's frames unread)
     from ..data import check_values
