@@ -89,7 +89,8 @@ class FastPlan:
         self.schedule = None  # fast_run.Schedule, made at the first batch
         g = plan.graph
         self.ops = {}
-        self.product = {}  # node: ((K, N) weight matrix, conv geometry or None): product_parts makes its parts
+        self.product = {}  # node: ((K, N) weight matrix, conv geometry or None) of an op the int8 product can run,
+        self.product_split = {}  # until product_parts splits it (once; the matrix then leaves `product`)
         self.channel_scale = {}  # node: per-channel weights of a depthwise 1x1 conv (out = x * scale)
         self.depthwise = {}  # node: ((kh, kw, C) weights, (stride, padding, dilation)) of a depthwise conv
         self.methods = {}  # node: {method: kernel calls} (simulate's info["methods"]; benchmarks print it)
@@ -141,12 +142,11 @@ class FastPlan:
         """``(int_gemm.int8_parts of op n's weight matrix, conv geometry or None)``, or None where it has no
         int8 product. Made at the first call (a batch whose layers all scatter, as a recurrent kernel's
         do, never pays for the split: 0.7 ms of each simulate call on an SHD-sized net)."""
-        entry = self.product.get(n)
-        if entry is None or isinstance(entry[0], list):
-            return entry
-        parts = int_gemm.int8_parts(entry[0])
-        self.product[n] = None if parts is None else (parts, entry[1])
-        return self.product[n]
+        if n not in self.product_split:
+            matrix, geometry = self.product.pop(n, (None, None))
+            parts = None if matrix is None else int_gemm.int8_parts(matrix)
+            self.product_split[n] = None if parts is None else (parts, geometry)
+        return self.product_split[n]
 
     def int_dtype(self, n):
         b = self.bound[n]
