@@ -56,13 +56,14 @@ def test_an_unchanged_graph_reuses_its_plans(net, engine):
     assert (entry[1] is not None) == (engine == "numba")
 
 
-@pytest.mark.parametrize("engine", ENGINES + ["float"])
-@pytest.mark.parametrize("change", ["weights", "threshold", "bias", "metadata", "rewired"])
+# (v_init in the metadata is read by the float SNN only, the integer one's is in its ops; the integer
+# threshold and bias are the integer SNN's)
+CHANGES = [(e, c) for e in ENGINES for c in ("weights", "threshold", "bias", "rewired")] + \
+    [("float", c) for c in ("weights", "metadata", "rewired")]
+
+
+@pytest.mark.parametrize("engine,change", CHANGES)
 def test_a_graph_changed_in_place_gets_new_plans(net, engine, change):
-    if change == "metadata" and engine != "float":
-        pytest.skip("v_init in the metadata is read by the float SNN only (the integer one's is in its ops)")
-    if change in ("threshold", "bias") and engine == "float":
-        pytest.skip("the integer threshold and bias are the integer SNN's")
     q, x = net
     q = copy.deepcopy(q)
     before = run(q, x, engine)
@@ -140,3 +141,21 @@ def test_the_integer_engines_never_read_the_float_weights(net):
     assert prepared.digest(q, "int") == prepared.digest(copy.deepcopy(q), "int")
     for e in engines:
         assert same(run(copy.deepcopy(q), x, e), before[e])
+
+
+def test_the_digest_is_the_same_on_any_number_of_threads():
+    """Big arrays are hashed in fixed blocks on the engine's threads: the digest does not depend on how
+    many there are, and still sees a change to any one block."""
+    numba = pytest.importorskip("numba")
+    rng = np.random.default_rng(0)
+    arrays = [rng.integers(-128, 128, (3 << 20) // 4 + 5, dtype=np.int32), rng.random(1 << 17), np.zeros(0)]
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        serial = prepared._array_digests(arrays)
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        assert prepared._array_digests(arrays) == serial and len(serial) == 4 + 1 + 1  # (3 MB and 20 bytes: 4 blocks)
+        arrays[0][-1] += 1  # (in the last, short block)
+        assert prepared._array_digests(arrays) != serial
+    finally:
+        numba.set_num_threads(before)
