@@ -47,6 +47,7 @@ import numpy as np
 from ..ir import inputs_of, op_of, splice_out, topo_order, verify
 from ..ir import ops as O
 from .datafree import BN_STATS
+from .row_blocks import for_row_blocks
 
 
 def _scale_shift(op):
@@ -88,9 +89,14 @@ def _fold_backward(g, n, s, t) -> bool:
     if stats is not None:
         g.nodes[src][BN_STATS] = stats
     w = np.asarray(op.weight)
-    # each product in float64, stored in the weights' float type, without a float64 copy of the weights
-    w2 = np.multiply(w, s.reshape((-1,) + (1,) * (w.ndim - 1)), dtype=np.float64,
-                     out=np.empty(w.shape, w.dtype if w.dtype.kind == "f" else np.float64), casting="same_kind")
+    s_rows = s.reshape((-1,) + (1,) * (w.ndim - 1))
+    w2 = np.empty(w.shape, w.dtype if w.dtype.kind == "f" else np.float64)
+
+    def block(lo, hi):  # each product in float64, stored in the weights' float type, no float64 copy
+        rows = s_rows if len(s_rows) == 1 else s_rows[lo:hi]
+        np.multiply(w[lo:hi], rows, dtype=np.float64, out=w2[lo:hi], casting="same_kind")
+
+    for_row_blocks(block, len(w), w.size)
     b2 = _bias(op) * s + t
     g.nodes[src]["op"] = dataclasses.replace(op, weight=w2, bias=_like(b2, op.weight), weight_int=None)
     splice_out(g, n)

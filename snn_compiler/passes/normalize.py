@@ -58,6 +58,7 @@ from ..sim.emulator import iter_ann
 from ..ir.layers import incoming, neuron_layers, source_of
 from . import datafree
 from .calibration_stats import ChannelStats, LayerStats
+from .row_blocks import for_row_blocks
 from ..activity import activity_warnings, checked_rates
 
 CALIBRATION_BATCH = 64      # samples per ANN pass: the progress bar moves every few seconds on large nets
@@ -110,6 +111,25 @@ def _per_input(op, value):
     o, cg = op.weight.shape[:2]
     idx = (np.arange(o)[:, None] // (o // op.groups)) * cg + np.arange(cg)[None, :]
     return v[idx][:, :, None, None]
+
+
+def _rescaled(w, per_input, per_output):
+    """``w * per_input / per_output`` (each broadcast over ``w``'s rows or one row for all) and whether
+    every result is finite, in blocks of rows on the compile's threads (the same steps per element)."""
+    w = np.asarray(w)
+    out = np.empty(w.shape, np.result_type(w, per_input, per_output))
+    finite = []
+
+    def rows(a, lo, hi):
+        return a if np.ndim(a) == 0 or np.shape(a)[0] == 1 else a[lo:hi]
+
+    def block(lo, hi):
+        with np.errstate(over="ignore"):  # an overflow is reported below, naming the layer
+            np.divide(np.multiply(w[lo:hi], rows(per_input, lo, hi)), rows(per_output, lo, hi), out=out[lo:hi])
+        finite.append(bool(np.isfinite(out[lo:hi]).all()))
+
+    for_row_blocks(block, len(w), w.size)
+    return out, all(finite)
 
 
 DEFAULT_NORM = "percentile:99.9"
@@ -266,11 +286,11 @@ def normalize(graph, config) -> bool:
             layer.clip = layer.clip / lam[n]
         for k in incoming(graph, n):
             op = op_of(graph, k)
-            with np.errstate(over="ignore"):
-                op.weight = op.weight * _per_input(op, value(source_of(graph, k))) / _per_output(op, lam[n])
-                if op.bias is not None:
+            op.weight, finite = _rescaled(op.weight, _per_input(op, value(source_of(graph, k))), _per_output(op, lam[n]))
+            if op.bias is not None:
+                with np.errstate(over="ignore"):
                     op.bias = op.bias / lam[n]
-            if not (np.all(np.isfinite(op.weight)) and (op.bias is None or np.all(np.isfinite(op.bias)))):
+            if not (finite and (op.bias is None or np.all(np.isfinite(op.bias)))):
                 raise ValueError(f"layer {n!r}: activation scale {np.max(lam[n]):.3g} (source {source_of(graph, k)!r}: "
                                  f"{np.max(lam[source_of(graph, k)]):.3g}) makes the weights of {k!r} overflow; check "
                                  "--norm / --layer-scale")

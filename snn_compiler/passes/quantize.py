@@ -45,6 +45,7 @@ from ..sim.encode import input_gain
 from ..ir import neuron as N
 from ..ir import ops as O
 from ..ir.layers import incoming, neuron_layers, signed_row_sums, source_and_area, weight_bounds
+from .row_blocks import for_row_blocks
 
 
 def memory_gain(layer) -> float:
@@ -102,6 +103,31 @@ def _decay_report(layer, beta) -> dict:
     return {"decay": d, "rounded": r, "error": err if np.isfinite(err) else None}
 
 
+def _largest_abs(w) -> float:
+    """``max |w|`` (0 for no weights; NaN where any is) without an array of the absolute values."""
+    w = np.asarray(w)
+    return float(np.maximum(w.max(initial=0.0), -w.min(initial=0.0)))
+
+
+def _integer_weights(w, unit, theta, exp, wmax):
+    """``W_int = clip(rint(W' * u * theta / 2**e), -wmax, wmax)`` (int32) and its signed row sums
+    (:func:`signed_row_sums`), in blocks of rows on the compile's threads: every element takes the
+    same float steps whichever block holds it, in place after the first (no temporary per step)."""
+    w = np.asarray(w)
+    out = np.empty(w.shape, np.int32)
+    pos, neg = np.empty(len(w), np.int64), np.empty(len(w), np.int64)
+
+    def block(lo, hi):
+        q = w[lo:hi] * unit
+        q *= theta
+        q /= 2.0 ** exp
+        np.copyto(out[lo:hi], np.clip(np.rint(q, out=q), -wmax, wmax, out=q), casting="unsafe")
+        pos[lo:hi], neg[lo:hi] = signed_row_sums(out[lo:hi], largest=wmax)
+
+    for_row_blocks(block, len(w), w.size)
+    return out, pos, neg
+
+
 def _connections(graph, n, ops, units, mk, theta, limit, regs, wmax):
     """Quantize the weighted ops into layer ``n`` at threshold ``theta`` (weights, exponents, the
     level check; ``limit`` says what capped theta, if anything did). Returns the layer's float bias
@@ -113,15 +139,11 @@ def _connections(graph, n, ops, units, mk, theta, limit, regs, wmax):
         op = op_of(graph, k)
         need = np.log2(mk[k] * theta / (wmax + 0.5)) if mk[k] > 0 else 0.0  # finite: mk, theta finite
         op.weight_exp = int(min(regs.weight_exp_max, max(0, np.ceil(need))))
-        q = op.weight * units[k][0]  # then in place: the same float steps, no temporary per step
-        q *= theta
-        q /= 2.0 ** op.weight_exp
-        op.weight_int = np.clip(np.rint(q, out=q), -wmax, wmax, out=q).astype(np.int32)
+        op.weight_int, pos, neg = _integer_weights(op.weight, units[k][0], theta, op.weight_exp, wmax)
         _check_levels(op, k, n, theta, limit, mk[k], units[k][3], regs, layer)
         if op.bias is not None:
             bias = bias + op.bias.reshape(bias.shape) * theta
         # the effective weights are weight_int << weight_exp: bounded from the int32 weights' row sums
-        pos, neg = signed_row_sums(op.weight_int)
         bound = float((pos - neg).max(initial=0)) * 2.0 ** op.weight_exp * units[k][1]
         if bound >= MAX_EXACT_SUM:
             raise ValueError(f"layer {n!r}: the worst-case sum of {k!r} ({bound:.3g}) reaches 2**53, beyond what "
@@ -164,7 +186,7 @@ def quantize(graph, config) -> bool:
             levels = src.levels if isinstance(src, O.Input) else 1
             gain = input_gain(config.encoding, src) if isinstance(src, O.Input) else 1  # pso: k
             units[k] = (gain / (levels * area), levels * area, isinstance(src, O.Input) and src.signed, levels)
-        mk = {k: float(np.abs(op_of(graph, k).weight).max(initial=0.0)) * units[k][0] for k in ops}
+        mk = {k: _largest_abs(op_of(graph, k).weight) * units[k][0] for k in ops}
         if not all(np.isfinite(v) for v in mk.values()):
             raise ValueError(f"layer {n!r}: its normalised weights are not finite; check --norm / --layer-scale")
         m = min((v for v in mk.values() if v > 0), default=0.0)
