@@ -10,7 +10,8 @@ randomised BatchNorm statistics), at 64 px (Inception-v3 at 96 px). For each net
 - compile: snnc's compile from torch.export (``from_module`` + ``compile_model``, 8 bits, calibrated on
   those 32 images, no mapping), timed right after torch's forward so both see the same machine load;
   ``ratio`` = compile / (2 x torch + 5 s), the issue's bound (<= 1 meets it),
-- agreement: the int8 SNN's class vs the compiled ANN's class on the first ``--n-sim`` images at T = 64,
+- agreement: the int8 SNN's class vs the compiled ANN's class at T = 64 on the first ``--n-sim`` calibration
+  images (as the tests; at most 32), or with ``--held-out`` on ``--n-sim`` fresh random images,
   and the simulation's speed against T dense forward passes of the torch net over the same images (each
   after a warm-up call)
   (``speed_vs_dense``, issue 23's bar; ``methods``: how many weighted ops ran each exact method),
@@ -77,7 +78,7 @@ def _map(q, bits, profile="loihi2"):
             "chips_used": cm["traffic"].get("chips_used"), "checker_ok": bool(checked["ok"])}
 
 
-def measure(name, n_sim, timesteps, skip_sim=False, skip_map=False, n_calibration=32, bits=8):
+def measure(name, n_sim, timesteps, skip_sim=False, skip_map=False, n_calibration=32, bits=8, held_out=False):
     px = SIZE.get(name, 64)
     net = _randomised(NETS[name], 0)
     torch.manual_seed(1)
@@ -88,6 +89,11 @@ def measure(name, n_sim, timesteps, skip_sim=False, skip_map=False, n_calibratio
            "bound_s": round(bound_s, 2), "time_ratio": round(compile_s / bound_s, 2), "nodes": len(q)}
     ann = run_ann(q, x.numpy())
     row["ann_err"] = float(np.abs(ann - want).max() / np.abs(want).max())   # the tests allow 0.01
+    if held_out:  # images the calibration never saw, as many as asked (the first n_sim calibration images else)
+        torch.manual_seed(2)
+        x = torch.rand(n_sim, 3, px, px) * 2 - 1
+        ann = run_ann(q, x.numpy())
+    n_sim = min(n_sim, len(x))
     if not skip_sim:
         info = {}
         # a warm-up call first, as torch's forward gets one below: the timed call then excludes numba's
@@ -104,7 +110,7 @@ def measure(name, n_sim, timesteps, skip_sim=False, skip_map=False, n_calibratio
             row["dense_s"] = round(time.perf_counter() - t0, 2)
         row["speed_vs_dense"] = round(row["dense_s"] / max(row["sim_s"], 1e-9), 2)
         row["methods"] = {m: sum(1 for c in info.get("methods", {}).values() if m in c)
-                          for m in ("int8 product", "depthwise pass", "scatter", "channel scale", "float product")}
+                          for m in ("int8 product", "depthwise pass", "grouped pass", "scatter", "channel scale", "float product")}
         row["agreement"] = float((snn.predictions == ann[:n_sim].argmax(1)).mean())
         row["n_sim"] = n_sim
     if not skip_map:
@@ -132,6 +138,8 @@ def main(argv=None):
     ap.add_argument("--nets", default=",".join(ORDER), help="comma-separated, from: " + ", ".join(ORDER))
     ap.add_argument("--n-sim", type=int, default=16, help="images simulated per net (default 16)")
     ap.add_argument("--timesteps", type=int, default=64)
+    ap.add_argument("--held-out", action="store_true",
+                    help="simulate --n-sim fresh random images (seed 2) instead of the first calibration images")
     ap.add_argument("--skip-sim", action="store_true")
     ap.add_argument("--skip-map", action="store_true")
     ap.add_argument("--json", help="write the rows here (rewritten after each net)")
@@ -144,7 +152,7 @@ def main(argv=None):
     print(HEADER, flush=True)
     rows = []
     for name in names:
-        row = measure(name, args.n_sim, args.timesteps, args.skip_sim, args.skip_map)
+        row = measure(name, args.n_sim, args.timesteps, args.skip_sim, args.skip_map, held_out=args.held_out)
         row["load"] = round(os.getloadavg()[0], 2)
         rows.append(row)
         print(_fmt(row), flush=True)

@@ -93,6 +93,7 @@ class FastPlan:
         self.product_split = {}  # until product_parts splits it (once; the matrix then leaves `product`)
         self.channel_scale = {}  # node: per-channel weights of a depthwise 1x1 conv (out = x * scale)
         self.depthwise = {}  # node: ((kh, kw, C) weights, (stride, padding, dilation)) of a depthwise conv
+        self.grouped = {}  # node: ((kh, kw, cg, O) weights, (cg, O) input channels, geometry) of a small-group conv
         self.methods = {}  # node: {method: kernel calls} (simulate's info["methods"]; benchmarks print it)
         for n, op in plan.ops.items():
             if not isinstance(op, O.WEIGHTED):
@@ -128,6 +129,12 @@ class FastPlan:
                     # depthwise: a dense pass over every value beats a scatter of one weight per spike-tap
                     self.depthwise[n] = (np.ascontiguousarray(wr[:, :, :, 0].transpose(1, 2, 0)),
                                          (tuple(op.stride), tuple(op.padding), tuple(op.dilation)))
+                elif op.groups > 1 and cg * og <= GROUPED_PASS_MAX and tuple(op.input_dilation) == (1, 1):
+                    # small groups (a max pool's comparisons: 1 -> 4 channels 3x3, 4 -> 1 1x1): the depthwise
+                    # pass, each output gathering its group's cg inputs (its scatter: a weight per spike-tap)
+                    channel = (np.arange(o)[None, :] // og) * cg + np.arange(cg)[:, None]
+                    self.grouped[n] = (np.ascontiguousarray(w.transpose(2, 3, 1, 0)), channel.astype(np.int64),
+                                       (tuple(op.stride), tuple(op.padding), tuple(op.dilation)))
                 elif productive and op.groups == 1 and tuple(op.input_dilation) == (1, 1):
                     self._add_product(n, wr.transpose(1, 2, 0, 3).reshape(kh * kw * cg, og),
                                       (kh, kw, tuple(op.stride), tuple(op.padding), tuple(op.dilation)))
@@ -193,6 +200,11 @@ def _density(flat) -> float:
     return np.count_nonzero(sample) / max(1, sample.size)
 
 
+# A grouped conv with at most this many weights per group and tap (cg x og) runs as the grouped pass
+# rather than a scatter (SqueezeNet's max-pool comparisons: cg x og of 2 to 8).
+GROUPED_PASS_MAX = 16
+
+
 # Which exact method a weighted op runs where both can: "auto" (the cheaper, :func:`_product_pays`),
 # "scatter" or "product" (the dense one: int8 product, or a depthwise conv's dense pass; tests run each,
 # a benchmark compares them). Results are the same integers.
@@ -241,6 +253,13 @@ def _apply(fp, n, op, x, out_shape):
         K.depthwise_dense(np.ascontiguousarray(flat), w, out, stride[0], stride[1], padding[0], padding[1],
                           dilation[0], dilation[1])
         return out.reshape((t, f) + out.shape[1:])
+    if n in fp.grouped and flat.size and METHOD != "scatter":
+        _count(fp, n, "grouped pass")
+        w, channel, (stride, padding, dilation) = fp.grouped[n]
+        out = np.zeros((t * f,) + _hwc(out_shape), spec[2])
+        K.grouped_dense(np.ascontiguousarray(flat), w, channel, out, stride[0], stride[1], padding[0], padding[1],
+                        dilation[0], dilation[1])
+        return out.reshape((t, f) + out.shape[1:])
     density = _density(flat) if flat.size else 0.0
     if flat.size and _product_pays(fp, n, flat, density, _hwc(out_shape)):
         _count(fp, n, "int8 product")
@@ -266,29 +285,6 @@ def _apply(fp, n, op, x, out_shape):
         else:
             K.conv_events(flat[s:s + FRAMES], spec[1], out[s:s + FRAMES], spec[4][0], spec[4][1], spec[3])
     return out.reshape((t, f) + out.shape[1:])
-
-
-class _StepReader:
-    """Steps of an encoder's chunks, in runs of any length (a run inside one chunk is a view of it)."""
-
-    def __init__(self, chunks):
-        self.chunks, self.left = chunks, None
-
-    def take(self, c, shape, dtype):
-        if self.left is None or len(self.left) == 0:
-            self.left = next(self.chunks)
-        if len(self.left) >= c and self.left.shape[1:] == shape and self.left.dtype == dtype:
-            out, self.left = self.left[:c], self.left[c:]  # one chunk holds the steps: a view (callers read it)
-            return out
-        out = np.empty((c,) + shape, dtype)
-        t = 0
-        while t < c:
-            if self.left is None or len(self.left) == 0:
-                self.left = next(self.chunks)
-            k = min(c - t, len(self.left))
-            out[t:t + k] = self.left[:k]
-            self.left, t = self.left[k:], t + k
-        return out
 
 
 # A batch whose chunks would span fewer steps than this (STEP_VALUES over its widest layer) runs as

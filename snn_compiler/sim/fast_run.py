@@ -17,7 +17,8 @@ import numpy as np
 from ..ir import feedforward_view
 from ..ir import neuron as N
 from ..ir import ops as O
-from .fast import K, NO_DECISION, STEP_FRAMES, STEP_VALUES, _apply, _count, _hwc, _StepReader, _torch_layout
+from .fast import K, NO_DECISION, STEP_FRAMES, STEP_VALUES, _apply, _count, _hwc, _torch_layout
+from .step_reader import StepReader
 from .encode import input_chunks, is_sequence
 from .readout import MEMBRANE_READOUTS, OVER_TIME, fold_membrane, fold_start
 
@@ -120,11 +121,11 @@ class BatchRun:
         self.const = plan.static[self.inp]  # a constant encoding of static samples (not of a sequence)
         self.in_dtype = fp.input_dtype(self.inp)
         self.widest = max(int(np.prod(g.nodes[n]["shape"])) for n in plan.order)
-        # a sequence's frames come in this run's chunks (a chunk then passes on uncopied: _StepReader.take);
+        # a sequence's frames come in this run's chunks (a chunk then passes on uncopied: StepReader.take);
         # other encodings keep the encoder's own, smaller chunks (a static sample's uniforms would grow)
         in_chunk = 1 if self.const else (self._chunk_steps(0, timesteps, self.n_f)
                                          if is_sequence(plan.ops[self.inp], x) else None)
-        self.inputs = _StepReader(input_chunks(plan.ops[self.inp], x, 1 if self.const else timesteps, encoding, seed,
+        self.inputs = StepReader(input_chunks(plan.ops[self.inp], x, 1 if self.const else timesteps, encoding, seed,
                                                ids, "int", in_chunk, self.in_dtype))
         self.static = {}  # node -> its value is (1, F, ...), the same every step
         for n in plan.order:

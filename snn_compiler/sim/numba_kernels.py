@@ -22,7 +22,8 @@ from . import readout, synapse_kernels, vector_scan
 from .elementwise_kernels import VALUE_BLOCK, add_steps, scale_channels  # noqa: F401  (the engine's namespace)
 from .input_rule import input_levels
 from .synapse_kernels import (COMPACT_MIN, SERIAL_WORK, _add_events, _add_indexed, _nonzeros, _renamed,  # noqa: F401
-                              conv_events, dense_events, dense_events_serial, depthwise_dense, im2col_hwc, mantissas,
+                              conv_events, dense_events, dense_events_serial, depthwise_dense, grouped_dense, im2col_hwc,
+                              mantissas,
                               sum_pool)  # (the engine's namespace)
 
 # The step's helpers become callable from compiled code as they are (the same function objects

@@ -276,6 +276,38 @@ def depthwise_dense(x, w, out, sh, sw, ph, pw, dh, dw):
 
 
 @nb.njit(parallel=True, cache=True)
+def grouped_dense(x, w, channel, out, sh, sw, ph, pw, dh, dw):
+    """out[f, oy, ox, o] = sum over taps and i < cg of x[f, oy*sh - ph + ky*dh, ox*sw - pw + kx*dw, channel[i, o]]
+    * w[ky, kx, i, o] (zeros outside the input): a grouped conv of small groups on every value, as the
+    depthwise pass with each output gathering its group's cg input channels (``channel[i, o]``: output
+    o's i-th). x (F, H, W, C), w (kh, kw, cg, O), channel (cg, O), out (F, Ho, Wo, O) zeroed. The inputs
+    are gathered into a row of their own first, so the multiply-add runs vectorized (SqueezeNet's 1 -> 4
+    channel 3x3 comparisons over 64 x 31 x 31 spikes, 1,024 frames: 168 -> 127 ms at 2 threads)."""
+    n_f, ho, wo, c = out.shape
+    h, wd, kh, kw, cg = x.shape[1], x.shape[2], w.shape[0], w.shape[1], w.shape[2]
+    for j in nb.prange(n_f * ho):
+        f, oy = j // ho, j % ho
+        gathered = np.empty(c, out.dtype)
+        for ky in range(kh):
+            y = oy * sh - ph + ky * dh
+            if y < 0 or y >= h:
+                continue
+            for ox in range(wo):
+                dst = out[f, oy, ox]
+                for kx in range(kw):
+                    xx = ox * sw - pw + kx * dw
+                    if xx < 0 or xx >= wd:
+                        continue
+                    src = x[f, y, xx]
+                    for i in range(cg):
+                        wt, ch = w[ky, kx, i], channel[i]
+                        for k in range(c):
+                            gathered[k] = src[ch[k]]
+                        for k in range(c):
+                            dst[k] += gathered[k] * wt[k]
+
+
+@nb.njit(parallel=True, cache=True)
 def sum_pool(x, kh, kw, sh, sw, ph, pw, out):
     """Window sums (zero padding, as count_include_pad) of x (F, H, W, C) into out (F, Ho, Wo, C)."""
     n_f, ho, wo, c = out.shape
