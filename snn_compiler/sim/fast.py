@@ -92,8 +92,8 @@ class FastPlan:
         self.product = {}  # node: ((K, N) weight matrix, conv geometry or None) of an op the int8 product can run,
         self.product_split = {}  # until product_parts splits it (once; the matrix then leaves `product`)
         self.channel_scale = {}  # node: per-channel weights of a depthwise 1x1 conv (out = x * scale)
-        self.depthwise = {}  # node: ((kh, kw, C) weights, (stride, padding, dilation)) of a depthwise conv
-        self.grouped = {}  # node: ((kh, kw, cg, O) weights, (cg, O) input channels, geometry) of a small-group conv
+        self.depthwise = {}  # node: ((kh, kw, C) weights, (kh, kw) nonzero, geometry) of a depthwise conv
+        self.grouped = {}  # node: ((kh, kw, og, cg, G) weights, (kh, kw, og, cg) nonzero, geometry): small groups
         self.methods = {}  # node: {method: kernel calls} (simulate's info["methods"]; benchmarks print it)
         for n, op in plan.ops.items():
             if not isinstance(op, O.WEIGHTED):
@@ -127,13 +127,14 @@ class FastPlan:
                     self.channel_scale[n] = wr.reshape(o).astype(dtype)
                 elif cg == 1 and og == 1 and tuple(op.input_dilation) == (1, 1):
                     # depthwise: a dense pass over every value beats a scatter of one weight per spike-tap
-                    self.depthwise[n] = (np.ascontiguousarray(wr[:, :, :, 0].transpose(1, 2, 0)),
+                    taps = np.ascontiguousarray(wr[:, :, :, 0].transpose(1, 2, 0))
+                    self.depthwise[n] = (taps, np.any(taps != 0, axis=2),
                                          (tuple(op.stride), tuple(op.padding), tuple(op.dilation)))
                 elif op.groups > 1 and cg * og <= GROUPED_PASS_MAX and tuple(op.input_dilation) == (1, 1):
-                    # small groups (a max pool's comparisons: 1 -> 4 channels 3x3, 4 -> 1 1x1): the depthwise
-                    # pass, each output gathering its group's cg inputs (its scatter: a weight per spike-tap)
-                    channel = (np.arange(o)[None, :] // og) * cg + np.arange(cg)[:, None]
-                    self.grouped[n] = (np.ascontiguousarray(w.transpose(2, 3, 1, 0)), channel.astype(np.int64),
+                    # small groups (a max pool's comparisons: 1 -> 4 channels 3x3, 4 -> 1 1x1): a dense pass
+                    # per output slot along the groups (its scatter: a weight per spike-tap)
+                    slots = np.ascontiguousarray(w.reshape(op.groups, og, cg, kh, kw).transpose(3, 4, 1, 2, 0))
+                    self.grouped[n] = (slots, np.any(slots != 0, axis=4),
                                        (tuple(op.stride), tuple(op.padding), tuple(op.dilation)))
                 elif productive and op.groups == 1 and tuple(op.input_dilation) == (1, 1):
                     self._add_product(n, wr.transpose(1, 2, 0, 3).reshape(kh * kw * cg, og),
@@ -248,16 +249,16 @@ def _apply(fp, n, op, x, out_shape):
     # x 96 values, 1 thread: 23-52 ms against 7-9 ms from 1% to 20% nonzero)
     if n in fp.depthwise and flat.size and METHOD != "scatter":
         _count(fp, n, "depthwise pass")
-        w, (stride, padding, dilation) = fp.depthwise[n]
+        w, used, (stride, padding, dilation) = fp.depthwise[n]
         out = np.zeros((t * f,) + _hwc(out_shape), spec[2])
-        K.depthwise_dense(np.ascontiguousarray(flat), w, out, stride[0], stride[1], padding[0], padding[1],
+        K.depthwise_dense(np.ascontiguousarray(flat), w, used, out, stride[0], stride[1], padding[0], padding[1],
                           dilation[0], dilation[1])
         return out.reshape((t, f) + out.shape[1:])
     if n in fp.grouped and flat.size and METHOD != "scatter":
         _count(fp, n, "grouped pass")
-        w, channel, (stride, padding, dilation) = fp.grouped[n]
-        out = np.zeros((t * f,) + _hwc(out_shape), spec[2])
-        K.grouped_dense(np.ascontiguousarray(flat), w, channel, out, stride[0], stride[1], padding[0], padding[1],
+        w, used, (stride, padding, dilation) = fp.grouped[n]
+        out = np.empty((t * f,) + _hwc(out_shape), spec[2])  # (grouped_dense writes every value)
+        K.grouped_dense(np.ascontiguousarray(flat), w, used, out, stride[0], stride[1], padding[0], padding[1],
                         dilation[0], dilation[1])
         return out.reshape((t, f) + out.shape[1:])
     density = _density(flat) if flat.size else 0.0
