@@ -19,10 +19,10 @@ def compile_threads() -> int:
     """The threads a compile may use: torch's count where torch is loaded (the calibration's forward
     runs on it; ``torch.set_num_threads`` is how a user or a benchmark sets it), else numba's, else
     the CPUs this process may run on."""
-    if "torch" in sys.modules:
-        return max(1, sys.modules["torch"].get_num_threads())
-    if "numba" in sys.modules:
-        return max(1, sys.modules["numba"].get_num_threads())
+    for name in ("torch", "numba"):  # (a module blocked from import sits in sys.modules as None)
+        count = getattr(sys.modules.get(name), "get_num_threads", None)
+        if count is not None:
+            return max(1, int(count()))
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 

@@ -121,3 +121,9 @@ def test_rescaled_weights_report_an_overflow(monkeypatch, blocks_always):
     w[3, 2] = 3e38
     assert _rescaled(w, 10.0, 1.0)[1] is False
     assert _rescaled(w, 1.0, 1.0)[1] is True
+
+
+def test_threads_without_torch_or_numba(monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "torch", None)   # blocked, as the core-only tests do
+    monkeypatch.setitem(__import__("sys").modules, "numba", None)
+    assert row_blocks.compile_threads() >= 1
