@@ -22,6 +22,7 @@ from ..ir import ops as O
 from ..ir import neuron as N
 from ..progress import bar as progress_bar
 from ..ir import kernels
+from . import heap
 from .plan import delay_lines
 from .ann_reading import check_ann_reading, iter_ann, run_ann  # noqa: F401  (re-exported: the ANN reading)
 from .readout import (READOUTS, MEMBRANE_READOUTS, OVER_TIME, Decisions, check_readout, check_record_steps,  # noqa: F401
@@ -297,6 +298,7 @@ def simulate(graph, x, *, mode="int", timesteps=None, encoding="constant", seed=
         bar.update(n)
     if fp is not None:
         batch_size = fast.samples_per_batch(fp, batch_size, timesteps)
+        heap.keep_freed_memory()  # its chunks and calls reuse the pages the last ones freed (.heap)
     for start in range(0, len(x), batch_size):
         xb = x[start:start + batch_size]
         ids = range(first_sample + start, first_sample + start + len(xb))  # a shard draws the whole run's streams
