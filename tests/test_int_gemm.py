@@ -29,6 +29,15 @@ def test_int8_parts_rebuild_the_weights():
     assert np.array_equal(sum(p.astype(np.int64) * m for p, m in parts), w16)
     assert int_gemm.int8_parts(np.full((3, 2), 32767, np.int16)) is None  # its high byte would be 128
     assert int_gemm.int8_parts(np.zeros((1 << 17, 1), np.int8)) is None  # int32 sums could wrap
+    shifted = rng.integers(-128, 128, (30, 7)).astype(np.int16) << 3   # weight_int << weight_exp
+    shifted[0, 0] = -128 << 3
+    (part, mult), = int_gemm.int8_parts(shifted)   # one product, then times 2**3
+    assert part.dtype == np.int8 and mult == 8 and np.array_equal(part.astype(np.int64) * 8, shifted)
+    odd = shifted.copy()
+    odd[1, 1] += 4   # a weight with fewer trailing zeros: the common factor is 4, and w / 4 leaves int8
+    assert len(int_gemm.int8_parts(odd)) == 2
+    assert np.array_equal(sum(p.astype(np.int64) * m for p, m in int_gemm.int8_parts(odd)), odd)
+    assert not np.any(sum(p.astype(np.int64) * m for p, m in int_gemm.int8_parts(np.zeros((4, 3), np.int16))))
 
 
 @pytest.mark.parametrize("bits", [8, 16])
@@ -58,10 +67,13 @@ def test_matrices_with_a_length_1_axis_keep_their_layout():
         assert np.array_equal(out, a.astype(np.int64) @ wt.astype(np.int64))
 
 
-@pytest.mark.parametrize("stride,padding,dilation,size", [(1, 1, 1, 9), (2, 0, 1, 10), (1, 2, 2, 8), (3, 1, 1, 11)])
-def test_a_conv_as_products_equals_the_scatter(stride, padding, dilation, size):
+@pytest.mark.parametrize("stride,padding,dilation,size,k", [(1, 1, 1, 9, 3), (2, 0, 1, 10, 3), (1, 2, 2, 8, 3),
+                                                             (3, 1, 1, 11, 3), (1, 0, 1, 7, 1), (2, 0, 1, 7, 1),
+                                                             (1, 1, 1, 6, 1)])
+def test_a_conv_as_products_equals_the_scatter(stride, padding, dilation, size, k):
+    """(1x1 at stride 1 without padding: the input is its own im2col, no copy.)"""
     rng = np.random.default_rng(size)
-    n_f, c, o, k = 37, 5, 6, 3
+    n_f, c, o = 37, 5, 6
     x = (rng.random((n_f, size, size, c)) < 0.4).astype(np.uint8)
     wr = rng.integers(-128, 128, (c, k, k, o)).astype(np.int8)
     out_size = (size + 2 * padding - dilation * (k - 1) - 1) // stride + 1
