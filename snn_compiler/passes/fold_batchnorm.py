@@ -47,7 +47,7 @@ import numpy as np
 from ..ir import inputs_of, op_of, splice_out, topo_order, verify
 from ..ir import ops as O
 from .datafree import BN_STATS
-from .row_blocks import for_row_blocks
+from ..row_blocks import for_row_blocks
 
 
 def _scale_shift(op):

@@ -58,7 +58,7 @@ from ..sim.emulator import iter_ann
 from ..ir.layers import incoming, neuron_layers, source_of
 from . import datafree
 from .calibration_stats import ChannelStats, LayerStats
-from .row_blocks import for_row_blocks
+from ..row_blocks import for_row_blocks
 from ..activity import activity_warnings, checked_rates
 
 CALIBRATION_BATCH = 64      # samples per ANN pass: the progress bar moves every few seconds on large nets

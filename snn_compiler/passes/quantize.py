@@ -45,7 +45,7 @@ from ..sim.encode import input_gain
 from ..ir import neuron as N
 from ..ir import ops as O
 from ..ir.layers import incoming, neuron_layers, signed_row_sums, source_and_area, weight_bounds
-from .row_blocks import for_row_blocks
+from ..row_blocks import for_row_blocks
 
 
 def memory_gain(layer) -> float:

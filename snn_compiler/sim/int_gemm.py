@@ -93,10 +93,11 @@ def int8_parts(w: np.ndarray):
         return None
     if w.dtype == np.int8:
         return [(np.ascontiguousarray(w), 1)]
-    bits = int(np.bitwise_or.reduce(w.astype(np.int64), axis=None)) if w.size else 0
+    wide = w.astype(np.int64)
+    bits = int(np.bitwise_or.reduce(wide, axis=None)) if w.size else 0
     shift = (bits & -bits).bit_length() - 1 if bits else 0   # the trailing zero bits every weight shares
     if shift:
-        scaled = w.astype(np.int64) >> shift
+        scaled = wide >> shift
         if scaled.min(initial=0) >= -128 and scaled.max(initial=0) <= 127:
             return [(np.ascontiguousarray(scaled.astype(np.int8)), 1 << shift)]
     low = ((w.astype(np.int32) + 128) % 256 - 128).astype(np.int8)

@@ -20,6 +20,7 @@ import hashlib
 import numpy as np
 
 from .encode import is_static
+from ..row_blocks import for_row_blocks
 from .plan import Plan
 
 ATTRIBUTE = "_snnc_prepared"  # on the networkx graph object; never in graph.graph (the saved metadata)
@@ -88,10 +89,6 @@ def digest(graph, mode="float"):
     return h.digest()
 
 
-def _sha1(buffer) -> bytes:
-    return hashlib.sha1(buffer).digest()
-
-
 def _array_digests(arrays) -> list:
     """The sha1 of each block of HASH_BLOCK bytes of the arrays, on the engine's threads (hashlib lets go
     of the GIL on big buffers): hashing VGG-11's 37 MB of integer weights on one thread was a third of
@@ -100,17 +97,20 @@ def _array_digests(arrays) -> list:
     for a in arrays:
         flat = memoryview(np.ascontiguousarray(a).reshape(-1).view(np.uint8))
         blocks += [flat[i:i + HASH_BLOCK] for i in range(0, len(flat), HASH_BLOCK)] or [flat]
-    threads = 1
     try:
         import numba
         threads = numba.get_num_threads()
     except ImportError:
-        pass
-    if threads < 2 or sum(len(b) for b in blocks) < 4 * HASH_BLOCK:
-        return [_sha1(b) for b in blocks]
-    from concurrent.futures import ThreadPoolExecutor
-    with ThreadPoolExecutor(threads) as pool:
-        return list(pool.map(_sha1, blocks))
+        threads = 1
+    digests = [b""] * len(blocks)
+
+    def hash_blocks(lo, hi):
+        for i in range(lo, hi):
+            digests[i] = hashlib.sha1(blocks[i]).digest()
+
+    # (under 4 blocks' worth in all, one thread: starting threads would cost more than they save)
+    for_row_blocks(hash_blocks, len(blocks), sum(len(b) for b in blocks) // 4, threads=threads)
+    return digests
 
 
 class _Kept(dict):

@@ -1,15 +1,15 @@
-"""The passes' weight arithmetic in blocks of rows: every row once, the same bits at any thread count."""
+"""row_blocks: the passes' weight arithmetic in blocks of rows: every row once, the same bits at any thread count."""
 import numpy as np
 import pytest
 
 from snn_compiler.ir.layers import signed_row_sums
-from snn_compiler.passes import row_blocks
+from snn_compiler import row_blocks
 from snn_compiler.ir import op_of
 from snn_compiler.ir import ops as O
 from snn_compiler.passes.fold_batchnorm import _scale_shift, fold_batchnorm
 from snn_compiler.passes.normalize import _rescaled
 from snn_compiler.passes.quantize import _integer_weights, _largest_abs
-from snn_compiler.passes.row_blocks import for_row_blocks
+from snn_compiler.row_blocks import for_row_blocks
 
 
 @pytest.fixture

@@ -1,10 +1,10 @@
-"""Element-wise array work of the passes, in blocks of rows on the compile's threads.
+"""Array work in blocks of rows on several threads: the passes' weight arithmetic, the plans' digest.
 
 numpy runs one thread, while the calibration's forward pass in torch runs on all it is given; on
 VGG-11 (9 M weights) the passes' weight arithmetic was a third of a compile at 2 threads. A block of
 rows gets the very same numpy operations as the whole array would (element-wise, or per row), so
 the result does not depend on the threads; numpy lets go of the GIL inside its loops, so the blocks
-run side by side.
+run side by side (as hashlib does on big buffers: sim/prepared.py's digest of the weights).
 """
 from __future__ import annotations
 
