@@ -110,7 +110,7 @@ def measure(name, n_sim, timesteps, skip_sim=False, skip_map=False, n_calibratio
             row["dense_s"] = round(time.perf_counter() - t0, 2)
         row["speed_vs_dense"] = round(row["dense_s"] / max(row["sim_s"], 1e-9), 2)
         row["methods"] = {m: sum(1 for c in info.get("methods", {}).values() if m in c)
-                          for m in ("int8 product", "depthwise pass", "grouped pass", "scatter", "channel scale", "float product")}
+                          for m in ("int8 product", "depthwise pass", "grouped pass", "float conv", "scatter", "channel scale", "float product")}
         row["agreement"] = float((snn.predictions == ann[:n_sim].argmax(1)).mean())
         row["n_sim"] = n_sim
     if not skip_map:

@@ -73,7 +73,8 @@ def threads(n: int):
         _threads["want"] = _threads["before"] = None
 
 
-def _use_threads(torch) -> None:
+def use_threads(torch) -> None:
+    """torch's thread count to the one :func:`threads` asked for (inside it; the first change saves torch's own)."""
     want = _threads["want"]
     if want is not None and torch.get_num_threads() != want:
         if _threads["before"] is None:
@@ -111,7 +112,7 @@ def matmul(a: np.ndarray, parts, out: np.ndarray) -> None:
     """``out = a @ w`` exactly, ``w`` given as :func:`int8_parts`: a (M, K) int8 (0/1 spikes as uint8
     are viewed as int8), out (M, N) int32, contiguous rows."""
     import torch
-    _use_threads(torch)
+    use_threads(torch)
     if a.dtype == np.uint8:
         a = a.view(np.int8)
     ta, to = _rows(a), _rows(out)
