@@ -11,92 +11,15 @@ chunk's frames per kernel call, and only the cycle itself steps.
 """
 from __future__ import annotations
 
-import networkx as nx
 import numpy as np
 
-from ..ir import feedforward_view
 from ..ir import neuron as N
 from ..ir import ops as O
 from .fast import K, NO_DECISION, STEP_FRAMES, STEP_VALUES, _apply, _count, _hwc, _torch_layout
+from .fast_schedule import schedule
 from .step_reader import StepReader
 from .encode import input_chunks, is_sequence
 from .readout import MEMBRANE_READOUTS, OVER_TIME, fold_membrane, fold_start
-
-
-class Schedule:
-    """What the graph's shape decides for every batch, found once per plan (:func:`schedule`):
-    ``blocks`` [(nodes in step order, cyclic)] in an order where every block's inputs come from
-    earlier blocks or itself (condensation order; ties broken by the nodes' names, so runs repeat);
-    ``step_order`` a cyclic block's nodes in the order one step runs them (its Delays first);
-    ``fused`` the cyclic blocks the recurrent kernel runs whole (:func:`_self_recurrent`); ``frames`` those of
-    them whose currents from outside are one Dense of the Input (:func:`_dense_of_input`); ``fan_out`` the
-    Dense each one's spikes feed, which the kernel runs too (:func:`_dense_reading`)."""
-
-    def __init__(self, fp):
-        plan, g = fp.plan, fp.plan.graph
-        cond = nx.condensation(g)
-        comps = {}
-        for n, c in cond.graph["mapping"].items():
-            comps.setdefault(c, []).append(n)
-        key = {c: min(ns) for c, ns in comps.items()}
-        rank = {n: i for i, n in enumerate(plan.order)}
-        self.blocks = [(sorted(comps[c], key=rank.__getitem__), len(comps[c]) > 1)
-                       for c in nx.lexicographical_topological_sort(cond, key=lambda c: key[c])]
-        ff = feedforward_view(g)
-        self.step_order = {tuple(ns): list(nx.lexicographical_topological_sort(ff.subgraph(ns)))
-                           for ns, cyclic in self.blocks if cyclic}
-        out_node = next(n for n, op in plan.ops.items() if O.is_readout(op))
-        self.fused = {key: f for key in self.step_order if (f := _self_recurrent(fp, key, out_node))}
-        self.frames = {key: d for key, parts in self.fused.items() if (d := _dense_of_input(fp, parts))}
-        self.fan_out = {key: d for key, parts in self.fused.items() if (d := _dense_reading(fp, parts))}
-
-
-def schedule(fp) -> Schedule:
-    """``fp``'s :class:`Schedule`, made at its first batch."""
-    if getattr(fp, "schedule", None) is None:
-        fp.schedule = Schedule(fp)
-    return fp.schedule
-
-
-def _self_recurrent(fp, nodes, out_node):
-    """(delay, dense, add, layer) when a cyclic block is one vector layer reading its own spikes
-    one step late (``layer -> Delay(1) -> Dense -> Add -> layer``; not the read-out): the fused
-    kernel runs it, every step of a chunk in one call."""
-    plan, g = fp.plan, fp.plan.graph
-    ops = {n: plan.ops[n] for n in nodes}
-    by = {kind: [n for n in nodes if isinstance(ops[n], kind)] for kind in (O.Delay, O.Dense, O.Add, O.NEURONS)}
-    if len(nodes) != 4 or any(len(v) != 1 for v in by.values()):
-        return None
-    (d,), (r,), (a,), (n,) = by[O.Delay], by[O.Dense], by[O.Add], by[O.NEURONS]
-    inputs = plan.inputs
-    ok = (ops[d].steps == 1 and inputs[d] == [n] and inputs[r] == [d] and inputs[n] == [a] and r in inputs[a]
-          and len(g.nodes[n]["shape"]) == 1 and n != out_node and g.out_degree(r) == 1 and g.out_degree(a) == 1
-          and fp.ops[r][0] == "dense")
-    return (d, r, a, n) if ok else None
-
-
-def _dense_of_input(fp, parts):
-    """The Dense whose currents are all a fused recurrent layer receives from outside its cycle, when that
-    Dense reads the (vector) Input and nothing else reads either: a sequence's frames then go straight
-    into the recurrent kernel (numba_kernels.recurrent_frames), never quantized nor scattered on their own."""
-    plan, g = fp.plan, fp.plan.graph
-    _, r, a, _ = parts
-    others = [p for p in plan.inputs[a] if p != r]
-    if len(others) != 1 or fp.ops[others[0]][0] != "dense":
-        return None
-    (dense,) = others
-    (inp,) = plan.inputs[dense]
-    ok = (isinstance(plan.ops[inp], O.Input) and len(g.nodes[inp]["shape"]) == 1 and g.out_degree(inp) == 1
-          and g.out_degree(dense) == 1)
-    return dense if ok else None
-
-
-def _dense_reading(fp, parts):
-    """A Dense reading a fused recurrent layer's spikes (outside the cycle; the first by name), which the
-    recurrent kernel runs on its own scan of each step's spikes."""
-    d, _, _, n = parts
-    readers = sorted(o for o in fp.plan.graph.successors(n) if o != d and fp.ops.get(o, ("",))[0] == "dense")
-    return readers[0] if readers else None
 
 
 def reads_frames(fp, x, encoding) -> bool:
@@ -154,7 +77,7 @@ class BatchRun:
         self.rows = np.arange(self.n_f)  # batch rows still simulated
         sched = schedule(fp)
         self.blocks, self.step_order, self.fused = sched.blocks, sched.step_order, sched.fused
-        self.fan_out = sched.fan_out
+        self.fan_out, self.summed = sched.fan_out, sched.summed
         # a sequence whose frames are their levels (no Poisson draws) feeds a Dense into a recurrent layer
         # inside the recurrent kernel: that Dense and the Input run there, not as blocks of their own
         self.frames = sched.frames if reads_frames(fp, x, encoding) else {}
@@ -254,6 +177,10 @@ class BatchRun:
         """Step layer ``n`` over ``len(spikes)`` steps from step ``t0``: ``cur`` (steps or 1, F, ...)
         currents in, ``spikes`` (steps, F, neurons) written."""
         st, shape = self.layers[n], self.g.nodes[n]["shape"]
+        cur2, static2, total = NO_SECOND_TERM
+        if isinstance(cur, Terms):  # an Add's two terms, summed by the kernel
+            (cur, cur2), (cur_static, static2) = cur.values, cur.static
+            cur2, total = cur2.reshape(cur2.shape[:2] + (-1,)), np.empty(st["v"].shape, np.int64)
         cur = cur.reshape(cur.shape[:2] + (-1,))
         p = st["p"]
         decide = self.dec is not None and n == self.out_node
@@ -266,7 +193,7 @@ class BatchRun:
             kernel(cur_t, cur_static, st["bias"], st["decay_v"], p.decay_u, p.decays, p.threshold,
                            st["v"], st["u"], p.v_max, p.subtract, st["spiking"], spikes_t, st["counts"],
                            self.dec.k if decide else 0, t0 + (t if trace else 0), self.stop,
-                           *(self.decision if decide else NO_DECISION))
+                           *(self.decision if decide else NO_DECISION), cur2, static2, total)
             if trace and self.fold is not None:
                 fold_membrane(self.readout, self.fold, st["v"])
             if trace and n in self.steps_out:
@@ -295,6 +222,8 @@ class BatchRun:
                 elif n in self.held:  # a Delay on a feed-forward path: its source ran before it
                     full = np.concatenate([self.held[n], np.broadcast_to(seq[srcs[0]], (c,) + seq[srcs[0]].shape[1:])])
                     seq[n], self.held[n] = full[:c], full[c:]
+                elif n in self.summed and not self.static[n]:  # (its neuron layer, next, sums the two)
+                    seq[n] = Terms([seq[s] for s in srcs], [self.static[s] for s in srcs])
                 elif isinstance(op, O.NEURONS):
                     self.neurons(n, seq[srcs[0]], self.static[srcs[0]], spikes[n], t0)
                     seq[n] = spikes[n].reshape((c, fa) + _hwc(self.g.nodes[n]["shape"]))
@@ -377,6 +306,16 @@ class BatchRun:
         if self.stop:  # chunks double (steps 0, 1, 2-3, 4-7, ...): a sample decided after t steps runs < 2t
             c = max(1, min(c, t0))
         return c
+
+
+class Terms:
+    """The terms of an Add (``Schedule.summed``) passed to its neuron layer unsummed, with their static flags."""
+
+    def __init__(self, values, static):
+        self.values, self.static = values, static
+
+
+NO_SECOND_TERM = (np.zeros((1, 1, 1), np.int32), True, np.zeros((0, 0), np.int64))
 
 
 def _delay_lines(fp, batch) -> dict:

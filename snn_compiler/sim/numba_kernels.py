@@ -68,15 +68,29 @@ def _step_row(vf, uf, cf, i_t, s_t, pre, track, bias, decay_v, decay_u, vmax, th
 
 
 @nb.njit(cache=True)
-def _tile_steps(cur, static, f, lo, hi, bias, decay_v, decay_u, decays, theta, v, u, vmax, subtract, spiking, spikes,
-                counts):
+def _tile_steps(cur, static, cur2, static2, two, f, lo, hi, bias, decay_v, decay_u, decays, theta, v, u, vmax, subtract,
+                spiking, spikes, counts, total):
     """Neurons ``lo:hi`` of frame ``f`` over all the call's steps (a function of its own: the serial and
-    the parallel build of neuron_layer then run the same compiled loop, 6x faster than inlined there)."""
+    the parallel build of neuron_layer then run the same compiled loop, 6x faster than inlined there).
+    With ``two`` the current is ``cur + cur2``, summed a tile at a time into ``total``'s row."""
     vf, cf, bf, df = v[f, lo:hi], counts[f, lo:hi], bias[lo:hi], decay_v[lo:hi]
     uf = u[f, lo:hi] if decays else u[f]
     for t in range(spikes.shape[0]):
-        _step_row(vf, uf, cf, cur[0 if static else t, f, lo:hi], spikes[t, f, lo:hi], vf, False, bf, df, decay_u, vmax,
-                  theta, subtract, spiking, decays)
+        i_t = cur[0 if static else t, f, lo:hi]
+        if two:
+            _step_row(vf, uf, cf, _summed(i_t, cur2[0 if static2 else t, f, lo:hi], total[f, lo:hi]), spikes[t, f, lo:hi],
+                      vf, False, bf, df, decay_u, vmax, theta, subtract, spiking, decays)
+        else:
+            _step_row(vf, uf, cf, i_t, spikes[t, f, lo:hi], vf, False, bf, df, decay_u, vmax, theta, subtract, spiking,
+                      decays)
+
+
+@nb.njit(inline="always")
+def _summed(a, b, out):
+    """``out = a + b`` in int64 (a residual Add the neuron kernel sums itself: :mod:`.fast_run`)."""
+    for i in range(len(out)):
+        out[i] = a[i] + b[i]
+    return out
 
 
 @nb.njit(cache=True)
@@ -100,10 +114,12 @@ SMALL_LAYER = 64  # a layer narrower than this steps blocks of whole frames (_fr
 
 
 def neuron_layer(cur, static, bias, decay_v, decay_u, decays, theta, v, u, vmax, subtract, spiking, spikes, counts,
-                 k, t0, stop, d_step, d_counts, d_pre):
+                 k, t0, stop, d_step, d_counts, d_pre, cur2, static2, total):
     """``int_update`` over T' steps for every frame: cur (T' or 1, F, N) currents, v/u/counts
     (F, N) updated in place, spikes (T', F, N) written. ``decay_v`` has one value per neuron;
-    ``u`` is read and written only when the layer ``decays``.
+    ``u`` is read and written only when the layer ``decays``. ``total`` (F, N) int64: the current is
+    ``cur + cur2`` (``cur2`` (T' or 1, F, N), ``static2``: one step), summed in ``total``, a residual
+    Add never written on its own; ``total`` (0, 0): ``cur`` alone (``cur2`` is not read).
 
     ``k`` > 0 (the read-out under a latency read-out, steps numbered from ``t0``): for each frame
     f the first step at which its counts decide it (``readout.decides``) goes to ``d_step[f]``
@@ -112,11 +128,12 @@ def neuron_layer(cur, static, bias, decay_v, decay_u, decays, theta, v, u, vmax,
     decisions (the ``d_`` arrays are not read)."""
     n_t, n_f, n = spikes.shape[0], v.shape[0], v.shape[1]
     deciding = k > 0
+    two = total.shape[0] > 0
     if not deciding:
         # in tiles of NEURON_TILE neurons over all T' steps: a tile's state stays in L1 while the
         # currents stream past (a 64x32x32 layer's v and counts are 1 MB), and frames x tiles share
         # the threads
-        if 0 < n < SMALL_LAYER:
+        if 0 < n < SMALL_LAYER and not two:
             block = NEURON_TILE // n
             bias_t, decay_t = np.empty(block * n, bias.dtype), np.empty(block * n, decay_v.dtype)
             for i in range(block * n):
@@ -128,8 +145,8 @@ def neuron_layer(cur, static, bias, decay_v, decay_u, decays, theta, v, u, vmax,
         tiles = (n + NEURON_TILE - 1) // NEURON_TILE
         for j in nb.prange(n_f * tiles):
             f, lo = j // tiles, (j % tiles) * NEURON_TILE
-            _tile_steps(cur, static, f, lo, min(n, lo + NEURON_TILE), bias, decay_v, decay_u, decays, theta, v, u,
-                        vmax, subtract, spiking, spikes, counts)
+            _tile_steps(cur, static, cur2, static2, two, f, lo, min(n, lo + NEURON_TILE), bias, decay_v, decay_u, decays,
+                        theta, v, u, vmax, subtract, spiking, spikes, counts, total)
         return
     for f in nb.prange(n_f):
         vf, uf, cf = v[f], u[f], counts[f]
@@ -140,8 +157,13 @@ def neuron_layer(cur, static, bias, decay_v, decay_u, decays, theta, v, u, vmax,
             undecided = deciding and d_step[f] < 0
             if deciding and stop and not undecided:
                 break
-            _step_row(vf, uf, cf, cur[0 if static else t, f], spikes[t, f], d_pre[f] if undecided else vf, undecided,
-                      bias, decay_v, decay_u, vmax, theta, subtract, spiking, decays)
+            pre = d_pre[f] if undecided else vf
+            if two:
+                _step_row(vf, uf, cf, _summed(cur[0 if static else t, f], cur2[0 if static2 else t, f], total[f]),
+                          spikes[t, f], pre, undecided, bias, decay_v, decay_u, vmax, theta, subtract, spiking, decays)
+            else:
+                _step_row(vf, uf, cf, cur[0 if static else t, f], spikes[t, f], pre, undecided,
+                          bias, decay_v, decay_u, vmax, theta, subtract, spiking, decays)
             if undecided and readout.decides(cf, k):
                 d_step[f] = t0 + t
                 for i in range(n):

@@ -242,7 +242,7 @@ def test_numba_failure_is_one_line_and_auto_finishes_on_numpy(monkeypatch):
 
     @numba.njit
     def broken_neurons(cur, static, bias, decay_v, decay_u, decays, theta, v, u, vmax, subtract, spiking, spikes,
-                       counts, k, t0, stop, d_step, d_counts, d_pre):
+                       counts, k, t0, stop, d_step, d_counts, d_pre, cur2, static2, total):
         return cur.no_such_attribute
 
     q, x = mlp(n_in=6)
