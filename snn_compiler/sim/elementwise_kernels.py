@@ -1,6 +1,7 @@
 """The engine's element-wise kernels: the parallel adds and per-channel scales between its event-driven
 kernels (re-exported by :mod:`.numba_kernels`, the one namespace the engine calls). They restate no
-neuron or synapse rule: an Add's sum and a depthwise 1x1 conv's product, value by value."""
+neuron or synapse rule: an Add's sum and a depthwise 1x1 conv's product, value by value, and the spikes
+of each step (the early stop's sums)."""
 from __future__ import annotations
 
 import numba as nb
@@ -32,3 +33,16 @@ def scale_channels(x, scale, out):
             xr, orow = x[r], out[r]
             for c in range(n_c):
                 orow[c] = xr[c] * scale[c]
+
+
+@nb.njit(parallel=True, cache=True)
+def step_sums(spikes, out):
+    """out[t, f] = spikes of frame (t, f) (spikes (T', F, N) uint8, out (T', F) int64)."""
+    n_t, n_f, n = spikes.shape
+    for j in nb.prange(n_t * n_f):
+        t, f = j // n_f, j % n_f
+        s = 0
+        row = spikes[t, f]
+        for i in range(n):
+            s += row[i]
+        out[t, f] = s

@@ -19,7 +19,7 @@ from numba.extending import register_jitable
 from ..data import refused_value
 from ..ir import neuron as N
 from . import readout, synapse_kernels, vector_scan
-from .elementwise_kernels import VALUE_BLOCK, add_steps, scale_channels  # noqa: F401  (the engine's namespace)
+from .elementwise_kernels import VALUE_BLOCK, add_steps, scale_channels, step_sums  # noqa: F401  (the engine's namespace)
 from .input_rule import input_levels
 from .synapse_kernels import (COMPACT_MIN, SERIAL_WORK, _add_events, _add_indexed, _nonzeros, _renamed,  # noqa: F401
                               conv_events, dense_events, dense_events_serial, depthwise_dense, grouped_dense, im2col_hwc,
@@ -292,19 +292,6 @@ neuron_layer_serial = nb.njit(cache=True)(_renamed(neuron_layer, "neuron_layer_s
 neuron_layer = nb.njit(parallel=True, cache=True)(neuron_layer)
 recurrent_layer = nb.njit(parallel=True, cache=True)(recurrent_layer)
 recurrent_frames = nb.njit(parallel=True, cache=True)(recurrent_frames)
-
-
-@nb.njit(parallel=True, cache=True)
-def step_sums(spikes, out):
-    """out[t, f] = spikes of frame (t, f) (spikes (T', F, N) uint8, out (T', F) int64)."""
-    n_t, n_f, n = spikes.shape
-    for j in nb.prange(n_t * n_f):
-        t, f = j // n_f, j % n_f
-        s = 0
-        row = spikes[t, f]
-        for i in range(n):
-            s += row[i]
-        out[t, f] = s
 
 
 def _drop_stale_step_cache() -> bool:
