@@ -16,6 +16,7 @@ import numpy as np
 from ..ir import neuron as N
 from ..ir import ops as O
 from .fast import K, NO_DECISION, STEP_FRAMES, STEP_VALUES, _apply, _count, _hwc, _torch_layout
+from . import stacked
 from .fast_schedule import schedule
 from .step_reader import StepReader
 from .encode import input_chunks, is_sequence
@@ -77,7 +78,7 @@ class BatchRun:
         self.rows = np.arange(self.n_f)  # batch rows still simulated
         sched = schedule(fp)
         self.blocks, self.step_order, self.fused = sched.blocks, sched.step_order, sched.fused
-        self.fan_out, self.summed = sched.fan_out, sched.summed
+        self.fan_out, self.summed, self.sched = sched.fan_out, sched.summed, sched
         # a sequence whose frames are their levels (no Poisson draws) feeds a Dense into a recurrent layer
         # inside the recurrent kernel: that Dense and the Input run there, not as blocks of their own
         self.frames = sched.frames if reads_frames(fp, x, encoding) else {}
@@ -173,6 +174,16 @@ class BatchRun:
             return total
         raise TypeError(f"the numba engine does not know op {O.kind(op)} ({n!r})")
 
+    def _stacked_terms(self, n, seq):
+        """Add ``n``'s terms, its convs (``Schedule.stacked``) summed by one product where it runs, else each
+        run on its own (:mod:`.stacked`)."""
+        convs, plan = self.sched.stacked[n], self.plan
+        slabs = [seq[plan.inputs[v][0]] for v in convs]
+        total = stacked.run(self.fp, self.sched, n, convs, slabs, _hwc(self.g.nodes[n]["shape"]), len(plan.inputs[n]))
+        terms = ([total] if total is not None else
+                 [_apply(self.fp, v, plan.ops[v], s, self.g.nodes[v]["shape"]) for v, s in zip(convs, slabs)])
+        return terms + [seq[s] for s in plan.inputs[n] if s not in convs]
+
     def neurons(self, n, cur, cur_static, spikes, t0):
         """Step layer ``n`` over ``len(spikes)`` steps from step ``t0``: ``cur`` (steps or 1, F, ...)
         currents in, ``spikes`` (steps, F, neurons) written."""
@@ -214,7 +225,7 @@ class BatchRun:
                     spikes[n] = fill((c, fa, self.layers[n]["v"].shape[1]), np.uint8)
             if not cyclic:
                 (n,) = nodes
-                if n in self.inside:  # (run by the recurrent kernel: _run_fused)
+                if n in self.inside or n in self.sched.stacked_terms:  # (run by the recurrent kernel or their Add)
                     continue
                 op, srcs = plan.ops[n], plan.inputs[n]
                 if n in self.cache:
@@ -222,6 +233,10 @@ class BatchRun:
                 elif n in self.held:  # a Delay on a feed-forward path: its source ran before it
                     full = np.concatenate([self.held[n], np.broadcast_to(seq[srcs[0]], (c,) + seq[srcs[0]].shape[1:])])
                     seq[n], self.held[n] = full[:c], full[c:]
+                elif n in self.sched.stacked:
+                    terms = self._stacked_terms(n, seq)
+                    seq[n] = terms[0] if len(terms) == 1 else self.value(n, op, terms, c)
+                    self._free(self.sched.stacked[n], seq, left, spikes)
                 elif n in self.summed and not self.static[n]:  # (its neuron layer, next, sums the two)
                     seq[n] = Terms([seq[s] for s in srcs], [self.static[s] for s in srcs])
                 elif isinstance(op, O.NEURONS):

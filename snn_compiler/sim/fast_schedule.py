@@ -7,6 +7,7 @@ import numpy as np
 
 from ..ir import feedforward_view
 from ..ir import ops as O
+from . import stacked
 from .fast import K
 
 
@@ -15,6 +16,7 @@ class Schedule:
     ``blocks`` [(nodes in step order, cyclic)] in an order where every block's inputs come from
     earlier blocks or itself (condensation order; ties broken by the nodes' names, so runs repeat);
     ``step_order`` a cyclic block's nodes in the order one step runs them (its Delays first);
+    ``stacked`` the Adds whose conv terms run as one product (:mod:`.stacked`);
     ``summed`` the Adds the neuron kernel sums (:func:`_summed_by_neurons`); ``fused`` the cyclic blocks the recurrent kernel runs whole (:func:`_self_recurrent`); ``frames`` those of
     them whose currents from outside are one Dense of the Input (:func:`_dense_of_input`); ``fan_out`` the
     Dense each one's spikes feed, which the kernel runs too (:func:`_dense_reading`)."""
@@ -41,6 +43,10 @@ class Schedule:
         # currents are read once and the sum is never written (ResNeXt-50, 32 images at T = 64: 0.73 s of
         # a 3.6 s run went to Adds)
         self.summed = {a for a in plan.order if _summed_by_neurons(fp, a, out_node, cyclic)}
+        # convs into one Add run as one product over their spikes side by side (a concatenation's parts)
+        self.stacked = stacked.find(fp, cyclic)
+        self.stacked_terms = {c for convs in self.stacked.values() for c in convs}
+        self.stacked_parts = {}   # add -> its stacked weights (stacked.stacked_parts), made at its first run
 
 
 def schedule(fp) -> Schedule:

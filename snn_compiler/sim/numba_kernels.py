@@ -19,7 +19,7 @@ from numba.extending import register_jitable
 from ..data import refused_value
 from ..ir import neuron as N
 from . import readout, synapse_kernels, vector_scan
-from .elementwise_kernels import VALUE_BLOCK, add_steps, scale_channels, step_sums  # noqa: F401  (the engine's namespace)
+from .elementwise_kernels import VALUE_BLOCK, add_steps, scale_channels, stack_channels, step_sums  # noqa: F401  (the engine's namespace)
 from .input_rule import input_levels
 from .synapse_kernels import (COMPACT_MIN, SERIAL_WORK, _add_events, _add_indexed, _nonzeros, _renamed,  # noqa: F401
                               conv_events, dense_events, dense_events_serial, depthwise_dense, grouped_dense, im2col_hwc,
