@@ -1,5 +1,6 @@
 """The event-driven engine's schedule, found once per plan: the order of its blocks, the cycles the
-recurrent kernel runs whole, and the residual Adds the neuron kernel sums itself (:mod:`.fast_run` runs it)."""
+recurrent kernel runs whole, the Adds whose conv terms run as one product and those the neuron kernel
+sums itself (:mod:`.fast_run` runs it)."""
 from __future__ import annotations
 
 import networkx as nx
@@ -16,10 +17,11 @@ class Schedule:
     ``blocks`` [(nodes in step order, cyclic)] in an order where every block's inputs come from
     earlier blocks or itself (condensation order; ties broken by the nodes' names, so runs repeat);
     ``step_order`` a cyclic block's nodes in the order one step runs them (its Delays first);
-    ``stacked`` the Adds whose conv terms run as one product (:mod:`.stacked`);
-    ``summed`` the Adds the neuron kernel sums (:func:`_summed_by_neurons`); ``fused`` the cyclic blocks the recurrent kernel runs whole (:func:`_self_recurrent`); ``frames`` those of
+    ``fused`` the cyclic blocks the recurrent kernel runs whole (:func:`_self_recurrent`); ``frames`` those of
     them whose currents from outside are one Dense of the Input (:func:`_dense_of_input`); ``fan_out`` the
-    Dense each one's spikes feed, which the kernel runs too (:func:`_dense_reading`)."""
+    Dense each one's spikes feed, which the kernel runs too (:func:`_dense_reading`); ``summed`` the Adds
+    the neuron kernel sums (:func:`_summed_by_neurons`); ``stacked`` the Adds whose conv terms run as one
+    product (:mod:`.stacked`), ``stacked_terms`` those convs."""
 
     def __init__(self, fp):
         plan, g = fp.plan, fp.plan.graph
