@@ -7,10 +7,9 @@ from snn_compiler.config import CompileConfig
 from snn_compiler.ir import add_op, new_graph
 from snn_compiler.ir import ops as O
 from snn_compiler.sim import fast, float_conv
-from snn_compiler.sim import numba_kernels as K
 from snn_compiler.sim.emulator import simulate
 
-from engine_runs import numba_in_chunks
+from engine_runs import assert_switch_turns_off, methods_equal_numpy, numba_in_chunks, scatter_conv
 
 pytest.importorskip("torch")
 
@@ -29,11 +28,7 @@ def test_the_float_conv_equals_the_scatter(cg, og, k, stride, padding, dilation)
     w = rng.integers(-128, 128, (c_out, cg, k, k)).astype(np.int8)
     w[0] = -128   # the extreme sums
     x[0] = 4
-    wr = np.ascontiguousarray(w.reshape(groups, og, cg, k, k).transpose(0, 2, 3, 4, 1).reshape(c_in, k, k, og))
-    out_size = (size + 2 * padding - dilation * (k - 1) - 1) // stride + 1
-    tab = fast._reach(size, k, stride, padding, dilation, out_size)
-    want = np.zeros((n_f, out_size, out_size, c_out), np.int32)
-    K.conv_events(x, wr, want, tab, tab, cg)
+    want = scatter_conv(x, w, groups, stride, padding, dilation)
     got = float_conv.conv(x, float_conv.weight(w.astype(np.float32)), ((stride,) * 2, (padding,) * 2, (dilation,) * 2),
                           groups)
     assert got.dtype == np.int32 and np.array_equal(got, want)
@@ -41,14 +36,7 @@ def test_the_float_conv_equals_the_scatter(cg, og, k, stride, padding, dilation)
 
 
 def test_it_checks_itself_and_a_switch_turns_it_off(monkeypatch):
-    assert float_conv.available()
-    monkeypatch.setenv("SNNC_FLOAT_CONV", "0")
-    float_conv.available.cache_clear()
-    try:
-        assert not float_conv.available()
-    finally:
-        monkeypatch.delenv("SNNC_FLOAT_CONV")
-        float_conv.available.cache_clear()
+    assert_switch_turns_off(monkeypatch, "SNNC_FLOAT_CONV", float_conv.available)
 
 
 def _resnext_like_net(rng):
@@ -72,14 +60,8 @@ def test_the_engine_runs_wide_groups_as_the_float_conv_and_equals_numpy(monkeypa
     x = rng.random((10, 3, 9, 9))
     q = compile_model(_resnext_like_net(rng), CompileConfig(bits=8, calibration=x))
     kw = dict(timesteps=12, readout="count", record=True, batch_size=10)
+    ran = methods_equal_numpy(q, x, ("g4", "g8"), **kw)
     a = simulate(q, x, engine="numpy", **kw)
-    ran = {}
-    for method in ("product", "scatter", "auto"):
-        info = {}
-        b = numba_in_chunks(q, x, fast.STEP_FRAMES, method, info=info, **kw)
-        assert np.array_equal(a.scores, b.scores), method
-        assert all(np.array_equal(a.counts[k], b.counts[k]) for k in a.counts), method
-        ran[method] = {n: set(info["methods"][n]) for n in ("g4", "g8")}
     assert ran["auto"] == ran["product"] == {"g4": {"float conv"}, "g8": {"float conv"}}
     assert ran["scatter"] == {"g4": {"scatter"}, "g8": {"scatter"}}
     assert a.counts["r2"].sum() > 0 and a.counts["r3"].sum() > 0

@@ -6,11 +6,10 @@ from snn_compiler.compile import compile_model
 from snn_compiler.config import CompileConfig
 from snn_compiler.ir import add_op, new_graph
 from snn_compiler.ir import ops as O
-from snn_compiler.sim import fast
 from snn_compiler.sim import numba_kernels as K
 from snn_compiler.sim.emulator import simulate
 
-from engine_runs import numba_in_chunks
+from engine_runs import methods_equal_numpy, scatter_conv
 
 
 # (in channels per group, out channels per group, kernel, stride, padding, dilation): SqueezeNet's max-pool
@@ -27,12 +26,7 @@ def test_the_grouped_pass_equals_the_scatter(cg, og, k, stride, padding, dilatio
     x = ((rng.random((n_f, size, size, c_in)) < 0.4) * rng.integers(1, 5, (n_f, size, size, c_in))).astype(np.uint8)
     w = rng.integers(-128, 128, (c_out, cg, k, k)).astype(np.int8)
     w.reshape(groups, og, cg, k, k)[:, 0, 0, 0] = 0   # a (slot, input, tap) zero in every group: skipped
-    # the scatter's layout: (groups * cg, kh, kw, og), as fast.FastPlan makes it
-    wr = np.ascontiguousarray(w.reshape(groups, og, cg, k, k).transpose(0, 2, 3, 4, 1).reshape(c_in, k, k, og))
-    out_size = (size + 2 * padding - dilation * (k - 1) - 1) // stride + 1
-    tab = fast._reach(size, k, stride, padding, dilation, out_size)
-    want = np.zeros((n_f, out_size, out_size, c_out), np.int32)
-    K.conv_events(x, wr, want, tab, tab, cg)
+    want = scatter_conv(x, w, groups, stride, padding, dilation)
     slots = np.ascontiguousarray(w.reshape(groups, og, cg, k, k).transpose(3, 4, 1, 2, 0))
     got = np.full_like(want, -7)   # every value is written
     K.grouped_dense(x, slots, np.any(slots != 0, axis=4), got, stride, stride, padding, padding, dilation, dilation)
@@ -62,14 +56,8 @@ def test_the_engine_runs_small_groups_as_the_grouped_pass_and_equals_numpy():
     x = rng.random((10, 3, 9, 9))
     q = compile_model(_maxpool_like_net(rng), CompileConfig(bits=8, calibration=x))
     kw = dict(timesteps=12, readout="count", record=True, batch_size=10)
+    ran = methods_equal_numpy(q, x, ("spread", "gather"), **kw)
     a = simulate(q, x, engine="numpy", **kw)
-    ran = {}
-    for method in ("product", "scatter", "auto"):
-        info = {}
-        b = numba_in_chunks(q, x, fast.STEP_FRAMES, method, info=info, **kw)
-        assert np.array_equal(a.scores, b.scores), method
-        assert all(np.array_equal(a.counts[k], b.counts[k]) for k in a.counts), method
-        ran[method] = {n: set(info["methods"][n]) for n in ("spread", "gather")}
     assert ran["auto"] == ran["product"] == {"spread": {"grouped pass"}, "gather": {"grouped pass"}}
     assert ran["scatter"] == {"spread": {"scatter"}, "gather": {"scatter"}}
     assert sum(a.counts["r2"].ravel()) > 0 and sum(a.counts["r3"].ravel()) > 0

@@ -12,7 +12,7 @@ from snn_compiler.sim import numba_kernels as K
 from snn_compiler.sim.emulator import simulate
 from snn_compiler.sim.plan import Plan
 
-from engine_runs import numba_in_chunks
+from engine_runs import assert_switch_turns_off, numba_in_chunks
 from test_engines import conv_net, residual_net
 
 pytestmark = pytest.mark.skipif(not int_gemm.available(), reason="no exact int8 product on this CPU")
@@ -150,14 +150,7 @@ def test_a_depthwise_1x1_runs_as_a_channel_scale():
 
 
 def test_the_switch_turns_the_product_off(monkeypatch):
-    monkeypatch.setenv("SNNC_INT_GEMM", "0")
-    int_gemm.available.cache_clear()
-    try:
-        assert not int_gemm.available()
-    finally:
-        monkeypatch.delenv("SNNC_INT_GEMM")
-        int_gemm.available.cache_clear()
-    assert int_gemm.available()
+    assert_switch_turns_off(monkeypatch, "SNNC_INT_GEMM", int_gemm.available)
 
 
 def test_the_product_runs_on_the_engines_thread_count():

@@ -14,7 +14,6 @@ it here, on a grouped conv with the extreme sums, against numpy's integers; else
 from __future__ import annotations
 
 import functools
-import os
 
 import numpy as np
 
@@ -24,11 +23,7 @@ from . import int_gemm
 @functools.lru_cache(maxsize=1)
 def available() -> bool:
     """torch's float32 conv runs here and gives the integers (``SNNC_FLOAT_CONV=0`` turns it off)."""
-    if os.environ.get("SNNC_FLOAT_CONV", "1") == "0":
-        return False
-    try:
-        import torch  # noqa: F401
-    except ImportError:  # the core without torch (the Lava environment)
+    if int_gemm.torch_if_on("SNNC_FLOAT_CONV") is None:
         return False
     rng = np.random.default_rng(0)
     x = rng.integers(0, 2, (3, 5, 5, 32)).astype(np.uint8)

@@ -34,16 +34,23 @@ GEMM_PS_NARROW = 550.0
 IM2COL_NS_PER_BYTE = 0.1
 
 
+def torch_if_on(variable: str):
+    """torch, or None where ``variable`` is 0 in the environment (a switch of an exact method that runs
+    in torch) or torch is not installed (the core without torch: the Lava environment)."""
+    if os.environ.get(variable, "1") == "0":
+        return None
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
 @functools.lru_cache(maxsize=1)
 def available() -> bool:
     """The int8 product runs here, exactly (``SNNC_INT_GEMM=0`` turns it off)."""
-    if os.environ.get("SNNC_INT_GEMM", "1") == "0":
-        return False
-    try:
-        import torch
-    except ImportError:  # the core without torch (the Lava environment)
-        return False
-    if not hasattr(torch, "_int_mm") or torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
+    torch = torch_if_on("SNNC_INT_GEMM")
+    if torch is None or not hasattr(torch, "_int_mm") or torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
         return False
     rng = np.random.default_rng(0)
     a = rng.integers(-128, 128, (37, 300), dtype=np.int8)
