@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import ops as O
-from . import int_gemm
+from . import fast, int_gemm
 
 MAX_SHIFT = 6            # a part's spikes scaled by at most 2**6 = 64 (int8)
 
@@ -84,8 +84,6 @@ def run(fp, sched, add, convs, slabs, out_hwc, n_terms):
     (T', F, *out_hwc), as one product; None where it does not run (the scatter asked for, no int8 product
     here, the parts not stackable, or, under "auto", the cost model preferring the scatter): the Add then
     runs its terms one by one."""
-    from .fast import _count, _density
-    from . import fast
     if fast.METHOD == "scatter" or not int_gemm.available() or any(s.dtype != np.uint8 for s in slabs):
         return None
     if add not in sched.stacked_parts:
@@ -99,13 +97,13 @@ def run(fp, sched, add, convs, slabs, out_hwc, n_terms):
     k, n_out = parts[0][0].shape
     channels = sum(s.shape[-1] for s in flat)
     if fast.METHOD == "auto":
-        density = sum(_density(s) * s.shape[-1] for s in flat) / channels
+        density = sum(fast._density(s) * s.shape[-1] for s in flat) / channels
         positions = out_hwc[0] * out_hwc[1]
         if not int_gemm.cheaper(density, positions * (k // channels) / (h * w), h * w * channels, n_out, positions,
                                 k, n_out, True):
             return None
     for c in convs:
-        _count(fp, c, "stacked int8 product")
+        fast._count(fp, c, "stacked int8 product")
     out = np.empty((t * f,) + tuple(out_hwc), np.int32)
     int_gemm.conv(stacked_spikes(flat, shifts), parts, out, geometry)
     # int32 holds the sum where every term is an int32 current (below 2**24) and the Add has < 128 terms
